@@ -1,0 +1,76 @@
+/**
+ * `cloud-client`: keeps a folder in sync with a Cloud Sync server. Parses arguments and wires the
+ * parts in `lib/client/` together; nothing else.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { SyncClient } from "./lib/client/app.ts";
+import { fail, onShutdown } from "./lib/util/cli.ts";
+
+const HELP = `cloud-client: keep a folder in sync with a Cloud Sync server
+
+Usage:
+  cloud-client HOST PORT FOLDER SECONDS [SERIAL] [--name NAME]
+
+  HOST, PORT  the server (as printed by cloud-server)
+  FOLDER      the folder to sync; created if missing
+  SECONDS     period of the full consistency pass, and the longest wait between reconnect attempts;
+              changes themselves are sent within about a second
+  SERIAL      the account's serial code, to add this computer to an existing account; without it
+              the first run registers a new account and prints its serial code. Not needed again
+              once the folder is enrolled (the enrollment lives in FOLDER/.cloudsync/)
+
+Options:
+  --name NAME  this device's name, shown in conflict copies (default: the host name)
+  -h, --help   show this help
+`;
+
+async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: Deno.args,
+      allowPositionals: true,
+      options: {
+        name: { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (e) {
+    fail(`Cannot read arguments: ${(e as Error).message}. Run cloud-client --help for usage.`, 2);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return;
+  }
+  const [host, portText, folder, secondsText, serial, ...extra] = positionals;
+  if (!host || !portText || !folder || !secondsText || extra.length > 0) {
+    fail("Cannot start: usage is cloud-client HOST PORT FOLDER SECONDS [SERIAL] (see --help)", 2);
+  }
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    fail(`Cannot start: PORT must be a number from 1 to 65535, not "${portText}"`, 2);
+  }
+  const seconds = Number(secondsText);
+  if (!Number.isFinite(seconds) || seconds < 1) {
+    fail(`Cannot start: SECONDS must be a number of seconds (1 or more), not "${secondsText}"`, 2);
+  }
+  const client = new SyncClient({
+    host,
+    port,
+    folder,
+    seconds,
+    ...(serial ? { serial } : {}),
+    ...(values.name ? { name: values.name } : {}),
+  });
+  onShutdown(() => {
+    console.log("Stopping client");
+    client.stop();
+  });
+  Deno.exit(await client.run());
+}
+
+if (import.meta.main) await main();

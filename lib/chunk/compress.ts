@@ -1,0 +1,63 @@
+/**
+ * Chunk compression with zstd (level 1, through `node:zlib`). A chunk is stored and sent
+ * compressed only when that saves at least 5%; otherwise the raw bytes are used and the caller
+ * records `compressed: false`. Decompression is bounded by the chunk's known size, so a hostile
+ * peer cannot make us allocate more than that (zip bomb).
+ *
+ * @module
+ */
+
+import zlib from "node:zlib";
+
+/** Compressed output must be at most this fraction of the input to be worth keeping. */
+export const MIN_SAVING_RATIO = 0.95;
+
+const COMPRESS_OPTIONS: zlib.ZstdOptions = {
+  params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 },
+};
+
+function asUint8Array(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/**
+ * Compresses `data` with zstd level 1. Returns the compressed bytes with `compressed: true` when
+ * they are at most 95% of the input size, else `data` itself with `compressed: false`.
+ */
+export function compressChunk(data: Uint8Array): { data: Uint8Array; compressed: boolean } {
+  if (data.length === 0) return { data, compressed: false };
+  const out = zlib.zstdCompressSync(data, COMPRESS_OPTIONS);
+  if (out.length <= data.length * MIN_SAVING_RATIO) {
+    return { data: asUint8Array(out), compressed: true };
+  }
+  return { data, compressed: false };
+}
+
+/**
+ * Decompresses a zstd chunk that must expand to exactly `expectedSize` bytes. Throws
+ * "Cannot decompress chunk: ..." when the data is not valid zstd, or expands to more (stopped
+ * early, never allocated) or fewer bytes than expected.
+ */
+export function decompressChunk(data: Uint8Array, expectedSize: number): Uint8Array {
+  if (!Number.isSafeInteger(expectedSize) || expectedSize < 0) {
+    throw new Error(`Cannot decompress chunk: expected size ${expectedSize} is not valid`);
+  }
+  let out: Uint8Array;
+  try {
+    out = zlib.zstdDecompressSync(data, { maxOutputLength: Math.max(1, expectedSize) });
+  } catch (e) {
+    const code = (e as { code?: unknown }).code;
+    if (code === "ERR_BUFFER_TOO_LARGE") {
+      throw new Error(
+        `Cannot decompress chunk: output exceeds the expected ${expectedSize} bytes`,
+      );
+    }
+    throw new Error(`Cannot decompress chunk: data is not valid zstd (${(e as Error).message})`);
+  }
+  if (out.length !== expectedSize) {
+    throw new Error(
+      `Cannot decompress chunk: got ${out.length} bytes, expected ${expectedSize}`,
+    );
+  }
+  return asUint8Array(out);
+}

@@ -1,0 +1,299 @@
+/**
+ * The client's life cycle: enroll the folder (register a new account, or join one with a serial
+ * code), then keep it in sync: connect with backoff, sync until stable, and sync again on every
+ * local change (watcher, debounced), every server push, and every SECONDS (full consistency pass).
+ *
+ * @module
+ */
+
+import { hostname } from "node:os";
+import { join, resolve } from "node:path";
+import type { Peer } from "../protocol/peer.ts";
+import { RemoteError } from "../protocol/peer.ts";
+import { type ClientConfig, loadConfig, saveConfig, STATE_DIR, stateDir } from "./config.ts";
+import { dial } from "./connection.ts";
+import { StateDb } from "./state_db.ts";
+import { type EngineContext, syncUntilStable } from "./engine.ts";
+import { FolderWatcher } from "./watcher.ts";
+import type { ExecutionReport } from "./executor.ts";
+import type { TransferStats } from "./transfer.ts";
+import { formatBytes } from "../util/cli.ts";
+
+/** Command-line settings of the client. */
+export interface ClientOptions {
+  host: string;
+  port: number;
+  folder: string;
+  /** Period of the full consistency pass and cap of the reconnect backoff, in seconds. */
+  seconds: number;
+  serial?: string;
+  /** Device name shown in conflict copies and on the server (default: host name). */
+  name?: string;
+}
+
+/** A wake-up signal: `wait` resolves on `fire` or after a timeout, whichever comes first. */
+class Signal {
+  #fired = false;
+  #wake: (() => void) | null = null;
+
+  fire(): void {
+    this.#fired = true;
+    this.#wake?.();
+  }
+
+  async wait(ms: number): Promise<void> {
+    if (!this.#fired) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((res) => {
+        this.#wake = res;
+        timer = setTimeout(res, ms);
+      });
+      clearTimeout(timer);
+      this.#wake = null;
+    }
+    this.#fired = false;
+  }
+}
+
+/** Errors after which retrying cannot help: the user must act. */
+class FatalError extends Error {}
+
+function isFatal(e: unknown): boolean {
+  return e instanceof FatalError ||
+    (e instanceof RemoteError &&
+      ["bad-serial", "bad-credentials", "revoked", "unsupported-protocol"].includes(e.code));
+}
+
+function summary(r: ExecutionReport, stats: TransferStats, ms: number): string {
+  const parts: string[] = [];
+  if (r.uploaded) parts.push(`${r.uploaded} sent`);
+  if (r.downloaded) parts.push(`${r.downloaded} received`);
+  if (r.deletedLocal) parts.push(`${r.deletedLocal} deleted here`);
+  if (r.deletedRemote) parts.push(`${r.deletedRemote} deleted on server`);
+  if (r.conflicts) parts.push(`${r.conflicts} conflict copies`);
+  if (parts.length === 0) parts.push("metadata updated");
+  return `Synced: ${parts.join(", ")} (${formatBytes(stats.bytesUp)} up, ${
+    formatBytes(stats.bytesDown)
+  } down, ${(ms / 1000).toFixed(1)} s)`;
+}
+
+/** A running client; `stop()` ends it cleanly. */
+export class SyncClient {
+  readonly #opts: ClientOptions;
+  readonly #root: string;
+  readonly #wake = new Signal();
+  #stopped = false;
+  #peer: Peer | null = null;
+  #watcher: FolderWatcher | null = null;
+  #state: StateDb | null = null;
+  readonly #log: (line: string) => void;
+  readonly #warn: (line: string) => void;
+
+  constructor(
+    opts: ClientOptions,
+    log = (l: string) => console.log(l),
+    warn = (l: string) => console.error(l),
+  ) {
+    this.#opts = opts;
+    this.#root = resolve(opts.folder);
+    this.#log = log;
+    this.#warn = warn;
+  }
+
+  /** Enrolls if needed, then syncs until stopped. Resolves with the process exit code. */
+  async run(): Promise<number> {
+    let config: ClientConfig;
+    try {
+      config = await this.#enroll();
+    } catch (e) {
+      this.#warn((e as Error).message);
+      return 1;
+    }
+    if (this.#stopped) return 0;
+    const dir = stateDir(this.#root);
+    const tmpDir = join(dir, "tmp");
+    Deno.mkdirSync(tmpDir, { recursive: true });
+    for (const e of Deno.readDirSync(tmpDir)) {
+      Deno.removeSync(join(tmpDir, e.name), { recursive: true });
+    }
+    this.#state = new StateDb(dir);
+    this.#watcher = new FolderWatcher(this.#root, () => this.#wake.fire(), { onError: this.#warn });
+    this.#watcher.start();
+    this.#log(`Syncing ${this.#root} with ${config.host}:${config.port} as "${config.deviceName}"`);
+    try {
+      return await this.#loop(config, tmpDir);
+    } finally {
+      this.#watcher.close();
+      this.#state.close();
+    }
+  }
+
+  /** Stops syncing: closes the connection and the watcher. */
+  stop(): void {
+    this.#stopped = true;
+    this.#peer?.close();
+    this.#wake.fire();
+  }
+
+  async #enroll(): Promise<ClientConfig> {
+    const o = this.#opts;
+    let existing: ClientConfig | null = null;
+    try {
+      existing = loadConfig(this.#root);
+    } catch (e) {
+      throw new FatalError((e as Error).message);
+    }
+    if (existing) {
+      if (o.serial) {
+        this.#log(
+          `This folder is already enrolled (account ${existing.account}); the serial code is not needed.`,
+        );
+      }
+      if (existing.host !== o.host || existing.port !== o.port) {
+        existing = { ...existing, host: o.host, port: o.port };
+        saveConfig(this.#root, existing);
+      }
+      return existing;
+    }
+    const deviceName = o.name ?? hostname();
+    let backoff = 1000;
+    let said = false;
+    for (;;) {
+      let peer: Peer;
+      try {
+        peer = await dial({ host: o.host, port: o.port });
+      } catch (e) {
+        if (this.#stopped) throw new FatalError("Stopped before enrolling");
+        if (!said) {
+          this.#warn(
+            `Cannot reach server ${o.host}:${o.port} (${
+              (e as Error).message
+            }); retrying every ${o.seconds} s at most`,
+          );
+          said = true;
+        }
+        await this.#wake.wait(backoff);
+        backoff = Math.min(backoff * 2, o.seconds * 1000);
+        continue;
+      }
+      try {
+        const r = o.serial
+          ? await peer.request({ t: "enroll", serial: o.serial, device: deviceName })
+          : await peer.request({ t: "register", device: deviceName });
+        const h = r.header;
+        const config: ClientConfig = {
+          host: o.host,
+          port: o.port,
+          account: String(h.account),
+          deviceId: String(h.deviceId),
+          token: String(h.token),
+          deviceName,
+        };
+        try {
+          Deno.statSync(this.#root);
+        } catch {
+          Deno.mkdirSync(this.#root, { recursive: true });
+          this.#log(`Created folder ${this.#root}`);
+        }
+        saveConfig(this.#root, config);
+        if (typeof h.serial === "string") {
+          this.#log(`Registered a new account (${config.account}).`);
+          this.#log(`Serial code: ${h.serial}`);
+          this.#log(
+            `To sync another computer with this one, run there: cloud-client ${o.host} ${o.port} FOLDER ${o.seconds} ${h.serial}`,
+          );
+        } else {
+          this.#log(`Joined account ${config.account} as device "${deviceName}".`);
+        }
+        return config;
+      } catch (e) {
+        if (e instanceof RemoteError) throw new FatalError(e.message);
+        throw e;
+      } finally {
+        peer.close();
+      }
+    }
+  }
+
+  async #loop(config: ClientConfig, tmpDir: string): Promise<number> {
+    const stats: TransferStats = { bytesUp: 0, bytesDown: 0, chunksReused: 0 };
+    let backoff = 1000;
+    let down = false;
+    while (!this.#stopped) {
+      try {
+        const peer = await dial({
+          host: config.host,
+          port: config.port,
+          onNotice: (h) => {
+            if (h.t === "changed") this.#wake.fire();
+          },
+        });
+        this.#peer = peer;
+        await peer.request({
+          t: "auth",
+          account: config.account,
+          deviceId: config.deviceId,
+          token: config.token,
+        });
+        await peer.request({ t: "watch" });
+        if (down) this.#log(`Connected to ${config.host}:${config.port} again`);
+        down = false;
+        backoff = 1000;
+        let closed = false;
+        peer.closed.then(() => {
+          closed = true;
+          this.#wake.fire();
+        });
+        const ctx: EngineContext = {
+          peer,
+          root: this.#root,
+          tmpDir,
+          state: this.#state!,
+          device: config.deviceName,
+          stats,
+          log: this.#log,
+          warn: this.#warn,
+        };
+        while (!this.#stopped && !closed) {
+          this.#assertFolder();
+          const t0 = performance.now();
+          stats.bytesUp = stats.bytesDown = 0;
+          const r = await syncUntilStable(ctx);
+          if (r) this.#log(summary(r, stats, performance.now() - t0));
+          await this.#wake.wait(this.#opts.seconds * 1000);
+        }
+        peer.close();
+        if (!this.#stopped) throw new Error((await peer.closed)?.message ?? "connection closed");
+      } catch (e) {
+        this.#peer?.close();
+        if (this.#stopped) break;
+        if (isFatal(e)) {
+          this.#warn((e as Error).message);
+          return 1;
+        }
+        if (!down) {
+          this.#warn(
+            `Cannot sync with ${config.host}:${config.port}: ${
+              (e as Error).message
+            }; retrying every ${this.#opts.seconds} s at most`,
+          );
+          down = true;
+        }
+        await this.#wake.wait(backoff);
+        backoff = Math.min(backoff * 2, this.#opts.seconds * 1000);
+      }
+    }
+    return 0;
+  }
+
+  /** The folder vanishing (unmounted drive, deleted) must never read as "delete everything". */
+  #assertFolder(): void {
+    try {
+      Deno.statSync(join(this.#root, STATE_DIR));
+    } catch {
+      throw new FatalError(
+        `Cannot sync ${this.#root}: the folder (or its ${STATE_DIR}/) disappeared; nothing was deleted on the server. Restore it and start the client again.`,
+      );
+    }
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * The device's enrollment, kept in `FOLDER/.cloudsync/config.json` (written atomically, readable
+ * by the owner only): which server, which account, this device's id and its secret credential.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { writeFileAtomicSync } from "../util/atomic.ts";
+
+/** Name of the private folder inside every synced folder; never synced, never scanned. */
+export const STATE_DIR = ".cloudsync";
+
+/** What a device needs to sign in again. */
+export interface ClientConfig {
+  host: string;
+  port: number;
+  account: string;
+  deviceId: string;
+  token: string;
+  deviceName: string;
+}
+
+/** Path of the state folder of `root`. */
+export function stateDir(root: string): string {
+  return join(root, STATE_DIR);
+}
+
+/** Reads the enrollment, or null if this folder was never enrolled. */
+export function loadConfig(root: string): ClientConfig | null {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(join(stateDir(root), "config.json"));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+  const c = JSON.parse(text) as Partial<ClientConfig>;
+  if (
+    typeof c.host !== "string" || typeof c.port !== "number" || typeof c.account !== "string" ||
+    typeof c.deviceId !== "string" || typeof c.token !== "string" ||
+    typeof c.deviceName !== "string"
+  ) {
+    throw new Error(
+      `Cannot read ${
+        join(stateDir(root), "config.json")
+      }: it is incomplete; delete ${STATE_DIR}/ and join again with the serial code`,
+    );
+  }
+  return c as ClientConfig;
+}
+
+/** Writes the enrollment atomically, creating `.cloudsync/` if needed. */
+export function saveConfig(root: string, config: ClientConfig): void {
+  Deno.mkdirSync(stateDir(root), { recursive: true });
+  const path = join(stateDir(root), "config.json");
+  writeFileAtomicSync(path, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"));
+  if (Deno.build.os !== "windows") Deno.chmodSync(path, 0o600);
+}

@@ -1,0 +1,118 @@
+/**
+ * One sync pass over a connected folder: pull the server's journal since our position into the
+ * remote mirror, scan the folder, reconcile (pure), execute. {@link syncUntilStable} repeats
+ * passes until nothing is left to do (a pass may create work for the next one: a conflict copy to
+ * upload, a change made meanwhile).
+ *
+ * @module
+ */
+
+import type { Peer } from "../protocol/peer.ts";
+import { parseRemoteEntry } from "../protocol/messages.ts";
+import { checkWirePath } from "../core/paths.ts";
+import { reconcile } from "../core/reconcile.ts";
+import type { BaseEntry, RemoteEntry } from "../core/types.ts";
+import type { StateDb } from "./state_db.ts";
+import { scan } from "./scanner.ts";
+import { execute, type ExecutionReport } from "./executor.ts";
+import type { TransferStats } from "./transfer.ts";
+
+/** Everything a pass needs. */
+export interface EngineContext {
+  peer: Peer;
+  root: string;
+  tmpDir: string;
+  state: StateDb;
+  device: string;
+  stats: TransferStats;
+  log: (line: string) => void;
+  warn: (line: string) => void;
+}
+
+/** Brings the remote mirror up to the server's current journal position. */
+export async function pullChanges(ctx: EngineContext): Promise<number> {
+  let since = ctx.state.seq;
+  let count = 0;
+  for (;;) {
+    const r = await ctx.peer.request({ t: "changes", since, limit: 2000 });
+    const raw = r.header.entries;
+    if (!Array.isArray(raw)) {
+      throw new Error("Cannot read changes: the server sent a malformed reply");
+    }
+    const entries: RemoteEntry[] = [];
+    for (const v of raw) {
+      const e = parseRemoteEntry(v);
+      const problem = checkWirePath(e.path);
+      if (problem) {
+        ctx.warn(`Ignoring an entry from the server: ${problem}`);
+        continue;
+      }
+      entries.push(e);
+    }
+    const seq = typeof r.header.seq === "number" ? r.header.seq : since;
+    ctx.state.applyChanges(entries, seq);
+    count += entries.length;
+    since = seq;
+    if (r.header.more !== true) return count;
+  }
+}
+
+const warnedSkips = new Set<string>();
+
+/** One pull + scan + reconcile + execute. Returns the report, or null if nothing was to do. */
+export async function syncPass(ctx: EngineContext): Promise<ExecutionReport | null> {
+  await pullChanges(ctx);
+  const base: Map<string, BaseEntry> = ctx.state.loadBase();
+  const remote = ctx.state.loadRemote();
+  const local = await scan(ctx.root, base, {
+    skipped: (path, why) => {
+      if (warnedSkips.has(path)) return;
+      warnedSkips.add(path);
+      ctx.warn(`Skipping ${path}: ${why}`);
+    },
+  });
+  const actions = reconcile({ base, local, remote, device: ctx.device, now: new Date() });
+  if (actions.length === 0) return null;
+  return await execute(
+    {
+      peer: ctx.peer,
+      root: ctx.root,
+      tmpDir: ctx.tmpDir,
+      state: ctx.state,
+      base,
+      stats: ctx.stats,
+    },
+    actions,
+  );
+}
+
+/** Sums two reports. */
+function add(a: ExecutionReport, b: ExecutionReport): ExecutionReport {
+  return {
+    uploaded: a.uploaded + b.uploaded,
+    downloaded: a.downloaded + b.downloaded,
+    deletedLocal: a.deletedLocal + b.deletedLocal,
+    deletedRemote: a.deletedRemote + b.deletedRemote,
+    conflicts: a.conflicts + b.conflicts,
+    deferred: a.deferred + b.deferred,
+    errors: [...a.errors, ...b.errors],
+  };
+}
+
+/** Runs passes until one finds nothing to do (at most `maxPasses`). */
+export async function syncUntilStable(
+  ctx: EngineContext,
+  maxPasses = 8,
+): Promise<ExecutionReport | null> {
+  let total: ExecutionReport | null = null;
+  for (let i = 0; i < maxPasses; i++) {
+    const r = await syncPass(ctx);
+    if (!r) break;
+    total = total ? add(total, r) : r;
+    for (const e of r.errors) ctx.warn(`Cannot sync ${e}`);
+    if (r.errors.length > 0 && r.uploaded + r.downloaded + r.deletedLocal + r.deletedRemote === 0) {
+      break;
+    }
+  }
+  return total;
+}

@@ -1,0 +1,102 @@
+/**
+ * The client's state database, `FOLDER/.cloudsync/state.db` (SQLite, WAL): the merge base (the last
+ * state of every path that both sides agreed on), a mirror of the server's live entries, and the
+ * journal position (`seq`) up to which that mirror is current.
+ *
+ * @module
+ */
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { join } from "node:path";
+import type { BaseEntry, RemoteEntry } from "../core/types.ts";
+
+/** Persistent sync state of one folder. */
+export class StateDb {
+  readonly #db: DatabaseSync;
+  readonly #setBase: StatementSync;
+  readonly #delBase: StatementSync;
+  readonly #setRemote: StatementSync;
+  readonly #delRemote: StatementSync;
+  readonly #setMeta: StatementSync;
+
+  constructor(dir: string) {
+    this.#db = new DatabaseSync(join(dir, "state.db"));
+    this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+      CREATE TABLE IF NOT EXISTS base(path TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS remote(path TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`);
+    this.#setBase = this.#db.prepare("INSERT OR REPLACE INTO base(path, data) VALUES (?, ?)");
+    this.#delBase = this.#db.prepare("DELETE FROM base WHERE path = ?");
+    this.#setRemote = this.#db.prepare("INSERT OR REPLACE INTO remote(path, data) VALUES (?, ?)");
+    this.#delRemote = this.#db.prepare("DELETE FROM remote WHERE path = ?");
+    this.#setMeta = this.#db.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)");
+  }
+
+  #load<T>(table: string): Map<string, T> {
+    const rows = this.#db.prepare(`SELECT path, data FROM ${table}`).all() as unknown as {
+      path: string;
+      data: string;
+    }[];
+    return new Map(rows.map((r) => [r.path, JSON.parse(r.data) as T]));
+  }
+
+  /** The merge base. */
+  loadBase(): Map<string, BaseEntry> {
+    return this.#load<BaseEntry>("base");
+  }
+
+  /** The mirror of the server's live entries. */
+  loadRemote(): Map<string, RemoteEntry> {
+    return this.#load<RemoteEntry>("remote");
+  }
+
+  /** Journal position the remote mirror is current to. */
+  get seq(): number {
+    const r = this.#db.prepare("SELECT value FROM meta WHERE key = 'seq'").get() as {
+      value: string;
+    } | undefined;
+    return r ? Number(r.value) : 0;
+  }
+
+  /** Applies a page of server changes to the mirror and moves `seq`, atomically. */
+  applyChanges(entries: RemoteEntry[], seq: number): void {
+    this.#tx(() => {
+      for (const e of entries) {
+        if (e.deleted) this.#delRemote.run(e.path);
+        else this.#setRemote.run(e.path, JSON.stringify(e));
+      }
+      this.#setMeta.run("seq", String(seq));
+    });
+  }
+
+  /** Records (or forgets, with null) base entries, atomically. */
+  setBase(updates: Iterable<[string, BaseEntry | null]>): void {
+    this.#tx(() => {
+      for (const [path, entry] of updates) {
+        if (entry) this.#setBase.run(path, JSON.stringify(entry));
+        else this.#delBase.run(path);
+      }
+    });
+  }
+
+  /** Records a remote entry the server just confirmed (our own commit), without moving `seq`. */
+  setRemote(entry: RemoteEntry): void {
+    if (entry.deleted) this.#delRemote.run(entry.path);
+    else this.#setRemote.run(entry.path, JSON.stringify(entry));
+  }
+
+  #tx(fn: () => void): void {
+    this.#db.exec("BEGIN");
+    try {
+      fn();
+      this.#db.exec("COMMIT");
+    } catch (e) {
+      this.#db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Watches the synced folder with `Deno.watchFs` and calls back, debounced, when something changed.
+ * Event kinds and paths are only hints (Deno reports renames and new trees unreliably), so the
+ * callback just says "look again"; the scan finds out what changed. If the OS refuses a watcher
+ * (inotify limit), the client falls back to its periodic scan and says how to raise the limit.
+ *
+ * @module
+ */
+
+import { sep } from "node:path";
+import { STATE_DIR } from "./config.ts";
+
+/** Options of {@link FolderWatcher}. */
+export interface WatcherOptions {
+  /** Quiet time after the last event before calling back (default 100 ms). */
+  debounceMs?: number;
+  /** Longest delay after the first event of a burst (default 1000 ms). */
+  maxDelayMs?: number;
+  /** Called once if watching fails. */
+  onError?: (message: string) => void;
+}
+
+/** A debounced folder watcher. */
+export class FolderWatcher {
+  #watcher: Deno.FsWatcher | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #first = 0;
+  readonly #root: string;
+  readonly #onChange: () => void;
+  readonly #debounce: number;
+  readonly #maxDelay: number;
+  readonly #onError: (message: string) => void;
+  readonly #private: string;
+
+  constructor(root: string, onChange: () => void, opts: WatcherOptions = {}) {
+    this.#root = root;
+    this.#onChange = onChange;
+    this.#debounce = opts.debounceMs ?? 100;
+    this.#maxDelay = opts.maxDelayMs ?? 1000;
+    this.#onError = opts.onError ?? (() => {});
+    this.#private = root + sep + STATE_DIR;
+  }
+
+  /** Starts watching; returns false (and reports why) if the OS refused. */
+  start(): boolean {
+    try {
+      this.#watcher = Deno.watchFs(this.#root, { recursive: true });
+    } catch (e) {
+      this.#onError(this.#explain(e));
+      return false;
+    }
+    const w = this.#watcher;
+    (async () => {
+      for await (const ev of w) {
+        if (ev.paths.every((p) => p === this.#private || p.startsWith(this.#private + sep))) {
+          continue;
+        }
+        this.#poke();
+      }
+    })().catch((e) => {
+      if (this.#watcher) this.#onError(this.#explain(e));
+    });
+    return true;
+  }
+
+  #explain(e: unknown): string {
+    const msg = (e as Error).message ?? String(e);
+    const hint = /watch limit/i.test(msg)
+      ? "; raise it with `sudo sysctl fs.inotify.max_user_watches=524288`"
+      : "";
+    return `Cannot watch ${this.#root}: ${msg}${hint}. Changes are still found by the periodic scan.`;
+  }
+
+  #poke(): void {
+    const now = performance.now();
+    if (this.#timer === undefined) this.#first = now;
+    clearTimeout(this.#timer);
+    const wait = Math.max(0, Math.min(this.#debounce, this.#first + this.#maxDelay - now));
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#onChange();
+    }, wait);
+  }
+
+  /** Stops watching and cancels a pending callback. */
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const w = this.#watcher;
+    this.#watcher = null;
+    try {
+      w?.close();
+    } catch { /* already closed */ }
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Shared data types of the sync core: what a path looks like on the server, in the client's merge
+ * base, and in a local scan. Paths are always relative, `/`-separated and NFC-normalized.
+ *
+ * @module
+ */
+
+/** One content-defined chunk of a file: its SHA-256 (lowercase hex) and its length in bytes. */
+export interface ChunkRef {
+  hash: string;
+  size: number;
+}
+
+/** The kinds of item that sync. Symlinks are skipped by the scanner (see README). */
+export type Kind = "file" | "dir";
+
+/** A path's record on the server (and in `changes` replies). Tombstones have `deleted: true`. */
+export interface RemoteEntry {
+  path: string;
+  kind: Kind;
+  deleted: boolean;
+  /** Account sequence number at which this record was written; strictly increasing per account. */
+  version: number;
+  size: number;
+  /** Modification time, milliseconds since the epoch. */
+  mtime: number;
+  exec: boolean;
+  /** SHA-256 of the whole content (hex); "" for directories and tombstones. */
+  hash: string;
+  /** Ordered chunk list; empty for directories, tombstones and empty files. */
+  chunks: ChunkRef[];
+  /** Name of the device that wrote this record (used to name conflict copies). */
+  device: string;
+}
+
+/** The client's merge base for one path: the last state both sides agreed on. */
+export interface BaseEntry {
+  path: string;
+  kind: Kind;
+  /** Server version this base corresponds to. */
+  version: number;
+  size: number;
+  /** Local mtime (ms) observed when the path was last synced; used to skip rehashing. */
+  mtime: number;
+  exec: boolean;
+  hash: string;
+  chunks: ChunkRef[];
+}
+
+/** One item found by a local scan. `hash` is set for files whose content was (re)hashed. */
+export interface LocalEntry {
+  path: string;
+  kind: Kind;
+  size: number;
+  mtime: number;
+  exec: boolean;
+  hash?: string;
+  chunks?: ChunkRef[];
+}

@@ -1,0 +1,109 @@
+/**
+ * The protocol's vocabulary: version, capabilities, limits, and validation of the JSON headers
+ * that carry control messages. Every field read from the network goes through these checks, so
+ * the rest of the code can trust the shapes it gets. See `docs/protocol.md`.
+ *
+ * @module
+ */
+
+import type { ChunkRef, Kind, RemoteEntry } from "../core/types.ts";
+import { ProtocolError } from "./peer.ts";
+
+/** Wire protocol version; a peer with another major version is refused at `hello`. */
+export const PROTOCOL_VERSION = 1;
+/** Program version, reported in the handshake. */
+export const PROGRAM_VERSION = "0.1.0";
+/** Capabilities this build offers. */
+export const CAPABILITIES = ["chunks-sha256", "zstd", "push"];
+
+/** Most entries in one `changes` reply. */
+export const MAX_CHANGES = 2000;
+/** Most hashes in one `have` request. */
+export const MAX_HAVE = 4096;
+/** Most items in one `commit` request. */
+export const MAX_COMMIT = 1000;
+/** Largest chunk accepted (the chunker's maximum). */
+export const MAX_CHUNK = 4 * 1024 * 1024;
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** Throws a `bad-request` error naming the field. */
+export function bad(field: string, why = "is missing or malformed"): never {
+  throw new ProtocolError("bad-request", `Cannot read request: field "${field}" ${why}`);
+}
+
+/** Reads a string field. */
+export function str(h: Record<string, unknown>, k: string, max = 4096): string {
+  const v = h[k];
+  if (typeof v !== "string" || v.length > max) bad(k);
+  return v;
+}
+
+/** Reads a non-negative safe integer field. */
+export function int(h: Record<string, unknown>, k: string): number {
+  const v = h[k];
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) bad(k);
+  return v;
+}
+
+/** Reads a boolean field. */
+export function bool(h: Record<string, unknown>, k: string): boolean {
+  const v = h[k];
+  if (typeof v !== "boolean") bad(k);
+  return v;
+}
+
+/** Reads a SHA-256 hex field. */
+export function hash(h: Record<string, unknown>, k: string): string {
+  const v = h[k];
+  if (typeof v !== "string" || !HEX64.test(v)) bad(k);
+  return v;
+}
+
+/** Reads a list of SHA-256 hex strings. */
+export function hashList(h: Record<string, unknown>, k: string, max: number): string[] {
+  const v = h[k];
+  if (!Array.isArray(v) || v.length > max) bad(k);
+  for (const x of v) if (typeof x !== "string" || !HEX64.test(x)) bad(k, "holds a malformed hash");
+  return v as string[];
+}
+
+/** Reads a chunk list. */
+export function chunkList(v: unknown, field: string): ChunkRef[] {
+  if (!Array.isArray(v) || v.length > 1_000_000) bad(field);
+  return v.map((c) => {
+    if (typeof c !== "object" || c === null) bad(field);
+    const o = c as Record<string, unknown>;
+    return { hash: hash(o, "hash"), size: int(o, "size") };
+  });
+}
+
+/** Reads a kind field. */
+export function kind(h: Record<string, unknown>, k: string): Kind {
+  const v = h[k];
+  if (v !== "file" && v !== "dir") bad(k);
+  return v;
+}
+
+/** Reads an object field. */
+export function obj(v: unknown, field: string): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) bad(field);
+  return v as Record<string, unknown>;
+}
+
+/** Parses an entry received from the server (the client side trusts nothing either). */
+export function parseRemoteEntry(v: unknown): RemoteEntry {
+  const o = obj(v, "entry");
+  return {
+    path: str(o, "path"),
+    kind: kind(o, "kind"),
+    deleted: bool(o, "deleted"),
+    version: int(o, "version"),
+    size: int(o, "size"),
+    mtime: int(o, "mtime"),
+    exec: bool(o, "exec"),
+    hash: o.hash === "" ? "" : hash(o, "hash"),
+    chunks: chunkList(o.chunks, "chunks"),
+    device: str(o, "device", 200),
+  };
+}

@@ -1,0 +1,371 @@
+/**
+ * Server metadata: accounts, devices, the per-account journal of entries and the kept versions.
+ * {@link MetaStore} is the interface the sync logic sees; {@link SqliteMetaStore} implements it
+ * with `node:sqlite` in WAL mode (one file, no setup).
+ *
+ * The journal: every accepted change gets the account's next sequence number, stored as the
+ * entry's `version`. "What changed since N" is every entry (tombstones included) with
+ * `version > N`, so a reconnecting device pays only for what changed. Every replaced or deleted
+ * entry is copied to `versions` first and kept for the retention period.
+ *
+ * @module
+ */
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { join } from "node:path";
+import type { ChunkRef, Kind, RemoteEntry } from "../core/types.ts";
+import { decideCommit } from "../core/commit_rules.ts";
+import { parentPaths } from "../core/paths.ts";
+
+/** A change proposed by a device. */
+export interface CommitItem {
+  path: string;
+  baseVersion: number;
+  kind: Kind;
+  deleted: boolean;
+  size: number;
+  mtime: number;
+  exec: boolean;
+  hash: string;
+  chunks: ChunkRef[];
+}
+
+/** What became of one {@link CommitItem}. */
+export type CommitResult =
+  | { ok: true; version: number }
+  | { ok: false; reason: "conflict" | "missing" | "invalid"; message: string; version?: number };
+
+/** A device record. */
+export interface DeviceRecord {
+  id: string;
+  account: string;
+  name: string;
+  tokenHash: string;
+  revoked: boolean;
+}
+
+/** One line of `cloud-server accounts`. */
+export interface AccountSummary {
+  id: string;
+  created: number;
+  devices: number;
+  lastSeen: number | null;
+  files: number;
+  bytes: number;
+  seq: number;
+}
+
+/** Metadata storage behind the sync logic. Implementations must make `commit` atomic. */
+export interface MetaStore {
+  createAccount(serialHash: string): string;
+  setSerialHash(account: string, serialHash: string): boolean;
+  accountBySerialHash(serialHash: string): string | null;
+  addDevice(account: string, name: string, tokenHash: string): string;
+  device(id: string): DeviceRecord | null;
+  touchDevice(id: string): void;
+  accounts(): AccountSummary[];
+  seq(account: string): number;
+  /** Entries with version > since, oldest first, at most `limit`. */
+  changes(account: string, since: number, limit: number): RemoteEntry[];
+  missingChunks(account: string, hashes: string[]): string[];
+  addChunk(account: string, hash: string, size: number, stored: number, compressed: boolean): void;
+  chunk(account: string, hash: string): { size: number; compressed: boolean } | null;
+  /** Applies the items in order, in one transaction. */
+  commit(account: string, device: string, items: CommitItem[]): CommitResult[];
+  close(): void;
+}
+
+function randomId(): string {
+  const b = crypto.getRandomValues(new Uint8Array(5));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+interface EntryRow {
+  path: string;
+  kind: string;
+  deleted: number;
+  version: number;
+  size: number;
+  mtime: number;
+  exec: number;
+  hash: string;
+  chunks: string;
+  device: string;
+}
+
+function rowToEntry(r: EntryRow): RemoteEntry {
+  return {
+    path: r.path,
+    kind: r.kind === "dir" ? "dir" : "file",
+    deleted: r.deleted === 1,
+    version: Number(r.version),
+    size: Number(r.size),
+    mtime: Number(r.mtime),
+    exec: r.exec === 1,
+    hash: r.hash,
+    chunks: JSON.parse(r.chunks) as ChunkRef[],
+    device: r.device,
+  };
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS accounts(
+  id TEXT PRIMARY KEY, serial_hash TEXT NOT NULL UNIQUE, seq INTEGER NOT NULL DEFAULT 0,
+  created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS devices(
+  id TEXT PRIMARY KEY, account TEXT NOT NULL, name TEXT NOT NULL, token_hash TEXT NOT NULL,
+  created INTEGER NOT NULL, last_seen INTEGER, revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS entries(
+  account TEXT NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL, deleted INTEGER NOT NULL,
+  version INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL, exec INTEGER NOT NULL,
+  hash TEXT NOT NULL, chunks TEXT NOT NULL, device TEXT NOT NULL,
+  PRIMARY KEY(account, path)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_by_version ON entries(account, version);
+CREATE TABLE IF NOT EXISTS versions(
+  account TEXT NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL, deleted INTEGER NOT NULL,
+  version INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL, exec INTEGER NOT NULL,
+  hash TEXT NOT NULL, chunks TEXT NOT NULL, device TEXT NOT NULL, replaced INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS versions_by_path ON versions(account, path);
+CREATE TABLE IF NOT EXISTS chunks(
+  account TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, stored INTEGER NOT NULL,
+  compressed INTEGER NOT NULL, PRIMARY KEY(account, hash)) WITHOUT ROWID;
+`;
+
+/** {@link MetaStore} in one SQLite database file. */
+export class SqliteMetaStore implements MetaStore {
+  readonly #db: DatabaseSync;
+  readonly #q: Record<string, StatementSync>;
+
+  constructor(dataDir: string) {
+    Deno.mkdirSync(dataDir, { recursive: true });
+    this.#db = new DatabaseSync(join(dataDir, "meta.db"));
+    this.#db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
+    this.#db.exec(SCHEMA);
+    const p = (sql: string) => this.#db.prepare(sql);
+    this.#q = {
+      entry: p("SELECT * FROM entries WHERE account = ? AND path = ?"),
+      liveChild: p(
+        "SELECT 1 FROM entries WHERE account = ? AND path > ? AND path < ? AND deleted = 0 LIMIT 1",
+      ),
+      upsert: p(`INSERT INTO entries(account, path, kind, deleted, version, size, mtime, exec, hash,
+        chunks, device) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(account, path) DO UPDATE SET
+        kind=excluded.kind, deleted=excluded.deleted, version=excluded.version, size=excluded.size,
+        mtime=excluded.mtime, exec=excluded.exec, hash=excluded.hash, chunks=excluded.chunks,
+        device=excluded.device`),
+      keep: p(`INSERT INTO versions(account, path, kind, deleted, version, size, mtime, exec, hash,
+        chunks, device, replaced) SELECT account, path, kind, deleted, version, size, mtime, exec,
+        hash, chunks, device, ? FROM entries WHERE account = ? AND path = ? AND deleted = 0`),
+      nextSeq: p("UPDATE accounts SET seq = seq + 1 WHERE id = ? RETURNING seq"),
+      seq: p("SELECT seq FROM accounts WHERE id = ?"),
+      changes: p(
+        "SELECT * FROM entries WHERE account = ? AND version > ? ORDER BY version LIMIT ?",
+      ),
+      chunk: p("SELECT size, compressed FROM chunks WHERE account = ? AND hash = ?"),
+      addChunk: p(
+        "INSERT OR REPLACE INTO chunks(account, hash, size, stored, compressed) VALUES (?,?,?,?,?)",
+      ),
+    };
+  }
+
+  createAccount(serialHash: string): string {
+    const id = randomId();
+    this.#db.prepare("INSERT INTO accounts(id, serial_hash, created) VALUES (?,?,?)").run(
+      id,
+      serialHash,
+      Date.now(),
+    );
+    return id;
+  }
+
+  setSerialHash(account: string, serialHash: string): boolean {
+    const r = this.#db.prepare("UPDATE accounts SET serial_hash = ? WHERE id = ?").run(
+      serialHash,
+      account,
+    );
+    return Number(r.changes) === 1;
+  }
+
+  accountBySerialHash(serialHash: string): string | null {
+    const r = this.#db.prepare("SELECT id FROM accounts WHERE serial_hash = ?").get(serialHash) as
+      | { id: string }
+      | undefined;
+    return r?.id ?? null;
+  }
+
+  addDevice(account: string, name: string, tokenHash: string): string {
+    const id = randomId();
+    this.#db.prepare(
+      "INSERT INTO devices(id, account, name, token_hash, created, last_seen) VALUES (?,?,?,?,?,?)",
+    ).run(id, account, name, tokenHash, Date.now(), Date.now());
+    return id;
+  }
+
+  device(id: string): DeviceRecord | null {
+    const r = this.#db.prepare("SELECT * FROM devices WHERE id = ?").get(id) as
+      | { id: string; account: string; name: string; token_hash: string; revoked: number }
+      | undefined;
+    if (!r) return null;
+    return {
+      id: r.id,
+      account: r.account,
+      name: r.name,
+      tokenHash: r.token_hash,
+      revoked: r.revoked === 1,
+    };
+  }
+
+  touchDevice(id: string): void {
+    this.#db.prepare("UPDATE devices SET last_seen = ? WHERE id = ?").run(Date.now(), id);
+  }
+
+  accounts(): AccountSummary[] {
+    const rows = this.#db.prepare(`SELECT a.id, a.created, a.seq,
+      (SELECT COUNT(*) FROM devices d WHERE d.account = a.id AND d.revoked = 0) AS devices,
+      (SELECT MAX(last_seen) FROM devices d WHERE d.account = a.id) AS last_seen,
+      (SELECT COUNT(*) FROM entries e WHERE e.account = a.id AND e.deleted = 0 AND e.kind = 'file') AS files,
+      (SELECT COALESCE(SUM(size), 0) FROM entries e WHERE e.account = a.id AND e.deleted = 0) AS bytes
+      FROM accounts a ORDER BY a.created`).all() as unknown as {
+      id: string;
+      created: number;
+      seq: number;
+      devices: number;
+      last_seen: number | null;
+      files: number;
+      bytes: number;
+    }[];
+    return rows.map((r) => ({
+      id: r.id,
+      created: Number(r.created),
+      devices: Number(r.devices),
+      lastSeen: r.last_seen === null ? null : Number(r.last_seen),
+      files: Number(r.files),
+      bytes: Number(r.bytes),
+      seq: Number(r.seq),
+    }));
+  }
+
+  seq(account: string): number {
+    const r = this.#q.seq!.get(account) as { seq: number } | undefined;
+    return r ? Number(r.seq) : 0;
+  }
+
+  changes(account: string, since: number, limit: number): RemoteEntry[] {
+    return (this.#q.changes!.all(account, since, limit) as unknown as EntryRow[]).map(rowToEntry);
+  }
+
+  missingChunks(account: string, hashes: string[]): string[] {
+    return hashes.filter((h) => this.#q.chunk!.get(account, h) === undefined);
+  }
+
+  addChunk(account: string, hash: string, size: number, stored: number, compressed: boolean): void {
+    this.#q.addChunk!.run(account, hash, size, stored, compressed ? 1 : 0);
+  }
+
+  chunk(account: string, hash: string): { size: number; compressed: boolean } | null {
+    const r = this.#q.chunk!.get(account, hash) as { size: number; compressed: number } | undefined;
+    return r ? { size: Number(r.size), compressed: r.compressed === 1 } : null;
+  }
+
+  #current(account: string, path: string): RemoteEntry | undefined {
+    const r = this.#q.entry!.get(account, path) as EntryRow | undefined;
+    return r ? rowToEntry(r) : undefined;
+  }
+
+  #hasLiveChildren(account: string, path: string): boolean {
+    return this.#q.liveChild!.get(account, path + "/", path + "0") !== undefined;
+  }
+
+  #write(account: string, device: string, item: Omit<CommitItem, "baseVersion">): number {
+    const version = Number((this.#q.nextSeq!.get(account) as { seq: number }).seq);
+    this.#q.keep!.run(Date.now(), account, item.path);
+    this.#q.upsert!.run(
+      account,
+      item.path,
+      item.kind,
+      item.deleted ? 1 : 0,
+      version,
+      item.size,
+      item.mtime,
+      item.exec ? 1 : 0,
+      item.hash,
+      JSON.stringify(item.chunks),
+      device,
+    );
+    return version;
+  }
+
+  #commitOne(account: string, device: string, item: CommitItem): CommitResult {
+    const current = this.#current(account, item.path);
+    const verdict = decideCommit(current, item, this.#hasLiveChildren(account, item.path));
+    if (verdict.verdict === "same") return { ok: true, version: verdict.version };
+    if (verdict.verdict === "conflict") {
+      return {
+        ok: false,
+        reason: "conflict",
+        message: "changed on another device",
+        version: verdict.version,
+      };
+    }
+    if (!item.deleted) {
+      if (item.kind === "file") {
+        let total = 0;
+        for (const c of item.chunks) {
+          if (this.#q.chunk!.get(account, c.hash) === undefined) {
+            return { ok: false, reason: "missing", message: `chunk ${c.hash} was never uploaded` };
+          }
+          total += c.size;
+        }
+        if (total !== item.size) {
+          return {
+            ok: false,
+            reason: "invalid",
+            message: "chunk sizes do not add up to the file size",
+          };
+        }
+      }
+      // Parents must be live directories: revive deleted ones, refuse to nest under a file.
+      for (const parent of parentPaths(item.path)) {
+        const p = this.#current(account, parent);
+        if (p && !p.deleted && p.kind === "dir") continue;
+        if (p && !p.deleted) {
+          return {
+            ok: false,
+            reason: "conflict",
+            message: `${parent} is a file`,
+            version: p.version,
+          };
+        }
+        this.#write(account, device, {
+          path: parent,
+          kind: "dir",
+          deleted: false,
+          size: 0,
+          mtime: item.mtime,
+          exec: false,
+          hash: "",
+          chunks: [],
+        });
+      }
+    }
+    const written = item.deleted
+      ? { ...item, kind: current?.kind ?? item.kind, size: 0, hash: "", chunks: [], exec: false }
+      : item;
+    return { ok: true, version: this.#write(account, device, written) };
+  }
+
+  commit(account: string, device: string, items: CommitItem[]): CommitResult[] {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const results = items.map((item) => this.#commitOne(account, device, item));
+      this.#db.exec("COMMIT");
+      return results;
+    } catch (e) {
+      this.#db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}

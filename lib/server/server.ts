@@ -1,0 +1,87 @@
+/**
+ * The sync server: accepts connections, runs one {@link Session} per connection over a
+ * {@link Peer}, and shares the stores and the push hub between them.
+ *
+ * @example
+ * ```ts
+ * const server = await startServer({ hostname: "127.0.0.1", port: 0, dataDir: "./cloud-data" });
+ * console.log(server.port);
+ * await server.close();
+ * ```
+ *
+ * @module
+ */
+
+import { Peer } from "../protocol/peer.ts";
+import { FsBlobStore } from "./blob_store.ts";
+import { SqliteMetaStore } from "./meta_store.ts";
+import { Hub, Session } from "./session.ts";
+
+/** Options of {@link startServer}. */
+export interface ServerOptions {
+  hostname: string;
+  port: number;
+  dataDir: string;
+  log?: (line: string) => void;
+}
+
+/** A running server. */
+export interface RunningServer {
+  hostname: string;
+  port: number;
+  /** Stops accepting, closes every connection and the stores. */
+  close(): Promise<void>;
+}
+
+/** Opens the data directory and starts listening. Throws a clear error if the port is taken. */
+// deno-lint-ignore require-await -- async by contract: TLS setup will await here.
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const log = opts.log ?? ((line: string) => console.log(line));
+  const meta = new SqliteMetaStore(opts.dataDir);
+  const blobs = new FsBlobStore(opts.dataDir);
+  const hub = new Hub();
+  let listener: Deno.TcpListener;
+  try {
+    listener = Deno.listen({ hostname: opts.hostname, port: opts.port, transport: "tcp" });
+  } catch (e) {
+    meta.close();
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new Error(
+        `Cannot listen on ${opts.hostname}:${opts.port}: the port is already in use; stop the other program or choose another port`,
+      );
+    }
+    throw new Error(`Cannot listen on ${opts.hostname}:${opts.port}: ${(e as Error).message}`);
+  }
+  const peers = new Set<Peer>();
+  const ctx = { meta, blobs, hub, log };
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      const addr = conn.remoteAddr as Deno.NetAddr;
+      const session = new Session(ctx, `${addr.hostname}:${addr.port}`);
+      const peer = new Peer(conn, { onRequest: session.handle });
+      session.attach(peer);
+      peers.add(peer);
+      peer.closed.then(() => {
+        session.detach();
+        peers.delete(peer);
+      });
+    }
+  })().catch(() => {/* listener closed */});
+  const addr = listener.addr as Deno.NetAddr;
+  return {
+    hostname: addr.hostname,
+    port: addr.port,
+    async close() {
+      try {
+        listener.close();
+      } catch { /* already closed */ }
+      await accepting;
+      const closing = [...peers].map((p) => {
+        p.close();
+        return p.closed;
+      });
+      await Promise.all(closing);
+      meta.close();
+    },
+  };
+}

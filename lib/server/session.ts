@@ -1,0 +1,307 @@
+/**
+ * One client connection on the server: the handshake, registration, enrollment and
+ * authentication, then the account-scoped requests (changes, have, put, get, commit, watch).
+ * Every request is checked against the authenticated account; nothing here can reach another
+ * account's data.
+ *
+ * @module
+ */
+
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Message, Peer } from "../protocol/peer.ts";
+import { ProtocolError } from "../protocol/peer.ts";
+import {
+  bool,
+  CAPABILITIES,
+  chunkList,
+  hash,
+  hashList,
+  int,
+  kind,
+  MAX_CHANGES,
+  MAX_CHUNK,
+  MAX_COMMIT,
+  MAX_HAVE,
+  obj,
+  PROGRAM_VERSION,
+  PROTOCOL_VERSION,
+  str,
+} from "../protocol/messages.ts";
+import type { CommitItem, MetaStore } from "./meta_store.ts";
+import type { BlobStore } from "./blob_store.ts";
+import { newSerial, normalizeSerial, randomToken } from "../util/crockford.ts";
+import { checkWirePath } from "../core/paths.ts";
+import { decompressChunk } from "../chunk/compress.ts";
+import { sha256Hex } from "../chunk/hash.ts";
+
+/** SHA-256 hex of a secret; only these hashes are stored. */
+export function secretHash(secret: string): string {
+  return createHash("sha256").update(secret).digest("hex");
+}
+
+function sameSecret(aHex: string, bHex: string): boolean {
+  const a = new TextEncoder().encode(aHex);
+  const b = new TextEncoder().encode(bHex);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Who watches which account, to push change notices at once. */
+export class Hub {
+  readonly #watchers = new Map<string, Set<Peer>>();
+
+  add(account: string, peer: Peer): void {
+    let set = this.#watchers.get(account);
+    if (!set) this.#watchers.set(account, set = new Set());
+    set.add(peer);
+  }
+
+  remove(account: string, peer: Peer): void {
+    const set = this.#watchers.get(account);
+    set?.delete(peer);
+    if (set?.size === 0) this.#watchers.delete(account);
+  }
+
+  /** Tells every watcher of `account` but `except` that the journal reached `seq`. */
+  notify(account: string, seq: number, except: Peer | null): void {
+    for (const peer of this.#watchers.get(account) ?? []) {
+      if (peer !== except) peer.notify({ t: "changed", seq }).catch(() => {});
+    }
+  }
+}
+
+/** Shared parts every session uses. */
+export interface ServerContext {
+  meta: MetaStore;
+  blobs: BlobStore;
+  hub: Hub;
+  log: (line: string) => void;
+}
+
+const EMPTY = new Uint8Array(0);
+
+function reply(header: Record<string, unknown>, body: Uint8Array = EMPTY): Message {
+  return { header, body };
+}
+
+/** The state and request handler of one connection. */
+export class Session {
+  #account: string | null = null;
+  #device: { id: string; name: string } | null = null;
+  #hello = false;
+  #peer: Peer | null = null;
+  readonly #ctx: ServerContext;
+  readonly #remote: string;
+
+  constructor(ctx: ServerContext, remote: string) {
+    this.#ctx = ctx;
+    this.#remote = remote;
+  }
+
+  /** Binds the session to its peer (needed to register for push notices). */
+  attach(peer: Peer): void {
+    this.#peer = peer;
+  }
+
+  /** Forgets the session's watches once the connection ended. */
+  detach(): void {
+    if (this.#account && this.#peer) this.#ctx.hub.remove(this.#account, this.#peer);
+  }
+
+  #requireAccount(): string {
+    if (!this.#account) {
+      throw new ProtocolError("unauthenticated", "Cannot serve request: authenticate first");
+    }
+    return this.#account;
+  }
+
+  #enrollDevice(account: string, name: string): { deviceId: string; token: string } {
+    const token = randomToken(32);
+    const deviceId = this.#ctx.meta.addDevice(account, name, secretHash(token));
+    this.#account = account;
+    this.#device = { id: deviceId, name };
+    return { deviceId, token };
+  }
+
+  /** Handles one request; throws ProtocolError for anything the client got wrong. */
+  handle = async (msg: Message): Promise<Message> => {
+    const h = msg.header;
+    const t = str(h, "t", 32);
+    if (t === "hello") {
+      const protocol = int(h, "protocol");
+      if (protocol !== PROTOCOL_VERSION) {
+        throw new ProtocolError(
+          "unsupported-protocol",
+          `Cannot talk to this client: it speaks protocol ${protocol}, the server ${PROTOCOL_VERSION}; upgrade the older side`,
+        );
+      }
+      this.#hello = true;
+      return reply({ protocol: PROTOCOL_VERSION, program: PROGRAM_VERSION, caps: CAPABILITIES });
+    }
+    if (!this.#hello) {
+      throw new ProtocolError("bad-request", "Cannot serve request: send hello first");
+    }
+    switch (t) {
+      case "register":
+        return this.#register(h);
+      case "enroll":
+        return this.#enroll(h);
+      case "auth":
+        return this.#auth(h);
+      case "changes":
+        return this.#changes(h);
+      case "have":
+        return this.#have(h);
+      case "put":
+        return await this.#put(h, msg.body);
+      case "get":
+        return await this.#get(h);
+      case "commit":
+        return this.#commit(h);
+      case "watch":
+        return this.#watch();
+      default:
+        throw new ProtocolError(
+          "unsupported",
+          `Cannot serve request: unknown type ${JSON.stringify(t)}`,
+        );
+    }
+  };
+
+  #register(h: Record<string, unknown>): Message {
+    const name = str(h, "device", 100);
+    const serial = newSerial();
+    const account = this.#ctx.meta.createAccount(secretHash(normalizeSerial(serial)!));
+    const { deviceId, token } = this.#enrollDevice(account, name);
+    this.#ctx.log(`New account ${account} registered by device "${name}" from ${this.#remote}`);
+    return reply({ account, deviceId, token, serial, seq: 0 });
+  }
+
+  #enroll(h: Record<string, unknown>): Message {
+    const name = str(h, "device", 100);
+    const serial = normalizeSerial(str(h, "serial", 200));
+    const account = serial ? this.#ctx.meta.accountBySerialHash(secretHash(serial)) : null;
+    if (!account) {
+      this.#ctx.log(`Refused enrollment from ${this.#remote}: unknown serial code`);
+      throw new ProtocolError(
+        "bad-serial",
+        "Cannot join account: this serial code is not known to the server; check it (or run `cloud-server accounts` on the server)",
+      );
+    }
+    const { deviceId, token } = this.#enrollDevice(account, name);
+    this.#ctx.log(`Device "${name}" joined account ${account} from ${this.#remote}`);
+    return reply({ account, deviceId, token, seq: this.#ctx.meta.seq(account) });
+  }
+
+  #auth(h: Record<string, unknown>): Message {
+    const account = str(h, "account", 64);
+    const deviceId = str(h, "deviceId", 64);
+    const token = str(h, "token", 200);
+    const d = this.#ctx.meta.device(deviceId);
+    const ok = d !== null && d.account === account && sameSecret(d.tokenHash, secretHash(token));
+    if (!ok || d.revoked) {
+      this.#ctx.log(`Refused authentication of device ${deviceId} from ${this.#remote}`);
+      throw new ProtocolError(
+        d?.revoked ? "revoked" : "bad-credentials",
+        d?.revoked
+          ? "Cannot sign in: this device was revoked; join again with the account's serial code"
+          : "Cannot sign in: the server does not know this device; join again with the account's serial code",
+      );
+    }
+    this.#account = account;
+    this.#device = { id: d.id, name: d.name };
+    this.#ctx.meta.touchDevice(d.id);
+    return reply({ seq: this.#ctx.meta.seq(account), device: d.name });
+  }
+
+  #changes(h: Record<string, unknown>): Message {
+    const account = this.#requireAccount();
+    const since = int(h, "since");
+    const limit = Math.min(Math.max(1, int(h, "limit")), MAX_CHANGES);
+    const entries = this.#ctx.meta.changes(account, since, limit);
+    const seq = this.#ctx.meta.seq(account);
+    const more = entries.length === limit;
+    return reply({ entries, seq: more ? entries[entries.length - 1]!.version : seq, more });
+  }
+
+  #have(h: Record<string, unknown>): Message {
+    const account = this.#requireAccount();
+    return reply({
+      missing: this.#ctx.meta.missingChunks(account, hashList(h, "hashes", MAX_HAVE)),
+    });
+  }
+
+  async #put(h: Record<string, unknown>, body: Uint8Array): Promise<Message> {
+    const account = this.#requireAccount();
+    const want = hash(h, "hash");
+    const size = int(h, "size");
+    const z = bool(h, "z");
+    if (size > MAX_CHUNK) {
+      throw new ProtocolError("bad-request", "Cannot store chunk: larger than 4 MiB");
+    }
+    let plain: Uint8Array;
+    try {
+      plain = z ? decompressChunk(body, size) : body;
+    } catch (e) {
+      throw new ProtocolError("bad-chunk", `Cannot store chunk: ${(e as Error).message}`);
+    }
+    if (plain.length !== size || sha256Hex(plain) !== want) {
+      throw new ProtocolError(
+        "bad-chunk",
+        "Cannot store chunk: content does not match its hash; it will be resent",
+      );
+    }
+    await this.#ctx.blobs.put(account, want, body);
+    this.#ctx.meta.addChunk(account, want, size, body.length, z);
+    return reply({});
+  }
+
+  async #get(h: Record<string, unknown>): Promise<Message> {
+    const account = this.#requireAccount();
+    const want = hash(h, "hash");
+    const info = this.#ctx.meta.chunk(account, want);
+    const data = info ? await this.#ctx.blobs.get(account, want) : null;
+    if (!info || !data) {
+      throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
+    }
+    return reply({ size: info.size, z: info.compressed }, data);
+  }
+
+  #commit(h: Record<string, unknown>): Message {
+    const account = this.#requireAccount();
+    const raw = h.items;
+    if (!Array.isArray(raw) || raw.length > MAX_COMMIT) {
+      throw new ProtocolError("bad-request", "Cannot commit: bad items");
+    }
+    const items: CommitItem[] = raw.map((v) => {
+      const o = obj(v, "items[]");
+      const path = str(o, "path");
+      const problem = checkWirePath(path);
+      if (problem) {
+        throw new ProtocolError("bad-path", `Cannot commit ${JSON.stringify(path)}: ${problem}`);
+      }
+      const deleted = bool(o, "deleted");
+      return {
+        path,
+        baseVersion: int(o, "baseVersion"),
+        kind: kind(o, "kind"),
+        deleted,
+        size: int(o, "size"),
+        mtime: int(o, "mtime"),
+        exec: bool(o, "exec"),
+        hash: deleted || o.kind === "dir" ? "" : hash(o, "hash"),
+        chunks: deleted || o.kind === "dir" ? [] : chunkList(o.chunks, "chunks"),
+      };
+    });
+    const results = this.#ctx.meta.commit(account, this.#device!.name, items);
+    if (results.some((r) => r.ok)) {
+      this.#ctx.hub.notify(account, this.#ctx.meta.seq(account), this.#peer);
+    }
+    return reply({ results });
+  }
+
+  #watch(): Message {
+    const account = this.#requireAccount();
+    if (this.#peer) this.#ctx.hub.add(account, this.#peer);
+    return reply({ seq: this.#ctx.meta.seq(account) });
+  }
+}
