@@ -1,0 +1,291 @@
+/**
+ * End-to-end test harness: runs the real `server.ts` and `client.ts` as child processes on
+ * 127.0.0.1, reads their output, snapshots folders, and waits for conditions with deadlines
+ * (never fixed sleeps).
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** A child process whose output lines are collected. */
+export class Proc {
+  readonly child: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  readonly #waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  readonly #done: Promise<void>;
+  #status: Deno.CommandStatus | null = null;
+
+  constructor(readonly name: string, args: string[]) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", ...args],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    this.#done = Promise.all([this.#pump(this.child.stdout), this.#pump(this.child.stderr)]).then(
+      () => {},
+    );
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const dec = new TextDecoder();
+    let rest = "";
+    for await (const chunk of stream) {
+      rest += dec.decode(chunk, { stream: true });
+      let i;
+      while ((i = rest.indexOf("\n")) >= 0) {
+        this.#line(rest.slice(0, i));
+        rest = rest.slice(i + 1);
+      }
+    }
+    if (rest) this.#line(rest);
+  }
+
+  #line(line: string): void {
+    this.lines.push(line);
+    if (Deno.env.get("E2E_VERBOSE")) console.error(`[${this.name}] ${line}`);
+    for (let i = this.#waiters.length - 1; i >= 0; i--) {
+      const w = this.#waiters[i]!;
+      const m = line.match(w.re);
+      if (m) {
+        this.#waiters.splice(i, 1);
+        w.resolve(m);
+      }
+    }
+  }
+
+  /** Resolves with the first output line (past or future) matching `re`. */
+  waitForLine(re: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+    for (const l of this.lines) {
+      const m = l.match(re);
+      if (m) return Promise.resolve(m);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new Error(
+            `${this.name}: no line matching ${re} within ${timeoutMs} ms. Output:\n${this.output()}`,
+          ),
+        );
+      }, timeoutMs);
+      this.#waiters.push({
+        re,
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+      });
+    });
+  }
+
+  /** Everything the process printed so far. */
+  output(): string {
+    return this.lines.join("\n");
+  }
+
+  /** Waits for the process to exit by itself. */
+  async exited(): Promise<Deno.CommandStatus> {
+    if (!this.#status) {
+      this.#status = await this.child.status;
+      await this.#done;
+    }
+    return this.#status;
+  }
+
+  /** Stops the process (SIGTERM by default; SIGKILL simulates a crash) and reaps it. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
+    if (!this.#status) {
+      try {
+        this.child.kill(signal);
+      } catch { /* already exited */ }
+    }
+    return await this.exited();
+  }
+}
+
+/** A running server process. */
+export class ServerProc extends Proc {
+  port = 0;
+
+  static async start(dataDir: string, port = 0): Promise<ServerProc> {
+    const p = new ServerProc("server", [
+      "server.ts",
+      String(port),
+      "--host",
+      "127.0.0.1",
+      "--data",
+      dataDir,
+    ]);
+    const m = await p.waitForLine(/listening on 127\.0\.0\.1:(\d+)/);
+    p.port = Number(m[1]);
+    return p;
+  }
+}
+
+/** Starts a client process on `folder`. */
+export function startClient(
+  name: string,
+  port: number,
+  folder: string,
+  opts: { serial?: string; seconds?: number } = {},
+): Proc {
+  const args = ["client.ts", "127.0.0.1", String(port), folder, String(opts.seconds ?? 2)];
+  if (opts.serial) args.push(opts.serial);
+  args.push("--name", name);
+  return new Proc(name, args);
+}
+
+/** Starts a registering client and returns it with the account's serial code. */
+export async function startFirstClient(
+  name: string,
+  port: number,
+  folder: string,
+): Promise<[Proc, string]> {
+  const c = startClient(name, port, folder);
+  const m = await c.waitForLine(/^Serial code: ([0-9A-Z-]+)$/);
+  return [c, m[1]!];
+}
+
+/** One item of a folder snapshot. */
+export interface Item {
+  kind: "file" | "dir";
+  sha?: string;
+  exec?: boolean;
+  mtime?: number;
+}
+
+/** Snapshot of a folder (without `.cloudsync/`): path -> kind, content hash, exec bit, mtime. */
+export async function tree(root: string): Promise<Map<string, Item>> {
+  const out = new Map<string, Item>();
+  const walk = async (dir: string, prefix: string) => {
+    for await (const e of Deno.readDir(dir)) {
+      if (prefix === "" && e.name === ".cloudsync") continue;
+      const path = prefix + e.name;
+      const full = join(dir, e.name);
+      if (e.isDirectory) {
+        out.set(path, { kind: "dir" });
+        await walk(full, path + "/");
+      } else if (e.isFile) {
+        const st = await Deno.stat(full);
+        const h = createHash("sha256");
+        const f = await Deno.open(full);
+        try {
+          for await (const c of f.readable) h.update(c);
+        } catch { /* readable closes the file */ }
+        out.set(path, {
+          kind: "file",
+          sha: h.digest("hex"),
+          exec: ((st.mode ?? 0) & 0o100) !== 0,
+          mtime: Math.floor((st.mtime?.getTime() ?? 0) / 1000),
+        });
+      }
+    }
+  };
+  try {
+    await walk(root, "");
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out;
+}
+
+/** Human-readable difference between two snapshots ("" when equal). */
+export function diffTrees(a: Map<string, Item>, b: Map<string, Item>, mtimes = false): string {
+  const lines: string[] = [];
+  for (const [p, x] of a) {
+    const y = b.get(p);
+    if (!y) lines.push(`only in first: ${p}`);
+    else if (
+      x.kind !== y.kind || x.sha !== y.sha || x.exec !== y.exec || (mtimes && x.mtime !== y.mtime)
+    ) {
+      lines.push(`differs: ${p} ${JSON.stringify(x)} vs ${JSON.stringify(y)}`);
+    }
+  }
+  for (const p of b.keys()) if (!a.has(p)) lines.push(`only in second: ${p}`);
+  return lines.join("\n");
+}
+
+/** Waits until `check` returns true, polling; throws with `describe()` after the deadline. */
+export async function waitFor(
+  check: () => Promise<boolean> | boolean,
+  describe: () => Promise<string> | string,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  let delay = 20;
+  while (Date.now() < end) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 200);
+  }
+  throw new Error(`Condition not met within ${timeoutMs} ms: ${await describe()}`);
+}
+
+/** Waits until every folder has the same tree as the first one (byte for byte). */
+export async function waitConverged(
+  folders: string[],
+  timeoutMs = 20_000,
+  procs: Proc[] = [],
+): Promise<void> {
+  let last = "";
+  await waitFor(
+    async () => {
+      const first = await tree(folders[0]!);
+      for (const f of folders.slice(1)) {
+        last = diffTrees(first, await tree(f));
+        if (last) return false;
+      }
+      return true;
+    },
+    () => `${last}\n${procs.map((p) => `--- ${p.name}:\n${p.output()}`).join("\n")}`,
+    timeoutMs,
+  );
+}
+
+/** Waits until `folder` has `path` with `content`. */
+export async function waitForContent(
+  folder: string,
+  path: string,
+  content: string,
+  timeoutMs = 20_000,
+): Promise<void> {
+  let seen = "";
+  await waitFor(
+    async () => {
+      try {
+        seen = await Deno.readTextFile(join(folder, path));
+        return seen === content;
+      } catch {
+        seen = "(missing)";
+        return false;
+      }
+    },
+    () => `${folder}/${path} is ${JSON.stringify(seen.slice(0, 100))}`,
+    timeoutMs,
+  );
+}
+
+/** A temporary directory removed by `using`. */
+export async function tempDir(): Promise<{ path: string; [Symbol.asyncDispose](): Promise<void> }> {
+  const path = await Deno.makeTempDir({ prefix: "cloudsync-e2e-" });
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Writes a file, creating parent directories. */
+export async function put(root: string, path: string, data: string | Uint8Array): Promise<void> {
+  const full = join(root, path);
+  await Deno.mkdir(join(full, ".."), { recursive: true });
+  if (typeof data === "string") await Deno.writeTextFile(full, data);
+  else await Deno.writeFile(full, data);
+}

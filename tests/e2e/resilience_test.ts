@@ -1,0 +1,210 @@
+/**
+ * End to end: offline catch-up, concurrent edits (conflict copies), a server restart in the middle
+ * of a transfer, and refusals (wrong serial, port in use) that must harm nothing.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  Proc,
+  put,
+  ServerProc,
+  startClient,
+  startFirstClient,
+  tempDir,
+  tree,
+  waitConverged,
+  waitFor,
+  waitForContent,
+} from "./harness.ts";
+
+const opts = { sanitizeResources: true, sanitizeOps: true };
+
+Deno.test("an offline device catches up and both sides keep their work", opts, async () => {
+  await using tmp = await tempDir();
+  const a = join(tmp.path, "a");
+  const b = join(tmp.path, "b");
+  await put(a, "shared.txt", "v1\n");
+  await put(a, "only-a-edits.txt", "a0\n");
+  await put(a, "only-b-edits.txt", "b0\n");
+  await put(a, "doomed.txt", "delete me on A\n");
+  const server = await ServerProc.start(join(tmp.path, "data"));
+  const [ca, serial] = await startFirstClient("A", server.port, a);
+  let cb = startClient("B", server.port, b, { serial });
+  const procs: Proc[] = [server, ca, cb];
+  try {
+    await waitConverged([a, b], 20_000, procs);
+    await cb.stop(); // B goes offline
+    await put(a, "only-a-edits.txt", "a1\n");
+    await Deno.remove(join(a, "doomed.txt"));
+    await put(a, "new-on-a.txt", "from A while B was away\n");
+    await put(b, "only-b-edits.txt", "b1\n");
+    await put(b, "new-on-b/x.txt", "from B while offline\n");
+    await put(a, "shared.txt", "v2 from A\n");
+    await put(b, "shared.txt", "v2 from B\n");
+    await waitFor(async () => !(await tree(a)).has("doomed.txt"), () => "doomed.txt still on A");
+    // B comes back: no serial needed any more.
+    cb = startClient("B", server.port, b);
+    procs.push(cb);
+    await waitConverged([a, b], 30_000, procs);
+    const t = await tree(a);
+    assert.equal(await Deno.readTextFile(join(a, "only-a-edits.txt")), "a1\n");
+    assert.equal(await Deno.readTextFile(join(a, "only-b-edits.txt")), "b1\n");
+    assert.equal(await Deno.readTextFile(join(a, "new-on-b/x.txt")), "from B while offline\n");
+    assert.equal(t.has("doomed.txt"), false);
+    // The concurrent edit of shared.txt: one version keeps the name, the other a conflict copy
+    // (named after A or B, depending on whose change reached the server first).
+    const copies = [...t.keys()].filter((p) =>
+      /^shared \(conflict from [AB] \d{4}-\d\d-\d\d \d{6}\)\.txt$/.test(p)
+    );
+    assert.equal(copies.length, 1, [...t.keys()].join(", "));
+    const contents = [
+      await Deno.readTextFile(join(a, "shared.txt")),
+      await Deno.readTextFile(join(a, copies[0]!)),
+    ];
+    assert.deepEqual(contents.sort(), ["v2 from A\n", "v2 from B\n"]);
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+  }
+});
+
+Deno.test(
+  "a concurrent edit while both are online gives a conflict copy on every device",
+  opts,
+  async () => {
+    await using tmp = await tempDir();
+    const dirs = ["a", "b", "c"].map((n) => join(tmp.path, n));
+    const server = await ServerProc.start(join(tmp.path, "data"));
+    const [ca, serial] = await startFirstClient("A", server.port, dirs[0]!);
+    const cb = startClient("B", server.port, dirs[1]!, { serial });
+    const cc = startClient("C", server.port, dirs[2]!, { serial });
+    const procs = [server, ca, cb, cc];
+    try {
+      await put(dirs[0]!, "doc.txt", "base\n");
+      await waitForContent(dirs[1]!, "doc.txt", "base\n");
+      await waitForContent(dirs[2]!, "doc.txt", "base\n");
+      await Promise.all([
+        put(dirs[0]!, "doc.txt", "edit A\n"),
+        put(dirs[1]!, "doc.txt", "edit B\n"),
+      ]);
+      await waitConverged(dirs, 30_000, procs);
+      await waitFor(async () => {
+        const names = [...(await tree(dirs[2]!)).keys()];
+        return names.some((n) => n.startsWith("doc (conflict from "));
+      }, async () => [...(await tree(dirs[2]!)).keys()].join(", "));
+      await waitConverged(dirs, 30_000, procs);
+      const t = await tree(dirs[2]!);
+      const texts = await Promise.all(
+        [...t.keys()].filter((p) => p.startsWith("doc")).map((p) =>
+          Deno.readTextFile(join(dirs[2]!, p))
+        ),
+      );
+      assert.deepEqual(texts.sort(), ["edit A\n", "edit B\n"]);
+    } finally {
+      for (const p of procs.reverse()) await p.stop();
+    }
+  },
+);
+
+Deno.test("a server restart during a transfer loses nothing and sync resumes", opts, async () => {
+  await using tmp = await tempDir();
+  const a = join(tmp.path, "a");
+  const b = join(tmp.path, "b");
+  const data = join(tmp.path, "data");
+  let server = await ServerProc.start(data);
+  const port = server.port;
+  const [ca, serial] = await startFirstClient("A", port, a);
+  const cb = startClient("B", port, b, { serial });
+  const procs: Proc[] = [ca, cb];
+  try {
+    await cb.waitForLine(/Syncing/);
+    const big = new Uint8Array(40 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+    for (let i = 0; i < 50; i++) await put(a, `many/f${i}.txt`, `file ${i}\n`);
+    await put(a, "big.bin", big);
+    await server.stop("SIGKILL"); // crash the server mid-transfer
+    await ca.waitForLine(/Cannot sync with/);
+    server = await ServerProc.start(data, port);
+    await waitConverged([a, b], 60_000, [server, ...procs]);
+    assert.equal((await tree(b)).size, 52);
+  } finally {
+    for (const p of procs) await p.stop();
+    await server.stop();
+  }
+});
+
+Deno.test(
+  "a wrong serial code is refused with one clear line and nothing written",
+  opts,
+  async () => {
+    await using tmp = await tempDir();
+    const server = await ServerProc.start(join(tmp.path, "data"));
+    const folder = join(tmp.path, "never-created");
+    try {
+      const c = startClient("X", server.port, folder, {
+        serial: "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH",
+      });
+      const status = await c.exited();
+      assert.equal(status.code, 1);
+      assert.match(
+        c.output(),
+        /^Cannot join account: this serial code is not known to the server/m,
+      );
+      await assert.rejects(Deno.stat(folder), Deno.errors.NotFound);
+    } finally {
+      await server.stop();
+    }
+  },
+);
+
+Deno.test("a second server on a port in use fails with a clear error", opts, async () => {
+  await using tmp = await tempDir();
+  const server = await ServerProc.start(join(tmp.path, "data"));
+  try {
+    const second = new Proc("second", [
+      "server.ts",
+      String(server.port),
+      "--host",
+      "127.0.0.1",
+      "--data",
+      join(tmp.path, "d2"),
+    ]);
+    const status = await second.exited();
+    assert.equal(status.code, 1);
+    assert.match(second.output(), /Cannot listen on 127\.0\.0\.1:\d+: the port is already in use/);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test(
+  "a client started while the server is down waits and syncs once it is up",
+  opts,
+  async () => {
+    await using tmp = await tempDir();
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const a = join(tmp.path, "a");
+    await put(a, "early.txt", "written before the server existed\n");
+    const ca = startClient("A", port, a, { seconds: 1 });
+    let server: ServerProc | null = null;
+    try {
+      await ca.waitForLine(/Cannot reach server 127\.0\.0\.1:\d+/);
+      server = await ServerProc.start(join(tmp.path, "data"), port);
+      const m = await ca.waitForLine(/^Serial code: ([0-9A-Z-]+)$/);
+      const b = join(tmp.path, "b");
+      const cb = startClient("B", port, b, { serial: m[1]! });
+      try {
+        await waitForContent(b, "early.txt", "written before the server existed\n");
+      } finally {
+        await cb.stop();
+      }
+    } finally {
+      await ca.stop();
+      await server?.stop();
+    }
+  },
+);

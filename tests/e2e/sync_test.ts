@@ -1,0 +1,138 @@
+/**
+ * End to end: a real server and two real clients keep two folders identical, for every kind of
+ * item and change listed in the core issue.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  diffTrees,
+  put,
+  ServerProc,
+  startClient,
+  startFirstClient,
+  tempDir,
+  tree,
+  waitConverged,
+  waitFor,
+  waitForContent,
+} from "./harness.ts";
+
+const opts = { sanitizeResources: true, sanitizeOps: true };
+
+function random(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) {
+    crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  }
+  return out;
+}
+
+Deno.test("two devices converge on every kind of item and change", opts, async (t) => {
+  await using tmp = await tempDir();
+  const a = join(tmp.path, "a");
+  const b = join(tmp.path, "b");
+  // Device A starts with a varied tree; B starts with nothing (its folder does not exist yet).
+  await put(a, "hello.txt", "hello\n");
+  await put(a, "zero", "");
+  await put(a, "bin/random.bin", random(3 * 1024 * 1024 + 17));
+  await put(a, "deep/er/still/x.txt", "x");
+  await put(a, "café/naïve 日本語 ü.txt", "unicode\n");
+  await put(a, "run.sh", "#!/bin/sh\necho hi\n");
+  await Deno.chmod(join(a, "run.sh"), 0o755);
+  await Deno.mkdir(join(a, "empty/dir"), { recursive: true });
+  await Deno.utime(join(a, "hello.txt"), new Date(2001, 1, 2), new Date(2001, 1, 2));
+
+  const server = await ServerProc.start(join(tmp.path, "data"));
+  const [ca, serial] = await startFirstClient("A", server.port, a);
+  const cb = startClient("B", server.port, b, { serial });
+  const procs = [server, ca, cb];
+  try {
+    await t.step(
+      "the joining device downloads everything, mtimes and exec bit included",
+      async () => {
+        await cb.waitForLine(/Created folder/);
+        await waitConverged([a, b], 30_000, procs);
+        const ta = await tree(a);
+        const tb = await tree(b);
+        assert.equal(diffTrees(ta, tb, true), "");
+        assert.equal(tb.get("run.sh")?.exec, true);
+        assert.equal(tb.get("hello.txt")?.exec, false);
+        assert.equal(tb.get("empty/dir")?.kind, "dir");
+      },
+    );
+
+    await t.step("a modification on B reaches A", async () => {
+      await put(b, "hello.txt", "hello, edited on B\n");
+      await waitForContent(a, "hello.txt", "hello, edited on B\n");
+    });
+
+    await t.step("a tree created at once with mkdir -p reaches the other side", async () => {
+      await put(a, "new/a/b/c/f.txt", "deep new file");
+      await put(a, "new/a/b/c/g.txt", "another");
+      await waitConverged([a, b], 20_000, procs);
+      assert.equal(await Deno.readTextFile(join(b, "new/a/b/c/f.txt")), "deep new file");
+    });
+
+    await t.step("renames and moves of files and directories are mirrored", async () => {
+      await Deno.rename(join(a, "hello.txt"), join(a, "hello-renamed.txt"));
+      await Deno.rename(join(a, "deep"), join(a, "new/moved-deep"));
+      await waitConverged([a, b], 20_000, procs);
+      assert.equal((await tree(b)).has("hello.txt"), false);
+      assert.equal(await Deno.readTextFile(join(b, "new/moved-deep/er/still/x.txt")), "x");
+    });
+
+    await t.step("deleting a file and a whole tree on B deletes them on A", async () => {
+      await Deno.remove(join(b, "zero"));
+      await Deno.remove(join(b, "new"), { recursive: true });
+      await waitFor(async () => {
+        const ta = await tree(a);
+        return !ta.has("zero") && !ta.has("new");
+      }, async () => [...(await tree(a)).keys()].join(", "));
+      await waitConverged([a, b], 20_000, procs);
+    });
+
+    await t.step("the exec bit and binary content changes propagate", async () => {
+      await Deno.chmod(join(a, "run.sh"), 0o644);
+      await put(a, "bin/random.bin", random(1024 * 1024));
+      await waitFor(
+        async () => (await tree(b)).get("run.sh")?.exec === false,
+        () => "exec bit still set on B",
+      );
+      await waitConverged([a, b], 20_000, procs);
+    });
+
+    await t.step("a third device joining later gets the same tree", async () => {
+      const c = join(tmp.path, "c");
+      const cc = startClient("C", server.port, c, { serial });
+      procs.push(cc);
+      await waitConverged([a, b, c], 30_000, procs);
+    });
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+  }
+});
+
+Deno.test("symlinks are skipped with a warning and never followed", opts, async () => {
+  await using tmp = await tempDir();
+  const a = join(tmp.path, "a");
+  const b = join(tmp.path, "b");
+  await put(a, "real.txt", "real");
+  await put(tmp.path, "outside/secret.txt", "secret");
+  await Deno.symlink(join(tmp.path, "outside"), join(a, "link-to-outside"));
+  const server = await ServerProc.start(join(tmp.path, "data"));
+  const [ca, serial] = await startFirstClient("A", server.port, a);
+  const cb = startClient("B", server.port, b, { serial });
+  try {
+    await ca.waitForLine(/Skipping link-to-outside: symlinks are not synced/);
+    await waitForContent(b, "real.txt", "real");
+    const tb = await tree(b);
+    assert.deepEqual([...tb.keys()], ["real.txt"]);
+  } finally {
+    await cb.stop();
+    await ca.stop();
+    await server.stop();
+  }
+});
