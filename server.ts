@@ -23,6 +23,7 @@ Usage:
 Options:
   --host HOST   address to listen on (default 0.0.0.0; 127.0.0.1 for this machine only)
   --data DIR    where accounts, metadata and file content are kept (default ./cloud-data)
+  --keep-days N how long overwritten and deleted versions are kept (default 30)
   -h, --help    show this help
 `;
 
@@ -35,6 +36,7 @@ function main(): Promise<void> | void {
       options: {
         host: { type: "string", default: "0.0.0.0" },
         data: { type: "string", default: "cloud-data" },
+        "keep-days": { type: "string", default: "30" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -53,10 +55,19 @@ function main(): Promise<void> | void {
   if (first === undefined || !/^\d+$/.test(first) || Number(first) > 65535) {
     fail("Cannot start: give the port to listen on, e.g. `cloud-server 12345` (see --help)", 2);
   }
-  return serve(values.host, Number(first), dataDir);
+  const keepDays = Number(values["keep-days"]);
+  if (!Number.isFinite(keepDays) || keepDays < 0) {
+    fail(`Cannot start: --keep-days must be a number of days, not "${values["keep-days"]}"`, 2);
+  }
+  return serve(values.host, Number(first), dataDir, keepDays);
 }
 
-async function serve(hostname: string, port: number, dataDir: string): Promise<void> {
+async function serve(
+  hostname: string,
+  port: number,
+  dataDir: string,
+  keepDays: number,
+): Promise<void> {
   const stamp = () => new Date().toISOString().replace("T", " ").slice(0, 19);
   let server;
   try {

@@ -16,7 +16,8 @@ import { StateDb } from "./state_db.ts";
 import { type EngineContext, syncUntilStable } from "./engine.ts";
 import { FolderWatcher } from "./watcher.ts";
 import type { ExecutionReport } from "./executor.ts";
-import type { TransferStats } from "./transfer.ts";
+import { newStats, type TransferStats } from "./transfer.ts";
+import { ProgressLine } from "./progress.ts";
 import { formatBytes } from "../util/cli.ts";
 
 /** Command-line settings of the client. */
@@ -216,7 +217,8 @@ export class SyncClient {
   }
 
   async #loop(config: ClientConfig, tmpDir: string): Promise<number> {
-    const stats: TransferStats = { bytesUp: 0, bytesDown: 0, chunksReused: 0 };
+    const stats: TransferStats = newStats();
+    const progress = new ProgressLine(stats);
     let backoff = 1000;
     let down = false;
     while (!this.#stopped) {
@@ -257,8 +259,14 @@ export class SyncClient {
         while (!this.#stopped && !closed) {
           this.#assertFolder();
           const t0 = performance.now();
-          stats.bytesUp = stats.bytesDown = 0;
-          const r = await syncUntilStable(ctx);
+          Object.assign(stats, newStats());
+          progress.start();
+          let r;
+          try {
+            r = await syncUntilStable(ctx);
+          } finally {
+            progress.stop();
+          }
           if (r) this.#log(summary(r, stats, performance.now() - t0));
           await this.#wake.wait(this.#opts.seconds * 1000);
         }

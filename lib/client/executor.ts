@@ -97,6 +97,15 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     a.op === "upload" || a.op === "mkdirRemote" || a.op === "deleteRemote"
   );
   const chunkIndex = indexLocalChunks(ctx.base.values());
+  for (const a of actions) {
+    if (a.op === "download") {
+      ctx.stats.filesTotal++;
+      ctx.stats.bytesTotal += a.remote.size;
+    } else if (a.op === "upload") {
+      ctx.stats.filesTotal++;
+      ctx.stats.bytesTotal += a.local.size;
+    }
+  }
 
   const downloads: Extract<Action, { op: "download" }>[] = [];
   const runDownloads = async () => {
@@ -121,6 +130,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
           return;
         }
         report.downloaded++;
+        ctx.stats.filesDone++;
         if (a.path === a.remote.path) setBase(a.path, r.entry);
       } catch (e) {
         fail(a.path, e);
@@ -292,6 +302,7 @@ async function pushRemote(
         setBase(item.path, null);
       } else if (action.op === "upload") {
         report.uploaded++;
+        ctx.stats.filesDone++;
         setBase(item.path, {
           ...statToEntryBase(action.local),
           version: res.version,

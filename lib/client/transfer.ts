@@ -23,9 +23,30 @@ import { statToEntry } from "./scanner.ts";
 
 /** Counters shown to the user. */
 export interface TransferStats {
+  /** Bytes sent (as on the wire, after compression). */
   bytesUp: number;
+  /** Bytes received (as on the wire). */
   bytesDown: number;
   chunksReused: number;
+  /** Files to send or receive in the current pass, and how many are done. */
+  filesTotal: number;
+  filesDone: number;
+  /** Content bytes to move in the current pass, and how many are done (dedup counts as done). */
+  bytesTotal: number;
+  bytesDone: number;
+}
+
+/** Fresh counters. */
+export function newStats(): TransferStats {
+  return {
+    bytesUp: 0,
+    bytesDown: 0,
+    chunksReused: 0,
+    filesTotal: 0,
+    filesDone: 0,
+    bytesTotal: 0,
+    bytesDone: 0,
+  };
 }
 
 /** Runs `fn` over `items` with at most `limit` running at once. */
@@ -101,6 +122,11 @@ export async function uploadChunks(
     missing.push(...(r.header.missing as string[]));
   });
   const changed = new Set<string>();
+  let missingBytes = 0;
+  for (const h of missing) missingBytes += where.get(h)!.size;
+  let allBytes = 0;
+  for (const f of files) for (const c of f.chunks) allBytes += c.size;
+  stats.bytesDone += allBytes - missingBytes;
   await pool(missing, 8, async (hash) => {
     const src = where.get(hash)!;
     if (changed.has(src.path)) return;
@@ -112,6 +138,7 @@ export async function uploadChunks(
     const z = compressChunk(data);
     await peer.request({ t: "put", hash, size: data.length, z: z.compressed }, z.data);
     stats.bytesUp += z.data.length;
+    stats.bytesDone += data.length;
   });
   // A chunk shared by several files was read from one of them only: if that one changed, the
   // others are still fine, but simplest and safe is to let them all be retried next pass.
@@ -226,6 +253,7 @@ export async function downloadFile(
         whole.update(data);
         let off = 0;
         while (off < data.length) off += await file.write(data.subarray(off));
+        stats.bytesDone += data.length;
       }
       await file.sync();
     } finally {

@@ -72,6 +72,14 @@ export interface MetaStore {
   chunk(account: string, hash: string): { size: number; compressed: boolean } | null;
   /** Applies the items in order, in one transaction. */
   commit(account: string, device: string, items: CommitItem[]): CommitResult[];
+  /** Forgets kept versions replaced before `cutoff` (ms); returns how many. */
+  pruneVersions(cutoff: number): number;
+  /** Chunks of `account` stored before `cutoff` that no entry or kept version references. */
+  unreferencedChunks(account: string, cutoff: number): string[];
+  /** Removes a chunk from the index (its bytes are removed from the blob store by the caller). */
+  forgetChunk(account: string, hash: string): void;
+  /** Every account id. */
+  accountIds(): string[];
   close(): void;
 }
 
@@ -128,7 +136,7 @@ CREATE TABLE IF NOT EXISTS versions(
 CREATE INDEX IF NOT EXISTS versions_by_path ON versions(account, path);
 CREATE TABLE IF NOT EXISTS chunks(
   account TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, stored INTEGER NOT NULL,
-  compressed INTEGER NOT NULL, PRIMARY KEY(account, hash)) WITHOUT ROWID;
+  compressed INTEGER NOT NULL, created INTEGER NOT NULL, PRIMARY KEY(account, hash)) WITHOUT ROWID;
 `;
 
 /** {@link MetaStore} in one SQLite database file. */
@@ -162,7 +170,7 @@ export class SqliteMetaStore implements MetaStore {
       ),
       chunk: p("SELECT size, compressed FROM chunks WHERE account = ? AND hash = ?"),
       addChunk: p(
-        "INSERT OR REPLACE INTO chunks(account, hash, size, stored, compressed) VALUES (?,?,?,?,?)",
+        "INSERT OR REPLACE INTO chunks(account, hash, size, stored, compressed, created) VALUES (?,?,?,?,?,?)",
       ),
     };
   }
@@ -258,7 +266,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   addChunk(account: string, hash: string, size: number, stored: number, compressed: boolean): void {
-    this.#q.addChunk!.run(account, hash, size, stored, compressed ? 1 : 0);
+    this.#q.addChunk!.run(account, hash, size, stored, compressed ? 1 : 0, Date.now());
   }
 
   chunk(account: string, hash: string): { size: number; compressed: boolean } | null {
@@ -363,6 +371,36 @@ export class SqliteMetaStore implements MetaStore {
       this.#db.exec("ROLLBACK");
       throw e;
     }
+  }
+
+  pruneVersions(cutoff: number): number {
+    return Number(this.#db.prepare("DELETE FROM versions WHERE replaced < ?").run(cutoff).changes);
+  }
+
+  unreferencedChunks(account: string, cutoff: number): string[] {
+    const used = new Set<string>();
+    for (const table of ["entries", "versions"]) {
+      const rows = this.#db.prepare(
+        `SELECT chunks FROM ${table} WHERE account = ? AND chunks != '[]'`,
+      )
+        .all(account) as unknown as { chunks: string }[];
+      for (const r of rows) for (const c of JSON.parse(r.chunks) as ChunkRef[]) used.add(c.hash);
+    }
+    const old = this.#db.prepare("SELECT hash FROM chunks WHERE account = ? AND created < ?").all(
+      account,
+      cutoff,
+    ) as unknown as { hash: string }[];
+    return old.map((r) => r.hash).filter((h) => !used.has(h));
+  }
+
+  forgetChunk(account: string, hash: string): void {
+    this.#db.prepare("DELETE FROM chunks WHERE account = ? AND hash = ?").run(account, hash);
+  }
+
+  accountIds(): string[] {
+    return (this.#db.prepare("SELECT id FROM accounts").all() as unknown as { id: string }[]).map((
+      r,
+    ) => r.id);
   }
 
   close(): void {

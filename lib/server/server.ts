@@ -16,12 +16,15 @@ import { Peer } from "../protocol/peer.ts";
 import { FsBlobStore } from "./blob_store.ts";
 import { SqliteMetaStore } from "./meta_store.ts";
 import { Hub, Session } from "./session.ts";
+import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
   hostname: string;
   port: number;
   dataDir: string;
+  /** Days to keep overwritten and deleted versions (default 30). */
+  keepDays?: number;
   log?: (line: string) => void;
 }
 
@@ -67,11 +70,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       });
     }
   })().catch(() => {/* listener closed */});
+  const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
+  const runCollect = () =>
+    collect(meta, blobs, keepDays).then((r) => {
+      if (r.versions + r.chunks > 0) {
+        log(`Retention: forgot ${r.versions} old versions, ${r.chunks} unused chunks`);
+      }
+    }).catch((e) => log(`Cannot apply retention: ${(e as Error).message}`));
+  let collecting = runCollect();
+  const timer = setInterval(() => collecting = runCollect(), 6 * 60 * 60 * 1000);
   const addr = listener.addr as Deno.NetAddr;
   return {
     hostname: addr.hostname,
     port: addr.port,
     async close() {
+      clearInterval(timer);
+      await collecting;
       try {
         listener.close();
       } catch { /* already closed */ }
