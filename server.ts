@@ -72,6 +72,7 @@ async function serve(
   let server;
   try {
     server = await startServer({
+      keepDays,
       hostname,
       port,
       dataDir,
