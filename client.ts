@@ -12,7 +12,7 @@ import { fail, onShutdown } from "./lib/util/cli.ts";
 const HELP = `cloud-client: keep a folder in sync with a Cloud Sync server
 
 Usage:
-  cloud-client HOST PORT FOLDER SECONDS [SERIAL] [--name NAME]
+  cloud-client HOST PORT FOLDER SECONDS [SERIAL] [--name NAME] [--allow-mass-delete]
 
   HOST, PORT  the server (as printed by cloud-server)
   FOLDER      the folder to sync; created if missing
@@ -23,8 +23,10 @@ Usage:
               once the folder is enrolled (the enrollment lives in FOLDER/.cloudsync/)
 
 Options:
-  --name NAME  this device's name, shown in conflict copies (default: the host name)
-  -h, --help   show this help
+  --name NAME          this device's name, shown in conflict copies (default: the host name)
+  --allow-mass-delete  propagate deletions even when more than half of the synced files (and more
+                       than 100) vanished at once; without it the client holds them back and warns
+  -h, --help           show this help
 `;
 
 async function main(): Promise<void> {
@@ -35,6 +37,7 @@ async function main(): Promise<void> {
       allowPositionals: true,
       options: {
         name: { type: "string" },
+        "allow-mass-delete": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -65,6 +68,7 @@ async function main(): Promise<void> {
     seconds,
     ...(serial ? { serial } : {}),
     ...(values.name ? { name: values.name } : {}),
+    allowMassDelete: values["allow-mass-delete"],
   });
   onShutdown(() => {
     console.log("Stopping client");

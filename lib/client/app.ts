@@ -30,6 +30,8 @@ export interface ClientOptions {
   serial?: string;
   /** Device name shown in conflict copies and on the server (default: host name). */
   name?: string;
+  /** Propagate even when more than half of the synced files vanished at once. */
+  allowMassDelete?: boolean;
 }
 
 /** A wake-up signal: `wait` resolves on `fire` or after a timeout, whichever comes first. */
@@ -255,6 +257,7 @@ export class SyncClient {
           stats,
           log: this.#log,
           warn: this.#warn,
+          allowMassDelete: this.#opts.allowMassDelete ?? false,
         };
         while (!this.#stopped && !closed) {
           this.#assertFolder();

@@ -11,6 +11,7 @@ import type { Peer } from "../protocol/peer.ts";
 import { parseRemoteEntry } from "../protocol/messages.ts";
 import { checkWirePath } from "../core/paths.ts";
 import { reconcile } from "../core/reconcile.ts";
+import { massDeleteCheck, withVanishedKept } from "../core/guards.ts";
 import type { BaseEntry, RemoteEntry } from "../core/types.ts";
 import type { StateDb } from "./state_db.ts";
 import { scan } from "./scanner.ts";
@@ -27,6 +28,10 @@ export interface EngineContext {
   stats: TransferStats;
   log: (line: string) => void;
   warn: (line: string) => void;
+  /** Let deletions of more than half of the synced files through (`--allow-mass-delete`). */
+  allowMassDelete?: boolean;
+  /** Set while the mass-delete guard holds deletions back (so the warning is said once). */
+  holdingMassDelete?: boolean;
 }
 
 /** Brings the remote mirror up to the server's current journal position. */
@@ -64,13 +69,23 @@ export async function syncPass(ctx: EngineContext): Promise<ExecutionReport | nu
   await pullChanges(ctx);
   const base: Map<string, BaseEntry> = ctx.state.loadBase();
   const remote = ctx.state.loadRemote();
-  const local = await scan(ctx.root, base, {
+  let local = await scan(ctx.root, base, {
     skipped: (path, why) => {
       if (warnedSkips.has(path)) return;
       warnedSkips.add(path);
       ctx.warn(`Skipping ${path}: ${why}`);
     },
   });
+  const guard = massDeleteCheck(base, local);
+  if (guard.tripped && !ctx.allowMassDelete) {
+    if (!ctx.holdingMassDelete) {
+      ctx.warn(
+        `Cannot propagate deletions: ${guard.vanishedFiles} of ${guard.total} synced files vanished at once (an unmounted drive or emptied folder?). Nothing is deleted on the server or other devices. If you really deleted them, restart the client with --allow-mass-delete.`,
+      );
+    }
+    ctx.holdingMassDelete = true;
+    local = withVanishedKept(base, local, guard.vanished);
+  } else ctx.holdingMassDelete = false;
   const actions = reconcile({ base, local, remote, device: ctx.device, now: new Date() });
   if (actions.length === 0) return null;
   return await execute(

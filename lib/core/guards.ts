@@ -1,0 +1,70 @@
+/**
+ * Safety guards applied to a scan before reconciliation, as pure functions.
+ *
+ * The mass-delete guard: when more than half of the synced files (and more than 100) vanished at
+ * once, the likely cause is an unmounted drive or an emptied folder, not a user deleting their
+ * data. The vanished files are then treated as unchanged (nothing is deleted anywhere) until the
+ * user confirms with `--allow-mass-delete`.
+ *
+ * @example
+ * ```ts
+ * const check = massDeleteCheck(base, local);
+ * if (check.tripped) local = withVanishedKept(base, local, check.vanished);
+ * ```
+ *
+ * @module
+ */
+
+import type { BaseEntry, LocalEntry } from "./types.ts";
+
+/** Vanished files above this count (and above half of all synced files) trip the guard. */
+export const MASS_DELETE_MIN = 100;
+
+/** Result of {@link massDeleteCheck}. */
+export interface MassDeleteCheck {
+  /** Synced files in the base. */
+  total: number;
+  /** Base files (and directories) missing from the scan. */
+  vanished: string[];
+  /** How many of `vanished` are files. */
+  vanishedFiles: number;
+  /** True when the number of vanished files is over both thresholds. */
+  tripped: boolean;
+}
+
+/** Counts base files missing from the local scan. */
+export function massDeleteCheck(
+  base: ReadonlyMap<string, BaseEntry>,
+  local: ReadonlyMap<string, LocalEntry>,
+): MassDeleteCheck {
+  let total = 0;
+  let files = 0;
+  const vanished: string[] = [];
+  for (const [path, b] of base) {
+    if (b.kind === "file") total++;
+    if (!local.has(path)) {
+      vanished.push(path);
+      if (b.kind === "file") files++;
+    }
+  }
+  return {
+    total,
+    vanished,
+    vanishedFiles: files,
+    tripped: files > MASS_DELETE_MIN && files * 2 > total,
+  };
+}
+
+/** A copy of `local` in which every vanished path looks exactly as in the base (unchanged). */
+export function withVanishedKept(
+  base: ReadonlyMap<string, BaseEntry>,
+  local: ReadonlyMap<string, LocalEntry>,
+  vanished: readonly string[],
+): Map<string, LocalEntry> {
+  const out = new Map(local);
+  for (const path of vanished) {
+    const b = base.get(path);
+    if (b) out.set(path, { path, kind: b.kind, size: b.size, mtime: b.mtime, exec: b.exec });
+  }
+  return out;
+}

@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import { massDeleteCheck, withVanishedKept } from "../../lib/core/guards.ts";
+import type { BaseEntry, LocalEntry } from "../../lib/core/types.ts";
+
+function base(n: number): Map<string, BaseEntry> {
+  const m = new Map<string, BaseEntry>();
+  for (let i = 0; i < n; i++) {
+    const path = `f${i}`;
+    m.set(path, {
+      path,
+      kind: "file",
+      version: i + 1,
+      size: 1,
+      mtime: 5,
+      exec: false,
+      hash: "h",
+      chunks: [],
+    });
+  }
+  return m;
+}
+
+function localWithout(b: Map<string, BaseEntry>, vanish: number): Map<string, LocalEntry> {
+  const m = new Map<string, LocalEntry>();
+  let i = 0;
+  for (const [path, e] of b) {
+    if (i++ < vanish) continue;
+    m.set(path, { path, kind: e.kind, size: e.size, mtime: e.mtime, exec: e.exec });
+  }
+  return m;
+}
+
+Deno.test("mass-delete guard", async (t) => {
+  const rows: [string, number, number, boolean][] = [
+    ["deleting a few files does not trip it", 300, 10, false],
+    ["deleting 101 of 300 files (under half) does not trip it", 300, 101, false],
+    ["deleting 151 of 300 files trips it", 300, 151, true],
+    ["deleting everything of 100 files (not more than 100) does not trip it", 100, 100, false],
+    ["deleting everything of 101 files trips it", 101, 101, true],
+  ];
+  for (const [name, total, vanish, tripped] of rows) {
+    await t.step(name, () => {
+      const b = base(total);
+      const r = massDeleteCheck(b, localWithout(b, vanish));
+      assert.equal(r.tripped, tripped);
+      assert.equal(r.vanished.length, vanish);
+      assert.equal(r.total, total);
+    });
+  }
+  await t.step("held-back files look unchanged, so nothing is deleted", () => {
+    const b = base(200);
+    const l = localWithout(b, 150);
+    const kept = withVanishedKept(b, l, massDeleteCheck(b, l).vanished);
+    assert.equal(kept.size, 200);
+    assert.deepEqual(kept.get("f0"), { path: "f0", kind: "file", size: 1, mtime: 5, exec: false });
+  });
+});

@@ -1,0 +1,87 @@
+/**
+ * End to end: the mass-delete guard and a vanished folder never delete anything on the server.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  Proc,
+  put,
+  ServerProc,
+  startClient,
+  startFirstClient,
+  tempDir,
+  tree,
+  waitConverged,
+  waitFor,
+} from "./harness.ts";
+
+const opts = { sanitizeResources: true, sanitizeOps: true };
+
+Deno.test("emptying a folder is held back until --allow-mass-delete", opts, async () => {
+  await using tmp = await tempDir();
+  const a = join(tmp.path, "a");
+  const b = join(tmp.path, "b");
+  for (let i = 0; i < 150; i++) await put(a, `docs/f${i}.txt`, `file ${i}\n`);
+  const server = await ServerProc.start(join(tmp.path, "data"));
+  let [ca, serial] = await startFirstClient("A", server.port, a);
+  const cb = startClient("B", server.port, b, { serial });
+  const procs: Proc[] = [server, ca, cb];
+  try {
+    await waitConverged([a, b], 30_000, procs);
+    await Deno.remove(join(a, "docs"), { recursive: true });
+    await ca.waitForLine(
+      /Cannot propagate deletions: 150 of 150 synced files vanished/,
+    );
+    // A later edit on A still syncs while the deletions are held back...
+    await put(a, "note.txt", "still syncing\n");
+    await waitFor(async () => (await tree(b)).has("note.txt"), () => "note.txt did not reach B");
+    // ...and B still has every file.
+    assert.equal([...(await tree(b)).keys()].filter((p) => p.startsWith("docs/f")).length, 150);
+    // The user confirms: restart A with --allow-mass-delete.
+    await ca.stop();
+    ca = new Proc("A2", [
+      "client.ts",
+      "127.0.0.1",
+      String(server.port),
+      a,
+      "2",
+      "--name",
+      "A",
+      "--allow-mass-delete",
+    ]);
+    procs.push(ca);
+    await waitConverged([a, b], 30_000, procs);
+    assert.deepEqual([...(await tree(b)).keys()], ["note.txt"]);
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+  }
+});
+
+Deno.test(
+  "a synced folder that disappears stops the client and deletes nothing",
+  opts,
+  async () => {
+    await using tmp = await tempDir();
+    const a = join(tmp.path, "a");
+    const b = join(tmp.path, "b");
+    await put(a, "keep.txt", "precious\n");
+    const server = await ServerProc.start(join(tmp.path, "data"));
+    const [ca, serial] = await startFirstClient("A", server.port, a);
+    const cb = startClient("B", server.port, b, { serial });
+    try {
+      await waitConverged([a, b], 20_000, [server, ca, cb]);
+      await Deno.rename(a, join(tmp.path, "a-unmounted"));
+      const status = await ca.exited();
+      assert.equal(status.code, 1);
+      assert.match(ca.output(), /disappeared; nothing was deleted on the server/);
+      assert.equal(await Deno.readTextFile(join(b, "keep.txt")), "precious\n");
+    } finally {
+      await cb.stop();
+      await ca.stop();
+      await server.stop();
+    }
+  },
+);
