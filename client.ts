@@ -8,11 +8,13 @@
 import { parseArgs } from "node:util";
 import { SyncClient } from "./lib/client/app.ts";
 import { fail, onShutdown } from "./lib/util/cli.ts";
+import { normalizeFingerprint } from "./lib/transport/tls_cert.ts";
 
 const HELP = `cloud-client: keep a folder in sync with a Cloud Sync server
 
 Usage:
   cloud-client HOST PORT FOLDER SECONDS [SERIAL] [--name NAME] [--allow-mass-delete]
+               [--server-fingerprint FP]
 
   HOST, PORT  the server (as printed by cloud-server)
   FOLDER      the folder to sync; created if missing
@@ -26,6 +28,12 @@ Options:
   --name NAME          this device's name, shown in conflict copies (default: the host name)
   --allow-mass-delete  propagate deletions even when more than half of the synced files (and more
                        than 100) vanished at once; without it the client holds them back and warns
+  --server-fingerprint FP
+                       trust only a server whose TLS certificate has this SHA-256 fingerprint (the
+                       "TLS certificate fingerprint" line cloud-server prints). Without it the
+                       client trusts the certificate it sees first (or one a trusted authority
+                       issued for HOST) and refuses to connect if it ever changes; give the new
+                       fingerprint here after replacing the server's certificate on purpose
   -h, --help           show this help
 `;
 
@@ -38,6 +46,7 @@ async function main(): Promise<void> {
       options: {
         name: { type: "string" },
         "allow-mass-delete": { type: "boolean", default: false },
+        "server-fingerprint": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -61,6 +70,16 @@ async function main(): Promise<void> {
   if (!Number.isFinite(seconds) || seconds < 1) {
     fail(`Cannot start: SECONDS must be a number of seconds (1 or more), not "${secondsText}"`, 2);
   }
+  let serverFingerprint: string | null = null;
+  if (values["server-fingerprint"] !== undefined) {
+    serverFingerprint = normalizeFingerprint(values["server-fingerprint"]);
+    if (!serverFingerprint) {
+      fail(
+        "Cannot start: --server-fingerprint must be a SHA-256 fingerprint: 32 hex pairs like AB:CD:… (as cloud-server prints it)",
+        2,
+      );
+    }
+  }
   const client = new SyncClient({
     host,
     port,
@@ -69,6 +88,7 @@ async function main(): Promise<void> {
     ...(serial ? { serial } : {}),
     ...(values.name ? { name: values.name } : {}),
     allowMassDelete: values["allow-mass-delete"],
+    ...(serverFingerprint ? { serverFingerprint } : {}),
   });
   onShutdown(() => {
     console.log("Stopping client");

@@ -6,9 +6,11 @@
  */
 
 import { parseArgs } from "node:util";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { startServer } from "./lib/server/server.ts";
 import { SqliteMetaStore } from "./lib/server/meta_store.ts";
+import { TieredBlobStore } from "./lib/server/blob_store.ts";
+import { verify } from "./lib/server/verify.ts";
 import { secretHash } from "./lib/server/session.ts";
 import { newSerial, normalizeSerial } from "./lib/util/crockford.ts";
 import { fail, formatBytes, onShutdown } from "./lib/util/cli.ts";
@@ -16,14 +18,22 @@ import { fail, formatBytes, onShutdown } from "./lib/util/cli.ts";
 const HELP = `cloud-server: the Cloud Sync server
 
 Usage:
-  cloud-server PORT [--host HOST] [--data DIR]   serve on PORT (all interfaces by default)
+  cloud-server PORT [--host HOST] [--data DIR] [--cert FILE --key FILE]
+                                                 serve on PORT (all interfaces by default), over TLS
   cloud-server accounts [--data DIR]             list accounts: id, devices, last seen, files, bytes
   cloud-server reset-serial ACCOUNT [--data DIR] issue a new serial code for ACCOUNT (the old one stops working)
+  cloud-server verify [--account ID] [--data DIR] check metadata and stored content; exit 1 on any problem
 
 Options:
   --host HOST   address to listen on (default 0.0.0.0; 127.0.0.1 for this machine only)
   --data DIR    where accounts, metadata and file content are kept (default ./cloud-data)
   --keep-days N how long overwritten and deleted versions are kept (default 30)
+  --cert FILE   TLS certificate (PEM, with its chain) issued by an authority for this server's
+                name; clients then verify the name as HTTPS does. Without --cert/--key the server
+                creates a self-signed certificate in DIR/tls/ at first start and prints its
+                fingerprint; clients pin it on first contact (or with --server-fingerprint)
+  --key FILE    the private key (PEM) of --cert
+  --account ID  verify: check only this account
   -h, --help    show this help
 `;
 
@@ -37,6 +47,9 @@ function main(): Promise<void> | void {
         host: { type: "string", default: "0.0.0.0" },
         data: { type: "string", default: "cloud-data" },
         "keep-days": { type: "string", default: "30" },
+        cert: { type: "string" },
+        key: { type: "string" },
+        account: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -52,6 +65,7 @@ function main(): Promise<void> | void {
   const [first, ...rest] = positionals;
   if (first === "accounts") return listAccounts(dataDir);
   if (first === "reset-serial") return resetSerial(dataDir, rest[0]);
+  if (first === "verify") return verifyData(dataDir, values.account);
   if (first === undefined || !/^\d+$/.test(first) || Number(first) > 65535) {
     fail("Cannot start: give the port to listen on, e.g. `cloud-server 12345` (see --help)", 2);
   }
@@ -59,7 +73,13 @@ function main(): Promise<void> | void {
   if (!Number.isFinite(keepDays) || keepDays < 0) {
     fail(`Cannot start: --keep-days must be a number of days, not "${values["keep-days"]}"`, 2);
   }
-  return serve(values.host, Number(first), dataDir, keepDays);
+  if ((values.cert === undefined) !== (values.key === undefined)) {
+    fail("Cannot start: --cert and --key go together (the certificate and its private key)", 2);
+  }
+  const tls = values.cert !== undefined && values.key !== undefined
+    ? { certFile: resolve(values.cert), keyFile: resolve(values.key) }
+    : {};
+  return serve(values.host, Number(first), dataDir, keepDays, tls);
 }
 
 async function serve(
@@ -67,6 +87,7 @@ async function serve(
   port: number,
   dataDir: string,
   keepDays: number,
+  tls: { certFile?: string; keyFile?: string },
 ): Promise<void> {
   const stamp = () => new Date().toISOString().replace("T", " ").slice(0, 19);
   let server;
@@ -76,6 +97,7 @@ async function serve(
       hostname,
       port,
       dataDir,
+      ...tls,
       log: (l) => console.log(`${stamp()} ${l}`),
     });
   } catch (e) {
@@ -83,6 +105,11 @@ async function serve(
   }
   console.log(`Cloud Sync server listening on ${server.hostname}:${server.port}`);
   console.log(`Data directory: ${dataDir}`);
+  const cert = server.certificate;
+  console.log(
+    `TLS certificate: ${cert.certFile}${cert.created ? " (created now, self-signed)" : ""}`,
+  );
+  console.log(`TLS certificate fingerprint: ${cert.fingerprint}`);
   onShutdown(async () => {
     console.log("Stopping server");
     await server.close();
@@ -120,6 +147,31 @@ function resetSerial(dataDir: string, account: string | undefined): void {
   console.log(`New serial code for account ${account}:`);
   console.log(`Serial code: ${serial}`);
   console.log("The old code no longer enrolls devices; devices already enrolled keep working.");
+}
+
+async function verifyData(dataDir: string, account: string | undefined): Promise<void> {
+  try {
+    await Deno.stat(join(dataDir, "meta.db"));
+  } catch {
+    fail(`Cannot verify: no server data in ${dataDir} (no meta.db); check --data`);
+  }
+  // The same stores the server uses (small chunks in SQLite, the others as files).
+  const meta = new SqliteMetaStore(dataDir);
+  const blobs = new TieredBlobStore(dataDir);
+  let r;
+  try {
+    r = await verify(meta, blobs, account === undefined ? {} : { account });
+  } catch (e) {
+    fail(`Cannot verify ${dataDir}: ${(e as Error).message}`);
+  } finally {
+    blobs.close();
+    meta.close();
+  }
+  if (r.problems.length > 0) {
+    for (const p of r.problems) console.log(p);
+    fail(`${r.problems.length} problems found in ${dataDir}`);
+  }
+  console.log(`OK: ${r.accounts} accounts, ${r.entries} entries, ${r.chunks} chunks verified`);
 }
 
 if (import.meta.main) await main();

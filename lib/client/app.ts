@@ -10,8 +10,16 @@ import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import type { Peer } from "../protocol/peer.ts";
 import { RemoteError } from "../protocol/peer.ts";
-import { type ClientConfig, loadConfig, saveConfig, STATE_DIR, stateDir } from "./config.ts";
-import { dial } from "./connection.ts";
+import {
+  type ClientConfig,
+  loadConfig,
+  saveConfig,
+  serverTrust,
+  STATE_DIR,
+  stateDir,
+  withServerTrust,
+} from "./config.ts";
+import { CertificateError, dial, type ServerTrust } from "./connection.ts";
 import { StateDb } from "./state_db.ts";
 import { type EngineContext, syncUntilStable } from "./engine.ts";
 import { FolderWatcher } from "./watcher.ts";
@@ -30,6 +38,8 @@ export interface ClientOptions {
   serial?: string;
   /** Device name shown in conflict copies and on the server (default: host name). */
   name?: string;
+  /** `--server-fingerprint`: the server's TLS certificate must have this fingerprint. */
+  serverFingerprint?: string;
   /** Propagate even when more than half of the synced files vanished at once. */
   allowMassDelete?: boolean;
 }
@@ -62,7 +72,7 @@ class Signal {
 class FatalError extends Error {}
 
 function isFatal(e: unknown): boolean {
-  return e instanceof FatalError ||
+  return e instanceof FatalError || e instanceof CertificateError ||
     (e instanceof RemoteError &&
       ["bad-serial", "bad-credentials", "revoked", "unsupported-protocol"].includes(e.code));
 }
@@ -161,11 +171,22 @@ export class SyncClient {
     const deviceName = o.name ?? hostname();
     let backoff = 1000;
     let said = false;
+    let trust: ServerTrust = {};
     for (;;) {
       let peer: Peer;
       try {
-        peer = await dial({ host: o.host, port: o.port });
+        peer = await dial({
+          host: o.host,
+          port: o.port,
+          trust,
+          ...(o.serverFingerprint ? { expectFingerprint: o.serverFingerprint } : {}),
+          onTrust: (t, note) => {
+            trust = t;
+            this.#log(note);
+          },
+        });
       } catch (e) {
+        if (e instanceof CertificateError) throw new FatalError(e.message);
         if (this.#stopped) throw new FatalError("Stopped before enrolling");
         if (!said) {
           this.#warn(
@@ -184,14 +205,14 @@ export class SyncClient {
           ? await peer.request({ t: "enroll", serial: o.serial, device: deviceName })
           : await peer.request({ t: "register", device: deviceName });
         const h = r.header;
-        const config: ClientConfig = {
+        const config: ClientConfig = withServerTrust({
           host: o.host,
           port: o.port,
           account: String(h.account),
           deviceId: String(h.deviceId),
           token: String(h.token),
           deviceName,
-        };
+        }, trust);
         try {
           Deno.statSync(this.#root);
         } catch {
@@ -228,6 +249,15 @@ export class SyncClient {
         const peer = await dial({
           host: config.host,
           port: config.port,
+          trust: serverTrust(config),
+          ...(this.#opts.serverFingerprint
+            ? { expectFingerprint: this.#opts.serverFingerprint }
+            : {}),
+          onTrust: (t, note) => {
+            config = withServerTrust(config, t);
+            saveConfig(this.#root, config);
+            this.#log(note);
+          },
           onNotice: (h) => {
             if (h.t === "changed") this.#wake.fire();
           },

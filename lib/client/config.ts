@@ -7,6 +7,7 @@
 
 import { join } from "node:path";
 import { writeFileAtomicSync } from "../util/atomic.ts";
+import type { ServerTrust } from "../transport/dial.ts";
 
 /** Name of the private folder inside every synced folder; never synced, never scanned. */
 export const STATE_DIR = ".cloudsync";
@@ -19,6 +20,10 @@ export interface ClientConfig {
   deviceId: string;
   token: string;
   deviceName: string;
+  /** Pinned SHA-256 fingerprint of the server's TLS certificate (trust on first use). */
+  serverFingerprint?: string;
+  /** The server's certificate was issued by an authority the system trusts (no pin needed). */
+  serverCaVerified?: boolean;
 }
 
 /** Path of the state folder of `root`. */
@@ -39,7 +44,9 @@ export function loadConfig(root: string): ClientConfig | null {
   if (
     typeof c.host !== "string" || typeof c.port !== "number" || typeof c.account !== "string" ||
     typeof c.deviceId !== "string" || typeof c.token !== "string" ||
-    typeof c.deviceName !== "string"
+    typeof c.deviceName !== "string" ||
+    (c.serverFingerprint !== undefined && typeof c.serverFingerprint !== "string") ||
+    (c.serverCaVerified !== undefined && typeof c.serverCaVerified !== "boolean")
   ) {
     throw new Error(
       `Cannot read ${
@@ -56,4 +63,22 @@ export function saveConfig(root: string, config: ClientConfig): void {
   const path = join(stateDir(root), "config.json");
   writeFileAtomicSync(path, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"));
   if (Deno.build.os !== "windows") Deno.chmodSync(path, 0o600);
+}
+
+/** What `config` trusts about the server's certificate. */
+export function serverTrust(config: ClientConfig): ServerTrust {
+  return {
+    ...(config.serverFingerprint ? { fingerprint: config.serverFingerprint } : {}),
+    ...(config.serverCaVerified ? { caVerified: true } : {}),
+  };
+}
+
+/** `config` with its server trust replaced by `trust`. */
+export function withServerTrust(config: ClientConfig, trust: ServerTrust): ClientConfig {
+  const { serverFingerprint: _f, serverCaVerified: _c, ...rest } = config;
+  return {
+    ...rest,
+    ...(trust.fingerprint ? { serverFingerprint: trust.fingerprint } : {}),
+    ...(trust.caVerified ? { serverCaVerified: true } : {}),
+  };
 }

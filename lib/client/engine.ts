@@ -62,13 +62,44 @@ export async function pullChanges(ctx: EngineContext): Promise<number> {
   }
 }
 
+/**
+ * Uploads cut short by a crash after the server accepted them: a server version with exactly the
+ * content we sent is ours, so it becomes the base (with the size and mtime we uploaded). Without
+ * this, an edit made after that upload would look like a conflict with our own earlier version.
+ */
+export function adoptPending(state: StateDb, remote: ReadonlyMap<string, RemoteEntry>): void {
+  const pending = state.loadPending();
+  if (pending.size === 0) return;
+  const base = state.loadBase();
+  const adopted: [string, BaseEntry][] = [];
+  for (const [path, p] of pending) {
+    const r = remote.get(path);
+    const b = base.get(path);
+    if (r && r.kind === "file" && r.hash === p.hash && (!b || b.version < r.version)) {
+      adopted.push([path, { ...p, version: r.version, exec: r.exec, chunks: r.chunks }]);
+    }
+  }
+  if (adopted.length > 0) state.setBase(adopted);
+  state.clearPending(pending.keys());
+}
+
 const warnedSkips = new Set<string>();
 
 /** One pull + scan + reconcile + execute. Returns the report, or null if nothing was to do. */
+const DEBUG = Deno.env.get("CLOUDSYNC_DEBUG") === "1";
+function phase(name: string, t0: number): number {
+  const now = performance.now();
+  if (DEBUG) console.error(`[debug] ${name}: ${(now - t0).toFixed(0)} ms`);
+  return now;
+}
+
 export async function syncPass(ctx: EngineContext): Promise<ExecutionReport | null> {
+  let t = performance.now();
   await pullChanges(ctx);
-  const base: Map<string, BaseEntry> = ctx.state.loadBase();
+  t = phase("pull", t);
   const remote = ctx.state.loadRemote();
+  adoptPending(ctx.state, remote);
+  const base: Map<string, BaseEntry> = ctx.state.loadBase();
   let local = await scan(ctx.root, base, {
     skipped: (path, why) => {
       if (warnedSkips.has(path)) return;
@@ -76,6 +107,7 @@ export async function syncPass(ctx: EngineContext): Promise<ExecutionReport | nu
       ctx.warn(`Skipping ${path}: ${why}`);
     },
   });
+  t = phase("scan", t);
   const guard = massDeleteCheck(base, local);
   if (guard.tripped && !ctx.allowMassDelete) {
     if (!ctx.holdingMassDelete) {
@@ -87,18 +119,23 @@ export async function syncPass(ctx: EngineContext): Promise<ExecutionReport | nu
     local = withVanishedKept(base, local, guard.vanished);
   } else ctx.holdingMassDelete = false;
   const actions = reconcile({ base, local, remote, device: ctx.device, now: new Date() });
+  t = phase("reconcile", t);
   if (actions.length === 0) return null;
-  return await execute(
-    {
-      peer: ctx.peer,
-      root: ctx.root,
-      tmpDir: ctx.tmpDir,
-      state: ctx.state,
-      base,
-      stats: ctx.stats,
-    },
-    actions,
-  );
+  try {
+    return await execute(
+      {
+        peer: ctx.peer,
+        root: ctx.root,
+        tmpDir: ctx.tmpDir,
+        state: ctx.state,
+        base,
+        stats: ctx.stats,
+      },
+      actions,
+    );
+  } finally {
+    phase(`execute ${actions.length} actions`, t);
+  }
 }
 
 /** Sums two reports. */

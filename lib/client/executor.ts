@@ -11,16 +11,14 @@
 import { dirname, join } from "node:path";
 import type { Peer } from "../protocol/peer.ts";
 import type { Action } from "../core/reconcile.ts";
-import type { BaseEntry, LocalEntry, RemoteEntry } from "../core/types.ts";
+import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { CommitItem, CommitResult } from "../server/meta_store.ts";
-import { MAX_COMMIT } from "../protocol/messages.ts";
 import { fsyncDir } from "../util/atomic.ts";
 import type { StateDb } from "./state_db.ts";
 import { statToEntry } from "./scanner.ts";
 import {
-  downloadFile,
+  downloadMany,
   indexLocalChunks,
-  pool,
   stillAsScanned,
   type TransferStats,
   uploadChunks,
@@ -48,19 +46,31 @@ export interface ExecutorContext {
   stats: TransferStats;
 }
 
-/** Refuses to touch anything whose parent folders are not plain directories inside the root. */
-async function parentsAreDirs(root: string, path: string): Promise<boolean> {
-  let dir = dirname(path);
-  while (dir !== "." && dir !== "") {
-    try {
-      const st = await Deno.lstat(join(root, dir));
-      if (!st.isDirectory || st.isSymlink) return false;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
-    dir = dirname(dir);
+/**
+ * Refuses to touch anything whose parent folders are not plain directories inside the root (a
+ * symlinked folder could lead outside it). `cache` memoizes per directory within one batch.
+ */
+function parentsAreDirs(
+  root: string,
+  path: string,
+  cache: Map<string, Promise<boolean>> = new Map(),
+): Promise<boolean> {
+  const dir = dirname(path);
+  if (dir === "." || dir === "") return Promise.resolve(true);
+  let p = cache.get(dir);
+  if (!p) {
+    p = (async () => {
+      try {
+        const st = await Deno.lstat(join(root, dir));
+        if (!st.isDirectory || st.isSymlink) return false;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+      return await parentsAreDirs(root, dir, cache);
+    })();
+    cache.set(dir, p);
   }
-  return true;
+  return p;
 }
 
 function baseOfDir(path: string, version: number): BaseEntry {
@@ -108,34 +118,27 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
   }
 
   const downloads: Extract<Action, { op: "download" }>[] = [];
+  const copiesSaved = new Set<string>();
   const runDownloads = async () => {
-    await pool(downloads.splice(0), 8, async (a) => {
-      try {
-        if (!(await parentsAreDirs(ctx.root, a.path))) {
-          report.deferred++;
-          return;
-        }
-        const r = await downloadFile(
-          ctx.peer,
-          ctx.root,
-          ctx.tmpDir,
-          a.path,
-          a.remote,
-          a.replace,
-          chunkIndex,
-          ctx.stats,
-        );
+    const batch = downloads.splice(0);
+    const cache = new Map<string, Promise<boolean>>();
+    const safe = await Promise.all(batch.map((a) => parentsAreDirs(ctx.root, a.path, cache)));
+    report.deferred += safe.filter((ok) => !ok).length;
+    await downloadMany(
+      { peer: ctx.peer, root: ctx.root, tmpDir: ctx.tmpDir, local: chunkIndex, stats: ctx.stats },
+      batch.filter((_, i) => safe[i]),
+      (item, r) => {
+        if (r instanceof Error) return fail(item.path, r);
         if (!r.ok) {
           report.deferred++;
           return;
         }
         report.downloaded++;
         ctx.stats.filesDone++;
-        if (a.path === a.remote.path) setBase(a.path, r.entry);
-      } catch (e) {
-        fail(a.path, e);
-      }
-    });
+        if (item.path === item.remote.path) setBase(item.path, r.entry);
+        else copiesSaved.add(item.path);
+      },
+    );
     flush();
   };
 
@@ -161,7 +164,13 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
             report.deferred++;
             break;
           }
-          if (a.replace) {
+          if (!a.replace) {
+            const there = await Deno.lstat(full(a.path)).catch(() => null);
+            if (there && !there.isDirectory) {
+              report.deferred++; // something appeared there since the scan: next pass decides
+              break;
+            }
+          } else {
             if (!(await stillAsScanned(full(a.path), a.replace))) {
               report.deferred++;
               break;
@@ -206,88 +215,109 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
   if (downloads.length > 0) await runDownloads();
   flush();
 
-  if (remote.length > 0) await pushRemote(ctx, remote, report, setBase);
+  if (remote.length > 0) await pushRemote(ctx, remote, report, setBase, flush, copiesSaved);
   flush();
   return report;
 }
 
 type RemoteAction = Extract<Action, { op: "upload" | "mkdirRemote" | "deleteRemote" }>;
 
+/** Remote actions are sent in segments: chunks, then one commit, so other devices start early. */
+const SEGMENT = 500;
+
+function commitItem(
+  a: RemoteAction,
+  hashOf: (l: LocalEntry) => string,
+  chunksOf: (l: LocalEntry) => ChunkRef[],
+): CommitItem {
+  const none = { size: 0, mtime: 0, exec: false, hash: "", chunks: [] };
+  if (a.op === "upload") {
+    return {
+      path: a.path,
+      baseVersion: a.baseVersion,
+      kind: "file",
+      deleted: false,
+      size: a.local.size,
+      mtime: a.local.mtime,
+      exec: a.local.exec,
+      hash: hashOf(a.local),
+      chunks: chunksOf(a.local),
+    };
+  }
+  if (a.op === "mkdirRemote") {
+    return { path: a.path, baseVersion: a.baseVersion, kind: "dir", deleted: false, ...none };
+  }
+  return { path: a.path, baseVersion: a.baseVersion, kind: a.kind, deleted: true, ...none };
+}
+
 async function pushRemote(
   ctx: ExecutorContext,
   actions: RemoteAction[],
   report: ExecutionReport,
   setBase: (path: string, entry: BaseEntry | null) => void,
+  flush: () => void,
+  copiesSaved: ReadonlySet<string>,
 ): Promise<void> {
   const chunksOf = (l: LocalEntry) => l.chunks ?? ctx.base.get(l.path)?.chunks ?? [];
   const hashOf = (l: LocalEntry) => l.hash ?? ctx.base.get(l.path)?.hash ?? "";
-  const uploads = actions.filter((a): a is Extract<RemoteAction, { op: "upload" }> =>
-    a.op === "upload"
-  );
-  const changed = await uploadChunks(
-    ctx.peer,
-    ctx.root,
-    uploads.map((a) => ({ path: a.path, chunks: chunksOf(a.local) })),
-    ctx.stats,
-  );
-  const items: { item: CommitItem; action: RemoteAction }[] = [];
-  for (const a of actions) {
-    if (a.op === "upload") {
-      if (changed.has(a.path) || !(await stillAsScanned(join(ctx.root, a.path), a.local))) {
-        report.deferred++;
-        continue;
+  // Prepare (chunks up, re-check) a few segments ahead; commit them strictly in order.
+  const prepare = async (segment: RemoteAction[]) => {
+    const uploads = segment.filter((a): a is Extract<RemoteAction, { op: "upload" }> =>
+      a.op === "upload"
+    );
+    const changed = await uploadChunks(
+      ctx.peer,
+      ctx.root,
+      uploads.map((a) => ({ path: a.path, chunks: chunksOf(a.local) })),
+      ctx.stats,
+    );
+    // Re-check each item against the disk just before committing it.
+    const ready = await Promise.all(segment.map(async (a) => {
+      const full = join(ctx.root, a.path);
+      if (a.op === "upload") return !changed.has(a.path) && await stillAsScanned(full, a.local);
+      if (a.op === "mkdirRemote") {
+        // A remote file replaced by this directory must first be saved as a local copy.
+        if (a.after !== undefined && !copiesSaved.has(a.after)) return false;
+        return (await Deno.lstat(full).catch(() => null))?.isDirectory === true;
       }
-      items.push({
-        action: a,
-        item: {
-          path: a.path,
-          baseVersion: a.baseVersion,
-          kind: "file",
-          deleted: false,
-          size: a.local.size,
-          mtime: a.local.mtime,
-          exec: a.local.exec,
-          hash: hashOf(a.local),
-          chunks: chunksOf(a.local),
-        },
-      });
-    } else if (a.op === "mkdirRemote") {
-      items.push({
-        action: a,
-        item: {
-          path: a.path,
-          baseVersion: a.baseVersion,
-          kind: "dir",
-          deleted: false,
-          size: 0,
-          mtime: 0,
-          exec: false,
-          hash: "",
-          chunks: [],
-        },
-      });
-    } else {
-      items.push({
-        action: a,
-        item: {
-          path: a.path,
-          baseVersion: a.baseVersion,
-          kind: a.kind,
-          deleted: true,
-          size: 0,
-          mtime: 0,
-          exec: false,
-          hash: "",
-          chunks: [],
-        },
-      });
+      return true;
+    }));
+    report.deferred += ready.filter((ok) => !ok).length;
+    return segment.filter((_, j) => ready[j]).map((action) => ({
+      action,
+      item: commitItem(action, hashOf, chunksOf),
+    }));
+  };
+  const segments: RemoteAction[][] = [];
+  for (let i = 0; i < actions.length; i += SEGMENT) segments.push(actions.slice(i, i + SEGMENT));
+  const AHEAD = 3;
+  const prepared = segments.slice(0, AHEAD).map(prepare);
+  // Keep rejections of segments still waiting in line from going unhandled.
+  for (const p of prepared) p.catch(() => {});
+  for (let i = 0; i < segments.length; i++) {
+    const items = await prepared[i]!;
+    if (i + AHEAD < segments.length) {
+      const p = prepare(segments[i + AHEAD]!);
+      p.catch(() => {});
+      prepared.push(p);
     }
-  }
-  for (let i = 0; i < items.length; i += MAX_COMMIT) {
-    const batch = items.slice(i, i + MAX_COMMIT);
-    const r = await ctx.peer.request({ t: "commit", items: batch.map((b) => b.item) });
+    if (items.length === 0) continue;
+    const intents: BaseEntry[] = [];
+    for (const { item, action } of items) {
+      if (action.op === "upload") {
+        intents.push({
+          ...statToEntryBase(action.local),
+          version: 0,
+          hash: item.hash,
+          chunks: item.chunks,
+        });
+      }
+    }
+    if (intents.length > 0) ctx.state.setPending(intents);
+    const r = await ctx.peer.request({ t: "commit", items: items.map((b) => b.item) });
     const results = r.header.results as CommitResult[];
-    batch.forEach(({ item, action }, j) => {
+    const confirmed: RemoteEntry[] = [];
+    items.forEach(({ item, action }, j) => {
       const res = results[j];
       if (!res) return;
       if (!res.ok) {
@@ -295,8 +325,7 @@ async function pushRemote(
         else report.errors.push(`${item.path}: ${res.message}`);
         return;
       }
-      const entry: RemoteEntry = { ...item, version: res.version, device: "" };
-      ctx.state.setRemote(entry);
+      confirmed.push({ ...item, version: res.version, device: "" });
       if (item.deleted) {
         report.deletedRemote++;
         setBase(item.path, null);
@@ -313,6 +342,9 @@ async function pushRemote(
         setBase(item.path, baseOfDir(item.path, res.version));
       }
     });
+    ctx.state.setRemoteMany(confirmed);
+    flush();
+    if (intents.length > 0) ctx.state.clearPending(intents.map((i) => i.path));
   }
 }
 

@@ -7,8 +7,10 @@
  */
 
 import { join } from "node:path";
-import type { BaseEntry, LocalEntry } from "../core/types.ts";
-import { hashFile } from "../chunk/fastcdc.ts";
+import type { BaseEntry, ChunkRef, LocalEntry } from "../core/types.ts";
+import { DEFAULT_MIN, hashFile } from "../chunk/fastcdc.ts";
+import { sha256Hex } from "../chunk/hash.ts";
+import { pool } from "../util/pool.ts";
 import { STATE_DIR } from "./config.ts";
 
 /** What the scan reports besides the entries. */
@@ -52,58 +54,81 @@ export async function scan(
   const out = new Map<string, LocalEntry>();
   const rootInfo = await Deno.stat(root);
   if (!rootInfo.isDirectory) throw new Error(`Cannot scan ${root}: it is not a directory`);
-  const walk = async (dir: string, prefix: string): Promise<void> => {
-    let entries: Deno.DirEntry[];
-    try {
-      entries = await Array.fromAsync(Deno.readDir(dir));
-    } catch (e) {
-      // Vanished while we walked (deleted meanwhile): the next scan sees it gone.
-      if (e instanceof Deno.errors.NotFound) return;
-      throw e;
-    }
-    for (const d of entries) {
-      if (prefix === "" && d.name === STATE_DIR) continue;
-      const path = prefix + d.name;
-      if (d.name !== d.name.normalize("NFC")) {
-        notices.skipped?.(path, "its name is not in Unicode NFC form");
-        continue;
-      }
-      if (d.isSymlink) {
-        notices.skipped?.(path, "symlinks are not synced");
-        continue;
-      }
-      const full = join(dir, d.name);
-      let st: Deno.FileInfo;
+  const toHash: { full: string; entry: LocalEntry }[] = [];
+  let dirs: [string, string][] = [[root, ""]];
+  // Breadth first, many directories and many lstat calls in flight at once.
+  while (dirs.length > 0) {
+    const level = dirs;
+    dirs = [];
+    await pool(level, 8, async ([dir, prefix]) => {
+      let entries: Deno.DirEntry[];
       try {
-        st = await Deno.lstat(full);
+        entries = await Array.fromAsync(Deno.readDir(dir));
       } catch (e) {
-        if (e instanceof Deno.errors.NotFound) continue;
+        // Vanished while we walked (deleted meanwhile): the next scan sees it gone.
+        if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return;
         throw e;
       }
-      if (!st.isFile && !st.isDirectory) {
-        if (!st.isSymlink) notices.skipped?.(path, "special files are not synced");
-        continue;
-      }
-      const entry = statToEntry(path, st, base.get(path));
-      if (entry.kind === "dir") {
-        out.set(path, entry);
-        await walk(full, path + "/");
-        continue;
-      }
-      if (!unchangedSinceBase(entry, base.get(path))) {
+      await pool(entries, 16, async (d) => {
+        if (prefix === "" && d.name === STATE_DIR) return;
+        const path = prefix + d.name;
+        if (d.name !== d.name.normalize("NFC")) {
+          return notices.skipped?.(path, "its name is not in Unicode NFC form");
+        }
+        if (d.isSymlink) return notices.skipped?.(path, "symlinks are not synced");
+        const full = join(dir, d.name);
+        let st: Deno.FileInfo;
         try {
-          const h = await hashFile(full);
-          entry.hash = h.hash;
-          entry.chunks = h.chunks;
-          entry.size = h.size;
+          st = await Deno.lstat(full);
         } catch (e) {
-          if (e instanceof Deno.errors.NotFound) continue;
+          if (e instanceof Deno.errors.NotFound) return;
           throw e;
         }
-      }
-      out.set(path, entry);
+        if (!st.isFile && !st.isDirectory) {
+          if (!st.isSymlink) notices.skipped?.(path, "special files are not synced");
+          return;
+        }
+        const entry = statToEntry(path, st, base.get(path));
+        if (entry.kind === "dir") dirs.push([full, path + "/"]);
+        else if (!unchangedSinceBase(entry, base.get(path))) {
+          toHash.push({ full, entry });
+          return;
+        }
+        out.set(path, entry);
+      });
+    });
+  }
+  await pool(toHash, 8, async ({ full, entry }) => {
+    try {
+      const h = await hashContent(full, entry.size);
+      entry.hash = h.hash;
+      entry.chunks = h.chunks;
+      entry.size = h.size;
+      out.set(entry.path, entry);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
-  };
-  await walk(root, "");
+  });
   return out;
+}
+
+/**
+ * Hashes a file: small files (one chunk) in one read, others through the streaming chunker.
+ */
+export async function hashContent(
+  full: string,
+  sizeHint: number,
+): Promise<{ size: number; hash: string; chunks: ChunkRef[] }> {
+  if (sizeHint < DEFAULT_MIN) {
+    const data = await Deno.readFile(full);
+    if (data.length < DEFAULT_MIN) {
+      const hash = sha256Hex(data);
+      return {
+        size: data.length,
+        hash,
+        chunks: data.length > 0 ? [{ hash, size: data.length }] : [],
+      };
+    }
+  }
+  return await hashFile(full);
 }

@@ -24,7 +24,8 @@ export class StateDb {
     this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
       CREATE TABLE IF NOT EXISTS base(path TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS remote(path TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;`);
+      CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS pending(path TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;`);
     this.#setBase = this.#db.prepare("INSERT OR REPLACE INTO base(path, data) VALUES (?, ?)");
     this.#delBase = this.#db.prepare("DELETE FROM base WHERE path = ?");
     this.#setRemote = this.#db.prepare("INSERT OR REPLACE INTO remote(path, data) VALUES (?, ?)");
@@ -79,10 +80,39 @@ export class StateDb {
     });
   }
 
-  /** Records a remote entry the server just confirmed (our own commit), without moving `seq`. */
-  setRemote(entry: RemoteEntry): void {
-    if (entry.deleted) this.#delRemote.run(entry.path);
-    else this.#setRemote.run(entry.path, JSON.stringify(entry));
+  /** Records remote entries the server just confirmed (our own commits), without moving `seq`. */
+  setRemoteMany(entries: RemoteEntry[]): void {
+    this.#tx(() => {
+      for (const e of entries) {
+        if (e.deleted) this.#delRemote.run(e.path);
+        else this.#setRemote.run(e.path, JSON.stringify(e));
+      }
+    });
+  }
+
+  /**
+   * Uploads about to be committed, written before the commit is sent: if we crash after the
+   * server accepted one but before the base recorded it, the next run recognizes the new server
+   * version as our own (see {@link adoptPending}) instead of seeing a conflict.
+   */
+  setPending(entries: BaseEntry[]): void {
+    this.#tx(() => {
+      const put = this.#db.prepare("INSERT OR REPLACE INTO pending(path, data) VALUES (?, ?)");
+      for (const e of entries) put.run(e.path, JSON.stringify(e));
+    });
+  }
+
+  /** Forgets pending uploads (their outcome is recorded). */
+  clearPending(paths: Iterable<string>): void {
+    this.#tx(() => {
+      const del = this.#db.prepare("DELETE FROM pending WHERE path = ?");
+      for (const p of paths) del.run(p);
+    });
+  }
+
+  /** Pending uploads left by an interrupted run. */
+  loadPending(): Map<string, BaseEntry> {
+    return this.#load<BaseEntry>("pending");
   }
 
   #tx(fn: () => void): void {

@@ -19,6 +19,9 @@ import { MAX_HAVE } from "../protocol/messages.ts";
 import { compressChunk, decompressChunk } from "../chunk/compress.ts";
 import { sha256Hex } from "../chunk/hash.ts";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
+import { pool } from "../util/pool.ts";
+
+export { pool };
 import { statToEntry } from "./scanner.ts";
 
 /** Counters shown to the user. */
@@ -49,19 +52,6 @@ export function newStats(): TransferStats {
   };
 }
 
-/** Runs `fn` over `items` with at most `limit` running at once. */
-export async function pool<T>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
 /** Reads exactly `size` bytes at `offset` of `path`, or null if the file is shorter or gone. */
 export async function readRange(
   path: string,
@@ -88,6 +78,13 @@ export async function readRange(
     f.close();
   }
 }
+
+/** Chunks up to this size are sent and fetched in batches. */
+export const BATCH_CHUNK_MAX = 256 * 1024;
+/** Most chunks in one batch (the server's limit is 1024). */
+export const BATCH_COUNT = 512;
+/** Most content bytes in one batch. */
+export const BATCH_BYTES = 4 * 1024 * 1024;
 
 /** A file and its chunk list, for upload. */
 export interface UploadSource {
@@ -127,18 +124,55 @@ export async function uploadChunks(
   let allBytes = 0;
   for (const f of files) for (const c of f.chunks) allBytes += c.size;
   stats.bytesDone += allBytes - missingBytes;
-  await pool(missing, 8, async (hash) => {
-    const src = where.get(hash)!;
-    if (changed.has(src.path)) return;
-    const data = await readRange(join(root, src.path), src.offset, src.size);
-    if (!data || sha256Hex(data) !== hash) {
-      changed.add(src.path);
-      return;
+  // Small chunks travel in batches (one request, one server transaction each); big ones alone.
+  const jobs: string[][] = [];
+  let batch: string[] = [];
+  let batchBytes = 0;
+  for (const h of missing) {
+    const size = where.get(h)!.size;
+    if (size > BATCH_CHUNK_MAX) {
+      jobs.push([h]);
+      continue;
     }
-    const z = compressChunk(data);
-    await peer.request({ t: "put", hash, size: data.length, z: z.compressed }, z.data);
-    stats.bytesUp += z.data.length;
-    stats.bytesDone += data.length;
+    if (batch.length >= BATCH_COUNT || batchBytes + size > BATCH_BYTES) {
+      jobs.push(batch);
+      batch = [];
+      batchBytes = 0;
+    }
+    batch.push(h);
+    batchBytes += size;
+  }
+  if (batch.length > 0) jobs.push(batch);
+  await pool(jobs, 4, async (job) => {
+    const parts: { hash: string; size: number; z: boolean; data: Uint8Array }[] = [];
+    await Promise.all(job.map(async (hash) => {
+      const src = where.get(hash)!;
+      const data = await readRange(join(root, src.path), src.offset, src.size);
+      if (!data || sha256Hex(data) !== hash) {
+        changed.add(src.path);
+        return;
+      }
+      const z = compressChunk(data);
+      parts.push({ hash, size: data.length, z: z.compressed, data: z.data });
+    }));
+    if (parts.length === 0) return;
+    if (parts.length === 1 && job.length === 1) {
+      const p = parts[0]!;
+      await peer.request({ t: "put", hash: p.hash, size: p.size, z: p.z }, p.data);
+    } else {
+      const body = new Uint8Array(parts.reduce((n, p) => n + p.data.length, 0));
+      let off = 0;
+      for (const p of parts) {
+        body.set(p.data, off);
+        off += p.data.length;
+      }
+      const chunks = parts.map((p) => ({ hash: p.hash, size: p.size, z: p.z, len: p.data.length }));
+      await peer.request({ t: "putMany", chunks }, body);
+    }
+    for (const p of parts) {
+      stats.bytesUp += p.data.length;
+      stats.bytesDone += p.size;
+    }
   });
   // A chunk shared by several files was read from one of them only: if that one changed, the
   // others are still fine, but simplest and safe is to let them all be retried next pass.
@@ -187,24 +221,20 @@ export async function stillAsScanned(full: string, expect: LocalEntry | null): P
   return now.kind === "dir" || (now.size === expect.size && now.mtime === expect.mtime);
 }
 
-async function fetchChunk(
-  peer: Peer,
-  root: string,
-  c: ChunkRef,
-  local: LocalChunkIndex,
-  stats: TransferStats,
-): Promise<Uint8Array> {
-  const src = local.get(c.hash);
-  if (src) {
-    const data = await readRange(join(root, src.path), src.offset, c.size);
-    if (data && sha256Hex(data) === c.hash) {
-      stats.chunksReused++;
-      return data;
-    }
-  }
-  const r = await peer.request({ t: "get", hash: c.hash });
-  stats.bytesDown += r.body.length;
-  const data = r.header.z === true ? decompressChunk(r.body, c.size) : r.body;
+/** What downloads share: the connection, where to build files, and where chunks may come from. */
+export interface DownloadContext {
+  peer: Peer;
+  root: string;
+  tmpDir: string;
+  /** Chunks already on this device, to copy instead of download. */
+  local: LocalChunkIndex;
+  stats: TransferStats;
+  /** Chunks fetched ahead in batches (raw as received: maybe compressed, not yet verified). */
+  prefetched?: Map<string, { z: boolean; data: Uint8Array }>;
+}
+
+function verified(c: ChunkRef, z: boolean, raw: Uint8Array): Uint8Array {
+  const data = z ? decompressChunk(raw, c.size) : raw;
   if (data.length !== c.size || sha256Hex(data) !== c.hash) {
     throw new Error(
       `Cannot download chunk ${c.hash.slice(0, 12)}: its content does not match its hash`,
@@ -213,22 +243,279 @@ async function fetchChunk(
   return data;
 }
 
+async function fetchChunk(ctx: DownloadContext, c: ChunkRef): Promise<Uint8Array> {
+  const pre = ctx.prefetched?.get(c.hash);
+  if (pre) return verified(c, pre.z, pre.data);
+  const src = ctx.local.get(c.hash);
+  if (src) {
+    const data = await readRange(join(ctx.root, src.path), src.offset, c.size);
+    if (data && sha256Hex(data) === c.hash) {
+      ctx.stats.chunksReused++;
+      return data;
+    }
+  }
+  const r = await ctx.peer.request({ t: "get", hash: c.hash });
+  ctx.stats.bytesDown += r.body.length;
+  return verified(c, r.header.z === true, r.body);
+}
+
+/** Fetches many small chunks in one `getMany` round trip. */
+export async function prefetchChunks(
+  ctx: DownloadContext,
+  hashes: string[],
+): Promise<Map<string, { z: boolean; data: Uint8Array }>> {
+  const out = new Map<string, { z: boolean; data: Uint8Array }>();
+  if (hashes.length === 0) return out;
+  const r = await ctx.peer.request({ t: "getMany", hashes });
+  const list = r.header.chunks;
+  if (!Array.isArray(list)) {
+    throw new Error("Cannot download chunks: the server sent a malformed reply");
+  }
+  let off = 0;
+  for (const v of list) {
+    const o = v as { hash?: unknown; z?: unknown; len?: unknown };
+    if (typeof o.hash !== "string" || typeof o.len !== "number" || off + o.len > r.body.length) {
+      throw new Error("Cannot download chunks: the server sent a malformed reply");
+    }
+    out.set(o.hash, { z: o.z === true, data: r.body.subarray(off, off + o.len) });
+    off += o.len;
+  }
+  ctx.stats.bytesDown += r.body.length;
+  return out;
+}
+
+/** One file to download. */
+export interface DownloadItem {
+  path: string;
+  remote: RemoteEntry;
+  replace: LocalEntry | null;
+}
+
+/**
+ * Downloads many files: big ones (any chunk over the batch limit) a few at a time with their
+ * chunks pipelined; small ones in groups whose missing chunks come in one `getMany`, the next
+ * group's fetch overlapping this group's writes. `onResult` gets each outcome.
+ */
+export async function downloadMany(
+  ctx: DownloadContext,
+  items: DownloadItem[],
+  onResult: (item: DownloadItem, result: DownloadResult | Error) => void,
+): Promise<void> {
+  const run = async (c: DownloadContext, item: DownloadItem) => {
+    try {
+      onResult(item, await downloadFile(c, item.path, item.remote, item.replace));
+    } catch (e) {
+      onResult(item, e instanceof Error ? e : new Error(String(e)));
+    }
+  };
+  const big = items.filter((i) => i.remote.chunks.some((c) => c.size > BATCH_CHUNK_MAX));
+  const small = items.filter((i) => !i.remote.chunks.some((c) => c.size > BATCH_CHUNK_MAX));
+  const groups: { items: DownloadItem[]; hashes: string[] }[] = [];
+  let group: { items: DownloadItem[]; hashes: string[] } = { items: [], hashes: [] };
+  let bytes = 0;
+  const seen = new Set<string>();
+  for (const item of small) {
+    const need = item.remote.chunks.filter((c) => !ctx.local.has(c.hash) && !seen.has(c.hash));
+    const needBytes = need.reduce((n, c) => n + c.size, 0);
+    if (
+      group.items.length > 0 &&
+      (group.hashes.length + need.length > BATCH_COUNT || bytes + needBytes > BATCH_BYTES)
+    ) {
+      groups.push(group);
+      group = { items: [], hashes: [] };
+      bytes = 0;
+    }
+    group.items.push(item);
+    for (const c of need) {
+      seen.add(c.hash);
+      group.hashes.push(c.hash);
+    }
+    bytes += needBytes;
+  }
+  if (group.items.length > 0) groups.push(group);
+  const smallDone = (async () => {
+    const DEBUG = Deno.env.get("CLOUDSYNC_DEBUG") === "1";
+    let tw = 0, tf = 0;
+    let next = groups.length > 0 ? prefetchChunks(ctx, groups[0]!.hashes) : null;
+    for (let i = 0; i < groups.length; i++) {
+      let prefetched: Map<string, { z: boolean; data: Uint8Array }>;
+      const ta = performance.now();
+      try {
+        prefetched = await next!;
+        tf += performance.now() - ta;
+      } catch (e) {
+        for (const item of groups[i]!.items) onResult(item, e as Error);
+        next = i + 1 < groups.length ? prefetchChunks(ctx, groups[i + 1]!.hashes) : null;
+        continue;
+      }
+      next = i + 1 < groups.length ? prefetchChunks(ctx, groups[i + 1]!.hashes) : null;
+      const tb = performance.now();
+      await writeSmallFiles({ ...ctx, prefetched }, groups[i]!.items, onResult);
+      tw += performance.now() - tb;
+      if (DEBUG && i === groups.length - 1) {
+        console.error(
+          `[debug] small: waiting for fetch ${tf.toFixed(0)} ms, writing ${tw.toFixed(0)} ms`,
+        );
+      }
+    }
+    await next?.catch(() => {});
+  })();
+  await Promise.all([smallDone, pool(big, 3, (item) => run(ctx, item))]);
+}
+
+/**
+ * Writes a group of small files in phases, so thousands of files cost few thread hand-offs: the
+ * content of each is assembled and verified, written to a temporary file with quick synchronous
+ * calls, fsynced (many in parallel), then each is re-checked against the scan and renamed into
+ * place, and finally each touched directory is fsynced. Same guarantees as {@link downloadFile}.
+ */
+export async function writeSmallFiles(
+  ctx: DownloadContext,
+  items: DownloadItem[],
+  onResult: (item: DownloadItem, result: DownloadResult | Error) => void,
+): Promise<void> {
+  const staged: { item: DownloadItem; tmp: string; file: Deno.FsFile; st: Deno.FileInfo }[] = [];
+  const contents = new Array<Uint8Array | Error>(items.length);
+  await pool(items.map((_, i) => i), 16, async (i) => {
+    const item = items[i]!;
+    try {
+      const parts = await Promise.all(item.remote.chunks.map((c) => fetchChunk(ctx, c)));
+      const data = parts.length === 1 ? parts[0]! : concat(parts);
+      // One chunk was verified against its own hash; several are checked as a whole.
+      const got = parts.length === 1 ? item.remote.chunks[0]!.hash : sha256Hex(data);
+      if (got !== item.remote.hash) {
+        throw new Error(`Cannot download ${item.path}: the assembled file does not match its hash`);
+      }
+      contents[i] = data;
+    } catch (e) {
+      contents[i] = e instanceof Error ? e : new Error(String(e));
+    }
+  });
+  items.forEach((item, i) => {
+    const data = contents[i]!;
+    if (data instanceof Error) return onResult(item, data);
+    const tmp = tempPath(ctx.tmpDir, "download");
+    let file: Deno.FsFile | null = null;
+    try {
+      file = Deno.openSync(tmp, {
+        write: true,
+        createNew: true,
+        mode: item.remote.exec ? 0o755 : 0o644,
+      });
+      let off = 0;
+      while (off < data.length) off += file.writeSync(data.subarray(off));
+      const mtime = new Date(item.remote.mtime);
+      file.utimeSync(mtime, mtime);
+      staged.push({ item, tmp, file, st: file.statSync() });
+      ctx.stats.bytesDone += data.length;
+    } catch (e) {
+      file?.close();
+      try {
+        Deno.removeSync(tmp);
+      } catch { /* never created */ }
+      onResult(item, e as Error);
+    }
+  });
+  const synced = new Set<typeof staged[number]>();
+  await pool(staged, 16, async (s) => {
+    try {
+      await s.file.sync();
+      synced.add(s);
+    } catch (e) {
+      onResult(s.item, e as Error);
+    } finally {
+      s.file.close();
+    }
+  });
+  const dirs = new Set<string>();
+  for (const s of staged) {
+    const { item, tmp } = s;
+    let renamed = false;
+    try {
+      if (!synced.has(s)) continue;
+      const full = join(ctx.root, item.path);
+      if (!stillAsScannedSync(full, item.replace)) {
+        onResult(item, { ok: false, reason: "changed-locally" });
+        continue;
+      }
+      if (item.replace?.kind === "dir") {
+        try {
+          Deno.removeSync(full);
+        } catch {
+          onResult(item, { ok: false, reason: "blocked" });
+          continue;
+        }
+      }
+      const parent = dirname(full);
+      if (!dirs.has(parent)) Deno.mkdirSync(parent, { recursive: true });
+      Deno.renameSync(tmp, full);
+      renamed = true;
+      dirs.add(parent);
+      const l = statToEntry(item.path, s.st, undefined);
+      const r = item.remote;
+      onResult(item, {
+        ok: true,
+        entry: {
+          path: item.path,
+          kind: "file",
+          version: r.version,
+          size: l.size,
+          mtime: l.mtime,
+          exec: r.exec,
+          hash: r.hash,
+          chunks: r.chunks,
+        },
+      });
+    } catch (e) {
+      onResult(item, e as Error);
+    } finally {
+      if (!renamed) {
+        try {
+          Deno.removeSync(tmp);
+        } catch { /* already gone */ }
+      }
+    }
+  }
+  await pool([...dirs], 16, fsyncDir);
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Synchronous {@link stillAsScanned}, for the phased small-file writer. */
+export function stillAsScannedSync(full: string, expect: LocalEntry | null): boolean {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.lstatSync(full);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return expect === null;
+    throw e;
+  }
+  if (!expect) return false;
+  const now = statToEntry(expect.path, st, undefined);
+  if (st.isSymlink || now.kind !== expect.kind) return false;
+  return now.kind === "dir" || (now.size === expect.size && now.mtime === expect.mtime);
+}
+
 /**
  * Writes `remote`'s content at `path` (relative to `root`) atomically. `replace` is what the scan
  * saw there (null: nothing); if that changed meanwhile, nothing is touched.
  */
 export async function downloadFile(
-  peer: Peer,
-  root: string,
-  tmpDir: string,
+  ctx: DownloadContext,
   path: string,
   remote: RemoteEntry,
   replace: LocalEntry | null,
-  local: LocalChunkIndex,
-  stats: TransferStats,
 ): Promise<DownloadResult> {
-  const full = join(root, path);
-  const tmp = tempPath(tmpDir, "download");
+  const full = join(ctx.root, path);
+  const tmp = tempPath(ctx.tmpDir, "download");
   const file = await Deno.open(tmp, {
     write: true,
     createNew: true,
@@ -243,17 +530,23 @@ export async function downloadFile(
       let next = 0;
       const chunks = remote.chunks;
       while (next < chunks.length && pending.length < WINDOW) {
-        pending.push(fetchChunk(peer, root, chunks[next++]!, local, stats));
+        pending.push(fetchChunk(ctx, chunks[next++]!));
       }
-      while (pending.length > 0) {
-        const data = await pending.shift()!;
-        if (next < chunks.length) {
-          pending.push(fetchChunk(peer, root, chunks[next++]!, local, stats));
+      try {
+        while (pending.length > 0) {
+          const data = await pending.shift()!;
+          if (next < chunks.length) {
+            pending.push(fetchChunk(ctx, chunks[next++]!));
+          }
+          whole.update(data);
+          let off = 0;
+          while (off < data.length) off += await file.write(data.subarray(off));
+          ctx.stats.bytesDone += data.length;
         }
-        whole.update(data);
-        let off = 0;
-        while (off < data.length) off += await file.write(data.subarray(off));
-        stats.bytesDone += data.length;
+      } catch (e) {
+        // The fetches still in flight fail too (same connection): nobody awaits them any more.
+        for (const p of pending) p.catch(() => {});
+        throw e;
       }
       await file.sync();
     } finally {
@@ -262,9 +555,12 @@ export async function downloadFile(
     if (whole.digest("hex") !== remote.hash) {
       throw new Error(`Cannot download ${path}: the assembled file does not match its hash`);
     }
-    if (Deno.build.os !== "windows") await Deno.chmod(tmp, remote.exec ? 0o755 : 0o644);
+    // The mode was set at creation (0755 or 0644, less the umask): no chmod needed.
     const mtime = new Date(remote.mtime);
     await Deno.utime(tmp, mtime, mtime);
+    // Record what we wrote (stat before the rename): an edit right after the rename then shows
+    // up as a local change instead of being mistaken for our own file.
+    const l = statToEntry(path, await Deno.stat(tmp), undefined);
     if (!(await stillAsScanned(full, replace))) return { ok: false, reason: "changed-locally" };
     if (replace?.kind === "dir") {
       try {
@@ -277,8 +573,6 @@ export async function downloadFile(
     await Deno.rename(tmp, full);
     renamed = true;
     await fsyncDir(dirname(full));
-    const st = await Deno.lstat(full);
-    const l = statToEntry(path, st, undefined);
     return {
       ok: true,
       entry: {

@@ -42,8 +42,11 @@ export type Action =
   | { op: "setBase"; path: string; entry: BaseEntry | null }
   /** Send the local file at `path` to the server, based on server version `baseVersion`. */
   | { op: "upload"; path: string; local: LocalEntry; baseVersion: number }
-  /** Create directory `path` on the server (replacing whatever is at `baseVersion`). */
-  | { op: "mkdirRemote"; path: string; local: LocalEntry; baseVersion: number }
+  /**
+   * Create directory `path` on the server (replacing whatever is at `baseVersion`). When `after`
+   * is set, only once the download of the replaced remote file to that copy path succeeded.
+   */
+  | { op: "mkdirRemote"; path: string; local: LocalEntry; baseVersion: number; after?: string }
   /** Delete `path` on the server if it is still at `baseVersion`. */
   | { op: "deleteRemote"; path: string; kind: Kind; baseVersion: number };
 
@@ -163,10 +166,11 @@ function decidePath(
   if (!r) return push(path, l, b, 0); // changed here, deleted there: the edit wins
   if (l.kind === "dir") {
     // r is a file: the directory keeps the name, the remote file is set aside as a copy.
+    const copy = aside(path, r.device);
     return {
       actions: [
-        { op: "download", path: aside(path, r.device), remote: r, replace: null },
-        { op: "mkdirRemote", path, local: l, baseVersion: r.version },
+        { op: "download", path: copy, remote: r, replace: null },
+        { op: "mkdirRemote", path, local: l, baseVersion: r.version, after: copy },
       ],
       final: "dir",
     };
@@ -210,8 +214,9 @@ function keepDirectory(
     actions.push({ op: "mkdirLocal", path, remote: null, replace: null });
   }
   if (r) {
-    actions.push({ op: "download", path: aside(path, r.device), remote: r, replace: null });
-    actions.push({ op: "mkdirRemote", path, local: localDir, baseVersion: r.version });
+    const copy = aside(path, r.device);
+    actions.push({ op: "download", path: copy, remote: r, replace: null });
+    actions.push({ op: "mkdirRemote", path, local: localDir, baseVersion: r.version, after: copy });
   } else {
     actions.push({ op: "mkdirRemote", path, local: localDir, baseVersion: 0 });
   }

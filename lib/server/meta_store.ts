@@ -69,6 +69,11 @@ export interface MetaStore {
   changes(account: string, since: number, limit: number): RemoteEntry[];
   missingChunks(account: string, hashes: string[]): string[];
   addChunk(account: string, hash: string, size: number, stored: number, compressed: boolean): void;
+  /** Indexes several stored chunks in one transaction. */
+  addChunks(
+    account: string,
+    items: { hash: string; size: number; stored: number; compressed: boolean }[],
+  ): void;
   chunk(account: string, hash: string): { size: number; compressed: boolean } | null;
   /** Applies the items in order, in one transaction. */
   commit(account: string, device: string, items: CommitItem[]): CommitResult[];
@@ -81,6 +86,12 @@ export interface MetaStore {
   /** Every account id. */
   accountIds(): string[];
   close(): void;
+
+  // Verification queries (read-only; used by `cloud-server verify`, lib/server/verify.ts)
+  /** Every entry of `account`, live and tombstones, in path order (streamed, not buffered). */
+  verifyEntries(account: string): Iterable<RemoteEntry>;
+  /** Every kept (replaced or deleted) version of `account`, in path order (streamed). */
+  verifyKeptVersions(account: string): Iterable<RemoteEntry>;
 }
 
 function randomId(): string {
@@ -269,6 +280,23 @@ export class SqliteMetaStore implements MetaStore {
     this.#q.addChunk!.run(account, hash, size, stored, compressed ? 1 : 0, Date.now());
   }
 
+  addChunks(
+    account: string,
+    items: { hash: string; size: number; stored: number; compressed: boolean }[],
+  ): void {
+    const now = Date.now();
+    this.#db.exec("BEGIN");
+    try {
+      for (const i of items) {
+        this.#q.addChunk!.run(account, i.hash, i.size, i.stored, i.compressed ? 1 : 0, now);
+      }
+      this.#db.exec("COMMIT");
+    } catch (e) {
+      this.#db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
   chunk(account: string, hash: string): { size: number; compressed: boolean } | null {
     const r = this.#q.chunk!.get(account, hash) as { size: number; compressed: number } | undefined;
     return r ? { size: Number(r.size), compressed: r.compressed === 1 } : null;
@@ -405,5 +433,19 @@ export class SqliteMetaStore implements MetaStore {
 
   close(): void {
     this.#db.close();
+  }
+
+  // Verification queries (read-only; used by `cloud-server verify`, lib/server/verify.ts)
+  *verifyEntries(account: string): Iterable<RemoteEntry> {
+    const rows = this.#db.prepare("SELECT * FROM entries WHERE account = ? ORDER BY path")
+      .iterate(account) as Iterable<unknown>;
+    for (const r of rows) yield rowToEntry(r as EntryRow);
+  }
+
+  *verifyKeptVersions(account: string): Iterable<RemoteEntry> {
+    const rows = this.#db.prepare(
+      "SELECT * FROM versions WHERE account = ? ORDER BY path, version",
+    ).iterate(account) as Iterable<unknown>;
+    for (const r of rows) yield rowToEntry(r as EntryRow);
   }
 }

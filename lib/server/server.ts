@@ -13,10 +13,16 @@
  */
 
 import { Peer } from "../protocol/peer.ts";
-import { FsBlobStore } from "./blob_store.ts";
+import { TieredBlobStore } from "./blob_store.ts";
 import { SqliteMetaStore } from "./meta_store.ts";
 import { Hub, Session } from "./session.ts";
 import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
+import { listenTls } from "../transport/listen.ts";
+import {
+  loadCertificateFiles,
+  loadOrCreateCertificate,
+  type ServerCertificate,
+} from "../transport/tls_cert.ts";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -25,6 +31,9 @@ export interface ServerOptions {
   dataDir: string;
   /** Days to keep overwritten and deleted versions (default 30). */
   keepDays?: number;
+  /** `--cert`/`--key`: an operator's certificate (chain) and key; default: self-signed in DATA/tls/. */
+  certFile?: string;
+  keyFile?: string;
   log?: (line: string) => void;
 }
 
@@ -32,28 +41,29 @@ export interface ServerOptions {
 export interface RunningServer {
   hostname: string;
   port: number;
+  /** The TLS certificate in use (fingerprint, file, whether this start created it). */
+  certificate: Pick<ServerCertificate, "fingerprint" | "certFile" | "created">;
   /** Stops accepting, closes every connection and the stores. */
   close(): Promise<void>;
 }
 
 /** Opens the data directory and starts listening. Throws a clear error if the port is taken. */
-// deno-lint-ignore require-await -- async by contract: TLS setup will await here.
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => console.log(line));
   const meta = new SqliteMetaStore(opts.dataDir);
-  const blobs = new FsBlobStore(opts.dataDir);
+  const blobs = new TieredBlobStore(opts.dataDir);
   const hub = new Hub();
-  let listener: Deno.TcpListener;
+  let listener: Deno.TlsListener;
+  let certificate: ServerCertificate;
   try {
-    listener = Deno.listen({ hostname: opts.hostname, port: opts.port, transport: "tcp" });
+    certificate = opts.certFile !== undefined && opts.keyFile !== undefined
+      ? await loadCertificateFiles(opts.certFile, opts.keyFile)
+      : await loadOrCreateCertificate(opts.dataDir);
+    listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
   } catch (e) {
     meta.close();
-    if (e instanceof Deno.errors.AddrInUse) {
-      throw new Error(
-        `Cannot listen on ${opts.hostname}:${opts.port}: the port is already in use; stop the other program or choose another port`,
-      );
-    }
-    throw new Error(`Cannot listen on ${opts.hostname}:${opts.port}: ${(e as Error).message}`);
+    blobs.close();
+    throw e;
   }
   const peers = new Set<Peer>();
   const ctx = { meta, blobs, hub, log };
@@ -83,6 +93,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   return {
     hostname: addr.hostname,
     port: addr.port,
+    certificate: {
+      fingerprint: certificate.fingerprint,
+      certFile: certificate.certFile,
+      created: certificate.created,
+    },
     async close() {
       clearInterval(timer);
       await collecting;
@@ -96,6 +111,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       });
       await Promise.all(closing);
       meta.close();
+      blobs.close();
     },
   };
 }

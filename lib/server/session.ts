@@ -11,6 +11,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { Message, Peer } from "../protocol/peer.ts";
 import { ProtocolError } from "../protocol/peer.ts";
 import {
+  bad,
   bool,
   CAPABILITIES,
   chunkList,
@@ -43,6 +44,31 @@ function sameSecret(aHex: string, bHex: string): boolean {
   const a = new TextEncoder().encode(aHex);
   const b = new TextEncoder().encode(bHex);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Most chunks in one `putMany` / `getMany`. */
+export const MAX_BATCH = 1024;
+/** Most chunk bytes in one `getMany` reply. */
+export const MAX_BATCH_BYTES = 6 * 1024 * 1024;
+
+/** Verifies a received chunk against its name; returns what the index records. */
+function checkChunk(want: string, size: number, z: boolean, body: Uint8Array) {
+  if (size > MAX_CHUNK) {
+    throw new ProtocolError("bad-request", "Cannot store chunk: larger than 4 MiB");
+  }
+  let plain: Uint8Array;
+  try {
+    plain = z ? decompressChunk(body, size) : body;
+  } catch (e) {
+    throw new ProtocolError("bad-chunk", `Cannot store chunk: ${(e as Error).message}`);
+  }
+  if (plain.length !== size || sha256Hex(plain) !== want) {
+    throw new ProtocolError(
+      "bad-chunk",
+      "Cannot store chunk: content does not match its hash; it will be resent",
+    );
+  }
+  return { hash: want, size, stored: body.length, compressed: z };
 }
 
 /** Who watches which account, to push change notices at once. */
@@ -155,6 +181,10 @@ export class Session {
         return await this.#put(h, msg.body);
       case "get":
         return await this.#get(h);
+      case "putMany":
+        return await this.#putMany(h, msg.body);
+      case "getMany":
+        return await this.#getMany(h);
       case "commit":
         return this.#commit(h);
       case "watch":
@@ -232,27 +262,64 @@ export class Session {
 
   async #put(h: Record<string, unknown>, body: Uint8Array): Promise<Message> {
     const account = this.#requireAccount();
-    const want = hash(h, "hash");
-    const size = int(h, "size");
-    const z = bool(h, "z");
-    if (size > MAX_CHUNK) {
-      throw new ProtocolError("bad-request", "Cannot store chunk: larger than 4 MiB");
-    }
-    let plain: Uint8Array;
-    try {
-      plain = z ? decompressChunk(body, size) : body;
-    } catch (e) {
-      throw new ProtocolError("bad-chunk", `Cannot store chunk: ${(e as Error).message}`);
-    }
-    if (plain.length !== size || sha256Hex(plain) !== want) {
-      throw new ProtocolError(
-        "bad-chunk",
-        "Cannot store chunk: content does not match its hash; it will be resent",
-      );
-    }
-    await this.#ctx.blobs.put(account, want, body);
-    this.#ctx.meta.addChunk(account, want, size, body.length, z);
+    const item = checkChunk(hash(h, "hash"), int(h, "size"), bool(h, "z"), body);
+    await this.#ctx.blobs.put(account, item.hash, body);
+    this.#ctx.meta.addChunks(account, [item]);
     return reply({});
+  }
+
+  async #putMany(h: Record<string, unknown>, body: Uint8Array): Promise<Message> {
+    const account = this.#requireAccount();
+    const list = h.chunks;
+    if (!Array.isArray(list) || list.length > MAX_BATCH) bad("chunks");
+    const items: {
+      hash: string;
+      size: number;
+      stored: number;
+      compressed: boolean;
+      data: Uint8Array;
+    }[] = [];
+    let off = 0;
+    for (const v of list) {
+      const o = obj(v, "chunks[]");
+      const len = int(o, "len");
+      if (off + len > body.length) bad("chunks", "describes more bytes than the body holds");
+      const data = body.subarray(off, off + len);
+      off += len;
+      items.push({ ...checkChunk(hash(o, "hash"), int(o, "size"), bool(o, "z"), data), data });
+    }
+    if (off !== body.length) bad("chunks", "describes fewer bytes than the body holds");
+    await this.#ctx.blobs.putMany(account, items);
+    this.#ctx.meta.addChunks(account, items);
+    return reply({});
+  }
+
+  async #getMany(h: Record<string, unknown>): Promise<Message> {
+    const account = this.#requireAccount();
+    const hashes = hashList(h, "hashes", MAX_BATCH);
+    const parts: Uint8Array[] = [];
+    const chunks: { hash: string; size: number; z: boolean; len: number }[] = [];
+    let total = 0;
+    for (const want of hashes) {
+      const info = this.#ctx.meta.chunk(account, want);
+      const data = info ? await this.#ctx.blobs.get(account, want) : null;
+      if (!info || !data) {
+        throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
+      }
+      total += data.length;
+      if (total > MAX_BATCH_BYTES) {
+        throw new ProtocolError("bad-request", "Cannot send chunks: more than 6 MiB asked at once");
+      }
+      parts.push(data);
+      chunks.push({ hash: want, size: info.size, z: info.compressed, len: data.length });
+    }
+    const body = new Uint8Array(total);
+    let at = 0;
+    for (const p of parts) {
+      body.set(p, at);
+      at += p.length;
+    }
+    return reply({ chunks }, body);
   }
 
   async #get(h: Record<string, unknown>): Promise<Message> {

@@ -1,0 +1,779 @@
+/**
+ * Cloud Sync benchmark: a real server and two real clients on 127.0.0.1, each client behind a
+ * counting TCP relay, against `cp -a` and an rsync daemon on the same data in the same run.
+ * See bench/README.md.
+ *
+ *   deno run -A bench/bench.ts [--quick] [--only=big,small,edit,latency,move]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { cpus } from "node:os";
+import process from "node:process";
+import { createHash } from "node:crypto";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  applyPatch,
+  type Entry,
+  makeBig,
+  makePatch,
+  makeSmall,
+  type Patch,
+  verifyTree,
+  waitForTree,
+} from "./data.ts";
+import { Product, type Wire } from "./product.ts";
+import { RssSampler } from "./procs.ts";
+import { RsyncDaemon, type RsyncRun, rsyncVersion } from "./rsync.ts";
+import {
+  DeadlineError,
+  fmtBytes,
+  fmtS,
+  log,
+  mbps,
+  median,
+  now,
+  run,
+  runOk,
+  sleep,
+  statKey,
+  syncDisks,
+  which,
+} from "./util.ts";
+
+const NAMES = ["big", "small", "edit", "latency", "move"] as const;
+type Name = typeof NAMES[number];
+
+const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
+const RESULTS_DIR = join(REPO, "bench", "results");
+const SECONDS = 5;
+const MiB = 1 << 20;
+const RSS_LIMIT = 200e6;
+
+interface Params {
+  mode: "quick" | "full";
+  bigBytes: number;
+  smallFiles: number;
+  smallDirs: number;
+  smallSize: number;
+  latencyReps: number;
+  clientSeconds: number;
+  deadlineMs: number;
+}
+
+/** Everything measured; written to bench/results/latest.json. */
+interface Results {
+  date: string;
+  params: Params;
+  only: Name[];
+  machine: Record<string, unknown>;
+  big?: {
+    ours?: { seconds: number; mbPerS: number; wire: Wire; benchCpuS: number } | { error: string };
+    cp?: { seconds: number; mbPerS: number };
+    rsync?: RsyncRun & { mbPerS: number };
+  };
+  small?: {
+    ours?: { seconds: number; filesPerS: number; wire: Wire; benchCpuS: number } | {
+      error: string;
+    };
+    cp?: { seconds: number; filesPerS: number };
+    rsync?: RsyncRun & { filesPerS: number };
+  };
+  edit?: {
+    ours?: { seconds: number; wire: Wire; benchCpuS: number } | { error: string };
+    rsync?: RsyncRun;
+    patch: { offset: number; bytes: number };
+  };
+  latency?: { samplesMs: number[]; medianMs: number; maxMs: number; timeouts: number } | {
+    error: string;
+  };
+  move?: { ours?: { seconds: number; wire: Wire; benchCpuS: number } | { error: string } };
+  rss?: Record<string, { vmHWM: number; sampledMaxVmRSS: number; pid: number }>;
+  table?: Row[];
+  logTails?: Record<string, string[]>;
+  error?: string;
+  totalSeconds?: number;
+}
+
+interface Row {
+  workload: string;
+  ours: string;
+  cp: string;
+  rsync: string;
+  ratio: string;
+  target: string;
+  result: "pass" | "miss" | "n/a" | "-";
+}
+
+function parseOptions(): { params: Params; only: Set<Name> } {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      only: { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      "usage: deno run -A bench/bench.ts [--quick] [--only=" + NAMES.join(",") + "]\n" +
+        "  --quick  64 MiB file and 1,000 small files (smoke run)\n" +
+        "  --only   run only these workloads (peak RSS comes with big/small)",
+    );
+    Deno.exit(0);
+  }
+  const only = new Set<Name>();
+  for (const n of (values.only ?? NAMES.join(",")).split(",").map((s) => s.trim())) {
+    if (!n) continue;
+    if (!(NAMES as readonly string[]).includes(n)) {
+      console.error(`unknown workload "${n}"; known: ${NAMES.join(", ")}`);
+      Deno.exit(2);
+    }
+    only.add(n as Name);
+  }
+  const quick = values.quick;
+  return {
+    only,
+    params: {
+      mode: quick ? "quick" : "full",
+      bigBytes: quick ? 64 * MiB : 1024 * MiB,
+      smallFiles: quick ? 1000 : 10000,
+      smallDirs: 100,
+      smallSize: 4096,
+      latencyReps: 20,
+      clientSeconds: SECONDS,
+      deadlineMs: quick ? 45000 : 120000,
+    },
+  };
+}
+
+async function machineInfo(rsync: string | null): Promise<Record<string, unknown>> {
+  const git = await run("git", ["rev-parse", "HEAD"], { cwd: REPO }).catch(() => null);
+  const dirty = await run("git", ["status", "--porcelain", "--", ".", ":!bench"], { cwd: REPO })
+    .catch(() => null);
+  const cp = await run("cp", ["--version"]).catch(() => null);
+  const diff = await run("git", ["diff", "HEAD", "--", ".", ":!bench"], { cwd: REPO })
+    .catch(() => null);
+  return {
+    date: new Date().toISOString(),
+    nproc: navigator.hardwareConcurrency,
+    cpuModel: cpus()[0]?.model ?? "unknown",
+    memTotalBytes: Deno.systemMemoryInfo().total,
+    kernel: Deno.osRelease(),
+    platform: `${Deno.build.os}-${Deno.build.arch}`,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    typescript: Deno.version.typescript,
+    cp: cp?.stdout.split("\n")[0] ?? null,
+    rsync: rsync ? await rsyncVersion(rsync) : null,
+    productCommit: git?.code === 0 ? git.stdout.trim() : null,
+    productDirty: dirty?.code === 0 ? dirty.stdout.trim() !== "" : null,
+    /** Identifies uncommitted product changes the figures were measured with. */
+    productDiffSha256: diff?.code === 0 && diff.stdout
+      ? createHash("sha256").update(diff.stdout).digest("hex")
+      : null,
+  };
+}
+
+/** CPU seconds used by this process (relay, polling, hashing) so far. */
+const cpuS = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+const isErr = (x: unknown): x is { error: string } =>
+  typeof x === "object" && x !== null && "error" in x;
+
+/** Runs `fn`; a DeadlineError becomes `{ error }` (the workload missed), anything else aborts. */
+async function attempt<T>(what: string, fn: () => Promise<T>): Promise<T | { error: string }> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof DeadlineError) {
+      log(`${what}: MISSED DEADLINE: ${e.message}`);
+      return { error: e.message };
+    }
+    throw e;
+  }
+}
+
+async function main(): Promise<number> {
+  const { params, only } = parseOptions();
+  const t00 = now();
+  let interrupted = false;
+  const onSignal = () => {
+    interrupted = true;
+    log("interrupted; cleaning up");
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+
+  const rsync = await which("rsync");
+  if (!rsync) console.log("rsync: not installed");
+  const res: Results = {
+    date: new Date().toISOString(),
+    params,
+    only: [...only],
+    machine: await machineInfo(rsync),
+  };
+  const root = await Deno.makeTempDir({ prefix: "cloudsync-bench-" });
+  log(`mode ${params.mode}; scratch ${root}; workloads ${[...only].join(",")}`);
+  let product: Product | null = null;
+  let rsyncd: RsyncDaemon | null = null;
+  let sampler: RssSampler | null = null;
+  let code = 0;
+  try {
+    const ctx = {
+      root,
+      params,
+      only,
+      rsync,
+      res,
+      interrupted: () => interrupted,
+      setProduct: (p: Product) => product = p,
+      setRsyncd: (d: RsyncDaemon) => rsyncd = d,
+      setSampler: (s: RssSampler) => sampler = s,
+    };
+    await runAll(ctx);
+  } catch (e) {
+    code = 1;
+    res.error = (e as Error).message ?? String(e);
+    console.error(`bench failed: ${res.error}`);
+  } finally {
+    (sampler as RssSampler | null)?.stop();
+    const p = product as Product | null;
+    if (p) {
+      res.logTails = Object.fromEntries(p.procs().map((x) => [x.name, x.tail(20)]));
+      await p.stop().catch((e) => log(`stopping product: ${e}`));
+    }
+    await (rsyncd as RsyncDaemon | null)?.stop().catch((e) => log(`stopping rsyncd: ${e}`));
+    await Deno.remove(root, { recursive: true }).catch((e) => log(`removing ${root}: ${e}`));
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
+  res.totalSeconds = (now() - t00) / 1000;
+  res.table = table(res);
+  printTable(res);
+  await Deno.mkdir(RESULTS_DIR, { recursive: true });
+  await Deno.writeTextFile(join(RESULTS_DIR, "latest.json"), JSON.stringify(res, null, 2) + "\n");
+  log(`wrote bench/results/latest.json (total ${res.totalSeconds.toFixed(0)} s)`);
+  return interrupted ? 130 : code;
+}
+
+interface Ctx {
+  root: string;
+  params: Params;
+  only: Set<Name>;
+  rsync: string | null;
+  res: Results;
+  interrupted: () => boolean;
+  setProduct: (p: Product) => void;
+  setRsyncd: (d: RsyncDaemon) => void;
+  setSampler: (s: RssSampler) => void;
+}
+
+async function runAll(ctx: Ctx): Promise<void> {
+  const { root, params, only, rsync, res } = ctx;
+  const needBig = only.has("big") || only.has("edit") || only.has("move");
+  const needSmall = only.has("small");
+  const master = join(root, "master");
+  const stage = join(root, "stage");
+  await Deno.mkdir(join(master, "small"), { recursive: true });
+  await Deno.mkdir(stage, { recursive: true });
+
+  // ---- data (untimed)
+  const patch: Patch = makePatch(params.bigBytes, "cloudsync-bench-edit");
+  let big: { sha256: string; patchedSha256: string } | null = null;
+  if (needBig) {
+    const t = now();
+    big = await makeBig(join(master, "big.bin"), params.bigBytes, "cloudsync-bench-big", patch);
+    log(`made ${fmtBytes(params.bigBytes)} file in ${((now() - t) / 1000).toFixed(1)} s`);
+  }
+  let small: Entry[] = [];
+  if (needSmall) {
+    const t = now();
+    small = await makeSmall(
+      join(master, "small"),
+      "small",
+      params.smallFiles,
+      params.smallDirs,
+      params.smallSize,
+      "cloudsync-bench-small",
+    );
+    log(`made ${small.length} small files in ${((now() - t) / 1000).toFixed(1)} s`);
+  }
+  const bigEntry = (sha: string, rel = "big.bin"): Entry => ({
+    rel,
+    size: params.bigBytes,
+    sha256: sha,
+  });
+
+  // ---- rsync daemon (floor)
+  let rsyncd: RsyncDaemon | null = null;
+  const rsyncFor = (n: Name) => rsync !== null && only.has(n);
+  if (rsync && (only.has("big") || only.has("edit") || needSmall)) {
+    rsyncd = await RsyncDaemon.start(rsync, join(root, "rsync"));
+    ctx.setRsyncd(rsyncd);
+    log(`rsync daemon on 127.0.0.1:${rsyncd.port}`);
+  }
+  const rsSrc = join(root, "rsync", "src");
+  await Deno.mkdir(rsSrc, { recursive: true });
+
+  // ---- the product
+  const product = new Product(REPO, root, params.clientSeconds, ctx.interrupted);
+  ctx.setProduct(product);
+  await product.start();
+  await product.quiet(1000, 10000);
+  const sampler = new RssSampler(product.procs(), 100);
+  ctx.setSampler(sampler);
+  if (needBig || needSmall) sampler.start();
+  const deadline = () => now() + params.deadlineMs;
+  const check = () => product.check();
+
+  /** Moves prepared data in with one rename at t0 and waits until B has `entries`. */
+  const oursPlace = async (
+    from: string,
+    to: string,
+    entries: Entry[],
+  ): Promise<{ seconds: number; wire: Wire; benchCpuS: number }> => {
+    await syncDisks();
+    await product.quiet();
+    const m = product.mark();
+    const c0 = cpuS();
+    const t0 = now();
+    await Deno.rename(from, to);
+    const t1 = await waitForTree(product.folderB, entries, {
+      deadline: deadline(),
+      pollMs: entries.length > 1 ? 100 : 10,
+      check,
+    });
+    const seconds = (t1 - t0) / 1000;
+    const benchCpuS = cpuS() - c0;
+    await product.quiet();
+    return { seconds, wire: product.wireSince(m), benchCpuS };
+  };
+
+  // ---- 1. one big file
+  let bigOnB: string | null = null; // sha256 of the big file B has
+  if (needBig && big) {
+    const bigSha = big.sha256;
+    res.big = {};
+    // cp -a floor: master -> stage (this copy is then what moves into A)
+    await syncDisks();
+    const cpRun = await runOk("cp", ["-a", join(master, "big.bin"), join(stage, "big.bin")]);
+    if (only.has("big")) {
+      res.big.cp = { seconds: cpRun.seconds, mbPerS: mbps(params.bigBytes, cpRun.seconds) };
+      log(`big  cp -a   ${fmtS(cpRun.seconds)}`);
+    }
+    if (rsyncd && rsync && (rsyncFor("big") || rsyncFor("edit"))) {
+      await Deno.mkdir(join(rsSrc, "big"), { recursive: true });
+      await syncDisks();
+      const t0 = now();
+      await Deno.rename(join(master, "big.bin"), join(rsSrc, "big", "big.bin"));
+      const r = await rsyncd.sync(rsync, join(rsSrc, "big"), "big");
+      const seconds = (now() - t0) / 1000;
+      const bad = await verifyTree(join(rsyncd.dst, "big"), [bigEntry(bigSha)]);
+      if (bad) throw new Error(`rsync big: ${bad}`);
+      if (only.has("big")) {
+        res.big.rsync = { ...r, seconds, mbPerS: mbps(params.bigBytes, seconds) };
+        log(`big  rsync   ${fmtS(seconds)} (${r.sent} B sent)`);
+      }
+    }
+    const ours = await attempt(
+      "big",
+      () => oursPlace(join(stage, "big.bin"), join(product.folderA, "big.bin"), [bigEntry(bigSha)]),
+    );
+    if (!isErr(ours)) bigOnB = bigSha;
+    if (only.has("big")) {
+      res.big.ours = isErr(ours) ? ours : { ...ours, mbPerS: mbps(params.bigBytes, ours.seconds) };
+      if (!isErr(ours)) {
+        log(`big  ours    ${fmtS(ours.seconds)}, wire ${fmtBytes(ours.wire.total)}`);
+      }
+    } else {
+      log("big file placed on A and B (setup)");
+    }
+  }
+
+  // ---- 2. many small files
+  if (needSmall) {
+    res.small = {};
+    const n = small.length;
+    await syncDisks();
+    const cpRun = await runOk("cp", ["-a", join(master, "small"), join(stage, "small")]);
+    res.small.cp = { seconds: cpRun.seconds, filesPerS: n / cpRun.seconds };
+    log(`small cp -a  ${fmtS(cpRun.seconds)}`);
+    if (rsyncd && rsync) {
+      await syncDisks();
+      const t0 = now();
+      await Deno.rename(join(master, "small"), join(rsSrc, "small"));
+      const r = await rsyncd.sync(rsync, join(rsSrc, "small"), "small");
+      const seconds = (now() - t0) / 1000;
+      const bad = await verifyTree(
+        rsyncd.dst,
+        small,
+      );
+      if (bad) throw new Error(`rsync small: ${bad}`);
+      res.small.rsync = { ...r, seconds, filesPerS: n / seconds };
+      log(`small rsync  ${fmtS(seconds)} (${r.sent} B sent)`);
+    }
+    const ours = await attempt(
+      "small",
+      () => oursPlace(join(stage, "small"), join(product.folderA, "small"), small),
+    );
+    res.small.ours = isErr(ours) ? ours : { ...ours, filesPerS: n / ours.seconds };
+    if (!isErr(ours)) {
+      log(`small ours   ${fmtS(ours.seconds)}, wire ${fmtBytes(ours.wire.total)}`);
+    }
+  }
+
+  // ---- 6. peak RSS during 1 and 2
+  if (needBig || needSmall) {
+    sampler.stop();
+    await sampler.sample();
+    res.rss = {};
+    for (const p of product.procs()) {
+      const m = await p.memory();
+      res.rss[p.name] = {
+        pid: p.pid,
+        vmHWM: m?.hwm ?? NaN,
+        sampledMaxVmRSS: sampler.max.get(p.name) ?? NaN,
+      };
+    }
+  }
+
+  // ---- 3. 1 MiB overwritten in the middle of the big file, in place
+  if (only.has("edit") && big) {
+    res.edit = { patch: { offset: patch.offset, bytes: patch.bytes.length } };
+    if (rsyncd && rsync && rsyncFor("edit")) {
+      await syncDisks();
+      const src = join(rsSrc, "big");
+      const t0 = now();
+      await applyPatch(join(src, "big.bin"), patch);
+      const r = await rsyncd.sync(rsync, src, "big");
+      const seconds = (now() - t0) / 1000;
+      const bad = await verifyTree(join(rsyncd.dst, "big"), [bigEntry(big.patchedSha256)]);
+      if (bad) throw new Error(`rsync edit: ${bad}`);
+      res.edit.rsync = { ...r, seconds };
+      log(`edit rsync   ${fmtS(seconds)} (${r.sent} B sent, ${r.received} B received)`);
+    }
+    if (bigOnB) {
+      const patched = big.patchedSha256;
+      const ours = await attempt("edit", async () => {
+        await syncDisks();
+        await product.quiet();
+        const old = await statKey(join(product.folderB, "big.bin"));
+        const m = product.mark();
+        const c0 = cpuS();
+        const t0 = now();
+        await applyPatch(join(product.folderA, "big.bin"), patch);
+        const t1 = await waitForTree(product.folderB, [bigEntry(patched)], {
+          deadline: deadline(),
+          staleKeys: new Set(old ? [old.key] : []),
+          check,
+        });
+        const seconds = (t1 - t0) / 1000;
+        const benchCpuS = cpuS() - c0;
+        await product.quiet();
+        return { seconds, wire: product.wireSince(m), benchCpuS };
+      });
+      res.edit.ours = ours;
+      if (!isErr(ours)) {
+        bigOnB = patched;
+        log(`edit ours    ${fmtS(ours.seconds)}, wire ${fmtBytes(ours.wire.total)}`);
+      } else bigOnB = null;
+    } else {
+      res.edit.ours = { error: "skipped: the big file never reached B" };
+    }
+  }
+
+  // ---- 4. latency of one new 100-byte file
+  if (only.has("latency")) {
+    await product.quiet();
+    res.latency = await attempt("latency", async () => {
+      const samples: number[] = [];
+      let timeouts = 0;
+      const rng = new Uint8Array(100);
+      for (let i = 0; i < params.latencyReps; i++) {
+        crypto.getRandomValues(rng);
+        const data = rng.slice();
+        const name = `lat-${String(i).padStart(2, "0")}.txt`;
+        const dst = join(product.folderB, name);
+        const t0 = now();
+        await Deno.writeFile(join(product.folderA, name), data);
+        const end = t0 + 10000;
+        let ms = NaN;
+        while (now() < end) {
+          try {
+            const got = await Deno.readFile(dst);
+            if (got.length === data.length && got.every((b, j) => b === data[j])) {
+              ms = now() - t0;
+              break;
+            }
+          } catch {
+            // not there yet
+          }
+          await sleep(2);
+        }
+        check();
+        if (Number.isNaN(ms)) timeouts++;
+        else samples.push(ms);
+        await sleep(500 + (i * 97) % 500); // isolated changes, not locked to a timer
+      }
+      if (samples.length === 0) throw new DeadlineError("no 100-byte file reached B within 10 s");
+      log(
+        `latency      median ${median(samples).toFixed(0)} ms, max ${
+          Math.max(...samples).toFixed(0)
+        } ms, ${timeouts} timeouts`,
+      );
+      return {
+        samplesMs: samples.map((x) => Math.round(x * 10) / 10),
+        medianMs: median(samples),
+        maxMs: timeouts > 0 ? Infinity : Math.max(...samples),
+        timeouts,
+      };
+    });
+  }
+
+  // ---- 5. move of the big file into a subdirectory
+  if (only.has("move")) {
+    res.move = {};
+    if (bigOnB) {
+      const sha = bigOnB;
+      res.move.ours = await attempt("move", async () => {
+        await product.quiet();
+        const m = product.mark();
+        const c0 = cpuS();
+        const t0 = now();
+        await Deno.mkdir(join(product.folderA, "moved"));
+        await Deno.rename(
+          join(product.folderA, "big.bin"),
+          join(product.folderA, "moved", "big.bin"),
+        );
+        const t1 = await waitForTree(product.folderB, [bigEntry(sha, "moved/big.bin")], {
+          deadline: deadline(),
+          absent: ["big.bin"],
+          check,
+        });
+        const seconds = (t1 - t0) / 1000;
+        const benchCpuS = cpuS() - c0;
+        await product.quiet();
+        const wire = product.wireSince(m);
+        log(`move ours    ${fmtS(seconds)}, wire ${fmtBytes(wire.total)}`);
+        return { seconds, wire, benchCpuS };
+      });
+    } else {
+      res.move.ours = { error: "skipped: the big file is not in sync on B" };
+    }
+  }
+}
+
+// ---------------------------------------------------------------- table
+
+function table(res: Results): Row[] {
+  const rows: Row[] = [];
+  const quick = res.params.mode === "quick";
+  const pf = (ok: boolean | null): Row["result"] => ok === null ? "n/a" : ok ? "pass" : "miss";
+  const ratio = (a: number, b: number | undefined) => b ? `${(a / b).toFixed(2)}x` : "-";
+  const size = fmtBytes(res.params.bigBytes).replace(".00", "");
+  if (res.big) {
+    const { ours, cp, rsync } = res.big;
+    const cps = cp ? `${fmtS(cp.seconds)} (${cp.mbPerS.toFixed(0)} MB/s)` : "-";
+    const rss = rsync ? `${fmtS(rsync.seconds)} (${rsync.mbPerS.toFixed(0)} MB/s)` : "-";
+    if (ours && !isErr(ours)) {
+      rows.push({
+        workload: `${size} file`,
+        ours: `${fmtS(ours.seconds)} (${ours.mbPerS.toFixed(0)} MB/s)`,
+        cp: cps,
+        rsync: rss,
+        ratio: ratio(ours.seconds, rsync?.seconds),
+        target: "<= 2x rsync",
+        result: pf(rsync ? ours.seconds <= 2 * rsync.seconds : null),
+      });
+    } else if (ours) {
+      rows.push(errRow(`${size} file`, ours.error, cps, rss, "<= 2x rsync"));
+    }
+  }
+  if (res.small) {
+    const { ours, cp, rsync } = res.small;
+    const n = res.params.smallFiles;
+    const limit = 5.7 * n / 10000; // scaled in quick mode
+    const target = `<= 5x rsync, < ${limit.toFixed(2)} s`;
+    const cps = cp ? `${fmtS(cp.seconds)} (${cp.filesPerS.toFixed(0)} f/s)` : "-";
+    const rss = rsync ? `${fmtS(rsync.seconds)} (${rsync.filesPerS.toFixed(0)} f/s)` : "-";
+    const wl = `${n.toLocaleString("en-US")} x 4 KiB`;
+    if (ours && !isErr(ours)) {
+      rows.push({
+        workload: wl,
+        ours: `${fmtS(ours.seconds)} (${ours.filesPerS.toFixed(0)} f/s)`,
+        cp: cps,
+        rsync: rss,
+        ratio: ratio(ours.seconds, rsync?.seconds),
+        target,
+        result: pf(
+          ours.seconds < limit && (rsync ? ours.seconds <= 5 * rsync.seconds : true),
+        ),
+      });
+    } else if (ours) rows.push(errRow(wl, ours.error, cps, rss, target));
+  }
+  if (res.edit) {
+    const { ours, rsync } = res.edit;
+    const rsWire = rsync ? rsync.sent + rsync.received : undefined;
+    if (ours && !isErr(ours)) {
+      rows.push({
+        workload: "1 MiB edit: time",
+        ours: fmtS(ours.seconds),
+        cp: "-",
+        rsync: rsync ? fmtS(rsync.seconds) : "-",
+        ratio: ratio(ours.seconds, rsync?.seconds),
+        target: "<= rsync time",
+        result: pf(rsync ? ours.seconds <= rsync.seconds : null),
+      });
+      rows.push({
+        workload: "1 MiB edit: wire",
+        ours: fmtBytes(ours.wire.total),
+        cp: "-",
+        rsync: rsWire !== undefined ? fmtBytes(rsWire) : "-",
+        ratio: ratio(ours.wire.total, rsWire),
+        target: "<= 4 MiB",
+        result: pf(ours.wire.total <= 4 * MiB),
+      });
+    } else if (ours) {
+      rows.push(errRow("1 MiB edit", ours.error, "-", rsync ? fmtS(rsync.seconds) : "-", "-"));
+    }
+  }
+  if (res.latency) {
+    const l = res.latency;
+    if (!isErr(l)) {
+      rows.push({
+        workload: `latency median (${l.samplesMs.length + l.timeouts}x)`,
+        ours: `${l.medianMs.toFixed(0)} ms`,
+        cp: "-",
+        rsync: "-",
+        ratio: "-",
+        target: "<= 300 ms",
+        result: pf(l.medianMs <= 300),
+      });
+      rows.push({
+        workload: "latency max",
+        ours: l.timeouts ? `${l.timeouts} timeouts` : `${l.maxMs.toFixed(0)} ms`,
+        cp: "-",
+        rsync: "-",
+        ratio: "-",
+        target: "<= 1000 ms",
+        result: pf(l.maxMs <= 1000),
+      });
+    } else rows.push(errRow("latency", l.error, "-", "-", "<= 300 / 1000 ms"));
+  }
+  if (res.move?.ours) {
+    const o = res.move.ours;
+    if (!isErr(o)) {
+      rows.push({
+        workload: `move ${size} file: wire`,
+        ours: fmtBytes(o.wire.total),
+        cp: "-",
+        rsync: "-",
+        ratio: "-",
+        target: "< 1 MiB",
+        result: pf(o.wire.total < MiB),
+      });
+      rows.push({
+        workload: `move ${size} file: time`,
+        ours: fmtS(o.seconds),
+        cp: "-",
+        rsync: "-",
+        ratio: "-",
+        target: "(info)",
+        result: "-",
+      });
+    } else rows.push(errRow(`move ${size} file`, o.error, "-", "-", "< 1 MiB"));
+  }
+  for (const [name, r] of Object.entries(res.rss ?? {})) {
+    rows.push({
+      workload: `peak RSS ${name === "server" ? "server" : `client ${name}`}`,
+      ours: `${(r.vmHWM / 1e6).toFixed(0)} MB`,
+      cp: "-",
+      rsync: "-",
+      ratio: "-",
+      target: "<= 200 MB",
+      result: pf(r.vmHWM <= RSS_LIMIT),
+    });
+  }
+  if (quick) {
+    for (const r of rows) if (r.result === "pass" || r.result === "miss") r.target += " *";
+  }
+  return rows;
+}
+
+function errRow(workload: string, error: string, cp: string, rsync: string, target: string): Row {
+  return { workload, ours: `FAILED: ${error}`, cp, rsync, ratio: "-", target, result: "miss" };
+}
+
+function printTable(res: Results): void {
+  const rows = res.table ?? [];
+  const head: Row = {
+    workload: "workload",
+    ours: "ours",
+    cp: "cp -a",
+    rsync: "rsync",
+    ratio: "vs rsync",
+    target: "target",
+    result: "-",
+  };
+  const keys = ["workload", "ours", "cp", "rsync", "ratio", "target", "result"] as const;
+  const all = [head, ...rows].map((r) =>
+    keys.map((k) => (r === head && k === "result" ? "pass/miss" : r[k]))
+  );
+  const w = keys.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => "| " + cells.map((c, i) => c.padEnd(w[i]!)).join(" | ") + " |";
+  const m = res.machine;
+  console.log("");
+  console.log(
+    `Cloud Sync benchmark, ${res.params.mode} mode, ${res.date} — ${m.nproc} CPU (${m.cpuModel}), ${
+      (Number(m.memTotalBytes) / 2 ** 30).toFixed(1)
+    } GiB RAM, deno ${m.deno}, ${m.rsync ?? "rsync: not installed"}`,
+  );
+  console.log(line(all[0]!));
+  console.log("|" + w.map((x) => "-".repeat(x + 2)).join("|") + "|");
+  for (const r of all.slice(1)) console.log(line(r));
+  if (res.params.mode === "quick") {
+    console.log("* quick mode: smaller data, targets only indicative (10k-file limit scaled)");
+  }
+  // details: wire bytes per leg
+  const wires = [
+    ["big", res.big?.ours],
+    ["small", res.small?.ours],
+    ["edit", res.edit?.ours],
+    ["move", res.move?.ours],
+  ] as const;
+  for (const [n, o] of wires) {
+    if (!o || isErr(o)) continue;
+    const wv = o.wire;
+    console.log(
+      `wire ${n.padEnd(5)}: A up ${fmtBytes(wv.aUp)}, A down ${fmtBytes(wv.aDown)}, B up ${
+        fmtBytes(wv.bUp)
+      }, B down ${fmtBytes(wv.bDown)} (bench process CPU meanwhile ${o.benchCpuS.toFixed(2)} s)`,
+    );
+  }
+  const er = res.edit?.rsync;
+  if (er) {
+    console.log(
+      `rsync edit : sent ${er.sent} B, received ${er.received} B, literal ${er.literal} B, matched ${er.matched} B`,
+    );
+  }
+  for (const [name, r] of Object.entries(res.rss ?? {})) {
+    console.log(
+      `rss ${name.padEnd(6)}: VmHWM ${(r.vmHWM / 1e6).toFixed(1)} MB, max sampled VmRSS ${
+        (r.sampledMaxVmRSS / 1e6).toFixed(1)
+      } MB (pid ${r.pid})`,
+    );
+  }
+  if (!isErr(res.latency) && res.latency) {
+    console.log(`latency ms : ${res.latency.samplesMs.map((x) => x.toFixed(0)).join(" ")}`);
+  }
+  if (res.error) console.log(`RUN FAILED: ${res.error}`);
+  console.log(`total ${(res.totalSeconds ?? 0).toFixed(0)} s`);
+}
+
+if (import.meta.main) Deno.exit(await main());

@@ -1,0 +1,225 @@
+/**
+ * Child processes of the benchmark (the product's server and clients): spawn with
+ * `Deno.execPath()`, keep their output (last lines in memory, everything in a log file), wait for
+ * a line, sample memory from /proc, stop them by their own handle (TERM, then KILL).
+ *
+ * @module
+ */
+
+import { DeadlineError, now, sleep } from "./util.ts";
+
+/** The product's own permission set (deno.json tasks "server" / "client"). */
+export const PRODUCT_PERMS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+];
+
+const KEEP_LINES = 400;
+
+/** One running child. */
+export class Proc {
+  readonly name: string;
+  readonly pid: number;
+  readonly lines: string[] = [];
+  exit: Deno.CommandStatus | null = null;
+  readonly #child: Deno.ChildProcess;
+  readonly #log: Deno.FsFile;
+  readonly #done: Promise<unknown>;
+  readonly #enc = new TextEncoder();
+
+  constructor(name: string, cmd: string, args: string[], cwd: string, logPath: string) {
+    this.name = name;
+    this.#log = Deno.openSync(logPath, { write: true, create: true, append: true });
+    this.#child = new Deno.Command(cmd, {
+      args,
+      cwd,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.pid = this.#child.pid;
+    this.#done = Promise.all([
+      this.#drain(this.#child.stdout, ""),
+      this.#drain(this.#child.stderr, "! "),
+      this.#child.status.then((s) => {
+        this.exit = s;
+      }),
+    ]);
+  }
+
+  async #drain(stream: ReadableStream<Uint8Array>, mark: string): Promise<void> {
+    let rest = "";
+    try {
+      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+        rest += text;
+        let i;
+        while ((i = rest.indexOf("\n")) >= 0) {
+          this.#line(mark + rest.slice(0, i));
+          rest = rest.slice(i + 1);
+        }
+      }
+    } catch {
+      // stream cut when the child is killed
+    }
+    if (rest) this.#line(mark + rest);
+  }
+
+  #line(l: string): void {
+    this.lineCount++;
+    this.lines.push(l);
+    if (this.lines.length > KEEP_LINES) this.lines.splice(0, this.lines.length - KEEP_LINES);
+    try {
+      this.#log.writeSync(this.#enc.encode(l + "\n"));
+    } catch {
+      // log file closed during shutdown
+    }
+  }
+
+  /** Throws if the child has exited. */
+  assertAlive(): void {
+    if (this.exit) {
+      throw new Error(
+        `${this.name} exited (code ${this.exit.code}, signal ${this.exit.signal}); last output:\n  ` +
+          this.tail(15).join("\n  "),
+      );
+    }
+  }
+
+  /** Number of output lines so far (to wait for lines after a point). */
+  lineCount = 0;
+
+  /** Waits until an output line (number `from` or later) matches `re`; returns the match. */
+  async waitFor(re: RegExp, timeoutMs: number, from = 0): Promise<RegExpMatchArray> {
+    const deadline = now() + timeoutMs;
+    for (;;) {
+      const first = this.lineCount - this.lines.length;
+      for (let i = Math.max(0, from - first); i < this.lines.length; i++) {
+        const m = this.lines[i]!.match(re);
+        if (m) return m;
+      }
+      this.assertAlive();
+      if (now() > deadline) {
+        throw new DeadlineError(`${this.name}: no line matching ${re} within ${timeoutMs} ms`);
+      }
+      await sleep(20);
+    }
+  }
+
+  /** Last `n` output lines. */
+  tail(n: number): string[] {
+    return this.lines.slice(-n);
+  }
+
+  /** VmRSS and VmHWM (bytes) of the child from /proc; null once it is gone. */
+  async memory(): Promise<Memory | null> {
+    return (await readMemory([this.pid])).get(this.pid) ?? null;
+  }
+
+  /** SIGTERM, wait up to `graceMs`, then SIGKILL; always closes the log. */
+  async stop(graceMs = 5000): Promise<void> {
+    if (!this.exit) {
+      try {
+        this.#child.kill("SIGTERM");
+      } catch {
+        // already gone
+      }
+      const t = setTimeout(() => {
+        try {
+          if (!this.exit) this.#child.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
+      }, graceMs);
+      await this.#child.status.catch(() => {});
+      clearTimeout(t);
+    }
+    await this.#done.catch(() => {});
+    try {
+      this.#log.close();
+    } catch {
+      // closed
+    }
+  }
+}
+
+/** Samples VmRSS of some processes every `everyMs` while running; keeps the maximum per name. */
+export class RssSampler {
+  readonly max = new Map<string, number>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #busy = false;
+  constructor(readonly procs: Proc[], readonly everyMs = 50) {}
+
+  start(): void {
+    this.#timer = setInterval(() => {
+      if (this.#busy) return;
+      this.#busy = true;
+      this.sample().finally(() => {
+        this.#busy = false;
+      });
+    }, this.everyMs);
+  }
+
+  async sample(): Promise<void> {
+    const mem = await readMemory(this.procs.map((p) => p.pid));
+    for (const p of this.procs) {
+      const m = mem.get(p.pid);
+      if (m) this.max.set(p.name, Math.max(this.max.get(p.name) ?? 0, m.rss));
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
+
+/** Resident memory of a process, bytes. */
+export interface Memory {
+  /** VmRSS: resident now */
+  rss: number;
+  /** VmHWM: peak resident since start */
+  hwm: number;
+}
+
+let directProc: boolean | null = null;
+
+/**
+ * VmRSS/VmHWM of `pids` from /proc/PID/status. Deno only lets `--allow-all` read /proc/PID, so with
+ * explicit permissions this falls back to one `cat` of all the files (covered by --allow-run).
+ */
+export async function readMemory(pids: number[]): Promise<Map<number, Memory>> {
+  const out = new Map<number, Memory>();
+  const files = pids.map((p) => `/proc/${p}/status`);
+  const texts: string[] = [];
+  if (directProc !== false) {
+    for (const f of files) {
+      try {
+        texts.push(await Deno.readTextFile(f));
+        directProc = true;
+      } catch (e) {
+        if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+          directProc = false;
+          texts.length = 0;
+          break;
+        }
+      }
+    }
+  }
+  if (directProc === false) {
+    try {
+      const r = await new Deno.Command("cat", { args: files, stdout: "piped", stderr: "null" })
+        .output();
+      texts.push(...new TextDecoder().decode(r.stdout).split(/^(?=Name:)/m));
+    } catch {
+      // cat missing: no figures
+    }
+  }
+  for (const t of texts) {
+    const kb = (k: string) => Number(t.match(new RegExp(`^${k}:\\s+(\\d+) kB`, "m"))?.[1] ?? NaN);
+    const pid = Number(t.match(/^Pid:\s+(\d+)/m)?.[1] ?? NaN);
+    if (Number.isFinite(pid)) out.set(pid, { rss: kb("VmRSS") * 1024, hwm: kb("VmHWM") * 1024 });
+  }
+  return out;
+}

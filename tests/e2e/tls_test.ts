@@ -1,0 +1,202 @@
+/**
+ * End to end: everything on the wire is TLS (a relay between client and server sees neither
+ * file content nor secrets), and an enrolled client refuses a server whose certificate changed.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  Proc,
+  put,
+  ServerProc,
+  startClient,
+  startFirstClient,
+  tempDir,
+  waitForContent,
+} from "./harness.ts";
+
+const opts = { sanitizeResources: true, sanitizeOps: true };
+
+/** A TCP relay on 127.0.0.1 to `target` that records every byte in both directions. */
+function recordingRelay(target: number) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const captured: Uint8Array[] = [];
+  const conns = new Set<Deno.Conn>();
+  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await from.read(buf);
+        if (n === null) break;
+        captured.push(buf.slice(0, n));
+        let off = 0;
+        while (off < n) off += await to.write(buf.subarray(off, n));
+      }
+    } catch { /* one side went away */ }
+    for (const c of [from, to]) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
+  };
+  const pipes: Promise<void>[] = [];
+  const accepting = (async () => {
+    for await (const client of listener) {
+      const server = await Deno.connect({ hostname: "127.0.0.1", port: target });
+      conns.add(client).add(server);
+      pipes.push(pipe(client, server), pipe(server, client));
+    }
+  })().catch(() => {/* listener closed */});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    /** Everything seen so far, both directions, as one latin1 string (for substring search). */
+    bytes(): string {
+      return captured.map((c) => new TextDecoder("latin1").decode(c)).join("");
+    },
+    count(): number {
+      return captured.reduce((n, c) => n + c.length, 0);
+    },
+    async close() {
+      listener.close();
+      await accepting;
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* already closed */ }
+      }
+      await Promise.all(pipes);
+    },
+  };
+}
+
+async function fingerprintOf(server: Proc): Promise<string> {
+  const m = await server.waitForLine(
+    /^TLS certificate fingerprint: ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})$/,
+  );
+  return m[1]!;
+}
+
+async function readConfig(folder: string): Promise<Record<string, unknown>> {
+  return JSON.parse(await Deno.readTextFile(join(folder, ".cloudsync", "config.json")));
+}
+
+Deno.test("a relay between client and server sees no content and no secret", opts, async () => {
+  await using tmp = await tempDir();
+  const a = join(tmp.path, "a");
+  const b = join(tmp.path, "b");
+  // Random hex: distinctive, and too short and random for compression to hide it.
+  const secret = `distinctive-${crypto.randomUUID()}-${crypto.randomUUID()}`;
+  await put(a, "secret.txt", `${secret}\n`);
+  const server = await ServerProc.start(join(tmp.path, "data"));
+  const relay = recordingRelay(server.port);
+  const procs: Proc[] = [server];
+  try {
+    const [ca, serial] = await startFirstClient("A", relay.port, a);
+    procs.push(ca);
+    const cb = startClient("B", relay.port, b, { serial });
+    procs.push(cb);
+    await waitForContent(b, "secret.txt", `${secret}\n`, 30_000);
+    const fp = await fingerprintOf(server);
+    const configA = await readConfig(a);
+    const configB = await readConfig(b);
+    assert.equal(configA.serverFingerprint, fp);
+    assert.equal(configB.serverFingerprint, fp);
+    assert.match(ca.output(), /Trusting the server's certificate on first use: fingerprint /);
+
+    const wire = relay.bytes();
+    assert.ok(relay.count() > 1000, `only ${relay.count()} bytes relayed`);
+    assert.equal(wire.charCodeAt(0), 0x16, "the first byte is not a TLS handshake record");
+    assert.ok(!wire.includes(secret), "file content seen on the wire");
+    assert.ok(!wire.includes(serial), "serial code seen on the wire");
+    assert.ok(!wire.includes(serial.replaceAll("-", "")), "serial code seen on the wire");
+    for (const token of [configA.token, configB.token]) {
+      assert.equal(typeof token, "string");
+      assert.ok((token as string).length >= 16);
+      assert.ok(!wire.includes(token as string), "device token seen on the wire");
+    }
+    assert.ok(!wire.includes("secret.txt"), "file name seen on the wire");
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+    await relay.close();
+  }
+});
+
+Deno.test("an enrolled client refuses a server whose certificate changed", opts, async () => {
+  await using tmp = await tempDir();
+  const data = join(tmp.path, "data");
+  const a = join(tmp.path, "a");
+  await put(a, "f.txt", "before the change\n");
+  let server = await ServerProc.start(data);
+  const port = server.port;
+  const oldFp = await fingerprintOf(server);
+  const procs: Proc[] = [server];
+  try {
+    const [ca] = await startFirstClient("A", port, a);
+    procs.push(ca);
+    await ca.waitForLine(/^Synced: 1 sent/);
+    await ca.stop();
+    assert.equal((await readConfig(a)).serverFingerprint, oldFp);
+
+    // The same data on restart: the same certificate.
+    await server.stop();
+    server = await ServerProc.start(data, port);
+    procs.push(server);
+    assert.equal(await fingerprintOf(server), oldFp);
+    assert.match(server.output(), /^TLS certificate: .*cert\.pem$/m);
+
+    // A new certificate (as an impostor would present): the client refuses and exits 1.
+    await server.stop();
+    await Deno.remove(join(data, "tls"), { recursive: true });
+    server = await ServerProc.start(data, port);
+    procs.push(server);
+    const newFp = await fingerprintOf(server);
+    assert.notEqual(newFp, oldFp);
+    assert.match(server.output(), /created now, self-signed/);
+    const refused = startClient("A", port, a);
+    procs.push(refused);
+    assert.equal((await refused.exited()).code, 1, refused.output());
+    assert.match(
+      refused.output(),
+      /^Cannot connect: the server's certificate changed\..*on purpose.*--server-fingerprint .*someone may be intercepting/m,
+    );
+    assert.ok(refused.output().includes(newFp));
+    assert.equal((await readConfig(a)).serverFingerprint, oldFp, "the pin must not change");
+
+    // A wrong --server-fingerprint at first contact: refused, nothing written.
+    const fresh = join(tmp.path, "fresh");
+    const wrong = new Proc("wrong", [
+      "client.ts",
+      "127.0.0.1",
+      String(port),
+      fresh,
+      "2",
+      "--server-fingerprint",
+      oldFp,
+    ]);
+    procs.push(wrong);
+    assert.equal((await wrong.exited()).code, 1, wrong.output());
+    assert.match(wrong.output(), /^Cannot connect: the server's certificate does not match/m);
+    await assert.rejects(Deno.stat(fresh), Deno.errors.NotFound);
+
+    // The owner accepts the new certificate on purpose: --server-fingerprint NEW re-pins.
+    const accepted = new Proc("A", [
+      "client.ts",
+      "127.0.0.1",
+      String(port),
+      a,
+      "2",
+      "--server-fingerprint",
+      newFp.toLowerCase(),
+    ]);
+    procs.push(accepted);
+    await accepted.waitForLine(/^Pinned the server's certificate/);
+    await accepted.waitForLine(/^Syncing /);
+    await put(a, "g.txt", "after the change\n");
+    await accepted.waitForLine(/^Synced: 1 sent/);
+    assert.equal((await readConfig(a)).serverFingerprint, newFp);
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+  }
+});
