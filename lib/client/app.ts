@@ -7,7 +7,7 @@
  */
 
 import { hostname } from "node:os";
-import { join, resolve } from "node:path";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { Peer } from "../protocol/peer.ts";
 import { RemoteError } from "../protocol/peer.ts";
 import {
@@ -96,6 +96,9 @@ export class SyncClient {
   readonly #root: string;
   readonly #wake = new Signal();
   #stopped = false;
+  #scopes = new Set<string>();
+  #fullScan = true;
+  #lastFullScan = 0;
   #peer: Peer | null = null;
   #watcher: FolderWatcher | null = null;
   #state: StateDb | null = null;
@@ -130,7 +133,9 @@ export class SyncClient {
       Deno.removeSync(join(tmpDir, e.name), { recursive: true });
     }
     this.#state = new StateDb(dir);
-    this.#watcher = new FolderWatcher(this.#root, () => this.#wake.fire(), { onError: this.#warn });
+    this.#watcher = new FolderWatcher(this.#root, (paths) => this.#changed(paths), {
+      onError: this.#warn,
+    });
     this.#watcher.start();
     this.#log(`Syncing ${this.#root} with ${config.host}:${config.port} as "${config.deviceName}"`);
     try {
@@ -139,6 +144,35 @@ export class SyncClient {
       this.#watcher.close();
       this.#state.close();
     }
+  }
+
+  /** Watcher paths (absolute) become scopes of the next pass; null asks for a full rescan. */
+  #changed(paths: string[] | null): void {
+    if (paths === null) this.#fullScan = true;
+    else {
+      for (const p of paths) {
+        const rel = relative(this.#root, p).split(sep).join("/").normalize("NFC");
+        if (rel === "" || rel === ".." || rel.startsWith("../") || isAbsolute(rel)) {
+          this.#fullScan = true;
+        } else if (rel.split("/")[0] !== STATE_DIR) this.#scopes.add(rel);
+      }
+      if (this.#scopes.size > 2000) this.#fullScan = true;
+    }
+    this.#wake.fire();
+  }
+
+  /** What the next pass must scan: null for everything, else the changed subtrees. */
+  #takeScopes(): string[] | null {
+    const due = performance.now() - this.#lastFullScan >= this.#opts.seconds * 1000;
+    const full = this.#fullScan || due;
+    const scopes = [...this.#scopes];
+    this.#scopes.clear();
+    this.#fullScan = false;
+    if (full) {
+      this.#lastFullScan = performance.now();
+      return null;
+    }
+    return scopes;
   }
 
   /** Stops syncing: closes the connection and the watcher. */
@@ -274,6 +308,7 @@ export class SyncClient {
         down = false;
         backoff = 1000;
         let closed = false;
+        this.#fullScan = true; // after every (re)connection: one full pass
         peer.closed.then(() => {
           closed = true;
           this.#wake.fire();
@@ -296,7 +331,7 @@ export class SyncClient {
           progress.start();
           let r;
           try {
-            r = await syncUntilStable(ctx);
+            r = await syncUntilStable(ctx, this.#takeScopes());
           } finally {
             progress.stop();
           }

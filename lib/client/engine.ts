@@ -9,12 +9,12 @@
 
 import type { Peer } from "../protocol/peer.ts";
 import { parseRemoteEntry } from "../protocol/messages.ts";
-import { checkWirePath } from "../core/paths.ts";
+import { checkWirePath, parentPaths } from "../core/paths.ts";
 import { reconcile } from "../core/reconcile.ts";
 import { massDeleteCheck, withVanishedKept } from "../core/guards.ts";
-import type { BaseEntry, RemoteEntry } from "../core/types.ts";
+import type { BaseEntry, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { StateDb } from "./state_db.ts";
-import { scan } from "./scanner.ts";
+import { scan, scanTrees } from "./scanner.ts";
 import { execute, type ExecutionReport } from "./executor.ts";
 import type { TransferStats } from "./transfer.ts";
 
@@ -93,20 +93,64 @@ function phase(name: string, t0: number): number {
   return now;
 }
 
-export async function syncPass(ctx: EngineContext): Promise<ExecutionReport | null> {
+/** True when `path` is inside one of `scopes` (the scope itself, below it, or an ancestor of it). */
+export function scopeTest(scopes: readonly string[]): (path: string) => boolean {
+  const set = new Set(scopes);
+  const ancestors = new Set<string>();
+  for (const s of scopes) for (const p of parentPaths(s)) ancestors.add(p);
+  return (path) => {
+    if (set.has(path) || ancestors.has(path)) return true;
+    for (const p of parentPaths(path)) if (set.has(p)) return true;
+    return false;
+  };
+}
+
+/** Drops scopes inside other scopes; "" (the root) swallows everything. */
+export function normalizeScopes(scopes: Iterable<string>): string[] {
+  const sorted = [...new Set(scopes)].sort();
+  if (sorted.includes("")) return [""];
+  const out: string[] = [];
+  for (const s of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && s.startsWith(last + "/")) continue;
+    out.push(s);
+  }
+  return out;
+}
+
+/**
+ * One pass. `scopes` limits the local scan to those subtrees (null: the whole folder; []: no
+ * scan, only remote changes); everything outside is taken as unchanged since the base, and every
+ * step still re-checks the disk before it acts, so a wrong guess only defers work.
+ */
+export async function syncPass(
+  ctx: EngineContext,
+  scopes: readonly string[] | null = null,
+): Promise<ExecutionReport | null> {
   let t = performance.now();
   await pullChanges(ctx);
   t = phase("pull", t);
   const remote = ctx.state.loadRemote();
   adoptPending(ctx.state, remote);
   const base: Map<string, BaseEntry> = ctx.state.loadBase();
-  let local = await scan(ctx.root, base, {
-    skipped: (path, why) => {
+  const notices = {
+    skipped: (path: string, why: string) => {
       if (warnedSkips.has(path)) return;
       warnedSkips.add(path);
       ctx.warn(`Skipping ${path}: ${why}`);
     },
-  });
+  };
+  let local: Map<string, LocalEntry>;
+  if (scopes === null) local = await scan(ctx.root, base, notices);
+  else {
+    const inScope = scopeTest(scopes);
+    local = scopes.length > 0 ? await scanTrees(ctx.root, base, scopes, notices) : new Map();
+    for (const [path, b] of base) {
+      if (!inScope(path)) {
+        local.set(path, { path, kind: b.kind, size: b.size, mtime: b.mtime, exec: b.exec });
+      }
+    }
+  }
   t = phase("scan", t);
   const guard = massDeleteCheck(base, local);
   if (guard.tripped && !ctx.allowMassDelete) {
@@ -148,17 +192,24 @@ function add(a: ExecutionReport, b: ExecutionReport): ExecutionReport {
     conflicts: a.conflicts + b.conflicts,
     deferred: a.deferred + b.deferred,
     errors: [...a.errors, ...b.errors],
+    touched: [...a.touched, ...b.touched],
   };
 }
 
-/** Runs passes until one finds nothing to do (at most `maxPasses`). */
+/**
+ * Runs passes until one finds nothing to do (at most `maxPasses`). Later passes also look at
+ * every path the earlier ones touched (a conflict copy to upload, a deferred step).
+ */
 export async function syncUntilStable(
   ctx: EngineContext,
+  scopes: readonly string[] | null = null,
   maxPasses = 8,
 ): Promise<ExecutionReport | null> {
   let total: ExecutionReport | null = null;
+  let current = scopes === null ? null : normalizeScopes(scopes);
   for (let i = 0; i < maxPasses; i++) {
-    const r = await syncPass(ctx);
+    const r = await syncPass(ctx, current);
+    if (r && current !== null) current = normalizeScopes([...current, ...r.touched]);
     if (!r) break;
     total = total ? add(total, r) : r;
     for (const e of r.errors) ctx.warn(`Cannot sync ${e}`);

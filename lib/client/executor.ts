@@ -34,6 +34,8 @@ export interface ExecutionReport {
   /** Steps skipped because something changed meanwhile (another pass will handle them). */
   deferred: number;
   errors: string[];
+  /** Every path the actions were about (for the scope of the next pass). */
+  touched: string[];
 }
 
 /** Everything the executor needs. */
@@ -87,6 +89,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     conflicts: 0,
     deferred: 0,
     errors: [],
+    touched: actions.flatMap((a) => a.op === "moveAside" ? [a.path, a.to] : [a.path]),
   };
   const baseUpdates: [string, BaseEntry | null][] = [];
   const setBase = (path: string, entry: BaseEntry | null) => {

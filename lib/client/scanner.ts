@@ -8,6 +8,7 @@
 
 import { join } from "node:path";
 import type { BaseEntry, ChunkRef, LocalEntry } from "../core/types.ts";
+import { parentPaths } from "../core/paths.ts";
 import { DEFAULT_MIN, hashFile } from "../chunk/fastcdc.ts";
 import { sha256Hex } from "../chunk/hash.ts";
 import { pool } from "../util/pool.ts";
@@ -51,11 +52,58 @@ export async function scan(
   base: ReadonlyMap<string, BaseEntry>,
   notices: ScanNotices = {},
 ): Promise<Map<string, LocalEntry>> {
+  return await scanTrees(root, base, [""], notices);
+}
+
+/**
+ * Scans only the subtrees under `scopes` (relative paths; "" is the whole folder), plus each
+ * scope's ancestors as single entries. Used for watcher-driven passes, so a change costs work in
+ * proportion to what changed, not to the size of the folder.
+ */
+export async function scanTrees(
+  root: string,
+  base: ReadonlyMap<string, BaseEntry>,
+  scopes: readonly string[],
+  notices: ScanNotices = {},
+): Promise<Map<string, LocalEntry>> {
   const out = new Map<string, LocalEntry>();
   const rootInfo = await Deno.stat(root);
   if (!rootInfo.isDirectory) throw new Error(`Cannot scan ${root}: it is not a directory`);
   const toHash: { full: string; entry: LocalEntry }[] = [];
-  let dirs: [string, string][] = [[root, ""]];
+  let dirs: [string, string][] = [];
+  // Each scope and its ancestors are looked at one by one; directories among them are walked.
+  const single = new Map<string, boolean>(); // path -> walk its subtree
+  for (const scope of scopes) {
+    if (scope === "") {
+      dirs.push([root, ""]);
+      continue;
+    }
+    for (const p of parentPaths(scope)) if (!single.has(p)) single.set(p, false);
+    single.set(scope, true);
+  }
+  await pool([...single], 16, async ([path, walk]) => {
+    if (path.split("/")[0] === STATE_DIR) return;
+    const full = join(root, path);
+    let st: Deno.FileInfo;
+    try {
+      st = await Deno.lstat(full);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return;
+      throw e;
+    }
+    if (st.isSymlink) return notices.skipped?.(path, "symlinks are not synced");
+    if (!st.isFile && !st.isDirectory) {
+      return notices.skipped?.(path, "special files are not synced");
+    }
+    const entry = statToEntry(path, st, base.get(path));
+    if (entry.kind === "dir") {
+      if (walk) dirs.push([full, path + "/"]);
+    } else if (!unchangedSinceBase(entry, base.get(path))) {
+      toHash.push({ full, entry });
+      return;
+    }
+    out.set(path, entry);
+  });
   // Breadth first, many directories and many lstat calls in flight at once.
   while (dirs.length > 0) {
     const level = dirs;

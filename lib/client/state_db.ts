@@ -18,6 +18,8 @@ export class StateDb {
   readonly #setRemote: StatementSync;
   readonly #delRemote: StatementSync;
   readonly #setMeta: StatementSync;
+  #base: Map<string, BaseEntry> | null = null;
+  #remote: Map<string, RemoteEntry> | null = null;
 
   constructor(dir: string) {
     this.#db = new DatabaseSync(join(dir, "state.db"));
@@ -41,14 +43,14 @@ export class StateDb {
     return new Map(rows.map((r) => [r.path, JSON.parse(r.data) as T]));
   }
 
-  /** The merge base. */
+  /** The merge base (kept in memory after the first load; updated by {@link setBase}). */
   loadBase(): Map<string, BaseEntry> {
-    return this.#load<BaseEntry>("base");
+    return this.#base ??= this.#load<BaseEntry>("base");
   }
 
-  /** The mirror of the server's live entries. */
+  /** The mirror of the server's live entries (in memory after the first load). */
   loadRemote(): Map<string, RemoteEntry> {
-    return this.#load<RemoteEntry>("remote");
+    return this.#remote ??= this.#load<RemoteEntry>("remote");
   }
 
   /** Journal position the remote mirror is current to. */
@@ -68,16 +70,32 @@ export class StateDb {
       }
       this.#setMeta.run("seq", String(seq));
     });
+    this.#cacheRemote(entries);
+  }
+
+  #cacheRemote(entries: RemoteEntry[]): void {
+    if (!this.#remote) return;
+    for (const e of entries) {
+      if (e.deleted) this.#remote.delete(e.path);
+      else this.#remote.set(e.path, e);
+    }
   }
 
   /** Records (or forgets, with null) base entries, atomically. */
   setBase(updates: Iterable<[string, BaseEntry | null]>): void {
+    const list = [...updates];
     this.#tx(() => {
-      for (const [path, entry] of updates) {
+      for (const [path, entry] of list) {
         if (entry) this.#setBase.run(path, JSON.stringify(entry));
         else this.#delBase.run(path);
       }
     });
+    if (this.#base) {
+      for (const [path, entry] of list) {
+        if (entry) this.#base.set(path, entry);
+        else this.#base.delete(path);
+      }
+    }
   }
 
   /** Records remote entries the server just confirmed (our own commits), without moving `seq`. */
@@ -88,6 +106,7 @@ export class StateDb {
         else this.#setRemote.run(e.path, JSON.stringify(e));
       }
     });
+    this.#cacheRemote(entries);
   }
 
   /**

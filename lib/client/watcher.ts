@@ -26,13 +26,19 @@ export class FolderWatcher {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #first = 0;
   readonly #root: string;
-  readonly #onChange: () => void;
+  readonly #onChange: (paths: string[] | null) => void;
+  #paths = new Set<string>();
+  #rescan = false;
   readonly #debounce: number;
   readonly #maxDelay: number;
   readonly #onError: (message: string) => void;
   readonly #private: string;
 
-  constructor(root: string, onChange: () => void, opts: WatcherOptions = {}) {
+  /**
+   * `onChange` gets the absolute paths the OS reported since the last call, or null when the OS
+   * lost track (event overflow) and everything must be rescanned.
+   */
+  constructor(root: string, onChange: (paths: string[] | null) => void, opts: WatcherOptions = {}) {
     this.#root = root;
     this.#onChange = onChange;
     this.#debounce = opts.debounceMs ?? 100;
@@ -78,7 +84,10 @@ export class FolderWatcher {
     const wait = Math.max(0, Math.min(this.#debounce, this.#first + this.#maxDelay - now));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#onChange();
+      const paths = this.#rescan ? null : [...this.#paths];
+      this.#paths.clear();
+      this.#rescan = false;
+      this.#onChange(paths);
     }, wait);
   }
 
