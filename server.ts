@@ -14,13 +14,19 @@ import { verify } from "./lib/server/verify.ts";
 import { secretHash } from "./lib/server/session.ts";
 import { newSerial, normalizeSerial } from "./lib/util/crockford.ts";
 import { fail, formatBytes, onShutdown } from "./lib/util/cli.ts";
+import { DEFAULT_LIMITS, describeSize, parseSize, type ServerLimits } from "./lib/server/limits.ts";
 
 const HELP = `cloud-server: the Cloud Sync server
 
 Usage:
-  cloud-server PORT [--host HOST] [--data DIR] [--cert FILE --key FILE]
+  cloud-server PORT [--host HOST] [--data DIR] [--cert FILE --key FILE] [--quota SIZE]
+                   [--max-connections-per-ip N]
                                                  serve on PORT (all interfaces by default), over TLS
   cloud-server accounts [--data DIR]             list accounts: id, devices, last seen, files, bytes
+  cloud-server devices ACCOUNT [--data DIR]      list the devices of ACCOUNT: id, name, last seen, status
+  cloud-server revoke-device ACCOUNT DEVICE [--data DIR]
+                                                 revoke a device (lost or stolen): it cannot connect any
+                                                 more; a running server drops it within seconds
   cloud-server reset-serial ACCOUNT [--data DIR] issue a new serial code for ACCOUNT (the old one stops working)
   cloud-server verify [--account ID] [--data DIR] check metadata and stored content; exit 1 on any problem
 
@@ -33,6 +39,10 @@ Options:
                 creates a self-signed certificate in DIR/tls/ at first start and prints its
                 fingerprint; clients pin it on first contact (or with --server-fingerprint)
   --key FILE    the private key (PEM) of --cert
+  --quota SIZE  most content each account may store (as stored: compressed, deduplicated, old
+                versions included), e.g. 10GiB, 500MB, 1TiB; default: no quota
+  --max-connections-per-ip N
+                most connections open at once from one address (default 32)
   --account ID  verify: check only this account
   -h, --help    show this help
 `;
@@ -50,6 +60,8 @@ function main(): Promise<void> | void {
         cert: { type: "string" },
         key: { type: "string" },
         account: { type: "string" },
+        quota: { type: "string" },
+        "max-connections-per-ip": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -65,6 +77,8 @@ function main(): Promise<void> | void {
   const [first, ...rest] = positionals;
   if (first === "accounts") return listAccounts(dataDir);
   if (first === "reset-serial") return resetSerial(dataDir, rest[0]);
+  if (first === "devices") return listDevices(dataDir, rest[0]);
+  if (first === "revoke-device") return revokeDevice(dataDir, rest[0], rest[1]);
   if (first === "verify") return verifyData(dataDir, values.account);
   if (first === undefined || !/^\d+$/.test(first) || Number(first) > 65535) {
     fail("Cannot start: give the port to listen on, e.g. `cloud-server 12345` (see --help)", 2);
@@ -79,7 +93,28 @@ function main(): Promise<void> | void {
   const tls = values.cert !== undefined && values.key !== undefined
     ? { certFile: resolve(values.cert), keyFile: resolve(values.key) }
     : {};
-  return serve(values.host, Number(first), dataDir, keepDays, tls);
+  const limits: Partial<ServerLimits> = {};
+  if (values.quota !== undefined) {
+    const bytes = parseSize(values.quota);
+    if (bytes === null) {
+      fail(
+        `Cannot start: --quota must be a size such as 10GiB, 500MB or 1TiB, not "${values.quota}"`,
+        2,
+      );
+    }
+    limits.quotaBytes = bytes;
+  }
+  const perIp = values["max-connections-per-ip"];
+  if (perIp !== undefined) {
+    if (!/^\d+$/.test(perIp) || Number(perIp) < 1 || Number(perIp) > 1_000_000) {
+      fail(
+        `Cannot start: --max-connections-per-ip must be a whole number from 1, not "${perIp}"`,
+        2,
+      );
+    }
+    limits.maxConnectionsPerIp = Number(perIp);
+  }
+  return serve(values.host, Number(first), dataDir, keepDays, tls, limits);
 }
 
 async function serve(
@@ -88,6 +123,7 @@ async function serve(
   dataDir: string,
   keepDays: number,
   tls: { certFile?: string; keyFile?: string },
+  limits: Partial<ServerLimits>,
 ): Promise<void> {
   const stamp = () => new Date().toISOString().replace("T", " ").slice(0, 19);
   let server;
@@ -98,6 +134,7 @@ async function serve(
       port,
       dataDir,
       ...tls,
+      limits,
       log: (l) => console.log(`${stamp()} ${l}`),
     });
   } catch (e) {
@@ -110,6 +147,12 @@ async function serve(
     `TLS certificate: ${cert.certFile}${cert.created ? " (created now, self-signed)" : ""}`,
   );
   console.log(`TLS certificate fingerprint: ${cert.fingerprint}`);
+  const quota = limits.quotaBytes ?? DEFAULT_LIMITS.quotaBytes;
+  console.log(
+    `Limits: ${quota === null ? "no quota" : `quota ${describeSize(quota)} per account`}, ${
+      limits.maxConnectionsPerIp ?? DEFAULT_LIMITS.maxConnectionsPerIp
+    } connections per address`,
+  );
   onShutdown(async () => {
     console.log("Stopping server");
     await server.close();
@@ -133,6 +176,60 @@ function listAccounts(dataDir: string): void {
       : "never";
     line([r.id, String(r.devices), seen, String(r.files), formatBytes(r.bytes)]);
   }
+}
+
+function listDevices(dataDir: string, account: string | undefined): void {
+  if (!account) fail("Cannot list devices: give the account id (see `cloud-server accounts`)", 2);
+  const meta = new SqliteMetaStore(dataDir);
+  const known = meta.hasAccount(account);
+  const rows = known ? meta.devices(account) : [];
+  meta.close();
+  if (!known) {
+    fail(`Cannot list devices: no account ${account} in ${dataDir}; see \`cloud-server accounts\``);
+  }
+  const when = (t: number | null) =>
+    t === null ? "never" : new Date(t).toISOString().replace("T", " ").slice(0, 19);
+  const line = (cols: string[]) =>
+    console.log(cols.map((c, i) => c.padEnd([12, 20, 20, 20, 0][i]!)).join(" "));
+  line(["DEVICE", "NAME", "ENROLLED", "LAST SEEN", "STATUS"]);
+  for (const d of rows) {
+    line([d.id, d.name, when(d.created), when(d.lastSeen), d.revoked ? "revoked" : "active"]);
+  }
+}
+
+function revokeDevice(
+  dataDir: string,
+  account: string | undefined,
+  device: string | undefined,
+): void {
+  if (!account || !device) {
+    fail(
+      "Cannot revoke device: give the account id and the device id, e.g. `cloud-server revoke-device ACCOUNT DEVICE` (see `cloud-server devices ACCOUNT`)",
+      2,
+    );
+  }
+  const meta = new SqliteMetaStore(dataDir);
+  const known = meta.hasAccount(account);
+  const ok = known && meta.revokeDevice(account, device);
+  const name = ok ? meta.devices(account).find((d) => d.id === device)?.name : undefined;
+  meta.close();
+  if (!known) {
+    fail(
+      `Cannot revoke device: no account ${account} in ${dataDir}; see \`cloud-server accounts\``,
+    );
+  }
+  if (!ok) {
+    fail(
+      `Cannot revoke device: account ${account} has no device ${device}; see \`cloud-server devices ${account}\``,
+    );
+  }
+  console.log(`Revoked device ${device} ("${name}") of account ${account}.`);
+  console.log(
+    "It can no longer connect; a running server closes its connection within a few seconds. Other devices are not affected.",
+  );
+  console.log(
+    "If whoever has the device may also know the serial code, run `cloud-server reset-serial` too, so that it cannot join again.",
+  );
 }
 
 function resetSerial(dataDir: string, account: string | undefined): void {

@@ -148,6 +148,9 @@ export class SyncClient {
 
   /** Watcher paths (absolute) become scopes of the next pass; null asks for a full rescan. */
   #changed(paths: string[] | null): void {
+    if (Deno.env.get("CLOUDSYNC_DEBUG") === "1") {
+      console.error(`[debug] changed: ${JSON.stringify(paths)}`);
+    }
     if (paths === null) this.#fullScan = true;
     else {
       for (const p of paths) {

@@ -151,7 +151,7 @@ export async function syncPass(
       }
     }
   }
-  t = phase("scan", t);
+  t = phase(`scan ${scopes === null ? "all" : JSON.stringify(scopes)}`, t);
   const guard = massDeleteCheck(base, local);
   if (guard.tripped && !ctx.allowMassDelete) {
     if (!ctx.holdingMassDelete) {

@@ -58,9 +58,12 @@ export class FolderWatcher {
     const w = this.#watcher;
     (async () => {
       for await (const ev of w) {
-        if (ev.paths.every((p) => p === this.#private || p.startsWith(this.#private + sep))) {
-          continue;
-        }
+        const paths = ev.paths.filter((p) =>
+          p !== this.#private && !p.startsWith(this.#private + sep)
+        );
+        if (ev.flag === "rescan") this.#rescan = true;
+        else if (paths.length === 0) continue;
+        for (const p of paths) this.#paths.add(p);
         this.#poke();
       }
     })().catch((e) => {

@@ -55,6 +55,15 @@ export interface AccountSummary {
   seq: number;
 }
 
+/** One line of `cloud-server devices ACCOUNT`. */
+export interface DeviceSummary {
+  id: string;
+  name: string;
+  created: number;
+  lastSeen: number | null;
+  revoked: boolean;
+}
+
 /** Metadata storage behind the sync logic. Implementations must make `commit` atomic. */
 export interface MetaStore {
   createAccount(serialHash: string): string;
@@ -86,6 +95,18 @@ export interface MetaStore {
   /** Every account id. */
   accountIds(): string[];
   close(): void;
+
+  // Security (lib/server/session.ts, lib/server/limits.ts, `cloud-server devices|revoke-device`)
+  /** Whether the account exists. */
+  hasAccount(account: string): boolean;
+  /** The devices of `account` (revoked ones included), oldest first. */
+  devices(account: string): DeviceSummary[];
+  /** Marks a device of `account` revoked; false if `account` has no such device. */
+  revokeDevice(account: string, deviceId: string): boolean;
+  /** True if the device is revoked or unknown (checked on every request of a session). */
+  deviceRevoked(deviceId: string): boolean;
+  /** Sum of the stored (as sent, maybe compressed) bytes of the chunks of `account`. */
+  storedBytes(account: string): number;
 
   // Verification queries (read-only; used by `cloud-server verify`, lib/server/verify.ts)
   /** Every entry of `account`, live and tombstones, in path order (streamed, not buffered). */
@@ -183,6 +204,7 @@ export class SqliteMetaStore implements MetaStore {
       addChunk: p(
         "INSERT OR REPLACE INTO chunks(account, hash, size, stored, compressed, created) VALUES (?,?,?,?,?,?)",
       ),
+      revoked: p("SELECT revoked FROM devices WHERE id = ?"),
     };
   }
 
@@ -433,6 +455,49 @@ export class SqliteMetaStore implements MetaStore {
 
   close(): void {
     this.#db.close();
+  }
+
+  hasAccount(account: string): boolean {
+    return this.#q.seq!.get(account) !== undefined;
+  }
+
+  devices(account: string): DeviceSummary[] {
+    const rows = this.#db.prepare(
+      "SELECT id, name, created, last_seen, revoked FROM devices WHERE account = ? ORDER BY created, id",
+    ).all(account) as unknown as {
+      id: string;
+      name: string;
+      created: number;
+      last_seen: number | null;
+      revoked: number;
+    }[];
+    return rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      created: Number(r.created),
+      lastSeen: r.last_seen === null ? null : Number(r.last_seen),
+      revoked: Number(r.revoked) === 1,
+    }));
+  }
+
+  revokeDevice(account: string, deviceId: string): boolean {
+    const r = this.#db.prepare("UPDATE devices SET revoked = 1 WHERE id = ? AND account = ?").run(
+      deviceId,
+      account,
+    );
+    return Number(r.changes) === 1;
+  }
+
+  deviceRevoked(deviceId: string): boolean {
+    const r = this.#q.revoked!.get(deviceId) as { revoked: number } | undefined;
+    return r === undefined || Number(r.revoked) === 1;
+  }
+
+  storedBytes(account: string): number {
+    const r = this.#db.prepare(
+      "SELECT COALESCE(SUM(stored), 0) AS n FROM chunks WHERE account = ?",
+    ).get(account) as { n: number };
+    return Number(r.n);
   }
 
   // Verification queries (read-only; used by `cloud-server verify`, lib/server/verify.ts)

@@ -15,7 +15,18 @@
 import { Peer } from "../protocol/peer.ts";
 import { TieredBlobStore } from "./blob_store.ts";
 import { SqliteMetaStore } from "./meta_store.ts";
-import { Hub, Session } from "./session.ts";
+import { Hub, type ServerContext, Session } from "./session.ts";
+import {
+  ConnectionCounter,
+  ConnGuard,
+  DEFAULT_LIMITS,
+  describeSize,
+  LogLimiter,
+  QuotaTracker,
+  RateLimiter,
+  type ServerLimits,
+  SignInThrottle,
+} from "./limits.ts";
 import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
 import { listenTls } from "../transport/listen.ts";
 import {
@@ -34,6 +45,8 @@ export interface ServerOptions {
   /** `--cert`/`--key`: an operator's certificate (chain) and key; default: self-signed in DATA/tls/. */
   certFile?: string;
   keyFile?: string;
+  /** Limits and throttles; anything not given keeps its {@link DEFAULT_LIMITS} value. */
+  limits?: Partial<ServerLimits>;
   log?: (line: string) => void;
 }
 
@@ -65,24 +78,107 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     blobs.close();
     throw e;
   }
-  const peers = new Set<Peer>();
-  const ctx = { meta, blobs, hub, log };
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const quota = limits.quotaBytes === null ? null : new QuotaTracker(meta, limits.quotaBytes);
+  const logLimit = new LogLimiter(10_000);
+  const ctx: ServerContext = {
+    meta,
+    blobs,
+    hub,
+    log,
+    signIn: new SignInThrottle(limits.ipThrottle, limits.accountThrottle),
+    registrations: new RateLimiter(limits.registerBurst, limits.registerPerHour),
+    quota,
+    logLimit,
+  };
+  if (quota) log(`Quota: ${describeSize(quota.limit)} of stored content per account`);
+  /** One open connection, as the watchdog sees it. */
+  interface Open {
+    peer: Peer;
+    session: Session;
+    guard: ConnGuard;
+    remote: string;
+    ip: string;
+    deadline: number;
+    dropped: boolean;
+  }
+  const open = new Set<Open>();
+  const perIp = new ConnectionCounter(limits.maxConnectionsPerIp);
+  const drop = (c: Open, why: string) => {
+    if (why && logLimit.allow(`drop ${c.ip}`)) log(`Closing connection from ${c.remote}: ${why}`);
+    c.dropped = true;
+    c.peer.close();
+  };
   const accepting = (async () => {
     for await (const conn of listener) {
       const addr = conn.remoteAddr as Deno.NetAddr;
-      const session = new Session(ctx, `${addr.hostname}:${addr.port}`);
-      const peer = new Peer(conn, { onRequest: session.handle });
+      const remote = `${addr.hostname}:${addr.port}`;
+      if (!perIp.add(addr.hostname)) {
+        if (logLimit.allow(`conns ${addr.hostname}`)) {
+          log(
+            `Refused connection from ${remote}: ${perIp.max} connections from this address are open (--max-connections-per-ip)`,
+          );
+        }
+        try {
+          conn.close();
+        } catch { /* already closed */ }
+        continue;
+      }
+      let session: Session | null = null;
+      const guard = new ConnGuard(
+        conn,
+        limits,
+        () => session?.signedIn ?? false,
+        performance.now.bind(performance),
+      );
+      session = new Session(ctx, addr, guard);
+      const peer = new Peer(guard, {
+        onRequest: session.handle,
+        maxIncomingInFlight: limits.maxInFlight,
+        idleTimeoutMs: limits.idleTimeoutMs,
+      });
       session.attach(peer);
-      peers.add(peer);
+      const c: Open = {
+        peer,
+        session,
+        guard,
+        remote,
+        ip: addr.hostname,
+        deadline: performance.now() + limits.handshakeTimeoutMs,
+        dropped: false,
+      };
+      open.add(c);
       peer.closed.then(() => {
         session.detach();
-        peers.delete(peer);
+        open.delete(c);
+        perIp.remove(addr.hostname);
       });
     }
   })().catch(() => {/* listener closed */});
+  // The watchdog: handshake deadlines, slow frames, revoked devices (the CLI that revokes is
+  // another process: the shared database is the only channel, so open sessions look it up).
+  const watchdog = setInterval(() => {
+    const now = performance.now();
+    for (const c of open) {
+      if (c.dropped) continue;
+      if (!c.session.signedIn) {
+        if (now > c.deadline) {
+          drop(
+            c,
+            `did not sign in within ${limits.handshakeTimeoutMs / 1000} s (TLS, hello, sign-in)`,
+          );
+        }
+        continue;
+      }
+      const slow = c.guard.overdue(now);
+      if (slow) drop(c, slow);
+      else if (c.session.checkRevoked()) drop(c, ""); // checkRevoked logged why
+    }
+  }, limits.tickMs);
   const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
   const runCollect = () =>
     collect(meta, blobs, keepDays).then((r) => {
+      quota?.forget();
       if (r.versions + r.chunks > 0) {
         log(`Retention: forgot ${r.versions} old versions, ${r.chunks} unused chunks`);
       }
@@ -100,14 +196,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     },
     async close() {
       clearInterval(timer);
+      clearInterval(watchdog);
       await collecting;
       try {
         listener.close();
       } catch { /* already closed */ }
       await accepting;
-      const closing = [...peers].map((p) => {
-        p.close();
-        return p.closed;
+      const closing = [...open].map(({ peer }) => {
+        peer.close();
+        return peer.closed;
       });
       await Promise.all(closing);
       meta.close();

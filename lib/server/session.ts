@@ -34,6 +34,15 @@ import { newSerial, normalizeSerial, randomToken } from "../util/crockford.ts";
 import { checkWirePath } from "../core/paths.ts";
 import { decompressChunk } from "../chunk/compress.ts";
 import { sha256Hex } from "../chunk/hash.ts";
+import {
+  type ConnGuard,
+  describeWait,
+  type LogLimiter,
+  type QuotaTracker,
+  type RateLimiter,
+  type SignInThrottle,
+  throttledError,
+} from "./limits.ts";
 
 /** SHA-256 hex of a secret; only these hashes are stored. */
 export function secretHash(secret: string): string {
@@ -101,7 +110,18 @@ export interface ServerContext {
   blobs: BlobStore;
   hub: Hub;
   log: (line: string) => void;
+  /** Failed `auth`/`enroll` attempts per address and per account. */
+  signIn: SignInThrottle;
+  /** New accounts (`register`) per address. */
+  registrations: RateLimiter;
+  /** Per-account stored-bytes quota; null: none. */
+  quota: QuotaTracker | null;
+  /** Keeps lines about refused attempts from flooding the log. */
+  logLimit: LogLimiter;
 }
+
+/** Requests allowed before signing in. */
+const SIGN_IN = new Set(["register", "enroll", "auth"]);
 
 const EMPTY = new Uint8Array(0);
 
@@ -114,13 +134,47 @@ export class Session {
   #account: string | null = null;
   #device: { id: string; name: string } | null = null;
   #hello = false;
+  #revoked = false;
   #peer: Peer | null = null;
   readonly #ctx: ServerContext;
   readonly #remote: string;
+  readonly #ip: string;
+  readonly #guard: ConnGuard | null;
 
-  constructor(ctx: ServerContext, remote: string) {
+  /** `addr`: where the connection comes from; `guard`: its byte budget (see limits.ts). */
+  constructor(
+    ctx: ServerContext,
+    addr: { hostname: string; port: number },
+    guard: ConnGuard | null = null,
+  ) {
     this.#ctx = ctx;
-    this.#remote = remote;
+    this.#ip = addr.hostname;
+    this.#remote = `${addr.hostname}:${addr.port}`;
+    this.#guard = guard;
+  }
+
+  /** True once `register`, `enroll` or `auth` succeeded. */
+  get signedIn(): boolean {
+    return this.#account !== null;
+  }
+
+  /** The signed-in device (id, name) and account, if any. */
+  get device(): { id: string; name: string; account: string } | null {
+    return this.#device && this.#account ? { ...this.#device, account: this.#account } : null;
+  }
+
+  /**
+   * True if the signed-in device has been revoked (checked now, one indexed lookup); the server
+   * then closes the connection.
+   */
+  checkRevoked(): boolean {
+    if (!this.#revoked && this.#device && this.#ctx.meta.deviceRevoked(this.#device.id)) {
+      this.#revoked = true;
+      this.#ctx.log(
+        `Closing the connection of revoked device ${this.#device.id} (account ${this.#account}) from ${this.#remote}`,
+      );
+    }
+    return this.#revoked;
   }
 
   /** Binds the session to its peer (needed to register for push notices). */
@@ -150,6 +204,16 @@ export class Session {
 
   /** Handles one request; throws ProtocolError for anything the client got wrong. */
   handle = async (msg: Message): Promise<Message> => {
+    const bytes = msg.body.length;
+    this.#guard?.requestStarted(bytes);
+    try {
+      return await this.#handle(msg);
+    } finally {
+      this.#guard?.requestEnded(bytes);
+    }
+  };
+
+  #handle = async (msg: Message): Promise<Message> => {
     const h = msg.header;
     const t = str(h, "t", 32);
     if (t === "hello") {
@@ -165,6 +229,17 @@ export class Session {
     }
     if (!this.#hello) {
       throw new ProtocolError("bad-request", "Cannot serve request: send hello first");
+    }
+    if (this.#account !== null) {
+      if (SIGN_IN.has(t)) {
+        throw new ProtocolError("bad-request", "Cannot sign in: this connection is signed in");
+      }
+      if (this.checkRevoked()) {
+        throw new ProtocolError(
+          "revoked",
+          "Cannot sync: this device was revoked; join again with the account's serial code",
+        );
+      }
     }
     switch (t) {
       case "register":
@@ -197,8 +272,49 @@ export class Session {
     }
   };
 
+  /** Refuses the attempt if `ip` or `account` is locked out after failures. */
+  #checkThrottle(what: string, account: string | null): void {
+    const ms = this.#ctx.signIn.lockedFor(this.#ip, account);
+    if (ms <= 0) return;
+    if (this.#ctx.logLimit.allow(`throttled ${this.#ip}`)) {
+      this.#ctx.log(
+        `Refused ${what} from ${this.#remote} without checking: too many failed attempts (locked for ${
+          describeWait(ms)
+        }${account ? `, account ${account}` : ""})`,
+      );
+    }
+    throw throttledError(ms);
+  }
+
+  /** Counts a failed attempt and logs it (and the lockout it starts, if any). */
+  #failed(what: string, account: string | null): void {
+    const r = this.#ctx.signIn.failed(this.#ip, account);
+    if (this.#ctx.logLimit.allow(`failed ${this.#ip}`) || r.ipLockout || r.accountLockout) {
+      this.#ctx.log(
+        `Refused ${what} from ${this.#remote} (${r.ipFailures} recent failures from this address${
+          account ? `, ${r.accountFailures} for account ${account}` : ""
+        })`,
+      );
+    }
+    if (r.ipLockout) {
+      this.#ctx.log(`Throttling sign-in from ${this.#ip} for ${describeWait(r.ipLockout)}`);
+    }
+    if (r.accountLockout) {
+      this.#ctx.log(
+        `Throttling sign-in to account ${account} for ${describeWait(r.accountLockout)}`,
+      );
+    }
+  }
+
   #register(h: Record<string, unknown>): Message {
     const name = str(h, "device", 100);
+    const wait = this.#ctx.registrations.take(this.#ip);
+    if (wait > 0) {
+      if (this.#ctx.logLimit.allow(`register ${this.#ip}`)) {
+        this.#ctx.log(`Refused a new account from ${this.#remote}: too many new accounts`);
+      }
+      throw throttledError(wait, "too many new accounts from this address");
+    }
     const serial = newSerial();
     const account = this.#ctx.meta.createAccount(secretHash(normalizeSerial(serial)!));
     const { deviceId, token } = this.#enrollDevice(account, name);
@@ -209,9 +325,10 @@ export class Session {
   #enroll(h: Record<string, unknown>): Message {
     const name = str(h, "device", 100);
     const serial = normalizeSerial(str(h, "serial", 200));
+    this.#checkThrottle("enrollment", null);
     const account = serial ? this.#ctx.meta.accountBySerialHash(secretHash(serial)) : null;
     if (!account) {
-      this.#ctx.log(`Refused enrollment from ${this.#remote}: unknown serial code`);
+      this.#failed("enrollment (unknown serial code)", null);
       throw new ProtocolError(
         "bad-serial",
         "Cannot join account: this serial code is not known to the server; check it (or run `cloud-server accounts` on the server)",
@@ -226,10 +343,17 @@ export class Session {
     const account = str(h, "account", 64);
     const deviceId = str(h, "deviceId", 64);
     const token = str(h, "token", 200);
+    const known = this.#ctx.meta.hasAccount(account) ? account : null;
+    this.#checkThrottle(`authentication of device ${JSON.stringify(deviceId)}`, known);
     const d = this.#ctx.meta.device(deviceId);
     const ok = d !== null && d.account === account && sameSecret(d.tokenHash, secretHash(token));
     if (!ok || d.revoked) {
-      this.#ctx.log(`Refused authentication of device ${deviceId} from ${this.#remote}`);
+      this.#failed(
+        `authentication of device ${JSON.stringify(deviceId)}${
+          ok ? " (revoked)" : " (unknown device or wrong credential)"
+        }`,
+        known,
+      );
       throw new ProtocolError(
         d?.revoked ? "revoked" : "bad-credentials",
         d?.revoked
@@ -263,8 +387,15 @@ export class Session {
   async #put(h: Record<string, unknown>, body: Uint8Array): Promise<Message> {
     const account = this.#requireAccount();
     const item = checkChunk(hash(h, "hash"), int(h, "size"), bool(h, "z"), body);
-    await this.#ctx.blobs.put(account, item.hash, body);
-    this.#ctx.meta.addChunks(account, [item]);
+    const fresh = this.#ctx.meta.chunk(account, item.hash) === null ? body.length : 0;
+    this.#ctx.quota?.reserve(account, fresh);
+    try {
+      await this.#ctx.blobs.put(account, item.hash, body);
+      this.#ctx.meta.addChunks(account, [item]);
+    } catch (e) {
+      this.#ctx.quota?.release(account, fresh);
+      throw e;
+    }
     return reply({});
   }
 
@@ -289,8 +420,22 @@ export class Session {
       items.push({ ...checkChunk(hash(o, "hash"), int(o, "size"), bool(o, "z"), data), data });
     }
     if (off !== body.length) bad("chunks", "describes fewer bytes than the body holds");
-    await this.#ctx.blobs.putMany(account, items);
-    this.#ctx.meta.addChunks(account, items);
+    // All or nothing: the quota is checked for the whole batch before anything is stored.
+    const seen = new Set<string>();
+    let fresh = 0;
+    for (const i of items) {
+      if (seen.has(i.hash)) continue;
+      seen.add(i.hash);
+      if (this.#ctx.meta.chunk(account, i.hash) === null) fresh += i.stored;
+    }
+    this.#ctx.quota?.reserve(account, fresh);
+    try {
+      await this.#ctx.blobs.putMany(account, items);
+      this.#ctx.meta.addChunks(account, items);
+    } catch (e) {
+      this.#ctx.quota?.release(account, fresh);
+      throw e;
+    }
     return reply({});
   }
 
@@ -300,18 +445,31 @@ export class Session {
     const parts: Uint8Array[] = [];
     const chunks: { hash: string; size: number; z: boolean; len: number }[] = [];
     let total = 0;
-    for (const want of hashes) {
-      const info = this.#ctx.meta.chunk(account, want);
-      const data = info ? await this.#ctx.blobs.get(account, want) : null;
-      if (!info || !data) {
-        throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
+    // Stored bytes never exceed the chunk size (compression is kept only when it saves).
+    let estimate = 0;
+    for (const want of hashes) estimate += this.#ctx.meta.chunk(account, want)?.size ?? 0;
+    estimate = Math.min(estimate, MAX_BATCH_BYTES);
+    await this.#guard?.reserveReply(estimate);
+    try {
+      for (const want of hashes) {
+        const info = this.#ctx.meta.chunk(account, want);
+        const data = info ? await this.#ctx.blobs.get(account, want) : null;
+        if (!info || !data) {
+          throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
+        }
+        total += data.length;
+        if (total > MAX_BATCH_BYTES) {
+          throw new ProtocolError(
+            "bad-request",
+            "Cannot send chunks: more than 6 MiB asked at once",
+          );
+        }
+        parts.push(data);
+        chunks.push({ hash: want, size: info.size, z: info.compressed, len: data.length });
       }
-      total += data.length;
-      if (total > MAX_BATCH_BYTES) {
-        throw new ProtocolError("bad-request", "Cannot send chunks: more than 6 MiB asked at once");
-      }
-      parts.push(data);
-      chunks.push({ hash: want, size: info.size, z: info.compressed, len: data.length });
+    } catch (e) {
+      this.#guard?.replyReady(estimate, 0);
+      throw e;
     }
     const body = new Uint8Array(total);
     let at = 0;
@@ -319,6 +477,7 @@ export class Session {
       body.set(p, at);
       at += p.length;
     }
+    this.#guard?.replyReady(estimate, body.length);
     return reply({ chunks }, body);
   }
 
@@ -326,8 +485,19 @@ export class Session {
     const account = this.#requireAccount();
     const want = hash(h, "hash");
     const info = this.#ctx.meta.chunk(account, want);
-    const data = info ? await this.#ctx.blobs.get(account, want) : null;
-    if (!info || !data) {
+    if (!info) {
+      throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
+    }
+    await this.#guard?.reserveReply(info.size);
+    let data: Uint8Array | null;
+    try {
+      data = await this.#ctx.blobs.get(account, want);
+    } catch (e) {
+      this.#guard?.replyReady(info.size, 0);
+      throw e;
+    }
+    this.#guard?.replyReady(info.size, data?.length ?? 0);
+    if (!data) {
       throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
     }
     return reply({ size: info.size, z: info.compressed }, data);

@@ -136,3 +136,49 @@ Deno.test("symlinks are skipped with a warning and never followed", opts, async 
     await server.stop();
   }
 });
+
+Deno.test(
+  "changes travel within seconds through the watcher, not the periodic pass",
+  opts,
+  async (t) => {
+    await using tmp = await tempDir();
+    const a = join(tmp.path, "a");
+    const b = join(tmp.path, "b");
+    const server = await ServerProc.start(join(tmp.path, "data"));
+    // SECONDS = 120: the periodic full pass cannot be what delivers these changes.
+    const ca = startClient("A", server.port, a, { seconds: 120 });
+    const serial = (await ca.waitForLine(/^Serial code: ([0-9A-Z-]+)$/))[1]!;
+    const cb = startClient("B", server.port, b, { serial, seconds: 120 });
+    const procs = [server, ca, cb];
+    try {
+      await cb.waitForLine(/^Syncing/);
+      await ca.waitForLine(/^Syncing/);
+      await t.step("a new file", async () => {
+        await put(a, "new.txt", "fresh\n");
+        await waitForContent(b, "new.txt", "fresh\n", 5_000);
+      });
+      await t.step("a tree made with mkdir -p, files inside at once", async () => {
+        await put(b, "x/y/z/deep.txt", "deep\n");
+        await waitForContent(a, "x/y/z/deep.txt", "deep\n", 5_000);
+      });
+      await t.step("a file moved in from outside, then renamed", async () => {
+        await put(tmp.path, "outside.txt", "moved in\n");
+        await Deno.rename(join(tmp.path, "outside.txt"), join(a, "x/moved.txt"));
+        await waitForContent(b, "x/moved.txt", "moved in\n", 5_000);
+        await Deno.rename(join(a, "x/moved.txt"), join(a, "renamed.txt"));
+        await waitForContent(b, "renamed.txt", "moved in\n", 5_000);
+        await waitFor(
+          async () => !(await tree(b)).has("x/moved.txt"),
+          () => "x/moved.txt still on B",
+          5_000,
+        );
+      });
+      await t.step("a deleted directory", async () => {
+        await Deno.remove(join(b, "x"), { recursive: true });
+        await waitFor(async () => !(await tree(a)).has("x"), () => "x still on A", 5_000);
+      });
+    } finally {
+      for (const p of procs.reverse()) await p.stop();
+    }
+  },
+);

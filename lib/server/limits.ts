@@ -1,0 +1,624 @@
+/**
+ * The server's defences against abuse, kept apart from the sync logic:
+ *
+ * - {@link FailureThrottle} / {@link SignInThrottle}: failed enrollment and sign-in attempts per
+ *   source address and per account, with a lockout that doubles with every further failure.
+ * - {@link RateLimiter}: a token bucket per key (new accounts per source address).
+ * - {@link ConnGuard}: wraps one connection; bounds the frame size before sign-in, measures how
+ *   long the current frame has been arriving (slow-loris), and holds reading while the
+ *   connection's requests and unsent replies hold too many bytes.
+ * - {@link QuotaTracker}: per-account stored-bytes quota.
+ * - {@link parseSize} / {@link describeSize}: `10GiB`, `500MB`, `1TiB`.
+ *
+ * Every clock is injectable (`now`), so the tests need no waiting.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "../protocol/peer.ts";
+import type { PeerConn } from "../protocol/peer.ts";
+import type { MetaStore } from "./meta_store.ts";
+
+/** Milliseconds, from any monotonic-enough source; `Date.now` by default. */
+export type Now = () => number;
+
+// ---------------------------------------------------------------------------------------------
+// Sizes
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kib: 1024,
+  kb: 1000,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  mb: 1000 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+  gb: 1000 ** 3,
+  t: 1024 ** 4,
+  tib: 1024 ** 4,
+  tb: 1000 ** 4,
+};
+
+/**
+ * Parses a size: a number (decimals allowed) and an optional unit, case-insensitive, spaces
+ * allowed: `B`; `KiB` `MiB` `GiB` `TiB` (powers of 1024; also `K` `M` `G` `T`); `KB` `MB` `GB`
+ * `TB` (powers of 1000). Returns bytes, or null if the text is not a positive size.
+ */
+export function parseSize(text: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)\s*$/i.exec(text);
+  if (!m) return null;
+  const unit = UNITS[m[2]!.toLowerCase()];
+  if (unit === undefined) return null;
+  const bytes = Math.round(Number(m[1]) * unit);
+  return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : null;
+}
+
+/** `10737418240` -> `"10 GiB"`, `500000000` -> `"500 MB"`, else one decimal in binary units. */
+export function describeSize(n: number): string {
+  const binary: [string, number][] = [["TiB", 1024 ** 4], ["GiB", 1024 ** 3], ["MiB", 1024 ** 2], [
+    "KiB",
+    1024,
+  ]];
+  const decimal: [string, number][] = [["TB", 1e12], ["GB", 1e9], ["MB", 1e6], ["KB", 1e3]];
+  for (const [name, unit] of [...binary, ...decimal]) {
+    if (n >= unit && n % unit === 0) return `${n / unit} ${name}`;
+  }
+  for (const [name, unit] of binary) {
+    if (n >= unit) return `${(n / unit).toFixed(1)} ${name}`;
+  }
+  return `${n} B`;
+}
+
+/** `1500` -> `"2 s"`, `150000` -> `"3 min"`. */
+export function describeWait(ms: number): string {
+  const s = Math.max(1, Math.ceil(ms / 1000));
+  return s < 120 ? `${s} s` : `${Math.ceil(s / 60)} min`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failed attempts
+
+/** Tuning of a {@link FailureThrottle}. */
+export interface ThrottleOptions {
+  /** Failures tolerated before the first lockout. */
+  freeFailures: number;
+  /** The first lockout; each further failure doubles it. */
+  baseLockoutMs: number;
+  /** The longest lockout. */
+  maxLockoutMs: number;
+  /** A key's failures are forgotten this long after its last failure (and once unlocked). */
+  forgetAfterMs: number;
+  /** Most keys remembered (memory bound); the oldest are dropped first. */
+  maxKeys: number;
+}
+
+interface FailureRecord {
+  failures: number;
+  last: number;
+  lockedUntil: number;
+}
+
+/**
+ * Counts failed attempts per key (an address, an account). After `freeFailures` failures each
+ * further failure locks the key for `baseLockoutMs`, doubling up to `maxLockoutMs`. Attempts
+ * refused during a lockout are not checked, so they do not count; a success resets nothing
+ * (neither its own key nor any other), so interleaving good sign-ins buys an attacker nothing.
+ * Failures are forgotten `forgetAfterMs` after the last one.
+ */
+export class FailureThrottle {
+  readonly #opts: ThrottleOptions;
+  readonly #now: Now;
+  readonly #keys = new Map<string, FailureRecord>();
+
+  constructor(opts: ThrottleOptions, now: Now = Date.now) {
+    this.#opts = opts;
+    this.#now = now;
+  }
+
+  #get(key: string, now: number): FailureRecord | undefined {
+    const r = this.#keys.get(key);
+    if (r && now >= r.lockedUntil && now - r.last >= this.#opts.forgetAfterMs) {
+      this.#keys.delete(key);
+      return undefined;
+    }
+    return r;
+  }
+
+  /** Milliseconds `key` stays locked (0: attempts allowed). */
+  lockedFor(key: string): number {
+    const now = this.#now();
+    const r = this.#get(key, now);
+    return r ? Math.max(0, r.lockedUntil - now) : 0;
+  }
+
+  /** Failures currently remembered for `key`. */
+  failures(key: string): number {
+    return this.#get(key, this.#now())?.failures ?? 0;
+  }
+
+  /** Records a failure of `key`; returns the lockout it starts now (0: none). */
+  fail(key: string): number {
+    const now = this.#now();
+    let r = this.#get(key, now);
+    if (r) {
+      this.#keys.delete(key); // re-insert: the map's order is "least recently failed first"
+    } else {
+      r = { failures: 0, last: now, lockedUntil: 0 };
+      this.#evict(now);
+    }
+    r.failures++;
+    r.last = now;
+    const over = r.failures - this.#opts.freeFailures;
+    let lockout = 0;
+    if (over > 0) {
+      lockout = Math.min(this.#opts.maxLockoutMs, this.#opts.baseLockoutMs * 2 ** (over - 1));
+      r.lockedUntil = now + lockout;
+    }
+    this.#keys.set(key, r);
+    return lockout;
+  }
+
+  /** Keys remembered (for tests and the memory bound). */
+  get size(): number {
+    return this.#keys.size;
+  }
+
+  #evict(now: number): void {
+    if (this.#keys.size < this.#opts.maxKeys) return;
+    for (const [k, r] of this.#keys) {
+      if (now >= r.lockedUntil && now - r.last >= this.#opts.forgetAfterMs) this.#keys.delete(k);
+    }
+    // Still full: drop the least recently failing keys.
+    for (const k of this.#keys.keys()) {
+      if (this.#keys.size < this.#opts.maxKeys) break;
+      this.#keys.delete(k);
+    }
+  }
+}
+
+/** Default throttling of failed attempts per source address. */
+export const IP_THROTTLE: ThrottleOptions = {
+  freeFailures: 10,
+  baseLockoutMs: 2_000,
+  maxLockoutMs: 15 * 60_000,
+  forgetAfterMs: 15 * 60_000,
+  maxKeys: 100_000,
+};
+
+/**
+ * Default throttling per account: more tolerant and capped lower than per address, since
+ * attempts from many addresses can lock an account out for its own devices too.
+ */
+export const ACCOUNT_THROTTLE: ThrottleOptions = {
+  freeFailures: 20,
+  baseLockoutMs: 1_000,
+  maxLockoutMs: 5 * 60_000,
+  forgetAfterMs: 15 * 60_000,
+  maxKeys: 100_000,
+};
+
+/** The message every throttled sign-in, enrollment or registration starts with. */
+export const THROTTLED_MESSAGE = "Cannot sign in: too many attempts, try again later";
+
+/** Builds the `throttled` error for a lockout of `ms`. */
+export function throttledError(ms: number, why = ""): ProtocolError {
+  return new ProtocolError(
+    "throttled",
+    `${THROTTLED_MESSAGE} (in ${describeWait(ms)}${why ? `; ${why}` : ""})`,
+  );
+}
+
+/** Failed sign-ins (`auth`) and enrollments (`enroll`), by source address and by account. */
+export class SignInThrottle {
+  readonly byIp: FailureThrottle;
+  readonly byAccount: FailureThrottle;
+
+  constructor(
+    ip: ThrottleOptions = IP_THROTTLE,
+    account: ThrottleOptions = ACCOUNT_THROTTLE,
+    now: Now = Date.now,
+  ) {
+    this.byIp = new FailureThrottle(ip, now);
+    this.byAccount = new FailureThrottle(account, now);
+  }
+
+  /** Milliseconds until an attempt from `ip` on `account` (null: unknown) is allowed. */
+  lockedFor(ip: string, account: string | null): number {
+    return Math.max(this.byIp.lockedFor(ip), account ? this.byAccount.lockedFor(account) : 0);
+  }
+
+  /** Records a failure; returns the lockouts started now (0: none) and the counts. */
+  failed(ip: string, account: string | null): {
+    ipLockout: number;
+    accountLockout: number;
+    ipFailures: number;
+    accountFailures: number;
+  } {
+    const ipLockout = this.byIp.fail(ip);
+    const accountLockout = account ? this.byAccount.fail(account) : 0;
+    return {
+      ipLockout,
+      accountLockout,
+      ipFailures: this.byIp.failures(ip),
+      accountFailures: account ? this.byAccount.failures(account) : 0,
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rates
+
+/** A token bucket per key: `burst` tokens, refilled at `perHour` an hour. */
+export class RateLimiter {
+  readonly #burst: number;
+  readonly #msPerToken: number;
+  readonly #now: Now;
+  readonly #maxKeys: number;
+  readonly #keys = new Map<string, { tokens: number; at: number }>();
+
+  constructor(burst: number, perHour: number, now: Now = Date.now, maxKeys = 100_000) {
+    this.#burst = burst;
+    this.#msPerToken = 3_600_000 / perHour;
+    this.#now = now;
+    this.#maxKeys = maxKeys;
+  }
+
+  /** Takes a token of `key`: 0 if granted, else the milliseconds until one is available. */
+  take(key: string): number {
+    const now = this.#now();
+    let b = this.#keys.get(key);
+    if (b) {
+      b.tokens = Math.min(this.#burst, b.tokens + (now - b.at) / this.#msPerToken);
+      b.at = now;
+    } else {
+      if (this.#keys.size >= this.#maxKeys) {
+        for (const [k, v] of this.#keys) {
+          if (v.tokens + (now - v.at) / this.#msPerToken >= this.#burst) this.#keys.delete(k);
+        }
+        for (const k of this.#keys.keys()) {
+          if (this.#keys.size < this.#maxKeys) break;
+          this.#keys.delete(k);
+        }
+      }
+      b = { tokens: this.#burst, at: now };
+      this.#keys.set(key, b);
+    }
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil((1 - b.tokens) * this.#msPerToken);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quota
+
+/**
+ * Per-account quota on stored chunk bytes (as stored: after compression, each distinct chunk of
+ * an account once, including chunks of kept old versions). Usage is read from the index once per
+ * account and then kept up to date by {@link reserve}/{@link release}; {@link forget} drops the
+ * cache (after retention removed chunks).
+ */
+export class QuotaTracker {
+  readonly limit: number;
+  readonly #meta: MetaStore;
+  readonly #used = new Map<string, number>();
+
+  constructor(meta: MetaStore, limit: number) {
+    this.#meta = meta;
+    this.limit = limit;
+  }
+
+  /** Bytes `account` stores now (as far as this tracker knows). */
+  used(account: string): number {
+    let u = this.#used.get(account);
+    if (u === undefined) this.#used.set(account, u = this.#meta.storedBytes(account));
+    return u;
+  }
+
+  /**
+   * Counts `bytes` more for `account`, or throws `quota` (counting nothing) if that would
+   * exceed the limit. Zero bytes always pass (content already stored).
+   */
+  reserve(account: string, bytes: number): void {
+    if (bytes <= 0) return;
+    const u = this.used(account);
+    if (u + bytes > this.limit) {
+      throw new ProtocolError(
+        "quota",
+        `Cannot store: the account's quota of ${
+          describeSize(this.limit)
+        } is used up; delete files or ask the admin for more (space of deleted and replaced files is freed once the server stops keeping their old versions)`,
+      );
+    }
+    this.#used.set(account, u + bytes);
+  }
+
+  /** Gives back a reservation whose bytes were not stored after all. */
+  release(account: string, bytes: number): void {
+    const u = this.#used.get(account);
+    if (u !== undefined) this.#used.set(account, Math.max(0, u - bytes));
+  }
+
+  /** Forgets every cached usage (re-read from the index at the next use). */
+  forget(): void {
+    this.#used.clear();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+
+/** Limits of one connection, see {@link ConnGuard}. */
+export interface ConnLimits {
+  /** Largest frame accepted before the connection signed in. */
+  maxFrameBeforeSignIn: number;
+  /** Every frame may take this long to arrive, plus its size at `minFrameBytesPerSecond`. */
+  frameTimeoutMs: number;
+  /** The slowest accepted transfer rate of a frame, in bytes a second. */
+  minFrameBytesPerSecond: number;
+  /** Reading pauses while requests in flight and unsent replies hold this many bytes. */
+  maxBufferedBytes: number;
+}
+
+/**
+ * Wraps one connection for a {@link Peer} (`PeerConn`) and watches the byte stream:
+ *
+ * - It follows the frame boundaries (the u32 length prefixes) and refuses, before the
+ *   connection has signed in, a frame longer than `maxFrameBeforeSignIn`: a stranger cannot
+ *   make the server allocate megabytes.
+ * - It measures how long the current frame has been arriving while the server was waiting for
+ *   the network (time paused for backpressure does not count); {@link overdue} says when a frame
+ *   is slower than `frameTimeoutMs` plus its size at `minFrameBytesPerSecond`: a slow-loris that
+ *   trickles bytes is dropped even though each byte resets the idle timer.
+ * - It holds reading while the connection's requests in flight plus its replies not yet written
+ *   hold `maxBufferedBytes` or more ({@link requestStarted}, {@link replyReady} and the writes
+ *   themselves keep count), so one connection's memory stays bounded even if its peer stops
+ *   reading replies (the peer's idle timeout then ends it).
+ */
+export class ConnGuard implements PeerConn {
+  readonly #conn: PeerConn;
+  readonly #limits: ConnLimits;
+  readonly #signedIn: () => boolean;
+  readonly #now: Now;
+  #closed = false;
+  // frame tracking
+  #lenGot = 0;
+  #len = 0;
+  #remaining = 0;
+  #frameLength = 0;
+  #waited = 0;
+  #readStart: number | null = null;
+  // memory tracking
+  #requestBytes = 0;
+  #owed = 0;
+  #reserved = 0;
+  #waiters: (() => void)[] = [];
+
+  constructor(conn: PeerConn, limits: ConnLimits, signedIn: () => boolean, now: Now = Date.now) {
+    this.#conn = conn;
+    this.#limits = limits;
+    this.#signedIn = signedIn;
+    this.#now = now;
+  }
+
+  get #inFrame(): boolean {
+    return this.#lenGot > 0 || this.#remaining > 0;
+  }
+
+  /** Bytes held by requests in flight and replies not yet written. */
+  get buffered(): number {
+    return this.#requestBytes + this.#owed + this.#reserved;
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    while (!this.#closed && this.buffered >= this.#limits.maxBufferedBytes) {
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+    if (this.#closed) return null;
+    const start = this.#now();
+    this.#readStart = start;
+    let n: number | null;
+    try {
+      n = await this.#conn.read(p);
+    } finally {
+      this.#readStart = null;
+    }
+    if (this.#inFrame) this.#waited += this.#now() - start;
+    if (n !== null) this.#scan(p.subarray(0, n));
+    return n;
+  }
+
+  /** Follows frame boundaries through `bytes`; throws on a frame too large before sign-in. */
+  #scan(bytes: Uint8Array): void {
+    let i = 0;
+    while (i < bytes.length) {
+      if (this.#remaining === 0) {
+        if (this.#lenGot === 0) {
+          this.#waited = 0;
+          this.#frameLength = 0;
+          this.#len = 0;
+        }
+        this.#len = this.#len * 256 + bytes[i++]!;
+        if (++this.#lenGot < 4) continue;
+        this.#lenGot = 0;
+        this.#frameLength = this.#remaining = this.#len;
+        if (this.#len > this.#limits.maxFrameBeforeSignIn && !this.#signedIn()) {
+          throw new Error(
+            `Cannot read frame: ${this.#len} bytes before signing in (at most ${this.#limits.maxFrameBeforeSignIn})`,
+          );
+        }
+        continue;
+      }
+      const k = Math.min(this.#remaining, bytes.length - i);
+      this.#remaining -= k;
+      i += k;
+    }
+  }
+
+  /** A description of the problem if the current frame is arriving too slowly, else null. */
+  overdue(now = this.#now()): string | null {
+    if (!this.#inFrame) return null;
+    const waited = this.#waited + (this.#readStart === null ? 0 : now - this.#readStart);
+    const allowed = this.#limits.frameTimeoutMs +
+      this.#frameLength / this.#limits.minFrameBytesPerSecond * 1000;
+    if (waited <= allowed) return null;
+    return `a frame of ${this.#frameLength || "?"} bytes took more than ${
+      Math.round(allowed / 1000)
+    } s to arrive`;
+  }
+
+  async write(p: Uint8Array): Promise<number> {
+    const n = await this.#conn.write(p);
+    if (this.#owed > 0) {
+      this.#owed = Math.max(0, this.#owed - n);
+      this.#wake();
+    }
+    return n;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#wake();
+    this.#conn.close();
+  }
+
+  /** A request of `bytes` is being handled (call {@link requestEnded} once it is answered). */
+  requestStarted(bytes: number): void {
+    this.#requestBytes += bytes;
+  }
+
+  /** The handler of a request of `bytes` returned. */
+  requestEnded(bytes: number): void {
+    this.#requestBytes -= bytes;
+    this.#wake();
+  }
+
+  /**
+   * Waits until a reply of about `bytes` fits in the budget (at once if nothing else is held),
+   * then reserves it; call {@link replyReady} with the reply's actual size afterwards.
+   */
+  async reserveReply(bytes: number): Promise<void> {
+    while (
+      !this.#closed && this.#owed + this.#reserved > 0 &&
+      this.#owed + this.#reserved + bytes > this.#limits.maxBufferedBytes
+    ) {
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+    this.#reserved += bytes;
+  }
+
+  /** The reply reserved as `reserved` bytes is `actual` bytes and about to be written. */
+  replyReady(reserved: number, actual: number): void {
+    this.#reserved -= reserved;
+    this.#owed += actual;
+    this.#wake();
+  }
+
+  #wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+}
+
+/** Counts connections per source address. */
+export class ConnectionCounter {
+  readonly #open = new Map<string, number>();
+  readonly max: number;
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  /** Counts one more connection from `ip`; false (nothing counted) if it has `max` already. */
+  add(ip: string): boolean {
+    const n = this.#open.get(ip) ?? 0;
+    if (n >= this.max) return false;
+    this.#open.set(ip, n + 1);
+    return true;
+  }
+
+  /** A connection from `ip` ended. */
+  remove(ip: string): void {
+    const n = (this.#open.get(ip) ?? 1) - 1;
+    if (n <= 0) this.#open.delete(ip);
+    else this.#open.set(ip, n);
+  }
+
+  /** Connections open from `ip`. */
+  count(ip: string): number {
+    return this.#open.get(ip) ?? 0;
+  }
+}
+
+/** Allows one log line per key per `everyMs` (a throttled attacker must not flood the log). */
+export class LogLimiter {
+  readonly #everyMs: number;
+  readonly #now: Now;
+  readonly #last = new Map<string, number>();
+
+  constructor(everyMs: number, now: Now = Date.now) {
+    this.#everyMs = everyMs;
+    this.#now = now;
+  }
+
+  /** True if a line about `key` may be written now. */
+  allow(key: string): boolean {
+    const now = this.#now();
+    const last = this.#last.get(key);
+    if (last !== undefined && now - last < this.#everyMs) return false;
+    if (this.#last.size >= 10_000) this.#last.clear();
+    this.#last.set(key, now);
+    return true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// All of them
+
+/** Every limit of the server, with {@link DEFAULT_LIMITS}. */
+export interface ServerLimits extends ConnLimits {
+  /** Most connections open at once from one address (`--max-connections-per-ip`). */
+  maxConnectionsPerIp: number;
+  /** A connection must finish TLS, `hello` and sign-in within this (else it is dropped). */
+  handshakeTimeoutMs: number;
+  /** Close a connection that sent nothing for this long (heartbeats count). */
+  idleTimeoutMs: number;
+  /** Most requests of one connection handled at once (reading pauses meanwhile). */
+  maxInFlight: number;
+  /** How often open sessions are checked for revoked devices and the deadlines above. */
+  tickMs: number;
+  /** Failed sign-ins and enrollments per source address. */
+  ipThrottle: ThrottleOptions;
+  /** Failed sign-ins per account. */
+  accountThrottle: ThrottleOptions;
+  /** New accounts per source address: this many at once... */
+  registerBurst: number;
+  /** ...then this many an hour. */
+  registerPerHour: number;
+  /** Stored bytes per account (`--quota`); null: no quota. */
+  quotaBytes: number | null;
+}
+
+/** The defaults (documented in SECURITY.md). */
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxConnectionsPerIp: 32,
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 45_000,
+  frameTimeoutMs: 20_000,
+  minFrameBytesPerSecond: 16 * 1024,
+  maxFrameBeforeSignIn: 64 * 1024,
+  maxBufferedBytes: 32 * 1024 * 1024,
+  maxInFlight: 32,
+  tickMs: 1_000,
+  ipThrottle: IP_THROTTLE,
+  accountThrottle: ACCOUNT_THROTTLE,
+  registerBurst: 10,
+  registerPerHour: 10,
+  quotaBytes: null,
+};
