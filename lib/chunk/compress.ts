@@ -20,12 +20,22 @@ function asUint8Array(b: Uint8Array): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
+const PROBE = 64 * 1024;
+
+function compresses(sample: Uint8Array): boolean {
+  return zlib.zstdCompressSync(sample, COMPRESS_OPTIONS).length <= sample.length * MIN_SAVING_RATIO;
+}
+
 /**
  * Compresses `data` with zstd level 1. Returns the compressed bytes with `compressed: true` when
  * they are at most 95% of the input size, else `data` itself with `compressed: false`.
  */
 export function compressChunk(data: Uint8Array): { data: Uint8Array; compressed: boolean } {
   if (data.length === 0) return { data, compressed: false };
+  // Big chunks: a 64 KiB probe first, so incompressible data (media, archives) costs little.
+  if (data.length > 4 * PROBE && !compresses(data.subarray(0, PROBE))) {
+    return { data, compressed: false };
+  }
   const out = zlib.zstdCompressSync(data, COMPRESS_OPTIONS);
   if (out.length <= data.length * MIN_SAVING_RATIO) {
     return { data: asUint8Array(out), compressed: true };

@@ -20,6 +20,7 @@
 
 import { createHash } from "node:crypto";
 import type { ChunkRef } from "../core/types.ts";
+import { fileHash } from "./hash.ts";
 
 /** Size bounds for chunking, in bytes. Omitted fields take the defaults. */
 export interface ChunkerOptions {
@@ -220,7 +221,8 @@ export async function* chunkStream(
 }
 
 /**
- * Hashes a file in one pass: the SHA-256 of the whole content (lowercase hex), its size, and its
+ * Hashes a file in one pass: its content id ({@link fileHash}: the SHA-256 of the content for files
+ * of at most one chunk), its size, and its
  * chunk list. The empty file has the SHA-256 of the empty input and no chunks.
  */
 export async function hashFile(
@@ -229,15 +231,13 @@ export async function hashFile(
 ): Promise<{ size: number; hash: string; chunks: ChunkRef[] }> {
   const file = await Deno.open(path, { read: true });
   try {
-    const whole = createHash("sha256");
     const chunks: ChunkRef[] = [];
     let size = 0;
     for await (const c of chunkStream((b) => file.read(b), opts)) {
-      whole.update(c.data);
       chunks.push({ hash: c.hash, size: c.size });
       size += c.size;
     }
-    return { size, hash: whole.digest("hex"), chunks };
+    return { size, hash: fileHash(chunks), chunks };
   } finally {
     file.close();
   }

@@ -15,6 +15,26 @@ export function sha256Hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
+/**
+ * The content id of a file, from its chunk list: the SHA-256 of its content when it has at most
+ * one chunk (so small files are named by their plain SHA-256), otherwise the SHA-256 of the
+ * domain-separated chunk list. Equal content always gives an equal id (chunking is
+ * deterministic), and computing it needs no extra pass over the data.
+ *
+ * @example
+ * ```ts
+ * fileHash([]); // EMPTY_SHA256
+ * fileHash([{ hash: h, size: 5 }]); // h
+ * ```
+ */
+export function fileHash(chunks: readonly { hash: string; size: number }[]): string {
+  if (chunks.length === 0) return EMPTY_SHA256;
+  if (chunks.length === 1) return chunks[0]!.hash;
+  const h = createHash("sha256").update("cloudsync-file-v1\n");
+  for (const c of chunks) h.update(`${c.hash} ${c.size}\n`);
+  return h.digest("hex");
+}
+
 /** Reports whether `s` looks like a SHA-256 hex digest (64 lowercase hex characters). */
 export function isSha256Hex(s: string): boolean {
   return /^[0-9a-f]{64}$/.test(s);

@@ -11,13 +11,12 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
-import type { Peer } from "../protocol/peer.ts";
+import { type Peer, RemoteError } from "../protocol/peer.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import { MAX_HAVE } from "../protocol/messages.ts";
 import { compressChunk, decompressChunk } from "../chunk/compress.ts";
-import { sha256Hex } from "../chunk/hash.ts";
+import { fileHash, sha256Hex } from "../chunk/hash.ts";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
 import { pool } from "../util/pool.ts";
 
@@ -148,7 +147,9 @@ export async function uploadChunks(
     await Promise.all(job.map(async (hash) => {
       const src = where.get(hash)!;
       const data = await readRange(join(root, src.path), src.offset, src.size);
-      if (!data || sha256Hex(data) !== hash) {
+      // Small chunks are checked here (a batch fails as a whole on the server); big ones are
+      // checked by the server, which refuses a chunk that does not match its name.
+      if (!data || (job.length > 1 && sha256Hex(data) !== hash)) {
         changed.add(src.path);
         return;
       }
@@ -158,7 +159,13 @@ export async function uploadChunks(
     if (parts.length === 0) return;
     if (parts.length === 1 && job.length === 1) {
       const p = parts[0]!;
-      await peer.request({ t: "put", hash: p.hash, size: p.size, z: p.z }, p.data);
+      try {
+        await peer.request({ t: "put", hash: p.hash, size: p.size, z: p.z }, p.data);
+      } catch (e) {
+        if (!(e instanceof RemoteError && e.code === "bad-chunk")) throw e;
+        changed.add(where.get(p.hash)!.path); // the file changed since the scan
+        return;
+      }
     } else {
       const body = new Uint8Array(parts.reduce((n, p) => n + p.data.length, 0));
       let off = 0;
@@ -381,9 +388,8 @@ export async function writeSmallFiles(
     try {
       const parts = await Promise.all(item.remote.chunks.map((c) => fetchChunk(ctx, c)));
       const data = parts.length === 1 ? parts[0]! : concat(parts);
-      // One chunk was verified against its own hash; several are checked as a whole.
-      const got = parts.length === 1 ? item.remote.chunks[0]!.hash : sha256Hex(data);
-      if (got !== item.remote.hash) {
+      // Every chunk was verified against its own hash; the entry must name this chunk list.
+      if (fileHash(item.remote.chunks) !== item.remote.hash) {
         throw new Error(`Cannot download ${item.path}: the assembled file does not match its hash`);
       }
       contents[i] = data;
@@ -523,7 +529,13 @@ export async function downloadFile(
   });
   let renamed = false;
   try {
-    const whole = createHash("sha256");
+    // Every chunk is verified against its own hash; the entry must name exactly this chunk list.
+    if (
+      fileHash(remote.chunks) !== remote.hash ||
+      remote.chunks.reduce((n, c) => n + c.size, 0) !== remote.size
+    ) {
+      throw new Error(`Cannot download ${path}: the server's entry does not match its chunk list`);
+    }
     try {
       const WINDOW = 8;
       const pending: Promise<Uint8Array>[] = [];
@@ -538,7 +550,6 @@ export async function downloadFile(
           if (next < chunks.length) {
             pending.push(fetchChunk(ctx, chunks[next++]!));
           }
-          whole.update(data);
           let off = 0;
           while (off < data.length) off += await file.write(data.subarray(off));
           ctx.stats.bytesDone += data.length;
@@ -551,9 +562,6 @@ export async function downloadFile(
       await file.sync();
     } finally {
       file.close();
-    }
-    if (whole.digest("hex") !== remote.hash) {
-      throw new Error(`Cannot download ${path}: the assembled file does not match its hash`);
     }
     // The mode was set at creation (0755 or 0644, less the umask): no chmod needed.
     const mtime = new Date(remote.mtime);
