@@ -293,7 +293,7 @@ async function pushRemote(
   };
   const segments: RemoteAction[][] = [];
   for (let i = 0; i < actions.length; i += SEGMENT) segments.push(actions.slice(i, i + SEGMENT));
-  const AHEAD = 3;
+  const AHEAD = 2;
   const prepared = segments.slice(0, AHEAD).map(prepare);
   // Keep rejections of segments still waiting in line from going unhandled.
   for (const p of prepared) p.catch(() => {});

@@ -142,7 +142,7 @@ export async function uploadChunks(
     batchBytes += size;
   }
   if (batch.length > 0) jobs.push(batch);
-  await pool(jobs, 4, async (job) => {
+  await pool(jobs, 3, async (job) => {
     const parts: { hash: string; size: number; z: boolean; data: Uint8Array }[] = [];
     await Promise.all(job.map(async (hash) => {
       const src = where.get(hash)!;
