@@ -9,7 +9,7 @@
 import { hostname } from "node:os";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { Peer } from "../protocol/peer.ts";
-import { RemoteError } from "../protocol/peer.ts";
+import { ConnectionClosedError, RemoteError } from "../protocol/peer.ts";
 import {
   type ClientConfig,
   loadConfig,
@@ -311,6 +311,8 @@ export class SyncClient {
         down = false;
         backoff = 1000;
         let closed = false;
+        let passBackoff = 1000;
+        let lastPassError = "";
         this.#fullScan = true; // after every (re)connection: one full pass
         peer.closed.then(() => {
           closed = true;
@@ -335,9 +337,24 @@ export class SyncClient {
           let r;
           try {
             r = await syncUntilStable(ctx, this.#takeScopes());
+          } catch (e) {
+            // A broken connection reconnects (outer loop); anything else (a full disk, a refused
+            // request) is said once and retried with backoff on the same connection.
+            if (closed || e instanceof ConnectionClosedError || isFatal(e)) throw e;
+            const msg = `Cannot sync: ${(e as Error).message}`;
+            if (msg !== lastPassError) {
+              this.#warn(`${msg}; retrying (every ${this.#opts.seconds} s at most)`);
+            }
+            lastPassError = msg;
+            this.#fullScan = true;
+            await this.#wake.wait(passBackoff);
+            passBackoff = Math.min(passBackoff * 2, this.#opts.seconds * 1000);
+            continue;
           } finally {
             progress.stop();
           }
+          passBackoff = 1000;
+          lastPassError = "";
           if (r) this.#log(summary(r, stats, performance.now() - t0));
           await this.#wake.wait(this.#opts.seconds * 1000);
         }

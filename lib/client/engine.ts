@@ -12,6 +12,16 @@ import { parseRemoteEntry } from "../protocol/messages.ts";
 import { checkWirePath, parentPaths } from "../core/paths.ts";
 import { reconcile } from "../core/reconcile.ts";
 import { massDeleteCheck, withVanishedKept } from "../core/guards.ts";
+import {
+  type CaseRename,
+  localBaseView,
+  planLocalNames,
+  type PlatformTraits,
+  withoutSkipped,
+} from "../core/local_names.ts";
+import { dirname, join } from "node:path";
+import { fsyncDir, tempPath } from "../util/atomic.ts";
+import { stillAsScanned } from "./transfer.ts";
 import type { BaseEntry, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { StateDb } from "./state_db.ts";
 import { scan, scanTrees } from "./scanner.ts";
@@ -32,6 +42,46 @@ export interface EngineContext {
   allowMassDelete?: boolean;
   /** Set while the mass-delete guard holds deletions back (so the warning is said once). */
   holdingMassDelete?: boolean;
+  /** What names the folder's filesystem can hold (default: from the OS, see {@link hostPlatform}). */
+  platform?: PlatformTraits;
+}
+
+/**
+ * Name rules of this OS: Windows is case-insensitive with reserved names, macOS case-insensitive,
+ * Linux neither. `CLOUDSYNC_TEST_PLATFORM=windows|darwin|linux` overrides it (for tests on Linux).
+ */
+export function hostPlatform(): PlatformTraits {
+  const os = Deno.env.get("CLOUDSYNC_TEST_PLATFORM") ?? Deno.build.os;
+  return { caseInsensitive: os === "windows" || os === "darwin", windowsNames: os === "windows" };
+}
+
+/**
+ * Case-only renames on a case-insensitive filesystem go through a temporary name in the same
+ * directory. Returns false (nothing more done) if an item changed since the scan.
+ */
+async function renameCases(root: string, renames: CaseRename[]): Promise<boolean> {
+  for (const r of renames) {
+    const from = join(root, r.from);
+    if (!(await stillAsScanned(from, r.expect))) return false;
+    const tmp = tempPath(dirname(from), "cloudsync-case");
+    await Deno.rename(from, tmp);
+    await Deno.rename(tmp, join(root, r.to));
+    await fsyncDir(dirname(from));
+  }
+  return true;
+}
+
+function emptyReport(): ExecutionReport {
+  return {
+    uploaded: 0,
+    downloaded: 0,
+    deletedLocal: 0,
+    deletedRemote: 0,
+    conflicts: 0,
+    deferred: 0,
+    errors: [],
+    touched: [],
+  };
 }
 
 /** Brings the remote mirror up to the server's current journal position. */
@@ -130,9 +180,14 @@ export async function syncPass(
   let t = performance.now();
   await pullChanges(ctx);
   t = phase("pull", t);
-  const remote = ctx.state.loadRemote();
-  adoptPending(ctx.state, remote);
-  const base: Map<string, BaseEntry> = ctx.state.loadBase();
+  const allRemote = ctx.state.loadRemote();
+  adoptPending(ctx.state, allRemote);
+  const wireBase: Map<string, BaseEntry> = ctx.state.loadBase();
+  const aliases = ctx.state.loadAliases();
+  const platform = ctx.platform ?? hostPlatform();
+  // Identity on Linux with no aliases; elsewhere the base is looked up by local names.
+  const naming = platform.caseInsensitive || platform.windowsNames || aliases.size > 0;
+  const localBase = naming ? localBaseView(wireBase, aliases) : wireBase;
   const notices = {
     skipped: (path: string, why: string) => {
       if (warnedSkips.has(path)) return;
@@ -140,18 +195,52 @@ export async function syncPass(
       ctx.warn(`Skipping ${path}: ${why}`);
     },
   };
-  let local: Map<string, LocalEntry>;
-  if (scopes === null) local = await scan(ctx.root, base, notices);
+  let scanned: Map<string, LocalEntry>;
+  if (scopes === null) scanned = await scan(ctx.root, localBase, notices);
   else {
     const inScope = scopeTest(scopes);
-    local = scopes.length > 0 ? await scanTrees(ctx.root, base, scopes, notices) : new Map();
-    for (const [path, b] of base) {
+    scanned = scopes.length > 0 ? await scanTrees(ctx.root, localBase, scopes, notices) : new Map();
+    for (const [path, b] of localBase) {
       if (!inScope(path)) {
-        local.set(path, { path, kind: b.kind, size: b.size, mtime: b.mtime, exec: b.exec });
+        scanned.set(path, { path, kind: b.kind, size: b.size, mtime: b.mtime, exec: b.exec });
       }
     }
   }
   t = phase(`scan ${scopes === null ? "all" : JSON.stringify(scopes)}`, t);
+  let base = wireBase;
+  let local = scanned;
+  let remote: ReadonlyMap<string, RemoteEntry> = allRemote;
+  let toLocal = (wire: string) => wire;
+  if (naming) {
+    const plan = planLocalNames({
+      remote: allRemote,
+      base: wireBase,
+      local: scanned,
+      aliases,
+      platform,
+    });
+    for (const w of plan.warnings) {
+      if (!warnedSkips.has(w)) {
+        warnedSkips.add(w);
+        ctx.warn(w);
+      }
+    }
+    ctx.state.saveAliases(plan.aliases, [...plan.skipped.keys()].filter((p) => wireBase.has(p)));
+    if (plan.caseRenames.length > 0) {
+      const done = await renameCases(ctx.root, plan.caseRenames);
+      if (!done) {
+        return {
+          ...emptyReport(),
+          deferred: 1,
+          touched: plan.caseRenames.map((r) => r.to),
+        };
+      }
+    }
+    base = plan.base;
+    local = plan.local;
+    remote = withoutSkipped(allRemote, plan.skipped);
+    toLocal = plan.toLocal;
+  }
   const guard = massDeleteCheck(base, local);
   if (guard.tripped && !ctx.allowMassDelete) {
     if (!ctx.holdingMassDelete) {
@@ -174,6 +263,7 @@ export async function syncPass(
         state: ctx.state,
         base,
         stats: ctx.stats,
+        toLocal,
       },
       actions,
     );

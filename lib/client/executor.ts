@@ -46,6 +46,8 @@ export interface ExecutorContext {
   state: StateDb;
   base: Map<string, BaseEntry>;
   stats: TransferStats;
+  /** Where a wire path lives on disk (relative to `root`); identity when absent. */
+  toLocal?: (wire: string) => string;
 }
 
 /**
@@ -101,7 +103,8 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     if (baseUpdates.length > 0) ctx.state.setBase(baseUpdates.splice(0));
   };
   const fail = (path: string, e: unknown) => report.errors.push(`${path}: ${(e as Error).message}`);
-  const full = (p: string) => join(ctx.root, p);
+  const toLocal = ctx.toLocal ?? ((p: string) => p);
+  const full = (p: string) => join(ctx.root, toLocal(p));
 
   const local = actions.filter((a) =>
     a.op !== "upload" && a.op !== "mkdirRemote" && a.op !== "deleteRemote"
@@ -109,7 +112,11 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
   const remote = actions.filter((a) =>
     a.op === "upload" || a.op === "mkdirRemote" || a.op === "deleteRemote"
   );
-  const chunkIndex = indexLocalChunks(ctx.base.values());
+  const chunkIndex = indexLocalChunks(
+    ctx.toLocal
+      ? [...ctx.base.values()].map((b) => ({ ...b, path: toLocal(b.path) }))
+      : ctx.base.values(),
+  );
   for (const a of actions) {
     if (a.op === "download") {
       ctx.stats.filesTotal++;
@@ -125,21 +132,24 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
   const runDownloads = async () => {
     const batch = downloads.splice(0);
     const cache = new Map<string, Promise<boolean>>();
-    const safe = await Promise.all(batch.map((a) => parentsAreDirs(ctx.root, a.path, cache)));
+    const safe = await Promise.all(
+      batch.map((a) => parentsAreDirs(ctx.root, toLocal(a.path), cache)),
+    );
     report.deferred += safe.filter((ok) => !ok).length;
     await downloadMany(
       { peer: ctx.peer, root: ctx.root, tmpDir: ctx.tmpDir, local: chunkIndex, stats: ctx.stats },
-      batch.filter((_, i) => safe[i]),
+      batch.filter((_, i) => safe[i]).map((a) => ({ ...a, path: toLocal(a.path), wire: a.path })),
       (item, r) => {
-        if (r instanceof Error) return fail(item.path, r);
+        const wire = item.wire ?? item.path;
+        if (r instanceof Error) return fail(wire, r);
         if (!r.ok) {
           report.deferred++;
           return;
         }
         report.downloaded++;
         ctx.stats.filesDone++;
-        if (item.path === item.remote.path) setBase(item.path, r.entry);
-        else copiesSaved.add(item.path);
+        if (wire === item.remote.path) setBase(wire, { ...r.entry, path: wire });
+        else copiesSaved.add(wire);
       },
     );
     flush();
@@ -163,7 +173,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
           break;
         }
         case "mkdirLocal": {
-          if (!(await parentsAreDirs(ctx.root, a.path))) {
+          if (!(await parentsAreDirs(ctx.root, toLocal(a.path)))) {
             report.deferred++;
             break;
           }
@@ -261,6 +271,7 @@ async function pushRemote(
   flush: () => void,
   copiesSaved: ReadonlySet<string>,
 ): Promise<void> {
+  const toLocal = ctx.toLocal ?? ((p: string) => p);
   const chunksOf = (l: LocalEntry) => l.chunks ?? ctx.base.get(l.path)?.chunks ?? [];
   const hashOf = (l: LocalEntry) => l.hash ?? ctx.base.get(l.path)?.hash ?? "";
   // Prepare (chunks up, re-check) a few segments ahead; commit them strictly in order.
@@ -271,13 +282,15 @@ async function pushRemote(
     const changed = await uploadChunks(
       ctx.peer,
       ctx.root,
-      uploads.map((a) => ({ path: a.path, chunks: chunksOf(a.local) })),
+      uploads.map((a) => ({ path: toLocal(a.path), chunks: chunksOf(a.local) })),
       ctx.stats,
     );
     // Re-check each item against the disk just before committing it.
     const ready = await Promise.all(segment.map(async (a) => {
-      const full = join(ctx.root, a.path);
-      if (a.op === "upload") return !changed.has(a.path) && await stillAsScanned(full, a.local);
+      const full = join(ctx.root, toLocal(a.path));
+      if (a.op === "upload") {
+        return !changed.has(toLocal(a.path)) && await stillAsScanned(full, a.local);
+      }
       if (a.op === "mkdirRemote") {
         // A remote file replaced by this directory must first be saved as a local copy.
         if (a.after !== undefined && !copiesSaved.has(a.after)) return false;

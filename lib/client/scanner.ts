@@ -8,7 +8,7 @@
 
 import { join } from "node:path";
 import type { BaseEntry, ChunkRef, LocalEntry } from "../core/types.ts";
-import { parentPaths } from "../core/paths.ts";
+import { checkWirePath, parentPaths } from "../core/paths.ts";
 import { DEFAULT_MIN, hashFile } from "../chunk/fastcdc.ts";
 import { sha256Hex } from "../chunk/hash.ts";
 import { pool } from "../util/pool.ts";
@@ -123,6 +123,8 @@ export async function scanTrees(
         if (d.name !== d.name.normalize("NFC")) {
           return notices.skipped?.(path, "its name is not in Unicode NFC form");
         }
+        const problem = checkWirePath(path);
+        if (problem) return notices.skipped?.(path, problem.replace(/^Cannot use path .*?: /, ""));
         if (d.isSymlink) return notices.skipped?.(path, "symlinks are not synced");
         const full = join(dir, d.name);
         let st: Deno.FileInfo;

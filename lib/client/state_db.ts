@@ -20,6 +20,7 @@ export class StateDb {
   readonly #setMeta: StatementSync;
   #base: Map<string, BaseEntry> | null = null;
   #remote: Map<string, RemoteEntry> | null = null;
+  #aliases: Map<string, string> | null = null;
 
   constructor(dir: string) {
     this.#db = new DatabaseSync(join(dir, "state.db"));
@@ -27,7 +28,8 @@ export class StateDb {
       CREATE TABLE IF NOT EXISTS base(path TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS remote(path TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS pending(path TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;`);
+      CREATE TABLE IF NOT EXISTS pending(path TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS alias(path TEXT PRIMARY KEY, local TEXT NOT NULL) WITHOUT ROWID;`);
     this.#setBase = this.#db.prepare("INSERT OR REPLACE INTO base(path, data) VALUES (?, ?)");
     this.#delBase = this.#db.prepare("DELETE FROM base WHERE path = ?");
     this.#setRemote = this.#db.prepare("INSERT OR REPLACE INTO remote(path, data) VALUES (?, ?)");
@@ -119,6 +121,35 @@ export class StateDb {
       const put = this.#db.prepare("INSERT OR REPLACE INTO pending(path, data) VALUES (?, ?)");
       for (const e of entries) put.run(e.path, JSON.stringify(e));
     });
+  }
+
+  /** Local names of wire paths this filesystem cannot hold as they are (case conflicts). */
+  loadAliases(): Map<string, string> {
+    if (!this.#aliases) {
+      const rows = this.#db.prepare("SELECT path, local FROM alias").all() as unknown as {
+        path: string;
+        local: string;
+      }[];
+      this.#aliases = new Map(rows.map((r) => [r.path, r.local]));
+    }
+    return this.#aliases;
+  }
+
+  /** Replaces the alias table and forgets the base of paths that cannot exist here, atomically. */
+  saveAliases(aliases: Map<string, string>, forgetBase: string[]): void {
+    const old = this.loadAliases();
+    const same = old.size === aliases.size && [...aliases].every(([k, v]) => old.get(k) === v);
+    if (same && forgetBase.length === 0) return;
+    this.#tx(() => {
+      if (!same) {
+        this.#db.exec("DELETE FROM alias");
+        const put = this.#db.prepare("INSERT INTO alias(path, local) VALUES (?, ?)");
+        for (const [k, v] of aliases) put.run(k, v);
+      }
+      for (const p of forgetBase) this.#delBase.run(p);
+    });
+    this.#aliases = new Map(aliases);
+    for (const p of forgetBase) this.#base?.delete(p);
   }
 
   /** Forgets pending uploads (their outcome is recorded). */

@@ -293,9 +293,12 @@ export async function prefetchChunks(
 
 /** One file to download. */
 export interface DownloadItem {
+  /** Where to write, relative to the root (the local name). */
   path: string;
   remote: RemoteEntry;
   replace: LocalEntry | null;
+  /** The wire path, when it differs from the local name (case-conflict aliases). */
+  wire?: string;
 }
 
 /**

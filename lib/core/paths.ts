@@ -42,9 +42,8 @@ export function checkWirePath(p: string): string | null {
   if (p === "") return "Cannot use path: it is empty";
   if (CONTROL_RE.test(p)) return bad("it contains a control character");
   if (!p.isWellFormed()) return bad("it contains an unpaired surrogate");
-  if (p.startsWith("/") || p.startsWith("\\") || /^[A-Za-z]:/.test(p)) {
-    return bad("it is absolute");
-  }
+  // "c:x" is an ordinary name on Linux; Windows devices skip it (isWindowsUnsafeName).
+  if (p.startsWith("/") || p.startsWith("\\")) return bad("it is absolute");
   if (p.includes("\\")) return bad("it contains a backslash");
   if (utf8Length(p) > MAX_PATH_BYTES) return bad(`it is longer than ${MAX_PATH_BYTES} bytes`);
   if (p.normalize("NFC") !== p) return bad("it is not NFC-normalized");

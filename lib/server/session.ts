@@ -28,7 +28,7 @@ import {
   PROTOCOL_VERSION,
   str,
 } from "../protocol/messages.ts";
-import type { CommitItem, MetaStore } from "./meta_store.ts";
+import type { CommitItem, CommitResult, MetaStore } from "./meta_store.ts";
 import type { BlobStore } from "./blob_store.ts";
 import { newSerial, normalizeSerial, randomToken } from "../util/crockford.ts";
 import { checkWirePath } from "../core/paths.ts";
@@ -509,13 +509,12 @@ export class Session {
     if (!Array.isArray(raw) || raw.length > MAX_COMMIT) {
       throw new ProtocolError("bad-request", "Cannot commit: bad items");
     }
-    const items: CommitItem[] = raw.map((v) => {
+    // A bad path refuses that item only, never the whole batch (one odd name must not block sync).
+    const parsed: (CommitItem | string)[] = raw.map((v) => {
       const o = obj(v, "items[]");
       const path = str(o, "path");
       const problem = checkWirePath(path);
-      if (problem) {
-        throw new ProtocolError("bad-path", `Cannot commit ${JSON.stringify(path)}: ${problem}`);
-      }
+      if (problem) return problem;
       const deleted = bool(o, "deleted");
       return {
         path,
@@ -529,8 +528,13 @@ export class Session {
         chunks: deleted || o.kind === "dir" ? [] : chunkList(o.chunks, "chunks"),
       };
     });
-    const results = this.#ctx.meta.commit(account, this.#device!.name, items);
-    if (results.some((r) => r.ok)) {
+    const valid = parsed.filter((p): p is CommitItem => typeof p !== "string");
+    const done = this.#ctx.meta.commit(account, this.#device!.name, valid);
+    let next = 0;
+    const results: CommitResult[] = parsed.map((p) =>
+      typeof p === "string" ? { ok: false, reason: "invalid", message: p } : done[next++]!
+    );
+    if (done.some((r) => r.ok)) {
       this.#ctx.hub.notify(account, this.#ctx.meta.seq(account), this.#peer);
     }
     return reply({ results });

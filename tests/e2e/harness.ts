@@ -19,14 +19,14 @@ export class Proc {
   readonly #done: Promise<void>;
   #status: Deno.CommandStatus | null = null;
 
-  constructor(readonly name: string, args: string[]) {
+  constructor(readonly name: string, args: string[], env: Record<string, string> = {}) {
     this.child = new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", ...args],
       cwd: ROOT,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...env },
     }).spawn();
     this.#done = Promise.all([this.#pump(this.child.stdout), this.#pump(this.child.stderr)]).then(
       () => {},
@@ -133,12 +133,12 @@ export function startClient(
   name: string,
   port: number,
   folder: string,
-  opts: { serial?: string; seconds?: number } = {},
+  opts: { serial?: string; seconds?: number; env?: Record<string, string> } = {},
 ): Proc {
   const args = ["client.ts", "127.0.0.1", String(port), folder, String(opts.seconds ?? 2)];
   if (opts.serial) args.push(opts.serial);
   args.push("--name", name);
-  return new Proc(name, args);
+  return new Proc(name, args, opts.env);
 }
 
 /** Starts a registering client and returns it with the account's serial code. */

@@ -115,6 +115,32 @@ Deno.test("two devices converge on every kind of item and change", opts, async (
   }
 });
 
+Deno.test(
+  "names the protocol cannot carry are skipped with a warning; the rest syncs",
+  opts,
+  async () => {
+    await using tmp = await tempDir();
+    const a = join(tmp.path, "a");
+    const b = join(tmp.path, "b");
+    await put(a, "tab\there.txt", "control character in the name");
+    await put(a, "fine.txt", "fine");
+    const server = await ServerProc.start(join(tmp.path, "data"));
+    const [ca, serial] = await startFirstClient("A", server.port, a);
+    const cb = startClient("B", server.port, b, { serial });
+    try {
+      await ca.waitForLine(/Skipping tab\there\.txt: it contains a control character/);
+      await waitForContent(b, "fine.txt", "fine");
+      await put(a, "later.txt", "still syncing");
+      await waitForContent(b, "later.txt", "still syncing");
+      assert.deepEqual([...(await tree(b)).keys()].sort(), ["fine.txt", "later.txt"]);
+    } finally {
+      await cb.stop();
+      await ca.stop();
+      await server.stop();
+    }
+  },
+);
+
 Deno.test("symlinks are skipped with a warning and never followed", opts, async () => {
   await using tmp = await tempDir();
   const a = join(tmp.path, "a");
