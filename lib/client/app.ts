@@ -208,6 +208,7 @@ export class SyncClient {
     const deviceName = o.name ?? hostname();
     let backoff = 1000;
     let said = false;
+    let saidThrottled = false;
     let trust: ServerTrust = {};
     for (;;) {
       let peer: Peer;
@@ -268,11 +269,17 @@ export class SyncClient {
         }
         return config;
       } catch (e) {
-        if (e instanceof RemoteError) throw new FatalError(e.message);
-        throw e;
+        if (!(e instanceof RemoteError)) throw e;
+        if (e.code !== "throttled") throw new FatalError(e.message);
+        // Too many failed attempts from here: wait as told (backoff), then try again.
+        if (!saidThrottled) this.#warn(e.message);
+        saidThrottled = true;
       } finally {
         peer.close();
       }
+      await this.#wake.wait(backoff);
+      backoff = Math.min(backoff * 2, o.seconds * 1000);
+      if (this.#stopped) throw new FatalError("Stopped before enrolling");
     }
   }
 

@@ -134,6 +134,7 @@ export function adoptPending(state: StateDb, remote: ReadonlyMap<string, RemoteE
 }
 
 const warnedSkips = new Set<string>();
+const saidErrors = new Set<string>();
 
 /** One pull + scan + reconcile + execute. Returns the report, or null if nothing was to do. */
 const DEBUG = Deno.env.get("CLOUDSYNC_DEBUG") === "1";
@@ -302,7 +303,13 @@ export async function syncUntilStable(
     if (r && current !== null) current = normalizeScopes([...current, ...r.touched]);
     if (!r) break;
     total = total ? add(total, r) : r;
-    for (const e of r.errors) ctx.warn(`Cannot sync ${e}`);
+    // Each distinct error is said once, not again on every retry.
+    for (const e of r.errors) {
+      if (saidErrors.has(e)) continue;
+      if (saidErrors.size > 1000) saidErrors.clear();
+      saidErrors.add(e);
+      ctx.warn(`Cannot sync ${e}`);
+    }
     if (r.errors.length > 0 && r.uploaded + r.downloaded + r.deletedLocal + r.deletedRemote === 0) {
       break;
     }

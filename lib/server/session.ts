@@ -55,6 +55,12 @@ function sameSecret(aHex: string, bHex: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/** True for "no space left" from the filesystem or SQLite. */
+export function isDiskFull(e: unknown): boolean {
+  const m = e instanceof Error ? `${e.message} ${(e as { code?: unknown }).code ?? ""}` : String(e);
+  return /ENOSPC|os error 28|No space left|database or disk is full|SQLITE_FULL/i.test(m);
+}
+
 /** Most chunks in one `putMany` / `getMany`. */
 export const MAX_BATCH = 1024;
 /** Most chunk bytes in one `getMany` reply. */
@@ -208,6 +214,15 @@ export class Session {
     this.#guard?.requestStarted(bytes);
     try {
       return await this.#handle(msg);
+    } catch (e) {
+      if (isDiskFull(e)) {
+        this.#ctx.log(`Cannot store data for ${this.#remote}: the disk is full`);
+        throw new ProtocolError(
+          "disk-full",
+          "Cannot store: the server's disk is full; free space on the server (sync resumes by itself)",
+        );
+      }
+      throw e;
     } finally {
       this.#guard?.requestEnded(bytes);
     }
