@@ -8,8 +8,11 @@
  * chunk sizes towards the average. The first `min` bytes of every chunk are skipped (cut-point
  * skipping) and a chunk never exceeds `max` bytes.
  *
- * Defaults: min 256 KiB, avg 1 MiB, max 4 MiB. Chunk boundaries depend only on the content and the
- * options, so an edit only changes the chunks around it.
+ * Defaults: min 64 KiB, avg 256 KiB, max 1 MiB. (Measured on a 256 MiB random file with 1 MiB
+ * overwritten in the middle: 1 MiB average chunks change 4.0 MiB of chunks, 512 KiB 2.8 MiB,
+ * 256 KiB 1.4 MiB; the smaller chunks cost only metadata, since chunks travel in batches.)
+ * Chunk boundaries depend only on the content and the options, so an edit only changes the chunks
+ * around it.
  *
  * **Compatibility:** the gear table, the masks and the defaults determine every chunk boundary
  * stored on servers and in client merge bases. Changing any of them re-chunks every file and
@@ -44,11 +47,11 @@ export interface ResolvedChunkerOptions {
 }
 
 /** Default smallest chunk: 256 KiB. */
-export const DEFAULT_MIN = 256 * 1024;
+export const DEFAULT_MIN = 64 * 1024;
 /** Default average chunk: 1 MiB. */
-export const DEFAULT_AVG = 1024 * 1024;
+export const DEFAULT_AVG = 256 * 1024;
 /** Default largest chunk: 4 MiB. */
-export const DEFAULT_MAX = 4 * 1024 * 1024;
+export const DEFAULT_MAX = 1024 * 1024;
 
 /** Seed of the gear table. Part of the on-disk/on-wire format: never change it. */
 const GEAR_SEED = "cloudsync-fastcdc-gear-v1";

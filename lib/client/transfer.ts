@@ -78,8 +78,10 @@ export async function readRange(
   }
 }
 
-/** Chunks up to this size are sent and fetched in batches. */
-export const BATCH_CHUNK_MAX = 256 * 1024;
+/** Chunks up to this size are sent and fetched in batches (all chunks the chunker makes). */
+export const BATCH_CHUNK_MAX = 1024 * 1024;
+/** Files up to this size are written whole by the phased small-file writer. */
+export const SMALL_FILE = 1024 * 1024;
 /** Most chunks in one batch (the server's limit is 1024). */
 export const BATCH_COUNT = 512;
 /** Most content bytes in one batch. */
@@ -147,9 +149,9 @@ export async function uploadChunks(
     await Promise.all(job.map(async (hash) => {
       const src = where.get(hash)!;
       const data = await readRange(join(root, src.path), src.offset, src.size);
-      // Small chunks are checked here (a batch fails as a whole on the server); big ones are
-      // checked by the server, which refuses a chunk that does not match its name.
-      if (!data || (job.length > 1 && sha256Hex(data) !== hash)) {
+      // The server checks every chunk against its name (a file changed since the scan is
+      // refused as "bad-chunk" below), so the data is not hashed a second time here.
+      if (!data) {
         changed.add(src.path);
         return;
       }
@@ -174,7 +176,14 @@ export async function uploadChunks(
         off += p.data.length;
       }
       const chunks = parts.map((p) => ({ hash: p.hash, size: p.size, z: p.z, len: p.data.length }));
-      await peer.request({ t: "putMany", chunks }, body);
+      try {
+        await peer.request({ t: "putMany", chunks }, body);
+      } catch (e) {
+        if (!(e instanceof RemoteError && e.code === "bad-chunk")) throw e;
+        // Some file changed since the scan: retry all of this batch's files on the next pass.
+        for (const p of parts) changed.add(where.get(p.hash)!.path);
+        return;
+      }
     }
     for (const p of parts) {
       stats.bytesUp += p.data.length;
@@ -318,8 +327,8 @@ export async function downloadMany(
       onResult(item, e instanceof Error ? e : new Error(String(e)));
     }
   };
-  const big = items.filter((i) => i.remote.chunks.some((c) => c.size > BATCH_CHUNK_MAX));
-  const small = items.filter((i) => !i.remote.chunks.some((c) => c.size > BATCH_CHUNK_MAX));
+  const big = items.filter((i) => i.remote.size > SMALL_FILE);
+  const small = items.filter((i) => i.remote.size <= SMALL_FILE);
   const groups: { items: DownloadItem[]; hashes: string[] }[] = [];
   let group: { items: DownloadItem[]; hashes: string[] } = { items: [], hashes: [] };
   let bytes = 0;
@@ -540,22 +549,44 @@ export async function downloadFile(
       throw new Error(`Cannot download ${path}: the server's entry does not match its chunk list`);
     }
     try {
-      const WINDOW = 8;
-      const pending: Promise<Uint8Array>[] = [];
+      // Chunks travel in batches of up to 4 MiB (one getMany each, chunks already on this device
+      // read locally); a few batches are in flight while earlier ones are written, in order.
+      const batches: ChunkRef[][] = [];
+      let batch: ChunkRef[] = [];
+      let bytes = 0;
+      for (const c of remote.chunks) {
+        if (batch.length > 0 && (batch.length >= 64 || bytes + c.size > BATCH_BYTES)) {
+          batches.push(batch);
+          batch = [];
+          bytes = 0;
+        }
+        batch.push(c);
+        bytes += c.size;
+      }
+      if (batch.length > 0) batches.push(batch);
+      const fetchBatch = async (list: ChunkRef[]): Promise<Uint8Array[]> => {
+        const remoteOnes = list.filter((c) => !ctx.local.has(c.hash)).map((c) => c.hash);
+        const prefetched = remoteOnes.length > 1
+          ? await prefetchChunks(ctx, [...new Set(remoteOnes)])
+          : undefined;
+        const c2: DownloadContext = prefetched ? { ...ctx, prefetched } : ctx;
+        return await Promise.all(list.map((c) => fetchChunk(c2, c)));
+      };
+      const WINDOW = 3;
+      const pending: Promise<Uint8Array[]>[] = [];
       let next = 0;
-      const chunks = remote.chunks;
-      while (next < chunks.length && pending.length < WINDOW) {
-        pending.push(fetchChunk(ctx, chunks[next++]!));
+      while (next < batches.length && pending.length < WINDOW) {
+        pending.push(fetchBatch(batches[next++]!));
       }
       try {
         while (pending.length > 0) {
-          const data = await pending.shift()!;
-          if (next < chunks.length) {
-            pending.push(fetchChunk(ctx, chunks[next++]!));
+          const parts = await pending.shift()!;
+          if (next < batches.length) pending.push(fetchBatch(batches[next++]!));
+          for (const data of parts) {
+            let off = 0;
+            while (off < data.length) off += await file.write(data.subarray(off));
+            ctx.stats.bytesDone += data.length;
           }
-          let off = 0;
-          while (off < data.length) off += await file.write(data.subarray(off));
-          ctx.stats.bytesDone += data.length;
         }
       } catch (e) {
         // The fetches still in flight fail too (same connection): nobody awaits them any more.

@@ -111,10 +111,10 @@ Deno.test("fastcdc", async (t) => {
     );
   });
 
-  await t.step("defaults are 256 KiB / 1 MiB / 4 MiB", () => {
+  await t.step("defaults are 64 KiB / 256 KiB / 1 MiB", () => {
     const o = resolveChunkerOptions();
     assert.deepEqual([o.min, o.avg, o.max], [DEFAULT_MIN, DEFAULT_AVG, DEFAULT_MAX]);
-    assert.deepEqual([o.min, o.avg, o.max], [262144, 1048576, 4194304]);
+    assert.deepEqual([o.min, o.avg, o.max], [65536, 262144, 1048576]);
   });
 
   for (
