@@ -24,7 +24,7 @@ import { StateDb } from "./state_db.ts";
 import { type EngineContext, syncUntilStable } from "./engine.ts";
 import { FolderWatcher } from "./watcher.ts";
 import type { ExecutionReport } from "./executor.ts";
-import { newStats, type TransferStats } from "./transfer.ts";
+import { newStats, PARTIAL_PREFIX, type TransferStats } from "./transfer.ts";
 import { ProgressLine } from "./progress.ts";
 import { formatBytes } from "../util/cli.ts";
 
@@ -129,8 +129,13 @@ export class SyncClient {
     const dir = stateDir(this.#root);
     const tmpDir = join(dir, "tmp");
     Deno.mkdirSync(tmpDir, { recursive: true });
+    // Leftovers of a previous run: partial downloads younger than a week are kept (they resume),
+    // everything else goes.
     for (const e of Deno.readDirSync(tmpDir)) {
-      Deno.removeSync(join(tmpDir, e.name), { recursive: true });
+      const path = join(tmpDir, e.name);
+      const age = Date.now() - (Deno.statSync(path).mtime?.getTime() ?? 0);
+      if (e.isFile && e.name.startsWith(PARTIAL_PREFIX) && age < 7 * 24 * 3600 * 1000) continue;
+      Deno.removeSync(path, { recursive: true });
     }
     this.#state = new StateDb(dir);
     this.#watcher = new FolderWatcher(this.#root, (paths) => this.#changed(paths), {

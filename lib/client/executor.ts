@@ -274,8 +274,13 @@ async function pushRemote(
   const toLocal = ctx.toLocal ?? ((p: string) => p);
   const chunksOf = (l: LocalEntry) => l.chunks ?? ctx.base.get(l.path)?.chunks ?? [];
   const hashOf = (l: LocalEntry) => l.hash ?? ctx.base.get(l.path)?.hash ?? "";
+  // Chunks of the base were confirmed by the server: no need to ask about them (a moved file or
+  // an edit asks only about its new chunks). If the server lost one, its commit says "missing"
+  // and the item is retried below without this shortcut.
+  const known = new Set<string>();
+  for (const b of ctx.base.values()) for (const c of b.chunks) known.add(c.hash);
   // Prepare (chunks up, re-check) a few segments ahead; commit them strictly in order.
-  const prepare = async (segment: RemoteAction[]) => {
+  const prepare = async (segment: RemoteAction[], trust = true) => {
     const uploads = segment.filter((a): a is Extract<RemoteAction, { op: "upload" }> =>
       a.op === "upload"
     );
@@ -284,6 +289,7 @@ async function pushRemote(
       ctx.root,
       uploads.map((a) => ({ path: toLocal(a.path), chunks: chunksOf(a.local) })),
       ctx.stats,
+      trust ? known : undefined,
     );
     // Re-check each item against the disk just before committing it.
     const ready = await Promise.all(segment.map(async (a) => {
@@ -307,15 +313,22 @@ async function pushRemote(
   const segments: RemoteAction[][] = [];
   for (let i = 0; i < actions.length; i += SEGMENT) segments.push(actions.slice(i, i + SEGMENT));
   const AHEAD = 2;
-  const prepared = segments.slice(0, AHEAD).map(prepare);
+  const prepared = segments.slice(0, AHEAD).map((seg) => prepare(seg));
   // Keep rejections of segments still waiting in line from going unhandled.
   for (const p of prepared) p.catch(() => {});
-  for (let i = 0; i < segments.length; i++) {
-    const items = await prepared[i]!;
-    if (i + AHEAD < segments.length) {
-      const p = prepare(segments[i + AHEAD]!);
-      p.catch(() => {});
-      prepared.push(p);
+  const missing: RemoteAction[] = [];
+  for (let i = 0; i < segments.length + 1; i++) {
+    let items;
+    if (i < segments.length) {
+      items = await prepared[i]!;
+      if (i + AHEAD < segments.length) {
+        const p = prepare(segments[i + AHEAD]!);
+        p.catch(() => {});
+        prepared.push(p);
+      }
+    } else {
+      if (missing.length === 0) break;
+      items = await prepare(missing.splice(0), false); // one more try, asking about every chunk
     }
     if (items.length === 0) continue;
     const intents: BaseEntry[] = [];
@@ -338,6 +351,7 @@ async function pushRemote(
       if (!res) return;
       if (!res.ok) {
         if (res.reason === "conflict") report.deferred++;
+        else if (res.reason === "missing" && i < segments.length) missing.push(action);
         else report.errors.push(`${item.path}: ${res.message}`);
         return;
       }

@@ -102,6 +102,7 @@ export async function uploadChunks(
   root: string,
   files: UploadSource[],
   stats: TransferStats,
+  known?: ReadonlySet<string>,
 ): Promise<Set<string>> {
   const where = new Map<string, { path: string; offset: number; size: number }>();
   for (const f of files) {
@@ -111,7 +112,7 @@ export async function uploadChunks(
       offset += c.size;
     }
   }
-  const hashes = [...where.keys()];
+  const hashes = known ? [...where.keys()].filter((h) => !known.has(h)) : [...where.keys()];
   const missing: string[] = [];
   const batches: string[][] = [];
   for (let i = 0; i < hashes.length; i += MAX_HAVE) batches.push(hashes.slice(i, i + MAX_HAVE));
@@ -533,28 +534,37 @@ export async function downloadFile(
   replace: LocalEntry | null,
 ): Promise<DownloadResult> {
   const full = join(ctx.root, path);
-  const tmp = tempPath(ctx.tmpDir, "download");
+  // Every chunk is verified against its own hash; the entry must name exactly this chunk list.
+  if (
+    fileHash(remote.chunks) !== remote.hash ||
+    remote.chunks.reduce((n, c) => n + c.size, 0) !== remote.size
+  ) {
+    throw new Error(`Cannot download ${path}: the server's entry does not match its chunk list`);
+  }
+  // The same file (path and content) always builds in the same partial file, so a download cut
+  // short (connection lost, client stopped or killed) continues where it stopped.
+  const tmp = join(ctx.tmpDir, partialName(path, remote.hash));
   const file = await Deno.open(tmp, {
+    read: true,
     write: true,
-    createNew: true,
+    create: true,
     mode: remote.exec ? 0o755 : 0o644,
   });
   let renamed = false;
+  let keepPartial = true;
   try {
-    // Every chunk is verified against its own hash; the entry must name exactly this chunk list.
-    if (
-      fileHash(remote.chunks) !== remote.hash ||
-      remote.chunks.reduce((n, c) => n + c.size, 0) !== remote.size
-    ) {
-      throw new Error(`Cannot download ${path}: the server's entry does not match its chunk list`);
-    }
+    const done = await verifiedPrefix(file, remote.chunks);
+    await file.truncate(done.bytes);
+    await file.seek(done.bytes, Deno.SeekMode.Start);
+    ctx.stats.bytesDone += done.bytes;
+    const todo = remote.chunks.slice(done.chunks);
     try {
       // Chunks travel in batches of up to 4 MiB (one getMany each, chunks already on this device
       // read locally); a few batches are in flight while earlier ones are written, in order.
       const batches: ChunkRef[][] = [];
       let batch: ChunkRef[] = [];
       let bytes = 0;
-      for (const c of remote.chunks) {
+      for (const c of todo) {
         if (batch.length > 0 && (batch.length >= 64 || bytes + c.size > BATCH_BYTES)) {
           batches.push(batch);
           batch = [];
@@ -597,7 +607,8 @@ export async function downloadFile(
     } finally {
       file.close();
     }
-    // The mode was set at creation (0755 or 0644, less the umask): no chmod needed.
+    // A resumed partial file may have been created for another exec bit.
+    if (Deno.build.os !== "windows") await Deno.chmod(tmp, remote.exec ? 0o755 : 0o644);
     const mtime = new Date(remote.mtime);
     await Deno.utime(tmp, mtime, mtime);
     // Record what we wrote (stat before the rename): an edit right after the rename then shows
@@ -628,7 +639,51 @@ export async function downloadFile(
         chunks: remote.chunks,
       },
     };
+  } catch (e) {
+    // A full disk needs the space back; any other failure keeps the partial file to resume.
+    if (isDiskFullError(e)) keepPartial = false;
+    throw e;
   } finally {
-    if (!renamed) await Deno.remove(tmp).catch(() => {});
+    if (!renamed && !keepPartial) await Deno.remove(tmp).catch(() => {});
   }
+}
+
+/** Name of the partial file that builds `path` with content `hash` (stable across runs). */
+export function partialName(path: string, hash: string): string {
+  return PARTIAL_PREFIX + sha256Hex(new TextEncoder().encode(`${path}\0${hash}`)).slice(0, 32);
+}
+
+/** Partial downloads in `.cloudsync/tmp/` are named with this prefix (kept across restarts). */
+export const PARTIAL_PREFIX = "partial-";
+
+function isDiskFullError(e: unknown): boolean {
+  return /ENOSPC|os error 28|No space left/i.test(e instanceof Error ? e.message : String(e));
+}
+
+/**
+ * How much of a partial file is already right: whole chunks from the start whose content matches
+ * the chunk list (read and hashed one chunk at a time).
+ */
+async function verifiedPrefix(
+  file: Deno.FsFile,
+  chunks: ChunkRef[],
+): Promise<{ bytes: number; chunks: number }> {
+  const size = (await file.stat()).size;
+  let bytes = 0;
+  let n = 0;
+  await file.seek(0, Deno.SeekMode.Start);
+  for (const c of chunks) {
+    if (bytes + c.size > size) break;
+    const buf = new Uint8Array(c.size);
+    let got = 0;
+    while (got < c.size) {
+      const r = await file.read(buf.subarray(got));
+      if (r === null) break;
+      got += r;
+    }
+    if (got < c.size || sha256Hex(buf) !== c.hash) break;
+    bytes += c.size;
+    n++;
+  }
+  return { bytes, chunks: n };
 }

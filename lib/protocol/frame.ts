@@ -27,6 +27,8 @@
  * @module
  */
 
+import zlib from "node:zlib";
+
 /** Largest accepted frame length (the `length` field): 8 MiB of body plus 64 KiB of header room. */
 export const MAX_FRAME: number = 8 * 1024 * 1024 + 64 * 1024;
 
@@ -99,6 +101,13 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** Type-byte flag: the header is zstd-compressed (set for headers over 4 KiB when it helps). */
+export const HEADER_ZSTD = 0x80;
+const COMPRESS_HEADER_OVER = 4096;
+/** Largest header accepted after decompression (a decompression bomb stops here). */
+const MAX_HEADER = 32 * 1024 * 1024;
+const ZSTD_LEVEL_1: zlib.ZstdOptions = { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } };
+
 function isFrameType(t: number): t is FrameTypeCode {
   return t === FrameType.Request || t === FrameType.Response || t === FrameType.Notice;
 }
@@ -127,7 +136,16 @@ export function encodeFrameHead(frame: Frame, maxFrame: number = MAX_FRAME): Uin
       `Cannot encode frame: header is not JSON-serializable (${(err as Error).message})`,
     );
   }
-  const header = encoder.encode(json);
+  let header: Uint8Array = encoder.encode(json);
+  let typeByte: number = frame.type;
+  // Big headers (chunk lists, page of changes: mostly hex) travel zstd-compressed.
+  if (header.length > COMPRESS_HEADER_OVER) {
+    const z = zlib.zstdCompressSync(header, ZSTD_LEVEL_1);
+    if (z.length < header.length) {
+      header = new Uint8Array(z.buffer, z.byteOffset, z.byteLength);
+      typeByte |= HEADER_ZSTD;
+    }
+  }
   const length = FIXED_AFTER_LENGTH + header.length + frame.body.length;
   if (length > maxFrame || length > MAX_U32) {
     throw new FrameError(`Cannot encode frame: length ${length} exceeds limit ${maxFrame}`);
@@ -135,7 +153,7 @@ export function encodeFrameHead(frame: Frame, maxFrame: number = MAX_FRAME): Uin
   const out = new Uint8Array(PREFIX + header.length);
   const view = new DataView(out.buffer);
   view.setUint32(0, length);
-  view.setUint8(4, frame.type);
+  view.setUint8(4, typeByte);
   view.setUint32(5, frame.id);
   view.setUint32(9, header.length);
   out.set(header, PREFIX);
@@ -253,10 +271,11 @@ export class FrameReader {
       );
     }
     await this.#readExact(this.#prefix.subarray(4, PREFIX), 4, length);
-    const type = this.#prefixView.getUint8(4);
+    const typeByte = this.#prefixView.getUint8(4);
+    const type = typeByte & ~HEADER_ZSTD;
     const id = this.#prefixView.getUint32(5);
     const headerLen = this.#prefixView.getUint32(9);
-    if (!isFrameType(type)) throw new FrameError(`Cannot read frame: unknown type ${type}`);
+    if (!isFrameType(type)) throw new FrameError(`Cannot read frame: unknown type ${typeByte}`);
     const payload = length - FIXED_AFTER_LENGTH;
     if (headerLen > payload) {
       throw new FrameError(
@@ -267,7 +286,10 @@ export class FrameReader {
     await this.#readExact(headerBytes, PREFIX, length);
     let parsed: unknown;
     try {
-      parsed = JSON.parse(decoder.decode(headerBytes));
+      const text = typeByte & HEADER_ZSTD
+        ? zlib.zstdDecompressSync(headerBytes, { maxOutputLength: MAX_HEADER })
+        : headerBytes;
+      parsed = JSON.parse(decoder.decode(text));
     } catch {
       throw new FrameError("Cannot read frame: header is not valid UTF-8 JSON");
     }

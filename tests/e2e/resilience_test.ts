@@ -208,3 +208,51 @@ Deno.test(
     }
   },
 );
+
+Deno.test("a download cut by a killed client continues where it stopped", opts, async () => {
+  await using tmp = await tempDir();
+  const a = join(tmp.path, "a");
+  const b = join(tmp.path, "b");
+  const size = 96 * 1024 * 1024;
+  const big = new Uint8Array(size);
+  for (let i = 0; i < size; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+  await put(a, "big.bin", big);
+  const server = await ServerProc.start(join(tmp.path, "data"));
+  const [ca, serial] = await startFirstClient("A", server.port, a);
+  const procs: Proc[] = [server, ca];
+  try {
+    await ca.waitForLine(/^Synced: 1 sent/, 60_000);
+    let cb = startClient("B", server.port, b, { serial });
+    procs.push(cb);
+    // Kill B as soon as a good part of the file is in its partial download.
+    const tmpDir = join(b, ".cloudsync", "tmp");
+    await waitFor(
+      async () => {
+        let names: string[] = [];
+        try {
+          names = [...Deno.readDirSync(tmpDir)].map((e) => e.name);
+        } catch { /* not created yet */ }
+        for (const n of names.filter((n) => n.startsWith("partial-"))) {
+          const st = await Deno.stat(join(tmpDir, n)).catch(() => null);
+          if (st && st.size > 8 * 1024 * 1024) return true;
+        }
+        return false;
+      },
+      () => "no partial download appeared",
+      60_000,
+    );
+    await cb.stop("SIGKILL");
+    assert.equal((await tree(b)).has("big.bin"), false);
+    cb = startClient("B", server.port, b);
+    procs.push(cb);
+    await waitConverged([a, b], 60_000, procs);
+    const m = cb.lines.map((l) => l.match(/^Synced: 1 received \(.*, ([\d.]+) MiB down/)).find((
+      x,
+    ) => x);
+    assert.ok(m, cb.output());
+    assert.ok(Number(m[1]) < 88, `the restarted download fetched ${m[1]} MiB of 96`);
+    assert.deepEqual([...Deno.readDirSync(tmpDir)], []);
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+  }
+});

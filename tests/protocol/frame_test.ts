@@ -392,3 +392,31 @@ Deno.test("frames survive a real loopback TCP connection", async () => {
   server.close();
   assert.deepEqual(got, frames);
 });
+
+Deno.test("big headers travel zstd-compressed and come back identical", async () => {
+  const { FrameReader, encodeFrame, HEADER_ZSTD } = await import("../../lib/protocol/frame.ts");
+  const header = {
+    t: "commit",
+    chunks: Array.from(
+      { length: 2000 },
+      (_, i) => ({ hash: i.toString(16).padStart(64, "0"), size: i }),
+    ),
+  };
+  const bytes = encodeFrame({ type: 1, id: 7, header, body: new Uint8Array([1, 2, 3]) });
+  assert.equal(bytes[4]! & HEADER_ZSTD, HEADER_ZSTD);
+  assert.ok(bytes.length < JSON.stringify(header).length / 2);
+  let at = 0;
+  const reader = new FrameReader({
+    read(p: Uint8Array) {
+      if (at >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(p.length, bytes.length - at);
+      p.set(bytes.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(n);
+    },
+  });
+  const f = await reader.next();
+  assert.deepEqual(f?.header, header);
+  assert.deepEqual([...f!.body], [1, 2, 3]);
+  assert.equal(f?.type, 1);
+});
