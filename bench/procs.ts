@@ -10,6 +10,7 @@ import { DeadlineError, now, sleep } from "./util.ts";
 
 /** The product's own permission set (deno.json tasks "server" / "client"). */
 export const PRODUCT_PERMS = [
+  "--v8-flags=--optimize-for-size",
   "--allow-net",
   "--allow-read",
   "--allow-write",
