@@ -574,25 +574,53 @@ export async function downloadFile(
         bytes += c.size;
       }
       if (batch.length > 0) batches.push(batch);
-      const fetchBatch = async (list: ChunkRef[]): Promise<Uint8Array[]> => {
+      // Unchanged chunks of the version being replaced are copied from it without hashing: the
+      // file is re-checked against the scan before the rename, and a resumed partial file is
+      // verified chunk by chunk anyway.
+      const old = replace?.kind === "file"
+        ? await Deno.open(full, { read: true }).catch(() => null)
+        : null;
+      const fromOld = (c: ChunkRef) => old !== null && ctx.local.get(c.hash)?.path === path;
+      const fetchBatch = async (list: ChunkRef[]): Promise<(Uint8Array | number)[]> => {
         const remoteOnes = list.filter((c) => !ctx.local.has(c.hash)).map((c) => c.hash);
         const prefetched = remoteOnes.length > 1
           ? await prefetchChunks(ctx, [...new Set(remoteOnes)])
           : undefined;
         const c2: DownloadContext = prefetched ? { ...ctx, prefetched } : ctx;
-        return await Promise.all(list.map((c) => fetchChunk(c2, c)));
+        // A number stands for "copy this many bytes from the old version at its offset".
+        return await Promise.all(
+          list.map((c) => fromOld(c) ? Promise.resolve(-1) : fetchChunk(c2, c)),
+        );
       };
+      const copyBuf = new Uint8Array(BATCH_CHUNK_MAX);
       const WINDOW = 3;
-      const pending: Promise<Uint8Array[]>[] = [];
+      const pending: Promise<(Uint8Array | number)[]>[] = [];
       let next = 0;
       while (next < batches.length && pending.length < WINDOW) {
         pending.push(fetchBatch(batches[next++]!));
       }
       try {
+        let b = 0;
         while (pending.length > 0) {
           const parts = await pending.shift()!;
+          const list = batches[b++]!;
           if (next < batches.length) pending.push(fetchBatch(batches[next++]!));
-          for (const data of parts) {
+          for (let i = 0; i < parts.length; i++) {
+            let data = parts[i]!;
+            if (typeof data === "number") {
+              const c = list[i]!;
+              data = copyBuf.subarray(0, c.size);
+              await old!.seek(ctx.local.get(c.hash)!.offset, Deno.SeekMode.Start);
+              let got = 0;
+              while (got < c.size) {
+                const n = await old!.read(data.subarray(got));
+                if (n === null) {
+                  throw new Error(`Cannot download ${path}: the old version changed meanwhile`);
+                }
+                got += n;
+              }
+              ctx.stats.chunksReused++;
+            }
             let off = 0;
             while (off < data.length) off += await file.write(data.subarray(off));
             ctx.stats.bytesDone += data.length;
@@ -602,6 +630,8 @@ export async function downloadFile(
         // The fetches still in flight fail too (same connection): nobody awaits them any more.
         for (const p of pending) p.catch(() => {});
         throw e;
+      } finally {
+        old?.close();
       }
       await file.sync();
     } finally {
