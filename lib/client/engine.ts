@@ -25,7 +25,7 @@ import { stillAsScanned } from "./transfer.ts";
 import type { BaseEntry, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { StateDb } from "./state_db.ts";
 import { scan, scanTrees } from "./scanner.ts";
-import { execute, type ExecutionReport } from "./executor.ts";
+import { emptyReport, execute, type ExecutionReport } from "./executor.ts";
 import type { TransferStats } from "./transfer.ts";
 
 /** Everything a pass needs. */
@@ -69,19 +69,6 @@ async function renameCases(root: string, renames: CaseRename[]): Promise<boolean
     await fsyncDir(dirname(from));
   }
   return true;
-}
-
-function emptyReport(): ExecutionReport {
-  return {
-    uploaded: 0,
-    downloaded: 0,
-    deletedLocal: 0,
-    deletedRemote: 0,
-    conflicts: 0,
-    deferred: 0,
-    errors: [],
-    touched: [],
-  };
 }
 
 /** Brings the remote mirror up to the server's current journal position. */

@@ -81,9 +81,9 @@ function baseOfDir(path: string, version: number): BaseEntry {
   return { path, kind: "dir", version, size: 0, mtime: 0, exec: false, hash: "", chunks: [] };
 }
 
-/** Runs `actions` (already ordered) and reports what happened. */
-export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<ExecutionReport> {
-  const report: ExecutionReport = {
+/** A report of nothing done. */
+export function emptyReport(): ExecutionReport {
+  return {
     uploaded: 0,
     downloaded: 0,
     deletedLocal: 0,
@@ -91,6 +91,14 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     conflicts: 0,
     deferred: 0,
     errors: [],
+    touched: [],
+  };
+}
+
+/** Runs `actions` (already ordered) and reports what happened. */
+export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<ExecutionReport> {
+  const report: ExecutionReport = {
+    ...emptyReport(),
     touched: actions.flatMap((a) => a.op === "moveAside" ? [a.path, a.to] : [a.path]),
   };
   const baseUpdates: [string, BaseEntry | null][] = [];

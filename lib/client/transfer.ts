@@ -225,14 +225,19 @@ export type DownloadResult =
 
 /** True when what is at `full` now is still what the scan saw (`expect`; null: nothing). */
 export async function stillAsScanned(full: string, expect: LocalEntry | null): Promise<boolean> {
-  let st: Deno.FileInfo;
+  let st: Deno.FileInfo | null;
   try {
     st = await Deno.lstat(full);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return expect === null;
-    throw e;
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    st = null;
   }
-  if (!expect) return false;
+  return statMatches(st, expect);
+}
+
+/** Whether a stat (null: nothing there) still shows what the scan saw. */
+function statMatches(st: Deno.FileInfo | null, expect: LocalEntry | null): boolean {
+  if (!st || !expect) return !st && !expect;
   const now = statToEntry(expect.path, st, undefined);
   if (st.isSymlink || now.kind !== expect.kind) return false;
   return now.kind === "dir" || (now.size === expect.size && now.mtime === expect.mtime);
@@ -354,29 +359,18 @@ export async function downloadMany(
   }
   if (group.items.length > 0) groups.push(group);
   const smallDone = (async () => {
-    const DEBUG = Deno.env.get("CLOUDSYNC_DEBUG") === "1";
-    let tw = 0, tf = 0;
     let next = groups.length > 0 ? prefetchChunks(ctx, groups[0]!.hashes) : null;
     for (let i = 0; i < groups.length; i++) {
       let prefetched: Map<string, { z: boolean; data: Uint8Array }>;
-      const ta = performance.now();
       try {
         prefetched = await next!;
-        tf += performance.now() - ta;
       } catch (e) {
         for (const item of groups[i]!.items) onResult(item, e as Error);
         next = i + 1 < groups.length ? prefetchChunks(ctx, groups[i + 1]!.hashes) : null;
         continue;
       }
       next = i + 1 < groups.length ? prefetchChunks(ctx, groups[i + 1]!.hashes) : null;
-      const tb = performance.now();
       await writeSmallFiles({ ...ctx, prefetched }, groups[i]!.items, onResult);
-      tw += performance.now() - tb;
-      if (DEBUG && i === groups.length - 1) {
-        console.error(
-          `[debug] small: waiting for fetch ${tf.toFixed(0)} ms, writing ${tw.toFixed(0)} ms`,
-        );
-      }
     }
     await next?.catch(() => {});
   })();
@@ -510,17 +504,14 @@ function concat(parts: Uint8Array[]): Uint8Array {
 
 /** Synchronous {@link stillAsScanned}, for the phased small-file writer. */
 export function stillAsScannedSync(full: string, expect: LocalEntry | null): boolean {
-  let st: Deno.FileInfo;
+  let st: Deno.FileInfo | null;
   try {
     st = Deno.lstatSync(full);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return expect === null;
-    throw e;
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    st = null;
   }
-  if (!expect) return false;
-  const now = statToEntry(expect.path, st, undefined);
-  if (st.isSymlink || now.kind !== expect.kind) return false;
-  return now.kind === "dir" || (now.size === expect.size && now.mtime === expect.mtime);
+  return statMatches(st, expect);
 }
 
 /**
