@@ -10,7 +10,7 @@
  * - `cloud-server verify --data DIR` exits 0 (after a server crash: on the crashed data before the
  *   restart too).
  *
- * `CRASH_POINTS` (kill points per scenario, default 10) and `CRASH_SEED` (default fixed) select a
+ * `CRASH_POINTS` (kill points per scenario, default 7) and `CRASH_SEED` (default fixed) select a
  * longer or different run; the seed and point are printed on failure. `CRASH_LOGS=1` prints every
  * process's output on failure, `CRASH_VERBOSE=1` whether each kill hit a sync pass in progress,
  * (7 points per scenario by default: 21 kill points per CI run).
