@@ -21,10 +21,20 @@ import {
 } from "./config.ts";
 import { CertificateError, dial, type ServerTrust } from "./connection.ts";
 import { StateDb } from "./state_db.ts";
-import { type EngineContext, syncUntilStable } from "./engine.ts";
+import { type EngineContext, hostPlatform, syncUntilStable } from "./engine.ts";
 import { FolderWatcher } from "./watcher.ts";
 import type { ExecutionReport } from "./executor.ts";
-import { newStats, PARTIAL_PREFIX, type TransferStats } from "./transfer.ts";
+import {
+  indexLocalChunks,
+  newStats,
+  PARTIAL_PREFIX,
+  prefetchFile,
+  type TransferStats,
+} from "./transfer.ts";
+import { STREAM_MIN } from "./executor.ts";
+import { parseRemoteEntry } from "../protocol/messages.ts";
+import { checkWirePath } from "../core/paths.ts";
+import type { RemoteEntry } from "../core/types.ts";
 import { ProgressLine } from "./progress.ts";
 import { formatBytes } from "../util/cli.ts";
 
@@ -169,6 +179,35 @@ export class SyncClient {
     this.#wake.fire();
   }
 
+  /**
+   * Another device announced a big upload: start filling its partial file now (see
+   * `prefetchFile`), so the real download, once the upload is committed, has little left to do.
+   */
+  #prefetch(peer: Peer, tmpDir: string, raw: unknown): void {
+    let entry: RemoteEntry;
+    try {
+      entry = parseRemoteEntry(raw);
+    } catch {
+      return;
+    }
+    const platform = hostPlatform();
+    if (checkWirePath(entry.path) || entry.size < STREAM_MIN || !this.#state) return;
+    if (platform.caseInsensitive || platform.windowsNames) return; // local names may differ
+    const base = this.#state.loadBase();
+    if (base.get(entry.path)?.hash === entry.hash) return;
+    prefetchFile(
+      {
+        peer,
+        root: this.#root,
+        tmpDir,
+        local: indexLocalChunks(base.values()),
+        stats: newStats(),
+      },
+      entry.path,
+      entry,
+    );
+  }
+
   /** What the next pass must scan: null for everything, else the changed subtrees. */
   #takeScopes(): string[] | null {
     const due = performance.now() - this.#lastFullScan >= this.#opts.seconds * 1000;
@@ -293,6 +332,7 @@ export class SyncClient {
     const progress = new ProgressLine(stats);
     let backoff = 1000;
     let down = false;
+    let current: Peer | null = null;
     while (!this.#stopped) {
       try {
         const peer = await dial({
@@ -309,9 +349,11 @@ export class SyncClient {
           },
           onNotice: (h) => {
             if (h.t === "changed") this.#wake.fire();
+            else if (h.t === "incoming" && current) this.#prefetch(current, tmpDir, h.entry);
           },
         });
         this.#peer = peer;
+        current = peer;
         await peer.request({
           t: "auth",
           account: config.account,

@@ -243,6 +243,9 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
 
 type RemoteAction = Extract<Action, { op: "upload" | "mkdirRemote" | "deleteRemote" }>;
 
+/** Files from this size on are announced before upload, so other devices stream them. */
+export const STREAM_MIN = 16 * 1024 * 1024;
+
 /** Remote actions are sent in segments: chunks, then one commit, so other devices start early. */
 const SEGMENT = 500;
 
@@ -292,6 +295,19 @@ async function pushRemote(
     const uploads = segment.filter((a): a is Extract<RemoteAction, { op: "upload" }> =>
       a.op === "upload"
     );
+    // Big files are announced first, so other devices can stream them while they upload.
+    for (const a of uploads) {
+      if (a.local.size < STREAM_MIN) continue;
+      await ctx.peer.request({
+        t: "announce",
+        path: a.path,
+        size: a.local.size,
+        mtime: a.local.mtime,
+        exec: a.local.exec,
+        hash: hashOf(a.local),
+        chunks: chunksOf(a.local),
+      }).catch(() => {}); // an older server without streaming: just upload
+    }
     const changed = await uploadChunks(
       ctx.peer,
       ctx.root,

@@ -251,6 +251,8 @@ export interface DownloadContext {
   /** Chunks already on this device, to copy instead of download. */
   local: LocalChunkIndex;
   stats: TransferStats;
+  /** Ask the server to wait for chunks another device is still uploading (prefetch). */
+  wait?: boolean;
   /** Chunks fetched ahead in batches (raw as received: maybe compressed, not yet verified). */
   prefetched?: Map<string, { z: boolean; data: Uint8Array }>;
 }
@@ -276,7 +278,7 @@ async function fetchChunk(ctx: DownloadContext, c: ChunkRef): Promise<Uint8Array
       return data;
     }
   }
-  const r = await ctx.peer.request({ t: "get", hash: c.hash });
+  const r = await ctx.peer.request({ t: "get", hash: c.hash, ...(ctx.wait ? { wait: true } : {}) });
   ctx.stats.bytesDown += r.body.length;
   return verified(c, r.header.z === true, r.body);
 }
@@ -288,7 +290,7 @@ export async function prefetchChunks(
 ): Promise<Map<string, { z: boolean; data: Uint8Array }>> {
   const out = new Map<string, { z: boolean; data: Uint8Array }>();
   if (hashes.length === 0) return out;
-  const r = await ctx.peer.request({ t: "getMany", hashes });
+  const r = await ctx.peer.request({ t: "getMany", hashes, ...(ctx.wait ? { wait: true } : {}) });
   const list = r.header.chunks;
   if (!Array.isArray(list)) {
     throw new Error("Cannot download chunks: the server sent a malformed reply");
@@ -514,16 +516,22 @@ export function stillAsScannedSync(full: string, expect: LocalEntry | null): boo
   return statMatches(st, expect);
 }
 
+/** Partial files completed (and verified chunk by chunk) by this process: path -> size. */
+const complete = new Map<string, number>();
+/** Partial files being filled right now (a prefetch): path -> its end. */
+const filling = new Map<string, Promise<unknown>>();
+
 /**
- * Writes `remote`'s content at `path` (relative to `root`) atomically. `replace` is what the scan
- * saw there (null: nothing); if that changed meanwhile, nothing is touched.
+ * Brings the partial file of (`path`, `remote`) to its full content: keeps the verified prefix
+ * of an earlier attempt, takes chunks from this device where it can, fetches the rest. Returns
+ * the partial file's path. A failure keeps the partial file (to resume), except on a full disk.
  */
-export async function downloadFile(
+async function fillPartial(
   ctx: DownloadContext,
   path: string,
   remote: RemoteEntry,
   replace: LocalEntry | null,
-): Promise<DownloadResult> {
+): Promise<string> {
   const full = join(ctx.root, path);
   // Every chunk is verified against its own hash; the entry must name exactly this chunk list.
   if (
@@ -535,16 +543,21 @@ export async function downloadFile(
   // The same file (path and content) always builds in the same partial file, so a download cut
   // short (connection lost, client stopped or killed) continues where it stopped.
   const tmp = join(ctx.tmpDir, partialName(path, remote.hash));
+  await filling.get(tmp)?.catch(() => {}); // a prefetch of the same file: let it finish first
   const file = await Deno.open(tmp, {
     read: true,
     write: true,
     create: true,
     mode: remote.exec ? 0o755 : 0o644,
   });
-  let renamed = false;
-  let keepPartial = true;
   try {
-    const done = await verifiedPrefix(file, remote.chunks);
+    // A partial file this process completed and verified is trusted as is; any other one is
+    // checked chunk by chunk.
+    const size = (await file.stat()).size;
+    const done = complete.get(tmp) === size
+      ? { bytes: size, chunks: remote.chunks.length }
+      : await verifiedPrefix(file, remote.chunks);
+    complete.delete(tmp);
     await file.truncate(done.bytes);
     await file.seek(done.bytes, Deno.SeekMode.Start);
     ctx.stats.bytesDone += done.bytes;
@@ -628,6 +641,46 @@ export async function downloadFile(
     } finally {
       file.close();
     }
+    return tmp;
+  } catch (e) {
+    // A full disk needs the space back; any other failure keeps the partial file to resume.
+    if (isDiskFullError(e)) await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
+
+/**
+ * Starts filling the partial file of a file another device is still uploading (announced with
+ * `incoming`), so that most of it is here by the time the server has it all. Chunks come with
+ * `wait: true` (the server answers as soon as each is stored). Nothing becomes visible: the
+ * ordinary download later finds the partial file complete. At most one prefetch runs at a time.
+ */
+export function prefetchFile(ctx: DownloadContext, path: string, remote: RemoteEntry): boolean {
+  const tmp = join(ctx.tmpDir, partialName(path, remote.hash));
+  if (filling.size > 0 || filling.has(tmp)) return false;
+  const run = fillPartial({ ...ctx, wait: true }, path, remote, null).then(async (p) => {
+    complete.set(p, (await Deno.stat(p)).size);
+  }).finally(() => filling.delete(tmp));
+  run.catch(() => {}); // an unfinished prefetch is simply resumed by the real download
+  filling.set(tmp, run);
+  return true;
+}
+
+/**
+ * Writes `remote`'s content at `path` (relative to `root`) atomically. `replace` is what the scan
+ * saw there (null: nothing); if that changed meanwhile, nothing is touched.
+ */
+export async function downloadFile(
+  ctx: DownloadContext,
+  path: string,
+  remote: RemoteEntry,
+  replace: LocalEntry | null,
+): Promise<DownloadResult> {
+  const full = join(ctx.root, path);
+  const tmp = await fillPartial(ctx, path, remote, replace);
+  let renamed = false;
+  let keepPartial = true;
+  try {
     // A resumed partial file may have been created for another exec bit.
     if (Deno.build.os !== "windows") await Deno.chmod(tmp, remote.exec ? 0o755 : 0o644);
     const mtime = new Date(remote.mtime);

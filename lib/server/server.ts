@@ -14,6 +14,7 @@
 
 import { Peer } from "../protocol/peer.ts";
 import { TieredBlobStore } from "./blob_store.ts";
+import { Incoming } from "./incoming.ts";
 import { SqliteMetaStore } from "./meta_store.ts";
 import { Hub, type ServerContext, Session } from "./session.ts";
 import {
@@ -81,6 +82,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const quota = limits.quotaBytes === null ? null : new QuotaTracker(meta, limits.quotaBytes);
   const logLimit = new LogLimiter(10_000);
+  const incoming = new Incoming();
   const ctx: ServerContext = {
     meta,
     blobs,
@@ -90,6 +92,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     registrations: new RateLimiter(limits.registerBurst, limits.registerPerHour),
     quota,
     logLimit,
+    incoming,
   };
   if (quota) log(`Quota: ${describeSize(quota.limit)} of stored content per account`);
   /** One open connection, as the watchdog sees it. */
@@ -197,6 +200,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     async close() {
       clearInterval(timer);
       clearInterval(watchdog);
+      incoming.close();
       await collecting;
       try {
         listener.close();

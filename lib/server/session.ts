@@ -30,6 +30,7 @@ import {
 } from "../protocol/messages.ts";
 import type { CommitItem, CommitResult, MetaStore } from "./meta_store.ts";
 import type { BlobStore } from "./blob_store.ts";
+import type { Incoming } from "./incoming.ts";
 import { newSerial, normalizeSerial, randomToken } from "../util/crockford.ts";
 import { checkWirePath } from "../core/paths.ts";
 import { decompressChunk } from "../chunk/compress.ts";
@@ -60,6 +61,9 @@ export function isDiskFull(e: unknown): boolean {
   const m = e instanceof Error ? `${e.message} ${(e as { code?: unknown }).code ?? ""}` : String(e);
   return /ENOSPC|os error 28|No space left|database or disk is full|SQLITE_FULL/i.test(m);
 }
+
+/** Longest a `get`/`getMany` with `wait: true` waits for one announced chunk. */
+export const WAIT_FOR_CHUNK_MS = 60_000;
 
 /** Most chunks in one `putMany` / `getMany`. */
 export const MAX_BATCH = 1024;
@@ -102,6 +106,13 @@ export class Hub {
     if (set?.size === 0) this.#watchers.delete(account);
   }
 
+  /** Sends a notice to every watcher of `account` but `except`. */
+  send(account: string, header: Record<string, unknown>, except: Peer | null): void {
+    for (const peer of this.#watchers.get(account) ?? []) {
+      if (peer !== except) peer.notify(header).catch(() => {});
+    }
+  }
+
   /** Tells every watcher of `account` but `except` that the journal reached `seq`. */
   notify(account: string, seq: number, except: Peer | null): void {
     for (const peer of this.#watchers.get(account) ?? []) {
@@ -115,6 +126,8 @@ export interface ServerContext {
   meta: MetaStore;
   blobs: BlobStore;
   hub: Hub;
+  /** Uploads in progress that other devices may stream (optional: absent, nothing waits). */
+  incoming?: Incoming;
   log: (line: string) => void;
   /** Failed `auth`/`enroll` attempts per address and per account. */
   signIn: SignInThrottle;
@@ -275,6 +288,8 @@ export class Session {
         return await this.#putMany(h, msg.body);
       case "getMany":
         return await this.#getMany(h);
+      case "announce":
+        return this.#announce(h);
       case "commit":
         return this.#commit(h);
       case "watch":
@@ -407,6 +422,7 @@ export class Session {
     try {
       await this.#ctx.blobs.put(account, item.hash, body);
       this.#ctx.meta.addChunks(account, [item]);
+      this.#ctx.incoming?.stored(account, [item.hash]);
     } catch (e) {
       this.#ctx.quota?.release(account, fresh);
       throw e;
@@ -447,6 +463,7 @@ export class Session {
     try {
       await this.#ctx.blobs.putMany(account, items);
       this.#ctx.meta.addChunks(account, items);
+      this.#ctx.incoming?.stored(account, items.map((i) => i.hash));
     } catch (e) {
       this.#ctx.quota?.release(account, fresh);
       throw e;
@@ -454,9 +471,48 @@ export class Session {
     return reply({});
   }
 
+  /** With `wait: true`, chunks announced by an upload in progress are awaited (bounded). */
+  async #awaitAnnounced(
+    account: string,
+    hashes: readonly string[],
+    h: Record<string, unknown>,
+  ): Promise<void> {
+    if (h.wait !== true || !this.#ctx.incoming) return;
+    for (const want of hashes) {
+      if (this.#ctx.meta.chunk(account, want)) continue;
+      if (!this.#ctx.incoming.isAnnounced(account, want)) continue;
+      await this.#ctx.incoming.waitFor(account, want, WAIT_FOR_CHUNK_MS);
+    }
+  }
+
+  /** A device starts uploading a file: tell the account's other devices so they can stream it. */
+  #announce(h: Record<string, unknown>): Message {
+    const account = this.#requireAccount();
+    const path = str(h, "path");
+    const problem = checkWirePath(path);
+    if (problem) throw new ProtocolError("bad-path", problem);
+    const chunks = chunkList(h.chunks, "chunks");
+    const entry = {
+      path,
+      kind: "file",
+      deleted: false,
+      version: 0,
+      size: int(h, "size"),
+      mtime: int(h, "mtime"),
+      exec: bool(h, "exec"),
+      hash: hash(h, "hash"),
+      chunks,
+      device: this.#device!.name,
+    };
+    this.#ctx.incoming?.announce(account, chunks.map((c) => c.hash));
+    this.#ctx.hub.send(account, { t: "incoming", entry }, this.#peer);
+    return reply({});
+  }
+
   async #getMany(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     const hashes = hashList(h, "hashes", MAX_BATCH);
+    await this.#awaitAnnounced(account, hashes, h);
     const parts: Uint8Array[] = [];
     const chunks: { hash: string; size: number; z: boolean; len: number }[] = [];
     let total = 0;
@@ -499,6 +555,7 @@ export class Session {
   async #get(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     const want = hash(h, "hash");
+    await this.#awaitAnnounced(account, [want], h);
     const info = this.#ctx.meta.chunk(account, want);
     if (!info) {
       throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");

@@ -256,3 +256,41 @@ Deno.test("a download cut by a killed client continues where it stopped", opts, 
     for (const p of procs.reverse()) await p.stop();
   }
 });
+
+Deno.test("a big file starts arriving on B before A has finished uploading it", opts, async () => {
+  await using tmp = await tempDir();
+  const a = join(tmp.path, "a");
+  const b = join(tmp.path, "b");
+  const server = await ServerProc.start(join(tmp.path, "data"));
+  const [ca, serial] = await startFirstClient("A", server.port, a);
+  const cb = startClient("B", server.port, b, { serial });
+  const procs: Proc[] = [server, ca, cb];
+  try {
+    await cb.waitForLine(/^Syncing/);
+    const size = 192 * 1024 * 1024;
+    const big = new Uint8Array(size);
+    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+    await put(tmp.path, "stage.bin", big);
+    await Deno.rename(join(tmp.path, "stage.bin"), join(a, "big.bin"));
+    const tmpDir = join(b, ".cloudsync", "tmp");
+    let earlyBytes = 0;
+    await waitFor(
+      async () => {
+        if (ca.lines.some((l) => l.startsWith("Synced: 1 sent"))) return true; // too late to look
+        for (const e of [...Deno.readDirSync(tmpDir)]) {
+          const st = await Deno.stat(join(tmpDir, e.name)).catch(() => null);
+          if (e.name.startsWith("partial-") && st && st.size > 0) {
+            earlyBytes = Math.max(earlyBytes, st.size);
+          }
+        }
+        return earlyBytes > 0 && !ca.lines.some((l) => l.startsWith("Synced: 1 sent"));
+      },
+      () => "never looked",
+      60_000,
+    );
+    assert.ok(earlyBytes > 0, "B had nothing of the file before A's upload was committed");
+    await waitConverged([a, b], 60_000, procs);
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+  }
+});

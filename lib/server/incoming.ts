@@ -1,0 +1,80 @@
+/**
+ * Uploads in progress, so a big file can stream to other devices while it is still being
+ * uploaded: a device announces a file (`announce`), the server tells the account's other devices
+ * (`incoming` notice), and their `get`/`getMany` with `wait: true` are answered as soon as each
+ * announced chunk is stored, instead of "not found". Memory is bounded (announcements expire, at
+ * most {@link MAX_ANNOUNCED} chunks per account) and every wait has a deadline.
+ *
+ * @example
+ * ```ts
+ * const incoming = new Incoming();
+ * incoming.announce("acct", ["ab…"]);
+ * const stored = await incoming.waitFor("acct", "ab…", 30_000); // resolves when stored() is called
+ * ```
+ *
+ * @module
+ */
+
+/** Most announced chunk hashes remembered per account. */
+export const MAX_ANNOUNCED = 200_000;
+/** How long an announcement stays valid. */
+export const ANNOUNCE_TTL_MS = 10 * 60 * 1000;
+
+/** Announced chunks and the requests waiting for them. */
+export class Incoming {
+  readonly #announced = new Map<string, Map<string, number>>(); // account -> hash -> expiry
+  readonly #waiters = new Map<string, Map<string, Set<(stored: boolean) => void>>>();
+
+  /** Remembers that `hashes` are about to be uploaded to `account`. */
+  announce(account: string, hashes: readonly string[], now = Date.now()): void {
+    let m = this.#announced.get(account);
+    if (!m) this.#announced.set(account, m = new Map());
+    for (const [h, until] of m) if (until < now) m.delete(h);
+    for (const h of hashes) {
+      if (m.size >= MAX_ANNOUNCED) break;
+      m.set(h, now + ANNOUNCE_TTL_MS);
+    }
+  }
+
+  /** True while `hash` is announced (and not expired) for `account`. */
+  isAnnounced(account: string, hash: string, now = Date.now()): boolean {
+    const until = this.#announced.get(account)?.get(hash);
+    return until !== undefined && until >= now;
+  }
+
+  /** Resolves true once `hash` is stored for `account`, false after `timeoutMs`. */
+  waitFor(account: string, hash: string, timeoutMs: number): Promise<boolean> {
+    let byHash = this.#waiters.get(account);
+    if (!byHash) this.#waiters.set(account, byHash = new Map());
+    let set = byHash.get(hash);
+    if (!set) byHash.set(hash, set = new Set());
+    const waiters = set;
+    return new Promise((resolve) => {
+      const done = (stored: boolean) => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        if (waiters.size === 0) byHash!.delete(hash);
+        resolve(stored);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      waiters.add(done);
+    });
+  }
+
+  /** Wakes the requests waiting for `hashes` of `account` (they were just stored). */
+  stored(account: string, hashes: readonly string[]): void {
+    const byHash = this.#waiters.get(account);
+    const announced = this.#announced.get(account);
+    for (const h of hashes) {
+      announced?.delete(h);
+      for (const done of [...(byHash?.get(h) ?? [])]) done(true);
+    }
+  }
+
+  /** Wakes every waiter with "not stored" (server shutting down). */
+  close(): void {
+    for (const byHash of this.#waiters.values()) {
+      for (const set of byHash.values()) for (const done of [...set]) done(false);
+    }
+  }
+}
