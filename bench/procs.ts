@@ -10,7 +10,7 @@ import { DeadlineError, now, sleep } from "./util.ts";
 
 /** The product's own permission set (deno.json tasks "server" / "client"). */
 export const PRODUCT_PERMS = [
-  "--v8-flags=--optimize-for-size",
+  "--v8-flags=--max-semi-space-size=2",
   "--allow-net",
   "--allow-read",
   "--allow-write",

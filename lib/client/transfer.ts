@@ -51,6 +51,43 @@ export function newStats(): TransferStats {
   };
 }
 
+const spareBuffers: Uint8Array[] = [];
+
+/** A batch-sized buffer from a small free list (uploads reuse them instead of making garbage). */
+function acquireBuffer(): Uint8Array {
+  return spareBuffers.pop() ?? new Uint8Array(BATCH_BYTES);
+}
+
+function releaseBuffer(b: Uint8Array): void {
+  if (spareBuffers.length < 8) spareBuffers.push(b);
+}
+
+/** Fills `dst` from `path` at `offset`; false if the file is shorter or gone. */
+export async function readRangeInto(
+  path: string,
+  offset: number,
+  dst: Uint8Array,
+): Promise<boolean> {
+  let f: Deno.FsFile;
+  try {
+    f = await Deno.open(path, { read: true });
+  } catch {
+    return false;
+  }
+  try {
+    await f.seek(offset, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < dst.length) {
+      const n = await f.read(dst.subarray(got));
+      if (n === null) return false;
+      got += n;
+    }
+    return true;
+  } finally {
+    f.close();
+  }
+}
+
 /** Reads exactly `size` bytes at `offset` of `path`, or null if the file is shorter or gone. */
 export async function readRange(
   path: string,
@@ -146,51 +183,68 @@ export async function uploadChunks(
   }
   if (batch.length > 0) jobs.push(batch);
   await pool(jobs, 3, async (job) => {
-    const parts: { hash: string; size: number; z: boolean; data: Uint8Array }[] = [];
-    await Promise.all(job.map(async (hash) => {
-      const src = where.get(hash)!;
-      const data = await readRange(join(root, src.path), src.offset, src.size);
-      // The server checks every chunk against its name (a file changed since the scan is
-      // refused as "bad-chunk" below), so the data is not hashed a second time here.
-      if (!data) {
-        changed.add(src.path);
-        return;
+    // Each chunk is read straight into one reused batch buffer (no garbage per chunk), then
+    // compressed chunks are compacted in place: a compressed chunk is never longer than raw.
+    const raw = job.map((hash) => where.get(hash)!);
+    const total = raw.reduce((n, r) => n + r.size, 0);
+    const body = total <= BATCH_BYTES ? acquireBuffer() : new Uint8Array(total);
+    try {
+      const offsets: number[] = [];
+      let at = 0;
+      for (const r of raw) {
+        offsets.push(at);
+        at += r.size;
       }
-      const z = compressChunk(data);
-      parts.push({ hash, size: data.length, z: z.compressed, data: z.data });
-    }));
-    if (parts.length === 0) return;
-    if (parts.length === 1 && job.length === 1) {
-      const p = parts[0]!;
+      const ok = await Promise.all(
+        raw.map((r, i) =>
+          readRangeInto(
+            join(root, r.path),
+            r.offset,
+            body.subarray(offsets[i]!, offsets[i]! + r.size),
+          )
+        ),
+      );
+      const parts: { hash: string; size: number; z: boolean; len: number }[] = [];
+      let w = 0;
+      job.forEach((hash, i) => {
+        const r = raw[i]!;
+        // The server checks every chunk against its name (a file changed since the scan is
+        // refused as "bad-chunk" below), so the data is not hashed a second time here.
+        if (!ok[i]) {
+          changed.add(r.path);
+          return;
+        }
+        const data = body.subarray(offsets[i]!, offsets[i]! + r.size);
+        const z = compressChunk(data);
+        if (z.compressed) body.set(z.data, w);
+        else if (w !== offsets[i]) body.copyWithin(w, offsets[i]!, offsets[i]! + r.size);
+        parts.push({ hash, size: r.size, z: z.compressed, len: z.data.length });
+        w += z.data.length;
+      });
+      if (parts.length === 0) return;
+      const sent = body.subarray(0, w);
       try {
-        await peer.request({ t: "put", hash: p.hash, size: p.size, z: p.z }, p.data);
-      } catch (e) {
-        if (!(e instanceof RemoteError && e.code === "bad-chunk")) throw e;
-        changed.add(where.get(p.hash)!.path); // the file changed since the scan
-        return;
-      }
-    } else {
-      const body = new Uint8Array(parts.reduce((n, p) => n + p.data.length, 0));
-      let off = 0;
-      for (const p of parts) {
-        body.set(p.data, off);
-        off += p.data.length;
-      }
-      const chunks = parts.map((p) => ({ hash: p.hash, size: p.size, z: p.z, len: p.data.length }));
-      try {
-        await peer.request({ t: "putMany", chunks }, body);
+        if (parts.length === 1 && job.length === 1) {
+          const p = parts[0]!;
+          await peer.request({ t: "put", hash: p.hash, size: p.size, z: p.z }, sent);
+        } else {
+          await peer.request({ t: "putMany", chunks: parts }, sent);
+        }
       } catch (e) {
         if (!(e instanceof RemoteError && e.code === "bad-chunk")) throw e;
         // Some file changed since the scan: retry all of this batch's files on the next pass.
         for (const p of parts) changed.add(where.get(p.hash)!.path);
         return;
       }
-    }
-    for (const p of parts) {
-      stats.bytesUp += p.data.length;
-      stats.bytesDone += p.size;
+      for (const p of parts) {
+        stats.bytesUp += p.len;
+        stats.bytesDone += p.size;
+      }
+    } finally {
+      if (body.length === BATCH_BYTES) releaseBuffer(body);
     }
   });
+
   // A chunk shared by several files was read from one of them only: if that one changed, the
   // others are still fine, but simplest and safe is to let them all be retried next pass.
   if (changed.size > 0) {
