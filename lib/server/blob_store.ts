@@ -15,6 +15,7 @@
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { writeFileAtomic } from "../util/atomic.ts";
+import { PackBlobStore } from "./pack_store.ts";
 
 /** Storage of chunk bytes, addressed by account and hash. */
 export interface BlobStore {
@@ -139,38 +140,45 @@ export class SqliteBlobStore implements BlobStore {
   }
 }
 
-/** Small chunks in {@link SqliteBlobStore}, the others as files in {@link FsBlobStore}. */
+/**
+ * The server's store: small chunks in {@link SqliteBlobStore}, bigger ones in pack files
+ * ({@link PackBlobStore}, one per uploaded batch); chunks kept by older versions as single files
+ * ({@link FsBlobStore}) are still read and deleted.
+ */
 export class TieredBlobStore implements BlobStore {
   readonly small: SqliteBlobStore;
-  readonly large: FsBlobStore;
+  readonly packs: PackBlobStore;
+  readonly files: FsBlobStore;
 
   constructor(dataDir: string) {
     this.small = new SqliteBlobStore(dataDir);
-    this.large = new FsBlobStore(dataDir);
+    this.packs = new PackBlobStore(dataDir);
+    this.files = new FsBlobStore(dataDir);
   }
 
   put(account: string, hash: string, data: Uint8Array): Promise<void> {
-    return data.length <= SMALL_CHUNK
-      ? this.small.put(account, hash, data)
-      : this.large.put(account, hash, data);
+    return this.putMany(account, [{ hash, data }]);
   }
 
   async putMany(account: string, items: { hash: string; data: Uint8Array }[]): Promise<void> {
     const small = items.filter((i) => i.data.length <= SMALL_CHUNK);
     const large = items.filter((i) => i.data.length > SMALL_CHUNK);
-    await Promise.all([this.small.putMany(account, small), this.large.putMany(account, large)]);
+    await Promise.all([this.small.putMany(account, small), this.packs.putMany(account, large)]);
   }
 
   async get(account: string, hash: string): Promise<Uint8Array | null> {
-    return (await this.small.get(account, hash)) ?? await this.large.get(account, hash);
+    return (await this.small.get(account, hash)) ?? (await this.packs.get(account, hash)) ??
+      await this.files.get(account, hash);
   }
 
   async delete(account: string, hash: string): Promise<void> {
     await this.small.delete(account, hash);
-    await this.large.delete(account, hash);
+    await this.packs.delete(account, hash);
+    await this.files.delete(account, hash);
   }
 
   close(): void {
     this.small.close();
+    this.packs.close();
   }
 }
