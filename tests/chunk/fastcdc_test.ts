@@ -87,23 +87,23 @@ Deno.test("fastcdc", async (t) => {
       cuts(prng(200000, 1), SMALL),
       [
         9267,
-        12094,
-        8848,
-        13716,
-        10175,
-        8963,
-        8339,
-        10408,
-        10668,
-        8922,
-        10920,
-        9791,
-        11350,
-        8586,
-        9274,
-        8461,
-        9259,
-        9678,
+        12830,
+        9266,
+        12562,
+        6170,
+        7990,
+        12500,
+        6874,
+        8332,
+        16336,
+        2263,
+        12091,
+        11078,
+        9598,
+        7877,
+        7982,
+        7496,
+        18207,
         4956,
         8290,
         8035,
@@ -111,10 +111,10 @@ Deno.test("fastcdc", async (t) => {
     );
   });
 
-  await t.step("defaults are 64 KiB / 256 KiB / 1 MiB", () => {
+  await t.step("defaults are 16 KiB / 256 KiB / 1 MiB", () => {
     const o = resolveChunkerOptions();
     assert.deepEqual([o.min, o.avg, o.max], [DEFAULT_MIN, DEFAULT_AVG, DEFAULT_MAX]);
-    assert.deepEqual([o.min, o.avg, o.max], [65536, 262144, 1048576]);
+    assert.deepEqual([o.min, o.avg, o.max], [16384, 262144, 1048576]);
   });
 
   for (
