@@ -650,7 +650,12 @@ async function fillPartial(
           list.map((c) => fromOld(c) ? Promise.resolve(-1) : fetchChunk(c2, c)),
         );
       };
-      const copyBuf = new Uint8Array(BATCH_CHUNK_MAX);
+      const copyBuf = new Uint8Array(BATCH_BYTES);
+      const write = async (data: Uint8Array) => {
+        let off = 0;
+        while (off < data.length) off += await file.write(data.subarray(off));
+        ctx.stats.bytesDone += data.length;
+      };
       const WINDOW = 3;
       const pending: Promise<(Uint8Array | number)[]>[] = [];
       let next = 0;
@@ -663,25 +668,38 @@ async function fillPartial(
           const parts = await pending.shift()!;
           const list = batches[b++]!;
           if (next < batches.length) pending.push(fetchBatch(batches[next++]!));
-          for (let i = 0; i < parts.length; i++) {
-            let data = parts[i]!;
-            if (typeof data === "number") {
-              const c = list[i]!;
-              data = copyBuf.subarray(0, c.size);
-              await old!.seek(ctx.local.get(c.hash)!.offset, Deno.SeekMode.Start);
-              let got = 0;
-              while (got < c.size) {
-                const n = await old!.read(data.subarray(got));
-                if (n === null) {
-                  throw new Error(`Cannot download ${path}: the old version changed meanwhile`);
-                }
-                got += n;
-              }
-              ctx.stats.chunksReused++;
+          for (let i = 0; i < parts.length;) {
+            const data = parts[i]!;
+            if (typeof data !== "number") {
+              await write(data);
+              i++;
+              continue;
             }
-            let off = 0;
-            while (off < data.length) off += await file.write(data.subarray(off));
-            ctx.stats.bytesDone += data.length;
+            // A run of chunks that sit back to back in the old version: one read, one write.
+            const from = ctx.local.get(list[i]!.hash)!.offset;
+            let len = 0;
+            let j = i;
+            while (
+              j < parts.length && typeof parts[j] === "number" &&
+              ctx.local.get(list[j]!.hash)!.offset === from + len &&
+              len + list[j]!.size <= copyBuf.length
+            ) {
+              len += list[j]!.size;
+              j++;
+            }
+            const run = copyBuf.subarray(0, len);
+            await old!.seek(from, Deno.SeekMode.Start);
+            let got = 0;
+            while (got < len) {
+              const n = await old!.read(run.subarray(got));
+              if (n === null) {
+                throw new Error(`Cannot download ${path}: the old version changed meanwhile`);
+              }
+              got += n;
+            }
+            ctx.stats.chunksReused += j - i;
+            await write(run);
+            i = j;
           }
         }
       } catch (e) {
