@@ -297,9 +297,8 @@ export async function syncUntilStable(
       saidErrors.add(e);
       ctx.warn(`Cannot sync ${e}`);
     }
-    if (r.errors.length > 0 && r.uploaded + r.downloaded + r.deletedLocal + r.deletedRemote === 0) {
-      break;
-    }
+    // No progress (only errors or deferred steps): wait for the next change or the next period.
+    if (r.uploaded + r.downloaded + r.deletedLocal + r.deletedRemote + r.conflicts === 0) break;
   }
   return total;
 }

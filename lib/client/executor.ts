@@ -214,9 +214,10 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
             await Deno.remove(full(a.path)); // never recursive: a directory goes only when empty
           } catch (e) {
             if (a.expect.kind === "dir" && !(e instanceof Deno.errors.NotFound)) {
-              // Something we do not sync (or do not know yet) is inside: keep the folder.
+              // Something is still inside (a deletion deferred this pass, or an item we do not
+              // sync): keep the folder and its base; the next pass tries again. Forgetting the
+              // base here would make the folder look new and bring it back everywhere.
               report.deferred++;
-              setBase(a.path, null);
               break;
             }
             if (!(e instanceof Deno.errors.NotFound)) throw e;

@@ -434,8 +434,7 @@ export class SimDevice {
           return;
         }
         if (a.expect.kind === "dir" && this.hasChildren(a.path)) {
-          report.deferred++;
-          this.#setBase(a.path, null);
+          report.deferred++; // as the executor: keep the folder and its base, retry next pass
           return;
         }
         this.fs.delete(a.path);

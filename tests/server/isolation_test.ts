@@ -130,7 +130,12 @@ Deno.test("credentials: only the device's own token, for its own account", opts,
     { account: a.account, deviceId: b.deviceId, token: b.token }, // B's device claiming A
     { account: a.account, deviceId: a.deviceId, token: b.token }, // A's device, B's token
     { account: b.account, deviceId: a.deviceId, token: a.token }, // A's device claiming B
-    { account: a.account, deviceId: a.deviceId, token: a.token.slice(0, -1) + "A" },
+    // The last character changed (to one that is still valid base64url, never the same one).
+    {
+      account: a.account,
+      deviceId: a.deviceId,
+      token: a.token.slice(0, -1) + (a.token.endsWith("A") ? "E" : "A"),
+    },
     { account: a.account, deviceId: a.deviceId, token: "" },
   ];
   for (const cred of attempts) {
