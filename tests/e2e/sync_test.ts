@@ -90,7 +90,9 @@ Deno.test("two devices converge on every kind of item and change", opts, async (
       await waitFor(async () => {
         const ta = await tree(a);
         return !ta.has("zero") && !ta.has("new");
-      }, async () => [...(await tree(a)).keys()].join(", "));
+      }, async () =>
+        `A has ${[...(await tree(a)).keys()].join(", ")}\n` +
+        procs.map((p) => `--- ${p.name}:\n${p.output()}`).join("\n"));
       await waitConverged([a, b], 20_000, procs);
     });
 
