@@ -6,6 +6,7 @@
  * @module
  */
 
+import { transaction } from "../util/sqlite_tx.ts";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
 import type { BaseEntry, RemoteEntry } from "../core/types.ts";
@@ -166,14 +167,7 @@ export class StateDb {
   }
 
   #tx(fn: () => void): void {
-    this.#db.exec("BEGIN");
-    try {
-      fn();
-      this.#db.exec("COMMIT");
-    } catch (e) {
-      this.#db.exec("ROLLBACK");
-      throw e;
-    }
+    transaction(this.#db, fn);
   }
 
   close(): void {

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { transaction } from "../util/sqlite_tx.ts";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { writeFileAtomic } from "../util/atomic.ts";
@@ -114,14 +115,9 @@ export class SqliteBlobStore implements BlobStore {
   }
 
   putMany(account: string, items: { hash: string; data: Uint8Array }[]): Promise<void> {
-    this.#db.exec("BEGIN");
-    try {
+    transaction(this.#db, () => {
       for (const i of items) this.#put.run(account, i.hash, i.data);
-      this.#db.exec("COMMIT");
-    } catch (e) {
-      this.#db.exec("ROLLBACK");
-      throw e;
-    }
+    });
     return Promise.resolve();
   }
 

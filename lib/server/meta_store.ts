@@ -11,6 +11,7 @@
  * @module
  */
 
+import { transaction } from "../util/sqlite_tx.ts";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
 import type { ChunkRef, Kind, RemoteEntry } from "../core/types.ts";
@@ -307,16 +308,11 @@ export class SqliteMetaStore implements MetaStore {
     items: { hash: string; size: number; stored: number; compressed: boolean }[],
   ): void {
     const now = Date.now();
-    this.#db.exec("BEGIN");
-    try {
+    transaction(this.#db, () => {
       for (const i of items) {
         this.#q.addChunk!.run(account, i.hash, i.size, i.stored, i.compressed ? 1 : 0, now);
       }
-      this.#db.exec("COMMIT");
-    } catch (e) {
-      this.#db.exec("ROLLBACK");
-      throw e;
-    }
+    });
   }
 
   chunk(account: string, hash: string): { size: number; compressed: boolean } | null {
@@ -412,15 +408,11 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   commit(account: string, device: string, items: CommitItem[]): CommitResult[] {
-    this.#db.exec("BEGIN IMMEDIATE");
-    try {
-      const results = items.map((item) => this.#commitOne(account, device, item));
-      this.#db.exec("COMMIT");
-      return results;
-    } catch (e) {
-      this.#db.exec("ROLLBACK");
-      throw e;
-    }
+    return transaction(
+      this.#db,
+      () => items.map((item) => this.#commitOne(account, device, item)),
+      true,
+    );
   }
 
   pruneVersions(cutoff: number): number {

@@ -15,6 +15,7 @@
  * @module
  */
 
+import { transaction } from "../util/sqlite_tx.ts";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
@@ -96,14 +97,9 @@ export class PackBlobStore implements BlobStore {
     }
     await fsyncDir(dir);
     // Only once the pack is durable does the index point into it.
-    this.#db.exec("BEGIN");
-    try {
+    transaction(this.#db, () => {
       for (const [hash, offset, length] of where) this.#put.run(account, hash, id, offset, length);
-      this.#db.exec("COMMIT");
-    } catch (e) {
-      this.#db.exec("ROLLBACK");
-      throw e;
-    }
+    });
   }
 
   async get(account: string, hash: string): Promise<Uint8Array | null> {
