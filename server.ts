@@ -19,7 +19,7 @@ import { DEFAULT_LIMITS, describeSize, parseSize, type ServerLimits } from "./li
 const HELP = `cloud-server: the Cloud Sync server
 
 Usage:
-  cloud-server PORT [--host HOST] [--data DIR] [--cert FILE --key FILE] [--quota SIZE]
+  cloud-server PORT [--host HOST] [--data DIR] [--keep-days N] [--cert FILE --key FILE] [--quota SIZE]
                    [--max-connections-per-ip N]
                                                  serve on PORT (all interfaces by default), over TLS
   cloud-server accounts [--data DIR]             list accounts: id, devices, last seen, files, bytes
