@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import {
   diffTrees,
   put,
@@ -21,6 +22,49 @@ import {
 } from "./harness.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
+
+/** For failure messages: what the server and each device believe about paths under "new". */
+function dumpState(top: string, prefix = "new"): string {
+  const out: string[] = [];
+  const q = (file: string, sql: string) => {
+    try {
+      const db = new DatabaseSync(file, { readOnly: true });
+      try {
+        return JSON.stringify(db.prepare(sql).all());
+      } finally {
+        db.close();
+      }
+    } catch (e) {
+      return String(e);
+    }
+  };
+  out.push(
+    "server: " +
+      q(
+        join(top, "data", "meta.db"),
+        `SELECT path, kind, deleted, version FROM entries WHERE path LIKE '${prefix}%' ORDER BY version`,
+      ),
+  );
+  for (const d of ["a", "b"]) {
+    const db = join(top, d, ".cloudsync", "state.db");
+    out.push(
+      `${d} base: ` +
+        q(
+          db,
+          `SELECT path, json_extract(data, '$.version') AS v FROM base WHERE path LIKE '${prefix}%'`,
+        ),
+    );
+    out.push(
+      `${d} remote: ` +
+        q(
+          db,
+          `SELECT path, json_extract(data, '$.version') AS v FROM remote WHERE path LIKE '${prefix}%'`,
+        ),
+    );
+    out.push(`${d} seq: ` + q(db, "SELECT value FROM meta"));
+  }
+  return out.join("\n");
+}
 
 function random(n: number): Uint8Array {
   const out = new Uint8Array(n);
@@ -91,7 +135,7 @@ Deno.test("two devices converge on every kind of item and change", opts, async (
         const ta = await tree(a);
         return !ta.has("zero") && !ta.has("new");
       }, async () =>
-        `A has ${[...(await tree(a)).keys()].join(", ")}\n` +
+        `A has ${[...(await tree(a)).keys()].join(", ")}\n${dumpState(tmp.path)}\n` +
         procs.map((p) => `--- ${p.name}:\n${p.output()}`).join("\n"));
       await waitConverged([a, b], 20_000, procs);
     });
@@ -203,7 +247,15 @@ Deno.test(
       });
       await t.step("a deleted directory", async () => {
         await Deno.remove(join(b, "x"), { recursive: true });
-        await waitFor(async () => !(await tree(a)).has("x"), () => "x still on A", 5_000);
+        await waitFor(
+          async () => !(await tree(a)).has("x"),
+          async () =>
+            `x still on A: ${[...(await tree(a)).keys()].join(", ")}\n${
+              dumpState(tmp.path, "x")
+            }\n` +
+            procs.map((p) => `--- ${p.name}:\n${p.output()}`).join("\n"),
+          5_000,
+        );
       });
     } finally {
       for (const p of procs.reverse()) await p.stop();
