@@ -15,7 +15,6 @@ import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types
 import type { CommitItem, CommitResult } from "../server/meta_store.ts";
 import { fsyncDir } from "../util/atomic.ts";
 import type { StateDb } from "./state_db.ts";
-import { statToEntry } from "./scanner.ts";
 import {
   downloadMany,
   indexLocalChunks,
@@ -406,5 +405,3 @@ async function pushRemote(
 function statToEntryBase(l: LocalEntry): Omit<BaseEntry, "version" | "hash" | "chunks"> {
   return { path: l.path, kind: l.kind, size: l.size, mtime: l.mtime, exec: l.exec };
 }
-
-export { statToEntry };

@@ -19,8 +19,6 @@ import { compressChunk, decompressChunk } from "../chunk/compress.ts";
 import { fileHash, sha256Hex } from "../chunk/hash.ts";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
 import { pool } from "../util/pool.ts";
-
-export { pool };
 import { statToEntry } from "./scanner.ts";
 
 /** Counters shown to the user. */
@@ -94,25 +92,8 @@ export async function readRange(
   offset: number,
   size: number,
 ): Promise<Uint8Array | null> {
-  let f: Deno.FsFile;
-  try {
-    f = await Deno.open(path, { read: true });
-  } catch {
-    return null;
-  }
-  try {
-    await f.seek(offset, Deno.SeekMode.Start);
-    const buf = new Uint8Array(size);
-    let got = 0;
-    while (got < size) {
-      const n = await f.read(buf.subarray(got));
-      if (n === null) return null;
-      got += n;
-    }
-    return buf;
-  } finally {
-    f.close();
-  }
+  const buf = new Uint8Array(size);
+  return (await readRangeInto(path, offset, buf)) ? buf : null;
 }
 
 /** Chunks up to this size are sent and fetched in batches (all chunks the chunker makes). */

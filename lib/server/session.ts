@@ -115,9 +115,7 @@ export class Hub {
 
   /** Tells every watcher of `account` but `except` that the journal reached `seq`. */
   notify(account: string, seq: number, except: Peer | null): void {
-    for (const peer of this.#watchers.get(account) ?? []) {
-      if (peer !== except) peer.notify({ t: "changed", seq }).catch(() => {});
-    }
+    this.send(account, { t: "changed", seq }, except);
   }
 }
 
