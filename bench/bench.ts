@@ -1,7 +1,7 @@
 /**
- * Cloud Sync benchmark: a real server and two real clients on 127.0.0.1, each client behind a
- * counting TCP relay, against `cp -a` and an rsync daemon on the same data in the same run.
- * See bench/README.md.
+ * Cloud Sync benchmark: a real server and two real clients on 127.0.0.1 (wire bytes from the
+ * kernel's TCP counters of each client's sockets, or a counting relay if `ss` is not usable),
+ * against `cp -a` and an rsync daemon on the same data in the same run. See bench/README.md.
  *
  *   deno run -A bench/bench.ts [--quick] [--only=big,small,edit,latency,move]
  *
@@ -27,6 +27,7 @@ import {
 import { Product, type Wire } from "./product.ts";
 import { RssSampler } from "./procs.ts";
 import { RsyncDaemon, type RsyncRun, rsyncVersion } from "./rsync.ts";
+import { chooseWireMethod, type WireChoice, type WireMethod } from "./wire.ts";
 import {
   DeadlineError,
   fmtBytes,
@@ -61,6 +62,10 @@ interface Params {
   latencyReps: number;
   clientSeconds: number;
   deadlineMs: number;
+  /** how wire bytes were counted: kernel TCP counters read with ss, or the counting relay */
+  wireMethod: WireMethod;
+  /** the same in words (with the reason if the relay was the fallback) */
+  wireMethodDetail: string;
 }
 
 /** Everything measured; written to bench/results/latest.json. */
@@ -107,7 +112,10 @@ interface Row {
   result: "pass" | "miss" | "n/a" | "-";
 }
 
-function parseOptions(): { params: Params; only: Set<Name> } {
+function parseOptions(): {
+  params: Omit<Params, "wireMethod" | "wireMethodDetail">;
+  only: Set<Name>;
+} {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
@@ -177,7 +185,7 @@ async function machineInfo(rsync: string | null): Promise<Record<string, unknown
   };
 }
 
-/** CPU seconds used by this process (relay, polling, hashing) so far. */
+/** CPU seconds used by this process (polling, ss reads, hashing; relay if used) so far. */
 const cpuS = (): number => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
@@ -200,7 +208,8 @@ async function attempt<T>(what: string, fn: () => Promise<T>): Promise<T | { err
 }
 
 async function main(): Promise<number> {
-  const { params, only } = parseOptions();
+  const opts = parseOptions();
+  const only = opts.only;
   const t00 = now();
   let interrupted = false;
   const onSignal = () => {
@@ -212,6 +221,9 @@ async function main(): Promise<number> {
 
   const rsync = await which("rsync");
   if (!rsync) console.log("rsync: not installed");
+  const wire = await chooseWireMethod();
+  const params: Params = { ...opts.params, wireMethod: wire.method, wireMethodDetail: wire.detail };
+  log(`wire bytes: ${wire.detail}`);
   const res: Results = {
     date: new Date().toISOString(),
     params,
@@ -232,6 +244,7 @@ async function main(): Promise<number> {
       rsync,
       res,
       interrupted: () => interrupted,
+      wire,
       setProduct: (p: Product) => product = p,
       setRsyncd: (d: RsyncDaemon) => rsyncd = d,
       setSampler: (s: RssSampler) => sampler = s,
@@ -269,6 +282,7 @@ interface Ctx {
   rsync: string | null;
   res: Results;
   interrupted: () => boolean;
+  wire: WireChoice;
   setProduct: (p: Product) => void;
   setRsyncd: (d: RsyncDaemon) => void;
   setSampler: (s: RssSampler) => void;
@@ -322,7 +336,7 @@ async function runAll(ctx: Ctx): Promise<void> {
   await Deno.mkdir(rsSrc, { recursive: true });
 
   // ---- the product
-  const product = new Product(REPO, root, params.clientSeconds, ctx.interrupted);
+  const product = new Product(REPO, root, params.clientSeconds, ctx.interrupted, ctx.wire);
   ctx.setProduct(product);
   await product.start();
   await product.quiet(1000, 10000);
@@ -340,7 +354,7 @@ async function runAll(ctx: Ctx): Promise<void> {
   ): Promise<{ seconds: number; wire: Wire; benchCpuS: number }> => {
     await syncDisks();
     await product.quiet();
-    const m = product.mark();
+    const m = await product.mark();
     const c0 = cpuS();
     const t0 = now();
     await Deno.rename(from, to);
@@ -352,7 +366,7 @@ async function runAll(ctx: Ctx): Promise<void> {
     const seconds = (t1 - t0) / 1000;
     const benchCpuS = cpuS() - c0;
     await product.quiet();
-    return { seconds, wire: product.wireSince(m), benchCpuS };
+    return { seconds, wire: await product.wireSince(m), benchCpuS };
   };
 
   // ---- 1. one big file
@@ -464,7 +478,7 @@ async function runAll(ctx: Ctx): Promise<void> {
         await syncDisks();
         await product.quiet();
         const old = await statKey(join(product.folderB, "big.bin"));
-        const m = product.mark();
+        const m = await product.mark();
         const c0 = cpuS();
         const t0 = now();
         await applyPatch(join(product.folderA, "big.bin"), patch);
@@ -476,7 +490,7 @@ async function runAll(ctx: Ctx): Promise<void> {
         const seconds = (t1 - t0) / 1000;
         const benchCpuS = cpuS() - c0;
         await product.quiet();
-        return { seconds, wire: product.wireSince(m), benchCpuS };
+        return { seconds, wire: await product.wireSince(m), benchCpuS };
       });
       res.edit.ours = ours;
       if (!isErr(ours)) {
@@ -543,7 +557,7 @@ async function runAll(ctx: Ctx): Promise<void> {
       const sha = bigOnB;
       res.move.ours = await attempt("move", async () => {
         await product.quiet();
-        const m = product.mark();
+        const m = await product.mark();
         const c0 = cpuS();
         const t0 = now();
         await Deno.mkdir(join(product.folderA, "moved"));
@@ -559,7 +573,7 @@ async function runAll(ctx: Ctx): Promise<void> {
         const seconds = (t1 - t0) / 1000;
         const benchCpuS = cpuS() - c0;
         await product.quiet();
-        const wire = product.wireSince(m);
+        const wire = await product.wireSince(m);
         log(`move ours    ${fmtS(seconds)}, wire ${fmtBytes(wire.total)}`);
         return { seconds, wire, benchCpuS };
       });
@@ -750,12 +764,20 @@ function printTable(res: Results): void {
   for (const [n, o] of wires) {
     if (!o || isErr(o)) continue;
     const wv = o.wire;
+    const changed = wv.connChanged?.length
+      ? `; connection of client ${
+        wv.connChanged.join(", ")
+      } changed meanwhile: may miss a few bytes`
+      : "";
     console.log(
       `wire ${n.padEnd(5)}: A up ${fmtBytes(wv.aUp)}, A down ${fmtBytes(wv.aDown)}, B up ${
         fmtBytes(wv.bUp)
-      }, B down ${fmtBytes(wv.bDown)} (bench process CPU meanwhile ${o.benchCpuS.toFixed(2)} s)`,
+      }, B down ${fmtBytes(wv.bDown)} (bench process CPU meanwhile ${
+        o.benchCpuS.toFixed(2)
+      } s${changed})`,
     );
   }
+  console.log(`wire bytes counted by: ${res.params.wireMethodDetail}`);
   const er = res.edit?.rsync;
   if (er) {
     console.log(

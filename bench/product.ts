@@ -1,6 +1,8 @@
 /**
- * The product under test: one server and two clients (A and B, B joined with A's serial), each
- * client talking to the server through its own {@link CountingRelay}.
+ * The product under test: one server and two clients (A and B, B joined with A's serial). Wire
+ * bytes per client are the kernel's TCP counters of the client's own sockets (read with `ss`, see
+ * `wire.ts`; the clients connect straight to the server), or, if `ss` is not usable, the counts of
+ * one {@link CountingRelay} per client in front of the server.
  *
  * @module
  */
@@ -9,6 +11,7 @@ import { join } from "node:path";
 import { Proc, PRODUCT_PERMS } from "./procs.ts";
 import { CountingRelay, type Counts } from "./relay.ts";
 import { log, now, sleep } from "./util.ts";
+import { type Leg, SsCounter, type WireChoice } from "./wire.ts";
 
 /** Bytes on the wire during one workload, per client leg and direction. */
 export interface Wire {
@@ -22,12 +25,19 @@ export interface Wire {
   bDown: number;
   /** all four */
   total: number;
+  /**
+   * Clients whose connection changed (reconnect) during the workload: their figure may miss the
+   * bytes a closed socket carried after its last read. Absent when none did.
+   */
+  connChanged?: ("A" | "B")[];
 }
 
-/** Counter snapshot of both relays. */
+/** Counter snapshot of both clients. */
 export interface WireMark {
   a: Counts;
   b: Counts;
+  /** identity of each client's connection(s) at the mark ({@link Leg.conns}) */
+  conns: { a: string; b: string };
 }
 
 /** See the module doc. */
@@ -39,22 +49,31 @@ export class Product {
   b: Proc | null = null;
   relayA: CountingRelay | null = null;
   relayB: CountingRelay | null = null;
+  ss: SsCounter | null = null;
   serverPort = 0;
+  readonly wire: WireChoice;
   readonly #root: string;
   readonly #repo: string;
   readonly #seconds: number;
   #interrupted: () => boolean;
 
-  constructor(repo: string, root: string, seconds: number, interrupted: () => boolean) {
+  constructor(
+    repo: string,
+    root: string,
+    seconds: number,
+    interrupted: () => boolean,
+    wire: WireChoice,
+  ) {
     this.#repo = repo;
     this.#root = root;
     this.#seconds = seconds;
     this.#interrupted = interrupted;
+    this.wire = wire;
     this.folderA = join(root, "A");
     this.folderB = join(root, "B");
   }
 
-  /** Starts server, relays, A (new account) and B (joined with A's serial). */
+  /** Starts server, (relays,) A (new account) and B (joined with A's serial). */
   async start(): Promise<void> {
     const logs = join(this.#root, "logs");
     await Deno.mkdir(logs, { recursive: true });
@@ -77,28 +96,72 @@ export class Product {
     );
     const m = await this.server.waitFor(/listening on 127\.0\.0\.1:(\d+)/, 30000);
     this.serverPort = Number(m[1]);
-    this.relayA = new CountingRelay(this.serverPort);
-    this.relayB = new CountingRelay(this.serverPort);
-    log(
-      `server pid ${this.server.pid} on 127.0.0.1:${this.serverPort}; relays A :${this.relayA.port}, B :${this.relayB.port}`,
-    );
+    let portA = this.serverPort;
+    let portB = this.serverPort;
+    if (this.wire.method === "ss") {
+      this.ss = new SsCounter(this.wire.ss, this.serverPort, this.wire.synOffset);
+      log(
+        `server pid ${this.server.pid} on 127.0.0.1:${this.serverPort}; clients connect directly, wire bytes from the kernel's TCP counters (ss)`,
+      );
+    } else {
+      this.relayA = new CountingRelay(this.serverPort);
+      this.relayB = new CountingRelay(this.serverPort);
+      portA = this.relayA.port;
+      portB = this.relayB.port;
+      log(
+        `server pid ${this.server.pid} on 127.0.0.1:${this.serverPort}; relays A :${portA}, B :${portB}`,
+      );
+    }
     try {
-      this.a = this.#client("A", this.relayA.port, this.folderA, null, logs);
+      this.a = this.#client("A", portA, this.folderA, null, logs);
       const s = await this.a.waitFor(/Serial code:\s*(\S+)/, 30000);
       await this.a.waitFor(/^Syncing /, 30000);
-      this.b = this.#client("B", this.relayB.port, this.folderB, s[1]!, logs);
+      this.b = this.#client("B", portB, this.folderB, s[1]!, logs);
       await this.b.waitFor(/^Syncing /, 30000);
+      if (this.ss) await this.#awaitSockets(10000);
     } catch (e) {
-      const r = (x: CountingRelay) =>
-        `${x.connections} connections, ${x.counts.up} B up, ${x.counts.down} B down, last error ${x.lastError}`;
       throw new Error(
-        `${(e as Error).message}\n  relay A: ${r(this.relayA)}\n  relay B: ${r(this.relayB)}` +
+        `${(e as Error).message}\n${await this.#diagnose()}` +
           `\n  client A says: ${this.a?.tail(3).join(" / ")}\n  server says: ${
             this.server.tail(3).join(" / ")
           }`,
       );
     }
     log(`client A pid ${this.a.pid}, client B pid ${this.b.pid} (joined with A's serial)`);
+  }
+
+  /** With ss: waits until ss shows an established connection of each client to the server. */
+  async #awaitSockets(timeoutMs: number): Promise<void> {
+    const end = now() + timeoutMs;
+    for (;;) {
+      const r = await this.#read();
+      const missing = (["A", "B"] as const).filter((n) => (n === "A" ? r.a : r.b).conns === "");
+      if (missing.length === 0) return;
+      if (now() > end) {
+        throw new Error(
+          `ss shows no established connection to 127.0.0.1:${this.serverPort} of client ${
+            missing.join(", ")
+          } (pids A ${this.a?.pid}, B ${this.b?.pid})`,
+        );
+      }
+      this.check();
+      await sleep(200);
+    }
+  }
+
+  async #diagnose(): Promise<string> {
+    if (this.relayA && this.relayB) {
+      const r = (x: CountingRelay) =>
+        `${x.connections} connections, ${x.counts.up} B up, ${x.counts.down} B down, last error ${x.lastError}`;
+      return `  relay A: ${r(this.relayA)}\n  relay B: ${r(this.relayB)}`;
+    }
+    try {
+      const r = await this.#read();
+      const d = (l: Leg) => `sockets [${l.conns}], ${l.up} B up, ${l.down} B down`;
+      return `  ss, client A: ${d(r.a)}\n  ss, client B: ${d(r.b)}`;
+    } catch (e) {
+      return `  ss: ${(e as Error).message}`;
+    }
   }
 
   #client(
@@ -134,34 +197,73 @@ export class Product {
     for (const p of this.procs()) p.assertAlive();
   }
 
-  mark(): WireMark {
-    return { a: this.relayA!.snapshot(), b: this.relayB!.snapshot() };
+  /** Current counters of both clients (one ss read, or the relays' counters). */
+  async #read(): Promise<{ a: Leg; b: Leg }> {
+    const none: Leg = { up: 0, down: 0, conns: "" };
+    if (this.ss) {
+      const pids = [this.a?.pid, this.b?.pid].filter((p): p is number => p !== undefined);
+      const m = await this.ss.read(pids);
+      return {
+        a: (this.a && m.get(this.a.pid)) || none,
+        b: (this.b && m.get(this.b.pid)) || none,
+      };
+    }
+    const leg = (r: CountingRelay | null): Leg =>
+      r ? { up: r.counts.up, down: r.counts.down, conns: `${r.connections}` } : none;
+    return { a: leg(this.relayA), b: leg(this.relayB) };
   }
 
-  wireSince(m: WireMark): Wire {
-    const a = this.relayA!.snapshot();
-    const b = this.relayB!.snapshot();
+  /** Counter snapshot taken before a workload's t0 (after {@link quiet}). */
+  async mark(): Promise<WireMark> {
+    const { a, b } = await this.#read();
+    return {
+      a: { up: a.up, down: a.down },
+      b: { up: b.up, down: b.down },
+      conns: { a: a.conns, b: b.conns },
+    };
+  }
+
+  /** Bytes since `m` (call after {@link quiet}); notes clients whose connection changed meanwhile. */
+  async wireSince(m: WireMark): Promise<Wire> {
+    const { a, b } = await this.#read();
     const w = {
       aUp: a.up - m.a.up,
       aDown: a.down - m.a.down,
       bUp: b.up - m.b.up,
       bDown: b.down - m.b.down,
     };
-    return { ...w, total: w.aUp + w.aDown + w.bUp + w.bDown };
+    const changed = (["A", "B"] as const).filter((n) => {
+      const [was, is] = n === "A" ? [m.conns.a, a.conns] : [m.conns.b, b.conns];
+      return was !== is || was === "" || is === "";
+    });
+    if (changed.length > 0) {
+      log(
+        `wire: connection of client ${
+          changed.join(", ")
+        } changed during the workload; its figure may miss a few bytes`,
+      );
+    }
+    return {
+      ...w,
+      total: w.aUp + w.aDown + w.bUp + w.bDown,
+      ...(changed.length > 0 ? { connChanged: [...changed] } : {}),
+    };
   }
 
   /**
-   * Waits until neither relay has moved a byte for `quietMs` (at most `capMs`), so that a workload's
-   * counters neither miss its trailing traffic nor include the previous one's.
+   * Waits until neither client has moved a byte for `quietMs` (at most `capMs`), so that a
+   * workload's counters neither miss its trailing traffic nor include the previous one's. Polls every
+   * 200 ms with ss (one process spawn per read), every 50 ms with the relays.
    */
   async quiet(quietMs = 1000, capMs = 10000): Promise<void> {
+    const every = this.ss ? 200 : 50;
     const end = now() + capMs;
-    let last = this.#sum();
+    let last = await this.#sum();
     let since = now();
     while (now() < end) {
-      await sleep(50);
+      await sleep(every);
       this.check();
-      const s = this.#sum();
+      const s = await this.#sum();
       if (s !== last) {
         last = s;
         since = now();
@@ -169,13 +271,12 @@ export class Product {
     }
   }
 
-  #sum(): number {
-    const a = this.relayA!.counts;
-    const b = this.relayB!.counts;
+  async #sum(): Promise<number> {
+    const { a, b } = await this.#read();
     return a.up + a.down + b.up + b.down;
   }
 
-  /** Stops clients, then the server, then the relays. Safe to call more than once. */
+  /** Stops clients, then the server, then the relays (if any). Safe to call more than once. */
   async stop(): Promise<void> {
     await Promise.all([this.a?.stop(), this.b?.stop()]);
     await this.server?.stop();

@@ -1,7 +1,8 @@
 /**
  * Small helpers for the benchmark: clocks, formatting, streaming SHA-256, stat keys, running
- * commands. Everything here is asynchronous on purpose: the counting relay lives in the same
- * process, so a long synchronous call would stall the traffic being measured.
+ * commands. Everything here is asynchronous on purpose: the counting relay (the fallback when `ss`
+ * is not usable) lives in the same process, so a long synchronous call would stall the traffic
+ * being measured.
  *
  * @module
  */
