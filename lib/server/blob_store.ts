@@ -24,10 +24,22 @@ export interface BlobStore {
   put(account: string, hash: string, data: Uint8Array): Promise<void>;
   /** Stores several chunks; all are durable when the promise resolves. */
   putMany(account: string, items: { hash: string; data: Uint8Array }[]): Promise<void>;
-  /** Returns the stored bytes, or null if missing. */
-  get(account: string, hash: string): Promise<Uint8Array | null>;
+  /**
+   * Returns the stored bytes, or null if missing. With `into` (a buffer of exactly the stored
+   * length, as the metadata store recorded it) the bytes are read into it and it is returned, which
+   * saves a copy on the hot path; a stored chunk of another length is treated as missing.
+   */
+  get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null>;
   /** Deletes a chunk (garbage collection). Missing chunks are ignored. */
   delete(account: string, hash: string): Promise<void>;
+}
+
+/** `data` itself, or copied into `into` when given (null when the lengths differ). */
+export function fitInto(data: Uint8Array, into?: Uint8Array): Uint8Array | null {
+  if (!into) return data;
+  if (data.length !== into.length) return null;
+  into.set(data);
+  return into;
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -68,9 +80,9 @@ export class FsBlobStore implements BlobStore {
     await Promise.all(items.map((i) => this.put(account, i.hash, i.data)));
   }
 
-  async get(account: string, hash: string): Promise<Uint8Array | null> {
+  async get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null> {
     try {
-      return await Deno.readFile(this.#path(account, hash));
+      return fitInto(await Deno.readFile(this.#path(account, hash)), into);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return null;
       throw e;
@@ -121,9 +133,9 @@ export class SqliteBlobStore implements BlobStore {
     return Promise.resolve();
   }
 
-  get(account: string, hash: string): Promise<Uint8Array | null> {
+  get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null> {
     const r = this.#get.get(account, hash) as { data: Uint8Array } | undefined;
-    return Promise.resolve(r ? new Uint8Array(r.data) : null);
+    return Promise.resolve(r ? fitInto(new Uint8Array(r.data), into) : null);
   }
 
   delete(account: string, hash: string): Promise<void> {
@@ -162,9 +174,14 @@ export class TieredBlobStore implements BlobStore {
     await Promise.all([this.small.putMany(account, small), this.packs.putMany(account, large)]);
   }
 
-  async get(account: string, hash: string): Promise<Uint8Array | null> {
-    return (await this.small.get(account, hash)) ?? (await this.packs.get(account, hash)) ??
-      await this.files.get(account, hash);
+  async get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null> {
+    // A chunk's stored length says which tier holds it: skip the lookup that cannot hit.
+    if (into && into.length > SMALL_CHUNK) {
+      return (await this.packs.get(account, hash, into)) ??
+        await this.files.get(account, hash, into);
+    }
+    return (await this.small.get(account, hash, into)) ??
+      (await this.packs.get(account, hash, into)) ?? await this.files.get(account, hash, into);
   }
 
   async delete(account: string, hash: string): Promise<void> {

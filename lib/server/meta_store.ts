@@ -84,7 +84,11 @@ export interface MetaStore {
     account: string,
     items: { hash: string; size: number; stored: number; compressed: boolean }[],
   ): void;
-  chunk(account: string, hash: string): { size: number; compressed: boolean } | null;
+  /** A stored chunk's plain size, stored (maybe compressed) size and whether it is compressed. */
+  chunk(
+    account: string,
+    hash: string,
+  ): { size: number; stored: number; compressed: boolean } | null;
   /** Applies the items in order, in one transaction. */
   commit(account: string, device: string, items: CommitItem[]): CommitResult[];
   /** Forgets kept versions replaced before `cutoff` (ms); returns how many. */
@@ -201,7 +205,7 @@ export class SqliteMetaStore implements MetaStore {
       changes: p(
         "SELECT * FROM entries WHERE account = ? AND version > ? ORDER BY version LIMIT ?",
       ),
-      chunk: p("SELECT size, compressed FROM chunks WHERE account = ? AND hash = ?"),
+      chunk: p("SELECT size, stored, compressed FROM chunks WHERE account = ? AND hash = ?"),
       addChunk: p(
         "INSERT OR REPLACE INTO chunks(account, hash, size, stored, compressed, created) VALUES (?,?,?,?,?,?)",
       ),
@@ -315,9 +319,16 @@ export class SqliteMetaStore implements MetaStore {
     });
   }
 
-  chunk(account: string, hash: string): { size: number; compressed: boolean } | null {
-    const r = this.#q.chunk!.get(account, hash) as { size: number; compressed: number } | undefined;
-    return r ? { size: Number(r.size), compressed: r.compressed === 1 } : null;
+  chunk(
+    account: string,
+    hash: string,
+  ): { size: number; stored: number; compressed: boolean } | null {
+    const r = this.#q.chunk!.get(account, hash) as
+      | { size: number; stored: number; compressed: number }
+      | undefined;
+    return r
+      ? { size: Number(r.size), stored: Number(r.stored), compressed: r.compressed === 1 }
+      : null;
   }
 
   #current(account: string, path: string): RemoteEntry | undefined {

@@ -21,6 +21,15 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
 import type { BlobStore } from "./blob_store.ts";
 
+/** Pack files kept open for reading (a download reads many chunks of the same few packs). */
+const OPEN_PACKS = 16;
+
+/** An open pack file; `busy` serializes seek + read on the shared handle. */
+interface OpenPack {
+  file: Deno.FsFile;
+  busy: Promise<unknown>;
+}
+
 const HEX64 = /^[0-9a-f]{64}$/;
 const ACCOUNT = /^[0-9a-z]{1,64}$/;
 
@@ -33,6 +42,8 @@ export class PackBlobStore implements BlobStore {
   readonly #get: StatementSync;
   readonly #del: StatementSync;
   readonly #left: StatementSync;
+  readonly #open = new Map<string, OpenPack>();
+  readonly #dirs = new Set<string>();
 
   constructor(dataDir: string) {
     this.#root = join(dataDir, "packs");
@@ -89,7 +100,10 @@ export class PackBlobStore implements BlobStore {
       } finally {
         f.close();
       }
-      await Deno.mkdir(dir, { recursive: true });
+      if (!this.#dirs.has(dir)) {
+        await Deno.mkdir(dir, { recursive: true });
+        this.#dirs.add(dir);
+      }
       await Deno.rename(tmp, join(dir, `${id}.pack`));
     } catch (e) {
       await Deno.remove(tmp).catch(() => {});
@@ -102,32 +116,67 @@ export class PackBlobStore implements BlobStore {
     });
   }
 
-  async get(account: string, hash: string): Promise<Uint8Array | null> {
+  async get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null> {
     this.#check(account, hash);
     const r = this.#get.get(account, hash) as
       | { pack: string; offset: number; length: number }
       | undefined;
     if (!r) return null;
-    let f: Deno.FsFile;
-    try {
-      f = await Deno.open(join(this.#root, account, `${r.pack}.pack`), { read: true });
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return null;
-      throw e;
-    }
-    try {
-      await f.seek(Number(r.offset), Deno.SeekMode.Start);
-      const out = new Uint8Array(Number(r.length));
+    const length = Number(r.length);
+    if (into && into.length !== length) return null;
+    const path = join(this.#root, account, `${r.pack}.pack`);
+    const pack = await this.#pack(path);
+    if (!pack) return null;
+    const out = into ?? new Uint8Array(length);
+    const read = pack.busy.then(async () => {
+      await pack.file.seek(Number(r.offset), Deno.SeekMode.Start);
       let got = 0;
       while (got < out.length) {
-        const n = await f.read(out.subarray(got));
+        const n = await pack.file.read(out.subarray(got));
         if (n === null) return null; // truncated pack: reported by verify
         got += n;
       }
       return out;
-    } finally {
-      f.close();
+    });
+    pack.busy = read.catch(() => {});
+    return await read;
+  }
+
+  /** An open handle on a pack (least recently used ones are closed), or null if it is gone. */
+  async #pack(path: string): Promise<OpenPack | null> {
+    const cached = this.#open.get(path);
+    if (cached) {
+      this.#open.delete(path);
+      this.#open.set(path, cached);
+      return cached;
     }
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return null;
+      throw e;
+    }
+    const raced = this.#open.get(path);
+    if (raced) {
+      file.close();
+      return raced;
+    }
+    const pack: OpenPack = { file, busy: Promise.resolve() };
+    this.#open.set(path, pack);
+    if (this.#open.size > OPEN_PACKS) {
+      const [oldest] = this.#open.keys();
+      this.#drop(oldest!);
+    }
+    return pack;
+  }
+
+  /** Closes the cached handle of `path` once its reads are done. */
+  #drop(path: string): void {
+    const pack = this.#open.get(path);
+    if (!pack) return;
+    this.#open.delete(path);
+    pack.busy.finally(() => pack.file.close());
   }
 
   async delete(account: string, hash: string): Promise<void> {
@@ -136,11 +185,14 @@ export class PackBlobStore implements BlobStore {
     if (!r) return;
     this.#del.run(account, hash);
     if (this.#left.get(account, r.pack) === undefined) {
-      await Deno.remove(join(this.#root, account, `${r.pack}.pack`)).catch(() => {});
+      const path = join(this.#root, account, `${r.pack}.pack`);
+      this.#drop(path);
+      await Deno.remove(path).catch(() => {});
     }
   }
 
   close(): void {
+    for (const path of [...this.#open.keys()]) this.#drop(path);
     this.#db.close();
   }
 }

@@ -511,42 +511,38 @@ export class Session {
     const account = this.#requireAccount();
     const hashes = hashList(h, "hashes", MAX_BATCH);
     await this.#awaitAnnounced(account, hashes, h);
-    const parts: Uint8Array[] = [];
-    const chunks: { hash: string; size: number; z: boolean; len: number }[] = [];
-    let total = 0;
-    // Stored bytes never exceed the chunk size (compression is kept only when it saves).
-    let estimate = 0;
-    for (const want of hashes) estimate += this.#ctx.meta.chunk(account, want)?.size ?? 0;
-    estimate = Math.min(estimate, MAX_BATCH_BYTES);
-    await this.#guard?.reserveReply(estimate);
+    const notFound = () =>
+      new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
+    const infos = hashes.map((want) => {
+      const info = this.#ctx.meta.chunk(account, want);
+      if (!info) throw notFound();
+      return info;
+    });
+    const chunks = hashes.map((want, i) => ({
+      hash: want,
+      size: infos[i]!.size,
+      z: infos[i]!.compressed,
+      len: infos[i]!.stored,
+    }));
+    const total = chunks.reduce((n, c) => n + c.len, 0);
+    if (total > MAX_BATCH_BYTES) {
+      throw new ProtocolError("bad-request", "Cannot send chunks: more than 6 MiB asked at once");
+    }
+    await this.#guard?.reserveReply(total);
+    // The stored lengths are known: every chunk is read straight into its place in the reply.
+    const body = new Uint8Array(total);
     try {
-      for (const want of hashes) {
-        const info = this.#ctx.meta.chunk(account, want);
-        const data = info ? await this.#ctx.blobs.get(account, want) : null;
-        if (!info || !data) {
-          throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
-        }
-        total += data.length;
-        if (total > MAX_BATCH_BYTES) {
-          throw new ProtocolError(
-            "bad-request",
-            "Cannot send chunks: more than 6 MiB asked at once",
-          );
-        }
-        parts.push(data);
-        chunks.push({ hash: want, size: info.size, z: info.compressed, len: data.length });
+      let at = 0;
+      for (const c of chunks) {
+        const got = await this.#ctx.blobs.get(account, c.hash, body.subarray(at, at + c.len));
+        if (!got) throw notFound();
+        at += c.len;
       }
     } catch (e) {
-      this.#guard?.replyReady(estimate, 0);
+      this.#guard?.replyReady(total, 0);
       throw e;
     }
-    const body = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) {
-      body.set(p, at);
-      at += p.length;
-    }
-    this.#guard?.replyReady(estimate, body.length);
+    this.#guard?.replyReady(total, body.length);
     return reply({ chunks }, body);
   }
 
