@@ -176,15 +176,30 @@ export async function uploadChunks(
         offsets.push(at);
         at += r.size;
       }
-      const ok = await Promise.all(
-        raw.map((r, i) =>
-          readRangeInto(
-            join(root, r.path),
-            r.offset,
-            body.subarray(offsets[i]!, offsets[i]! + r.size),
-          )
+      // Neighbouring chunks of one file (a big file's batch) are read with one open and one read.
+      const runs: { path: string; offset: number; at: number; size: number; first: number }[] = [];
+      raw.forEach((r, i) => {
+        const last = runs[runs.length - 1];
+        if (last && last.path === r.path && last.offset + last.size === r.offset) {
+          last.size += r.size;
+        } else {runs.push({
+            path: r.path,
+            offset: r.offset,
+            at: offsets[i]!,
+            size: r.size,
+            first: i,
+          });}
+      });
+      const runOk = await Promise.all(
+        runs.map((run) =>
+          readRangeInto(join(root, run.path), run.offset, body.subarray(run.at, run.at + run.size))
         ),
       );
+      const ok: boolean[] = [];
+      runs.forEach((run, k) => {
+        const end = runs[k + 1]?.first ?? raw.length;
+        for (let i = run.first; i < end; i++) ok.push(runOk[k]!);
+      });
       const parts: { hash: string; size: number; z: boolean; len: number }[] = [];
       let w = 0;
       job.forEach((hash, i) => {
