@@ -9,7 +9,8 @@
 import { join } from "node:path";
 import type { BaseEntry, ChunkRef, LocalEntry } from "../core/types.ts";
 import { checkWirePath, parentPaths } from "../core/paths.ts";
-import { DEFAULT_MIN, hashFile } from "../chunk/fastcdc.ts";
+import { DEFAULT_MIN } from "../chunk/fastcdc.ts";
+import { hashFileParallel } from "../chunk/parallel.ts";
 import { sha256Hex } from "../chunk/hash.ts";
 import { pool } from "../util/pool.ts";
 import { STATE_DIR } from "./config.ts";
@@ -163,7 +164,8 @@ export async function scanTrees(
 }
 
 /**
- * Hashes a file: small files (one chunk) in one read, others through the streaming chunker.
+ * Hashes a file: small files (one chunk) in one read, others through the streaming chunker (big
+ * ones on several cores).
  */
 export async function hashContent(
   full: string,
@@ -180,5 +182,5 @@ export async function hashContent(
       };
     }
   }
-  return await hashFile(full);
+  return await hashFileParallel(full, sizeHint);
 }
