@@ -28,6 +28,8 @@ const OPEN_PACKS = 16;
 interface OpenPack {
   file: Deno.FsFile;
   busy: Promise<unknown>;
+  /** The handle's position after the last read (chunks read in order need no seek), or -1. */
+  pos: number;
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -128,17 +130,21 @@ export class PackBlobStore implements BlobStore {
     const pack = await this.#pack(path);
     if (!pack) return null;
     const out = into ?? new Uint8Array(length);
+    const offset = Number(r.offset);
     const read = pack.busy.then(async () => {
-      await pack.file.seek(Number(r.offset), Deno.SeekMode.Start);
+      if (pack.pos !== offset) await pack.file.seek(offset, Deno.SeekMode.Start);
+      pack.pos = -1;
       let got = 0;
       while (got < out.length) {
         const n = await pack.file.read(out.subarray(got));
         if (n === null) return null; // truncated pack: reported by verify
         got += n;
       }
+      pack.pos = offset + got;
       return out;
     });
-    pack.busy = read.catch(() => {});
+    // (Not `read.catch(...)`: that would keep the last buffer read alive as long as the handle.)
+    pack.busy = read.then(() => {}, () => {});
     return await read;
   }
 
@@ -162,7 +168,7 @@ export class PackBlobStore implements BlobStore {
       file.close();
       return raced;
     }
-    const pack: OpenPack = { file, busy: Promise.resolve() };
+    const pack: OpenPack = { file, busy: Promise.resolve(), pos: 0 };
     this.#open.set(path, pack);
     if (this.#open.size > OPEN_PACKS) {
       const [oldest] = this.#open.keys();

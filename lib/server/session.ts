@@ -20,7 +20,6 @@ import {
   int,
   kind,
   MAX_CHANGES,
-  MAX_CHUNK,
   MAX_COMMIT,
   MAX_HAVE,
   obj,
@@ -31,10 +30,9 @@ import {
 import type { CommitItem, CommitResult, MetaStore } from "./meta_store.ts";
 import type { BlobStore } from "./blob_store.ts";
 import type { Incoming } from "./incoming.ts";
+import { checkClaims, type ChunkClaim } from "./chunk_check.ts";
 import { newSerial, normalizeSerial, randomToken } from "../util/crockford.ts";
 import { checkWirePath } from "../core/paths.ts";
-import { decompressChunk } from "../chunk/compress.ts";
-import { sha256Hex } from "../chunk/hash.ts";
 import {
   type ConnGuard,
   describeWait,
@@ -71,25 +69,6 @@ export const MAX_BATCH = 1024;
 export const MAX_BATCH_BYTES = 6 * 1024 * 1024;
 
 /** Verifies a received chunk against its name; returns what the index records. */
-function checkChunk(want: string, size: number, z: boolean, body: Uint8Array) {
-  if (size > MAX_CHUNK) {
-    throw new ProtocolError("bad-request", "Cannot store chunk: larger than 4 MiB");
-  }
-  let plain: Uint8Array;
-  try {
-    plain = z ? decompressChunk(body, size) : body;
-  } catch (e) {
-    throw new ProtocolError("bad-chunk", `Cannot store chunk: ${(e as Error).message}`);
-  }
-  if (plain.length !== size || sha256Hex(plain) !== want) {
-    throw new ProtocolError(
-      "bad-chunk",
-      "Cannot store chunk: content does not match its hash; it will be resent",
-    );
-  }
-  return { hash: want, size, stored: body.length, compressed: z };
-}
-
 /** Who watches which account, to push change notices at once. */
 export class Hub {
   readonly #watchers = new Map<string, Set<Peer>>();
@@ -414,11 +393,13 @@ export class Session {
 
   async #put(h: Record<string, unknown>, body: Uint8Array): Promise<Message> {
     const account = this.#requireAccount();
-    const item = checkChunk(hash(h, "hash"), int(h, "size"), bool(h, "z"), body);
-    const fresh = this.#ctx.meta.chunk(account, item.hash) === null ? body.length : 0;
+    const claim = { hash: hash(h, "hash"), size: int(h, "size"), z: bool(h, "z") };
+    const data = this.#verify([{ ...claim, offset: 0, len: body.length }], body);
+    const item = { hash: claim.hash, size: claim.size, stored: data.length, compressed: claim.z };
+    const fresh = this.#ctx.meta.chunk(account, item.hash) === null ? data.length : 0;
     this.#ctx.quota?.reserve(account, fresh);
     try {
-      await this.#ctx.blobs.put(account, item.hash, body);
+      await this.#ctx.blobs.put(account, item.hash, data);
       this.#ctx.meta.addChunks(account, [item]);
       this.#ctx.incoming?.stored(account, [item.hash]);
     } catch (e) {
@@ -428,27 +409,41 @@ export class Session {
     return reply({});
   }
 
+  /** Checks every chunk against its name (see {@link checkClaims}); returns the body. */
+  #verify(claims: ChunkClaim[], body: Uint8Array): Uint8Array {
+    const problem = checkClaims(claims, body);
+    if (problem) throw new ProtocolError(problem.code, problem.message);
+    return body;
+  }
+
   async #putMany(h: Record<string, unknown>, body: Uint8Array): Promise<Message> {
     const account = this.#requireAccount();
     const list = h.chunks;
     if (!Array.isArray(list) || list.length > MAX_BATCH) bad("chunks");
-    const items: {
-      hash: string;
-      size: number;
-      stored: number;
-      compressed: boolean;
-      data: Uint8Array;
-    }[] = [];
+    const claims: ChunkClaim[] = [];
     let off = 0;
     for (const v of list) {
       const o = obj(v, "chunks[]");
       const len = int(o, "len");
       if (off + len > body.length) bad("chunks", "describes more bytes than the body holds");
-      const data = body.subarray(off, off + len);
+      claims.push({
+        hash: hash(o, "hash"),
+        size: int(o, "size"),
+        z: bool(o, "z"),
+        offset: off,
+        len,
+      });
       off += len;
-      items.push({ ...checkChunk(hash(o, "hash"), int(o, "size"), bool(o, "z"), data), data });
     }
     if (off !== body.length) bad("chunks", "describes fewer bytes than the body holds");
+    const checked = this.#verify(claims, body);
+    const items = claims.map((c) => ({
+      hash: c.hash,
+      size: c.size,
+      stored: c.len,
+      compressed: c.z,
+      data: checked.subarray(c.offset, c.offset + c.len),
+    }));
     // All or nothing: the quota is checked for the whole batch before anything is stored.
     const seen = new Set<string>();
     let fresh = 0;
