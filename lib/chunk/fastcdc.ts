@@ -28,11 +28,11 @@ import { fileHash } from "./hash.ts";
 
 /** Size bounds for chunking, in bytes. Omitted fields take the defaults. */
 export interface ChunkerOptions {
-  /** Smallest chunk, except the last chunk of a file (default 256 KiB). */
+  /** Smallest chunk, except the last chunk of a file (default 16 KiB). */
   min?: number;
-  /** Target average chunk size; rounded to the nearest power of two for the masks (default 1 MiB). */
+  /** Target average chunk size; rounded to the nearest power of two for the masks (default 256 KiB). */
   avg?: number;
-  /** Largest chunk (default 4 MiB). */
+  /** Largest chunk (default 1 MiB). */
   max?: number;
 }
 
@@ -47,11 +47,11 @@ export interface ResolvedChunkerOptions {
   readonly maskL: number;
 }
 
-/** Default smallest chunk: 256 KiB. */
+/** Default smallest chunk: 16 KiB. */
 export const DEFAULT_MIN = 16 * 1024;
-/** Default average chunk: 1 MiB. */
+/** Default average chunk: 256 KiB. */
 export const DEFAULT_AVG = 256 * 1024;
-/** Default largest chunk: 4 MiB. */
+/** Default largest chunk: 1 MiB. */
 export const DEFAULT_MAX = 1024 * 1024;
 
 /** Seed of the gear table. Part of the on-disk/on-wire format: never change it. */

@@ -205,6 +205,7 @@ export class SyncClient {
       },
       entry.path,
       entry,
+      base.get(entry.path) ?? null, // its unchanged chunks are copied if the file is as synced
     );
   }
 

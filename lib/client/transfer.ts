@@ -594,6 +594,7 @@ async function fillPartial(
   // short (connection lost, client stopped or killed) continues where it stopped.
   const tmp = join(ctx.tmpDir, partialName(path, remote.hash));
   await filling.get(tmp)?.catch(() => {}); // a prefetch of the same file: let it finish first
+  const inPlace = await startInPlace(ctx, path, full, tmp, remote, replace);
   const file = await Deno.open(tmp, {
     read: true,
     write: true,
@@ -604,14 +605,19 @@ async function fillPartial(
     // A partial file this process completed and verified is trusted as is; any other one is
     // checked chunk by chunk.
     const size = (await file.stat()).size;
-    const done = complete.get(tmp) === size
+    const done = inPlace
+      ? { bytes: 0, chunks: 0 }
+      : complete.get(tmp) === size
       ? { bytes: size, chunks: remote.chunks.length }
       : await verifiedPrefix(file, remote.chunks);
     complete.delete(tmp);
-    await file.truncate(done.bytes);
+    await file.truncate(inPlace ? remote.size : done.bytes);
     await file.seek(done.bytes, Deno.SeekMode.Start);
     ctx.stats.bytesDone += done.bytes;
     const todo = remote.chunks.slice(done.chunks);
+    /** Where each chunk of `todo` goes in the file. */
+    const offsets: number[] = [];
+    for (let at = done.bytes, i = 0; i < todo.length; at += todo[i]!.size, i++) offsets.push(at);
     try {
       // Chunks travel in batches of up to 4 MiB (one getMany each, chunks already on this device
       // read locally); a few batches are in flight while earlier ones are written, in order.
@@ -628,46 +634,70 @@ async function fillPartial(
         bytes += c.size;
       }
       if (batch.length > 0) batches.push(batch);
-      // Unchanged chunks of the version being replaced are copied from it without hashing: the
-      // file is re-checked against the scan before the rename, and a resumed partial file is
-      // verified chunk by chunk anyway.
-      const old = replace?.kind === "file"
+      // Unchanged chunks of the version being replaced are copied from it without hashing when
+      // it is still as the scan (or merge base) saw it, before and after the copy; a partial file
+      // this fill did not finish is verified chunk by chunk when resumed.
+      const old = replace?.kind === "file" && await stillAsScanned(full, replace)
         ? await Deno.open(full, { read: true }).catch(() => null)
         : null;
       const fromOld = (c: ChunkRef) => old !== null && ctx.local.get(c.hash)?.path === path;
-      const fetchBatch = async (list: ChunkRef[]): Promise<(Uint8Array | number)[]> => {
+      const fetchBatch = async (
+        list: ChunkRef[],
+        first: number,
+      ): Promise<(Uint8Array | number)[]> => {
+        // In place, chunks already at their offset (copied with the file) are skipped: -2.
+        if (!inPlace) return await fetchParts(list);
+        const skip = list.map((_, i) => inPlace[done.chunks + first + i] === true);
+        if (skip.every((x) => x)) return list.map(() => -2);
+        const got = await fetchParts(list.filter((_, i) => !skip[i]));
+        let k = 0;
+        return skip.map((x) => x ? -2 : got[k++]!);
+      };
+      const fetchParts = async (list: ChunkRef[]): Promise<(Uint8Array | number)[]> => {
         const remoteOnes = list.filter((c) => !ctx.local.has(c.hash)).map((c) => c.hash);
         const prefetched = remoteOnes.length > 1
           ? await prefetchChunks(ctx, [...new Set(remoteOnes)])
           : undefined;
         const c2: DownloadContext = prefetched ? { ...ctx, prefetched } : ctx;
-        // A number stands for "copy this many bytes from the old version at its offset".
+        // -1 stands for "copy it from the old version, at its offset there".
         return await Promise.all(
           list.map((c) => fromOld(c) ? Promise.resolve(-1) : fetchChunk(c2, c)),
         );
       };
       const copyBuf = new Uint8Array(BATCH_BYTES);
-      const write = async (data: Uint8Array) => {
+      let filePos = done.bytes;
+      const write = async (data: Uint8Array, at: number) => {
+        if (at !== filePos) await file.seek(at, Deno.SeekMode.Start);
         let off = 0;
         while (off < data.length) off += await file.write(data.subarray(off));
+        filePos = at + data.length;
         ctx.stats.bytesDone += data.length;
       };
+      const firsts: number[] = [];
+      for (let i = 0, at = 0; i < batches.length; at += batches[i]!.length, i++) firsts.push(at);
       const WINDOW = 3;
       const pending: Promise<(Uint8Array | number)[]>[] = [];
       let next = 0;
       while (next < batches.length && pending.length < WINDOW) {
-        pending.push(fetchBatch(batches[next++]!));
+        pending.push(fetchBatch(batches[next]!, firsts[next++]!));
       }
       try {
         let b = 0;
         while (pending.length > 0) {
           const parts = await pending.shift()!;
+          const first = firsts[b]!;
           const list = batches[b++]!;
-          if (next < batches.length) pending.push(fetchBatch(batches[next++]!));
+          if (next < batches.length) pending.push(fetchBatch(batches[next]!, firsts[next++]!));
           for (let i = 0; i < parts.length;) {
             const data = parts[i]!;
+            if (data === -2) {
+              ctx.stats.chunksReused++;
+              ctx.stats.bytesDone += list[i]!.size;
+              i++;
+              continue;
+            }
             if (typeof data !== "number") {
-              await write(data);
+              await write(data, offsets[first + i]!);
               i++;
               continue;
             }
@@ -676,7 +706,7 @@ async function fillPartial(
             let len = 0;
             let j = i;
             while (
-              j < parts.length && typeof parts[j] === "number" &&
+              j < parts.length && parts[j] === -1 &&
               ctx.local.get(list[j]!.hash)!.offset === from + len &&
               len + list[j]!.size <= copyBuf.length
             ) {
@@ -694,7 +724,7 @@ async function fillPartial(
               got += n;
             }
             ctx.stats.chunksReused += j - i;
-            await write(run);
+            await write(run, offsets[first + i]!);
             i = j;
           }
         }
@@ -704,6 +734,9 @@ async function fillPartial(
         throw e;
       } finally {
         old?.close();
+      }
+      if ((old || inPlace) && !(await stillAsScanned(full, replace))) {
+        throw new Error(`Cannot download ${path}: the old version changed meanwhile`);
       }
       await file.sync();
     } finally {
@@ -718,15 +751,65 @@ async function fillPartial(
 }
 
 /**
+ * An edit in place: when most of `remote` (at least half of its bytes, 1 MiB or more) consists of
+ * chunks at the same offset in the version being replaced, and that file is still as the scan or
+ * merge base saw it, the partial file starts as an in-kernel copy of it (`copyFile`, no bytes
+ * through this process). Returns which chunks of `remote` are then already in place, or null (no
+ * copy made: the partial file is filled from its start as usual). A partial file that already
+ * exists is resumed instead.
+ */
+async function startInPlace(
+  ctx: DownloadContext,
+  path: string,
+  full: string,
+  tmp: string,
+  remote: RemoteEntry,
+  replace: LocalEntry | null,
+): Promise<boolean[] | null> {
+  if (replace?.kind !== "file" || remote.size < IN_PLACE_MIN) return null;
+  const inPlace: boolean[] = [];
+  let same = 0;
+  let at = 0;
+  for (const c of remote.chunks) {
+    const here = ctx.local.get(c.hash);
+    const ok = here?.path === path && here.offset === at;
+    inPlace.push(ok);
+    if (ok) same += c.size;
+    at += c.size;
+  }
+  if (same * 2 < remote.size) return null;
+  try {
+    await Deno.lstat(tmp);
+    return null; // resume what is there
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  if (!(await stillAsScanned(full, replace))) return null;
+  await Deno.copyFile(full, tmp);
+  if (Deno.build.os !== "windows") await Deno.chmod(tmp, remote.exec ? 0o755 : 0o644);
+  return inPlace;
+}
+
+/** Files from this size up may be rebuilt from an in-kernel copy of their old version. */
+const IN_PLACE_MIN = 1024 * 1024;
+
+/**
  * Starts filling the partial file of a file another device is still uploading (announced with
  * `incoming`), so that most of it is here by the time the server has it all. Chunks come with
  * `wait: true` (the server answers as soon as each is stored). Nothing becomes visible: the
  * ordinary download later finds the partial file complete. At most one prefetch runs at a time.
+ * `current` is the merge base's entry for `path` (null: none): while the file there still matches
+ * it, its unchanged chunks are copied rather than read and hashed one by one.
  */
-export function prefetchFile(ctx: DownloadContext, path: string, remote: RemoteEntry): boolean {
+export function prefetchFile(
+  ctx: DownloadContext,
+  path: string,
+  remote: RemoteEntry,
+  current: LocalEntry | null,
+): boolean {
   const tmp = join(ctx.tmpDir, partialName(path, remote.hash));
   if (filling.size > 0 || filling.has(tmp)) return false;
-  const run = fillPartial({ ...ctx, wait: true }, path, remote, null).then(async (p) => {
+  const run = fillPartial({ ...ctx, wait: true }, path, remote, current).then(async (p) => {
     complete.set(p, (await Deno.stat(p)).size);
   }).finally(() => filling.delete(tmp));
   run.catch(() => {}); // an unfinished prefetch is simply resumed by the real download
