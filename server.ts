@@ -140,6 +140,11 @@ async function serve(
   } catch (e) {
     fail((e as Error).message);
   }
+  // Before the first line: whoever waits for it may stop the server right away.
+  onShutdown(async () => {
+    console.log("Stopping server");
+    await server.close();
+  });
   console.log(`Cloud Sync server listening on ${server.hostname}:${server.port}`);
   console.log(`Data directory: ${dataDir}`);
   const cert = server.certificate;
@@ -153,10 +158,6 @@ async function serve(
       limits.maxConnectionsPerIp ?? DEFAULT_LIMITS.maxConnectionsPerIp
     } connections per address`,
   );
-  onShutdown(async () => {
-    console.log("Stopping server");
-    await server.close();
-  });
 }
 
 function listAccounts(dataDir: string): void {

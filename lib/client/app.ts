@@ -7,6 +7,7 @@
  */
 
 import { hostname } from "node:os";
+import { debug } from "../util/debug.ts";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { Peer } from "../protocol/peer.ts";
 import { ConnectionClosedError, RemoteError } from "../protocol/peer.ts";
@@ -163,9 +164,15 @@ export class SyncClient {
 
   /** Watcher paths (absolute) become scopes of the next pass; null asks for a full rescan. */
   #changed(paths: string[] | null): void {
-    if (Deno.env.get("CLOUDSYNC_DEBUG") === "1") {
-      console.error(`[debug] changed: ${JSON.stringify(paths)}`);
-    }
+    debug(() =>
+      `changed: ${
+        paths === null
+          ? "everything"
+          : paths.length > 20
+          ? `${paths.length} paths`
+          : paths.join(", ")
+      }`
+    );
     if (paths === null) this.#fullScan = true;
     else {
       for (const p of paths) {

@@ -11,6 +11,7 @@ import type { Peer } from "../protocol/peer.ts";
 import { parseRemoteEntry } from "../protocol/messages.ts";
 import { checkWirePath, parentPaths } from "../core/paths.ts";
 import { reconcile } from "../core/reconcile.ts";
+import { debug } from "../util/debug.ts";
 import { massDeleteCheck, withVanishedKept } from "../core/guards.ts";
 import {
   type CaseRename,
@@ -124,10 +125,9 @@ const warnedSkips = new Set<string>();
 const saidErrors = new Set<string>();
 
 /** One pull + scan + reconcile + execute. Returns the report, or null if nothing was to do. */
-const DEBUG = Deno.env.get("CLOUDSYNC_DEBUG") === "1";
 function phase(name: string, t0: number): number {
   const now = performance.now();
-  if (DEBUG) console.error(`[debug] ${name}: ${(now - t0).toFixed(0)} ms`);
+  debug(() => `${name}: ${(now - t0).toFixed(0)} ms`);
   return now;
 }
 
@@ -241,6 +241,13 @@ export async function syncPass(
   } else ctx.holdingMassDelete = false;
   const actions = reconcile({ base, local, remote, device: ctx.device, now: new Date() });
   t = phase("reconcile", t);
+  debug(() =>
+    `actions: ${
+      actions.length <= 20
+        ? actions.map((a) => `${a.op} ${a.path}`).join(", ")
+        : `${actions.length} (${[...new Set(actions.map((a) => a.op))].join(", ")})`
+    }`
+  );
   if (actions.length === 0) return null;
   try {
     return await execute(

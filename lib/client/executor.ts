@@ -9,6 +9,7 @@
  */
 
 import { dirname, join } from "node:path";
+import { debug } from "../util/debug.ts";
 import type { Peer } from "../protocol/peer.ts";
 import type { Action } from "../core/reconcile.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
@@ -19,6 +20,7 @@ import {
   downloadMany,
   indexLocalChunks,
   stillAsScanned,
+  stillAsScannedSync,
   type TransferStats,
   uploadChunks,
 } from "./transfer.ts";
@@ -213,6 +215,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
             await Deno.remove(full(a.path)); // never recursive: a directory goes only when empty
           } catch (e) {
             if (a.expect.kind === "dir" && !(e instanceof Deno.errors.NotFound)) {
+              debug(() => `folder ${a.path} not empty yet: kept`);
               // Something is still inside (a deletion deferred this pass, or an item we do not
               // sync): keep the folder and its base; the next pass tries again. Forgetting the
               // base here would make the folder look new and bring it back everywhere.
@@ -319,7 +322,7 @@ async function pushRemote(
     const ready = await Promise.all(segment.map(async (a) => {
       const full = join(ctx.root, toLocal(a.path));
       if (a.op === "upload") {
-        return !changed.has(toLocal(a.path)) && await stillAsScanned(full, a.local);
+        return !changed.has(toLocal(a.path)) && stillAsScannedSync(full, a.local);
       }
       if (a.op === "mkdirRemote") {
         // A remote file replaced by this directory must first be saved as a local copy.
@@ -374,6 +377,7 @@ async function pushRemote(
       const res = results[j];
       if (!res) return;
       if (!res.ok) {
+        debug(() => `server refused ${item.path}: ${res.reason} (${res.message})`);
         if (res.reason === "conflict") report.deferred++;
         else if (res.reason === "missing" && i < segments.length) missing.push(action);
         else report.errors.push(`${item.path}: ${res.message}`);

@@ -11,11 +11,15 @@ export function fail(message: string, code = 1): never {
   Deno.exit(code);
 }
 
-/** Calls `fn` once on Ctrl-C (and SIGTERM where the OS has it). */
+/**
+ * Calls `fn` once on Ctrl-C (and SIGTERM where the OS has it), then exits. A second signal exits
+ * at once: a shutdown that hangs (or a first signal the runtime dropped, which was seen under load)
+ * never leaves the process unkillable short of SIGKILL.
+ */
 export function onShutdown(fn: () => void | Promise<void>): void {
   let done = false;
   const handler = () => {
-    if (done) return;
+    if (done) Deno.exit(130);
     done = true;
     Promise.resolve(fn()).finally(() => Deno.exit(0));
   };

@@ -98,14 +98,33 @@ export class Proc {
     return this.#status;
   }
 
-  /** Stops the process (SIGTERM by default; SIGKILL simulates a crash) and reaps it. */
+  /**
+   * Stops the process (SIGTERM by default; SIGKILL simulates a crash) and reaps it. A process
+   * still running 10 s after SIGTERM gets it again (the product then exits at once), then SIGKILL
+   * after 10 s more: a test never hangs on a process that does not stop.
+   */
   async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
-    if (!this.#status) {
+    const send = (s: Deno.Signal) => {
       try {
-        this.child.kill(signal);
+        this.child.kill(s);
       } catch { /* already exited */ }
+    };
+    if (this.#status) return this.#status;
+    send(signal);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const escalate = (after: Deno.Signal, then?: Deno.Signal) => {
+      timer = setTimeout(() => {
+        console.error(`${this.name} still running 10 s after ${signal}: sending ${after}`);
+        send(after);
+        if (then) escalate(then);
+      }, 10_000);
+    };
+    if (signal !== "SIGKILL") escalate(signal, "SIGKILL");
+    try {
+      return await this.exited();
+    } finally {
+      clearTimeout(timer);
     }
-    return await this.exited();
   }
 }
 
@@ -146,8 +165,9 @@ export async function startFirstClient(
   name: string,
   port: number,
   folder: string,
+  env?: Record<string, string>,
 ): Promise<[Proc, string]> {
-  const c = startClient(name, port, folder);
+  const c = startClient(name, port, folder, env ? { env } : {});
   const m = await c.waitForLine(/^Serial code: ([0-9A-Z-]+)$/);
   return [c, m[1]!];
 }

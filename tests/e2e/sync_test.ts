@@ -90,8 +90,10 @@ Deno.test("two devices converge on every kind of item and change", opts, async (
   await Deno.utime(join(a, "hello.txt"), new Date(2001, 1, 2), new Date(2001, 1, 2));
 
   const server = await ServerProc.start(join(tmp.path, "data"));
-  const [ca, serial] = await startFirstClient("A", server.port, a);
-  const cb = startClient("B", server.port, b, { serial });
+  // Debug lines (scopes, planned actions, refusals) show in the output dumped on a failure.
+  const env = { CLOUDSYNC_DEBUG: "1" };
+  const [ca, serial] = await startFirstClient("A", server.port, a, env);
+  const cb = startClient("B", server.port, b, { serial, env });
   const procs = [server, ca, cb];
   try {
     await t.step(
@@ -172,12 +174,17 @@ Deno.test("two devices converge on every kind of item and change", opts, async (
     await t.step("deleting a file and a whole tree on B deletes them on A", async () => {
       await Deno.remove(join(b, "zero"));
       await Deno.remove(join(b, "new"), { recursive: true });
-      await waitFor(async () => {
-        const ta = await tree(a);
-        return !ta.has("zero") && !ta.has("new");
-      }, async () =>
-        `A has ${[...(await tree(a)).keys()].join(", ")}\n${dumpState(tmp.path)}\n` +
-        procs.map((p) => `--- ${p.name}:\n${p.output()}`).join("\n"));
+      await waitFor(
+        async () => {
+          const ta = await tree(a);
+          return !ta.has("zero") && !ta.has("new");
+        },
+        async () =>
+          `A has ${[...(await tree(a)).keys()].join(", ")}\nB has ${
+            [...(await tree(b)).keys()].join(", ")
+          }\n${dumpState(tmp.path)}\n` +
+          procs.map((p) => `--- ${p.name}:\n${p.output()}`).join("\n"),
+      );
       await waitConverged([a, b], 20_000, procs);
     });
 
@@ -259,9 +266,13 @@ Deno.test(
     const b = join(tmp.path, "b");
     const server = await ServerProc.start(join(tmp.path, "data"));
     // SECONDS = 120: the periodic full pass cannot be what delivers these changes.
-    const ca = startClient("A", server.port, a, { seconds: 120 });
+    const ca = startClient("A", server.port, a, { seconds: 120, env: { CLOUDSYNC_DEBUG: "1" } });
     const serial = (await ca.waitForLine(/^Serial code: ([0-9A-Z-]+)$/))[1]!;
-    const cb = startClient("B", server.port, b, { serial, seconds: 120 });
+    const cb = startClient("B", server.port, b, {
+      serial,
+      seconds: 120,
+      env: { CLOUDSYNC_DEBUG: "1" },
+    });
     const procs = [server, ca, cb];
     try {
       await cb.waitForLine(/^Syncing/);
@@ -291,9 +302,9 @@ Deno.test(
         await waitFor(
           async () => !(await tree(a)).has("x"),
           async () =>
-            `x still on A: ${[...(await tree(a)).keys()].join(", ")}\n${
-              dumpState(tmp.path, "x")
-            }\n` +
+            `x still on A: ${[...(await tree(a)).keys()].join(", ")}; B has ${
+              [...(await tree(b)).keys()].join(", ")
+            }\n${dumpState(tmp.path, "x")}\n` +
             procs.map((p) => `--- ${p.name}:\n${p.output()}`).join("\n"),
           5_000,
         );

@@ -1,0 +1,20 @@
+/**
+ * Diagnostics for developers: with `CLOUDSYNC_DEBUG=1` in the environment, the client prints
+ * phase timings, watcher events, planned actions and refused or deferred steps on stderr, each
+ * line prefixed with `[debug]`. Off (and free) otherwise.
+ *
+ * @example
+ * ```ts
+ * debug(() => `scan: ${ms} ms`);
+ * ```
+ *
+ * @module
+ */
+
+/** Whether debug output is on (read once at start). */
+export const DEBUG = Deno.env.get("CLOUDSYNC_DEBUG") === "1";
+
+/** Prints `message()` on stderr when {@link DEBUG} is on; the message is not built otherwise. */
+export function debug(message: () => string): void {
+  if (DEBUG) console.error(`[debug] ${message()}`);
+}
