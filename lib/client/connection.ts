@@ -45,6 +45,7 @@ export async function dial(opts: DialOptions): Promise<Peer> {
     }
   }
   const peer = new Peer(r.conn, {
+    ackEagerly: true, // the server's TLS connection cannot turn off Nagle's algorithm
     ...(opts.onNotice ? { onNotice: (m) => opts.onNotice!(m.header) } : {}),
   });
   try {

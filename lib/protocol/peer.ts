@@ -91,6 +91,15 @@ export interface PeerOptions {
   heartbeatMs?: number;
   /** Close the connection after this long without receiving anything (default 45000; 0 = off). */
   idleTimeoutMs?: number;
+  /**
+   * After each frame received while nothing is being written, send a tiny `ping` notice (which
+   * every peer ignores) so that the TCP acknowledgement leaves at once instead of being delayed.
+   * For the side whose peer cannot disable Nagle's algorithm: Deno's TLS server connections
+   * have no `setNoDelay`, so a server reply written while its previous one is unacknowledged
+   * waits for the client's delayed ACK, about 40 ms on Linux (measured: 3 pipelined replies
+   * 3 ms apart took 48 ms instead of 12). Default false.
+   */
+  ackEagerly?: boolean;
 }
 
 interface Pending {
@@ -130,6 +139,10 @@ export class Peer {
   #closing = false;
   #reason: Error | null = null;
   #writeChain: Promise<void> = Promise.resolve();
+  /** Frames queued or being written. */
+  #writing = 0;
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #ackEagerly: boolean;
   #inFlight = 0;
   #slotWaiter: (() => void) | null = null;
   #paused = false;
@@ -142,6 +155,7 @@ export class Peer {
     this.#conn = conn;
     this.#onRequest = opts.onRequest;
     this.#onNotice = opts.onNotice;
+    this.#ackEagerly = opts.ackEagerly ?? false;
     this.#maxFrame = opts.maxFrame ?? MAX_FRAME;
     this.#maxInFlight = Math.max(1, opts.maxIncomingInFlight ?? 64);
     this.#heartbeatMs = opts.heartbeatMs ?? 15_000;
@@ -220,6 +234,7 @@ export class Peer {
 
   /** Queues one frame (head + body) behind every earlier write so frames never interleave. */
   #enqueue(head: Uint8Array, body: Uint8Array): Promise<void> {
+    this.#writing++;
     const run = this.#writeChain.then(async () => {
       if (this.#closing) throw this.#closedError("write frame");
       const writer = {
@@ -241,7 +256,7 @@ export class Peer {
         await writeAll(writer, head);
       }
     });
-    this.#writeChain = run.then(() => {}, () => {});
+    this.#writeChain = run.then(() => {}, () => {}).finally(() => this.#writing--);
     return run.catch((err) => {
       if (err instanceof ConnectionClosedError) throw err;
       const wasOpen = !this.#closing;
@@ -269,6 +284,9 @@ export class Peer {
         const frame = await this.#reader.next();
         if (frame === null) break;
         this.#dispatch(frame);
+        if (this.#ackEagerly && !(frame.type === FrameType.Notice && frame.header.t === PING)) {
+          this.#scheduleAck();
+        }
       }
     } catch (err) {
       reason = toError(err);
@@ -358,6 +376,20 @@ export class Peer {
     this.#timer = setTimeout(() => this.#onTimer(), Math.max(0, due - now));
   }
 
+  /**
+   * Once the code woken by the frames just received has had its turn (it usually sends the next
+   * request, which carries the acknowledgement), sends a ping if nothing is being written.
+   */
+  #scheduleAck(): void {
+    if (this.#ackTimer !== undefined) return;
+    this.#ackTimer = setTimeout(() => {
+      this.#ackTimer = undefined;
+      if (this.#closing || this.#writing > 0) return;
+      this.#lastSent = performance.now();
+      this.notify({ t: PING }).catch(() => {});
+    }, 0);
+  }
+
   #onTimer(): void {
     this.#timer = undefined;
     if (this.#closing) return;
@@ -382,6 +414,8 @@ export class Peer {
   #shutdown(reason: Error | null): void {
     if (this.#closing) return;
     this.#closing = true;
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
     this.#reason = reason;
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);

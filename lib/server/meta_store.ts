@@ -340,9 +340,15 @@ export class SqliteMetaStore implements MetaStore {
     return this.#q.liveChild!.get(account, path + "/", path + "0") !== undefined;
   }
 
-  #write(account: string, device: string, item: Omit<CommitItem, "baseVersion">): number {
+  /** Writes `item` as the path's new current entry; `replacesLive`: keep the old one first. */
+  #write(
+    account: string,
+    device: string,
+    item: Omit<CommitItem, "baseVersion">,
+    replacesLive = true,
+  ): number {
     const version = Number((this.#q.nextSeq!.get(account) as { seq: number }).seq);
-    this.#q.keep!.run(Date.now(), account, item.path);
+    if (replacesLive) this.#q.keep!.run(Date.now(), account, item.path);
     this.#q.upsert!.run(
       account,
       item.path,
@@ -359,9 +365,18 @@ export class SqliteMetaStore implements MetaStore {
     return version;
   }
 
-  #commitOne(account: string, device: string, item: CommitItem): CommitResult {
+  /** `liveDirs`: directories this commit already found live (fewer lookups for siblings). */
+  #commitOne(
+    account: string,
+    device: string,
+    item: CommitItem,
+    liveDirs: Set<string>,
+  ): CommitResult {
     const current = this.#current(account, item.path);
-    const verdict = decideCommit(current, item, this.#hasLiveChildren(account, item.path));
+    const live = current !== undefined && !current.deleted;
+    // Only a live directory can have live children (the rules ask about them for directories).
+    const children = live && current.kind === "dir" && this.#hasLiveChildren(account, item.path);
+    const verdict = decideCommit(current, item, children);
     if (verdict.verdict === "same") return { ok: true, version: verdict.version };
     if (verdict.verdict === "conflict") {
       return {
@@ -390,8 +405,12 @@ export class SqliteMetaStore implements MetaStore {
       }
       // Parents must be live directories: revive deleted ones, refuse to nest under a file.
       for (const parent of parentPaths(item.path)) {
+        if (liveDirs.has(parent)) continue;
         const p = this.#current(account, parent);
-        if (p && !p.deleted && p.kind === "dir") continue;
+        if (p && !p.deleted && p.kind === "dir") {
+          liveDirs.add(parent);
+          continue;
+        }
         if (p && !p.deleted) {
           return {
             ok: false,
@@ -409,19 +428,23 @@ export class SqliteMetaStore implements MetaStore {
           exec: false,
           hash: "",
           chunks: [],
-        });
+        }, false);
+        liveDirs.add(parent);
       }
     }
     const written = item.deleted
       ? { ...item, kind: current?.kind ?? item.kind, size: 0, hash: "", chunks: [], exec: false }
       : item;
-    return { ok: true, version: this.#write(account, device, written) };
+    if (item.deleted || item.kind !== "dir") liveDirs.delete(item.path);
+    else liveDirs.add(item.path);
+    return { ok: true, version: this.#write(account, device, written, live) };
   }
 
   commit(account: string, device: string, items: CommitItem[]): CommitResult[] {
+    const liveDirs = new Set<string>();
     return transaction(
       this.#db,
-      () => items.map((item) => this.#commitOne(account, device, item)),
+      () => items.map((item) => this.#commitOne(account, device, item, liveDirs)),
       true,
     );
   }

@@ -426,3 +426,40 @@ Deno.test("Peer closes a connection that sends garbage without harming others", 
     listener.close();
   }
 });
+
+Deno.test("Peer with ackEagerly answers each frame it receives with a ping when idle", async (t) => {
+  for (const eager of [true, false]) {
+    await t.step(`ackEagerly: ${eager}`, async () => {
+      const [cc, sc] = await tcpPair();
+      // Count bytes the server receives: a response must be followed by one ping (25 bytes).
+      const received = counter();
+      const countingServerConn: PeerConn = {
+        read: async (p) => {
+          const n = await sc.read(p);
+          for (let i = 0; i < (n ?? 0); i++) received.inc();
+          return n;
+        },
+        write: (p) => sc.write(p),
+        close: () => sc.close(),
+      };
+      const client = new Peer(cc, { ackEagerly: eager, heartbeatMs: 0 });
+      const server = new Peer(countingServerConn, {
+        heartbeatMs: 0,
+        onRequest: () => ({ header: {}, body: new Uint8Array(0) }),
+      });
+      try {
+        await client.request({ t: "x" });
+        const requestBytes = received.value;
+        // The ping goes out one macrotask after the response arrived; give it a few.
+        for (let i = 0; i < 20 && received.value === requestBytes; i++) {
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        assert.equal(received.value - requestBytes, eager ? 25 : 0);
+      } finally {
+        client.close();
+        server.close();
+      }
+      await Promise.all([client.closed, server.closed]);
+    });
+  }
+});
