@@ -61,7 +61,14 @@ export async function hashFileParallel(
       start,
       end: k + 1 < segments ? starts[k + 1]! + OVERLAP : Number.MAX_SAFE_INTEGER,
     }));
-    const lists = await Promise.all(jobs.map(runJob));
+    let lists: RangeChunk[][];
+    try {
+      lists = await Promise.all(jobs.map(runJob));
+    } catch {
+      // A worker that cannot start or read (a missing module in a build, a file gone): the
+      // sequential hash gives the same result, or the real error.
+      return await hashFile(path);
+    }
     const merged = merge(lists, jobs);
     if (!merged) return await hashFile(path);
     const chunks = merged.map(({ hash, size }) => ({ hash, size }));

@@ -295,7 +295,7 @@ async function pushRemote(
   for (const b of ctx.base.values()) for (const c of b.chunks) known.add(c.hash);
   // Prepare (chunks up, re-check) a few segments ahead; commit them strictly in order.
   const prepare = async (segment: RemoteAction[], trust = true) => {
-    const P0 = performance.now();
+    const chunksStart = performance.now();
     const uploads = segment.filter((a): a is Extract<RemoteAction, { op: "upload" }> =>
       a.op === "upload"
     );
@@ -319,8 +319,8 @@ async function pushRemote(
       ctx.stats,
       trust ? known : undefined,
     );
-    const P1 = performance.now();
-    debug(() => `prepare ${segment.length}: chunks ${(P1 - P0).toFixed(0)} ms`);
+    const chunksEnd = performance.now();
+    debug(() => `prepare ${segment.length}: chunks ${(chunksEnd - chunksStart).toFixed(0)} ms`);
     // Re-check each item against the disk just before committing it.
     const ready = await Promise.all(segment.map(async (a) => {
       const full = join(ctx.root, toLocal(a.path));
@@ -372,11 +372,11 @@ async function pushRemote(
         });
       }
     }
-    const C0 = performance.now();
+    const tPending = performance.now();
     if (intents.length > 0) ctx.state.setPending(intents);
-    const C1 = performance.now();
+    const tRequest = performance.now();
     const r = await ctx.peer.request({ t: "commit", items: items.map((b) => b.item) });
-    const C2 = performance.now();
+    const tReply = performance.now();
     const results = r.header.results as CommitResult[];
     const confirmed: RemoteEntry[] = [];
     items.forEach(({ item, action }, j) => {
@@ -409,11 +409,11 @@ async function pushRemote(
     ctx.state.setRemoteMany(confirmed);
     flush();
     if (intents.length > 0) ctx.state.clearPending(intents.map((i) => i.path));
-    const C3 = performance.now();
+    const tDone = performance.now();
     debug(() =>
-      `commit ${items.length}: pending ${(C1 - C0).toFixed(0)} request ${
-        (C2 - C1).toFixed(0)
-      } after ${(C3 - C2).toFixed(0)} ms`
+      `commit ${items.length}: pending ${(tRequest - tPending).toFixed(0)} request ${
+        (tReply - tRequest).toFixed(0)
+      } after ${(tDone - tReply).toFixed(0)} ms`
     );
   }
 }

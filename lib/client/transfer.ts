@@ -210,13 +210,9 @@ export async function uploadChunks(
         const last = runs[runs.length - 1];
         if (last && last.path === r.path && last.offset + last.size === r.offset) {
           last.size += r.size;
-        } else {runs.push({
-            path: r.path,
-            offset: r.offset,
-            at: offsets[i]!,
-            size: r.size,
-            first: i,
-          });}
+        } else {
+          runs.push({ path: r.path, offset: r.offset, at: offsets[i]!, size: r.size, first: i });
+        }
       });
       const runOk = await Promise.all(
         runs.map((run) => {

@@ -72,6 +72,25 @@ function counter() {
   };
 }
 
+/** Wraps `conn` so that every byte it reads bumps a {@link counter}. */
+function countingConn(
+  conn: Deno.TcpConn,
+): { received: ReturnType<typeof counter>; conn: PeerConn } {
+  const received = counter();
+  return {
+    received,
+    conn: {
+      read: async (p) => {
+        const n = await conn.read(p);
+        for (let i = 0; i < (n ?? 0); i++) received.inc();
+        return n;
+      },
+      write: (p) => conn.write(p),
+      close: () => conn.close(),
+    },
+  };
+}
+
 /** Resolves "open" if `p` has not settled after pending microtasks and one macrotask. */
 async function settledState(p: Promise<unknown>): Promise<"open" | "closed"> {
   return await Promise.race([
@@ -240,16 +259,7 @@ Deno.test("Peer delivers notices", async (t) => {
 Deno.test("Peer heartbeat keeps an idle link alive", async () => {
   const [cc, sc] = await tcpPair();
   // Count bytes the server receives so we can await "enough heartbeats" instead of sleeping.
-  const received = counter();
-  const countingServerConn: PeerConn = {
-    read: async (p) => {
-      const n = await sc.read(p);
-      for (let i = 0; i < (n ?? 0); i++) received.inc();
-      return n;
-    },
-    write: (p) => sc.write(p),
-    close: () => sc.close(),
-  };
+  const { received, conn: countingServerConn } = countingConn(sc);
   const notices: Message[] = [];
   const opts: PeerOptions = {
     heartbeatMs: 15,
@@ -432,16 +442,7 @@ Deno.test("Peer with ackEagerly answers each frame it receives with a ping when 
     await t.step(`ackEagerly: ${eager}`, async () => {
       const [cc, sc] = await tcpPair();
       // Count bytes the server receives: a response must be followed by one ping (25 bytes).
-      const received = counter();
-      const countingServerConn: PeerConn = {
-        read: async (p) => {
-          const n = await sc.read(p);
-          for (let i = 0; i < (n ?? 0); i++) received.inc();
-          return n;
-        },
-        write: (p) => sc.write(p),
-        close: () => sc.close(),
-      };
+      const { received, conn: countingServerConn } = countingConn(sc);
       const client = new Peer(cc, { ackEagerly: eager, heartbeatMs: 0 });
       const server = new Peer(countingServerConn, {
         heartbeatMs: 0,
