@@ -419,5 +419,13 @@ async function pushRemote(
 }
 
 function statToEntryBase(l: LocalEntry): Omit<BaseEntry, "version" | "hash" | "chunks"> {
-  return { path: l.path, kind: l.kind, size: l.size, mtime: l.mtime, exec: l.exec };
+  const b: Omit<BaseEntry, "version" | "hash" | "chunks"> = {
+    path: l.path,
+    kind: l.kind,
+    size: l.size,
+    mtime: l.mtime,
+    exec: l.exec,
+  };
+  if (l.ino !== undefined) b.ino = l.ino;
+  return b;
 }

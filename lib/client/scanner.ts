@@ -29,19 +29,33 @@ export function statToEntry(
 ): LocalEntry {
   const mode = st.mode;
   const exec = mode === null ? (base?.exec ?? false) : (mode & 0o100) !== 0;
-  return {
+  const entry: LocalEntry = {
     path,
     kind: st.isDirectory ? "dir" : "file",
     size: st.isDirectory ? 0 : st.size,
     mtime: st.isDirectory ? 0 : Math.floor(st.mtime?.getTime() ?? 0),
     exec: st.isDirectory ? false : exec,
   };
+  if (!st.isDirectory && typeof st.ino === "number") entry.ino = st.ino;
+  return entry;
+}
+
+/**
+ * Whether two stats of a file agree: same size and mtime, and the same inode where both have one
+ * (a file replaced by another with the same size and mtime, as `cp -p` or some editors do, is a
+ * change). ctime is not compared: our own rename into place changes it.
+ */
+export function sameFileStat(
+  a: { size: number; mtime: number; ino?: number },
+  b: { size: number; mtime: number; ino?: number },
+): boolean {
+  return a.size === b.size && a.mtime === b.mtime &&
+    (a.ino === undefined || b.ino === undefined || a.ino === b.ino);
 }
 
 /** True when a file's stat still matches the base, so its content need not be read. */
 export function unchangedSinceBase(l: LocalEntry, b: BaseEntry | undefined): boolean {
-  return b !== undefined && b.kind === "file" && l.kind === "file" && b.size === l.size &&
-    b.mtime === l.mtime;
+  return b !== undefined && b.kind === "file" && l.kind === "file" && sameFileStat(l, b);
 }
 
 /**

@@ -19,7 +19,7 @@ import { compressChunk, decompressChunk } from "../chunk/compress.ts";
 import { fileHash, sha256Hex } from "../chunk/hash.ts";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
 import { pool } from "../util/pool.ts";
-import { statToEntry } from "./scanner.ts";
+import { sameFileStat, statToEntry } from "./scanner.ts";
 
 /** Counters shown to the user. */
 export interface TransferStats {
@@ -318,7 +318,7 @@ function statMatches(st: Deno.FileInfo | null, expect: LocalEntry | null): boole
   if (!st || !expect) return !st && !expect;
   const now = statToEntry(expect.path, st, undefined);
   if (st.isSymlink || now.kind !== expect.kind) return false;
-  return now.kind === "dir" || (now.size === expect.size && now.mtime === expect.mtime);
+  return now.kind === "dir" || sameFileStat(now, expect);
 }
 
 /** What downloads share: the connection, where to build files, and where chunks may come from. */
@@ -557,6 +557,7 @@ export async function writeSmallFiles(
           exec: r.exec,
           hash: r.hash,
           chunks: r.chunks,
+          ...(l.ino !== undefined ? { ino: l.ino } : {}),
         },
       });
     } catch (e) {
@@ -890,6 +891,7 @@ export async function downloadFile(
         exec: remote.exec,
         hash: remote.hash,
         chunks: remote.chunks,
+        ...(l.ino !== undefined ? { ino: l.ino } : {}),
       },
     };
   } catch (e) {

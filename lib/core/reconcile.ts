@@ -110,6 +110,7 @@ export function baseFrom(r: RemoteEntry, l: LocalEntry): BaseEntry {
     exec: r.exec,
     hash: r.hash,
     chunks: r.chunks,
+    ...(l.ino !== undefined ? { ino: l.ino } : {}),
   };
 }
 

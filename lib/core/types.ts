@@ -45,6 +45,11 @@ export interface BaseEntry {
   exec: boolean;
   hash: string;
   chunks: ChunkRef[];
+  /**
+   * Inode number seen when synced (absent where the OS has none, e.g. Windows): a file replaced
+   * by another with the same size and mtime is then still noticed.
+   */
+  ino?: number;
 }
 
 /** One item found by a local scan. `hash` is set for files whose content was (re)hashed. */
@@ -56,4 +61,6 @@ export interface LocalEntry {
   exec: boolean;
   hash?: string;
   chunks?: ChunkRef[];
+  /** Inode number, where the OS has one (see {@link BaseEntry.ino}). */
+  ino?: number;
 }

@@ -1,0 +1,55 @@
+/**
+ * Tests for the scanner's change detection: an unchanged file is not read again; a file whose size
+ * or mtime changed is rehashed; a file replaced by another with the same size and mtime (another
+ * inode) is rehashed too, where the OS has inode numbers.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { scan, statToEntry } from "../../lib/client/scanner.ts";
+import type { BaseEntry } from "../../lib/core/types.ts";
+
+Deno.test("scan rehashes only what changed since the base", async (t) => {
+  const root = await Deno.makeTempDir({ prefix: "cloudsync-scan-" });
+  try {
+    const when = new Date(2020, 0, 2, 3, 4, 5);
+    const write = async (name: string, text: string) => {
+      const tmp = join(root, `.${name}.tmp`);
+      await Deno.writeTextFile(tmp, text);
+      await Deno.utime(tmp, when, when);
+      await Deno.rename(tmp, join(root, name)); // a new inode each time
+    };
+    await write("same.txt", "aaaa");
+    await write("replaced.txt", "bbbb");
+    await write("grown.txt", "cccc");
+    const first = await scan(root, new Map());
+    const base = new Map<string, BaseEntry>();
+    for (const e of first.values()) {
+      base.set(e.path, { ...e, version: 1, hash: e.hash!, chunks: e.chunks! });
+    }
+    await write("replaced.txt", "BBBB"); // same size, same mtime, other inode
+    await Deno.writeTextFile(join(root, "grown.txt"), "ccccc");
+    const hasInodes = typeof (await Deno.stat(join(root, "same.txt"))).ino === "number";
+    const again = await scan(root, base);
+    await t.step("an unchanged file is not read", () => {
+      assert.equal(again.get("same.txt")?.hash, undefined);
+    });
+    await t.step("a file whose size changed is rehashed", () => {
+      assert.notEqual(again.get("grown.txt")?.hash, undefined);
+    });
+    await t.step("a file replaced with the same size and mtime is rehashed (inode)", () => {
+      if (!hasInodes) return; // no inode numbers on this OS: size + mtime only
+      assert.notEqual(again.get("replaced.txt")?.hash, undefined);
+      assert.notEqual(again.get("replaced.txt")?.hash, base.get("replaced.txt")?.hash);
+    });
+    await t.step("directories carry no inode; files do where the OS has them", async () => {
+      const st = await Deno.stat(join(root, "same.txt"));
+      assert.equal(statToEntry("same.txt", st, undefined).ino, st.ino ?? undefined);
+      assert.equal(statToEntry("", await Deno.stat(root), undefined).ino, undefined);
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
