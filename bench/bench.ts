@@ -1,9 +1,10 @@
 /**
  * Cloud Sync benchmark: a real server and two real clients on 127.0.0.1 (wire bytes from the
  * kernel's TCP counters of each client's sockets, or a counting relay if `ss` is not usable),
- * against `cp -a` and an rsync daemon on the same data in the same run. See bench/README.md.
+ * against `cp -a` and an rsync daemon on the same data in the same run; plus the rescan of an
+ * unchanged tree (the scanner run in this process, against GNU find). See bench/README.md.
  *
- *   deno run -A bench/bench.ts [--quick] [--only=big,small,edit,latency,move]
+ *   deno run -A bench/bench.ts [--quick] [--only=big,small,edit,latency,move,rescan]
  *
  * @module
  */
@@ -43,9 +44,13 @@ import {
   syncDisks,
   which,
 } from "./util.ts";
+import { scan } from "../lib/client/scanner.ts";
+import type { BaseEntry } from "../lib/core/types.ts";
 
-const NAMES = ["big", "small", "edit", "latency", "move"] as const;
+const NAMES = ["big", "small", "edit", "latency", "move", "rescan"] as const;
 type Name = typeof NAMES[number];
+/** The workloads that need the server and the two clients (`rescan` runs in this process). */
+const PRODUCT_NAMES: readonly Name[] = ["big", "small", "edit", "latency", "move"];
 
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
 const RESULTS_DIR = join(REPO, "bench", "results");
@@ -60,6 +65,10 @@ interface Params {
   smallDirs: number;
   smallSize: number;
   latencyReps: number;
+  /** rescan: files (of `rescanSize` bytes) spread over `rescanDirs` directories */
+  rescanFiles: number;
+  rescanDirs: number;
+  rescanSize: number;
   clientSeconds: number;
   deadlineMs: number;
   /** how wire bytes were counted: kernel TCP counters read with ss, or the counting relay */
@@ -95,11 +104,39 @@ interface Results {
     error: string;
   };
   move?: { ours?: { seconds: number; wire: Wire; benchCpuS: number } | { error: string } };
+  rescan?: Rescan;
   rss?: Record<string, { vmHWM: number; sampledMaxVmRSS: number; pid: number }>;
   table?: Row[];
   logTails?: Record<string, string[]>;
   error?: string;
   totalSeconds?: number;
+}
+
+/** The rescan workload's figures (see {@link runRescan}). */
+interface Rescan {
+  /** where it was measured: in the bench process, by the product's own scanner */
+  where: string;
+  files: number;
+  dirs: number;
+  fileBytes: number;
+  /** untimed setup: writing the tree */
+  createSeconds: number;
+  /** `scan(root, new Map())`: every file read and hashed (this builds the merge base) */
+  firstScanSeconds: number;
+  firstScanHashed: number;
+  /** `scan(root, base)` against that base, three times */
+  runsSeconds: number[];
+  medianSeconds: number;
+  maxSeconds: number;
+  filesPerS: number;
+  /** file entries returned by each run (must be `files`) */
+  filesReturned: number[];
+  /** file entries of each run with `hash` set, i.e. rehashed (must be 0: no content read) */
+  rehashed: number[];
+  /** floor: `find ROOT -type f -printf '%s %T@ %i\n' > /dev/null`, three times */
+  find: { runsSeconds: number[]; medianSeconds: number; maxSeconds: number } | { error: string };
+  /** max of Deno.memoryUsage().rss of the bench process, sampled every 20 ms during the workload */
+  peakRssBytes: number;
 }
 
 interface Row {
@@ -127,8 +164,9 @@ function parseOptions(): {
   if (values.help) {
     console.log(
       "usage: deno run -A bench/bench.ts [--quick] [--only=" + NAMES.join(",") + "]\n" +
-        "  --quick  64 MiB file and 1,000 small files (smoke run)\n" +
-        "  --only   run only these workloads (peak RSS comes with big/small)",
+        "  --quick  64 MiB file, 1,000 small files, 10,000 files to rescan (smoke run)\n" +
+        "  --only   run only these workloads (peak RSS comes with big/small; rescan alone starts\n" +
+        "           no server or client)",
     );
     Deno.exit(0);
   }
@@ -151,6 +189,9 @@ function parseOptions(): {
       smallDirs: 100,
       smallSize: 4096,
       latencyReps: 20,
+      rescanFiles: quick ? 10000 : 100000,
+      rescanDirs: quick ? 100 : 1000,
+      rescanSize: 100,
       clientSeconds: SECONDS,
       deadlineMs: quick ? 45000 : 120000,
     },
@@ -289,6 +330,17 @@ interface Ctx {
 }
 
 async function runAll(ctx: Ctx): Promise<void> {
+  if (PRODUCT_NAMES.some((n) => ctx.only.has(n))) {
+    const product = await runProductWorkloads(ctx);
+    // Idle clients still rescan their folders every few seconds: stop them so they do not compete
+    // with the rescan for the 2 cores (the log tails stay readable; main's stop is then a no-op).
+    if (ctx.only.has("rescan")) await product.stop();
+  }
+  if (ctx.only.has("rescan")) await runRescan(ctx);
+}
+
+/** Workloads 1-6: the server and the two clients, started here. Returns the running product. */
+async function runProductWorkloads(ctx: Ctx): Promise<Product> {
   const { root, params, only, rsync, res } = ctx;
   const needBig = only.has("big") || only.has("edit") || only.has("move");
   const needSmall = only.has("small");
@@ -581,6 +633,143 @@ async function runAll(ctx: Ctx): Promise<void> {
       res.move.ours = { error: "skipped: the big file is not in sync on B" };
     }
   }
+  return product;
+}
+
+/**
+ * Workload 7: rescan of an unchanged tree. The scanner is a library function and the product's
+ * full pass (at start and periodically) is exactly `scan(folder, base)`, so it runs here in the
+ * bench process, no server or client involved. Setup (untimed): `rescanFiles` files written with
+ * synchronous calls, then one `scan(root, new Map())` that hashes them all (timed for information)
+ * and becomes the merge base as the client keeps it. Timed: `scan(root, base)` three times, each
+ * followed by the GNU find floor.
+ */
+async function runRescan(ctx: Ctx): Promise<void> {
+  const { root, params, res } = ctx;
+  const n = params.rescanFiles;
+  const nDirs = params.rescanDirs;
+  const tree = join(root, "rescan");
+  const stopIfInterrupted = () => {
+    if (ctx.interrupted()) throw new Error("interrupted");
+  };
+  let peakRss = Deno.memoryUsage().rss;
+  const sampleRss = () => peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
+  const timer = setInterval(sampleRss, 20);
+  try {
+    // ---- setup (untimed): n files of rescanSize bytes in nDirs directories
+    let t = now();
+    const enc = new TextEncoder();
+    const data = new Uint8Array(params.rescanSize);
+    const perDir = Math.ceil(n / nDirs);
+    for (let d = 0; d < nDirs; d++) {
+      const dir = join(tree, `d${String(d).padStart(4, "0")}`);
+      Deno.mkdirSync(dir, { recursive: true });
+      for (let i = d * perDir; i < Math.min(n, (d + 1) * perDir); i++) {
+        data.fill(0x2e);
+        data.set(enc.encode(`rescan file ${i}\n`).subarray(0, data.length));
+        Deno.writeFileSync(join(dir, `f${String(i).padStart(6, "0")}`), data);
+      }
+      if (d % 50 === 49) {
+        sampleRss();
+        await sleep(0); // lets a Ctrl-C be seen
+        stopIfInterrupted();
+      }
+    }
+    const createSeconds = (now() - t) / 1000;
+    await syncDisks();
+    log(
+      `made ${n} files of ${params.rescanSize} B in ${nDirs} directories in ${
+        createSeconds.toFixed(1)
+      } s`,
+    );
+
+    // ---- the merge base, as the client builds it: a first scan hashes every file
+    t = now();
+    const first = await scan(tree, new Map());
+    const firstScanSeconds = (now() - t) / 1000;
+    const base = new Map<string, BaseEntry>();
+    let firstScanHashed = 0;
+    for (const [path, e] of first) {
+      if (e.kind === "file" && e.hash !== undefined) firstScanHashed++;
+      // directories carry no hash: "" and [] as the client's own base entries of directories
+      base.set(path, { ...e, version: 1, hash: e.hash ?? "", chunks: e.chunks ?? [] });
+    }
+    if (firstScanHashed !== n) {
+      throw new Error(`rescan setup: the first scan hashed ${firstScanHashed} of ${n} files`);
+    }
+    log(`rescan first scan (hashing) ${fmtS(firstScanSeconds)}`);
+    stopIfInterrupted();
+
+    // ---- timed: scan(root, base) x3, each followed by the find floor
+    const find = await which("find");
+    const runsSeconds: number[] = [];
+    const filesReturned: number[] = [];
+    const rehashed: number[] = [];
+    const findRuns: number[] = [];
+    let findError: string | null = find ? null : "find: not installed";
+    for (let r = 0; r < 3; r++) {
+      sampleRss();
+      const t0 = now();
+      const got = await scan(tree, base);
+      runsSeconds.push((now() - t0) / 1000);
+      sampleRss();
+      let files = 0;
+      let hashed = 0;
+      for (const e of got.values()) {
+        if (e.kind !== "file") continue;
+        files++;
+        if (e.hash !== undefined) hashed++;
+      }
+      filesReturned.push(files);
+      rehashed.push(hashed);
+      log(`rescan run ${r + 1}     ${fmtS(runsSeconds[r]!)}, ${files} files, ${hashed} rehashed`);
+      stopIfInterrupted();
+      if (find && !findError) {
+        // GNU find stats every file in C: the floor for a stat-only pass over the tree
+        // (stdout to /dev/null, as `> /dev/null`; timed from spawn to exit like cp -a)
+        const t0 = now();
+        const f = await new Deno.Command(find, {
+          args: [tree, "-type", "f", "-printf", "%s %T@ %i\\n"],
+          stdin: "null",
+          stdout: "null",
+          stderr: "piped",
+        }).output();
+        const seconds = (now() - t0) / 1000;
+        if (f.code !== 0) {
+          const err = new TextDecoder().decode(f.stderr).trim().slice(-200);
+          findError = `find failed (${f.code}): ${err}`;
+        } else {
+          findRuns.push(seconds);
+          log(`rescan find ${r + 1}    ${fmtS(seconds)}`);
+        }
+      }
+      stopIfInterrupted();
+    }
+    const medianSeconds = median(runsSeconds);
+    res.rescan = {
+      where: "bench process: scan(root, base) of lib/client/scanner.ts, the product's full pass",
+      files: n,
+      dirs: nDirs,
+      fileBytes: params.rescanSize,
+      createSeconds,
+      firstScanSeconds,
+      firstScanHashed,
+      runsSeconds,
+      medianSeconds,
+      maxSeconds: Math.max(...runsSeconds),
+      filesPerS: n / medianSeconds,
+      filesReturned,
+      rehashed,
+      find: findError !== null ? { error: findError } : {
+        runsSeconds: findRuns,
+        medianSeconds: median(findRuns),
+        maxSeconds: Math.max(...findRuns),
+      },
+      peakRssBytes: peakRss,
+    };
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 // ---------------------------------------------------------------- table
@@ -703,6 +892,25 @@ function table(res: Results): Row[] {
       });
     } else rows.push(errRow(`move ${size} file`, o.error, "-", "-", "< 1 MiB"));
   }
+  if (res.rescan) {
+    const r = res.rescan;
+    const limit = 5 * r.files / 100000; // scaled in quick mode
+    const target = quick
+      ? `<= ${limit.toFixed(2)} s, 0 rehashed`
+      : `few seconds (<= ${limit.toFixed(0)} s), 0 rehashed`;
+    const rehashed = Math.max(...r.rehashed);
+    const complete = r.filesReturned.every((x) => x === r.files);
+    rows.push({
+      workload: `rescan ${r.files.toLocaleString("en-US")} unchanged`,
+      ours: `${fmtS(r.medianSeconds)} (${r.filesPerS.toFixed(0)} f/s)` +
+        (rehashed ? `, ${rehashed} rehashed` : "") + (complete ? "" : ", files missing"),
+      cp: isErr(r.find) ? "find: -" : `find: ${fmtS(r.find.medianSeconds)}`,
+      rsync: "-",
+      ratio: "-",
+      target,
+      result: pf(r.medianSeconds <= limit && rehashed === 0 && complete),
+    });
+  }
   for (const [name, r] of Object.entries(res.rss ?? {})) {
     rows.push({
       workload: `peak RSS ${name === "server" ? "server" : `client ${name}`}`,
@@ -752,7 +960,9 @@ function printTable(res: Results): void {
   console.log("|" + w.map((x) => "-".repeat(x + 2)).join("|") + "|");
   for (const r of all.slice(1)) console.log(line(r));
   if (res.params.mode === "quick") {
-    console.log("* quick mode: smaller data, targets only indicative (10k-file limit scaled)");
+    console.log(
+      "* quick mode: smaller data, targets only indicative (10k-file and rescan limits scaled)",
+    );
   }
   // details: wire bytes per leg
   const wires = [
@@ -777,7 +987,9 @@ function printTable(res: Results): void {
       } s${changed})`,
     );
   }
-  console.log(`wire bytes counted by: ${res.params.wireMethodDetail}`);
+  if (res.only.some((n) => PRODUCT_NAMES.includes(n))) {
+    console.log(`wire bytes counted by: ${res.params.wireMethodDetail}`);
+  }
   const er = res.edit?.rsync;
   if (er) {
     console.log(
@@ -793,6 +1005,33 @@ function printTable(res: Results): void {
   }
   if (!isErr(res.latency) && res.latency) {
     console.log(`latency ms : ${res.latency.samplesMs.map((x) => x.toFixed(0)).join(" ")}`);
+  }
+  if (res.rescan) {
+    const r = res.rescan;
+    const list = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(" / ");
+    console.log(
+      `rescan     : scan(root, base) of lib/client/scanner.ts in the bench process (the product's ` +
+        `full pass is this scan; no server or client involved), ${
+          r.files.toLocaleString("en-US")
+        } files of ${r.fileBytes} B in ${r.dirs} dirs`,
+    );
+    console.log(
+      `rescan     : runs ${list(r.runsSeconds)} s (median ${fmtS(r.medianSeconds)}, max ${
+        fmtS(r.maxSeconds)
+      }), rehashed ${r.rehashed.join(" / ")}, files returned ${
+        r.filesReturned.join(" / ")
+      }; first scan (hashing) ${fmtS(r.firstScanSeconds)}; bench process peak RSS ${
+        (r.peakRssBytes / 1e6).toFixed(0)
+      } MB (sampled)`,
+    );
+    console.log(
+      isErr(r.find)
+        ? `rescan find: ${r.find.error}`
+        : `rescan find: floor in the cp -a column: find ROOT -type f -printf '%s %T@ %i\\n' ` +
+          `> /dev/null, runs ${list(r.find.runsSeconds)} s (median ${
+            fmtS(r.find.medianSeconds)
+          }, max ${fmtS(r.find.maxSeconds)})`,
+    );
   }
   if (res.error) console.log(`RUN FAILED: ${res.error}`);
   console.log(`total ${(res.totalSeconds ?? 0).toFixed(0)} s`);
