@@ -157,6 +157,31 @@ export function normalizeScopes(scopes: Iterable<string>): string[] {
 }
 
 /**
+ * Completes a scoped scan: every base item outside `scopes` is taken as unchanged (added to
+ * `scanned` as the base has it), except below a scope or scope ancestor the scan found gone or no
+ * longer a folder: nothing there can still exist. (Assuming those kept made reconcile recreate
+ * the folder holding them, undoing a tree deleted while a scoped pass ran.)
+ */
+export function addUnscanned(
+  scanned: Map<string, LocalEntry>,
+  base: ReadonlyMap<string, BaseEntry>,
+  scopes: readonly string[],
+): void {
+  const inScope = scopeTest(scopes);
+  const gone = new Set<string>();
+  for (const s of scopes) {
+    for (const a of [...parentPaths(s), s]) {
+      if (a !== "" && scanned.get(a)?.kind !== "dir") gone.add(a);
+    }
+  }
+  for (const [path, b] of base) {
+    if (inScope(path)) continue;
+    if (gone.size > 0 && parentPaths(path).some((a) => gone.has(a))) continue;
+    scanned.set(path, { path, kind: b.kind, size: b.size, mtime: b.mtime, exec: b.exec });
+  }
+}
+
+/**
  * One pass. `scopes` limits the local scan to those subtrees (null: the whole folder; []: no
  * scan, only remote changes); everything outside is taken as unchanged since the base, and every
  * step still re-checks the disk before it acts, so a wrong guess only defers work.
@@ -186,13 +211,8 @@ export async function syncPass(
   let scanned: Map<string, LocalEntry>;
   if (scopes === null) scanned = await scan(ctx.root, localBase, notices);
   else {
-    const inScope = scopeTest(scopes);
     scanned = scopes.length > 0 ? await scanTrees(ctx.root, localBase, scopes, notices) : new Map();
-    for (const [path, b] of localBase) {
-      if (!inScope(path)) {
-        scanned.set(path, { path, kind: b.kind, size: b.size, mtime: b.mtime, exec: b.exec });
-      }
-    }
+    addUnscanned(scanned, localBase, scopes);
   }
   t = phase(`scan ${scopes === null ? "all" : JSON.stringify(scopes)}`, t);
   let base = wireBase;

@@ -11,8 +11,14 @@
  * @module
  */
 
-/** Whether debug output is on (read once at start). */
-export const DEBUG = Deno.env.get("CLOUDSYNC_DEBUG") === "1";
+/** Whether debug output is on (read once at start; off where reading the environment is denied). */
+export const DEBUG = (() => {
+  try {
+    return Deno.env.get("CLOUDSYNC_DEBUG") === "1";
+  } catch {
+    return false;
+  }
+})();
 
 /** Prints `message()` on stderr when {@link DEBUG} is on; the message is not built otherwise. */
 export function debug(message: () => string): void {
