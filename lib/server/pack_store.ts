@@ -30,6 +30,8 @@ interface OpenPack {
   busy: Promise<unknown>;
   /** The handle's position after the last read (chunks read in order need no seek), or -1. */
   pos: number;
+  /** Evicted or deleted: the handle closes once queued reads are done; later reads reopen. */
+  dropped: boolean;
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -132,16 +134,30 @@ export class PackBlobStore implements BlobStore {
     const out = into ?? new Uint8Array(length);
     const offset = Number(r.offset);
     const read = pack.busy.then(async () => {
-      if (pack.pos !== offset) await pack.file.seek(offset, Deno.SeekMode.Start);
-      pack.pos = -1;
-      let got = 0;
-      while (got < out.length) {
-        const n = await pack.file.read(out.subarray(got));
-        if (n === null) return null; // truncated pack: reported by verify
-        got += n;
+      // Dropped between lookup and now (evicted by other reads): read through a handle of our own.
+      let file = pack.file;
+      if (pack.dropped) {
+        try {
+          file = await Deno.open(path, { read: true });
+        } catch (e) {
+          if (e instanceof Deno.errors.NotFound) return null; // the pack was deleted meanwhile
+          throw e;
+        }
       }
-      pack.pos = offset + got;
-      return out;
+      try {
+        if (pack.dropped || pack.pos !== offset) await file.seek(offset, Deno.SeekMode.Start);
+        if (!pack.dropped) pack.pos = -1;
+        let got = 0;
+        while (got < out.length) {
+          const n = await file.read(out.subarray(got));
+          if (n === null) return null; // truncated pack: reported by verify
+          got += n;
+        }
+        if (!pack.dropped) pack.pos = offset + got;
+        return out;
+      } finally {
+        if (file !== pack.file) file.close();
+      }
     });
     // (Not `read.catch(...)`: that would keep the last buffer read alive as long as the handle.)
     pack.busy = read.then(() => {}, () => {});
@@ -168,7 +184,7 @@ export class PackBlobStore implements BlobStore {
       file.close();
       return raced;
     }
-    const pack: OpenPack = { file, busy: Promise.resolve(), pos: 0 };
+    const pack: OpenPack = { file, busy: Promise.resolve(), pos: 0, dropped: false };
     this.#open.set(path, pack);
     if (this.#open.size > OPEN_PACKS) {
       const [oldest] = this.#open.keys();
@@ -182,7 +198,11 @@ export class PackBlobStore implements BlobStore {
     const pack = this.#open.get(path);
     if (!pack) return;
     this.#open.delete(path);
-    pack.busy.finally(() => pack.file.close());
+    // Reads already queued on the handle finish first; reads queued after this reopen the file.
+    pack.busy = pack.busy.then(() => {
+      pack.dropped = true;
+      pack.file.close();
+    });
   }
 
   async delete(account: string, hash: string): Promise<void> {
