@@ -814,8 +814,15 @@ async function startInPlace(
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   if (!(await stillAsScanned(full, replace))) return null;
-  await Deno.copyFile(full, tmp);
-  if (Deno.build.os !== "windows") await Deno.chmod(tmp, remote.exec ? 0o755 : 0o644);
+  try {
+    await Deno.copyFile(full, tmp);
+    if (Deno.build.os !== "windows") await Deno.chmod(tmp, remote.exec ? 0o755 : 0o644);
+  } catch (e) {
+    // A full disk (or the old file gone) must not leave half a copy taking space.
+    await Deno.remove(tmp).catch(() => {});
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
   return inPlace;
 }
 
