@@ -49,6 +49,9 @@ export function newStats(): TransferStats {
   };
 }
 
+/** Reads up to this many bytes synchronously (see {@link readRangeInto}). */
+const SYNC_READ_MAX = 64 * 1024;
+
 const spareBuffers: Uint8Array[] = [];
 
 /** A batch-sized buffer from a small free list (uploads reuse them instead of making garbage). */
@@ -60,12 +63,16 @@ function releaseBuffer(b: Uint8Array): void {
   if (spareBuffers.length < 8) spareBuffers.push(b);
 }
 
-/** Fills `dst` from `path` at `offset`; false if the file is shorter or gone. */
+/**
+ * Fills `dst` from `path` at `offset`; false if the file is shorter or gone. Small reads (up to
+ * 64 KiB) are done with synchronous calls: thousands of small files then cost no thread hand-offs.
+ */
 export async function readRangeInto(
   path: string,
   offset: number,
   dst: Uint8Array,
 ): Promise<boolean> {
+  if (dst.length <= SYNC_READ_MAX) return readRangeIntoSync(path, offset, dst);
   let f: Deno.FsFile;
   try {
     f = await Deno.open(path, { read: true });
@@ -86,11 +93,8 @@ export async function readRangeInto(
   }
 }
 
-/**
- * Synchronous {@link readRangeInto}, for small reads: thousands of small files then cost no
- * thread hand-offs (each call is a few microseconds).
- */
-export function readRangeIntoSync(path: string, offset: number, dst: Uint8Array): boolean {
+/** Synchronous {@link readRangeInto} (each call a few microseconds). */
+function readRangeIntoSync(path: string, offset: number, dst: Uint8Array): boolean {
   let f: Deno.FsFile;
   try {
     f = Deno.openSync(path, { read: true });
@@ -110,9 +114,6 @@ export function readRangeIntoSync(path: string, offset: number, dst: Uint8Array)
     f.close();
   }
 }
-
-/** Reads up to this many bytes synchronously (see {@link readRangeIntoSync}). */
-const SYNC_READ_MAX = 64 * 1024;
 
 /** Reads exactly `size` bytes at `offset` of `path`, or null if the file is shorter or gone. */
 export async function readRange(
@@ -215,13 +216,9 @@ export async function uploadChunks(
         }
       });
       const runOk = await Promise.all(
-        runs.map((run) => {
-          const path = join(root, run.path);
-          const dst = body.subarray(run.at, run.at + run.size);
-          return run.size <= SYNC_READ_MAX
-            ? readRangeIntoSync(path, run.offset, dst)
-            : readRangeInto(path, run.offset, dst);
-        }),
+        runs.map((run) =>
+          readRangeInto(join(root, run.path), run.offset, body.subarray(run.at, run.at + run.size))
+        ),
       );
       const ok: boolean[] = [];
       runs.forEach((run, k) => {

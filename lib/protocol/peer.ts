@@ -385,7 +385,6 @@ export class Peer {
     this.#ackTimer = setTimeout(() => {
       this.#ackTimer = undefined;
       if (this.#closing || this.#writing > 0) return;
-      this.#lastSent = performance.now();
       this.notify({ t: PING }).catch(() => {});
     }, 0);
   }

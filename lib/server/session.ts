@@ -394,12 +394,12 @@ export class Session {
   async #put(h: Record<string, unknown>, body: Uint8Array): Promise<Message> {
     const account = this.#requireAccount();
     const claim = { hash: hash(h, "hash"), size: int(h, "size"), z: bool(h, "z") };
-    const data = this.#verify([{ ...claim, offset: 0, len: body.length }], body);
-    const item = { hash: claim.hash, size: claim.size, stored: data.length, compressed: claim.z };
-    const fresh = this.#ctx.meta.chunk(account, item.hash) === null ? data.length : 0;
+    this.#verify([{ ...claim, offset: 0, len: body.length }], body);
+    const item = { hash: claim.hash, size: claim.size, stored: body.length, compressed: claim.z };
+    const fresh = this.#ctx.meta.chunk(account, item.hash) === null ? body.length : 0;
     this.#ctx.quota?.reserve(account, fresh);
     try {
-      await this.#ctx.blobs.put(account, item.hash, data);
+      await this.#ctx.blobs.put(account, item.hash, body);
       this.#ctx.meta.addChunks(account, [item]);
       this.#ctx.incoming?.stored(account, [item.hash]);
     } catch (e) {
@@ -409,11 +409,10 @@ export class Session {
     return reply({});
   }
 
-  /** Checks every chunk against its name (see {@link checkClaims}); returns the body. */
-  #verify(claims: ChunkClaim[], body: Uint8Array): Uint8Array {
+  /** Checks every chunk against its name (see {@link checkClaims}). */
+  #verify(claims: ChunkClaim[], body: Uint8Array): void {
     const problem = checkClaims(claims, body);
     if (problem) throw new ProtocolError(problem.code, problem.message);
-    return body;
   }
 
   async #putMany(h: Record<string, unknown>, body: Uint8Array): Promise<Message> {
@@ -436,13 +435,13 @@ export class Session {
       off += len;
     }
     if (off !== body.length) bad("chunks", "describes fewer bytes than the body holds");
-    const checked = this.#verify(claims, body);
+    this.#verify(claims, body);
     const items = claims.map((c) => ({
       hash: c.hash,
       size: c.size,
       stored: c.len,
       compressed: c.z,
-      data: checked.subarray(c.offset, c.offset + c.len),
+      data: body.subarray(c.offset, c.offset + c.len),
     }));
     // All or nothing: the quota is checked for the whole batch before anything is stored.
     const seen = new Set<string>();
