@@ -30,6 +30,7 @@ import { RssSampler } from "./procs.ts";
 import { RsyncDaemon, type RsyncRun, rsyncVersion } from "./rsync.ts";
 import { chooseWireMethod, type WireChoice, type WireMethod } from "./wire.ts";
 import {
+  ctimes,
   DeadlineError,
   fmtBytes,
   fmtS,
@@ -226,6 +227,14 @@ async function machineInfo(rsync: string | null): Promise<Record<string, unknown
   };
 }
 
+/**
+ * t0 of a workload: the change time the kernel gave `path` when the bench placed it (the clock
+ * of {@link waitForTree}'s answer), or `before` (taken just before) where find is unavailable.
+ */
+async function placedAt(path: string, before: number): Promise<number> {
+  return (await ctimes(path, true))?.get("") ?? before;
+}
+
 /** CPU seconds used by this process (polling, ss reads, hashing; relay if used) so far. */
 const cpuS = (): number => {
   const u = process.cpuUsage();
@@ -408,11 +417,12 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     await product.quiet();
     const m = await product.mark();
     const c0 = cpuS();
-    const t0 = now();
+    const before = Date.now();
     await Deno.rename(from, to);
+    const t0 = await placedAt(to, before);
     const t1 = await waitForTree(product.folderB, entries, {
       deadline: deadline(),
-      pollMs: entries.length > 1 ? 100 : 10,
+      pollMs: entries.length > 1 ? 500 : 10,
       check,
     });
     const seconds = (t1 - t0) / 1000;
@@ -532,8 +542,9 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
         const old = await statKey(join(product.folderB, "big.bin"));
         const m = await product.mark();
         const c0 = cpuS();
-        const t0 = now();
+        const before = Date.now();
         await applyPatch(join(product.folderA, "big.bin"), patch);
+        const t0 = await placedAt(join(product.folderA, "big.bin"), before);
         const t1 = await waitForTree(product.folderB, [bigEntry(patched)], {
           deadline: deadline(),
           staleKeys: new Set(old ? [old.key] : []),
@@ -611,8 +622,9 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
         await product.quiet();
         const m = await product.mark();
         const c0 = cpuS();
-        const t0 = now();
+        const before = Date.now();
         await Deno.mkdir(join(product.folderA, "moved"));
+        const t0 = await placedAt(join(product.folderA, "moved"), before);
         await Deno.rename(
           join(product.folderA, "big.bin"),
           join(product.folderA, "moved", "big.bin"),

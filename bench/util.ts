@@ -78,6 +78,31 @@ export async function statKey(path: string): Promise<{ key: string; size: number
   }
 }
 
+/**
+ * Change times (ctime) in epoch milliseconds, from GNU find's `%C@` (nanoseconds; Deno's stat
+ * calls report ctime in whole seconds only), of `root` itself (key "") and, unless `depth0`,
+ * of everything below it (key = path relative to root, with `/`). A rename, a write and a chmod
+ * all set ctime. Null if find is missing or fails.
+ */
+export async function ctimes(root: string, depth0 = false): Promise<Map<string, number> | null> {
+  try {
+    const r = await new Deno.Command("find", {
+      args: [root, ...(depth0 ? ["-maxdepth", "0"] : []), "-printf", "%C@\\t%P\\0"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    if (!r.success) return null;
+    const out = new Map<string, number>();
+    for (const rec of new TextDecoder().decode(r.stdout).split("\0")) {
+      const tab = rec.indexOf("\t");
+      if (tab > 0) out.set(rec.slice(tab + 1), Number(rec.slice(0, tab)) * 1000);
+    }
+    return out;
+  } catch {
+    return null;
+  }
+}
+
 /** True if `path` (or a dangling link) exists. */
 export async function exists(path: string): Promise<boolean> {
   try {
