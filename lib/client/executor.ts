@@ -12,9 +12,11 @@ import { dirname, join } from "node:path";
 import { debug } from "../util/debug.ts";
 import type { Peer } from "../protocol/peer.ts";
 import type { Action } from "../core/reconcile.ts";
+import { pairLocalMoves } from "../core/local_moves.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { CommitItem, CommitResult } from "../server/meta_store.ts";
 import { fsyncDir } from "../util/atomic.ts";
+import { statToEntry } from "./scanner.ts";
 import type { StateDb } from "./state_db.ts";
 import {
   downloadMany,
@@ -164,6 +166,63 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     flush();
   };
 
+  // A file moved elsewhere arrives as download + deletion of the same content: move it locally.
+  const moves = pairLocalMoves(local, ctx.base);
+  const deletions = new Map<string, LocalEntry>();
+  for (const a of local) if (a.op === "deleteLocal") deletions.set(a.path, a.expect);
+  const movedAway = new Set<string>();
+  /**
+   * Moves the local file `from` to the download's place: a hard link then an unlink, so nothing
+   * that appeared at the target meanwhile is ever replaced (the link fails instead). False when
+   * anything is not as the scan saw it: the download and the deletion then run as planned.
+   */
+  const moveLocal = async (a: Extract<Action, { op: "download" }>, from: string) => {
+    const expect = deletions.get(from);
+    if (!expect || !(await parentsAreDirs(ctx.root, toLocal(a.path)))) return false;
+    if (!(await stillAsScanned(full(from), expect))) return false;
+    try {
+      await Deno.link(full(from), full(a.path));
+    } catch (e) {
+      debug(() => `move ${from} -> ${a.path} by link failed (${(e as Error).message}): copying`);
+      return false;
+    }
+    await Deno.remove(full(from));
+    movedAway.add(from);
+    report.deletedLocal++;
+    report.downloaded++;
+    ctx.stats.filesDone++;
+    ctx.stats.bytesDone += a.remote.size;
+    const r = a.remote;
+    if (Deno.build.os !== "windows" && expect.exec !== r.exec) {
+      await Deno.chmod(full(a.path), r.exec ? 0o755 : 0o644);
+    }
+    if (expect.mtime !== r.mtime) {
+      await Deno.utime(full(a.path), new Date(r.mtime), new Date(r.mtime));
+    }
+    const l = statToEntry(a.path, await Deno.lstat(full(a.path)), undefined);
+    await fsyncDir(dirname(full(a.path)));
+    if (dirname(full(from)) !== dirname(full(a.path))) await fsyncDir(dirname(full(from)));
+    setBase(from, null);
+    setBase(a.path, {
+      path: a.path,
+      kind: "file",
+      version: r.version,
+      size: l.size,
+      mtime: l.mtime,
+      exec: r.exec,
+      hash: r.hash,
+      chunks: r.chunks,
+      ...(l.ino !== undefined ? { ino: l.ino } : {}),
+    });
+    // Chunks that later downloads of this pass would read from the old place: now here.
+    const was = toLocal(from);
+    for (const c of r.chunks) {
+      const src = chunkIndex.get(c.hash);
+      if (src?.path === was) chunkIndex.set(c.hash, { ...src, path: toLocal(a.path) });
+    }
+    return true;
+  };
+
   for (const a of local) {
     if (a.op !== "download" && downloads.length > 0) await runDownloads();
     try {
@@ -203,10 +262,14 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
           if (a.remote) setBase(a.path, baseOfDir(a.path, a.remote.version));
           break;
         }
-        case "download":
+        case "download": {
+          const from = moves.get(a.path);
+          if (from !== undefined && (await moveLocal(a, from))) break;
           downloads.push(a);
           break;
+        }
         case "deleteLocal": {
+          if (movedAway.has(a.path)) break; // moved to where a download wanted it
           if (!(await stillAsScanned(full(a.path), a.expect))) {
             report.deferred++;
             break;

@@ -1,7 +1,8 @@
 /**
  * The local scan: walks the synced folder (never following symlinks, never entering
- * `.cloudsync/`), stats every item, and hashes only files whose size or mtime differ from the
- * merge base, so an unchanged tree rescans without reading file content.
+ * `.cloudsync/`), stats every item, and hashes only files whose size, mtime or inode differ from
+ * the merge base, so an unchanged tree rescans without reading file content; a file moved or
+ * renamed keeps its inode and is recognized at its new path without being read either.
  *
  * @module
  */
@@ -164,7 +165,9 @@ export async function scanTrees(
       });
     });
   }
-  await pool(toHash, 8, async ({ full, entry }) => {
+  const unread = reuseMoved(toHash.map((t) => t.entry), base);
+  for (const entry of unread) out.set(entry.path, entry);
+  await pool(toHash.filter((t) => !unread.has(t.entry)), 8, async ({ full, entry }) => {
     try {
       const h = await hashContent(full, entry.size);
       entry.hash = h.hash;
@@ -176,6 +179,32 @@ export async function scanTrees(
     }
   });
   return out;
+}
+
+/**
+ * Files at a path new to the base whose inode, size and mtime are those of a base file elsewhere
+ * were moved or renamed (or hard-linked): they take that base file's hash and chunks instead of
+ * being read again, as an unchanged file at its own path does. Returns the entries so completed.
+ */
+export function reuseMoved(
+  entries: readonly LocalEntry[],
+  base: ReadonlyMap<string, BaseEntry>,
+): Set<LocalEntry> {
+  const done = new Set<LocalEntry>();
+  const fresh = entries.filter((e) => e.ino !== undefined && !base.has(e.path));
+  if (fresh.length === 0) return done;
+  const byIno = new Map<number, BaseEntry>();
+  for (const b of base.values()) {
+    if (b.kind === "file" && b.ino !== undefined) byIno.set(b.ino, b);
+  }
+  for (const e of fresh) {
+    const b = byIno.get(e.ino!);
+    if (!b || !sameFileStat(e, b)) continue;
+    e.hash = b.hash;
+    e.chunks = b.chunks;
+    done.add(e);
+  }
+  return done;
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * Tests for the scanner's change detection: an unchanged file is not read again; a file whose size
  * or mtime changed is rehashed; a file replaced by another with the same size and mtime (another
- * inode) is rehashed too, where the OS has inode numbers.
+ * inode) is rehashed too, where the OS has inode numbers; a moved file is recognized by its inode.
  *
  * @module
  */
@@ -48,6 +48,36 @@ Deno.test("scan rehashes only what changed since the base", async (t) => {
       const st = await Deno.stat(join(root, "same.txt"));
       assert.equal(statToEntry("same.txt", st, undefined).ino, st.ino ?? undefined);
       assert.equal(statToEntry("", await Deno.stat(root), undefined).ino, undefined);
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("scan recognizes a moved file by its inode and does not read it", async (t) => {
+  const root = await Deno.makeTempDir({ prefix: "cloudsync-scan-" });
+  try {
+    await Deno.writeTextFile(join(root, "a.txt"), "aaaa");
+    await Deno.writeTextFile(join(root, "b.txt"), "bbbb");
+    const first = await scan(root, new Map());
+    if (first.get("a.txt")?.ino === undefined) return; // no inode numbers on this OS
+    // Base hashes no read could produce: a reused one can only have come from the base.
+    const base = new Map<string, BaseEntry>();
+    for (const e of first.values()) {
+      base.set(e.path, { ...e, version: 1, hash: `base-${e.path}`, chunks: [] });
+    }
+    await Deno.mkdir(join(root, "sub"));
+    await Deno.rename(join(root, "a.txt"), join(root, "sub", "moved.txt"));
+    await Deno.rename(join(root, "b.txt"), join(root, "b2.txt"));
+    await Deno.writeTextFile(join(root, "b2.txt"), "BBBBB"); // moved, then changed
+    const again = await scan(root, base);
+    await t.step("a moved file takes the hash of the base file with its inode", () => {
+      assert.equal(again.get("sub/moved.txt")?.hash, "base-a.txt");
+    });
+    await t.step("a moved file that also changed is read", () => {
+      const got = again.get("b2.txt");
+      assert.notEqual(got?.hash, undefined);
+      assert.notEqual(got?.hash, "base-b.txt");
     });
   } finally {
     await Deno.remove(root, { recursive: true });
