@@ -362,9 +362,12 @@ async function pushRemote(
     const uploads = segment.filter((a): a is Extract<RemoteAction, { op: "upload" }> =>
       a.op === "upload"
     );
-    // Big files are announced first, so other devices can stream them while they upload.
+    // Big files are announced first, so other devices can stream them while they upload. Not
+    // one whose chunks the server already has (a moved or copied file): there is nothing to
+    // stream, and the other devices build it from their own copy.
     for (const a of uploads) {
       if (a.local.size < STREAM_MIN) continue;
+      if (trust && chunksOf(a.local).every((c) => known.has(c.hash))) continue;
       await ctx.peer.request({
         t: "announce",
         path: a.path,

@@ -176,6 +176,21 @@ Deno.test("two devices converge on every kind of item and change", opts, async (
       }
     });
 
+    await t.step("a big file moved on A is moved on B: nothing streamed, no partial", async () => {
+      // Big enough to be announced for streaming (STREAM_MIN): a moved file must not be.
+      await put(a, "big/stream.bin", random(17 * 1024 * 1024));
+      await waitConverged([a, b], 30_000, procs);
+      const inodeOnB = (await Deno.lstat(join(b, "big/stream.bin"))).ino;
+      await Deno.mkdir(join(a, "big2"));
+      await Deno.rename(join(a, "big/stream.bin"), join(a, "big2/stream.bin"));
+      await waitConverged([a, b], 30_000, procs);
+      if (typeof inodeOnB === "number") {
+        assert.equal((await Deno.lstat(join(b, "big2/stream.bin"))).ino, inodeOnB);
+      }
+      const leftovers = await Array.fromAsync(Deno.readDir(join(b, ".cloudsync", "tmp")));
+      assert.deepEqual(leftovers.map((e) => e.name), []);
+    });
+
     await t.step("deleting a file and a whole tree on B deletes them on A", async () => {
       await Deno.remove(join(b, "zero"));
       await Deno.remove(join(b, "new"), { recursive: true });
