@@ -171,7 +171,11 @@ export class TieredBlobStore implements BlobStore {
   async putMany(account: string, items: { hash: string; data: Uint8Array }[]): Promise<void> {
     const small = items.filter((i) => i.data.length <= SMALL_CHUNK);
     const large = items.filter((i) => i.data.length > SMALL_CHUNK);
-    await Promise.all([this.small.putMany(account, small), this.packs.putMany(account, large)]);
+    // Only the tiers that get something: no empty transaction or pack per batch.
+    await Promise.all([
+      small.length > 0 ? this.small.putMany(account, small) : null,
+      large.length > 0 ? this.packs.putMany(account, large) : null,
+    ]);
   }
 
   async get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null> {
