@@ -22,7 +22,7 @@ import {
 } from "../core/local_names.ts";
 import { dirname, join } from "node:path";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
-import { stillAsScanned } from "./transfer.ts";
+import { prunePartials, stillAsScanned } from "./transfer.ts";
 import type { BaseEntry, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { StateDb } from "./state_db.ts";
 import { scan, scanTrees } from "./scanner.ts";
@@ -268,7 +268,14 @@ export async function syncPass(
         : `${actions.length} (${[...new Set(actions.map((a) => a.op))].join(", ")})`
     }`
   );
-  if (actions.length === 0) return null;
+  if (actions.length === 0) {
+    // Everything is in sync: partial downloads left by cut or abandoned transfers are useless.
+    if (scopes === null) {
+      const n = await prunePartials(ctx.tmpDir).catch(() => 0);
+      if (n > 0) debug(() => `deleted ${n} unused partial download(s)`);
+    }
+    return null;
+  }
   try {
     return await execute(
       {

@@ -915,6 +915,38 @@ export function partialName(path: string, hash: string): string {
 /** Partial downloads in `.cloudsync/tmp/` are named with this prefix (kept across restarts). */
 export const PARTIAL_PREFIX = "partial-";
 
+/** How long an unused partial download is kept once everything is in sync. */
+export const PARTIAL_GRACE_MS = 10 * 60 * 1000;
+
+/**
+ * Deletes partial downloads nobody will finish: to be called when a full pass found everything in
+ * sync, so no download needs them. Spared: the one a prefetch is filling now, and any touched in
+ * the last `graceMs` (a prefetch of an upload still running elsewhere, cut by a reconnection,
+ * whose download would resume from it). Returns how many were deleted.
+ */
+export async function prunePartials(
+  tmpDir: string,
+  graceMs = PARTIAL_GRACE_MS,
+  now = Date.now(),
+): Promise<number> {
+  let removed = 0;
+  for await (const e of Deno.readDir(tmpDir)) {
+    if (!e.isFile || !e.name.startsWith(PARTIAL_PREFIX)) continue;
+    const path = join(tmpDir, e.name);
+    if (filling.has(path)) continue;
+    try {
+      const st = await Deno.lstat(path);
+      if (now - (st.mtime?.getTime() ?? now) < graceMs) continue;
+      await Deno.remove(path);
+      complete.delete(path);
+      removed++;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+  }
+  return removed;
+}
+
 function isDiskFullError(e: unknown): boolean {
   return /ENOSPC|os error 28|No space left/i.test(e instanceof Error ? e.message : String(e));
 }
