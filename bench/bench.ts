@@ -26,7 +26,7 @@ import {
   waitForTree,
 } from "./data.ts";
 import { Product, type Wire } from "./product.ts";
-import { RssSampler } from "./procs.ts";
+import { type Cpu, RssSampler } from "./procs.ts";
 import { RsyncDaemon, type RsyncRun, rsyncVersion } from "./rsync.ts";
 import { chooseWireMethod, type WireChoice, type WireMethod } from "./wire.ts";
 import {
@@ -85,26 +85,44 @@ interface Results {
   only: Name[];
   machine: Record<string, unknown>;
   big?: {
-    ours?: { seconds: number; mbPerS: number; wire: Wire; benchCpuS: number } | { error: string };
+    ours?: {
+      seconds: number;
+      mbPerS: number;
+      wire: Wire;
+      benchCpuS: number;
+      productCpu: Record<string, Cpu>;
+    } | { error: string };
     cp?: { seconds: number; mbPerS: number };
     rsync?: RsyncRun & { mbPerS: number };
   };
   small?: {
-    ours?: { seconds: number; filesPerS: number; wire: Wire; benchCpuS: number } | {
+    ours?: {
+      seconds: number;
+      filesPerS: number;
+      wire: Wire;
+      benchCpuS: number;
+      productCpu: Record<string, Cpu>;
+    } | {
       error: string;
     };
     cp?: { seconds: number; filesPerS: number };
     rsync?: RsyncRun & { filesPerS: number };
   };
   edit?: {
-    ours?: { seconds: number; wire: Wire; benchCpuS: number } | { error: string };
+    ours?: { seconds: number; wire: Wire; benchCpuS: number; productCpu: Record<string, Cpu> } | {
+      error: string;
+    };
     rsync?: RsyncRun;
     patch: { offset: number; bytes: number };
   };
   latency?: { samplesMs: number[]; medianMs: number; maxMs: number; timeouts: number } | {
     error: string;
   };
-  move?: { ours?: { seconds: number; wire: Wire; benchCpuS: number } | { error: string } };
+  move?: {
+    ours?: { seconds: number; wire: Wire; benchCpuS: number; productCpu: Record<string, Cpu> } | {
+      error: string;
+    };
+  };
   rescan?: Rescan;
   rss?: Record<string, { vmHWM: number; sampledMaxVmRSS: number; pid: number }>;
   table?: Row[];
@@ -412,11 +430,14 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     from: string,
     to: string,
     entries: Entry[],
-  ): Promise<{ seconds: number; wire: Wire; benchCpuS: number }> => {
+  ): Promise<
+    { seconds: number; wire: Wire; benchCpuS: number; productCpu: Record<string, Cpu> }
+  > => {
     await syncDisks();
     await product.quiet();
     const m = await product.mark();
     const c0 = cpuS();
+    const pc0 = await product.cpu();
     const before = Date.now();
     await Deno.rename(from, to);
     const t0 = await placedAt(to, before);
@@ -427,8 +448,9 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     });
     const seconds = (t1 - t0) / 1000;
     const benchCpuS = cpuS() - c0;
+    const productCpu = await product.cpuSince(pc0);
     await product.quiet();
-    return { seconds, wire: await product.wireSince(m), benchCpuS };
+    return { seconds, wire: await product.wireSince(m), benchCpuS, productCpu };
   };
 
   // ---- 1. one big file
@@ -542,6 +564,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
         const old = await statKey(join(product.folderB, "big.bin"));
         const m = await product.mark();
         const c0 = cpuS();
+        const pc0 = await product.cpu();
         const before = Date.now();
         await applyPatch(join(product.folderA, "big.bin"), patch);
         const t0 = await placedAt(join(product.folderA, "big.bin"), before);
@@ -552,8 +575,9 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
         });
         const seconds = (t1 - t0) / 1000;
         const benchCpuS = cpuS() - c0;
+        const productCpu = await product.cpuSince(pc0);
         await product.quiet();
-        return { seconds, wire: await product.wireSince(m), benchCpuS };
+        return { seconds, wire: await product.wireSince(m), benchCpuS, productCpu };
       });
       res.edit.ours = ours;
       if (!isErr(ours)) {
@@ -622,6 +646,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
         await product.quiet();
         const m = await product.mark();
         const c0 = cpuS();
+        const pc0 = await product.cpu();
         const before = Date.now();
         await Deno.mkdir(join(product.folderA, "moved"));
         const t0 = await placedAt(join(product.folderA, "moved"), before);
@@ -636,10 +661,11 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
         });
         const seconds = (t1 - t0) / 1000;
         const benchCpuS = cpuS() - c0;
+        const productCpu = await product.cpuSince(pc0);
         await product.quiet();
         const wire = await product.wireSince(m);
         log(`move ours    ${fmtS(seconds)}, wire ${fmtBytes(wire.total)}`);
-        return { seconds, wire, benchCpuS };
+        return { seconds, wire, benchCpuS, productCpu };
       });
     } else {
       res.move.ours = { error: "skipped: the big file is not in sync on B" };
@@ -998,6 +1024,13 @@ function printTable(res: Results): void {
         o.benchCpuS.toFixed(2)
       } s${changed})`,
     );
+  }
+  for (const [n, o] of wires) {
+    if (!o || isErr(o)) continue;
+    const parts = Object.entries(o.productCpu).map(([name, c]) =>
+      `${name} ${c.user.toFixed(2)} user + ${c.sys.toFixed(2)} sys`
+    );
+    console.log(`cpu  ${n.padEnd(5)}: ${parts.join(", ")} (s, t0 until B matched)`);
   }
   if (res.only.some((n) => PRODUCT_NAMES.includes(n))) {
     console.log(`wire bytes counted by: ${res.params.wireMethodDetail}`);

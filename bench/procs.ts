@@ -114,6 +114,11 @@ export class Proc {
     return this.lines.slice(-n);
   }
 
+  /** CPU seconds (all threads) the child used so far, from /proc; null once it is gone. */
+  async cpu(): Promise<Cpu | null> {
+    return await readCpu(this.pid);
+  }
+
   /** VmRSS and VmHWM (bytes) of the child from /proc; null once it is gone. */
   async memory(): Promise<Memory | null> {
     return (await readMemory([this.pid])).get(this.pid) ?? null;
@@ -223,4 +228,47 @@ export async function readMemory(pids: number[]): Promise<Map<number, Memory>> {
     if (Number.isFinite(pid)) out.set(pid, { rss: kb("VmRSS") * 1024, hwm: kb("VmHWM") * 1024 });
   }
   return out;
+}
+
+/** CPU seconds in user and kernel mode. */
+export interface Cpu {
+  user: number;
+  sys: number;
+}
+
+/**
+ * utime and stime of `pid` (all its threads: workers, the runtime's I/O threads) from
+ * /proc/PID/stat, in seconds (the kernel reports them in USER_HZ = 100 ticks per second); read
+ * like {@link readMemory} (directly, else with `cat`). Null where /proc is missing or the process
+ * is gone.
+ */
+export async function readCpu(pid: number): Promise<Cpu | null> {
+  const file = `/proc/${pid}/stat`;
+  let text: string | null = null;
+  if (directProc !== false) {
+    try {
+      text = await Deno.readTextFile(file);
+      directProc = true;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+        directProc = false;
+      } else return null;
+    }
+  }
+  if (directProc === false) {
+    try {
+      const r = await new Deno.Command("cat", { args: [file], stdout: "piped", stderr: "null" })
+        .output();
+      text = new TextDecoder().decode(r.stdout);
+    } catch {
+      return null; // cat missing: no figures
+    }
+  }
+  if (!text) return null;
+  // Fields after the command name (which may hold spaces) start at state (field 3).
+  const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const user = Number(f[11]);
+  const sys = Number(f[12]);
+  if (!Number.isFinite(user) || !Number.isFinite(sys)) return null;
+  return { user: user / 100, sys: sys / 100 };
 }

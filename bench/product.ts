@@ -8,7 +8,7 @@
  */
 
 import { join } from "node:path";
-import { Proc, PRODUCT_PERMS } from "./procs.ts";
+import { type Cpu, Proc, PRODUCT_PERMS } from "./procs.ts";
 import { CountingRelay, type Counts } from "./relay.ts";
 import { log, now, sleep } from "./util.ts";
 import { type Leg, SsCounter, type WireChoice } from "./wire.ts";
@@ -191,6 +191,26 @@ export class Product {
     return [this.server, this.a, this.b].filter((p): p is Proc => p !== null);
   }
 
+  /** CPU used so far by each product process, by name (server, A, B). */
+  async cpu(): Promise<Record<string, Cpu>> {
+    const out: Record<string, Cpu> = {};
+    for (const p of this.procs()) {
+      const c = await p.cpu();
+      if (c) out[p.name] = c;
+    }
+    return out;
+  }
+
+  /** CPU each product process used since `mark` (a {@link cpu} result), by name. */
+  async cpuSince(mark: Record<string, Cpu>): Promise<Record<string, Cpu>> {
+    const out: Record<string, Cpu> = {};
+    for (const [name, c] of Object.entries(await this.cpu())) {
+      const m = mark[name];
+      if (m) out[name] = { user: round2(c.user - m.user), sys: round2(c.sys - m.sys) };
+    }
+    return out;
+  }
+
   /** Throws if a product process died or the run was interrupted. */
   check(): void {
     if (this.#interrupted()) throw new Error("interrupted");
@@ -284,3 +304,5 @@ export class Product {
     await this.relayB?.close();
   }
 }
+
+const round2 = (x: number) => Math.round(x * 100) / 100;
