@@ -152,8 +152,8 @@ async function crashScenario(target: Target, points: number, seed: number): Prom
   try {
     for (let point = 0; point < points; point++) {
       // The workload: one MiB-sized file (new or overwritten), many small files (new and
-      // overwritten), sometimes a delete.
-      const ops: { path: string; data: Uint8Array | null }[] = [];
+      // overwritten), sometimes a delete, sometimes a move.
+      const ops: { path: string; data: Uint8Array | null; to?: string }[] = [];
       const bigSize = Math.floor((1 + rand() * 2) * 1024 * 1024);
       ops.push({ path: `big/b${Math.floor(rand() * 3)}.bin`, data: randomBytes(rand, bigSize) });
       const small = 8 + Math.floor(rand() * 12);
@@ -168,6 +168,11 @@ async function crashScenario(target: Target, points: number, seed: number): Prom
       if (live.length > 0 && rand() < 0.5) {
         ops.push({ path: live[Math.floor(rand() * live.length)]!, data: null });
       }
+      if (live.length > 0 && rand() < 0.5) {
+        // A move (another device applies it by moving its own copy).
+        const from = live[Math.floor(rand() * live.length)]!;
+        ops.push({ path: from, data: null, to: `moved/p${point}-${from.replaceAll("/", "-")}` });
+      }
       // Shuffle so that the big file is not always first.
       for (let i = ops.length - 1; i > 0; i--) {
         const j = Math.floor(rand() * (i + 1));
@@ -180,6 +185,19 @@ async function crashScenario(target: Target, points: number, seed: number): Prom
       const linesBefore = watched.lines.length;
       const writing = (async () => {
         for (const op of ops) {
+          if (op.to !== undefined) {
+            let content: Uint8Array;
+            try {
+              content = await Deno.readFile(join(a, op.path));
+            } catch {
+              continue; // deleted by an earlier op of this point
+            }
+            await Deno.mkdir(join(a, "moved"), { recursive: true });
+            await Deno.rename(join(a, op.path), join(a, op.to));
+            exp.record(op.path, null);
+            exp.record(op.to, content);
+            continue;
+          }
           if (op.data === null) {
             await Deno.remove(join(a, op.path)).catch(() => {});
           } else await put(a, op.path, op.data);
