@@ -11,7 +11,7 @@
 import { dirname, join } from "node:path";
 import { debug } from "../util/debug.ts";
 import type { Peer } from "../protocol/peer.ts";
-import type { Action } from "../core/reconcile.ts";
+import { type Action, baseFrom } from "../core/reconcile.ts";
 import { pairLocalMoves } from "../core/local_moves.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { CommitItem, CommitResult } from "../server/meta_store.ts";
@@ -203,17 +203,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     await fsyncDir(dirname(full(a.path)));
     if (dirname(full(from)) !== dirname(full(a.path))) await fsyncDir(dirname(full(from)));
     setBase(from, null);
-    setBase(a.path, {
-      path: a.path,
-      kind: "file",
-      version: r.version,
-      size: l.size,
-      mtime: l.mtime,
-      exec: r.exec,
-      hash: r.hash,
-      chunks: r.chunks,
-      ...(l.ino !== undefined ? { ino: l.ino } : {}),
-    });
+    setBase(a.path, baseFrom(r, l)); // a plain download: a.path is r.path
     // Chunks that later downloads of this pass would read from the old place: now here.
     const was = toLocal(from);
     for (const c of r.chunks) {

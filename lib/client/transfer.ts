@@ -19,6 +19,7 @@ import { compressChunk, decompressChunk } from "../chunk/compress.ts";
 import { fileHash, sha256Hex } from "../chunk/hash.ts";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
 import { pool } from "../util/pool.ts";
+import { baseFrom } from "../core/reconcile.ts";
 import { sameFileStat, statToEntry } from "./scanner.ts";
 
 /** Counters shown to the user. */
@@ -543,20 +544,7 @@ export async function writeSmallFiles(
       dirs.add(parent);
       const l = statToEntry(item.path, s.st, undefined);
       const r = item.remote;
-      onResult(item, {
-        ok: true,
-        entry: {
-          path: item.path,
-          kind: "file",
-          version: r.version,
-          size: l.size,
-          mtime: l.mtime,
-          exec: r.exec,
-          hash: r.hash,
-          chunks: r.chunks,
-          ...(l.ino !== undefined ? { ino: l.ino } : {}),
-        },
-      });
+      onResult(item, { ok: true, entry: { ...baseFrom(r, l), path: item.path } });
     } catch (e) {
       onResult(item, e as Error);
     } finally {
@@ -884,20 +872,7 @@ export async function downloadFile(
     await Deno.rename(tmp, full);
     renamed = true;
     await fsyncDir(dirname(full));
-    return {
-      ok: true,
-      entry: {
-        path,
-        kind: "file",
-        version: remote.version,
-        size: l.size,
-        mtime: l.mtime,
-        exec: remote.exec,
-        hash: remote.hash,
-        chunks: remote.chunks,
-        ...(l.ino !== undefined ? { ino: l.ino } : {}),
-      },
-    };
+    return { ok: true, entry: { ...baseFrom(remote, l), path } };
   } catch (e) {
     // A full disk needs the space back; any other failure keeps the partial file to resume.
     if (isDiskFullError(e)) keepPartial = false;
