@@ -92,6 +92,7 @@ function summary(r: ExecutionReport, stats: TransferStats, ms: number): string {
   const parts: string[] = [];
   if (r.uploaded) parts.push(`${r.uploaded} sent`);
   if (r.downloaded) parts.push(`${r.downloaded} received`);
+  if (r.movedLocal) parts.push(`${r.movedLocal} moved here`);
   if (r.deletedLocal) parts.push(`${r.deletedLocal} deleted here`);
   if (r.deletedRemote) parts.push(`${r.deletedRemote} deleted on server`);
   if (r.conflicts) parts.push(`${r.conflicts} conflict copies`);

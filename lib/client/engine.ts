@@ -299,6 +299,7 @@ function add(a: ExecutionReport, b: ExecutionReport): ExecutionReport {
   return {
     uploaded: a.uploaded + b.uploaded,
     downloaded: a.downloaded + b.downloaded,
+    movedLocal: a.movedLocal + b.movedLocal,
     deletedLocal: a.deletedLocal + b.deletedLocal,
     deletedRemote: a.deletedRemote + b.deletedRemote,
     conflicts: a.conflicts + b.conflicts,
@@ -332,7 +333,8 @@ export async function syncUntilStable(
       ctx.warn(`Cannot sync ${e}`);
     }
     // No progress (only errors or deferred steps): wait for the next change or the next period.
-    if (r.uploaded + r.downloaded + r.deletedLocal + r.deletedRemote + r.conflicts === 0) break;
+    const done = r.uploaded + r.downloaded + r.movedLocal + r.deletedLocal + r.deletedRemote;
+    if (done + r.conflicts === 0) break;
   }
   return total;
 }

@@ -31,6 +31,8 @@ import {
 export interface ExecutionReport {
   uploaded: number;
   downloaded: number;
+  /** Files moved here because another device moved them (no content transferred). */
+  movedLocal: number;
   deletedLocal: number;
   deletedRemote: number;
   conflicts: number;
@@ -89,6 +91,7 @@ export function emptyReport(): ExecutionReport {
   return {
     uploaded: 0,
     downloaded: 0,
+    movedLocal: 0,
     deletedLocal: 0,
     deletedRemote: 0,
     conflicts: 0,
@@ -188,8 +191,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     }
     await Deno.remove(full(from));
     movedAway.add(from);
-    report.deletedLocal++;
-    report.downloaded++;
+    report.movedLocal++;
     ctx.stats.filesDone++;
     ctx.stats.bytesDone += a.remote.size;
     const r = a.remote;

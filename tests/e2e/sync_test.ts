@@ -181,6 +181,7 @@ Deno.test("two devices converge on every kind of item and change", opts, async (
       await put(a, "big/stream.bin", random(17 * 1024 * 1024));
       await waitConverged([a, b], 30_000, procs);
       const inodeOnB = (await Deno.lstat(join(b, "big/stream.bin"))).ino;
+      const linesBefore = cb.lines.length;
       await Deno.mkdir(join(a, "big2"));
       await Deno.rename(join(a, "big/stream.bin"), join(a, "big2/stream.bin"));
       await waitConverged([a, b], 30_000, procs);
@@ -189,6 +190,11 @@ Deno.test("two devices converge on every kind of item and change", opts, async (
       }
       const leftovers = await Array.fromAsync(Deno.readDir(join(b, ".cloudsync", "tmp")));
       assert.deepEqual(leftovers.map((e) => e.name), []);
+      await waitFor( // and B says so
+        () => cb.lines.slice(linesBefore).some((l) => /^Synced: .*\b1 moved here\b/.test(l)),
+        () => `B's output after the move:\n${cb.lines.slice(linesBefore).join("\n")}`,
+        5_000,
+      );
     });
 
     await t.step("deleting a file and a whole tree on B deletes them on A", async () => {
