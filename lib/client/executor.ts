@@ -215,6 +215,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     return true;
   };
 
+  let deleted = 0;
   for (const a of local) {
     if (a.op !== "download" && downloads.length > 0) await runDownloads();
     try {
@@ -262,12 +263,15 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
         }
         case "deleteLocal": {
           if (movedAway.has(a.path)) break; // moved to where a download wanted it
-          if (!(await stillAsScanned(full(a.path), a.expect))) {
+          // Synchronous calls (a few microseconds each, where an async one costs a thread
+          // hand-off): a deleted or renamed folder of thousands of files is many of these.
+          if (++deleted % 256 === 0) await new Promise((r) => setTimeout(r, 0)); // stay live
+          if (!stillAsScannedSync(full(a.path), a.expect)) {
             report.deferred++;
             break;
           }
           try {
-            await Deno.remove(full(a.path)); // never recursive: a directory goes only when empty
+            Deno.removeSync(full(a.path)); // never recursive: a directory goes only when empty
           } catch (e) {
             if (a.expect.kind === "dir" && !(e instanceof Deno.errors.NotFound)) {
               debug(() => `folder ${a.path} not empty yet: kept`);

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { pairLocalMoves } from "../../lib/core/local_moves.ts";
+import { MOVE_MIN_SIZE, pairLocalMoves } from "../../lib/core/local_moves.ts";
 import { type Action, reconcile } from "../../lib/core/reconcile.ts";
 import type { BaseEntry, LocalEntry, RemoteEntry } from "../../lib/core/types.ts";
 
@@ -122,7 +122,7 @@ Deno.test("pairLocalMoves", async (t) => {
   ];
   for (const [name, actions, b, want] of rows) {
     await t.step(name, () => {
-      const got = pairLocalMoves(actions, new Map(b.map((e) => [e.path, e])));
+      const got = pairLocalMoves(actions, new Map(b.map((e) => [e.path, e])), 1);
       assert.deepEqual([...got], want);
     });
   }
@@ -134,5 +134,15 @@ Deno.test("pairLocalMoves: a move made on another device, as reconcile plans it"
   const r = new Map([["moved/big.bin", remote("moved/big.bin", "h1")]]);
   r.set("moved", { ...remote("moved", ""), kind: "dir", size: 0, chunks: [] });
   const actions = reconcile({ base: b, local: l, remote: r, device: "me", now: new Date(0) });
-  assert.deepEqual([...pairLocalMoves(actions, b)], [["moved/big.bin", "big.bin"]]);
+  assert.deepEqual([...pairLocalMoves(actions, b, 1)], [["moved/big.bin", "big.bin"]]);
+});
+
+Deno.test("pairLocalMoves: files under the minimum size are left to the batched download", () => {
+  const size = MOVE_MIN_SIZE - 1;
+  const b = new Map([["a", base("a", "h1", size)]]);
+  const actions = [download("new/a", "h1", size), deleteLocal("a", size)];
+  assert.deepEqual([...pairLocalMoves(actions, b)], []);
+  const big = new Map([["a", base("a", "h1", MOVE_MIN_SIZE)]]);
+  const bigActions = [download("new/a", "h1", MOVE_MIN_SIZE), deleteLocal("a", MOVE_MIN_SIZE)];
+  assert.deepEqual([...pairLocalMoves(bigActions, big)], [["new/a", "a"]]);
 });
