@@ -12,10 +12,11 @@ import { dirname, join } from "node:path";
 import { debug } from "../util/debug.ts";
 import type { Peer } from "../protocol/peer.ts";
 import { type Action, baseFrom } from "../core/reconcile.ts";
-import { pairLocalMoves } from "../core/local_moves.ts";
+import { keepMovesTogether, pairLocalMoves } from "../core/local_moves.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { CommitItem, CommitResult } from "../server/meta_store.ts";
 import { fsyncDir } from "../util/atomic.ts";
+import { pool } from "../util/pool.ts";
 import { statToEntry } from "./scanner.ts";
 import type { StateDb } from "./state_db.ts";
 import {
@@ -166,6 +167,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
         else copiesSaved.add(wire);
       },
     );
+    await settleMoves();
     flush();
   };
 
@@ -174,38 +176,42 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
   const deletions = new Map<string, LocalEntry>();
   for (const a of local) if (a.op === "deleteLocal") deletions.set(a.path, a.expect);
   const movedAway = new Set<string>();
+  const moveCache = new Map<string, Promise<boolean>>();
+  const movedDirs = new Set<string>();
+  const movedBases: [string, BaseEntry][] = [];
   /**
    * Moves the local file `from` to the download's place: a hard link then an unlink, so nothing
-   * that appeared at the target meanwhile is ever replaced (the link fails instead). False when
+   * that appeared at the target meanwhile is ever replaced (the link fails instead). Synchronous
+   * calls, so a renamed folder of thousands of files moves quickly; {@link settleMoves} then
+   * fsyncs each touched folder once and only then records the moves in the base. False when
    * anything is not as the scan saw it: the download and the deletion then run as planned.
    */
   const moveLocal = async (a: Extract<Action, { op: "download" }>, from: string) => {
     const expect = deletions.get(from);
-    if (!expect || !(await parentsAreDirs(ctx.root, toLocal(a.path)))) return false;
-    if (!(await stillAsScanned(full(from), expect))) return false;
+    if (!expect || !(await parentsAreDirs(ctx.root, toLocal(a.path), moveCache))) return false;
+    if (!stillAsScannedSync(full(from), expect)) return false;
     try {
-      await Deno.link(full(from), full(a.path));
+      Deno.linkSync(full(from), full(a.path));
     } catch (e) {
       debug(() => `move ${from} -> ${a.path} by link failed (${(e as Error).message}): copying`);
       return false;
     }
-    await Deno.remove(full(from));
+    Deno.removeSync(full(from));
     movedAway.add(from);
     report.movedLocal++;
     ctx.stats.filesDone++;
     ctx.stats.bytesDone += a.remote.size;
+    movedDirs.add(dirname(full(a.path)));
+    movedDirs.add(dirname(full(from)));
     const r = a.remote;
     if (Deno.build.os !== "windows" && expect.exec !== r.exec) {
-      await Deno.chmod(full(a.path), r.exec ? 0o755 : 0o644);
+      Deno.chmodSync(full(a.path), r.exec ? 0o755 : 0o644);
     }
     if (expect.mtime !== r.mtime) {
-      await Deno.utime(full(a.path), new Date(r.mtime), new Date(r.mtime));
+      Deno.utimeSync(full(a.path), new Date(r.mtime), new Date(r.mtime));
     }
-    const l = statToEntry(a.path, await Deno.lstat(full(a.path)), undefined);
-    await fsyncDir(dirname(full(a.path)));
-    if (dirname(full(from)) !== dirname(full(a.path))) await fsyncDir(dirname(full(from)));
-    setBase(from, null);
-    setBase(a.path, baseFrom(r, l)); // a plain download: a.path is r.path
+    const l = statToEntry(a.path, Deno.lstatSync(full(a.path)), undefined);
+    movedBases.push([from, baseFrom(r, l)]); // a plain download: a.path is r.path
     // Chunks that later downloads of this pass would read from the old place: now here.
     const was = toLocal(from);
     for (const c of r.chunks) {
@@ -214,8 +220,20 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     }
     return true;
   };
+  /** Makes the moves so far durable (each folder fsynced once), then records them as synced. */
+  const settleMoves = async () => {
+    if (movedBases.length === 0) return;
+    const dirs = [...movedDirs];
+    movedDirs.clear();
+    const bases = movedBases.splice(0);
+    await pool(dirs, 16, fsyncDir);
+    for (const [from, entry] of bases) {
+      setBase(from, null);
+      setBase(entry.path, entry);
+    }
+  };
 
-  let deleted = 0;
+  let quickSteps = 0;
   for (const a of local) {
     if (a.op !== "download" && downloads.length > 0) await runDownloads();
     try {
@@ -257,7 +275,10 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
         }
         case "download": {
           const from = moves.get(a.path);
-          if (from !== undefined && (await moveLocal(a, from))) break;
+          if (from !== undefined) {
+            if (++quickSteps % 256 === 0) await new Promise((r) => setTimeout(r, 0));
+            if (await moveLocal(a, from)) break;
+          }
           downloads.push(a);
           break;
         }
@@ -265,7 +286,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
           if (movedAway.has(a.path)) break; // moved to where a download wanted it
           // Synchronous calls (a few microseconds each, where an async one costs a thread
           // hand-off): a deleted or renamed folder of thousands of files is many of these.
-          if (++deleted % 256 === 0) await new Promise((r) => setTimeout(r, 0)); // stay live
+          if (++quickSteps % 256 === 0) await new Promise((r) => setTimeout(r, 0)); // stay live
           if (!stillAsScannedSync(full(a.path), a.expect)) {
             report.deferred++;
             break;
@@ -296,6 +317,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     }
   }
   if (downloads.length > 0) await runDownloads();
+  await settleMoves();
   flush();
 
   if (remote.length > 0) await pushRemote(ctx, remote, report, setBase, flush, copiesSaved);
@@ -345,6 +367,8 @@ async function pushRemote(
   copiesSaved: ReadonlySet<string>,
 ): Promise<void> {
   const toLocal = ctx.toLocal ?? ((p: string) => p);
+  // A move's deletion travels in the same commit as its upload: other devices see it whole.
+  actions = keepMovesTogether(actions, ctx.base);
   const chunksOf = (l: LocalEntry) => l.chunks ?? ctx.base.get(l.path)?.chunks ?? [];
   const hashOf = (l: LocalEntry) => l.hash ?? ctx.base.get(l.path)?.hash ?? "";
   // Chunks of the base were confirmed by the server: no need to ask about them (a moved file or

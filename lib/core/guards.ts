@@ -4,7 +4,8 @@
  * The mass-delete guard: when more than half of the synced files (and more than 100) vanished at
  * once, the likely cause is an unmounted drive or an emptied folder, not a user deleting their
  * data. The vanished files are then treated as unchanged (nothing is deleted anywhere) until the
- * user confirms with `--allow-mass-delete`.
+ * user confirms with `--allow-mass-delete`. A file whose content reappears at a path new to the
+ * base (a renamed or moved folder) did not vanish: it is neither counted nor held back.
  *
  * @example
  * ```ts
@@ -24,32 +25,51 @@ export const MASS_DELETE_MIN = 100;
 export interface MassDeleteCheck {
   /** Synced files in the base. */
   total: number;
-  /** Base files (and directories) missing from the scan. */
+  /** Base files (and directories) missing from the scan, except files found moved. */
   vanished: string[];
+  /** Base files missing from their path whose content is at a path new to the base. */
+  moved: number;
   /** How many of `vanished` are files. */
   vanishedFiles: number;
   /** True when the number of vanished files is over both thresholds. */
   tripped: boolean;
 }
 
-/** Counts base files missing from the local scan. */
+/** Counts base files missing from the local scan (those found moved apart). */
 export function massDeleteCheck(
   base: ReadonlyMap<string, BaseEntry>,
   local: ReadonlyMap<string, LocalEntry>,
 ): MassDeleteCheck {
+  // Content now at paths new to the base (hashed or recognized by the scan): moved files.
+  const arrived = new Map<string, number>();
+  for (const [path, l] of local) {
+    if (l.kind !== "file" || l.hash === undefined || base.has(path)) continue;
+    const key = `${l.hash}:${l.size}`;
+    arrived.set(key, (arrived.get(key) ?? 0) + 1);
+  }
   let total = 0;
   let files = 0;
+  let moved = 0;
   const vanished: string[] = [];
   for (const [path, b] of base) {
     if (b.kind === "file") total++;
-    if (!local.has(path)) {
-      vanished.push(path);
-      if (b.kind === "file") files++;
+    if (local.has(path)) continue;
+    if (b.kind === "file") {
+      const key = `${b.hash}:${b.size}`;
+      const n = arrived.get(key) ?? 0;
+      if (n > 0) {
+        arrived.set(key, n - 1);
+        moved++;
+        continue;
+      }
+      files++;
     }
+    vanished.push(path);
   }
   return {
     total,
     vanished,
+    moved,
     vanishedFiles: files,
     tripped: files > MASS_DELETE_MIN && files * 2 > total,
   };

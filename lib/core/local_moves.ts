@@ -1,13 +1,15 @@
 /**
- * Local moves: a file moved on another device arrives as a download of the new path plus a
- * deletion of the old one, with the same content. {@link pairLocalMoves} finds those pairs in a
- * pass's actions so the executor can move the local file (no copy, no network) instead of
+ * Moves: a file moved on one device travels as an upload of the new path plus a deletion of the
+ * old one, with the same content, and arrives elsewhere as a download plus a local deletion.
+ * {@link keepMovesTogether} sends each such deletion right after its upload, so both land in the
+ * same commit and the other devices see the move at once; {@link pairLocalMoves} finds the pairs
+ * on the receiving side, so the executor moves the local file (no copy, no network) instead of
  * rebuilding a second copy and deleting the first. Pure; the executor still re-checks the disk.
  *
  * @example
  * ```ts
  * const moves = pairLocalMoves(actions, base);
- * moves.get("moved/big.bin"); // "big.bin": rename that file instead of downloading
+ * moves.get("moved/big.bin"); // "big.bin": move that file instead of downloading
  * ```
  *
  * @module
@@ -20,15 +22,7 @@ type Download = Extract<Action, { op: "download" }>;
 type DeleteLocal = Extract<Action, { op: "deleteLocal" }>;
 
 /**
- * Smallest file worth moving: smaller ones are rebuilt from their local chunks in batches (many
- * files per thread hand-off, fsyncs in parallel), which for thousands of small files is faster
- * than moving them one by one (measured: a renamed folder of 10,000 files of 4 KiB).
- */
-export const MOVE_MIN_SIZE = 1024 * 1024;
-
-/**
- * Pairs each download of a file of at least `minSize` bytes into an empty place (not a conflict
- * copy) with
+ * Pairs each download of a non-empty file into an empty place (not a conflict copy) with
  * at most one local file deleted in the same actions whose content is the same: the scan's hash
  * when it rehashed the file, else the merge base's (the deletion is only planned for a file
  * unchanged since the base). Returns download path -> deleted path; each deletion is used once,
@@ -37,7 +31,6 @@ export const MOVE_MIN_SIZE = 1024 * 1024;
 export function pairLocalMoves(
   actions: readonly Action[],
   base: ReadonlyMap<string, BaseEntry>,
-  minSize = MOVE_MIN_SIZE,
 ): Map<string, string> {
   const byContent = new Map<string, DeleteLocal[]>();
   for (const a of actions) {
@@ -46,7 +39,7 @@ export function pairLocalMoves(
     if (!b || b.kind !== "file") continue;
     const hash = a.expect.hash ?? b.hash;
     const size = a.expect.hash !== undefined ? a.expect.size : b.size;
-    if (hash === "" || size === 0 || size < minSize) continue;
+    if (hash === "" || size === 0) continue;
     const key = `${hash}:${size}`;
     const list = byContent.get(key);
     if (list) list.push(a);
@@ -55,7 +48,7 @@ export function pairLocalMoves(
   const out = new Map<string, string>();
   if (byContent.size === 0) return out;
   for (const a of actions) {
-    if (!isPlainDownload(a) || a.remote.size < minSize) continue;
+    if (!isPlainDownload(a)) continue;
     const list = byContent.get(`${a.remote.hash}:${a.remote.size}`);
     const from = list?.shift();
     if (from) out.set(a.path, from.path);
@@ -66,4 +59,52 @@ export function pairLocalMoves(
 function isPlainDownload(a: Action): a is Download {
   return a.op === "download" && a.replace === null && a.path === a.remote.path &&
     a.remote.kind === "file" && a.remote.size > 0;
+}
+
+type Upload = Extract<Action, { op: "upload" }>;
+type DeleteRemote = Extract<Action, { op: "deleteRemote" }>;
+
+/**
+ * Reorders remote actions so that the deletion of each file whose merge-base content equals the
+ * content of a file being uploaded (a move or rename, seen from the device that made it) comes
+ * right after that upload; everything else keeps its order. Deleting a file has no ordering need
+ * (folders are deleted after their content, and stay last), so commits cut into segments carry
+ * each move whole.
+ */
+export function keepMovesTogether<A extends Action>(
+  actions: readonly A[],
+  base: ReadonlyMap<string, BaseEntry>,
+): A[] {
+  const byContent = new Map<string, (A & DeleteRemote)[]>();
+  for (const a of actions) {
+    if (a.op !== "deleteRemote" || a.kind !== "file") continue;
+    const b = base.get(a.path);
+    if (!b || b.kind !== "file" || b.size === 0) continue;
+    const key = `${b.hash}:${b.size}`;
+    const list = byContent.get(key);
+    if (list) list.push(a as A & DeleteRemote);
+    else byContent.set(key, [a as A & DeleteRemote]);
+  }
+  if (byContent.size === 0) return [...actions];
+  const follows = new Map<A, A>();
+  const moved = new Set<A>();
+  for (const a of actions) {
+    if (a.op !== "upload") continue;
+    const u = a as A & Upload;
+    const hash = u.local.hash ?? base.get(u.path)?.hash;
+    if (hash === undefined) continue;
+    const d = byContent.get(`${hash}:${u.local.size}`)?.shift();
+    if (d) {
+      follows.set(a, d);
+      moved.add(d);
+    }
+  }
+  const out: A[] = [];
+  for (const a of actions) {
+    if (moved.has(a)) continue;
+    out.push(a);
+    const d = follows.get(a);
+    if (d) out.push(d);
+  }
+  return out;
 }

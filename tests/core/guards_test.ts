@@ -55,3 +55,44 @@ Deno.test("mass-delete guard", async (t) => {
     assert.deepEqual(kept.get("f0"), { path: "f0", kind: "file", size: 1, mtime: 5, exec: false });
   });
 });
+
+Deno.test("mass-delete guard: a renamed folder is a move, not a mass deletion", async (t) => {
+  const b = base(300);
+  // Every file is gone from its path and back under renamed/ (the scan knows its content).
+  const moved = new Map<string, LocalEntry>();
+  let i = 0;
+  for (const e of b.values()) {
+    const path = `renamed/${e.path}`;
+    moved.set(path, {
+      path,
+      kind: "file",
+      size: e.size,
+      mtime: e.mtime,
+      exec: false,
+      hash: e.hash,
+    });
+    if (++i >= 250) break;
+  }
+  await t.step("moved files neither count nor are held back", () => {
+    const r = massDeleteCheck(b, moved);
+    assert.equal(r.moved, 250);
+    assert.equal(r.vanishedFiles, 50);
+    assert.equal(r.vanished.length, 50);
+    assert.equal(r.tripped, false);
+  });
+  await t.step("content not seen again still counts as vanished", () => {
+    const other = new Map(
+      [...moved].map(([p, l]) => [p, { ...l, hash: "something else" }] as const),
+    );
+    const r = massDeleteCheck(b, other);
+    assert.equal(r.moved, 0);
+    assert.equal(r.tripped, true);
+  });
+  await t.step("a file already in the base does not count as a move target", () => {
+    const l = localWithout(b, 200); // f200..f299 still there with their hashes unknown
+    for (const e of [...b.values()].slice(200)) l.set(e.path, { ...l.get(e.path)!, hash: e.hash });
+    const r = massDeleteCheck(b, l);
+    assert.equal(r.moved, 0);
+    assert.equal(r.tripped, true);
+  });
+});

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { MOVE_MIN_SIZE, pairLocalMoves } from "../../lib/core/local_moves.ts";
+import { keepMovesTogether, pairLocalMoves } from "../../lib/core/local_moves.ts";
 import { type Action, reconcile } from "../../lib/core/reconcile.ts";
 import type { BaseEntry, LocalEntry, RemoteEntry } from "../../lib/core/types.ts";
 
@@ -122,7 +122,7 @@ Deno.test("pairLocalMoves", async (t) => {
   ];
   for (const [name, actions, b, want] of rows) {
     await t.step(name, () => {
-      const got = pairLocalMoves(actions, new Map(b.map((e) => [e.path, e])), 1);
+      const got = pairLocalMoves(actions, new Map(b.map((e) => [e.path, e])));
       assert.deepEqual([...got], want);
     });
   }
@@ -134,15 +134,83 @@ Deno.test("pairLocalMoves: a move made on another device, as reconcile plans it"
   const r = new Map([["moved/big.bin", remote("moved/big.bin", "h1")]]);
   r.set("moved", { ...remote("moved", ""), kind: "dir", size: 0, chunks: [] });
   const actions = reconcile({ base: b, local: l, remote: r, device: "me", now: new Date(0) });
-  assert.deepEqual([...pairLocalMoves(actions, b, 1)], [["moved/big.bin", "big.bin"]]);
+  assert.deepEqual([...pairLocalMoves(actions, b)], [["moved/big.bin", "big.bin"]]);
 });
 
-Deno.test("pairLocalMoves: files under the minimum size are left to the batched download", () => {
-  const size = MOVE_MIN_SIZE - 1;
-  const b = new Map([["a", base("a", "h1", size)]]);
-  const actions = [download("new/a", "h1", size), deleteLocal("a", size)];
-  assert.deepEqual([...pairLocalMoves(actions, b)], []);
-  const big = new Map([["a", base("a", "h1", MOVE_MIN_SIZE)]]);
-  const bigActions = [download("new/a", "h1", MOVE_MIN_SIZE), deleteLocal("a", MOVE_MIN_SIZE)];
-  assert.deepEqual([...pairLocalMoves(bigActions, big)], [["new/a", "a"]]);
+const upload = (path: string, hash: string, size = 10): Action => ({
+  op: "upload",
+  path,
+  local: local(path, size, hash),
+  baseVersion: 0,
+});
+const deleteRemote = (path: string, kind: "file" | "dir" = "file"): Action => ({
+  op: "deleteRemote",
+  path,
+  kind,
+  baseVersion: 1,
+});
+const mkdirRemote = (path: string): Action => ({
+  op: "mkdirRemote",
+  path,
+  local: { path, kind: "dir", size: 0, mtime: 0, exec: false },
+  baseVersion: 0,
+});
+
+Deno.test("keepMovesTogether", async (t) => {
+  const show = (actions: Action[]) => actions.map((a) => `${a.op} ${a.path}`);
+  const rows: [string, Action[], BaseEntry[], string[]][] = [
+    [
+      "each deletion follows the upload of the same content; folders still go last",
+      [
+        mkdirRemote("new"),
+        upload("new/a", "h1"),
+        upload("new/b", "h2"),
+        upload("other", "h9"),
+        deleteRemote("old/a"),
+        deleteRemote("old/b"),
+        deleteRemote("old", "dir"),
+      ],
+      [base("old/a", "h1"), base("old/b", "h2")],
+      [
+        "mkdirRemote new",
+        "upload new/a",
+        "deleteRemote old/a",
+        "upload new/b",
+        "deleteRemote old/b",
+        "upload other",
+        "deleteRemote old",
+      ],
+    ],
+    [
+      "a deletion of other content keeps its place",
+      [upload("x", "h1"), deleteRemote("y")],
+      [base("y", "h2")],
+      ["upload x", "deleteRemote y"],
+    ],
+    [
+      "same hash but another size does not pair",
+      [upload("x", "h1", 11), deleteRemote("y")],
+      [base("y", "h1")],
+      ["upload x", "deleteRemote y"],
+    ],
+    [
+      "two copies of one content: one deletion each, in order",
+      [upload("x", "h1"), upload("z", "h1"), deleteRemote("y")],
+      [base("y", "h1")],
+      ["upload x", "deleteRemote y", "upload z"],
+    ],
+    [
+      "an upload of an edited file (its hash from the scan) pairs by that hash",
+      [upload("x", "h5"), deleteRemote("y")],
+      [base("x", "h0"), base("y", "h5")],
+      ["upload x", "deleteRemote y"],
+    ],
+  ];
+  for (const [name, actions, b, want] of rows) {
+    await t.step(name, () => {
+      const got = keepMovesTogether(actions, new Map(b.map((e) => [e.path, e])));
+      assert.deepEqual(show(got), want);
+      assert.equal(got.length, actions.length); // nothing lost or duplicated
+    });
+  }
 });
