@@ -61,6 +61,36 @@ Deno.test("emptying a folder is held back until --allow-mass-delete", opts, asyn
 });
 
 Deno.test(
+  "renaming the folder that holds every file is a move, not a mass deletion",
+  opts,
+  async () => {
+    await using tmp = await tempDir();
+    const a = join(tmp.path, "a");
+    const b = join(tmp.path, "b");
+    for (let i = 0; i < 150; i++) await put(a, `docs/f${i}.txt`, `file ${i}\n`);
+    const server = await ServerProc.start(join(tmp.path, "data"));
+    const [ca, serial] = await startFirstClient("A", server.port, a);
+    const cb = startClient("B", server.port, b, { serial });
+    const procs: Proc[] = [server, ca, cb];
+    try {
+      await waitConverged([a, b], 30_000, procs);
+      const inode = (await Deno.lstat(join(b, "docs/f7.txt"))).ino;
+      await Deno.rename(join(a, "docs"), join(a, "papers"));
+      await waitConverged([a, b], 30_000, procs);
+      const onB = [...(await tree(b)).keys()];
+      assert.equal(onB.filter((p) => p.startsWith("papers/f")).length, 150);
+      assert.equal(onB.some((p) => p.startsWith("docs")), false);
+      assert.equal(ca.lines.some((l) => /Cannot propagate deletions/.test(l)), false);
+      if (typeof inode === "number") {
+        assert.equal((await Deno.lstat(join(b, "papers/f7.txt"))).ino, inode); // moved, not copied
+      }
+    } finally {
+      for (const p of procs.reverse()) await p.stop();
+    }
+  },
+);
+
+Deno.test(
   "a synced folder that disappears stops the client and deletes nothing",
   opts,
   async () => {
