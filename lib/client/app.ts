@@ -91,6 +91,7 @@ function isFatal(e: unknown): boolean {
 function summary(r: ExecutionReport, stats: TransferStats, ms: number): string {
   const parts: string[] = [];
   if (r.uploaded) parts.push(`${r.uploaded} sent`);
+  if (r.movedRemote) parts.push(`${r.movedRemote} moved on server`);
   if (r.downloaded) parts.push(`${r.downloaded} received`);
   if (r.movedLocal) parts.push(`${r.movedLocal} moved here`);
   if (r.deletedLocal) parts.push(`${r.deletedLocal} deleted here`);

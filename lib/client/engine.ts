@@ -300,6 +300,7 @@ function add(a: ExecutionReport, b: ExecutionReport): ExecutionReport {
     uploaded: a.uploaded + b.uploaded,
     downloaded: a.downloaded + b.downloaded,
     movedLocal: a.movedLocal + b.movedLocal,
+    movedRemote: a.movedRemote + b.movedRemote,
     deletedLocal: a.deletedLocal + b.deletedLocal,
     deletedRemote: a.deletedRemote + b.deletedRemote,
     conflicts: a.conflicts + b.conflicts,
@@ -333,7 +334,8 @@ export async function syncUntilStable(
       ctx.warn(`Cannot sync ${e}`);
     }
     // No progress (only errors or deferred steps): wait for the next change or the next period.
-    const done = r.uploaded + r.downloaded + r.movedLocal + r.deletedLocal + r.deletedRemote;
+    const done = r.uploaded + r.downloaded + r.movedLocal + r.movedRemote + r.deletedLocal +
+      r.deletedRemote;
     if (done + r.conflicts === 0) break;
   }
   return total;

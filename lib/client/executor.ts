@@ -34,6 +34,8 @@ export interface ExecutionReport {
   downloaded: number;
   /** Files moved here because another device moved them (no content transferred). */
   movedLocal: number;
+  /** Files moved here whose move reached the server (an upload plus a deletion, no content). */
+  movedRemote: number;
   deletedLocal: number;
   deletedRemote: number;
   conflicts: number;
@@ -93,6 +95,7 @@ export function emptyReport(): ExecutionReport {
     uploaded: 0,
     downloaded: 0,
     movedLocal: 0,
+    movedRemote: 0,
     deletedLocal: 0,
     deletedRemote: 0,
     conflicts: 0,
@@ -368,7 +371,9 @@ async function pushRemote(
 ): Promise<void> {
   const toLocal = ctx.toLocal ?? ((p: string) => p);
   // A move's deletion travels in the same commit as its upload: other devices see it whole.
-  actions = keepMovesTogether(actions, ctx.base);
+  const together = keepMovesTogether(actions, ctx.base);
+  actions = together.actions;
+  const succeeded = new Set<RemoteAction>();
   const chunksOf = (l: LocalEntry) => l.chunks ?? ctx.base.get(l.path)?.chunks ?? [];
   const hashOf = (l: LocalEntry) => l.hash ?? ctx.base.get(l.path)?.hash ?? "";
   // Chunks of the base were confirmed by the server: no need to ask about them (a moved file or
@@ -476,6 +481,7 @@ async function pushRemote(
         return;
       }
       confirmed.push({ ...item, version: res.version, device: "" });
+      succeeded.add(action);
       if (item.deleted) {
         report.deletedRemote++;
         setBase(item.path, null);
@@ -501,6 +507,13 @@ async function pushRemote(
         (tReply - tRequest).toFixed(0)
       } after ${(tDone - tReply).toFixed(0)} ms`
     );
+  }
+  // Tell the user about moves as moves, not as a file sent plus one deleted.
+  for (const [upload, deletion] of together.pairs) {
+    if (!succeeded.has(upload) || !succeeded.has(deletion)) continue;
+    report.movedRemote++;
+    report.uploaded--;
+    report.deletedRemote--;
   }
 }
 

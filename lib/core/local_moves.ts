@@ -69,12 +69,12 @@ type DeleteRemote = Extract<Action, { op: "deleteRemote" }>;
  * content of a file being uploaded (a move or rename, seen from the device that made it) comes
  * right after that upload; everything else keeps its order. Deleting a file has no ordering need
  * (folders are deleted after their content, and stay last), so commits cut into segments carry
- * each move whole.
+ * each move whole. `pairs` maps each such upload to its deletion.
  */
 export function keepMovesTogether<A extends Action>(
   actions: readonly A[],
   base: ReadonlyMap<string, BaseEntry>,
-): A[] {
+): { actions: A[]; pairs: Map<A, A> } {
   const byContent = new Map<string, (A & DeleteRemote)[]>();
   for (const a of actions) {
     if (a.op !== "deleteRemote" || a.kind !== "file") continue;
@@ -85,7 +85,7 @@ export function keepMovesTogether<A extends Action>(
     if (list) list.push(a as A & DeleteRemote);
     else byContent.set(key, [a as A & DeleteRemote]);
   }
-  if (byContent.size === 0) return [...actions];
+  if (byContent.size === 0) return { actions: [...actions], pairs: new Map() };
   const follows = new Map<A, A>();
   const moved = new Set<A>();
   for (const a of actions) {
@@ -106,5 +106,5 @@ export function keepMovesTogether<A extends Action>(
     const d = follows.get(a);
     if (d) out.push(d);
   }
-  return out;
+  return { actions: out, pairs: follows };
 }

@@ -208,9 +208,13 @@ Deno.test("keepMovesTogether", async (t) => {
   ];
   for (const [name, actions, b, want] of rows) {
     await t.step(name, () => {
-      const got = keepMovesTogether(actions, new Map(b.map((e) => [e.path, e])));
+      const { actions: got, pairs } = keepMovesTogether(
+        actions,
+        new Map(b.map((e) => [e.path, e])),
+      );
       assert.deepEqual(show(got), want);
       assert.equal(got.length, actions.length); // nothing lost or duplicated
+      for (const [u, d] of pairs) assert.equal(got[got.indexOf(u) + 1], d);
     });
   }
 });

@@ -75,8 +75,16 @@ Deno.test(
     try {
       await waitConverged([a, b], 30_000, procs);
       const inode = (await Deno.lstat(join(b, "docs/f7.txt"))).ino;
+      const linesBefore = ca.lines.length;
       await Deno.rename(join(a, "docs"), join(a, "papers"));
       await waitConverged([a, b], 30_000, procs);
+      // A reports the moves as moves (summed: the watcher may split them over passes).
+      const movedSaid = () =>
+        ca.lines.slice(linesBefore).reduce(
+          (n, l) => n + Number(l.match(/^Synced: .*?\b(\d+) moved on server\b/)?.[1] ?? 0),
+          0,
+        );
+      await waitFor(() => movedSaid() === 150, () => `A said ${movedSaid()} moved`, 10_000);
       const onB = [...(await tree(b)).keys()];
       assert.equal(onB.filter((p) => p.startsWith("papers/f")).length, 150);
       assert.equal(onB.some((p) => p.startsWith("docs")), false);
