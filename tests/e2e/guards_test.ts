@@ -20,17 +20,29 @@ import {
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
-Deno.test("emptying a folder is held back until --allow-mass-delete", opts, async () => {
-  await using tmp = await tempDir();
-  const a = join(tmp.path, "a");
-  const b = join(tmp.path, "b");
+/** Server, A and B in `root`, in sync on 150 files under docs/. Stop `procs` when done. */
+async function syncedDocs(root: string) {
+  const a = join(root, "a");
+  const b = join(root, "b");
   for (let i = 0; i < 150; i++) await put(a, `docs/f${i}.txt`, `file ${i}\n`);
-  const server = await ServerProc.start(join(tmp.path, "data"));
-  let [ca, serial] = await startFirstClient("A", server.port, a);
+  const server = await ServerProc.start(join(root, "data"));
+  const [ca, serial] = await startFirstClient("A", server.port, a);
   const cb = startClient("B", server.port, b, { serial });
   const procs: Proc[] = [server, ca, cb];
   try {
     await waitConverged([a, b], 30_000, procs);
+  } catch (e) {
+    for (const p of procs.reverse()) await p.stop();
+    throw e;
+  }
+  return { a, b, server, ca, cb, procs };
+}
+
+Deno.test("emptying a folder is held back until --allow-mass-delete", opts, async () => {
+  await using tmp = await tempDir();
+  const { a, b, server, procs } = await syncedDocs(tmp.path);
+  let ca = procs[1]!;
+  try {
     await Deno.remove(join(a, "docs"), { recursive: true });
     await ca.waitForLine(
       /Cannot propagate deletions: 150 of 150 synced files vanished/,
@@ -65,15 +77,8 @@ Deno.test(
   opts,
   async () => {
     await using tmp = await tempDir();
-    const a = join(tmp.path, "a");
-    const b = join(tmp.path, "b");
-    for (let i = 0; i < 150; i++) await put(a, `docs/f${i}.txt`, `file ${i}\n`);
-    const server = await ServerProc.start(join(tmp.path, "data"));
-    const [ca, serial] = await startFirstClient("A", server.port, a);
-    const cb = startClient("B", server.port, b, { serial });
-    const procs: Proc[] = [server, ca, cb];
+    const { a, b, ca, procs } = await syncedDocs(tmp.path);
     try {
-      await waitConverged([a, b], 30_000, procs);
       const inode = (await Deno.lstat(join(b, "docs/f7.txt"))).ino;
       const linesBefore = ca.lines.length;
       await Deno.rename(join(a, "docs"), join(a, "papers"));
