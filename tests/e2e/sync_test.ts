@@ -182,6 +182,7 @@ Deno.test("two devices converge on every kind of item and change", opts, async (
       await waitConverged([a, b], 30_000, procs);
       const inodeOnB = (await Deno.lstat(join(b, "big/stream.bin"))).ino;
       const linesBefore = cb.lines.length;
+      const aLinesBefore = ca.lines.length;
       await Deno.mkdir(join(a, "big2"));
       await Deno.rename(join(a, "big/stream.bin"), join(a, "big2/stream.bin"));
       await waitConverged([a, b], 30_000, procs);
@@ -190,7 +191,12 @@ Deno.test("two devices converge on every kind of item and change", opts, async (
       }
       const leftovers = await Array.fromAsync(Deno.readDir(join(b, ".cloudsync", "tmp")));
       assert.deepEqual(leftovers.map((e) => e.name), []);
-      await waitFor( // and B says so
+      await waitFor( // and both say so
+        () => ca.lines.slice(aLinesBefore).some((l) => /^Synced: .*\b1 moved on server\b/.test(l)),
+        () => `A's output after the move:\n${ca.lines.slice(aLinesBefore).join("\n")}`,
+        5_000,
+      );
+      await waitFor(
         () => cb.lines.slice(linesBefore).some((l) => /^Synced: .*\b1 moved here\b/.test(l)),
         () => `B's output after the move:\n${cb.lines.slice(linesBefore).join("\n")}`,
         5_000,
