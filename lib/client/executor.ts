@@ -34,7 +34,7 @@ export interface ExecutionReport {
   downloaded: number;
   /** Files moved here because another device moved them (no content transferred). */
   movedLocal: number;
-  /** Files moved here whose move reached the server (an upload plus a deletion, no content). */
+  /** Files this device moved whose move reached the server (an upload plus a deletion, no content). */
   movedRemote: number;
   deletedLocal: number;
   deletedRemote: number;
