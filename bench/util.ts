@@ -65,8 +65,9 @@ export async function sha256File(path: string, buf: Uint8Array): Promise<string>
 }
 
 /**
- * Identity of one version of a file: inode, size, mtime and ctime in nanoseconds. If the key is the
- * same before and after reading a file, the content did not change in between. `null` if missing.
+ * Identity of one version of a file: inode, size, mtime and ctime as Deno's `lstat` reports them
+ * (ctime only to the second there, hence {@link ctimes} for timing). If the key is the same before
+ * and after reading a file, the content did not change in between. `null` if missing.
  */
 export async function statKey(path: string): Promise<{ key: string; size: number } | null> {
   try {
