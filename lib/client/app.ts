@@ -392,6 +392,7 @@ export class SyncClient {
           log: this.#log,
           warn: this.#warn,
           allowMassDelete: this.#opts.allowMassDelete ?? false,
+          watch: this.#watcher!,
         };
         while (!this.#stopped && !closed) {
           this.#assertFolder();

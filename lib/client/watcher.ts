@@ -33,6 +33,8 @@ export class FolderWatcher {
   readonly #maxDelay: number;
   readonly #onError: (message: string) => void;
   readonly #private: string;
+  #pauses = 0;
+  #resumeWatching = false;
 
   /**
    * `onChange` gets the absolute paths the OS reported since the last call, or null when the OS
@@ -58,6 +60,7 @@ export class FolderWatcher {
     const w = this.#watcher;
     (async () => {
       for await (const ev of w) {
+        if (this.#watcher !== w) break;
         const paths = ev.paths.filter((p) =>
           p !== this.#private && !p.startsWith(this.#private + sep)
         );
@@ -67,9 +70,36 @@ export class FolderWatcher {
         this.#poke();
       }
     })().catch((e) => {
-      if (this.#watcher) this.#onError(this.#explain(e));
+      if (this.#watcher === w) this.#onError(this.#explain(e));
     });
     return true;
+  }
+
+  /**
+   * Stops the OS watcher while this client itself writes many files: their events (several per
+   * file, each costing the OS watcher thread a path resolution) would cost more than one rescan.
+   * {@link resume} watches again, then asks for a full rescan, which finds anything changed
+   * meanwhile. Calls nest; a watcher that could not start stays off.
+   */
+  pause(): void {
+    if (this.#pauses++ > 0) return;
+    const w = this.#watcher;
+    if (!w) return;
+    this.#watcher = null;
+    this.#resumeWatching = true;
+    try {
+      w.close();
+    } catch { /* already closed */ }
+  }
+
+  /** Ends a {@link pause}. */
+  resume(): void {
+    if (this.#pauses === 0 || --this.#pauses > 0 || !this.#resumeWatching) return;
+    this.#resumeWatching = false;
+    if (this.start()) {
+      this.#rescan = true;
+      this.#poke();
+    }
   }
 
   #explain(e: unknown): string {
@@ -98,6 +128,7 @@ export class FolderWatcher {
   close(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#resumeWatching = false;
     const w = this.#watcher;
     this.#watcher = null;
     try {
