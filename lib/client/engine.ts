@@ -99,7 +99,9 @@ export async function pullChanges(ctx: EngineContext): Promise<number> {
   let since = ctx.state.seq;
   let count = 0;
   for (;;) {
+    const tq = performance.now();
     const r = await ctx.peer.request({ t: "changes", since, limit: 2000 });
+    const tr = performance.now();
     const raw = r.header.entries;
     if (!Array.isArray(raw)) {
       throw new Error("Cannot read changes: the server sent a malformed reply");
@@ -115,7 +117,13 @@ export async function pullChanges(ctx: EngineContext): Promise<number> {
       entries.push(e);
     }
     const seq = typeof r.header.seq === "number" ? r.header.seq : since;
+    const tp = performance.now();
     ctx.state.applyChanges(entries, seq);
+    debug(() =>
+      `changes ${entries.length}: request ${(tr - tq).toFixed(0)} parse ${
+        (tp - tr).toFixed(0)
+      } apply ${(performance.now() - tp).toFixed(0)} ms`
+    );
     count += entries.length;
     since = seq;
     if (r.header.more !== true) return count;

@@ -92,6 +92,14 @@ export interface FrameReaderOptions {
   maxFrame?: number;
   /** Size of the reusable read buffer for `ByteReader` sources; default 64 KiB. */
   bufferSize?: number;
+  /**
+   * Called once per frame, after a read from a `ByteReader` source that left the frame
+   * incomplete with at most `nearEndBytes` of it still to come (the argument: how many). The last piece of a frame may be
+   * held back by the sender's Nagle algorithm until this side acknowledges what it received.
+   */
+  onNearEnd?: (missing: number) => void;
+  /** Threshold of {@link onNearEnd}; default 96 KiB (one loopback segment and then some). */
+  nearEndBytes?: number;
 }
 
 const encoder = new TextEncoder();
@@ -210,11 +218,17 @@ export class FrameReader {
   #error: FrameError | null = null;
   readonly #prefix = new Uint8Array(PREFIX);
   readonly #prefixView = new DataView(this.#prefix.buffer);
+  readonly #onNearEnd: ((missing: number) => void) | undefined;
+  readonly #nearEnd: number;
+  /** Whether {@link FrameReaderOptions.onNearEnd} was called for the current frame. */
+  #nearEndSaid = false;
 
   /** Wraps `source`; a stream is locked (via `getReader()`) for the life of this reader. */
   constructor(source: ReadableStream<Uint8Array> | ByteReader, opts: FrameReaderOptions = {}) {
     this.#maxFrame = opts.maxFrame ?? MAX_FRAME;
     this.#bufferSize = Math.max(PREFIX, opts.bufferSize ?? DEFAULT_BUFFER_SIZE);
+    this.#onNearEnd = opts.onNearEnd;
+    this.#nearEnd = opts.nearEndBytes ?? 96 * 1024;
     if (source instanceof ReadableStream) {
       this.#stream = source.getReader();
       this.#source = null;
@@ -255,6 +269,7 @@ export class FrameReader {
   }
 
   async #readFrame(): Promise<Frame | null> {
+    this.#nearEndSaid = false;
     const lenBytes = this.#prefix.subarray(0, 4);
     const got = await this.#readFull(lenBytes);
     if (got === 0) return null;
@@ -303,7 +318,7 @@ export class FrameReader {
 
   /** Fills `dst` completely or throws a mid-frame FrameError; `at` is the frame offset of dst. */
   async #readExact(dst: Uint8Array, at: number, length: number): Promise<void> {
-    const got = await this.#readFull(dst);
+    const got = await this.#readFull(dst, 4 + length - at - dst.length);
     if (got < dst.length) {
       throw new FrameError(
         `Cannot read frame: stream ended mid-frame after ${at + got} of ${4 + length} bytes`,
@@ -311,8 +326,11 @@ export class FrameReader {
     }
   }
 
-  /** Fills `dst` from buffered bytes and the source; returns fewer than requested only at EOF. */
-  async #readFull(dst: Uint8Array): Promise<number> {
+  /**
+   * Fills `dst` from buffered bytes and the source; returns fewer than requested only at EOF.
+   * `after`: bytes of the current frame that follow `dst` (-1 between frames).
+   */
+  async #readFull(dst: Uint8Array, after = -1): Promise<number> {
     let filled = 0;
     while (filled < dst.length) {
       const avail = this.#end - this.#start;
@@ -331,6 +349,7 @@ export class FrameReader {
           const n = await this.#source.read(dst.subarray(filled));
           if (n === null) this.#eof = true;
           else filled += n;
+          this.#nearEndCheck(dst.length - filled + after, after);
           continue;
         }
         this.#buf = this.#own;
@@ -338,6 +357,7 @@ export class FrameReader {
         const n = await this.#source.read(this.#own);
         if (n === null) this.#eof = true;
         else this.#end = n;
+        this.#nearEndCheck(dst.length - filled - this.#end + after, after);
       } else {
         const { value, done } = await this.#stream!.read();
         if (done) {
@@ -350,5 +370,11 @@ export class FrameReader {
       }
     }
     return filled;
+  }
+
+  #nearEndCheck(missing: number, after: number): void {
+    if (after < 0 || missing <= 0 || missing > this.#nearEnd || this.#nearEndSaid) return;
+    this.#nearEndSaid = true;
+    this.#onNearEnd?.(missing);
   }
 }

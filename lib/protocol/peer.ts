@@ -170,7 +170,12 @@ export class Peer {
         return n;
       },
     };
-    this.#reader = new FrameReader(counting, { maxFrame: this.#maxFrame });
+    this.#reader = new FrameReader(counting, {
+      maxFrame: this.#maxFrame,
+      // The tail of a big frame can be held by the same Nagle wait (measured: 4.2 MB replies took
+      // 50 ms instead of 5); a ping sent when only the tail is missing carries the ACK.
+      ...(this.#ackEagerly ? { onNearEnd: () => this.#scheduleAck() } : {}),
+    });
     this.#armTimer();
     void this.#readLoop();
   }

@@ -420,3 +420,37 @@ Deno.test("big headers travel zstd-compressed and come back identical", async ()
   assert.deepEqual([...f!.body], [1, 2, 3]);
   assert.equal(f?.type, 1);
 });
+
+Deno.test("FrameReader says once per frame when only its last bytes are missing", async (t) => {
+  const body = (n: number) => new Uint8Array(n).fill(7);
+  const frames = [
+    encodeFrame({ type: FrameType.Response, id: 1, header: {}, body: body(300_000) }),
+    encodeFrame({ type: FrameType.Notice, id: 0, header: { t: "ping" }, body: body(0) }),
+    encodeFrame({ type: FrameType.Response, id: 2, header: { a: 1 }, body: body(200_000) }),
+  ];
+  const data = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+  let off = 0;
+  for (const f of frames) {
+    data.set(f, off);
+    off += f.length;
+  }
+  const rows: { name: string; nearEndBytes?: number; chunk: number; want: number }[] = [
+    { name: "default threshold, 16 KiB reads: the two big frames", chunk: 16_384, want: 2 },
+    { name: "1,000 bytes, 1,000-byte reads", nearEndBytes: 1_000, chunk: 1_000, want: 2 },
+    { name: "frames that arrive whole: never", chunk: 1 << 20, want: 0 },
+  ];
+  for (const r of rows) {
+    await t.step(r.name, async () => {
+      const missing: number[] = [];
+      const reader = new FrameReader(sliceReader(data, r.chunk), {
+        onNearEnd: (n) => missing.push(n),
+        ...(r.nearEndBytes === undefined ? {} : { nearEndBytes: r.nearEndBytes }),
+      });
+      const got = await readAll(reader);
+      assert.equal(got.length, 3);
+      assert.equal(missing.length, r.want, `calls: ${missing}`);
+      const limit = r.nearEndBytes ?? 96 * 1024;
+      for (const n of missing) assert.ok(n > 0 && n <= limit, `missing ${n} not in 1..${limit}`);
+    });
+  }
+});

@@ -7,7 +7,13 @@
  */
 
 import assert from "node:assert/strict";
-import { FrameError, MAX_FRAME } from "../../lib/protocol/frame.ts";
+import {
+  encodeFrame,
+  FrameError,
+  FrameReader,
+  FrameType,
+  MAX_FRAME,
+} from "../../lib/protocol/frame.ts";
 import {
   ConnectionClosedError,
   type Message,
@@ -461,6 +467,92 @@ Deno.test("Peer with ackEagerly answers each frame it receives with a ping when 
         server.close();
       }
       await Promise.all([client.closed, server.closed]);
+    });
+  }
+});
+
+Deno.test("Peer with ackEagerly pings when only the tail of a big response is missing", async (t) => {
+  // The sender's Nagle algorithm may hold the last piece of a big reply until this side
+  // acknowledges; a ping carries the acknowledgement. Here the "server" delivers all but the last
+  // 1,000 bytes, then waits for a ping (or 300 ms) before delivering the rest.
+  for (const eager of [true, false]) {
+    await t.step(`ackEagerly: ${eager}`, async () => {
+      const written: Uint8Array[] = [];
+      let wrote = () => {};
+      const incoming: Uint8Array[] = [];
+      let arrived = () => {};
+      let closed = false;
+      const conn: PeerConn = {
+        read: async (p) => {
+          while (incoming.length === 0 && !closed) await new Promise<void>((r) => arrived = r);
+          if (closed) return null;
+          const next = incoming[0]!;
+          const n = Math.min(p.length, next.length, 16_384);
+          p.set(next.subarray(0, n));
+          if (n === next.length) incoming.shift();
+          else incoming[0] = next.subarray(n);
+          return n;
+        },
+        write: (p) => {
+          written.push(p.slice());
+          wrote();
+          return Promise.resolve(p.length);
+        },
+        close: () => {
+          closed = true;
+          arrived();
+        },
+      };
+      const client = new Peer(conn, { ackEagerly: eager, heartbeatMs: 0, idleTimeoutMs: 0 });
+      const reply = client.request({ t: "get" });
+      const frames = async () => {
+        const all = new Uint8Array(written.reduce((n, w) => n + w.length, 0));
+        let off = 0;
+        for (const w of written) {
+          all.set(w, off);
+          off += w.length;
+        }
+        let at = 0;
+        const reader = new FrameReader({
+          read: (p) => {
+            if (at >= all.length) return Promise.resolve(null);
+            const n = Math.min(p.length, all.length - at);
+            p.set(all.subarray(at, at + n));
+            at += n;
+            return Promise.resolve(n);
+          },
+        });
+        const out = [];
+        for (let f = await reader.next(); f; f = await reader.next()) out.push(f);
+        return out;
+      };
+      while (written.length === 0) await new Promise<void>((r) => wrote = r);
+      const request = (await frames())[0]!;
+      const response = encodeFrame({
+        type: FrameType.Response,
+        id: request.id,
+        header: {},
+        body: new Uint8Array(300_000).fill(1),
+      });
+      incoming.push(response.subarray(0, response.length - 1_000));
+      arrived();
+      const deadline = Date.now() + 300;
+      while ((await frames()).length < 2 && Date.now() < deadline) {
+        await new Promise<void>((r) => {
+          wrote = r;
+          setTimeout(r, 20);
+        });
+      }
+      const sent = await frames();
+      if (eager) {
+        assert.equal(sent.length, 2, "no ping before the tail arrived");
+        assert.equal(sent[1]!.header.t, "ping");
+      } else assert.equal(sent.length, 1, "unexpected frame");
+      incoming.push(response.subarray(response.length - 1_000));
+      arrived();
+      assert.equal((await reply).body.length, 300_000);
+      client.close();
+      await client.closed;
     });
   }
 });
