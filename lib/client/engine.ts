@@ -344,8 +344,9 @@ function add(a: ExecutionReport, b: ExecutionReport): ExecutionReport {
 }
 
 /**
- * Runs passes until one finds nothing to do (at most `maxPasses`). Later passes also look at
- * every path the earlier ones touched (a conflict copy to upload, a deferred step).
+ * Runs passes until one finds nothing to do (at most `maxPasses`). Later passes scan only the
+ * paths the previous one left unsettled (a conflict copy to upload, a deferred step); they still
+ * pull and apply every remote change.
  */
 export async function syncUntilStable(
   ctx: EngineContext,
@@ -356,8 +357,10 @@ export async function syncUntilStable(
   let current = scopes === null ? null : normalizeScopes(scopes);
   for (let i = 0; i < maxPasses; i++) {
     const r = await syncPass(ctx, current);
-    if (r && current !== null) current = normalizeScopes([...current, ...r.touched]);
     if (!r) break;
+    // The next pass looks again only at what this one left unsettled; the watcher (or, while it
+    // was paused, the full rescan that follows) reports whatever else changed meanwhile.
+    current = normalizeScopes(r.touched);
     total = total ? add(total, r) : r;
     // Each distinct error is said once, not again on every retry.
     for (const e of r.errors) {

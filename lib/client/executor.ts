@@ -42,7 +42,11 @@ export interface ExecutionReport {
   /** Steps skipped because something changed meanwhile (another pass will handle them). */
   deferred: number;
   errors: string[];
-  /** Every path the actions were about (for the scope of the next pass). */
+  /**
+   * Paths the next pass must look at again: those of actions that did not end with a new base
+   * (deferred, failed, refused) and copies set aside (to upload). Settled paths need no look:
+   * the watcher reports later changes.
+   */
   touched: string[];
 }
 
@@ -107,12 +111,11 @@ export function emptyReport(): ExecutionReport {
 
 /** Runs `actions` (already ordered) and reports what happened. */
 export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<ExecutionReport> {
-  const report: ExecutionReport = {
-    ...emptyReport(),
-    touched: actions.flatMap((a) => a.op === "moveAside" ? [a.path, a.to] : [a.path]),
-  };
+  const report: ExecutionReport = emptyReport();
   const baseUpdates: [string, BaseEntry | null][] = [];
+  const settled = new Set<string>();
   const setBase = (path: string, entry: BaseEntry | null) => {
+    settled.add(path);
     baseUpdates.push([path, entry]);
     if (entry) ctx.base.set(path, entry);
     else ctx.base.delete(path);
@@ -325,6 +328,8 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
 
   if (remote.length > 0) await pushRemote(ctx, remote, report, setBase, flush, copiesSaved);
   flush();
+  const touched = actions.flatMap((a) => a.op === "moveAside" ? [a.path, a.to] : [a.path]);
+  report.touched = [...new Set(touched)].filter((p) => !settled.has(p));
   return report;
 }
 
