@@ -93,12 +93,13 @@ export interface FrameReaderOptions {
   /** Size of the reusable read buffer for `ByteReader` sources; default 64 KiB. */
   bufferSize?: number;
   /**
-   * Called once per frame, after a read from a `ByteReader` source that left the frame
-   * incomplete with at most `nearEndBytes` of it still to come (the argument: how many). The last piece of a frame may be
-   * held back by the sender's Nagle algorithm until this side acknowledges what it received.
+   * Called after each read from a `ByteReader` source that left the current frame incomplete with
+   * at most `nearEndBytes` of it still to come (the argument: how many). The sender's Nagle
+   * algorithm may hold the last piece of a frame (less than one TCP segment) until this side
+   * acknowledges everything before it; sending anything carries that acknowledgement.
    */
   onNearEnd?: (missing: number) => void;
-  /** Threshold of {@link onNearEnd}; default 96 KiB (one loopback segment and then some). */
+  /** Threshold of {@link onNearEnd}; default 64 KiB (a loopback TCP segment). */
   nearEndBytes?: number;
 }
 
@@ -220,15 +221,13 @@ export class FrameReader {
   readonly #prefixView = new DataView(this.#prefix.buffer);
   readonly #onNearEnd: ((missing: number) => void) | undefined;
   readonly #nearEnd: number;
-  /** Whether {@link FrameReaderOptions.onNearEnd} was called for the current frame. */
-  #nearEndSaid = false;
 
   /** Wraps `source`; a stream is locked (via `getReader()`) for the life of this reader. */
   constructor(source: ReadableStream<Uint8Array> | ByteReader, opts: FrameReaderOptions = {}) {
     this.#maxFrame = opts.maxFrame ?? MAX_FRAME;
     this.#bufferSize = Math.max(PREFIX, opts.bufferSize ?? DEFAULT_BUFFER_SIZE);
     this.#onNearEnd = opts.onNearEnd;
-    this.#nearEnd = opts.nearEndBytes ?? 96 * 1024;
+    this.#nearEnd = opts.nearEndBytes ?? 64 * 1024;
     if (source instanceof ReadableStream) {
       this.#stream = source.getReader();
       this.#source = null;
@@ -269,7 +268,6 @@ export class FrameReader {
   }
 
   async #readFrame(): Promise<Frame | null> {
-    this.#nearEndSaid = false;
     const lenBytes = this.#prefix.subarray(0, 4);
     const got = await this.#readFull(lenBytes);
     if (got === 0) return null;
@@ -373,8 +371,6 @@ export class FrameReader {
   }
 
   #nearEndCheck(missing: number, after: number): void {
-    if (after < 0 || missing <= 0 || missing > this.#nearEnd || this.#nearEndSaid) return;
-    this.#nearEndSaid = true;
-    this.#onNearEnd?.(missing);
+    if (after >= 0 && missing > 0 && missing <= this.#nearEnd) this.#onNearEnd?.(missing);
   }
 }

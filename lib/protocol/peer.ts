@@ -173,7 +173,8 @@ export class Peer {
     this.#reader = new FrameReader(counting, {
       maxFrame: this.#maxFrame,
       // The tail of a big frame can be held by the same Nagle wait (measured: 4.2 MB replies took
-      // 50 ms instead of 5); a ping sent when only the tail is missing carries the ACK.
+      // 50 ms instead of 5); pings sent while only the last 64 KiB are missing carry the ACK (at
+      // most one per event loop turn, a few per big frame).
       ...(this.#ackEagerly ? { onNearEnd: () => this.#scheduleAck() } : {}),
     });
     this.#armTimer();
