@@ -18,6 +18,7 @@ import { MAX_HAVE } from "../protocol/messages.ts";
 import { compressChunk, decompressChunk } from "../chunk/compress.ts";
 import { fileHash, sha256Hex } from "../chunk/hash.ts";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
+import { debug } from "../util/debug.ts";
 import { pool } from "../util/pool.ts";
 import { baseFrom } from "../core/reconcile.ts";
 import { sameFileStat, statToEntry } from "./scanner.ts";
@@ -366,7 +367,11 @@ export async function prefetchChunks(
 ): Promise<Map<string, { z: boolean; data: Uint8Array }>> {
   const out = new Map<string, { z: boolean; data: Uint8Array }>();
   if (hashes.length === 0) return out;
+  const t0 = performance.now();
   const r = await ctx.peer.request({ t: "getMany", hashes, ...(ctx.wait ? { wait: true } : {}) });
+  debug(() =>
+    `getMany ${hashes.length}: ${r.body.length} B in ${(performance.now() - t0).toFixed(0)} ms`
+  );
   const list = r.header.chunks;
   if (!Array.isArray(list)) {
     throw new Error("Cannot download chunks: the server sent a malformed reply");
@@ -438,6 +443,8 @@ export async function downloadMany(
   if (group.items.length > 0) groups.push(group);
   const smallDone = (async () => {
     let next = groups.length > 0 ? prefetchChunks(ctx, groups[0]!.hashes) : null;
+    // Group i+1 is fetched while group i is written, and written while group i is fsynced.
+    let finishing: Promise<void> = Promise.resolve();
     for (let i = 0; i < groups.length; i++) {
       let prefetched: Map<string, { z: boolean; data: Uint8Array }>;
       try {
@@ -448,26 +455,40 @@ export async function downloadMany(
         continue;
       }
       next = i + 1 < groups.length ? prefetchChunks(ctx, groups[i + 1]!.hashes) : null;
-      await writeSmallFiles({ ...ctx, prefetched }, groups[i]!.items, onResult);
+      const staged = await stageSmallFiles({ ...ctx, prefetched }, groups[i]!.items, onResult);
+      await finishing;
+      finishing = finishSmallFiles(ctx, staged, onResult);
+      finishing.catch(() => {}); // awaited (and thrown) at the next group or below
     }
+    await finishing;
     await next?.catch(() => {});
   })();
   await Promise.all([smallDone, pool(big, 3, (item) => run(ctx, item))]);
 }
 
+/** A small file written to its temporary file, not yet fsynced nor in place. */
+interface StagedFile {
+  item: DownloadItem;
+  tmp: string;
+  file: Deno.FsFile;
+  st: Deno.FileInfo;
+}
+
 /**
  * Writes a group of small files in phases, so thousands of files cost few thread hand-offs: the
- * content of each is assembled and verified, written to a temporary file with quick synchronous
- * calls, fsynced (many in parallel), then each is re-checked against the scan and renamed into
- * place, and finally each touched directory is fsynced. Same guarantees as {@link downloadFile}.
+ * content of each is assembled and verified and written to a temporary file with quick
+ * synchronous calls (this function); {@link finishSmallFiles} then fsyncs them (many in
+ * parallel), re-checks each against the scan, renames it into place and fsyncs each touched
+ * directory. Together, the same guarantees as {@link downloadFile}.
  */
-export async function writeSmallFiles(
+async function stageSmallFiles(
   ctx: DownloadContext,
   items: DownloadItem[],
   onResult: (item: DownloadItem, result: DownloadResult | Error) => void,
-): Promise<void> {
-  const staged: { item: DownloadItem; tmp: string; file: Deno.FsFile; st: Deno.FileInfo }[] = [];
+): Promise<StagedFile[]> {
+  const staged: StagedFile[] = [];
   const contents = new Array<Uint8Array | Error>(items.length);
+  const t0 = performance.now();
   await pool(items.map((_, i) => i), 16, async (i) => {
     const item = items[i]!;
     try {
@@ -507,7 +528,18 @@ export async function writeSmallFiles(
       onResult(item, e as Error);
     }
   });
-  const synced = new Set<typeof staged[number]>();
+  debug(() => `small files ${items.length}: written in ${(performance.now() - t0).toFixed(0)} ms`);
+  return staged;
+}
+
+/** Second half of {@link stageSmallFiles}: fsync, re-check, rename, fsync the directories. */
+async function finishSmallFiles(
+  ctx: DownloadContext,
+  staged: StagedFile[],
+  onResult: (item: DownloadItem, result: DownloadResult | Error) => void,
+): Promise<void> {
+  const t1 = performance.now();
+  const synced = new Set<StagedFile>();
   await pool(staged, 16, async (s) => {
     try {
       await s.file.sync();
@@ -518,6 +550,7 @@ export async function writeSmallFiles(
       s.file.close();
     }
   });
+  const t2 = performance.now();
   const dirs = new Set<string>();
   for (const s of staged) {
     const { item, tmp } = s;
@@ -555,7 +588,13 @@ export async function writeSmallFiles(
       }
     }
   }
+  const t3 = performance.now();
   await pool([...dirs], 16, fsyncDir);
+  debug(() =>
+    `small files ${staged.length}: fsync ${(t2 - t1).toFixed(0)} rename ${
+      (t3 - t2).toFixed(0)
+    } dirs ${(performance.now() - t3).toFixed(0)} ms`
+  );
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

@@ -1,7 +1,8 @@
 /**
  * Diagnostics for developers: with `CLOUDSYNC_DEBUG=1` in the environment, the client prints
  * phase timings, watcher events, planned actions and refused or deferred steps on stderr, each
- * line prefixed with `[debug]`. Off (and free) otherwise.
+ * line prefixed with `[debug]` and the time of day in milliseconds (to line up the logs of
+ * several processes). Off (and free) otherwise.
  *
  * @example
  * ```ts
@@ -22,5 +23,5 @@ export const DEBUG = (() => {
 
 /** Prints `message()` on stderr when {@link DEBUG} is on; the message is not built otherwise. */
 export function debug(message: () => string): void {
-  if (DEBUG) console.error(`[debug] ${message()}`);
+  if (DEBUG) console.error(`[debug] ${new Date().toISOString().slice(11, 23)} ${message()}`);
 }
