@@ -171,12 +171,14 @@ interface Row {
 function parseOptions(): {
   params: Omit<Params, "wireMethod" | "wireMethodDetail">;
   only: Set<Name>;
+  keepLogs: string | undefined;
 } {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
       quick: { type: "boolean", default: false },
       only: { type: "string" },
+      "keep-logs": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -185,7 +187,9 @@ function parseOptions(): {
       "usage: deno run -A bench/bench.ts [--quick] [--only=" + NAMES.join(",") + "]\n" +
         "  --quick  64 MiB file, 1,000 small files, 10,000 files to rescan (smoke run)\n" +
         "  --only   run only these workloads (peak RSS comes with big/small; rescan alone starts\n" +
-        "           no server or client)",
+        "           no server or client)\n" +
+        "  --keep-logs=DIR  copy the server's and clients' logs there before cleaning up (run with\n" +
+        "           CLOUDSYNC_DEBUG=1 for each pass's phases)",
     );
     Deno.exit(0);
   }
@@ -201,6 +205,7 @@ function parseOptions(): {
   const quick = values.quick;
   return {
     only,
+    keepLogs: values["keep-logs"],
     params: {
       mode: quick ? "quick" : "full",
       bigBytes: quick ? 64 * MiB : 1024 * MiB,
@@ -328,6 +333,14 @@ async function main(): Promise<number> {
     if (p) {
       res.logTails = Object.fromEntries(p.procs().map((x) => [x.name, x.tail(20)]));
       await p.stop().catch((e) => log(`stopping product: ${e}`));
+      const keep = opts.keepLogs;
+      if (keep) {
+        await Deno.mkdir(keep, { recursive: true });
+        for (const e of Deno.readDirSync(join(root, "logs"))) {
+          Deno.copyFileSync(join(root, "logs", e.name), join(keep, e.name));
+        }
+        log(`logs copied to ${keep}`);
+      }
     }
     await (rsyncd as RsyncDaemon | null)?.stop().catch((e) => log(`stopping rsyncd: ${e}`));
     await Deno.remove(root, { recursive: true }).catch((e) => log(`removing ${root}: ${e}`));
