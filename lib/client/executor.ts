@@ -339,7 +339,7 @@ type RemoteAction = Extract<Action, { op: "upload" | "mkdirRemote" | "deleteRemo
 export const STREAM_MIN = 16 * 1024 * 1024;
 
 /** Remote actions are sent in segments: chunks, then one commit, so other devices start early. */
-const SEGMENT = 500;
+const SEGMENT = 250;
 
 function commitItem(
   a: RemoteAction,
