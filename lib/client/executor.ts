@@ -12,7 +12,7 @@ import { dirname, join } from "node:path";
 import { debug } from "../util/debug.ts";
 import type { Peer } from "../protocol/peer.ts";
 import { type Action, baseFrom } from "../core/reconcile.ts";
-import { keepMovesTogether, pairLocalMoves } from "../core/local_moves.ts";
+import { keepMovesTogether, pairLocalMoves, segmentsKeepingPairs } from "../core/local_moves.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { CommitItem, CommitResult } from "../server/meta_store.ts";
 import { fsyncDir } from "../util/atomic.ts";
@@ -436,8 +436,7 @@ async function pushRemote(
       item: commitItem(action, hashOf, chunksOf),
     }));
   };
-  const segments: RemoteAction[][] = [];
-  for (let i = 0; i < actions.length; i += SEGMENT) segments.push(actions.slice(i, i + SEGMENT));
+  const segments = segmentsKeepingPairs(actions, together.pairs, SEGMENT);
   const AHEAD = 2;
   const prepared = segments.slice(0, AHEAD).map((seg) => prepare(seg));
   // Keep rejections of segments still waiting in line from going unhandled.

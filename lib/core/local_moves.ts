@@ -108,3 +108,33 @@ export function keepMovesTogether<A extends Action>(
   }
   return { actions: out, pairs: follows };
 }
+
+/**
+ * Cuts `actions` into segments of `size` (one commit each), except that a segment never ends
+ * between an upload and its paired deletion (`pairs`, from {@link keepMovesTogether}): that
+ * segment takes the deletion too, so no device sees half of a move.
+ *
+ * @example
+ * ```ts
+ * segmentsKeepingPairs([up, del, other], new Map([[up, del]]), 1); // [[up, del], [other]]
+ * ```
+ */
+export function segmentsKeepingPairs<A>(
+  actions: readonly A[],
+  pairs: ReadonlyMap<A, A>,
+  size: number,
+): A[][] {
+  const out: A[][] = [];
+  let current: A[] = [];
+  for (let i = 0; i < actions.length; i++) {
+    const a = actions[i]!;
+    current.push(a);
+    const pairedNext = pairs.get(a) !== undefined && pairs.get(a) === actions[i + 1];
+    if (current.length >= size && !pairedNext) {
+      out.push(current);
+      current = [];
+    }
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}

@@ -6,7 +6,11 @@
  */
 
 import assert from "node:assert/strict";
-import { keepMovesTogether, pairLocalMoves } from "../../lib/core/local_moves.ts";
+import {
+  keepMovesTogether,
+  pairLocalMoves,
+  segmentsKeepingPairs,
+} from "../../lib/core/local_moves.ts";
 import { type Action, reconcile } from "../../lib/core/reconcile.ts";
 import type { BaseEntry, LocalEntry, RemoteEntry } from "../../lib/core/types.ts";
 
@@ -217,4 +221,83 @@ Deno.test("keepMovesTogether", async (t) => {
       for (const [u, d] of pairs) assert.equal(got[got.indexOf(u) + 1], d);
     });
   }
+});
+
+Deno.test("segmentsKeepingPairs never splits a move between two commits", async (t) => {
+  const rows: {
+    name: string;
+    actions: string[];
+    pairs: [string, string][];
+    size: number;
+    want: string[][];
+  }[] = [
+    {
+      name: "no pairs: plain cuts",
+      actions: ["a", "b", "c", "d", "e"],
+      pairs: [],
+      size: 2,
+      want: [["a", "b"], ["c", "d"], ["e"]],
+    },
+    {
+      name: "a pair across a cut stays whole",
+      actions: ["a", "u", "d", "b"],
+      pairs: [["u", "d"]],
+      size: 2,
+      want: [["a", "u", "d"], ["b"]],
+    },
+    {
+      name: "a pair inside a segment changes nothing",
+      actions: ["u", "d", "a", "b"],
+      pairs: [["u", "d"]],
+      size: 2,
+      want: [["u", "d"], ["a", "b"]],
+    },
+    {
+      name: "size 1: each move is one segment",
+      actions: ["u", "d", "v", "e", "x"],
+      pairs: [["u", "d"], ["v", "e"]],
+      size: 1,
+      want: [["u", "d"], ["v", "e"], ["x"]],
+    },
+    {
+      name: "a pair not adjacent is not forced",
+      actions: ["u", "x", "d"],
+      pairs: [["u", "d"]],
+      size: 1,
+      want: [["u"], ["x"], ["d"]],
+    },
+    { name: "nothing", actions: [], pairs: [], size: 3, want: [] },
+  ];
+  for (const r of rows) {
+    await t.step(r.name, () => {
+      assert.deepEqual(segmentsKeepingPairs(r.actions, new Map(r.pairs), r.size), r.want);
+    });
+  }
+  await t.step("random: same order, every segment full unless it ends a pair or the list", () => {
+    let seed = 7;
+    const rand = (n: number) => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % n;
+    for (let run = 0; run < 500; run++) {
+      const actions: string[] = [];
+      const pairs = new Map<string, string>();
+      const n = rand(40);
+      for (let i = 0; i < n; i++) {
+        if (rand(2) === 0) {
+          actions.push(`u${i}`, `d${i}`);
+          pairs.set(`u${i}`, `d${i}`);
+        } else actions.push(`x${i}`);
+      }
+      const size = 1 + rand(6);
+      const segs = segmentsKeepingPairs(actions, pairs, size);
+      assert.deepEqual(segs.flat(), actions);
+      for (const [k, seg] of segs.entries()) {
+        const last = k === segs.length - 1;
+        assert.ok(seg.length > 0);
+        assert.ok(seg.length <= size + 1, `segment of ${seg.length} > ${size + 1}`);
+        if (!last) assert.ok(seg.length >= size);
+        const end = seg[seg.length - 1]!;
+        const next = segs[k + 1]?.[0];
+        assert.ok(next === undefined || pairs.get(end) !== next, `${end} and ${next} split`);
+      }
+    }
+  });
 });
