@@ -456,7 +456,18 @@ export async function downloadMany(
       }
       next = i + 1 < groups.length ? prefetchChunks(ctx, groups[i + 1]!.hashes) : null;
       const staged = await stageSmallFiles({ ...ctx, prefetched }, groups[i]!.items, onResult);
-      await finishing;
+      try {
+        await finishing;
+      } catch (e) {
+        // The previous group failed (a folder's fsync): drop this one's temporary files too.
+        for (const f of staged) {
+          f.file.close();
+          try {
+            Deno.removeSync(f.tmp);
+          } catch { /* already gone */ }
+        }
+        throw e;
+      }
       finishing = finishSmallFiles(ctx, staged, onResult);
       finishing.catch(() => {}); // awaited (and thrown) at the next group or below
     }
