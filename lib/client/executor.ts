@@ -239,7 +239,12 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     }
   };
 
+  // Moves and deletions use synchronous calls (a few microseconds each, where an async one costs
+  // a thread hand-off); every 256 of them the event loop gets a turn, so the client stays live.
   let quickSteps = 0;
+  const breathe = async () => {
+    if (++quickSteps % 256 === 0) await new Promise((r) => setTimeout(r, 0));
+  };
   for (const a of local) {
     if (a.op !== "download" && downloads.length > 0) await runDownloads();
     try {
@@ -282,7 +287,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
         case "download": {
           const from = moves.get(a.path);
           if (from !== undefined) {
-            if (++quickSteps % 256 === 0) await new Promise((r) => setTimeout(r, 0));
+            await breathe();
             if (await moveLocal(a, from)) break;
           }
           downloads.push(a);
@@ -290,9 +295,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
         }
         case "deleteLocal": {
           if (movedAway.has(a.path)) break; // moved to where a download wanted it
-          // Synchronous calls (a few microseconds each, where an async one costs a thread
-          // hand-off): a deleted or renamed folder of thousands of files is many of these.
-          if (++quickSteps % 256 === 0) await new Promise((r) => setTimeout(r, 0)); // stay live
+          await breathe(); // a deleted or renamed folder of thousands of files is many of these
           if (!stillAsScannedSync(full(a.path), a.expect)) {
             report.deferred++;
             break;

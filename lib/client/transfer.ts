@@ -17,7 +17,7 @@ import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types
 import { MAX_HAVE } from "../protocol/messages.ts";
 import { compressChunk, decompressChunk } from "../chunk/compress.ts";
 import { fileHash, sha256Hex } from "../chunk/hash.ts";
-import { fsyncDir, tempPath } from "../util/atomic.ts";
+import { fsyncDir, removeTempSync, tempPath } from "../util/atomic.ts";
 import { debug } from "../util/debug.ts";
 import { pool } from "../util/pool.ts";
 import { baseFrom } from "../core/reconcile.ts";
@@ -462,9 +462,7 @@ export async function downloadMany(
         // The previous group failed (a folder's fsync): drop this one's temporary files too.
         for (const f of staged) {
           f.file.close();
-          try {
-            Deno.removeSync(f.tmp);
-          } catch { /* already gone */ }
+          removeTempSync(f.tmp);
         }
         throw e;
       }
@@ -533,9 +531,7 @@ async function stageSmallFiles(
       ctx.stats.bytesDone += data.length;
     } catch (e) {
       file?.close();
-      try {
-        Deno.removeSync(tmp);
-      } catch { /* never created */ }
+      removeTempSync(tmp);
       onResult(item, e as Error);
     }
   });
@@ -592,11 +588,7 @@ async function finishSmallFiles(
     } catch (e) {
       onResult(item, e as Error);
     } finally {
-      if (!renamed) {
-        try {
-          Deno.removeSync(tmp);
-        } catch { /* already gone */ }
-      }
+      if (!renamed) removeTempSync(tmp);
     }
   }
   const t3 = performance.now();

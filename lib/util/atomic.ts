@@ -79,9 +79,14 @@ export function writeFileAtomicSync(path: string, data: Uint8Array): void {
     }
     Deno.renameSync(tmp, path);
   } catch (e) {
-    try {
-      Deno.removeSync(tmp);
-    } catch { /* already gone */ }
+    removeTempSync(tmp);
     throw e;
   }
+}
+
+/** Removes a temporary file left by a failed or abandoned write; no error if it is not there. */
+export function removeTempSync(tmp: string): void {
+  try {
+    Deno.removeSync(tmp);
+  } catch { /* never created, or already gone */ }
 }
