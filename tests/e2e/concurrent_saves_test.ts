@@ -12,15 +12,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { hashFile } from "../../lib/chunk/fastcdc.ts";
-import {
-  ServerProc,
-  startClient,
-  startFirstClient,
-  tempDir,
-  tree,
-  waitConverged,
-  waitFor,
-} from "./harness.ts";
+import { ServerProc, startClient, tempDir, tree, waitConverged, waitFor } from "./harness.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -104,7 +96,8 @@ Deno.test(
     await Deno.writeTextFile(join(a, "notes.txt"), "first version\n");
     const server = await ServerProc.start(join(tmp.path, "data"));
     const env = { CLOUDSYNC_DEBUG: "1" };
-    const [ca, serial] = await startFirstClient("A", server.port, a, env);
+    const ca = startClient("A", server.port, a, { env, seconds: 60 });
+    const serial = (await ca.waitForLine(/^Serial code: ([0-9A-Z-]+)$/))[1]!;
     await ca.waitForLine(/^Synced: 1 sent/);
     const cb = startClient("B", server.port, b, { serial, env, seconds: 60 });
     const procs = [server, ca, cb];
