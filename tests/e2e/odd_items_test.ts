@@ -130,6 +130,27 @@ Deno.test(
           assert.ok(!ca.lines.some((l) => /deleted on server/.test(l)), dump());
         },
       );
+      await t.step(
+        "a file that cannot be written is retried with back-off, never 'Synced'",
+        async () => {
+          await put(a, "ro/old.txt", "x");
+          await sh(`chown -R ${user.uid}:${user.gid} "$1"`, join(a, "ro"));
+          await waitForContent(b, "ro/old.txt", "x");
+          await Deno.chmod(join(a, "ro"), 0o555); // A (not root) cannot create files in it
+          const from = ca.lines.length;
+          await put(b, "ro/new.txt", "cannot land\n");
+          await ca.waitForLine(/^Not synced: 1 failed \(ro\/new\.txt: .*[Pp]ermission denied/);
+          await new Promise((r) => setTimeout(r, 5000)); // observe the retries for a while
+          const tries = ca.lines.slice(from).filter((l) => /failed \(ro\/new\.txt/.test(l)).length;
+          assert.ok(
+            tries >= 2 && tries <= 4,
+            `${tries} attempts in about 5 s (back-off 1, 2, 4 s)`,
+          );
+          assert.ok(!ca.lines.slice(from).some((l) => /^Synced:.*ro\/new/.test(l)), dump());
+          await Deno.chmod(join(a, "ro"), 0o755);
+          await waitForContent(a, "ro/new.txt", "cannot land\n", 30_000);
+        },
+      );
       await t.step("once readable again, it syncs", async () => {
         await Deno.chmod(join(a, "closed"), 0o755);
         await Deno.chmod(join(a, "locked.txt"), 0o644);
