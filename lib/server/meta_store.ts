@@ -27,6 +27,8 @@ export interface CommitItem {
   size: number;
   mtime: number;
   exec: boolean;
+  /** Permission bits of a file (absent: an older client; `exec` alone). */
+  mode?: number;
   hash: string;
   chunks: ChunkRef[];
 }
@@ -133,6 +135,7 @@ interface EntryRow {
   size: number;
   mtime: number;
   exec: number;
+  mode: number | null;
   hash: string;
   chunks: string;
   device: string;
@@ -147,6 +150,7 @@ function rowToEntry(r: EntryRow): RemoteEntry {
     size: Number(r.size),
     mtime: Number(r.mtime),
     exec: r.exec === 1,
+    ...(r.mode !== null && r.mode !== undefined ? { mode: Number(r.mode) } : {}),
     hash: r.hash,
     chunks: JSON.parse(r.chunks) as ChunkRef[],
     device: r.device,
@@ -186,6 +190,13 @@ export class SqliteMetaStore implements MetaStore {
     this.#db = new DatabaseSync(join(dataDir, "meta.db"));
     this.#db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
     this.#db.exec(SCHEMA);
+    // Schema additions since the first release, for databases made by an older server.
+    for (const table of ["entries", "versions"]) {
+      const cols = this.#db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+      if (!cols.some((c) => c.name === "mode")) {
+        this.#db.exec(`ALTER TABLE ${table} ADD COLUMN mode INTEGER`);
+      }
+    }
     const p = (sql: string) => this.#db.prepare(sql);
     this.#q = {
       entry: p("SELECT * FROM entries WHERE account = ? AND path = ?"),
@@ -193,13 +204,14 @@ export class SqliteMetaStore implements MetaStore {
         "SELECT 1 FROM entries WHERE account = ? AND path > ? AND path < ? AND deleted = 0 LIMIT 1",
       ),
       upsert: p(`INSERT INTO entries(account, path, kind, deleted, version, size, mtime, exec, hash,
-        chunks, device) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(account, path) DO UPDATE SET
-        kind=excluded.kind, deleted=excluded.deleted, version=excluded.version, size=excluded.size,
-        mtime=excluded.mtime, exec=excluded.exec, hash=excluded.hash, chunks=excluded.chunks,
-        device=excluded.device`),
+        chunks, device, mode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(account, path) DO UPDATE
+        SET kind=excluded.kind, deleted=excluded.deleted, version=excluded.version,
+        size=excluded.size, mtime=excluded.mtime, exec=excluded.exec, hash=excluded.hash,
+        chunks=excluded.chunks, device=excluded.device, mode=excluded.mode`),
       keep: p(`INSERT INTO versions(account, path, kind, deleted, version, size, mtime, exec, hash,
-        chunks, device, replaced) SELECT account, path, kind, deleted, version, size, mtime, exec,
-        hash, chunks, device, ? FROM entries WHERE account = ? AND path = ? AND deleted = 0`),
+        chunks, device, replaced, mode) SELECT account, path, kind, deleted, version, size, mtime,
+        exec, hash, chunks, device, ?, mode FROM entries WHERE account = ? AND path = ?
+        AND deleted = 0`),
       nextSeq: p("UPDATE accounts SET seq = seq + 1 WHERE id = ? RETURNING seq"),
       seq: p("SELECT seq FROM accounts WHERE id = ?"),
       changes: p(
@@ -361,6 +373,7 @@ export class SqliteMetaStore implements MetaStore {
       item.hash,
       JSON.stringify(item.chunks),
       device,
+      item.kind === "file" && !item.deleted && item.mode !== undefined ? item.mode : null,
     );
     return version;
   }
