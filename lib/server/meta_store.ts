@@ -108,6 +108,8 @@ export interface MetaStore {
   devices(account: string): DeviceSummary[];
   /** Marks a device of `account` revoked; false if `account` has no such device. */
   revokeDevice(account: string, deviceId: string): boolean;
+  /** Renames a device of `account`; false if `account` has no such device. */
+  renameDevice(account: string, deviceId: string, name: string): boolean;
   /** True if the device is revoked or unknown (checked on every request of a session). */
   deviceRevoked(deviceId: string): boolean;
   /** Sum of the stored (as sent, maybe compressed) bytes of the chunks of `account`. */
@@ -508,6 +510,15 @@ export class SqliteMetaStore implements MetaStore {
 
   revokeDevice(account: string, deviceId: string): boolean {
     const r = this.#db.prepare("UPDATE devices SET revoked = 1 WHERE id = ? AND account = ?").run(
+      deviceId,
+      account,
+    );
+    return Number(r.changes) === 1;
+  }
+
+  renameDevice(account: string, deviceId: string, name: string): boolean {
+    const r = this.#db.prepare("UPDATE devices SET name = ? WHERE id = ? AND account = ?").run(
+      name,
       deviceId,
       account,
     );

@@ -99,6 +99,23 @@ export class Proc {
   }
 
   /**
+   * Waits for the process to exit by itself and returns its exit code; one still running after
+   * `timeoutMs` is stopped and the wait fails with its output (a test never hangs on it).
+   */
+  async exitCode(timeoutMs = 20_000): Promise<number> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<null>((r) => timer = setTimeout(() => r(null), timeoutMs));
+    try {
+      const status = await Promise.race([this.exited(), late]);
+      if (status) return status.code;
+    } finally {
+      clearTimeout(timer);
+    }
+    await this.stop();
+    throw new Error(`${this.name}: still running after ${timeoutMs} ms. Output:\n${this.output()}`);
+  }
+
+  /**
    * Stops the process (SIGTERM by default; SIGKILL simulates a crash) and reaps it. A process
    * still running 10 s after SIGTERM gets it again (the product then exits at once), then SIGKILL
    * after 10 s more: a test never hangs on a process that does not stop.
