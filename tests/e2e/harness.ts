@@ -326,3 +326,11 @@ export async function put(root: string, path: string, data: string | Uint8Array)
   if (typeof data === "string") await Deno.writeTextFile(full, data);
   else await Deno.writeFile(full, data);
 }
+
+/** Creates a file whose name is the raw byte 0xFF (not UTF-8) in `dir`, through the shell. */
+export function createNonUtf8File(dir: string): void {
+  const r = new Deno.Command("sh", {
+    args: ["-c", `printf 'x' > "$1/bad-$(printf '\\377')-name"`, "sh", dir],
+  }).outputSync();
+  if (r.code !== 0) throw new Error(new TextDecoder().decode(r.stderr));
+}

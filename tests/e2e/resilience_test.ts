@@ -152,6 +152,7 @@ Deno.test(
         c.output(),
         /^Cannot join account: this serial code is not known to the server/m,
       );
+      assert.match(c.output(), /`cloud-server reset-serial ACCOUNT`/);
       await assert.rejects(Deno.stat(folder), Deno.errors.NotFound);
     } finally {
       await server.stop();
