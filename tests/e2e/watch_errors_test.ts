@@ -14,7 +14,6 @@ import {
   put,
   ServerProc,
   startClient,
-  startFirstClient,
   tempDir,
   waitForContent,
 } from "./harness.ts";
