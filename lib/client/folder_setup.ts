@@ -157,7 +157,7 @@ function cannotWrite(root: string, e: unknown): FolderSetupError {
  * Runs the checks of this module in order and takes the folder: parents first, then creates the
  * folder and `.cloudsync/` if needed, takes the lock (a second client stops here, having touched
  * nothing), walks the tree for enrolled folders inside, creates `.cloudsync/tmp/`, and, if
- * `probe`, proves the folder itself writable with a probe file. Throws {@link FolderSetupError},
+ * `probe` (not enrolled yet), proves the folder itself writable. Throws {@link FolderSetupError},
  * or `FolderInUseError` from `folder_lock.ts`.
  */
 export function takeFolder(
@@ -232,7 +232,10 @@ export function takeFolder(
     }
     try {
       Deno.mkdirSync(join(dir, "tmp"), { recursive: true });
-      if (opts.probe) {
+      // Creating .cloudsync/ just now proved the folder writable; one that was there already
+      // did not (a crash in the microseconds between write and remove would leave the probe to
+      // be synced, so it is only made when needed).
+      if (opts.probe && dirInfo) {
         const probe = join(root, `.cloudsync-probe-${Deno.pid}`);
         Deno.writeTextFileSync(probe, "");
         Deno.removeSync(probe);
