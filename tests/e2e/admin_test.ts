@@ -10,6 +10,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import {
+  admin,
+  exists,
   Proc,
   put,
   ServerProc,
@@ -75,15 +77,6 @@ function rows(db: string, table: string, account: string, column = "account"): n
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 Deno.test("delete-account removes an account and all its data, only with --yes", opts, async () => {
   await using tmp = await tempDir();
   const data = join(tmp.path, "data");
@@ -123,28 +116,21 @@ Deno.test("delete-account removes an account and all its data, only with --yes",
     assert.ok(await exists(join(data, "packs", account)));
 
     // Without --yes: says what it would delete, deletes nothing, exit 1.
-    const dry = new Proc("delete", ["server.ts", "delete-account", account, "--data", data]);
-    assert.equal(await dry.exitCode(), 1, dry.output());
+    const dry = await admin(data, "delete-account", account);
+    assert.equal(dry.code, 1, dry.output);
     assert.match(
-      dry.output(),
+      dry.output,
       new RegExp(
         `^Would delete account ${account}: 1 device, 2 files, 1 kept version, \\d+ chunks \\(.+ stored\\)\\.$`,
         "m",
       ),
     );
-    assert.match(dry.output(), new RegExp(`cloud-server delete-account ${account} --yes`));
+    assert.match(dry.output, new RegExp(`cloud-server delete-account ${account} --yes`));
     assert.ok(rows(meta, "entries", account) > 0);
 
-    const del = new Proc("delete", [
-      "server.ts",
-      "delete-account",
-      account,
-      "--yes",
-      "--data",
-      data,
-    ]);
-    assert.equal(await del.exitCode(), 0, del.output());
-    assert.match(del.output(), new RegExp(`^Deleted account ${account}`, "m"));
+    const del = await admin(data, "delete-account", account, "--yes");
+    assert.equal(del.code, 0, del.output);
+    assert.match(del.output, new RegExp(`^Deleted account ${account}`, "m"));
     for (const [db, table, col] of where) {
       assert.equal(rows(db, table, account, col), 0, `${table} still has rows of the account`);
     }
@@ -159,18 +145,11 @@ Deno.test("delete-account removes an account and all its data, only with --yes",
     assert.ok(rows(meta, "entries", other) > 0);
     await put(b, "b2.txt", "still syncing\n");
     await cb.waitForLine(/^Synced: 1 sent/);
-    const check = new Proc("verify", ["server.ts", "verify", "--data", data]);
-    assert.equal(await check.exitCode(), 0, check.output());
-    const gone = new Proc("delete", [
-      "server.ts",
-      "delete-account",
-      account,
-      "--yes",
-      "--data",
-      data,
-    ]);
-    assert.equal(await gone.exitCode(), 1);
-    assert.match(gone.output(), /^Cannot delete account: no account /m);
+    const check = await admin(data, "verify");
+    assert.equal(check.code, 0, check.output);
+    const gone = await admin(data, "delete-account", account, "--yes");
+    assert.equal(gone.code, 1);
+    assert.match(gone.output, /^Cannot delete account: no account /m);
   } finally {
     for (const p of procs.reverse()) await p.stop();
   }
@@ -189,15 +168,15 @@ Deno.test("admin commands in a directory without data create nothing", opts, asy
       ["delete-account", "0123456789", "--yes"],
     ]
   ) {
-    const p = new Proc(args[0]!, ["server.ts", ...args, "--data", data]);
-    assert.equal(await p.exitCode(), 1, p.output());
+    const p = await admin(data, ...args);
+    assert.equal(p.code, 1, p.output);
     assert.equal(
-      p.output().trim().split("\n").length,
+      p.output.trim().split("\n").length,
       1,
-      `one line: ${p.output()}`,
+      `one line: ${p.output}`,
     );
     assert.match(
-      p.output(),
+      p.output,
       new RegExp(`^Cannot [a-z ]+: no server data in ${data} \\(no meta\\.db\\); check --data$`),
     );
     assert.equal(await exists(data), false, `${args[0]} created ${data}`);

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  admin,
   Proc,
   put,
   ServerProc,
@@ -27,10 +28,10 @@ async function config(folder: string): Promise<Record<string, unknown>> {
   return JSON.parse(await Deno.readTextFile(join(folder, ".cloudsync", "config.json")));
 }
 
-async function admin(data: string, ...args: string[]): Promise<string> {
-  const p = new Proc("admin", ["server.ts", ...args, "--data", data]);
-  assert.equal(await p.exitCode(), 0, p.output());
-  return p.output();
+async function adminOk(data: string, ...args: string[]): Promise<string> {
+  const r = await admin(data, ...args);
+  assert.equal(r.code, 0, r.output);
+  return r.output;
 }
 
 Deno.test(
@@ -78,7 +79,7 @@ Deno.test(
         ),
       );
       assert.equal((await config(a)).account, accountA);
-      assert.equal((await admin(data, "devices", accountB)).trim().split("\n").length, 2);
+      assert.equal((await adminOk(data, "devices", accountB)).trim().split("\n").length, 2);
 
       // With --rejoin: A moves to B's account; every file of both survives.
       const moved = new Proc("A", [
@@ -108,7 +109,7 @@ Deno.test(
       for (const p of procs) assert.doesNotMatch(p.output(), /deleted/, p.output());
       // The old account still has everything A had sent it.
       assert.match(
-        await admin(data, "accounts"),
+        await adminOk(data, "accounts"),
         new RegExp(`^${accountA}\\s+1\\s+\\S+ \\S+\\s+4\\s`, "m"),
       );
     } finally {
@@ -138,10 +139,10 @@ Deno.test(
       assert.match(renamed.output(), /the serial code is not needed/);
       assert.equal((await config(a)).deviceName, "Laptop");
       await waitFor(
-        async () => /^\S+\s+Laptop\s/m.test(await admin(data, "devices", account)),
-        async () => await admin(data, "devices", account),
+        async () => /^\S+\s+Laptop\s/m.test(await adminOk(data, "devices", account)),
+        async () => await adminOk(data, "devices", account),
       );
-      assert.equal((await admin(data, "devices", account)).trim().split("\n").length, 2);
+      assert.equal((await adminOk(data, "devices", account)).trim().split("\n").length, 2);
     } finally {
       for (const p of procs.reverse()) await p.stop();
     }

@@ -327,6 +327,26 @@ export async function put(root: string, path: string, data: string | Uint8Array)
   else await Deno.writeFile(full, data);
 }
 
+/** Whether `path` exists (a symlink counts, followed or not). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs the admin command `cloud-server ARGS --data DATA` to its end: exit code and output. */
+export async function admin(
+  data: string,
+  ...args: string[]
+): Promise<{ code: number; output: string }> {
+  const p = new Proc(args[0] ?? "admin", ["server.ts", ...args, "--data", data]);
+  const code = await p.exitCode();
+  return { code, output: p.output() };
+}
+
 /** Creates a file whose name is the raw byte 0xFF (not UTF-8) in `dir`, through the shell. */
 export function createNonUtf8File(dir: string): void {
   const r = new Deno.Command("sh", {

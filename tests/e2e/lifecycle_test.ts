@@ -10,6 +10,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  admin,
+  exists,
   Proc,
   put,
   ServerProc,
@@ -23,24 +25,15 @@ import {
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
-/** Runs `cloud-server accounts` on `data` and returns its output. */
+/** The output of `cloud-server accounts` on `data`. */
 async function accounts(data: string): Promise<string> {
-  const p = new Proc("accounts", ["server.ts", "accounts", "--data", data]);
-  assert.equal((await p.exited()).code, 0, p.output());
-  return p.output();
+  const r = await admin(data, "accounts");
+  assert.equal(r.code, 0, r.output);
+  return r.output;
 }
 
 async function accountOf(folder: string): Promise<string> {
   return JSON.parse(await Deno.readTextFile(join(folder, ".cloudsync", "config.json"))).account;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 Deno.test(
@@ -84,15 +77,9 @@ Deno.test(
         assert.doesNotMatch(p.output(), /deleted|database is locked/, p.output());
       }
       // Nothing was enrolled by the refused start.
-      const devices = new Proc("devices", [
-        "server.ts",
-        "devices",
-        await accountOf(a),
-        "--data",
-        data,
-      ]);
-      assert.equal((await devices.exited()).code, 0);
-      assert.equal(devices.output().trim().split("\n").length, 3, devices.output()); // header + A + B
+      const devices = await admin(data, "devices", await accountOf(a));
+      assert.equal(devices.code, 0);
+      assert.equal(devices.output.trim().split("\n").length, 3, devices.output); // header + A + B
     } finally {
       for (const p of procs.reverse()) await p.stop();
     }
