@@ -110,6 +110,8 @@ export class SyncClient {
   #watcher: FolderWatcher | null = null;
   #state: StateDb | null = null;
   #saidNoRename = false;
+  /** The folder, while this client holds it. */
+  #folder: FolderPossession | null = null;
   /** What to look at again and what to leave alone, kept across reconnections. */
   readonly #attention = new Attention();
   readonly #log: (line: string) => void;
@@ -136,9 +138,11 @@ export class SyncClient {
       this.#warn((e as Error).message);
       return 1;
     }
+    this.#folder = folder;
     try {
       return await this.#run(folder);
     } finally {
+      this.#folder = null;
       folder.release();
     }
   }
@@ -264,6 +268,8 @@ export class SyncClient {
     this.#stopped = true;
     this.#peer?.close();
     this.#wake.fire();
+    // Stopped while still waiting to enroll (the process exits right after this): leave nothing.
+    if (this.#folder && !isFile(join(stateDir(this.#root), "config.json"))) this.#folder.undo();
   }
 
   async #loop(config: ClientConfig, tmpDir: string): Promise<number> {

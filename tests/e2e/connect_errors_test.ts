@@ -110,7 +110,11 @@ for (
     }
     assert.doesNotMatch(c.output(), NOISE);
     assert.equal(c.lines.filter((l) => l.startsWith("Cannot connect")).length, 1, c.output());
-    await assert.rejects(Deno.stat(join(folder, ".cloudsync", "config.json")));
+    await assert.rejects(
+      Deno.stat(folder),
+      Deno.errors.NotFound,
+      "a stopped first start leaves nothing",
+    );
   });
 }
 
