@@ -185,9 +185,12 @@ export function takeFolder(
   let createdDir = false;
   let lock: FolderLock | null = null;
   const undo = () => {
+    // Removed while still locked, so nobody else can be inside; Windows cannot delete an open
+    // file, so there the lock goes first.
+    if (Deno.build.os === "windows") lock?.release();
     if (createdDir) {
       try {
-        Deno.removeSync(dir, { recursive: true }); // still locked: nobody else can be inside
+        Deno.removeSync(dir, { recursive: true });
       } catch { /* leave it */ }
     }
     lock?.release();
