@@ -352,6 +352,8 @@ export async function syncPass(
     if (h.kind === "unstable") {
       attention.unstable(wire, h.retryAt ?? now + SETTLE_MS, h.reason, now);
       debug(() => `holding ${wire}: ${h.reason}`);
+    } else if (h.kind === "settling") {
+      attention.settling(wire, h.retryAt ?? now + SETTLE_MS, h.reason, now);
     } else {
       warnSometimes(
         ctx,

@@ -23,8 +23,11 @@ export interface HeldItem {
   reason: string;
   /** Epoch ms to look again (null: at every scan that covers it). */
   retryAt: number | null;
-  /** `unstable`: being written; `unreadable`: it (or, for a folder, what is in it) cannot be read. */
-  kind: "unstable" | "unreadable";
+  /**
+   * `unstable`: being written; `settling`: changed a moment ago (looked at again in a moment);
+   * `unreadable`: it (or, for a folder, what is in it) cannot be read.
+   */
+  kind: "unstable" | "settling" | "unreadable";
 }
 
 /** What the scan reports besides the entries, and what it needs to know. */
@@ -153,7 +156,9 @@ export async function scanTrees(
       if (walk) dirs.push([full, path + "/"]);
     } else if (!unchangedSinceBase(entry, b)) {
       const ready = beforeRead(entry, b?.size, notices.recentlyUnstable?.(path) ?? false, now);
-      if (!ready.stable) return hold(path, ready.reason, "unstable", ready.retryAt);
+      if (!ready.stable) {
+        return hold(path, ready.reason, ready.writing ? "unstable" : "settling", ready.retryAt);
+      }
       toHash.push({ full, entry });
       return;
     }
@@ -203,6 +208,13 @@ export async function scanTrees(
           return skip(path, "its name is not in Unicode NFC form", null);
         }
         if (isAlwaysIgnored(path)) return;
+        if (isPrivateName(d.name)) {
+          return skip(
+            path,
+            `${STATE_DIR} folders are never synced (is a client running here?)`,
+            null,
+          );
+        }
         const problem = checkWirePath(path);
         if (problem) return skip(path, problem.replace(/^Cannot use path .*?: /, ""), null);
         if (d.isSymlink) return skip(path, "symlinks are not synced", "symlink");

@@ -28,8 +28,11 @@ export interface Hold {
   until: number;
   /** For the user: why it is held. */
   reason: string;
-  /** `unstable`: being written; `failed`: its step failed; `deferred`: it kept changing under us. */
-  kind: "unstable" | "failed" | "deferred";
+  /**
+   * `unstable`: being written; `settling`: changed a moment ago; `failed`: its step failed;
+   * `deferred`: it kept changing under us.
+   */
+  kind: "unstable" | "settling" | "failed" | "deferred";
   /** How many times in a row this path failed (or was deferred). */
   count: number;
 }
@@ -98,6 +101,11 @@ export class Attention {
   unstable(path: string, until: number, reason: string, now: number): void {
     this.#unstable.set(path, now);
     this.#holds.set(path, { until: Math.max(until, now + 1), reason, kind: "unstable", count: 1 });
+  }
+
+  /** Holds `path`, changed a moment ago, until `until` (not yet taken as being written). */
+  settling(path: string, until: number, reason: string, now: number): void {
+    this.#holds.set(path, { until: Math.max(until, now + 1), reason, kind: "settling", count: 1 });
   }
 
   /**

@@ -3,10 +3,12 @@
  * written (other devices would get a torn or empty copy, and the server would keep chunks nobody
  * uses). Pure rules over two stats of the file, table-tested:
  *
- * - **Before reading**: a file just emptied (it had content in the merge base, it is empty now,
- *   and it changed less than {@link SETTLE_MS} ago) is most likely being rewritten (`> file`
- *   truncates first, then writes); a file already seen being written is taken only once it has
- *   not changed for {@link SETTLE_MS}. Neither is read now.
+ * - **Before reading**: a file changed less than {@link QUIET_MS} ago is looked at again once it
+ *   is that old (the watcher's debounce means a file saved in one go is already that old); a
+ *   file just emptied (it had content in the merge base, it is empty now, and it changed less
+ *   than {@link EMPTIED_SETTLE_MS} ago) is most likely being rewritten (`> file` truncates first,
+ *   then writes); a file already seen being written is taken only once it has not changed for
+ *   {@link SETTLE_MS}. None of them is read now.
  * - **After reading**: a file whose size, modification time or inode changed while it was read
  *   (or whose content was not the size its stat said) is unstable.
  *
@@ -30,6 +32,16 @@
  */
 export const SETTLE_MS = 1000;
 
+/**
+ * A file just emptied is taken as empty only after this long: a program that truncates a file,
+ * computes, then writes it (measured in the tests: 0.3 s and 1.5 s between the two) must not make
+ * every other device's copy empty meanwhile. Only emptied files wait this long.
+ */
+export const EMPTIED_SETTLE_MS = 3000;
+
+/** A file is read only once its last change is at least this old (the watcher's debounce). */
+export const QUIET_MS = 100;
+
 /** The parts of a stat the rules compare. */
 export interface StatSample {
   size: number;
@@ -41,12 +53,19 @@ export interface StatSample {
 /** Whether a file may be taken now, or why not and when to look again. */
 export type Stability =
   | { stable: true }
-  | { stable: false; reason: string; retryAt: number };
+  /** `writing`: seen being written (it must then be still for a settle time before it is taken). */
+  | { stable: false; reason: string; retryAt: number; writing: boolean };
 
-function wait(s: StatSample, now: number, settle: number, reason: string): Stability {
+function wait(
+  s: StatSample,
+  now: number,
+  settle: number,
+  reason: string,
+  writing = true,
+): Stability {
   // A modification time in the future (a copied file) would hold it forever: wait one settle.
   const at = s.mtime > now ? now + settle : s.mtime + settle;
-  return { stable: false, reason, retryAt: Math.max(at, now + 1) };
+  return { stable: false, reason, retryAt: Math.max(at, now + 1), writing };
 }
 
 /**
@@ -61,11 +80,12 @@ export function beforeRead(
   settle = SETTLE_MS,
 ): Stability {
   const age = now - s.mtime;
-  if (age >= settle) return { stable: true };
-  if (s.size === 0 && baseSize !== undefined && baseSize > 0) {
-    return wait(s, now, settle, "it was just emptied; waiting for it to be written");
+  if (s.size === 0 && baseSize !== undefined && baseSize > 0 && age < EMPTIED_SETTLE_MS) {
+    return wait(s, now, EMPTIED_SETTLE_MS, "it was just emptied; waiting for it to be written");
   }
+  if (age >= settle) return { stable: true };
   if (recentlyUnstable) return wait(s, now, settle, "it is being written");
+  if (age < QUIET_MS) return wait(s, now, QUIET_MS, "it changed a moment ago", false);
   return { stable: true };
 }
 

@@ -7,7 +7,13 @@
 
 import assert from "node:assert/strict";
 import { Attention, backoffMs, DEFER_FIRST_MS, RETRY_FIRST_MS } from "../../lib/core/attention.ts";
-import { afterRead, beforeRead, SETTLE_MS } from "../../lib/core/stability.ts";
+import {
+  afterRead,
+  beforeRead,
+  EMPTIED_SETTLE_MS,
+  QUIET_MS,
+  SETTLE_MS,
+} from "../../lib/core/stability.ts";
 import { addTally, madeProgress, summaryLine, tally } from "../../lib/core/outcomes.ts";
 
 Deno.test("attention: rechecks are scanned once, holds keep paths out until they run out", () => {
@@ -42,61 +48,85 @@ Deno.test("attention: deferrals back off from a short first wait; unstable paths
 
 Deno.test("stability: files caught being written are not taken", async (t) => {
   const now = 10_000;
-  const rows: [string, ReturnType<typeof beforeRead>, boolean][] = [
-    ["an old file is stable", beforeRead({ size: 0, mtime: 1 }, 10, false, now), true],
+  const unstable = (retryAt: number, writing: boolean) => ({ retryAt, writing });
+  const rows: [string, ReturnType<typeof beforeRead>, ReturnType<typeof unstable> | null][] = [
+    ["an old file is stable", beforeRead({ size: 0, mtime: 1 }, 10, false, now), null],
     [
-      "a new small file saved just now is stable",
-      beforeRead({ size: 5, mtime: now }, undefined, false, now),
-      true,
+      "a file saved the watcher's debounce ago is stable",
+      beforeRead({ size: 5, mtime: now - QUIET_MS }, undefined, false, now),
+      null,
     ],
     [
-      "a file just emptied waits",
-      beforeRead({ size: 0, mtime: now - 10 }, 4096, false, now),
-      false,
+      "a file changed a moment ago is looked at again a moment later (not yet 'being written')",
+      beforeRead({ size: 5, mtime: now - 30 }, undefined, false, now),
+      unstable(now - 30 + QUIET_MS, false),
+    ],
+    [
+      "a file just emptied waits for the emptied settle time",
+      beforeRead({ size: 0, mtime: now - 1500 }, 4096, false, now),
+      unstable(now - 1500 + EMPTIED_SETTLE_MS, true),
+    ],
+    [
+      "an emptied file is taken once that old",
+      beforeRead({ size: 0, mtime: now - EMPTIED_SETTLE_MS }, 4096, false, now),
+      null,
     ],
     [
       "a file that was empty before is stable",
-      beforeRead({ size: 0, mtime: now }, 0, false, now),
-      true,
+      beforeRead({ size: 0, mtime: now - 200 }, 0, false, now),
+      null,
     ],
     [
       "a file seen being written waits for quiet",
-      beforeRead({ size: 9, mtime: now - 5 }, 3, true, now),
-      false,
+      beforeRead({ size: 9, mtime: now - 500 }, 3, true, now),
+      unstable(now - 500 + SETTLE_MS, true),
     ],
     [
       "... and is taken once quiet",
       beforeRead({ size: 9, mtime: now - SETTLE_MS }, 3, true, now),
-      true,
+      null,
     ],
     [
       "unchanged while read",
       afterRead({ size: 5, mtime: 1, ino: 2 }, { size: 5, mtime: 1, ino: 2 }, 5, now),
-      true,
+      null,
     ],
-    ["grew while read", afterRead({ size: 5, mtime: 1 }, { size: 7, mtime: 2 }, 7, now), false],
+    [
+      "grew while read",
+      afterRead({ size: 5, mtime: 1 }, { size: 7, mtime: now }, 7, now),
+      unstable(now + SETTLE_MS, true),
+    ],
     [
       "read fewer bytes than its size",
-      afterRead({ size: 5, mtime: 1 }, { size: 5, mtime: 1 }, 3, now),
-      false,
+      afterRead({ size: 5, mtime: now }, { size: 5, mtime: now }, 3, now),
+      unstable(now + SETTLE_MS, true),
     ],
     [
       "replaced while read",
-      afterRead({ size: 5, mtime: 1, ino: 2 }, { size: 5, mtime: 1, ino: 3 }, 5, now),
-      false,
+      afterRead({ size: 5, mtime: now, ino: 2 }, { size: 5, mtime: now, ino: 3 }, 5, now),
+      unstable(now + SETTLE_MS, true),
     ],
-    ["deleted while read", afterRead({ size: 5, mtime: 1 }, null, 5, now), false],
+    [
+      "deleted while read",
+      afterRead({ size: 5, mtime: now }, null, 5, now),
+      unstable(now + SETTLE_MS, true),
+    ],
+    [
+      "a future modification time waits one settle time, not until then",
+      beforeRead({ size: 9, mtime: now + 1e9 }, 5, true, now),
+      unstable(now + SETTLE_MS, true),
+    ],
   ];
-  for (const [name, got, stable] of rows) {
+  for (const [name, got, want] of rows) {
     await t.step(name, () => {
-      assert.equal(got.stable, stable);
-      if (!got.stable) assert.ok(got.retryAt > now - 1000 && got.retryAt <= now + SETTLE_MS);
+      if (want === null) assert.deepEqual(got, { stable: true });
+      else {assert.deepEqual(got, {
+          stable: false,
+          reason: (got as { reason: string }).reason,
+          ...want,
+        });}
     });
   }
-  await t.step("a future modification time waits one settle time, not until then", () => {
-    const r = beforeRead({ size: 0, mtime: now + 1e9 }, 5, false, now);
-    assert.ok(!r.stable && r.retryAt === now + SETTLE_MS);
-  });
 });
 
 Deno.test("outcomes: the summary line counts what happened and never says Synced on failure", () => {
