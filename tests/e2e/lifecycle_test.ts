@@ -19,6 +19,7 @@ import {
   startFirstClient,
   tempDir,
   tree,
+  unprivileged,
   waitConverged,
   waitForContent,
 } from "./harness.ts";
@@ -183,11 +184,17 @@ Deno.test(
           new RegExp(`^Cannot start: ${withStateFile}/\\.cloudsync is a file, not the client's`),
         ],
       ];
-      if (Deno.uid() !== 0) {
-        // Only where permissions bind (not as root): a read-only folder.
+      // A read-only folder: permissions bind only for another user than root (dropped to
+      // `nobody` when this runs as root).
+      const user = Deno.uid() === 0 ? await unprivileged(join(tmp.path, "user")) : undefined;
+      const as = typeof user === "object" ? user : undefined;
+      if (typeof user === "string") {
+        console.warn(`skipped the read-only folder: cannot drop privileges here (${user})`);
+      } else {
         const ro = join(tmp.path, "read-only");
         await Deno.mkdir(ro);
         await Deno.chmod(ro, 0o555);
+        await Deno.chmod(tmp.path, 0o755);
         cases.push([
           ro,
           new RegExp(`^Cannot start: cannot write in ${ro} \\(permission denied\\)`),
@@ -195,7 +202,10 @@ Deno.test(
       }
       for (const [folder, re] of cases) {
         for (const serial of [undefined, "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH"]) {
-          const c = startClient("X", server.port, folder, serial ? { serial } : {});
+          const c = startClient("X", server.port, folder, {
+            ...(serial ? { serial } : {}),
+            ...(as ? { as } : {}),
+          });
           assert.equal(await c.exitCode(), 1, c.output());
           assert.match(c.output(), re);
           assert.doesNotMatch(c.output(), /os error|Registered|Serial code/);
