@@ -67,6 +67,18 @@ export interface DeviceSummary {
   revoked: boolean;
 }
 
+/** What an account holds: what `cloud-server delete-account` deletes. */
+export interface AccountFootprint {
+  devices: number;
+  /** Live files. */
+  files: number;
+  /** Kept (replaced or deleted) versions. */
+  versions: number;
+  /** Indexed chunks, and their stored bytes. */
+  chunks: number;
+  storedBytes: number;
+}
+
 /** Metadata storage behind the sync logic. Implementations must make `commit` atomic. */
 export interface MetaStore {
   createAccount(serialHash: string): string;
@@ -110,6 +122,15 @@ export interface MetaStore {
   devices(account: string): DeviceSummary[];
   /** Marks a device of `account` revoked; false if `account` has no such device. */
   revokeDevice(account: string, deviceId: string): boolean;
+  /** Renames a device of `account`; false if `account` has no such device. */
+  renameDevice(account: string, deviceId: string, name: string): boolean;
+  /** What `account` holds; null if there is no such account. */
+  accountFootprint(account: string): AccountFootprint | null;
+  /**
+   * Deletes `account` and all its rows (devices, entries, kept versions, chunk index) in one
+   * transaction; false if there is no such account. The chunk bytes are the blob store's.
+   */
+  deleteAccount(account: string): boolean;
   /** True if the device is revoked or unknown (checked on every request of a session). */
   deviceRevoked(deviceId: string): boolean;
   /** Sum of the stored (as sent, maybe compressed) bytes of the chunks of `account`. */
@@ -525,6 +546,40 @@ export class SqliteMetaStore implements MetaStore {
       account,
     );
     return Number(r.changes) === 1;
+  }
+
+  renameDevice(account: string, deviceId: string, name: string): boolean {
+    const r = this.#db.prepare("UPDATE devices SET name = ? WHERE id = ? AND account = ?").run(
+      name,
+      deviceId,
+      account,
+    );
+    return Number(r.changes) === 1;
+  }
+
+  accountFootprint(account: string): AccountFootprint | null {
+    if (!this.hasAccount(account)) return null;
+    const n = (sql: string) =>
+      Number((this.#db.prepare(sql).get(account) as { n: number | bigint }).n);
+    return {
+      devices: n("SELECT COUNT(*) AS n FROM devices WHERE account = ?"),
+      files: n(
+        "SELECT COUNT(*) AS n FROM entries WHERE account = ? AND deleted = 0 AND kind = 'file'",
+      ),
+      versions: n("SELECT COUNT(*) AS n FROM versions WHERE account = ?"),
+      chunks: n("SELECT COUNT(*) AS n FROM chunks WHERE account = ?"),
+      storedBytes: this.storedBytes(account),
+    };
+  }
+
+  deleteAccount(account: string): boolean {
+    return transaction(this.#db, () => {
+      for (const table of ["devices", "entries", "versions", "chunks"]) {
+        this.#db.prepare(`DELETE FROM ${table} WHERE account = ?`).run(account);
+      }
+      return Number(this.#db.prepare("DELETE FROM accounts WHERE id = ?").run(account).changes) ===
+        1;
+    }, true);
   }
 
   deviceRevoked(deviceId: string): boolean {

@@ -32,7 +32,9 @@ import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
 import { listenTls } from "../transport/listen.ts";
 import {
   loadCertificateFiles,
-  loadOrCreateCertificate,
+  newCertificate,
+  readCertificate,
+  saveCertificate,
   type ServerCertificate,
 } from "../transport/tls_cert.ts";
 
@@ -61,22 +63,30 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Opens the data directory and starts listening. Throws a clear error if the port is taken. */
+/**
+ * Starts listening, then opens the data directory. Throws a clear error if the port is taken; a
+ * start that fails leaves no new data directory or TLS key behind (a new certificate is saved
+ * only once the server listens with it).
+ */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => console.log(line));
-  const meta = new SqliteMetaStore(opts.dataDir);
-  const blobs = new TieredBlobStore(opts.dataDir);
   const hub = new Hub();
-  let listener: Deno.TlsListener;
-  let certificate: ServerCertificate;
+  const certificate: ServerCertificate = opts.certFile !== undefined && opts.keyFile !== undefined
+    ? await loadCertificateFiles(opts.certFile, opts.keyFile)
+    : await readCertificate(opts.dataDir) ?? await newCertificate(opts.dataDir);
+  const listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
+  const existed = await Deno.stat(opts.dataDir).then(() => true, () => false);
+  let meta: SqliteMetaStore | null = null;
+  let blobs: TieredBlobStore | null = null;
   try {
-    certificate = opts.certFile !== undefined && opts.keyFile !== undefined
-      ? await loadCertificateFiles(opts.certFile, opts.keyFile)
-      : await loadOrCreateCertificate(opts.dataDir);
-    listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
+    meta = new SqliteMetaStore(opts.dataDir);
+    blobs = new TieredBlobStore(opts.dataDir);
+    if (certificate.created) await saveCertificate(opts.dataDir, certificate);
   } catch (e) {
-    meta.close();
-    blobs.close();
+    listener.close();
+    meta?.close();
+    blobs?.close();
+    if (!existed) await Deno.remove(opts.dataDir, { recursive: true }).catch(() => {});
     throw e;
   }
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };

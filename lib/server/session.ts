@@ -117,8 +117,8 @@ export interface ServerContext {
   logLimit: LogLimiter;
 }
 
-/** Requests allowed before signing in. */
-const SIGN_IN = new Set(["register", "enroll", "auth"]);
+/** Requests allowed only before signing in. */
+const SIGN_IN = new Set(["register", "enroll", "auth", "checkSerial"]);
 
 const EMPTY = new Uint8Array(0);
 
@@ -254,6 +254,10 @@ export class Session {
         return this.#enroll(h);
       case "auth":
         return this.#auth(h);
+      case "checkSerial":
+        return this.#checkSerial(h);
+      case "setDeviceName":
+        return this.#setDeviceName(h);
       case "changes":
         return this.#changes(h);
       case "have":
@@ -330,21 +334,55 @@ export class Session {
     return reply({ account, deviceId, token, serial, seq: 0 });
   }
 
-  #enroll(h: Record<string, unknown>): Message {
-    const name = str(h, "device", 100);
+  /** The account of the request's serial code; unknown ones count as failed attempts. */
+  #serialAccount(h: Record<string, unknown>, what: string): string {
     const serial = normalizeSerial(str(h, "serial", 200));
-    this.#checkThrottle("enrollment", null);
+    this.#checkThrottle(what, null);
     const account = serial ? this.#ctx.meta.accountBySerialHash(secretHash(serial)) : null;
     if (!account) {
-      this.#failed("enrollment (unknown serial code)", null);
+      this.#failed(`${what} (unknown serial code)`, null);
       throw new ProtocolError(
         "bad-serial",
-        "Cannot join account: this serial code is not known to the server; check it (or run `cloud-server accounts` on the server)",
+        "Cannot join account: this serial code is not known to the server; check it, or print a new one on the server with `cloud-server reset-serial ACCOUNT`",
       );
     }
+    return account;
+  }
+
+  #enroll(h: Record<string, unknown>): Message {
+    const name = str(h, "device", 100);
+    const account = this.#serialAccount(h, "enrollment");
     const { deviceId, token } = this.#enrollDevice(account, name);
     this.#ctx.log(`Device "${name}" joined account ${account} from ${this.#remote}`);
     return reply({ account, deviceId, token, seq: this.#ctx.meta.seq(account) });
+  }
+
+  /**
+   * Whether a serial code is the given account's, before signing in (an enrolled device given a
+   * serial code). Throttled and counted like `enroll`; tells the serial's holder nothing an
+   * enrollment would not.
+   */
+  #checkSerial(h: Record<string, unknown>): Message {
+    const claimed = str(h, "account", 64);
+    const account = this.#serialAccount(h, "serial check");
+    return reply({ sameAccount: account === claimed });
+  }
+
+  /** Renames the signed-in device (`cloud-client --name` on an enrolled folder). */
+  #setDeviceName(h: Record<string, unknown>): Message {
+    const account = this.#requireAccount();
+    const name = str(h, "device", 100);
+    const device = this.#device!;
+    if (name !== device.name) {
+      this.#ctx.meta.renameDevice(account, device.id, name);
+      this.#ctx.log(
+        `Device ${device.id} of account ${account} renamed from ${JSON.stringify(device.name)} to ${
+          JSON.stringify(name)
+        }`,
+      );
+      device.name = name;
+    }
+    return reply({});
   }
 
   #auth(h: Record<string, unknown>): Message {
