@@ -258,8 +258,16 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
             note(a.path, "deferred", CHANGED);
             break;
           }
+          // The copy's folder may be new (conflict copies of git's files go to a folder of their
+          // own, see core/conflict_name.ts).
+          if (!(await parentsAreDirs(ctx.root, toLocal(a.to)))) {
+            note(a.path, "deferred", "a parent folder is not a plain folder");
+            break;
+          }
+          await Deno.mkdir(dirname(full(a.to)), { recursive: true });
           await Deno.rename(full(a.path), full(a.to));
           await fsyncDir(dirname(full(a.to)));
+          if (dirname(full(a.to)) !== dirname(full(a.path))) await fsyncDir(dirname(full(a.path)));
           note(a.to, "conflict");
           break;
         }
