@@ -22,6 +22,7 @@ import { debug } from "../util/debug.ts";
 import { pool } from "../util/pool.ts";
 import { baseFrom } from "../core/reconcile.ts";
 import { perms } from "../core/metadata.ts";
+import { stillInside } from "./inside.ts";
 import { sameFileStat, statToEntry } from "./scanner.ts";
 
 /** Counters shown to the user. */
@@ -578,6 +579,10 @@ async function finishSmallFiles(
           continue;
         }
       }
+      if (!stillInside(ctx.root, full)) {
+        onResult(item, { ok: false, reason: "blocked" }); // a folder on the way is a symlink now
+        continue;
+      }
       const parent = dirname(full);
       if (!dirs.has(parent)) Deno.mkdirSync(parent, { recursive: true });
       Deno.renameSync(tmp, full);
@@ -911,6 +916,7 @@ export async function downloadFile(
         return { ok: false, reason: "blocked" };
       }
     }
+    if (!stillInside(ctx.root, full)) return { ok: false, reason: "blocked" };
     await Deno.mkdir(dirname(full), { recursive: true });
     await Deno.rename(tmp, full);
     renamed = true;
