@@ -8,8 +8,7 @@
 import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
 import { startServer } from "./lib/server/server.ts";
-import { SqliteMetaStore } from "./lib/server/meta_store.ts";
-import { TieredBlobStore } from "./lib/server/blob_store.ts";
+import { type OpenStores, openStores, type StoreOptions } from "./lib/server/open_stores.ts";
 import { verify } from "./lib/server/verify.ts";
 import { secretHash } from "./lib/server/session.ts";
 import { newSerial, normalizeSerial } from "./lib/util/crockford.ts";
@@ -19,8 +18,8 @@ import { DEFAULT_LIMITS, describeSize, parseSize, type ServerLimits } from "./li
 const HELP = `cloud-server: the Cloud Sync server
 
 Usage:
-  cloud-server PORT [--host HOST] [--data DIR] [--keep-days N] [--cert FILE --key FILE] [--quota SIZE]
-                   [--max-connections-per-ip N]
+  cloud-server PORT [--host HOST] [--data DIR] [--meta URL] [--blobs URL] [--keep-days N]
+                   [--cert FILE --key FILE] [--quota SIZE] [--max-connections-per-ip N]
                                                  serve on PORT (all interfaces by default), over TLS
   cloud-server accounts [--data DIR]             list accounts: id, devices, last seen, files, bytes
   cloud-server devices ACCOUNT [--data DIR]      list the devices of ACCOUNT: id, name, last seen, status
@@ -29,10 +28,18 @@ Usage:
                                                  more; a running server drops it within seconds
   cloud-server reset-serial ACCOUNT [--data DIR] issue a new serial code for ACCOUNT (the old one stops working)
   cloud-server verify [--account ID] [--data DIR] check metadata and stored content; exit 1 on any problem
+  (every admin command takes --meta and --blobs too, and must be given the server's)
 
 Options:
   --host HOST   address to listen on (default 0.0.0.0; 127.0.0.1 for this machine only)
-  --data DIR    where accounts, metadata and file content are kept (default ./cloud-data)
+  --data DIR    where accounts, metadata and file content are kept (default ./cloud-data); with
+                --meta and --blobs only the TLS certificate (and an S3 pack index without --meta)
+  --meta URL    keep metadata in PostgreSQL: postgres://USER:PASS@HOST:PORT/DB (created and
+                migrated at start); default: SQLite in DIR/meta.db. Several servers may share one
+  --blobs URL   keep file content in S3-compatible storage:
+                s3://BUCKET?endpoint=http://HOST:PORT&region=REGION, with the credentials in
+                AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (optional: &concurrency=N uploads at
+                once, default 4; &prefix=P for the object keys); default: files in DIR
   --keep-days N how long overwritten and deleted versions are kept (default 30)
   --cert FILE   TLS certificate (PEM, with its chain) issued by an authority for this server's
                 name; clients then verify the name as HTTPS does. Without --cert/--key the server
@@ -60,6 +67,8 @@ function main(): Promise<void> | void {
         cert: { type: "string" },
         key: { type: "string" },
         account: { type: "string" },
+        meta: { type: "string" },
+        blobs: { type: "string" },
         quota: { type: "string" },
         "max-connections-per-ip": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
@@ -74,12 +83,17 @@ function main(): Promise<void> | void {
     return;
   }
   const dataDir = resolve(values.data);
+  const where: StoreOptions = {
+    dataDir,
+    ...(values.meta !== undefined ? { meta: values.meta } : {}),
+    ...(values.blobs !== undefined ? { blobs: values.blobs } : {}),
+  };
   const [first, ...rest] = positionals;
-  if (first === "accounts") return listAccounts(dataDir);
-  if (first === "reset-serial") return resetSerial(dataDir, rest[0]);
-  if (first === "devices") return listDevices(dataDir, rest[0]);
-  if (first === "revoke-device") return revokeDevice(dataDir, rest[0], rest[1]);
-  if (first === "verify") return verifyData(dataDir, values.account);
+  if (first === "accounts") return listAccounts(where);
+  if (first === "reset-serial") return resetSerial(where, rest[0]);
+  if (first === "devices") return listDevices(where, rest[0]);
+  if (first === "revoke-device") return revokeDevice(where, rest[0], rest[1]);
+  if (first === "verify") return verifyData(where, values.account);
   if (first === undefined || !/^\d+$/.test(first) || Number(first) > 65535) {
     fail("Cannot start: give the port to listen on, e.g. `cloud-server 12345` (see --help)", 2);
   }
@@ -114,13 +128,13 @@ function main(): Promise<void> | void {
     }
     limits.maxConnectionsPerIp = Number(perIp);
   }
-  return serve(values.host, Number(first), dataDir, keepDays, tls, limits);
+  return serve(values.host, Number(first), where, keepDays, tls, limits);
 }
 
 async function serve(
   hostname: string,
   port: number,
-  dataDir: string,
+  where: StoreOptions,
   keepDays: number,
   tls: { certFile?: string; keyFile?: string },
   limits: Partial<ServerLimits>,
@@ -132,7 +146,7 @@ async function serve(
       keepDays,
       hostname,
       port,
-      dataDir,
+      ...where,
       ...tls,
       limits,
       log: (l) => console.log(`${stamp()} ${l}`),
@@ -146,7 +160,9 @@ async function serve(
     await server.close();
   });
   console.log(`Cloud Sync server listening on ${server.hostname}:${server.port}`);
-  console.log(`Data directory: ${dataDir}`);
+  console.log(`Data directory: ${where.dataDir}`);
+  console.log(`Metadata: ${server.stores.meta}`);
+  console.log(`Content: ${server.stores.blobs}`);
   const cert = server.certificate;
   console.log(
     `TLS certificate: ${cert.certFile}${cert.created ? " (created now, self-signed)" : ""}`,
@@ -160,12 +176,25 @@ async function serve(
   );
 }
 
-function listAccounts(dataDir: string): void {
-  const meta = new SqliteMetaStore(dataDir);
-  const rows = meta.accounts();
-  meta.close();
+/** The stores the admin commands work on (the server's, as --data, --meta and --blobs say). */
+async function open(where: StoreOptions, what: string): Promise<OpenStores> {
+  try {
+    return await openStores(where);
+  } catch (e) {
+    fail((e as Error).message.replace(/^Cannot start:/, `Cannot ${what}:`));
+  }
+}
+
+/** "in DIR" or "in the PostgreSQL database", for messages. */
+function place(where: StoreOptions): string {
+  return where.meta ? "in the --meta database" : `in ${where.dataDir}`;
+}
+
+async function listAccounts(where: StoreOptions): Promise<void> {
+  const stores = await open(where, "list accounts");
+  const rows = await stores.meta.accounts().finally(() => stores.close());
   if (rows.length === 0) {
-    console.log(`No accounts yet in ${dataDir}`);
+    console.log(`No accounts yet ${place(where)}`);
     return;
   }
   const line = (cols: string[]) =>
@@ -179,14 +208,21 @@ function listAccounts(dataDir: string): void {
   }
 }
 
-function listDevices(dataDir: string, account: string | undefined): void {
+async function listDevices(where: StoreOptions, account: string | undefined): Promise<void> {
   if (!account) fail("Cannot list devices: give the account id (see `cloud-server accounts`)", 2);
-  const meta = new SqliteMetaStore(dataDir);
-  const known = meta.hasAccount(account);
-  const rows = known ? meta.devices(account) : [];
-  meta.close();
+  const stores = await open(where, "list devices");
+  let known: boolean;
+  let rows;
+  try {
+    known = await stores.meta.hasAccount(account);
+    rows = known ? await stores.meta.devices(account) : [];
+  } finally {
+    await stores.close();
+  }
   if (!known) {
-    fail(`Cannot list devices: no account ${account} in ${dataDir}; see \`cloud-server accounts\``);
+    fail(
+      `Cannot list devices: no account ${account} ${place(where)}; see \`cloud-server accounts\``,
+    );
   }
   const when = (t: number | null) =>
     t === null ? "never" : new Date(t).toISOString().replace("T", " ").slice(0, 19);
@@ -198,25 +234,31 @@ function listDevices(dataDir: string, account: string | undefined): void {
   }
 }
 
-function revokeDevice(
-  dataDir: string,
+async function revokeDevice(
+  where: StoreOptions,
   account: string | undefined,
   device: string | undefined,
-): void {
+): Promise<void> {
   if (!account || !device) {
     fail(
       "Cannot revoke device: give the account id and the device id, e.g. `cloud-server revoke-device ACCOUNT DEVICE` (see `cloud-server devices ACCOUNT`)",
       2,
     );
   }
-  const meta = new SqliteMetaStore(dataDir);
-  const known = meta.hasAccount(account);
-  const ok = known && meta.revokeDevice(account, device);
-  const name = ok ? meta.devices(account).find((d) => d.id === device)?.name : undefined;
-  meta.close();
+  const stores = await open(where, "revoke device");
+  let known: boolean;
+  let ok: boolean;
+  let name: string | undefined;
+  try {
+    known = await stores.meta.hasAccount(account);
+    ok = known && await stores.meta.revokeDevice(account, device);
+    name = ok ? (await stores.meta.devices(account)).find((d) => d.id === device)?.name : undefined;
+  } finally {
+    await stores.close();
+  }
   if (!known) {
     fail(
-      `Cannot revoke device: no account ${account} in ${dataDir}; see \`cloud-server accounts\``,
+      `Cannot revoke device: no account ${account} ${place(where)}; see \`cloud-server accounts\``,
     );
   }
   if (!ok) {
@@ -233,41 +275,44 @@ function revokeDevice(
   );
 }
 
-function resetSerial(dataDir: string, account: string | undefined): void {
+async function resetSerial(where: StoreOptions, account: string | undefined): Promise<void> {
   if (!account) fail("Cannot reset serial: give the account id (see `cloud-server accounts`)", 2);
-  const meta = new SqliteMetaStore(dataDir);
+  const stores = await open(where, "reset serial");
   const serial = newSerial();
-  const ok = meta.setSerialHash(account, secretHash(normalizeSerial(serial)!));
-  meta.close();
+  const ok = await stores.meta.setSerialHash(account, secretHash(normalizeSerial(serial)!))
+    .finally(() => stores.close());
   if (!ok) {
-    fail(`Cannot reset serial: no account ${account} in ${dataDir}; see \`cloud-server accounts\``);
+    fail(
+      `Cannot reset serial: no account ${account} ${place(where)}; see \`cloud-server accounts\``,
+    );
   }
   console.log(`New serial code for account ${account}:`);
   console.log(`Serial code: ${serial}`);
   console.log("The old code no longer enrolls devices; devices already enrolled keep working.");
 }
 
-async function verifyData(dataDir: string, account: string | undefined): Promise<void> {
-  try {
-    await Deno.stat(join(dataDir, "meta.db"));
-  } catch {
-    fail(`Cannot verify: no server data in ${dataDir} (no meta.db); check --data`);
+async function verifyData(where: StoreOptions, account: string | undefined): Promise<void> {
+  if (!where.meta) {
+    try {
+      await Deno.stat(join(where.dataDir, "meta.db"));
+    } catch {
+      fail(`Cannot verify: no server data in ${where.dataDir} (no meta.db); check --data`);
+    }
   }
-  // The same stores the server uses (small chunks in SQLite, the others as files).
-  const meta = new SqliteMetaStore(dataDir);
-  const blobs = new TieredBlobStore(dataDir);
+  // The same stores the server uses.
+  const stores = await open(where, "verify");
   let r;
   try {
-    r = await verify(meta, blobs, account === undefined ? {} : { account });
+    r = await verify(stores.meta, stores.blobs, account === undefined ? {} : { account });
   } catch (e) {
-    fail(`Cannot verify ${dataDir}: ${(e as Error).message}`);
-  } finally {
-    blobs.close();
-    meta.close();
+    await stores.close();
+    fail(`Cannot verify ${where.meta ? "the stores" : where.dataDir}: ${(e as Error).message}`);
   }
+  await stores.close();
+  const label = where.meta ? "the stores" : where.dataDir;
   if (r.problems.length > 0) {
     for (const p of r.problems) console.log(p);
-    fail(`${r.problems.length} problems found in ${dataDir}`);
+    fail(`${r.problems.length} problems found in ${label}`);
   }
   console.log(`OK: ${r.accounts} accounts, ${r.entries} entries, ${r.chunks} chunks verified`);
 }

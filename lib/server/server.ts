@@ -13,9 +13,8 @@
  */
 
 import { Peer } from "../protocol/peer.ts";
-import { TieredBlobStore } from "./blob_store.ts";
 import { Incoming } from "./incoming.ts";
-import { SqliteMetaStore } from "./meta_store.ts";
+import { openStores } from "./open_stores.ts";
 import { Hub, type ServerContext, Session } from "./session.ts";
 import {
   ConnectionCounter,
@@ -46,6 +45,10 @@ export interface ServerOptions {
   /** `--cert`/`--key`: an operator's certificate (chain) and key; default: self-signed in DATA/tls/. */
   certFile?: string;
   keyFile?: string;
+  /** `--meta`: where metadata lives (`postgres://…`); default: SQLite in `dataDir`. */
+  meta?: string;
+  /** `--blobs`: where chunks live (`s3://…`); default: local packs in `dataDir`. */
+  blobs?: string;
   /** Limits and throttles; anything not given keeps its {@link DEFAULT_LIMITS} value. */
   limits?: Partial<ServerLimits>;
   log?: (line: string) => void;
@@ -55,6 +58,8 @@ export interface ServerOptions {
 export interface RunningServer {
   hostname: string;
   port: number;
+  /** Where metadata and chunks are kept, for the start-up lines (no passwords). */
+  stores: { meta: string; blobs: string };
   /** The TLS certificate in use (fingerprint, file, whether this start created it). */
   certificate: Pick<ServerCertificate, "fingerprint" | "certFile" | "created">;
   /** Stops accepting, closes every connection and the stores. */
@@ -64,8 +69,8 @@ export interface RunningServer {
 /** Opens the data directory and starts listening. Throws a clear error if the port is taken. */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => console.log(line));
-  const meta = new SqliteMetaStore(opts.dataDir);
-  const blobs = new TieredBlobStore(opts.dataDir);
+  const stores = await openStores(opts);
+  const { meta, blobs } = stores;
   const hub = new Hub();
   let listener: Deno.TlsListener;
   let certificate: ServerCertificate;
@@ -75,8 +80,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       : await loadOrCreateCertificate(opts.dataDir);
     listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
   } catch (e) {
-    meta.close();
-    blobs.close();
+    await stores.close();
     throw e;
   }
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
@@ -104,6 +108,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ip: string;
     deadline: number;
     dropped: boolean;
+    /** A revocation check is running (the next tick does not start another). */
+    checking: boolean;
   }
   const open = new Set<Open>();
   const perIp = new ConnectionCounter(limits.maxConnectionsPerIp);
@@ -149,6 +155,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         ip: addr.hostname,
         deadline: performance.now() + limits.handshakeTimeoutMs,
         dropped: false,
+        checking: false,
       };
       open.add(c);
       peer.closed.then(() => {
@@ -158,6 +165,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       });
     }
   })().catch(() => {/* listener closed */});
+  /** Revocation checks running (close waits for them before it closes the stores). */
+  const checks = new Set<Promise<void>>();
+  const revocationChecks = () => Promise.all(checks);
   // The watchdog: handshake deadlines, slow frames, revoked devices (the CLI that revokes is
   // another process: the shared database is the only channel, so open sessions look it up).
   const watchdog = setInterval(() => {
@@ -175,7 +185,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       const slow = c.guard.overdue(now);
       if (slow) drop(c, slow);
-      else if (c.session.checkRevoked()) drop(c, ""); // checkRevoked logged why
+      else if (!c.checking) {
+        c.checking = true;
+        const check = c.session.checkRevoked().then((revoked) => {
+          if (revoked && !c.dropped) drop(c, ""); // checkRevoked logged why
+        }, (e) => log(`Cannot check for revoked devices: ${(e as Error).message}`))
+          .finally(() => {
+            c.checking = false;
+            checks.delete(check);
+          });
+        checks.add(check);
+      }
     }
   }, limits.tickMs);
   const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
@@ -192,6 +212,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   return {
     hostname: addr.hostname,
     port: addr.port,
+    stores: stores.describe,
     certificate: {
       fingerprint: certificate.fingerprint,
       certFile: certificate.certFile,
@@ -211,8 +232,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         return peer.closed;
       });
       await Promise.all(closing);
-      meta.close();
-      blobs.close();
+      await revocationChecks();
+      await stores.close();
     },
   };
 }

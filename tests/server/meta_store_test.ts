@@ -27,48 +27,55 @@ Deno.test("SqliteMetaStore keeps a journal, kept versions and per-account isolat
   const dir = await Deno.makeTempDir();
   const meta = new SqliteMetaStore(dir);
   try {
-    const acct = meta.createAccount("serial-hash-1");
-    const other = meta.createAccount("serial-hash-2");
-    meta.addChunk(acct, H1, 5, 5, false);
-    meta.addChunk(acct, H2, 5, 5, false);
+    const acct = await meta.createAccount("serial-hash-1");
+    const other = await meta.createAccount("serial-hash-2");
+    await meta.addChunks(acct, [{ hash: H1, size: 5, stored: 5, compressed: false }]);
+    await meta.addChunks(acct, [{ hash: H2, size: 5, stored: 5, compressed: false }]);
 
-    await t.step("a new file is accepted with the next sequence number", () => {
-      assert.deepEqual(meta.commit(acct, "A", [file("d/f.txt", H1, 0)]), [{
+    await t.step("a new file is accepted with the next sequence number", async () => {
+      assert.deepEqual(await meta.commit(acct, "A", [file("d/f.txt", H1, 0)]), [{
         ok: true,
         version: 2,
       }]);
       // The parent directory was created first, with version 1.
-      assert.deepEqual(meta.changes(acct, 0, 10).map((e) => [e.path, e.kind, e.version]), [
+      assert.deepEqual((await meta.changes(acct, 0, 10)).map((e) => [e.path, e.kind, e.version]), [
         ["d", "dir", 1],
         ["d/f.txt", "file", 2],
       ]);
     });
 
-    await t.step("a change based on an old version is a conflict", () => {
-      const [r] = meta.commit(acct, "B", [file("d/f.txt", H2, 1)]);
+    await t.step("a change based on an old version is a conflict", async () => {
+      const [r] = await meta.commit(acct, "B", [file("d/f.txt", H2, 1)]);
       assert.equal(r?.ok, false);
       assert.equal(r?.ok === false && r.reason, "conflict");
     });
 
-    await t.step("the same content is no conflict and writes nothing", () => {
-      assert.deepEqual(meta.commit(acct, "B", [file("d/f.txt", H1, 0)]), [{
+    await t.step("the same content is no conflict and writes nothing", async () => {
+      assert.deepEqual(await meta.commit(acct, "B", [file("d/f.txt", H1, 0)]), [{
         ok: true,
         version: 2,
       }]);
-      assert.equal(meta.seq(acct), 2);
+      assert.equal(await meta.seq(acct), 2);
     });
 
-    await t.step("changes since N returns only what changed after N, tombstones included", () => {
-      meta.commit(acct, "A", [file("d/f.txt", H2, 2)]);
-      meta.commit(acct, "A", [{ ...file("d/f.txt", "", 3), deleted: true, chunks: [] }]);
-      const since2 = meta.changes(acct, 2, 10);
-      assert.deepEqual(since2.map((e) => [e.path, e.deleted, e.version]), [["d/f.txt", true, 4]]);
-    });
+    await t.step(
+      "changes since N returns only what changed after N, tombstones included",
+      async () => {
+        await meta.commit(acct, "A", [file("d/f.txt", H2, 2)]);
+        await meta.commit(acct, "A", [{ ...file("d/f.txt", "", 3), deleted: true, chunks: [] }]);
+        const since2 = await meta.changes(acct, 2, 10);
+        assert.deepEqual(since2.map((e) => [e.path, e.deleted, e.version]), [[
+          "d/f.txt",
+          true,
+          4,
+        ]]);
+      },
+    );
 
-    await t.step("a directory with live children cannot be deleted", () => {
-      meta.commit(acct, "A", [file("d/g.txt", H1, 0)]);
-      const d = meta.changes(acct, 0, 100).find((e) => e.path === "d")!;
-      const [r] = meta.commit(acct, "A", [{
+    await t.step("a directory with live children cannot be deleted", async () => {
+      await meta.commit(acct, "A", [file("d/g.txt", H1, 0)]);
+      const d = (await meta.changes(acct, 0, 100)).find((e) => e.path === "d")!;
+      const [r] = await meta.commit(acct, "A", [{
         ...file("d", "", d.version),
         kind: "dir",
         deleted: true,
@@ -77,15 +84,15 @@ Deno.test("SqliteMetaStore keeps a journal, kept versions and per-account isolat
       assert.equal(r?.ok, false);
     });
 
-    await t.step("a file may not reference a chunk that was never uploaded", () => {
-      const [r] = meta.commit(acct, "A", [file("x.txt", "3".repeat(64), 0)]);
+    await t.step("a file may not reference a chunk that was never uploaded", async () => {
+      const [r] = await meta.commit(acct, "A", [file("x.txt", "3".repeat(64), 0)]);
       assert.equal(r?.ok === false && r.reason, "missing");
     });
 
-    await t.step("another account sees none of it and cannot use its chunks", () => {
-      assert.deepEqual(meta.changes(other, 0, 100), []);
-      assert.deepEqual(meta.missingChunks(other, [H1]), [H1]);
-      const [r] = meta.commit(other, "X", [file("steal.txt", H1, 0)]);
+    await t.step("another account sees none of it and cannot use its chunks", async () => {
+      assert.deepEqual(await meta.changes(other, 0, 100), []);
+      assert.deepEqual(await meta.missingChunks(other, [H1]), [H1]);
+      const [r] = await meta.commit(other, "X", [file("steal.txt", H1, 0)]);
       assert.equal(r?.ok === false && r.reason, "missing");
     });
 
@@ -103,7 +110,7 @@ Deno.test("SqliteMetaStore keeps a journal, kept versions and per-account isolat
       assert.notEqual(await blobs.get(acct, H1), null);
     });
   } finally {
-    meta.close();
+    await meta.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
