@@ -16,6 +16,7 @@
  */
 
 import { transaction } from "../util/sqlite_tx.ts";
+import { settle } from "../util/settle.ts";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { writeFileAtomic } from "../util/atomic.ts";
@@ -134,20 +135,20 @@ export class SqliteBlobStore implements BlobStore {
   }
 
   put(account: string, hash: string, data: Uint8Array): Promise<void> {
-    return this.putMany(account, [{ hash, data }]);
+    return settle(() => {
+      return this.putMany(account, [{ hash, data }]);
+    });
   }
 
   putMany(account: string, items: { hash: string; data: Uint8Array }[]): Promise<void> {
-    try {
+    return settle(() => {
       for (const i of items) checkAddress(account, i.hash);
       const now = Date.now();
       transaction(this.#db, () => {
         for (const i of items) this.#put.run(account, i.hash, i.data, now);
       });
       return Promise.resolve();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    });
   }
 
   #read(account: string, hash: string, into?: Uint8Array): Uint8Array | null {
@@ -156,25 +157,33 @@ export class SqliteBlobStore implements BlobStore {
   }
 
   get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null> {
-    return Promise.resolve(this.#read(account, hash, into));
+    return settle(() => {
+      return Promise.resolve(this.#read(account, hash, into));
+    });
   }
 
   getMany(account: string, reads: readonly ChunkRead[]): Promise<boolean[]> {
-    return Promise.resolve(reads.map((r) => this.#read(account, r.hash, r.into) !== null));
+    return settle(() => {
+      return Promise.resolve(reads.map((r) => this.#read(account, r.hash, r.into) !== null));
+    });
   }
 
   sweep(account: string, hashes: readonly string[], before: number): Promise<string[]> {
-    return Promise.resolve(
-      transaction(
-        this.#db,
-        () => hashes.filter((h) => this.#sweep.get(account, h, before) !== undefined),
-      ),
-    );
+    return settle(() => {
+      return Promise.resolve(
+        transaction(
+          this.#db,
+          () => hashes.filter((h) => this.#sweep.get(account, h, before) !== undefined),
+        ),
+      );
+    });
   }
 
   close(): Promise<void> {
-    this.#db.close();
-    return Promise.resolve();
+    return settle(() => {
+      this.#db.close();
+      return Promise.resolve();
+    });
   }
 }
 

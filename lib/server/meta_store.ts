@@ -15,6 +15,7 @@
  */
 
 import { transaction } from "../util/sqlite_tx.ts";
+import { settle } from "../util/settle.ts";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
 import type { ChunkRef, RemoteEntry } from "../core/types.ts";
@@ -132,84 +133,98 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   createAccount(serialHash: string): Promise<string> {
-    const id = randomId();
-    this.#db.prepare("INSERT INTO accounts(id, serial_hash, created) VALUES (?,?,?)").run(
-      id,
-      serialHash,
-      Date.now(),
-    );
-    return Promise.resolve(id);
+    return settle(() => {
+      const id = randomId();
+      this.#db.prepare("INSERT INTO accounts(id, serial_hash, created) VALUES (?,?,?)").run(
+        id,
+        serialHash,
+        Date.now(),
+      );
+      return Promise.resolve(id);
+    });
   }
 
   setSerialHash(account: string, serialHash: string): Promise<boolean> {
-    const r = this.#db.prepare("UPDATE accounts SET serial_hash = ? WHERE id = ?").run(
-      serialHash,
-      account,
-    );
-    return Promise.resolve(Number(r.changes) === 1);
+    return settle(() => {
+      const r = this.#db.prepare("UPDATE accounts SET serial_hash = ? WHERE id = ?").run(
+        serialHash,
+        account,
+      );
+      return Promise.resolve(Number(r.changes) === 1);
+    });
   }
 
   accountBySerialHash(serialHash: string): Promise<string | null> {
-    const r = this.#db.prepare("SELECT id FROM accounts WHERE serial_hash = ?").get(serialHash) as
-      | { id: string }
-      | undefined;
-    return Promise.resolve(r?.id ?? null);
+    return settle(() => {
+      const r = this.#db.prepare("SELECT id FROM accounts WHERE serial_hash = ?").get(serialHash) as
+        | { id: string }
+        | undefined;
+      return Promise.resolve(r?.id ?? null);
+    });
   }
 
   addDevice(account: string, name: string, tokenHash: string): Promise<string> {
-    const id = randomId();
-    this.#db.prepare(
-      "INSERT INTO devices(id, account, name, token_hash, created, last_seen) VALUES (?,?,?,?,?,?)",
-    ).run(id, account, name, tokenHash, Date.now(), Date.now());
-    return Promise.resolve(id);
+    return settle(() => {
+      const id = randomId();
+      this.#db.prepare(
+        "INSERT INTO devices(id, account, name, token_hash, created, last_seen) VALUES (?,?,?,?,?,?)",
+      ).run(id, account, name, tokenHash, Date.now(), Date.now());
+      return Promise.resolve(id);
+    });
   }
 
   device(id: string): Promise<DeviceRecord | null> {
-    const r = this.#db.prepare("SELECT * FROM devices WHERE id = ?").get(id) as
-      | { id: string; account: string; name: string; token_hash: string; revoked: number }
-      | undefined;
-    return Promise.resolve(
-      r
-        ? {
-          id: r.id,
-          account: r.account,
-          name: r.name,
-          tokenHash: r.token_hash,
-          revoked: r.revoked === 1,
-        }
-        : null,
-    );
+    return settle(() => {
+      const r = this.#db.prepare("SELECT * FROM devices WHERE id = ?").get(id) as
+        | { id: string; account: string; name: string; token_hash: string; revoked: number }
+        | undefined;
+      return Promise.resolve(
+        r
+          ? {
+            id: r.id,
+            account: r.account,
+            name: r.name,
+            tokenHash: r.token_hash,
+            revoked: r.revoked === 1,
+          }
+          : null,
+      );
+    });
   }
 
   touchDevice(id: string): Promise<void> {
-    this.#db.prepare("UPDATE devices SET last_seen = ? WHERE id = ?").run(Date.now(), id);
-    return Promise.resolve();
+    return settle(() => {
+      this.#db.prepare("UPDATE devices SET last_seen = ? WHERE id = ?").run(Date.now(), id);
+      return Promise.resolve();
+    });
   }
 
   accounts(): Promise<AccountSummary[]> {
-    const rows = this.#db.prepare(`SELECT a.id, a.created, a.seq,
-      (SELECT COUNT(*) FROM devices d WHERE d.account = a.id AND d.revoked = 0) AS devices,
-      (SELECT MAX(last_seen) FROM devices d WHERE d.account = a.id) AS last_seen,
-      (SELECT COUNT(*) FROM entries e WHERE e.account = a.id AND e.deleted = 0 AND e.kind = 'file') AS files,
-      (SELECT COALESCE(SUM(size), 0) FROM entries e WHERE e.account = a.id AND e.deleted = 0) AS bytes
-      FROM accounts a ORDER BY a.created, a.id`).all() as unknown as {
-      id: string;
-      created: number;
-      seq: number;
-      devices: number;
-      last_seen: number | null;
-      files: number;
-      bytes: number;
-    }[];
-    return Promise.resolve(rows.map((r) => ({
-      id: r.id,
-      created: Number(r.created),
-      devices: Number(r.devices),
-      lastSeen: r.last_seen === null ? null : Number(r.last_seen),
-      files: Number(r.files),
-      bytes: Number(r.bytes),
-      seq: Number(r.seq),
-    })));
+    return settle(() => {
+      const rows = this.#db.prepare(`SELECT a.id, a.created, a.seq,
+        (SELECT COUNT(*) FROM devices d WHERE d.account = a.id AND d.revoked = 0) AS devices,
+        (SELECT MAX(last_seen) FROM devices d WHERE d.account = a.id) AS last_seen,
+        (SELECT COUNT(*) FROM entries e WHERE e.account = a.id AND e.deleted = 0 AND e.kind = 'file') AS files,
+        (SELECT COALESCE(SUM(size), 0) FROM entries e WHERE e.account = a.id AND e.deleted = 0) AS bytes
+        FROM accounts a ORDER BY a.created, a.id`).all() as unknown as {
+        id: string;
+        created: number;
+        seq: number;
+        devices: number;
+        last_seen: number | null;
+        files: number;
+        bytes: number;
+      }[];
+      return Promise.resolve(rows.map((r) => ({
+        id: r.id,
+        created: Number(r.created),
+        devices: Number(r.devices),
+        lastSeen: r.last_seen === null ? null : Number(r.last_seen),
+        files: Number(r.files),
+        bytes: Number(r.bytes),
+        seq: Number(r.seq),
+      })));
+    });
   }
 
   #seq(account: string): number | undefined {
@@ -218,13 +233,17 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   seq(account: string): Promise<number> {
-    return Promise.resolve(this.#seq(account) ?? 0);
+    return settle(() => {
+      return Promise.resolve(this.#seq(account) ?? 0);
+    });
   }
 
   changes(account: string, since: number, limit: number): Promise<RemoteEntry[]> {
-    return Promise.resolve(
-      (this.#q.changes!.all(account, since, limit) as unknown as EntryRow[]).map(rowToEntry),
-    );
+    return settle(() => {
+      return Promise.resolve(
+        (this.#q.changes!.all(account, since, limit) as unknown as EntryRow[]).map(rowToEntry),
+      );
+    });
   }
 
   #chunk(account: string, hash: string): ChunkInfo | null {
@@ -237,25 +256,33 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   missingChunks(account: string, hashes: string[]): Promise<string[]> {
-    return Promise.resolve(hashes.filter((h) => this.#q.chunk!.get(account, h) === undefined));
+    return settle(() => {
+      return Promise.resolve(hashes.filter((h) => this.#q.chunk!.get(account, h) === undefined));
+    });
   }
 
   chunk(account: string, hash: string): Promise<ChunkInfo | null> {
-    return Promise.resolve(this.#chunk(account, hash));
+    return settle(() => {
+      return Promise.resolve(this.#chunk(account, hash));
+    });
   }
 
   chunks(account: string, hashes: readonly string[]): Promise<(ChunkInfo | null)[]> {
-    return Promise.resolve(hashes.map((h) => this.#chunk(account, h)));
+    return settle(() => {
+      return Promise.resolve(hashes.map((h) => this.#chunk(account, h)));
+    });
   }
 
   addChunks(account: string, items: readonly NewChunk[]): Promise<void> {
-    const now = Date.now();
-    transaction(this.#db, () => {
-      for (const i of items) {
-        this.#q.addChunk!.run(account, i.hash, i.size, i.stored, i.compressed ? 1 : 0, now);
-      }
+    return settle(() => {
+      const now = Date.now();
+      transaction(this.#db, () => {
+        for (const i of items) {
+          this.#q.addChunk!.run(account, i.hash, i.size, i.stored, i.compressed ? 1 : 0, now);
+        }
+      });
+      return Promise.resolve();
     });
-    return Promise.resolve();
   }
 
   /** The commit rule reads the database directly, inside the commit's transaction. */
@@ -289,7 +316,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   commit(account: string, device: string, items: CommitItem[]): Promise<CommitResult[]> {
-    try {
+    return settle(() => {
       const results = transaction(this.#db, () => {
         const seq = this.#seq(account);
         if (seq === undefined) throw new Error(`Cannot commit: no account ${account}`);
@@ -301,92 +328,104 @@ export class SqliteMetaStore implements MetaStore {
         return plan.results;
       }, true);
       return Promise.resolve(results);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    });
   }
 
   pruneVersions(cutoff: number): Promise<number> {
-    return Promise.resolve(
-      Number(this.#db.prepare("DELETE FROM versions WHERE replaced < ?").run(cutoff).changes),
-    );
+    return settle(() => {
+      return Promise.resolve(
+        Number(this.#db.prepare("DELETE FROM versions WHERE replaced < ?").run(cutoff).changes),
+      );
+    });
   }
 
   forgetUnreferenced(account: string, cutoff: number): Promise<string[]> {
-    try {
+    return settle(() => {
       // One statement in an immediate transaction: no commit of this process or another runs
       // between finding the references and deleting.
       const rows = transaction(
         this.#db,
         () =>
           this.#db.prepare(`DELETE FROM chunks WHERE account = ? AND created < ? AND hash NOT IN (
-          SELECT json_extract(j.value, '$.hash') FROM entries e, json_each(e.chunks) j
-            WHERE e.account = ? AND e.chunks != '[]'
-          UNION SELECT json_extract(j.value, '$.hash') FROM versions v, json_each(v.chunks) j
-            WHERE v.account = ? AND v.chunks != '[]') RETURNING hash`)
+            SELECT json_extract(j.value, '$.hash') FROM entries e, json_each(e.chunks) j
+              WHERE e.account = ? AND e.chunks != '[]'
+            UNION SELECT json_extract(j.value, '$.hash') FROM versions v, json_each(v.chunks) j
+              WHERE v.account = ? AND v.chunks != '[]') RETURNING hash`)
             .all(account, cutoff, account, account) as { hash: string }[],
         true,
       );
       return Promise.resolve(rows.map((r) => r.hash));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    });
   }
 
   accountIds(): Promise<string[]> {
-    return Promise.resolve(
-      (this.#db.prepare("SELECT id FROM accounts ORDER BY created, id").all() as unknown as {
-        id: string;
-      }[]).map((r) => r.id),
-    );
+    return settle(() => {
+      return Promise.resolve(
+        (this.#db.prepare("SELECT id FROM accounts ORDER BY created, id").all() as unknown as {
+          id: string;
+        }[]).map((r) => r.id),
+      );
+    });
   }
 
   close(): Promise<void> {
-    this.#db.close();
-    return Promise.resolve();
+    return settle(() => {
+      this.#db.close();
+      return Promise.resolve();
+    });
   }
 
   hasAccount(account: string): Promise<boolean> {
-    return Promise.resolve(this.#q.seq!.get(account) !== undefined);
+    return settle(() => {
+      return Promise.resolve(this.#q.seq!.get(account) !== undefined);
+    });
   }
 
   devices(account: string): Promise<DeviceSummary[]> {
-    const rows = this.#db.prepare(
-      "SELECT id, name, created, last_seen, revoked FROM devices WHERE account = ? ORDER BY created, id",
-    ).all(account) as unknown as {
-      id: string;
-      name: string;
-      created: number;
-      last_seen: number | null;
-      revoked: number;
-    }[];
-    return Promise.resolve(rows.map((r) => ({
-      id: r.id,
-      name: r.name,
-      created: Number(r.created),
-      lastSeen: r.last_seen === null ? null : Number(r.last_seen),
-      revoked: Number(r.revoked) === 1,
-    })));
+    return settle(() => {
+      const rows = this.#db.prepare(
+        "SELECT id, name, created, last_seen, revoked FROM devices WHERE account = ? ORDER BY created, id",
+      ).all(account) as unknown as {
+        id: string;
+        name: string;
+        created: number;
+        last_seen: number | null;
+        revoked: number;
+      }[];
+      return Promise.resolve(rows.map((r) => ({
+        id: r.id,
+        name: r.name,
+        created: Number(r.created),
+        lastSeen: r.last_seen === null ? null : Number(r.last_seen),
+        revoked: Number(r.revoked) === 1,
+      })));
+    });
   }
 
   revokeDevice(account: string, deviceId: string): Promise<boolean> {
-    const r = this.#db.prepare("UPDATE devices SET revoked = 1 WHERE id = ? AND account = ?").run(
-      deviceId,
-      account,
-    );
-    return Promise.resolve(Number(r.changes) === 1);
+    return settle(() => {
+      const r = this.#db.prepare("UPDATE devices SET revoked = 1 WHERE id = ? AND account = ?").run(
+        deviceId,
+        account,
+      );
+      return Promise.resolve(Number(r.changes) === 1);
+    });
   }
 
   deviceRevoked(deviceId: string): Promise<boolean> {
-    const r = this.#q.revoked!.get(deviceId) as { revoked: number } | undefined;
-    return Promise.resolve(r === undefined || Number(r.revoked) === 1);
+    return settle(() => {
+      const r = this.#q.revoked!.get(deviceId) as { revoked: number } | undefined;
+      return Promise.resolve(r === undefined || Number(r.revoked) === 1);
+    });
   }
 
   storedBytes(account: string): Promise<number> {
-    const r = this.#db.prepare(
-      "SELECT COALESCE(SUM(stored), 0) AS n FROM chunks WHERE account = ?",
-    ).get(account) as { n: number };
-    return Promise.resolve(Number(r.n));
+    return settle(() => {
+      const r = this.#db.prepare(
+        "SELECT COALESCE(SUM(stored), 0) AS n FROM chunks WHERE account = ?",
+      ).get(account) as { n: number };
+      return Promise.resolve(Number(r.n));
+    });
   }
 
   // Verification queries (read-only; used by `cloud-server verify`, lib/server/verify.ts)

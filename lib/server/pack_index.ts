@@ -16,6 +16,7 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { transaction } from "../util/sqlite_tx.ts";
+import { settle } from "../util/settle.ts";
 
 /** Where a chunk's stored bytes are. */
 export interface PackLocation {
@@ -83,30 +84,36 @@ export class SqlitePackIndex implements PackIndex {
   }
 
   touch(account: string, hashes: readonly string[], now: number): Promise<Set<string>> {
-    // Look first: a fresh chunk (the usual case) costs a read, not a write transaction.
-    const present = new Set(hashes.filter((h) => this.#get.get(account, h) !== undefined));
-    if (present.size > 0) {
-      transaction(this.#db, () => {
-        for (const h of present) this.#touch.run(now, account, h);
-      });
-    }
-    return Promise.resolve(present);
+    return settle(() => {
+      // Look first: a fresh chunk (the usual case) costs a read, not a write transaction.
+      const present = new Set(hashes.filter((h) => this.#get.get(account, h) !== undefined));
+      if (present.size > 0) {
+        transaction(this.#db, () => {
+          for (const h of present) this.#touch.run(now, account, h);
+        });
+      }
+      return Promise.resolve(present);
+    });
   }
 
   add(account: string, rows: readonly PackedChunk[], now: number): Promise<void> {
-    transaction(this.#db, () => {
-      for (const r of rows) this.#put.run(account, r.hash, r.pack, r.offset, r.length, now);
+    return settle(() => {
+      transaction(this.#db, () => {
+        for (const r of rows) this.#put.run(account, r.hash, r.pack, r.offset, r.length, now);
+      });
+      return Promise.resolve();
     });
-    return Promise.resolve();
   }
 
   locate(account: string, hashes: readonly string[]): Promise<(PackLocation | null)[]> {
-    return Promise.resolve(hashes.map((h) => {
-      const r = this.#get.get(account, h) as
-        | { pack: string; offset: number; length: number }
-        | undefined;
-      return r ? { pack: r.pack, offset: Number(r.offset), length: Number(r.length) } : null;
-    }));
+    return settle(() => {
+      return Promise.resolve(hashes.map((h) => {
+        const r = this.#get.get(account, h) as
+          | { pack: string; offset: number; length: number }
+          | undefined;
+        return r ? { pack: r.pack, offset: Number(r.offset), length: Number(r.length) } : null;
+      }));
+    });
   }
 
   remove(
@@ -129,8 +136,10 @@ export class SqlitePackIndex implements PackIndex {
   }
 
   close(): Promise<void> {
-    this.#db.close();
-    return Promise.resolve();
+    return settle(() => {
+      this.#db.close();
+      return Promise.resolve();
+    });
   }
 }
 

@@ -1,0 +1,43 @@
+/**
+ * The settings of the real services (`scripts/services.sh start`) for the tests that need them.
+ * Without them those tests are skipped with the reason, except under `deno task test:services`
+ * (`CLOUDSYNC_REQUIRE_SERVICES=1`), where missing settings fail at once: there they must run.
+ *
+ * @module
+ */
+
+import pg from "pg";
+
+/** The value of each setting, or why the tests cannot run. */
+export function servicesEnv<K extends string>(
+  names: readonly K[],
+): { values: Record<K, string>; skip?: undefined } | { values?: undefined; skip: string } {
+  const missing = names.filter((n) => !Deno.env.get(n));
+  if (missing.length === 0) {
+    return {
+      values: Object.fromEntries(names.map((n) => [n, Deno.env.get(n)!])) as Record<K, string>,
+    };
+  }
+  const skip = `${missing.join(", ")} not set: start the services with scripts/services.sh start ` +
+    "and source its env.sh, or run deno task test:services";
+  if (Deno.env.get("CLOUDSYNC_REQUIRE_SERVICES") === "1") {
+    throw new Error(`Cannot run the services tests: ${skip}`);
+  }
+  return { skip };
+}
+
+/** A schema name nobody else uses (tests of PostgreSQL work in one each). */
+export function freshSchemaName(): string {
+  return `t_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
+}
+
+/** Runs `sql` on a connection of its own. */
+export async function adminQuery(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
