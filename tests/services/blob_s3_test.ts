@@ -14,24 +14,12 @@ import { PgPackIndex } from "../../lib/server/pg_pack_index.ts";
 import { createPool } from "../../lib/server/pg_pool.ts";
 import { migrate } from "../../lib/server/pg_schema.ts";
 import { S3_PACKS, S3Objects } from "../../lib/server/s3_objects.ts";
-import { parseS3Url } from "../../lib/server/open_stores.ts";
 import type { BlobStore } from "../../lib/server/stores.ts";
 import { blobSuite } from "../server/blob_suite.ts";
-import { adminQuery, freshSchemaName, servicesEnv } from "./services_env.ts";
+import { adminQuery, freshSchemaName, s3Options, servicesEnv } from "./services_env.ts";
 
 const s3env = servicesEnv(["CLOUDSYNC_TEST_S3_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]);
 const pgenv = servicesEnv(["CLOUDSYNC_TEST_PG_URL"]);
-
-/** The S3 settings of the services, under a fresh key prefix. */
-export function s3Options(prefix: string) {
-  const v = s3env.values!;
-  return {
-    ...parseS3Url(v.CLOUDSYNC_TEST_S3_URL),
-    prefix,
-    accessKey: v.AWS_ACCESS_KEY_ID,
-    secretKey: v.AWS_SECRET_ACCESS_KEY,
-  };
-}
 
 blobSuite({
   name: "S3 (Swift), SQLite pack index",

@@ -7,6 +7,7 @@
  */
 
 import pg from "pg";
+import { parseS3Url } from "../../lib/server/open_stores.ts";
 
 /** The value of each setting, or why the tests cannot run. */
 export function servicesEnv<K extends string>(
@@ -40,4 +41,16 @@ export async function adminQuery(url: string, sql: string): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+/** The S3 settings of the services (`scripts/services.sh`), under the key prefix given. */
+export function s3Options(prefix: string) {
+  const v = servicesEnv(["CLOUDSYNC_TEST_S3_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"])
+    .values!;
+  return {
+    ...parseS3Url(v.CLOUDSYNC_TEST_S3_URL),
+    prefix,
+    accessKey: v.AWS_ACCESS_KEY_ID,
+    secretKey: v.AWS_SECRET_ACCESS_KEY,
+  };
 }
