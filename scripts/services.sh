@@ -140,29 +140,11 @@ location = us-east-1
 use = egg:swift#memcache
 memcache_servers = 127.0.0.1:$pm
 
-[filter:catch_errors]
-use = egg:swift#catch_errors
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-[filter:healthcheck]
-use = egg:swift#healthcheck
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-[filter:listing_formats]
-use = egg:swift#listing_formats
-[filter:bulk]
-use = egg:swift#bulk
-[filter:tempurl]
-use = egg:swift#tempurl
-[filter:copy]
-use = egg:swift#copy
-[filter:slo]
-use = egg:swift#slo
-[filter:dlo]
-use = egg:swift#dlo
-[filter:versioned_writes]
-use = egg:swift#versioned_writes
 EOF
+  for f in catch_errors gatekeeper healthcheck proxy-logging listing_formats bulk tempurl copy slo \
+    dlo versioned_writes; do
+    printf '[filter:%s]\nuse = egg:swift#%s\n' "$f" "${f//-/_}" >>"$s/etc/proxy-server.conf"
+  done
   (
     cd "$s/etc"
     for ring in account:$pa container:$pc object:$po; do

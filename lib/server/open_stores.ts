@@ -43,7 +43,7 @@ export interface OpenStores {
   close(): Promise<void>;
 }
 
-/** A PostgreSQL URL, else null. */
+/** True for a PostgreSQL URL (`postgres://` or `postgresql://`). */
 export function isPostgresUrl(url: string): boolean {
   return /^postgres(ql)?:\/\//i.test(url);
 }

@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { type Backend, registerSuite } from "./suite.ts";
 import type { BlobStore } from "../../lib/server/stores.ts";
 import { sha256Hex } from "../../lib/chunk/hash.ts";
 
@@ -21,11 +22,7 @@ export interface BlobFixture {
 }
 
 /** A backend under test. */
-export interface BlobBackend {
-  name: string;
-  skip?: string;
-  fresh(): Promise<BlobFixture>;
-}
+export type BlobBackend = Backend<BlobFixture>;
 
 /** Pseudo-random bytes (xorshift) named by their SHA-256. */
 export function blob(n: number, seed: number): { hash: string; data: Uint8Array } {
@@ -248,22 +245,8 @@ const CASES: Record<string, Case> = {
 
 /** Registers every case of the suite for `backend`. */
 export function blobSuite(backend: BlobBackend): void {
-  for (const [name, run] of Object.entries(CASES)) {
-    Deno.test({
-      name: `blobs ${backend.name}: ${name}`,
-      ignore: backend.skip !== undefined,
-      sanitizeResources: true,
-      sanitizeOps: true,
-      fn: async () => {
-        const f = await backend.fresh();
-        try {
-          await run(f);
-        } finally {
-          await f.store.close().catch(() => {});
-          await f.cleanup();
-        }
-      },
-    });
-  }
-  if (backend.skip !== undefined) console.log(`blobs ${backend.name}: skipped (${backend.skip})`);
+  registerSuite("blobs", backend, CASES, async (f) => {
+    await f.store.close().catch(() => {});
+    await f.cleanup();
+  });
 }

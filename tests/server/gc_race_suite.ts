@@ -13,6 +13,7 @@
  */
 
 import assert from "node:assert/strict";
+import { type Backend, registerSuite } from "./suite.ts";
 import type { BlobStore, CommitResult, MetaStore } from "../../lib/server/stores.ts";
 import { collect } from "../../lib/server/retention.ts";
 import { verify } from "../../lib/server/verify.ts";
@@ -32,12 +33,8 @@ export interface Deployment {
   close(): Promise<void>;
 }
 
-/** A deployment under test. */
-export interface DeploymentBackend {
-  name: string;
-  skip?: string;
-  fresh(): Promise<Deployment>;
-}
+/** A backend under test. */
+export type DeploymentBackend = Backend<Deployment>;
 
 /** The grace period of these tests (the server's is a day). */
 const GRACE = 400;
@@ -212,23 +209,7 @@ const CASES: Record<string, Case> = {
   },
 };
 
-/** Registers every case for `backend`. */
+/** Registers every case of the suite for `backend`. */
 export function gcRaceSuite(backend: DeploymentBackend): void {
-  for (const [name, run] of Object.entries(CASES)) {
-    Deno.test({
-      name: `gc race ${backend.name}: ${name}`,
-      ignore: backend.skip !== undefined,
-      sanitizeResources: true,
-      sanitizeOps: true,
-      fn: async () => {
-        const d = await backend.fresh();
-        try {
-          await run(d);
-        } finally {
-          await d.close();
-        }
-      },
-    });
-  }
-  if (backend.skip !== undefined) console.log(`gc race ${backend.name}: skipped (${backend.skip})`);
+  registerSuite("gc race", backend, CASES, (d) => d.close());
 }

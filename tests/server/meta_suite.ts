@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { type Backend, registerSuite } from "./suite.ts";
 import type { CommitItem, CommitResult, MetaStore, NewChunk } from "../../lib/server/stores.ts";
 import type { ChunkRef, RemoteEntry } from "../../lib/core/types.ts";
 
@@ -22,12 +23,7 @@ export interface MetaFixture {
 }
 
 /** A backend under test. */
-export interface MetaBackend {
-  name: string;
-  /** Why the backend cannot run here (the suite is then skipped with this reason). */
-  skip?: string;
-  fresh(): Promise<MetaFixture>;
-}
+export type MetaBackend = Backend<MetaFixture>;
 
 /** A 64-hex chunk name from a number. */
 export const H = (n: number): string => n.toString(16).padStart(64, "0");
@@ -560,24 +556,8 @@ const CASES: Record<string, Case> = {
 
 /** Registers every case of the suite for `backend`. */
 export function metaSuite(backend: MetaBackend): void {
-  for (const [name, run] of Object.entries(CASES)) {
-    Deno.test({
-      name: `meta ${backend.name}: ${name}`,
-      ignore: backend.skip !== undefined,
-      sanitizeResources: true,
-      sanitizeOps: true,
-      fn: async () => {
-        const f = await backend.fresh();
-        try {
-          await run(f);
-        } finally {
-          await f.store.close().catch(() => {});
-          await f.cleanup();
-        }
-      },
-    });
-  }
-  if (backend.skip !== undefined) {
-    console.log(`meta ${backend.name}: skipped (${backend.skip})`);
-  }
+  registerSuite("meta", backend, CASES, async (f) => {
+    await f.store.close().catch(() => {});
+    await f.cleanup();
+  });
 }
