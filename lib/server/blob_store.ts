@@ -153,7 +153,8 @@ export class SqliteBlobStore implements BlobStore {
 
   #read(account: string, hash: string, into?: Uint8Array): Uint8Array | null {
     const r = this.#get.get(account, hash) as { data: Uint8Array } | undefined;
-    return r ? fitInto(new Uint8Array(r.data), into) : null;
+    // A fresh array from SQLite: returned or copied into `into` as it is, no extra copy.
+    return r ? fitInto(r.data, into) : null;
   }
 
   get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null> {
