@@ -24,7 +24,6 @@ import { CertificateError, dial, type ServerTrust } from "./connection.ts";
 import { StateDb } from "./state_db.ts";
 import { type EngineContext, hostPlatform, syncUntilStable } from "./engine.ts";
 import { FolderWatcher } from "./watcher.ts";
-import type { ExecutionReport } from "./executor.ts";
 import {
   indexLocalChunks,
   newStats,
@@ -37,7 +36,8 @@ import { parseRemoteEntry } from "../protocol/messages.ts";
 import { checkWirePath } from "../core/paths.ts";
 import type { RemoteEntry } from "../core/types.ts";
 import { ProgressLine } from "./progress.ts";
-import { formatBytes } from "../util/cli.ts";
+import { Attention } from "../core/attention.ts";
+import { summaryLine } from "../core/outcomes.ts";
 
 /** Command-line settings of the client. */
 export interface ClientOptions {
@@ -88,21 +88,6 @@ function isFatal(e: unknown): boolean {
       ["bad-serial", "bad-credentials", "revoked", "unsupported-protocol"].includes(e.code));
 }
 
-function summary(r: ExecutionReport, stats: TransferStats, ms: number): string {
-  const parts: string[] = [];
-  if (r.uploaded) parts.push(`${r.uploaded} sent`);
-  if (r.movedRemote) parts.push(`${r.movedRemote} moved on server`);
-  if (r.downloaded) parts.push(`${r.downloaded} received`);
-  if (r.movedLocal) parts.push(`${r.movedLocal} moved here`);
-  if (r.deletedLocal) parts.push(`${r.deletedLocal} deleted here`);
-  if (r.deletedRemote) parts.push(`${r.deletedRemote} deleted on server`);
-  if (r.conflicts) parts.push(`${r.conflicts} conflict copies`);
-  if (parts.length === 0) parts.push("metadata updated");
-  return `Synced: ${parts.join(", ")} (${formatBytes(stats.bytesUp)} up, ${
-    formatBytes(stats.bytesDown)
-  } down, ${(ms / 1000).toFixed(1)} s)`;
-}
-
 /** A running client; `stop()` ends it cleanly. */
 export class SyncClient {
   readonly #opts: ClientOptions;
@@ -115,6 +100,8 @@ export class SyncClient {
   #peer: Peer | null = null;
   #watcher: FolderWatcher | null = null;
   #state: StateDb | null = null;
+  /** What to look at again and what to leave alone, kept across reconnections. */
+  readonly #attention = new Attention();
   readonly #log: (line: string) => void;
   readonly #warn: (line: string) => void;
 
@@ -393,6 +380,7 @@ export class SyncClient {
           warn: this.#warn,
           allowMassDelete: this.#opts.allowMassDelete ?? false,
           watch: this.#watcher!,
+          attention: this.#attention,
         };
         while (!this.#stopped && !closed) {
           this.#assertFolder();
@@ -420,8 +408,15 @@ export class SyncClient {
           }
           passBackoff = 1000;
           lastPassError = "";
-          if (r) this.#log(summary(r, stats, performance.now() - t0));
-          await this.#wake.wait(this.#opts.seconds * 1000);
+          if (r) {
+            const bytes = { up: stats.bytesUp, down: stats.bytesDown };
+            const line = summaryLine(r, bytes, performance.now() - t0);
+            if (line) this.#log(line);
+          }
+          // Wake for the next change, push or period, or when a held item is due again.
+          const period = this.#opts.seconds * 1000;
+          const due = this.#attention.nextWake(Date.now());
+          await this.#wake.wait(due === null ? period : Math.min(period, due - Date.now()));
         }
         peer.close();
         if (!this.#stopped) throw new Error((await peer.closed)?.message ?? "connection closed");

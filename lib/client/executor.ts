@@ -15,6 +15,7 @@ import { type Action, baseFrom } from "../core/reconcile.ts";
 import { keepMovesTogether, pairLocalMoves, segmentsKeepingPairs } from "../core/local_moves.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { CommitItem, CommitResult } from "../server/meta_store.ts";
+import type { Outcome } from "../core/outcomes.ts";
 import { fsyncDir } from "../util/atomic.ts";
 import { pool } from "../util/pool.ts";
 import { statToEntry } from "./scanner.ts";
@@ -28,26 +29,19 @@ import {
   uploadChunks,
 } from "./transfer.ts";
 
-/** What one execution did, for the user and for deciding whether another pass is needed. */
+/** What one execution did, for the user and for deciding what the next pass must look at. */
 export interface ExecutionReport {
-  uploaded: number;
-  downloaded: number;
-  /** Files moved here because another device moved them (no content transferred). */
-  movedLocal: number;
-  /** Files this device moved whose move reached the server (an upload plus a deletion, no content). */
-  movedRemote: number;
-  deletedLocal: number;
-  deletedRemote: number;
-  conflicts: number;
-  /** Steps skipped because something changed meanwhile (another pass will handle them). */
-  deferred: number;
-  errors: string[];
+  /** One outcome per step that did something or could not (see `core/outcomes.ts`). */
+  outcomes: Outcome[];
   /**
    * Paths the next pass must look at again: those of actions that did not end with a new base
-   * (deferred, failed, refused) and copies set aside (to upload). Settled paths need no look:
+   * (deferred, failed, refused), copies set aside (to upload), and the folders of deleted items
+   * (a folder being deleted by someone else may be empty by now). Settled paths need no look:
    * the watcher reports later changes.
    */
   touched: string[];
+  /** Paths whose merge base this execution recorded (they are in sync now). */
+  settled: string[];
 }
 
 /** Everything the executor needs. */
@@ -95,23 +89,16 @@ function baseOfDir(path: string, version: number): BaseEntry {
 
 /** A report of nothing done. */
 export function emptyReport(): ExecutionReport {
-  return {
-    uploaded: 0,
-    downloaded: 0,
-    movedLocal: 0,
-    movedRemote: 0,
-    deletedLocal: 0,
-    deletedRemote: 0,
-    conflicts: 0,
-    deferred: 0,
-    errors: [],
-    touched: [],
-  };
+  return { outcomes: [], touched: [], settled: [] };
 }
 
 /** Runs `actions` (already ordered) and reports what happened. */
 export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<ExecutionReport> {
-  const report: ExecutionReport = emptyReport();
+  const outcomes: Outcome[] = [];
+  const record = (o: Outcome) => outcomes.push(o);
+  const note = (path: string, kind: Outcome["kind"], reason?: string) => {
+    record(reason === undefined ? { path, kind } : { path, kind, reason });
+  };
   const baseUpdates: [string, BaseEntry | null][] = [];
   const settled = new Set<string>();
   const setBase = (path: string, entry: BaseEntry | null) => {
@@ -123,7 +110,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
   const flush = () => {
     if (baseUpdates.length > 0) ctx.state.setBase(baseUpdates.splice(0));
   };
-  const fail = (path: string, e: unknown) => report.errors.push(`${path}: ${(e as Error).message}`);
+  const fail = (path: string, e: unknown) => note(path, "failed", errorReason(e));
   const toLocal = ctx.toLocal ?? ((p: string) => p);
   const full = (p: string) => join(ctx.root, toLocal(p));
 
@@ -156,7 +143,9 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     const safe = await Promise.all(
       batch.map((a) => parentsAreDirs(ctx.root, toLocal(a.path), cache)),
     );
-    report.deferred += safe.filter((ok) => !ok).length;
+    batch.forEach((a, i) => {
+      if (!safe[i]) note(a.path, "deferred", "a parent folder is not a plain folder");
+    });
     await downloadMany(
       { peer: ctx.peer, root: ctx.root, tmpDir: ctx.tmpDir, local: chunkIndex, stats: ctx.stats },
       batch.filter((_, i) => safe[i]).map((a) => ({ ...a, path: toLocal(a.path), wire: a.path })),
@@ -164,13 +153,17 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
         const wire = item.wire ?? item.path;
         if (r instanceof Error) return fail(wire, r);
         if (!r.ok) {
-          report.deferred++;
+          note(wire, "deferred", r.reason === "blocked" ? "something is in the way" : CHANGED);
           return;
         }
-        report.downloaded++;
         ctx.stats.filesDone++;
-        if (wire === item.remote.path) setBase(wire, { ...r.entry, path: wire });
-        else copiesSaved.add(wire);
+        if (wire === item.remote.path) {
+          note(wire, "received");
+          setBase(wire, { ...r.entry, path: wire });
+        } else {
+          note(wire, "conflict"); // the server's version, kept aside under another name
+          copiesSaved.add(wire);
+        }
       },
     );
     await settleMoves();
@@ -204,7 +197,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     }
     Deno.removeSync(full(from));
     movedAway.add(from);
-    report.movedLocal++;
+    note(a.path, "movedHere");
     ctx.stats.filesDone++;
     ctx.stats.bytesDone += a.remote.size;
     movedDirs.add(dirname(full(a.path)));
@@ -254,33 +247,35 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
             !(await stillAsScanned(full(a.path), a.expect)) ||
             !(await stillAsScanned(full(a.to), null))
           ) {
-            report.deferred++;
+            note(a.path, "deferred", CHANGED);
             break;
           }
           await Deno.rename(full(a.path), full(a.to));
           await fsyncDir(dirname(full(a.to)));
-          report.conflicts++;
+          note(a.to, "conflict");
           break;
         }
         case "mkdirLocal": {
           if (!(await parentsAreDirs(ctx.root, toLocal(a.path)))) {
-            report.deferred++;
+            note(a.path, "deferred", "a parent folder is not a plain folder");
             break;
           }
           if (!a.replace) {
             const there = await Deno.lstat(full(a.path)).catch(() => null);
             if (there && !there.isDirectory) {
-              report.deferred++; // something appeared there since the scan: next pass decides
+              // Something appeared there since the scan: the next pass decides.
+              note(a.path, "deferred", CHANGED);
               break;
             }
           } else {
             if (!(await stillAsScanned(full(a.path), a.replace))) {
-              report.deferred++;
+              note(a.path, "deferred", CHANGED);
               break;
             }
             await Deno.remove(full(a.path));
           }
           await Deno.mkdir(full(a.path), { recursive: true });
+          note(a.path, "dir");
           if (a.remote) setBase(a.path, baseOfDir(a.path, a.remote.version));
           break;
         }
@@ -297,7 +292,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
           if (movedAway.has(a.path)) break; // moved to where a download wanted it
           await breathe(); // a deleted or renamed folder of thousands of files is many of these
           if (!stillAsScannedSync(full(a.path), a.expect)) {
-            report.deferred++;
+            note(a.path, "deferred", CHANGED);
             break;
           }
           try {
@@ -308,12 +303,12 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
               // Something is still inside (a deletion deferred this pass, or an item we do not
               // sync): keep the folder and its base; the next pass tries again. Forgetting the
               // base here would make the folder look new and bring it back everywhere.
-              report.deferred++;
+              note(a.path, "deferred", "the folder still holds items that are not synced");
               break;
             }
             if (!(e instanceof Deno.errors.NotFound)) throw e;
           }
-          report.deletedLocal++;
+          note(a.path, "deletedHere");
           setBase(a.path, null);
           break;
         }
@@ -329,11 +324,44 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
   await settleMoves();
   flush();
 
-  if (remote.length > 0) await pushRemote(ctx, remote, report, setBase, flush, copiesSaved);
+  if (remote.length > 0) await pushRemote(ctx, remote, record, setBase, flush, copiesSaved);
   flush();
-  const touched = actions.flatMap((a) => a.op === "moveAside" ? [a.path, a.to] : [a.path]);
-  report.touched = [...new Set(touched)].filter((p) => !settled.has(p));
-  return report;
+  return { outcomes, touched: unsettledPaths(actions, outcomes, settled), settled: [...settled] };
+}
+
+/** Why a step was deferred when the disk no longer matched the scan. */
+const CHANGED = "it changed since it was scanned";
+
+/** The message of an error, for a `failed` outcome. */
+function errorReason(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * What the next pass must look at again: the paths of actions that did not settle, conflict
+ * copies (they upload next), and the parent folder of every deleted item (another device, or the
+ * user's `rm -r`, may have emptied it meanwhile: a folder left behind would linger a whole period).
+ */
+export function unsettledPaths(
+  actions: readonly Action[],
+  outcomes: readonly Outcome[],
+  settled: ReadonlySet<string>,
+): string[] {
+  const out = new Set<string>();
+  for (const a of actions) {
+    if (!settled.has(a.path)) out.add(a.path);
+    if (a.op === "moveAside") out.add(a.to);
+  }
+  const folderOf = (p: string) => {
+    const slash = p.lastIndexOf("/");
+    if (slash > 0) out.add(p.slice(0, slash));
+  };
+  for (const o of outcomes) {
+    if (o.kind === "conflict") out.add(o.path);
+    if (o.kind === "deletedHere" || o.kind === "deletedThere") folderOf(o.path);
+    if (o.kind === "movedThere" && o.from !== undefined) folderOf(o.from);
+  }
+  return [...out];
 }
 
 type RemoteAction = Extract<Action, { op: "upload" | "mkdirRemote" | "deleteRemote" }>;
@@ -372,7 +400,7 @@ function commitItem(
 async function pushRemote(
   ctx: ExecutorContext,
   actions: RemoteAction[],
-  report: ExecutionReport,
+  record: (o: Outcome) => void,
   setBase: (path: string, entry: BaseEntry | null) => void,
   flush: () => void,
   copiesSaved: ReadonlySet<string>,
@@ -381,7 +409,6 @@ async function pushRemote(
   // A move's deletion travels in the same commit as its upload: other devices see it whole.
   const together = keepMovesTogether(actions, ctx.base);
   actions = together.actions;
-  const succeeded = new Set<RemoteAction>();
   const chunksOf = (l: LocalEntry) => l.chunks ?? ctx.base.get(l.path)?.chunks ?? [];
   const hashOf = (l: LocalEntry) => l.hash ?? ctx.base.get(l.path)?.hash ?? "";
   // Chunks of the base were confirmed by the server: no need to ask about them (a moved file or
@@ -433,7 +460,13 @@ async function pushRemote(
       }
       return true;
     }));
-    report.deferred += ready.filter((ok) => !ok).length;
+    segment.forEach((a, j) => {
+      if (ready[j]) return;
+      const why = a.op === "mkdirRemote" && a.after !== undefined && !copiesSaved.has(a.after)
+        ? "the server's file at its place is not saved here yet"
+        : CHANGED;
+      record({ path: a.path, kind: "deferred", reason: why });
+    });
     return segment.filter((_, j) => ready[j]).map((action) => ({
       action,
       item: commitItem(action, hashOf, chunksOf),
@@ -475,25 +508,26 @@ async function pushRemote(
     const tRequest = performance.now();
     const r = await ctx.peer.request({ t: "commit", items: items.map((b) => b.item) });
     const tReply = performance.now();
-    const results = r.header.results as CommitResult[];
+    const results = commitResults(r.header.results, items.length);
     const confirmed: RemoteEntry[] = [];
+    /** This commit's outcomes, by action: a move's two halves are told as one move below. */
+    const done = new Map<RemoteAction, Outcome>();
     items.forEach(({ item, action }, j) => {
-      const res = results[j];
-      if (!res) return;
+      const res = results[j]!;
       if (!res.ok) {
         debug(() => `server refused ${item.path}: ${res.reason} (${res.message})`);
-        if (res.reason === "conflict") report.deferred++;
-        else if (res.reason === "missing" && i < segments.length) missing.push(action);
-        else report.errors.push(`${item.path}: ${res.message}`);
+        if (res.reason === "conflict") {
+          done.set(action, { path: item.path, kind: "refused", reason: res.message });
+        } else if (res.reason === "missing" && i < segments.length) missing.push(action);
+        else done.set(action, { path: item.path, kind: "failed", reason: res.message });
         return;
       }
       confirmed.push({ ...item, version: res.version, device: "" });
-      succeeded.add(action);
       if (item.deleted) {
-        report.deletedRemote++;
+        done.set(action, { path: item.path, kind: "deletedThere" });
         setBase(item.path, null);
       } else if (action.op === "upload") {
-        report.uploaded++;
+        done.set(action, { path: item.path, kind: "sent" });
         ctx.stats.filesDone++;
         setBase(item.path, {
           ...statToEntryBase(action.local),
@@ -502,9 +536,20 @@ async function pushRemote(
           chunks: item.chunks,
         });
       } else {
+        done.set(action, { path: item.path, kind: "dir" });
         setBase(item.path, baseOfDir(item.path, res.version));
       }
     });
+    // Moves as moves, not as a file sent plus one deleted (both halves are in this commit).
+    for (const [action, o] of done) {
+      const deletion = together.pairs.get(action);
+      const d = deletion && done.get(deletion);
+      if (o.kind === "sent" && d?.kind === "deletedThere") {
+        done.set(action, { path: o.path, kind: "movedThere", from: d.path });
+        done.delete(deletion!);
+      }
+    }
+    for (const o of done.values()) record(o);
     ctx.state.setRemoteMany(confirmed);
     flush();
     if (intents.length > 0) ctx.state.clearPending(intents.map((i) => i.path));
@@ -515,13 +560,22 @@ async function pushRemote(
       } after ${(tDone - tReply).toFixed(0)} ms`
     );
   }
-  // Tell the user about moves as moves, not as a file sent plus one deleted.
-  for (const [upload, deletion] of together.pairs) {
-    if (!succeeded.has(upload) || !succeeded.has(deletion)) continue;
-    report.movedRemote++;
-    report.uploaded--;
-    report.deletedRemote--;
+}
+
+/** The `results` of a commit reply, checked: one well-formed result per item sent. */
+function commitResults(v: unknown, count: number): CommitResult[] {
+  const bad = () => new Error("Cannot commit: the server sent a malformed reply");
+  if (!Array.isArray(v) || v.length !== count) throw bad();
+  for (const x of v) {
+    if (typeof x !== "object" || x === null) throw bad();
+    const o = x as Record<string, unknown>;
+    if (o.ok === true) {
+      if (typeof o.version !== "number" || !Number.isSafeInteger(o.version)) throw bad();
+    } else if (o.ok !== false || typeof o.reason !== "string" || typeof o.message !== "string") {
+      throw bad();
+    }
   }
+  return v as CommitResult[];
 }
 
 function statToEntryBase(l: LocalEntry): Omit<BaseEntry, "version" | "hash" | "chunks"> {

@@ -113,3 +113,16 @@ export function conflictName(
 export function caseConflictName(path: string, taken: (candidate: string) => boolean): string {
   return pick(path, "case conflict", taken);
 }
+
+/**
+ * Returns the local name for a file that arrives where an item that does not sync (a symlink, a
+ * special file) already holds its name: `dir/NAME (blocked here by a symlink).EXT`, with the same
+ * counter rule as {@link conflictName}. `what` names the blocker ("symlink", "special file").
+ */
+export function blockedName(
+  path: string,
+  what: string,
+  taken: (candidate: string) => boolean,
+): string {
+  return pick(path, `blocked here by a ${what}`, taken);
+}

@@ -1,7 +1,7 @@
 /**
  * Wire-path rules. A wire path is how a file or directory is named between client and server:
  * relative, `/`-separated, NFC-normalized, no `.`/`..`/empty segments, no control characters,
- * within the byte limits, and never inside the client's private `.cloudsync` folder. The server
+ * within the byte limits, and never inside a client's private `.cloudsync` folder (at any depth). The server
  * rejects anything {@link checkWirePath} rejects; clients convert local paths with
  * {@link toWirePath} and skip (with a warning) names they cannot represent.
  *
@@ -26,7 +26,8 @@ export function utf8Length(s: string): number {
 // deno-lint-ignore no-control-regex
 const CONTROL_RE = /[\x00-\x1f\x7f]/;
 
-function isPrivateName(name: string): boolean {
+/** Whether a name (one segment) is the client's private folder, in any letter case. */
+export function isPrivateName(name: string): boolean {
   // Both case mappings: "ſ" (long s) upper-cases to "S", as a case-folding file system sees it.
   return name.toLowerCase() === PRIVATE_DIR || name.toUpperCase() === PRIVATE_DIR.toUpperCase();
 }
@@ -55,7 +56,8 @@ export function checkWirePath(p: string): string | null {
       return bad(`it has a name longer than ${MAX_NAME_BYTES} bytes`);
     }
   }
-  if (isPrivateName(segments[0]!)) return bad(`it is inside the private ${PRIVATE_DIR} folder`);
+  // Never at any depth: a sync folder nested in another must not leak its state (and token).
+  if (segments.some(isPrivateName)) return bad(`it is inside a private ${PRIVATE_DIR} folder`);
   return null;
 }
 
