@@ -6,9 +6,15 @@
  */
 
 import { parseArgs } from "node:util";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { startServer } from "./lib/server/server.ts";
-import { type OpenStores, openStores, type StoreOptions } from "./lib/server/open_stores.ts";
+import {
+  type OpenMeta,
+  openMeta,
+  type OpenStores,
+  openStores,
+  type StoreOptions,
+} from "./lib/server/open_stores.ts";
 import { verify } from "./lib/server/verify.ts";
 import { secretHash } from "./lib/server/session.ts";
 import { newSerial, normalizeSerial } from "./lib/util/crockford.ts";
@@ -28,6 +34,10 @@ Usage:
                                                  more; a running server drops it within seconds
   cloud-server reset-serial ACCOUNT [--data DIR] issue a new serial code for ACCOUNT (the old one stops working)
   cloud-server verify [--account ID] [--data DIR] check metadata and stored content; exit 1 on any problem
+  cloud-server delete-account ACCOUNT --yes [--data DIR]
+                                                 delete ACCOUNT and all its data (devices, files, kept
+                                                 versions, content); without --yes, say what it would
+                                                 delete and exit 1
   (every admin command takes --meta and --blobs too, and must be given the server's)
 
 Options:
@@ -51,6 +61,7 @@ Options:
   --max-connections-per-ip N
                 most connections open at once from one address (default 32)
   --account ID  verify: check only this account
+  --yes         delete-account: really delete
   -h, --help    show this help
 `;
 
@@ -67,6 +78,7 @@ function main(): Promise<void> | void {
         cert: { type: "string" },
         key: { type: "string" },
         account: { type: "string" },
+        yes: { type: "boolean", default: false },
         meta: { type: "string" },
         blobs: { type: "string" },
         quota: { type: "string" },
@@ -94,6 +106,7 @@ function main(): Promise<void> | void {
   if (first === "devices") return listDevices(where, rest[0]);
   if (first === "revoke-device") return revokeDevice(where, rest[0], rest[1]);
   if (first === "verify") return verifyData(where, values.account);
+  if (first === "delete-account") return deleteAccount(where, rest[0], values.yes);
   if (first === undefined || !/^\d+$/.test(first) || Number(first) > 65535) {
     fail("Cannot start: give the port to listen on, e.g. `cloud-server 12345` (see --help)", 2);
   }
@@ -176,10 +189,22 @@ async function serve(
   );
 }
 
-/** The stores the admin commands work on (the server's, as --data, --meta and --blobs say). */
+/**
+ * The stores the admin commands work on (the server's, as --data, --meta and --blobs say); where
+ * there is no server data, says so and exits 1 instead of creating any.
+ */
 async function open(where: StoreOptions, what: string): Promise<OpenStores> {
   try {
-    return await openStores(where);
+    return await openStores({ ...where, admin: true });
+  } catch (e) {
+    fail((e as Error).message.replace(/^Cannot start:/, `Cannot ${what}:`));
+  }
+}
+
+/** The metadata store alone, for the admin commands that touch no content (see {@link open}). */
+async function openMetaOnly(where: StoreOptions, what: string): Promise<OpenMeta> {
+  try {
+    return await openMeta({ ...where, admin: true });
   } catch (e) {
     fail((e as Error).message.replace(/^Cannot start:/, `Cannot ${what}:`));
   }
@@ -191,7 +216,7 @@ function place(where: StoreOptions): string {
 }
 
 async function listAccounts(where: StoreOptions): Promise<void> {
-  const stores = await open(where, "list accounts");
+  const stores = await openMetaOnly(where, "list accounts");
   const rows = await stores.meta.accounts().finally(() => stores.close());
   if (rows.length === 0) {
     console.log(`No accounts yet ${place(where)}`);
@@ -210,7 +235,7 @@ async function listAccounts(where: StoreOptions): Promise<void> {
 
 async function listDevices(where: StoreOptions, account: string | undefined): Promise<void> {
   if (!account) fail("Cannot list devices: give the account id (see `cloud-server accounts`)", 2);
-  const stores = await open(where, "list devices");
+  const stores = await openMetaOnly(where, "list devices");
   let known: boolean;
   let rows;
   try {
@@ -245,7 +270,7 @@ async function revokeDevice(
       2,
     );
   }
-  const stores = await open(where, "revoke device");
+  const stores = await openMetaOnly(where, "revoke device");
   let known: boolean;
   let ok: boolean;
   let name: string | undefined;
@@ -277,7 +302,7 @@ async function revokeDevice(
 
 async function resetSerial(where: StoreOptions, account: string | undefined): Promise<void> {
   if (!account) fail("Cannot reset serial: give the account id (see `cloud-server accounts`)", 2);
-  const stores = await open(where, "reset serial");
+  const stores = await openMetaOnly(where, "reset serial");
   const serial = newSerial();
   const ok = await stores.meta.setSerialHash(account, secretHash(normalizeSerial(serial)!))
     .finally(() => stores.close());
@@ -292,13 +317,6 @@ async function resetSerial(where: StoreOptions, account: string | undefined): Pr
 }
 
 async function verifyData(where: StoreOptions, account: string | undefined): Promise<void> {
-  if (!where.meta) {
-    try {
-      await Deno.stat(join(where.dataDir, "meta.db"));
-    } catch {
-      fail(`Cannot verify: no server data in ${where.dataDir} (no meta.db); check --data`);
-    }
-  }
   // The same stores the server uses.
   const stores = await open(where, "verify");
   let r;
@@ -315,6 +333,54 @@ async function verifyData(where: StoreOptions, account: string | undefined): Pro
     fail(`${r.problems.length} problems found in ${label}`);
   }
   console.log(`OK: ${r.accounts} accounts, ${r.entries} entries, ${r.chunks} chunks verified`);
+}
+
+function count(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? "" : "s"}`;
+}
+
+async function deleteAccount(
+  where: StoreOptions,
+  account: string | undefined,
+  yes: boolean,
+): Promise<void> {
+  if (!account) {
+    fail("Cannot delete account: give the account id (see `cloud-server accounts`)", 2);
+  }
+  const stores = await open(where, "delete account");
+  const { meta, blobs } = stores;
+  const fp = await meta.accountFootprint(account).catch(async (e) => {
+    await stores.close();
+    fail(`Cannot delete account ${account}: ${(e as Error).message}`);
+  });
+  if (!fp) {
+    await stores.close();
+    fail(
+      `Cannot delete account: no account ${account} ${place(where)}; see \`cloud-server accounts\``,
+    );
+  }
+  const what = `${count(fp.devices, "device")}, ${count(fp.files, "file")}, ${
+    count(fp.versions, "kept version")
+  }, ${count(fp.chunks, "chunk")} (${formatBytes(fp.storedBytes)} stored)`;
+  if (!yes) {
+    await stores.close();
+    console.log(`Would delete account ${account}: ${what}.`);
+    console.log("Nothing was deleted. This cannot be undone; the account's devices stop syncing.");
+    fail(`To delete it, run: cloud-server delete-account ${account} --yes`);
+  }
+  try {
+    // Its devices first: a running server (every instance) drops their connections within
+    // seconds, so nothing is added while the content goes. Then the content, then the rows: a
+    // crash in between leaves the account listed, and running the command again finishes it.
+    for (const d of await meta.devices(account)) await meta.revokeDevice(account, d.id);
+    await blobs.deleteAccount(account);
+    await meta.deleteAccount(account);
+  } catch (e) {
+    await stores.close();
+    fail(`Cannot delete account ${account}: ${(e as Error).message}; run the command again`);
+  }
+  await stores.close();
+  console.log(`Deleted account ${account}: ${what}.`);
 }
 
 if (import.meta.main) await main();

@@ -152,7 +152,8 @@ export function adoptPending(state: StateDb, remote: ReadonlyMap<string, RemoteE
     const r = remote.get(path);
     const b = base.get(path);
     if (r && r.kind === "file" && r.hash === p.hash && (!b || b.version < r.version)) {
-      adopted.push([path, { ...p, version: r.version, exec: r.exec, chunks: r.chunks }]);
+      const mode = r.mode !== undefined ? { mode: r.mode } : {};
+      adopted.push([path, { ...p, ...mode, version: r.version, exec: r.exec, chunks: r.chunks }]);
     }
   }
   if (adopted.length > 0) state.setBase(adopted);
@@ -213,6 +214,7 @@ export function addUnscanned(
     if (inScope(path)) continue;
     if (gone.size > 0 && parentPaths(path).some((a) => gone.has(a))) continue;
     const l: LocalEntry = { path, kind: b.kind, size: b.size, mtime: b.mtime, exec: b.exec };
+    if (b.mode !== undefined) l.mode = b.mode;
     if (b.ino !== undefined) l.ino = b.ino; // every later check then compares the inode too
     scanned.set(path, l);
   }

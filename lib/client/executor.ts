@@ -16,6 +16,7 @@ import { keepMovesTogether, pairLocalMoves, segmentsKeepingPairs } from "../core
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { CommitItem, CommitResult } from "../server/meta_store.ts";
 import type { Outcome } from "../core/outcomes.ts";
+import { perms } from "../core/metadata.ts";
 import { fsyncDir } from "../util/atomic.ts";
 import { pool } from "../util/pool.ts";
 import { statToEntry } from "./scanner.ts";
@@ -203,8 +204,8 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     movedDirs.add(dirname(full(a.path)));
     movedDirs.add(dirname(full(from)));
     const r = a.remote;
-    if (Deno.build.os !== "windows" && expect.exec !== r.exec) {
-      Deno.chmodSync(full(a.path), r.exec ? 0o755 : 0o644);
+    if (Deno.build.os !== "windows" && perms(expect) !== perms(r)) {
+      Deno.chmodSync(full(a.path), perms(r));
     }
     if (expect.mtime !== r.mtime) {
       Deno.utimeSync(full(a.path), new Date(r.mtime), new Date(r.mtime));
@@ -312,6 +313,34 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
           setBase(a.path, null);
           break;
         }
+        case "setMeta": {
+          // Same content as the server's: only its modification time and permissions change.
+          const path = full(a.path);
+          if (!stillAsScannedSync(path, a.expect)) {
+            note(a.path, "deferred", CHANGED);
+            break;
+          }
+          const r = a.remote;
+          // RACE: an edit landing between the check above and these calls keeps its content but
+          // takes the server's time; the check below sees a new size or inode and then leaves
+          // the base alone, so the next scan reads it as the change it is.
+          if (Deno.build.os !== "windows" && perms(a.expect) !== perms(r)) {
+            Deno.chmodSync(path, perms(r));
+          }
+          if (a.expect.mtime !== r.mtime) {
+            Deno.utimeSync(path, new Date(r.mtime), new Date(r.mtime));
+          }
+          const now = statToEntry(a.path, Deno.lstatSync(path), ctx.base.get(a.path));
+          if (
+            now.size !== a.expect.size || (a.expect.ino !== undefined && now.ino !== a.expect.ino)
+          ) {
+            note(a.path, "deferred", CHANGED);
+            break;
+          }
+          note(a.path, "receivedMeta");
+          setBase(a.path, baseFrom(r, now));
+          break;
+        }
         case "setBase":
           setBase(a.path, a.entry);
           break;
@@ -387,6 +416,7 @@ function commitItem(
       size: a.local.size,
       mtime: a.local.mtime,
       exec: a.local.exec,
+      ...(a.local.mode !== undefined ? { mode: a.local.mode } : {}),
       hash: hashOf(a.local),
       chunks: chunksOf(a.local),
     };
@@ -434,6 +464,7 @@ async function pushRemote(
         size: a.local.size,
         mtime: a.local.mtime,
         exec: a.local.exec,
+        ...(a.local.mode !== undefined ? { mode: a.local.mode } : {}),
         hash: hashOf(a.local),
         chunks: chunksOf(a.local),
       }).catch(() => {}); // an older server without streaming: just upload
@@ -527,7 +558,9 @@ async function pushRemote(
         done.set(action, { path: item.path, kind: "deletedThere" });
         setBase(item.path, null);
       } else if (action.op === "upload") {
-        done.set(action, { path: item.path, kind: "sent" });
+        // Only the modification time or permissions changed: nothing but metadata was sent.
+        const metaOnly = item.hash === ctx.base.get(item.path)?.hash;
+        done.set(action, { path: item.path, kind: metaOnly ? "sentMeta" : "sent" });
         ctx.stats.filesDone++;
         setBase(item.path, {
           ...statToEntryBase(action.local),
@@ -586,6 +619,7 @@ function statToEntryBase(l: LocalEntry): Omit<BaseEntry, "version" | "hash" | "c
     mtime: l.mtime,
     exec: l.exec,
   };
+  if (l.mode !== undefined) b.mode = l.mode;
   if (l.ino !== undefined) b.ino = l.ino;
   return b;
 }

@@ -12,6 +12,7 @@ import type { BaseEntry, ChunkRef, LocalEntry } from "../core/types.ts";
 import { checkWirePath, isPrivateName, parentPaths } from "../core/paths.ts";
 import { afterRead, beforeRead } from "../core/stability.ts";
 import { isAlwaysIgnored } from "../core/ignore_rules.ts";
+import { PERM_MASK } from "../core/metadata.ts";
 import { DEFAULT_MIN } from "../chunk/fastcdc.ts";
 import { hashFileParallel } from "../chunk/parallel.ts";
 import { sha256Hex } from "../chunk/hash.ts";
@@ -60,22 +61,32 @@ function shortReason(e: unknown): string {
     "unknown error";
 }
 
-/** Converts a stat to the local entry fields (exec bit kept from the base where the OS has none). */
+/**
+ * Converts a stat to the local entry fields (permission bits kept from the base where the OS has
+ * none).
+ */
 export function statToEntry(
   path: string,
   st: Deno.FileInfo,
   base: BaseEntry | undefined,
 ): LocalEntry {
-  const mode = st.mode;
-  const exec = mode === null ? (base?.exec ?? false) : (mode & 0o100) !== 0;
   const entry: LocalEntry = {
     path,
     kind: st.isDirectory ? "dir" : "file",
     size: st.isDirectory ? 0 : st.size,
     mtime: st.isDirectory ? 0 : Math.floor(st.mtime?.getTime() ?? 0),
-    exec: st.isDirectory ? false : exec,
+    exec: false,
   };
-  if (!st.isDirectory && typeof st.ino === "number") entry.ino = st.ino;
+  if (st.isDirectory) return entry;
+  // Where the OS has no POSIX modes (Windows), a file keeps the permissions of its base.
+  if (st.mode !== null) {
+    entry.mode = st.mode & PERM_MASK;
+    entry.exec = (st.mode & 0o100) !== 0;
+  } else if (base) {
+    entry.exec = base.exec;
+    if (base.mode !== undefined) entry.mode = base.mode;
+  }
+  if (typeof st.ino === "number") entry.ino = st.ino;
   return entry;
 }
 

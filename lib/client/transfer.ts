@@ -21,6 +21,7 @@ import { fsyncDir, removeTempSync, tempPath } from "../util/atomic.ts";
 import { debug } from "../util/debug.ts";
 import { pool } from "../util/pool.ts";
 import { baseFrom } from "../core/reconcile.ts";
+import { perms } from "../core/metadata.ts";
 import { sameFileStat, statToEntry } from "./scanner.ts";
 
 /** Counters shown to the user. */
@@ -518,13 +519,11 @@ async function stageSmallFiles(
     const tmp = tempPath(ctx.tmpDir, "download");
     let file: Deno.FsFile | null = null;
     try {
-      file = Deno.openSync(tmp, {
-        write: true,
-        createNew: true,
-        mode: item.remote.exec ? 0o755 : 0o644,
-      });
+      file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
       let off = 0;
       while (off < data.length) off += file.writeSync(data.subarray(off));
+      // Exactly the file's permission bits (the process's umask does not apply to chmod).
+      if (Deno.build.os !== "windows") Deno.chmodSync(tmp, perms(item.remote));
       const mtime = new Date(item.remote.mtime);
       file.utimeSync(mtime, mtime);
       staged.push({ item, tmp, file, st: file.statSync() });
@@ -655,7 +654,7 @@ async function fillPartial(
     read: true,
     write: true,
     create: true,
-    mode: remote.exec ? 0o755 : 0o644,
+    mode: perms(remote) | 0o600, // writable by us until it is complete (a resume reopens it)
   });
   try {
     // A partial file this process completed and verified is trusted as is; any other one is
@@ -843,7 +842,7 @@ async function startInPlace(
   if (!(await stillAsScanned(full, replace))) return null;
   try {
     await Deno.copyFile(full, tmp);
-    if (Deno.build.os !== "windows") await Deno.chmod(tmp, remote.exec ? 0o755 : 0o644);
+    if (Deno.build.os !== "windows") await Deno.chmod(tmp, perms(remote) | 0o600);
   } catch (e) {
     // A full disk (or the old file gone) must not leave half a copy taking space.
     await Deno.remove(tmp).catch(() => {});
@@ -895,8 +894,8 @@ export async function downloadFile(
   let renamed = false;
   let keepPartial = true;
   try {
-    // A resumed partial file may have been created for another exec bit.
-    if (Deno.build.os !== "windows") await Deno.chmod(tmp, remote.exec ? 0o755 : 0o644);
+    // Exactly the file's permission bits (a partial file is writable while it is filled).
+    if (Deno.build.os !== "windows") await Deno.chmod(tmp, perms(remote));
     const mtime = new Date(remote.mtime);
     await Deno.utime(tmp, mtime, mtime);
     // Record what we wrote (stat before the rename): an edit right after the rename then shows

@@ -34,6 +34,8 @@ export interface CommitItem {
   size: number;
   mtime: number;
   exec: boolean;
+  /** Permission bits of a file (absent: an older client; `exec` alone). */
+  mode?: number;
   hash: string;
   chunks: ChunkRef[];
 }
@@ -183,6 +185,8 @@ export function planCommit(
         size: item.size,
         mtime: item.mtime,
         exec: item.exec,
+        // A file's permission bits, when its device sent them (directories carry none).
+        ...(item.kind === "file" && item.mode !== undefined ? { mode: item.mode } : {}),
         hash: item.hash,
         chunks: item.chunks,
       };

@@ -24,6 +24,7 @@
 import type { BaseEntry, Kind, LocalEntry, RemoteEntry } from "./types.ts";
 import { conflictName } from "./conflict_name.ts";
 import { parentPaths } from "./paths.ts";
+import { sameMeta } from "./metadata.ts";
 
 /** Something the executor must do. Actions are returned in a safe execution order. */
 export type Action =
@@ -38,6 +39,11 @@ export type Action =
   | { op: "download"; path: string; remote: RemoteEntry; replace: LocalEntry | null }
   /** Delete the local item at `path` if it still is `expect`; a directory only if empty. */
   | { op: "deleteLocal"; path: string; expect: LocalEntry }
+  /**
+   * The content at `path` is already the server's: only give it `remote`'s modification time and
+   * permission bits (if it is still `expect`). Base becomes `remote`.
+   */
+  | { op: "setMeta"; path: string; remote: RemoteEntry; expect: LocalEntry }
   /** Both sides already agree: store `entry` as the base (null: forget the path). */
   | { op: "setBase"; path: string; entry: BaseEntry | null }
   /** Send the local file at `path` to the server, based on server version `baseVersion`. */
@@ -69,13 +75,15 @@ interface Decision {
   final: Final;
 }
 
-/** True when the local item has the same content as the base (unhashed files count as same). */
+/**
+ * True when the local item is as in the base: same content (unhashed files count as same) and
+ * same metadata (modification time, permission bits).
+ */
 function localUnchanged(b: BaseEntry | undefined, l: LocalEntry | undefined): boolean {
   if (!b || !l) return !b && !l;
   if (b.kind !== l.kind) return false;
   if (l.kind === "dir") return true;
-  if (l.hash === undefined) return l.exec === b.exec;
-  return l.hash === b.hash && l.exec === b.exec;
+  return (l.hash === undefined || l.hash === b.hash) && sameMeta(l, b);
 }
 
 function remoteUnchanged(b: BaseEntry | undefined, r: RemoteEntry | undefined): boolean {
@@ -108,6 +116,7 @@ export function baseFrom(r: RemoteEntry, l: LocalEntry): BaseEntry {
     size: l.size,
     mtime: l.mtime,
     exec: r.exec,
+    ...(r.mode !== undefined ? { mode: r.mode } : {}),
     hash: r.hash,
     chunks: r.chunks,
     ...(l.ino !== undefined ? { ino: l.ino } : {}),
@@ -130,7 +139,12 @@ function push(
   return { actions: [{ op: "upload", path, local: l, baseVersion }], final: "file" };
 }
 
-function pull(path: string, r: RemoteEntry | undefined, l: LocalEntry | undefined): Decision {
+function pull(
+  path: string,
+  r: RemoteEntry | undefined,
+  l: LocalEntry | undefined,
+  b: BaseEntry | undefined,
+): Decision {
   if (!r) {
     if (!l) return { actions: [{ op: "setBase", path, entry: null }], final: null };
     return { actions: [{ op: "deleteLocal", path, expect: l }], final: null };
@@ -140,6 +154,10 @@ function pull(path: string, r: RemoteEntry | undefined, l: LocalEntry | undefine
       return { actions: [{ op: "setBase", path, entry: baseFrom(r, l) }], final: "dir" };
     }
     return { actions: [{ op: "mkdirLocal", path, remote: r, replace: l ?? null }], final: "dir" };
+  }
+  // Only the metadata changed on the server: no content to move.
+  if (l?.kind === "file" && b?.kind === "file" && localHash(b, l) === r.hash) {
+    return { actions: [{ op: "setMeta", path, remote: r, expect: l }], final: "file" };
   }
   return { actions: [{ op: "download", path, remote: r, replace: l ?? null }], final: "file" };
 }
@@ -157,13 +175,18 @@ function decidePath(
   const rSame = remoteUnchanged(b, r);
   if (lSame && rSame) return { actions: [], final: l?.kind ?? null };
   if (rSame) return push(path, l, b, b?.version ?? 0);
-  if (lSame) return pull(path, r, l);
+  if (lSame) return pull(path, r, l, b);
   // Both sides changed.
   if (sameContent(b, l, r)) {
-    const entry = l && r ? baseFrom(r, { ...l, exec: r.exec }) : null;
-    return { actions: [{ op: "setBase", path, entry }], final: l?.kind ?? null };
+    if (!l || !r || l.kind === "dir" || sameMeta(l, r)) {
+      const entry = l && r ? baseFrom(r, l) : null;
+      return { actions: [{ op: "setBase", path, entry }], final: l?.kind ?? null };
+    }
+    // Same content, other metadata on each side: the newer modification time wins.
+    if (l.mtime > r.mtime) return push(path, l, b, r.version);
+    return { actions: [{ op: "setMeta", path, remote: r, expect: l }], final: "file" };
   }
-  if (!l) return pull(path, r, l); // deleted here, changed there: the edit wins
+  if (!l) return pull(path, r, l, b); // deleted here, changed there: the edit wins
   if (!r) return push(path, l, b, 0); // changed here, deleted there: the edit wins
   if (l.kind === "dir") {
     // r is a file: the directory keeps the name, the remote file is set aside as a copy.
@@ -228,6 +251,7 @@ const PHASE: Record<Action["op"], number> = {
   moveAside: 0,
   mkdirLocal: 1,
   download: 2,
+  setMeta: 2,
   deleteLocal: 3,
   setBase: 4,
   mkdirRemote: 5,

@@ -22,7 +22,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { PackBlobStore } from "./pack_store.ts";
 import { addColumnIfMissing } from "./pack_index.ts";
-import { checkAddress } from "./packed_store.ts";
+import { checkAccountId, checkAddress } from "./packed_store.ts";
 import type { BlobStore, ChunkRead } from "./stores.ts";
 
 export type { BlobStore, ChunkRead };
@@ -40,13 +40,17 @@ export class FsBlobStore implements BlobStore {
   readonly #root: string;
   readonly #tmp: string;
 
-  constructor(dataDir: string) {
+  /**
+   * `admin`: opened by an admin command beside a possibly running server, whose writes in
+   * progress in `DATA/tmp/` must not be mistaken for a crash's leftovers.
+   */
+  constructor(dataDir: string, opts: { admin?: boolean } = {}) {
     this.#root = join(dataDir, "blobs");
     this.#tmp = join(dataDir, "tmp");
     Deno.mkdirSync(this.#root, { recursive: true });
     Deno.mkdirSync(this.#tmp, { recursive: true });
     // Leftovers of writes cut by a crash are never referenced: remove them.
-    for (const e of Deno.readDirSync(this.#tmp)) {
+    for (const e of opts.admin ? [] : Deno.readDirSync(this.#tmp)) {
       try {
         Deno.removeSync(join(this.#tmp, e.name));
       } catch { /* raced with nothing: ignore */ }
@@ -97,6 +101,13 @@ export class FsBlobStore implements BlobStore {
       }
     }
     return removed;
+  }
+
+  async deleteAccount(account: string): Promise<void> {
+    checkAccountId(account);
+    await Deno.remove(join(this.#root, account), { recursive: true }).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
   }
 
   close(): Promise<void> {
@@ -180,6 +191,14 @@ export class SqliteBlobStore implements BlobStore {
     });
   }
 
+  deleteAccount(account: string): Promise<void> {
+    return settle(() => {
+      checkAccountId(account);
+      this.#db.prepare("DELETE FROM small WHERE account = ?").run(account);
+      return Promise.resolve();
+    });
+  }
+
   close(): Promise<void> {
     return settle(() => {
       this.#db.close();
@@ -198,10 +217,11 @@ export class TieredBlobStore implements BlobStore {
   readonly packs: PackBlobStore;
   readonly files: FsBlobStore;
 
-  constructor(dataDir: string) {
+  /** `admin`: see {@link FsBlobStore}'s constructor. */
+  constructor(dataDir: string, opts: { admin?: boolean } = {}) {
     this.small = new SqliteBlobStore(dataDir);
     this.packs = new PackBlobStore(dataDir);
-    this.files = new FsBlobStore(dataDir);
+    this.files = new FsBlobStore(dataDir, opts);
   }
 
   put(account: string, hash: string, data: Uint8Array): Promise<void> {
@@ -260,6 +280,12 @@ export class TieredBlobStore implements BlobStore {
       ...await this.files.sweep(account, hashes, before),
     ]);
     return hashes.filter((h) => removed.has(h));
+  }
+
+  async deleteAccount(account: string): Promise<void> {
+    await this.small.deleteAccount(account);
+    await this.packs.deleteAccount(account);
+    await this.files.deleteAccount(account);
   }
 
   async close(): Promise<void> {

@@ -16,6 +16,7 @@
 
 import { transaction } from "../util/sqlite_tx.ts";
 import { settle } from "../util/settle.ts";
+import { addColumnIfMissing } from "./pack_index.ts";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
 import type { ChunkRef, RemoteEntry } from "../core/types.ts";
@@ -26,6 +27,7 @@ import {
   planCommit,
 } from "../core/commit_plan.ts";
 import type {
+  AccountFootprint,
   AccountSummary,
   ChunkInfo,
   DeviceRecord,
@@ -34,7 +36,15 @@ import type {
   NewChunk,
 } from "./stores.ts";
 
-export type { AccountSummary, CommitItem, CommitResult, DeviceRecord, DeviceSummary, MetaStore };
+export type {
+  AccountFootprint,
+  AccountSummary,
+  CommitItem,
+  CommitResult,
+  DeviceRecord,
+  DeviceSummary,
+  MetaStore,
+};
 
 /** A fresh random id (accounts, devices): 40 bits in hex. */
 export function randomId(): string {
@@ -50,6 +60,8 @@ interface EntryRow {
   size: number;
   mtime: number;
   exec: number;
+  /** Permission bits of a file; null when its device sent none (and for directories). */
+  mode: number | null;
   hash: string;
   chunks: string;
   device: string;
@@ -64,6 +76,7 @@ function rowToEntry(r: EntryRow): RemoteEntry {
     size: Number(r.size),
     mtime: Number(r.mtime),
     exec: r.exec === 1,
+    ...(r.mode !== null && r.mode !== undefined ? { mode: Number(r.mode) } : {}),
     hash: r.hash,
     chunks: JSON.parse(r.chunks) as ChunkRef[],
     device: r.device,
@@ -93,8 +106,8 @@ CREATE TABLE IF NOT EXISTS chunks(
   compressed INTEGER NOT NULL, created INTEGER NOT NULL, PRIMARY KEY(account, hash)) WITHOUT ROWID;
 `;
 
-/** The entries/versions columns, in insert order. */
-const ENTRY_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, chunks, device";
+/** The entries/versions columns, in insert order (`mode` came later: see the constructor). */
+const ENTRY_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, chunks, device, mode";
 
 /** {@link MetaStore} in one SQLite database file. */
 export class SqliteMetaStore implements MetaStore {
@@ -106,19 +119,23 @@ export class SqliteMetaStore implements MetaStore {
     this.#db = new DatabaseSync(join(dataDir, "meta.db"));
     this.#db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
     this.#db.exec(SCHEMA);
+    // Schema additions since the first release, for databases made by an older server.
+    for (const table of ["entries", "versions"]) {
+      addColumnIfMissing(this.#db, table, "mode", "INTEGER");
+    }
     const p = (sql: string) => this.#db.prepare(sql);
     this.#q = {
       entry: p("SELECT * FROM entries WHERE account = ? AND path = ?"),
       liveBelow: p(
         "SELECT path FROM entries WHERE account = ? AND path > ? AND path < ? AND deleted = 0 LIMIT ?",
       ),
-      upsert: p(`INSERT INTO entries(account, ${ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)
+      upsert: p(`INSERT INTO entries(account, ${ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
         ON CONFLICT(account, path) DO UPDATE SET
         kind=excluded.kind, deleted=excluded.deleted, version=excluded.version, size=excluded.size,
         mtime=excluded.mtime, exec=excluded.exec, hash=excluded.hash, chunks=excluded.chunks,
-        device=excluded.device`),
+        device=excluded.device, mode=excluded.mode`),
       keep: p(`INSERT INTO versions(account, ${ENTRY_COLUMNS}, replaced)
-        VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`),
+        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`),
       setSeq: p("UPDATE accounts SET seq = ? WHERE id = ?"),
       seq: p("SELECT seq FROM accounts WHERE id = ?"),
       changes: p(
@@ -299,7 +316,7 @@ export class SqliteMetaStore implements MetaStore {
     };
   }
 
-  #row(account: string, e: RemoteEntry): (string | number)[] {
+  #row(account: string, e: RemoteEntry): (string | number | null)[] {
     return [
       account,
       e.path,
@@ -312,6 +329,7 @@ export class SqliteMetaStore implements MetaStore {
       e.hash,
       JSON.stringify(e.chunks),
       e.device,
+      e.kind === "file" && !e.deleted && e.mode !== undefined ? e.mode : null,
     ];
   }
 
@@ -409,6 +427,48 @@ export class SqliteMetaStore implements MetaStore {
         account,
       );
       return Promise.resolve(Number(r.changes) === 1);
+    });
+  }
+
+  renameDevice(account: string, deviceId: string, name: string): Promise<boolean> {
+    return settle(() => {
+      const r = this.#db.prepare("UPDATE devices SET name = ? WHERE id = ? AND account = ?").run(
+        name,
+        deviceId,
+        account,
+      );
+      return Promise.resolve(Number(r.changes) === 1);
+    });
+  }
+
+  accountFootprint(account: string): Promise<AccountFootprint | null> {
+    return settle(() => {
+      if (this.#q.seq!.get(account) === undefined) return Promise.resolve(null);
+      const n = (sql: string) =>
+        Number((this.#db.prepare(sql).get(account) as { n: number | bigint }).n);
+      return Promise.resolve({
+        devices: n("SELECT COUNT(*) AS n FROM devices WHERE account = ?"),
+        files: n(
+          "SELECT COUNT(*) AS n FROM entries WHERE account = ? AND deleted = 0 AND kind = 'file'",
+        ),
+        versions: n("SELECT COUNT(*) AS n FROM versions WHERE account = ?"),
+        chunks: n("SELECT COUNT(*) AS n FROM chunks WHERE account = ?"),
+        storedBytes: n("SELECT COALESCE(SUM(stored), 0) AS n FROM chunks WHERE account = ?"),
+      });
+    });
+  }
+
+  deleteAccount(account: string): Promise<boolean> {
+    return settle(() => {
+      return Promise.resolve(transaction(this.#db, () => {
+        for (const table of ["devices", "entries", "versions", "chunks"]) {
+          this.#db.prepare(`DELETE FROM ${table} WHERE account = ?`).run(account);
+        }
+        return Number(
+          this.#db.prepare("DELETE FROM accounts WHERE id = ?").run(account).changes,
+        ) ===
+          1;
+      }, true));
     });
   }
 

@@ -46,6 +46,10 @@ export class RetryingObjects implements ObjectStore {
     return retry(() => this.#inner.remove(key), this.#opts);
   }
 
+  removeAll(prefix: string): Promise<void> {
+    return retry(() => this.#inner.removeAll(prefix), this.#opts);
+  }
+
   close(): Promise<void> {
     return this.#inner.close();
   }

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { dirname, join, sep } from "node:path";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
 
 /** Whole objects written once, read by ranges. Keys are `/`-separated and checked by the caller. */
@@ -28,6 +28,11 @@ export interface ObjectStore {
   read(key: string, offset: number, into: readonly Uint8Array[]): Promise<boolean>;
   /** Removes the object (a missing one is fine). */
   remove(key: string): Promise<void>;
+  /**
+   * Removes every object whose key starts with `prefix`, a folder ending in `/` (`ACCOUNT/`:
+   * `cloud-server delete-account`); none is fine.
+   */
+  removeAll(prefix: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -169,6 +174,18 @@ export class FsObjects implements ObjectStore {
     const path = join(this.#root, key);
     this.#drop(path);
     await Deno.remove(path).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+  }
+
+  async removeAll(prefix: string): Promise<void> {
+    if (!prefix.endsWith("/") || prefix.split("/").some((p, i, a) => i < a.length - 1 && !p)) {
+      throw new Error(`Cannot remove objects: ${JSON.stringify(prefix)} is not a folder`);
+    }
+    const dir = join(this.#root, prefix);
+    for (const path of [...this.#open.keys()]) if (path.startsWith(dir)) this.#drop(path);
+    for (const d of [...this.#dirs]) if ((d + sep).startsWith(dir)) this.#dirs.delete(d);
+    await Deno.remove(dir, { recursive: true }).catch((e) => {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     });
   }

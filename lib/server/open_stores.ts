@@ -10,6 +10,10 @@
  *   index lives with the metadata in PostgreSQL (shared by every instance), or in
  *   `DATA/s3-packs.db` with SQLite.
  *
+ * Admin commands open with `admin: true`: where there is no server data (no `meta.db`, no schema
+ * in the database, no bucket) they fail and create nothing; {@link openMeta} opens the metadata
+ * alone for the commands that need no chunks.
+ *
  * @example
  * ```ts
  * const stores = await openStores({ dataDir: "./cloud-data", meta: "postgres://cs:pw@127.0.0.1:5432/cs" });
@@ -23,7 +27,10 @@ import { join } from "node:path";
 import type { BlobStore, MetaStore } from "./stores.ts";
 import { SqliteMetaStore } from "./meta_store.ts";
 import { TieredBlobStore } from "./blob_store.ts";
-import { type PackIndex, SqlitePackIndex } from "./pack_index.ts";
+import { SqlitePackIndex } from "./pack_index.ts";
+import type { ObjectStore } from "./object_store.ts";
+import type { PackOptions } from "./packed_store.ts";
+import type { PgMetaStore } from "./pg_meta.ts";
 
 /** Where to keep things: `dataDir` always (TLS, SQLite files), `meta`/`blobs` as the flags say. */
 export interface StoreOptions {
@@ -32,6 +39,12 @@ export interface StoreOptions {
   blobs?: string;
   /** Environment to read S3 credentials from (default `Deno.env`). */
   env?: (name: string) => string | undefined;
+  /**
+   * Opened by an admin command, beside a server that may be running: create nothing (no data
+   * directory, database schema or bucket; where there is none, fail with a "Cannot start: no
+   * server data …" error), and leave the server's writes in progress alone.
+   */
+  admin?: boolean;
 }
 
 /** The open stores and how to close them. */
@@ -40,6 +53,13 @@ export interface OpenStores {
   blobs: BlobStore;
   /** Where each lives, for logs (no passwords). */
   describe: { meta: string; blobs: string };
+  close(): Promise<void>;
+}
+
+/** The open metadata store alone (admin commands that need no chunks). */
+export interface OpenMeta {
+  meta: MetaStore;
+  describe: string;
   close(): Promise<void>;
 }
 
@@ -111,63 +131,117 @@ function describePostgres(url: string): string {
   }
 }
 
-/** Opens the stores the options name. */
-export async function openStores(opts: StoreOptions): Promise<OpenStores> {
+/** What the options ask for, checked before anything is opened or created. */
+interface StorePlan {
+  meta: { kind: "sqlite" } | { kind: "postgres"; url: string };
+  blobs:
+    | { kind: "local" }
+    | { kind: "s3"; s3: S3Settings; accessKey: string; secretKey: string };
+}
+
+/** Checks the options (URLs, credentials, admin's "there is data"); opens nothing. */
+async function plan(opts: StoreOptions, withBlobs: boolean): Promise<StorePlan> {
   const env = opts.env ?? ((name: string) => Deno.env.get(name));
+  let meta: StorePlan["meta"];
+  if (opts.meta === undefined || opts.meta === "" || opts.meta === "sqlite") {
+    meta = { kind: "sqlite" };
+    if (opts.admin && !await exists(join(opts.dataDir, "meta.db"))) {
+      throw new Error(`Cannot start: no server data in ${opts.dataDir} (no meta.db); check --data`);
+    }
+  } else if (isPostgresUrl(opts.meta)) {
+    meta = { kind: "postgres", url: opts.meta };
+  } else {
+    throw new Error(
+      `Cannot start: --meta ${
+        JSON.stringify(opts.meta)
+      } is not postgres://USER:PASS@HOST:PORT/DB (leave it out for SQLite in --data)`,
+    );
+  }
+  let blobs: StorePlan["blobs"] = { kind: "local" };
+  if (!withBlobs || opts.blobs === undefined || opts.blobs === "" || opts.blobs === "local") {
+    if (withBlobs && opts.admin && !await exists(opts.dataDir)) {
+      throw new Error(`Cannot start: no server data in ${opts.dataDir}; check --data`);
+    }
+  } else {
+    const s3 = parseS3Url(opts.blobs);
+    const accessKey = env("AWS_ACCESS_KEY_ID");
+    const secretKey = env("AWS_SECRET_ACCESS_KEY");
+    if (!accessKey || !secretKey) {
+      throw new Error(
+        "Cannot start: --blobs s3://… needs the credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+      );
+    }
+    blobs = { kind: "s3", s3, accessKey, secretKey };
+  }
+  return { meta, blobs };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+/** Opens the metadata store the options name (nothing of the chunk store). */
+export async function openMeta(opts: StoreOptions): Promise<OpenMeta> {
+  const p = await plan(opts, false);
+  if (p.meta.kind === "postgres") {
+    const { PgMetaStore } = await import("./pg_meta.ts");
+    const meta = await PgMetaStore.open(p.meta.url, { create: !opts.admin });
+    return { meta, describe: describePostgres(p.meta.url), close: () => meta.close() };
+  }
+  const meta = new SqliteMetaStore(opts.dataDir);
+  return { meta, describe: `SQLite ${join(opts.dataDir, "meta.db")}`, close: () => meta.close() };
+}
+
+/**
+ * Opens the stores the options name: the options are checked first, then the remote stores
+ * (PostgreSQL, S3) are opened, the local ones in `dataDir` last, so that an unreachable database
+ * or bucket leaves nothing behind in `dataDir`.
+ */
+export async function openStores(opts: StoreOptions): Promise<OpenStores> {
+  const p = await plan(opts, true);
   const toClose: { close(): Promise<void> }[] = [];
   const close = async () => {
     for (const c of toClose.reverse()) await c.close();
   };
   try {
-    let meta: MetaStore;
-    let packIndex: () => PackIndex;
-    let metaText: string;
-    if (opts.meta === undefined || opts.meta === "" || opts.meta === "sqlite") {
-      const sqlite = new SqliteMetaStore(opts.dataDir);
-      meta = sqlite;
-      packIndex = () => new SqlitePackIndex(join(opts.dataDir, "s3-packs.db"));
-      metaText = `SQLite ${join(opts.dataDir, "meta.db")}`;
-    } else if (isPostgresUrl(opts.meta)) {
+    // Remote first.
+    let pg: PgMetaStore | null = null;
+    if (p.meta.kind === "postgres") {
       const { PgMetaStore } = await import("./pg_meta.ts");
-      const pg = await PgMetaStore.open(opts.meta);
-      meta = pg;
-      packIndex = () => pg.packIndex();
-      metaText = describePostgres(opts.meta);
-    } else {
-      throw new Error(
-        `Cannot start: --meta ${
-          JSON.stringify(opts.meta)
-        } is not postgres://USER:PASS@HOST:PORT/DB (leave it out for SQLite in --data)`,
-      );
+      pg = await PgMetaStore.open(p.meta.url, { create: !opts.admin });
+      toClose.push(pg);
     }
-    toClose.push(meta);
+    let objects: ObjectStore | null = null;
+    let s3Packs: PackOptions | null = null;
+    if (p.blobs.kind === "s3") {
+      const { S3Objects, S3_PACKS } = await import("./s3_objects.ts");
+      const { s3, accessKey, secretKey } = p.blobs;
+      objects = await S3Objects.open({ ...s3, accessKey, secretKey, create: !opts.admin });
+      toClose.push(objects);
+      s3Packs = { ...S3_PACKS, maxWrites: s3.concurrency, maxReads: s3.concurrency };
+    }
+    // Then what lives in the data directory.
+    const meta: MetaStore = pg ?? new SqliteMetaStore(opts.dataDir);
+    if (!pg) toClose.push(meta);
     let blobs: BlobStore;
     let blobsText: string;
-    if (opts.blobs === undefined || opts.blobs === "" || opts.blobs === "local") {
-      blobs = new TieredBlobStore(opts.dataDir);
-      blobsText = `local packs in ${opts.dataDir}`;
-    } else {
-      const s3 = parseS3Url(opts.blobs);
-      const accessKey = env("AWS_ACCESS_KEY_ID");
-      const secretKey = env("AWS_SECRET_ACCESS_KEY");
-      if (!accessKey || !secretKey) {
-        throw new Error(
-          "Cannot start: --blobs s3://… needs the credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-        );
-      }
-      const { S3Objects, S3_PACKS } = await import("./s3_objects.ts");
+    if (p.blobs.kind === "s3" && objects && s3Packs) {
+      const index = pg ? pg.packIndex() : new SqlitePackIndex(join(opts.dataDir, "s3-packs.db"));
       const { PackedStore } = await import("./packed_store.ts");
-      const objects = await S3Objects.open({ ...s3, accessKey, secretKey });
-      blobs = new PackedStore(packIndex(), objects, {
-        ...S3_PACKS,
-        maxWrites: s3.concurrency,
-        maxReads: s3.concurrency,
-      });
+      blobs = new PackedStore(index, objects, s3Packs);
+      toClose.splice(toClose.indexOf(objects), 1); // the packed store closes its objects
+      const { s3 } = p.blobs;
       blobsText = `S3 bucket ${s3.bucket} at ${
         s3.useSSL ? "https" : "http"
       }://${s3.endPoint}:${s3.port}`;
+    } else {
+      blobs = new TieredBlobStore(opts.dataDir, { admin: opts.admin ?? false });
+      blobsText = `local packs in ${opts.dataDir}`;
     }
     toClose.push(blobs);
+    const metaText = p.meta.kind === "postgres"
+      ? describePostgres(p.meta.url)
+      : `SQLite ${join(opts.dataDir, "meta.db")}`;
     return { meta, blobs, describe: { meta: metaText, blobs: blobsText }, close };
   } catch (e) {
     await close();

@@ -50,6 +50,8 @@ export interface PackIndex {
     hashes: readonly string[],
     before: number,
   ): Promise<{ removed: string[]; emptyPacks: string[] }>;
+  /** Forgets every chunk of `account` (`cloud-server delete-account`). */
+  removeAccount(account: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -133,6 +135,13 @@ export class SqlitePackIndex implements PackIndex {
       const emptyPacks = [...packs].filter((p) => this.#left.get(account, p) === undefined);
       return { removed, emptyPacks };
     }));
+  }
+
+  removeAccount(account: string): Promise<void> {
+    return settle(() => {
+      this.#db.prepare("DELETE FROM packed WHERE account = ?").run(account);
+      return Promise.resolve();
+    });
   }
 
   close(): Promise<void> {

@@ -17,7 +17,7 @@
  * A chunk stored again is only marked as stored now (see {@link PackIndex.touch}); `sweep`
  * (garbage collection) forgets chunks not stored since its cut-off and removes a pack object
  * when no chunk uses it any more. Space of swept chunks inside a pack still in use is not
- * reclaimed.
+ * reclaimed. `deleteAccount` forgets all of an account's chunks, then removes its objects.
  *
  * @example
  * ```ts
@@ -52,6 +52,13 @@ const ACCOUNT = /^[0-9a-z]{1,64}$/;
 export function checkAddress(account: string, hash: string): void {
   if (!ACCOUNT.test(account) || !HEX64.test(hash)) {
     throw new Error(`Cannot address chunk: invalid account or hash ${JSON.stringify(hash)}`);
+  }
+}
+
+/** Throws unless `account` is a well-formed account id (it becomes a key prefix or a path). */
+export function checkAccountId(account: string): void {
+  if (!ACCOUNT.test(account)) {
+    throw new Error(`Cannot address account: invalid id ${JSON.stringify(account)}`);
   }
 }
 
@@ -204,6 +211,22 @@ export class PackedStore implements BlobStore {
     // The index first: a crash between leaves an unused object, never an index row without bytes.
     for (const pack of emptyPacks) await this.#objects.remove(this.#key(account, pack));
     return removed;
+  }
+
+  async deleteAccount(account: string): Promise<void> {
+    checkAccountId(account);
+    // Chunks of the account still waiting for a write slot are not written any more.
+    for (let i = this.#waiting.length - 1; i >= 0; i--) {
+      const w = this.#waiting[i]!;
+      if (w.account !== account) continue;
+      this.#waiting.splice(i, 1);
+      const e = new Error(`Cannot store chunks: account ${account} was deleted`);
+      w.done.forEach((d) => d.reject(e));
+    }
+    // The index first: no row may point into a removed pack (a crash between leaves unused
+    // objects, which the next run removes).
+    await this.#index.removeAccount(account);
+    await this.#objects.removeAll(`${account}/`);
   }
 
   async close(): Promise<void> {

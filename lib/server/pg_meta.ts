@@ -31,6 +31,7 @@ import {
   planCommit,
 } from "../core/commit_plan.ts";
 import type {
+  AccountFootprint,
   AccountSummary,
   ChunkInfo,
   DeviceRecord,
@@ -58,15 +59,17 @@ interface EntryRow {
   size: number;
   mtime: number;
   exec: boolean;
+  /** Permission bits of a file; null when its device sent none (and for directories). */
+  mode: number | null;
   hash: string;
   chunks: { hash: string; size: number }[];
   device: string;
 }
 
-const ENTRY_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, chunks, device";
-/** The columns of an entry as `jsonb_to_recordset` reads them. */
+const ENTRY_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, chunks, device, mode";
+/** The columns of an entry as `jsonb_to_recordset` reads them (a missing `mode` is NULL). */
 const ENTRY_RECORD = `x(path text, kind text, deleted boolean, version bigint, size bigint,
-  mtime bigint, exec boolean, hash text, chunks jsonb, device text)`;
+  mtime bigint, exec boolean, hash text, chunks jsonb, device text, mode integer)`;
 
 function rowToEntry(r: EntryRow): RemoteEntry {
   return {
@@ -77,6 +80,7 @@ function rowToEntry(r: EntryRow): RemoteEntry {
     size: r.size,
     mtime: r.mtime,
     exec: r.exec,
+    ...(r.mode !== null && r.mode !== undefined ? { mode: r.mode } : {}),
     hash: r.hash,
     chunks: r.chunks.map((c) => ({ hash: c.hash, size: c.size })),
     device: r.device,
@@ -94,11 +98,17 @@ export class PgMetaStore implements MetaStore {
     this.#pool = pool;
   }
 
-  /** Connects, applies the missing migrations and returns the store. */
-  static async open(url: string, opts: PoolOptions = {}): Promise<PgMetaStore> {
+  /**
+   * Connects, applies the missing migrations and returns the store. `create: false` (admin
+   * commands): a database without the schema is refused, not set up.
+   */
+  static async open(
+    url: string,
+    opts: PoolOptions & { create?: boolean } = {},
+  ): Promise<PgMetaStore> {
     const pool = createPool(url, opts);
     try {
-      await migrate(pool);
+      await migrate(pool, undefined, { create: opts.create ?? true });
     } catch (e) {
       await pool.end().catch(() => {});
       const m = (e as Error).message;
@@ -230,6 +240,44 @@ export class PgMetaStore implements MetaStore {
     return r.rowCount === 1;
   }
 
+  async renameDevice(account: string, deviceId: string, name: string): Promise<boolean> {
+    const r = await this.#pool.query(
+      "UPDATE devices SET name = $3 WHERE id = $1 AND account = $2",
+      [deviceId, account, name],
+    );
+    return r.rowCount === 1;
+  }
+
+  async accountFootprint(account: string): Promise<AccountFootprint | null> {
+    const [r] = await this.#query<AccountFootprint>(
+      `SELECT
+        (SELECT COUNT(*) FROM devices WHERE account = $1)::bigint AS devices,
+        (SELECT COUNT(*) FROM entries WHERE account = $1 AND NOT deleted AND kind = 'file')::bigint
+          AS files,
+        (SELECT COUNT(*) FROM versions WHERE account = $1)::bigint AS versions,
+        (SELECT COUNT(*) FROM chunks WHERE account = $1)::bigint AS chunks,
+        (SELECT COALESCE(SUM(stored), 0) FROM chunks WHERE account = $1)::bigint AS "storedBytes"
+       FROM accounts WHERE id = $1`,
+      [account],
+    );
+    return r ?? null;
+  }
+
+  deleteAccount(account: string): Promise<boolean> {
+    return transaction(this.#pool, async (c) => {
+      // The account's lock, as commits take it: a commit in progress on any instance ends first,
+      // and none starts after (it finds no account).
+      const found = (await c.query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", [account]))
+        .rows.length === 1;
+      if (!found) return false;
+      for (const table of ["devices", "entries", "versions", "chunks"]) {
+        await c.query(`DELETE FROM ${table} WHERE account = $1`, [account]);
+      }
+      await c.query("DELETE FROM accounts WHERE id = $1", [account]);
+      return true;
+    });
+  }
+
   async deviceRevoked(deviceId: string): Promise<boolean> {
     const [r] = await this.#query<{ revoked: boolean }>(
       "SELECT revoked FROM devices WHERE id = $1",
@@ -328,7 +376,7 @@ export class PgMetaStore implements MetaStore {
            ON CONFLICT (account, path) DO UPDATE SET kind = EXCLUDED.kind,
              deleted = EXCLUDED.deleted, version = EXCLUDED.version, size = EXCLUDED.size,
              mtime = EXCLUDED.mtime, exec = EXCLUDED.exec, hash = EXCLUDED.hash,
-             chunks = EXCLUDED.chunks, device = EXCLUDED.device`,
+             chunks = EXCLUDED.chunks, device = EXCLUDED.device, mode = EXCLUDED.mode`,
           [account, JSON.stringify(plan.written)],
         );
       }

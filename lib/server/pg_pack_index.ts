@@ -83,6 +83,10 @@ export class PgPackIndex implements PackIndex {
     });
   }
 
+  async removeAccount(account: string): Promise<void> {
+    await this.#pool.query("DELETE FROM packed WHERE account = $1", [account]);
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }

@@ -20,6 +20,7 @@ export interface Migration {
   sql: string;
 }
 
+/** The entry columns as migration 1 made them (frozen; `mode` is migration 2's). */
 const ENTRY = `path text COLLATE "C" NOT NULL, kind text NOT NULL, deleted boolean NOT NULL,
   version bigint NOT NULL, size bigint NOT NULL, mtime bigint NOT NULL, exec boolean NOT NULL,
   hash text NOT NULL, chunks jsonb NOT NULL, device text NOT NULL`;
@@ -51,18 +52,44 @@ CREATE TABLE packed(
 CREATE INDEX packed_by_pack ON packed(account, pack);
 `,
   },
+  {
+    version: 2,
+    name: "permission bits of files (entries.mode, versions.mode)",
+    // NULL: the device sent none (an older client) or not a file; `exec` then says it all.
+    sql: `
+ALTER TABLE entries ADD COLUMN mode integer;
+ALTER TABLE versions ADD COLUMN mode integer;
+`,
+  },
 ];
 
 /** Any constant: the advisory lock that serializes migrations across instances. */
 const MIGRATION_LOCK = 0x636c6f75;
 
-/** Applies the missing migrations; returns the schema version now. */
-export async function migrate(pool: Pool, migrations = MIGRATIONS): Promise<number> {
+/**
+ * Applies the missing migrations; returns the schema version now. `create: false` (admin
+ * commands) refuses a database that holds no Cloud Sync schema yet instead of creating one.
+ */
+export async function migrate(
+  pool: Pool,
+  migrations = MIGRATIONS,
+  opts: { create?: boolean } = {},
+): Promise<number> {
   const latest = migrations.at(-1)?.version ?? 0;
   const client = await pool.connect();
   try {
     await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
     try {
+      if (opts.create === false) {
+        const r = await client.query("SELECT to_regclass('schema_migrations') IS NOT NULL AS ok");
+        const has = r.rows[0].ok === true &&
+          Number((await client.query("SELECT COUNT(*) AS n FROM schema_migrations")).rows[0].n) > 0;
+        if (!has) {
+          throw new Error(
+            "Cannot start: the --meta database holds no Cloud Sync data (no schema); check --meta",
+          );
+        }
+      }
       await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations(
         version integer PRIMARY KEY, name text NOT NULL, applied bigint NOT NULL)`);
       const r = await client.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations");

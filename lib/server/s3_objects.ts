@@ -32,6 +32,9 @@ import type { PackOptions } from "./packed_store.ts";
 /** Packing for S3: bounded uploads (chunks arriving meanwhile share the next pack), 8 MiB packs. */
 export const S3_PACKS: PackOptions = { maxWrites: 4, packBytes: 8 * 1024 * 1024, maxReads: 4 };
 
+/** Keys removed per DeleteObjects request (the most S3 allows). */
+const DELETE_PAGE = 1000;
+
 /** Longest a single request may take before it counts as failed (and is retried). */
 export const S3_REQUEST_TIMEOUT_MS = 60_000;
 
@@ -71,6 +74,8 @@ function notFound(e: unknown): boolean {
 export interface S3Options extends S3Settings {
   accessKey: string;
   secretKey: string;
+  /** Create the bucket if it is missing (default true; admin commands create nothing). */
+  create?: boolean;
 }
 
 /** Runs `fn`, failing it (transiently) after `ms`. */
@@ -126,8 +131,9 @@ export class S3Objects implements ObjectStore {
   static async open(opts: S3Options): Promise<ObjectStore> {
     const raw = new S3Objects(opts);
     const objects = new RetryingObjects(raw, { transient: isTransientS3Error });
+    let missing = false;
     try {
-      await raw.#ensureBucket(opts.region);
+      missing = !await raw.#ensureBucket(opts.region, opts.create ?? true);
     } catch (e) {
       await raw.close();
       throw new Error(
@@ -136,14 +142,22 @@ export class S3Objects implements ObjectStore {
         }; check --blobs and the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY credentials`,
       );
     }
+    if (missing) {
+      await raw.close();
+      throw new Error(
+        `Cannot start: the object store at ${opts.endPoint}:${opts.port} has no bucket ${opts.bucket}, so it holds no Cloud Sync content; check --blobs`,
+      );
+    }
     return objects;
   }
 
-  async #ensureBucket(region: string): Promise<void> {
+  /** True if the bucket exists (or was made now, with `create`). */
+  async #ensureBucket(region: string, create: boolean): Promise<boolean> {
     const exists = await this.#slot(() => this.#client.bucketExists(this.#bucket), "check bucket");
-    if (!exists) {
-      await this.#slot(() => this.#client.makeBucket(this.#bucket, region), "make bucket");
-    }
+    if (exists) return true;
+    if (!create) return false;
+    await this.#slot(() => this.#client.makeBucket(this.#bucket, region), "make bucket");
+    return true;
   }
 
   /** Runs `fn` when one of the request slots is free, with a deadline. */
@@ -222,6 +236,37 @@ export class S3Objects implements ObjectStore {
         if (!notFound(e)) throw e;
       }
     }, `remove ${key}`);
+  }
+
+  async removeAll(prefix: string): Promise<void> {
+    // A page of keys at a time (memory stays bounded), each page one DeleteObjects request;
+    // listing again from the start finds what is left, until nothing is.
+    for (;;) {
+      const keys = await this.#slot(async () => {
+        const names: string[] = [];
+        const stream = this.#client.listObjects(this.#bucket, this.#prefix + prefix, true);
+        try {
+          for await (const o of stream as AsyncIterable<{ name?: string }>) {
+            if (o.name) names.push(o.name);
+            if (names.length >= DELETE_PAGE) break;
+          }
+        } finally {
+          stream.destroy();
+        }
+        return names;
+      }, `list ${prefix}`);
+      if (keys.length === 0) return;
+      const failed = await this.#slot(
+        () => this.#client.removeObjects(this.#bucket, keys),
+        `remove ${keys.length} objects of ${prefix}`,
+      ) as unknown as { Code?: string; Key?: string; Message?: string }[];
+      const bad = (failed ?? []).find((f) => f?.Code && f.Code !== "NoSuchKey");
+      if (bad?.Code) {
+        const e = new Error(`Cannot remove ${bad.Key}: ${bad.Code} ${bad.Message ?? ""}`.trim());
+        (e as { code?: string }).code = bad.Code;
+        throw e;
+      }
+    }
   }
 
   close(): Promise<void> {

@@ -14,7 +14,7 @@
 
 import { Peer } from "../protocol/peer.ts";
 import { Incoming } from "./incoming.ts";
-import { openStores } from "./open_stores.ts";
+import { type OpenStores, openStores } from "./open_stores.ts";
 import { Hub, type ServerContext, Session } from "./session.ts";
 import {
   ConnectionCounter,
@@ -31,7 +31,9 @@ import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
 import { listenTls } from "../transport/listen.ts";
 import {
   loadCertificateFiles,
-  loadOrCreateCertificate,
+  newCertificate,
+  readCertificate,
+  saveCertificate,
   type ServerCertificate,
 } from "../transport/tls_cert.ts";
 
@@ -66,23 +68,32 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Opens the data directory and starts listening. Throws a clear error if the port is taken. */
+/**
+ * Starts listening, then opens the stores (`open_stores.ts`). Throws a clear error if the port is
+ * taken or a store cannot be opened; a start that fails leaves no new data directory or TLS key
+ * behind (a new certificate is saved only once the server listens with it and its stores are
+ * open).
+ */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => console.log(line));
-  const stores = await openStores(opts);
-  const { meta, blobs } = stores;
   const hub = new Hub();
-  let listener: Deno.TlsListener;
-  let certificate: ServerCertificate;
+  const certificate: ServerCertificate = opts.certFile !== undefined && opts.keyFile !== undefined
+    ? await loadCertificateFiles(opts.certFile, opts.keyFile)
+    : await readCertificate(opts.dataDir) ?? await newCertificate(opts.dataDir);
+  const listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
+  const existed = await Deno.stat(opts.dataDir).then(() => true, () => false);
+  let opened: OpenStores | null = null;
   try {
-    certificate = opts.certFile !== undefined && opts.keyFile !== undefined
-      ? await loadCertificateFiles(opts.certFile, opts.keyFile)
-      : await loadOrCreateCertificate(opts.dataDir);
-    listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
+    opened = await openStores(opts);
+    if (certificate.created) await saveCertificate(opts.dataDir, certificate);
   } catch (e) {
-    await stores.close();
+    listener.close();
+    await opened?.close().catch(() => {});
+    if (!existed) await Deno.remove(opts.dataDir, { recursive: true }).catch(() => {});
     throw e;
   }
+  const stores = opened;
+  const { meta, blobs } = stores;
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const quota = limits.quotaBytes === null ? null : new QuotaTracker(meta, limits.quotaBytes);
   const logLimit = new LogLimiter(10_000);

@@ -22,6 +22,7 @@ import {
   MAX_CHANGES,
   MAX_COMMIT,
   MAX_HAVE,
+  modeFields,
   obj,
   PROGRAM_VERSION,
   PROTOCOL_VERSION,
@@ -116,8 +117,8 @@ export interface ServerContext {
   logLimit: LogLimiter;
 }
 
-/** Requests allowed before signing in. */
-const SIGN_IN = new Set(["register", "enroll", "auth"]);
+/** Requests allowed only before signing in. */
+const SIGN_IN = new Set(["register", "enroll", "auth", "checkSerial"]);
 
 const EMPTY = new Uint8Array(0);
 
@@ -256,6 +257,10 @@ export class Session {
         return this.#enroll(h);
       case "auth":
         return this.#auth(h);
+      case "checkSerial":
+        return this.#checkSerial(h);
+      case "setDeviceName":
+        return this.#setDeviceName(h);
       case "changes":
         return this.#changes(h);
       case "have":
@@ -332,21 +337,55 @@ export class Session {
     return reply({ account, deviceId, token, serial, seq: 0 });
   }
 
-  async #enroll(h: Record<string, unknown>): Promise<Message> {
-    const name = str(h, "device", 100);
+  /** The account of the request's serial code; unknown ones count as failed attempts. */
+  async #serialAccount(h: Record<string, unknown>, what: string): Promise<string> {
     const serial = normalizeSerial(str(h, "serial", 200));
-    this.#checkThrottle("enrollment", null);
+    this.#checkThrottle(what, null);
     const account = serial ? await this.#ctx.meta.accountBySerialHash(secretHash(serial)) : null;
     if (!account) {
-      this.#failed("enrollment (unknown serial code)", null);
+      this.#failed(`${what} (unknown serial code)`, null);
       throw new ProtocolError(
         "bad-serial",
-        "Cannot join account: this serial code is not known to the server; check it (or run `cloud-server accounts` on the server)",
+        "Cannot join account: this serial code is not known to the server; check it, or print a new one on the server with `cloud-server reset-serial ACCOUNT`",
       );
     }
+    return account;
+  }
+
+  async #enroll(h: Record<string, unknown>): Promise<Message> {
+    const name = str(h, "device", 100);
+    const account = await this.#serialAccount(h, "enrollment");
     const { deviceId, token } = await this.#enrollDevice(account, name);
     this.#ctx.log(`Device "${name}" joined account ${account} from ${this.#remote}`);
     return reply({ account, deviceId, token, seq: await this.#ctx.meta.seq(account) });
+  }
+
+  /**
+   * Whether a serial code is the given account's, before signing in (an enrolled device given a
+   * serial code). Throttled and counted like `enroll`; tells the serial's holder nothing an
+   * enrollment would not.
+   */
+  async #checkSerial(h: Record<string, unknown>): Promise<Message> {
+    const claimed = str(h, "account", 64);
+    const account = await this.#serialAccount(h, "serial check");
+    return reply({ sameAccount: account === claimed });
+  }
+
+  /** Renames the signed-in device (`cloud-client --name` on an enrolled folder). */
+  async #setDeviceName(h: Record<string, unknown>): Promise<Message> {
+    const account = this.#requireAccount();
+    const name = str(h, "device", 100);
+    const device = this.#device!;
+    if (name !== device.name) {
+      await this.#ctx.meta.renameDevice(account, device.id, name);
+      this.#ctx.log(
+        `Device ${device.id} of account ${account} renamed from ${JSON.stringify(device.name)} to ${
+          JSON.stringify(name)
+        }`,
+      );
+      device.name = name;
+    }
+    return reply({});
   }
 
   async #auth(h: Record<string, unknown>): Promise<Message> {
@@ -502,7 +541,7 @@ export class Session {
       version: 0,
       size: int(h, "size"),
       mtime: int(h, "mtime"),
-      exec: bool(h, "exec"),
+      ...modeFields(h),
       hash: hash(h, "hash"),
       chunks,
       device: this.#device!.name,
@@ -591,7 +630,7 @@ export class Session {
         deleted,
         size: int(o, "size"),
         mtime: int(o, "mtime"),
-        exec: bool(o, "exec"),
+        ...(deleted || o.kind === "dir" ? { exec: false } : modeFields(o)),
         hash: deleted || o.kind === "dir" ? "" : hash(o, "hash"),
         chunks: deleted || o.kind === "dir" ? [] : chunkList(o.chunks, "chunks"),
       };

@@ -55,6 +55,18 @@ export interface DeviceSummary {
   revoked: boolean;
 }
 
+/** What an account holds: what `cloud-server delete-account` deletes. */
+export interface AccountFootprint {
+  devices: number;
+  /** Live files. */
+  files: number;
+  /** Kept (replaced or deleted) versions. */
+  versions: number;
+  /** Indexed chunks, and their stored bytes. */
+  chunks: number;
+  storedBytes: number;
+}
+
 /** What the chunk index records of a stored chunk. */
 export interface ChunkInfo {
   /** Plain (uncompressed) size. */
@@ -91,6 +103,8 @@ export interface AccountStore {
   devices(account: string): Promise<DeviceSummary[]>;
   /** Marks a device of `account` revoked; false if `account` has no such device. */
   revokeDevice(account: string, deviceId: string): Promise<boolean>;
+  /** Renames a device of `account` (`setDeviceName`); false if `account` has no such device. */
+  renameDevice(account: string, deviceId: string, name: string): Promise<boolean>;
   /** True if the device is revoked or unknown (checked on every request of a session). */
   deviceRevoked(deviceId: string): Promise<boolean>;
 }
@@ -137,6 +151,14 @@ export interface ChunkIndex {
 
 /** Everything the server keeps besides chunk bytes, in one database. */
 export interface MetaStore extends AccountStore, JournalStore, ChunkIndex {
+  /** What `account` holds in all three roles; null if there is no such account. */
+  accountFootprint(account: string): Promise<AccountFootprint | null>;
+  /**
+   * Deletes `account` and all its rows (devices, entries, kept versions, chunk index) in one
+   * transaction; false if there is no such account. The chunk bytes are the blob store's
+   * ({@link BlobStore.deleteAccount}).
+   */
+  deleteAccount(account: string): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -165,5 +187,10 @@ export interface BlobStore {
    * chunk stored (or stored again) since is kept. Returns the hashes deleted.
    */
   sweep(account: string, hashes: readonly string[], before: number): Promise<string[]>;
+  /**
+   * Deletes every chunk of `account` (`cloud-server delete-account`), the index of where they
+   * sit first, then the bytes; idempotent (a run cut short is finished by the next).
+   */
+  deleteAccount(account: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -28,7 +28,7 @@ function entry(path: string, kind: "file" | "dir", version: number, deleted = fa
     deleted,
     version,
     size: file ? 10 : 0,
-    mtime: 1,
+    mtime: 5,
     exec: false,
     hash: file ? H(version) : "",
     chunks: file ? [{ hash: H(version), size: 10 }] : [],
@@ -100,6 +100,18 @@ Deno.test("planCommit", async (t) => {
       kept: [],
       seq: 4,
     }],
+    ["the same content with a new mtime is a new version", [entry("f", "file", 4)], 4, [
+      { ...put("f", 4, 4), mtime: 6 },
+    ], { results: ["ok 5"], written: ["f file v5"], kept: ["f v4"], seq: 5 }],
+    ["the same content with new permission bits is a new version", [entry("f", "file", 4)], 4, [
+      { ...put("f", 4, 4), mode: 0o600 },
+    ], { results: ["ok 5"], written: ["f file v5"], kept: ["f v4"], seq: 5 }],
+    ["the bits an older client's exec implies are the same", [entry("f", "file", 4)], 4, [
+      { ...put("f", 0, 4), mode: 0o644 },
+    ], { results: ["ok 4"], written: [], kept: [], seq: 4 }],
+    ["a metadata change from a stale base is a conflict", [entry("f", "file", 4)], 4, [
+      { ...put("f", 3, 4), mtime: 6 },
+    ], { results: ["conflict 4"], written: [], kept: [], seq: 4 }],
     ["a stale base is a conflict", [entry("f", "file", 4)], 4, [put("f", 3, 2)], {
       results: ["conflict 4"],
       written: [],
@@ -187,6 +199,19 @@ Deno.test("planCommit", async (t) => {
       assert.deepEqual(summary(planCommit(reader(stored).r, seq, "dev", items)), want);
     });
   }
+
+  await t.step("permission bits are written for files that carry them, never for others", () => {
+    const plan = planCommit(reader([entry("old", "file", 1)]).r, 1, "dev", [
+      { ...put("d/f", 0), exec: true, mode: 0o750 },
+      { ...mkdir("e"), mode: 0o700 },
+      { ...del("old", 1), mode: 0o600 },
+      put("plain", 0),
+    ]);
+    assert.deepEqual(
+      plan.written.map((e) => [e.path, "mode" in e ? e.mode : "none"]),
+      [["d", "none"], ["d/f", 0o750], ["e", "none"], ["old", "none"], ["plain", "none"]],
+    );
+  });
 
   await t.step("sizes must add up", () => {
     const [r] = planCommit(reader([]).r, 0, "dev", [{ ...put("f", 0), size: 11 }]).results;

@@ -380,6 +380,25 @@ export class SimDevice {
         this.#setBase(a.path, null);
         return;
       }
+      case "setMeta": {
+        const n = this.fs.get(a.path);
+        if (!n || !this.stillAsScanned(a.path, a.expect)) {
+          report.deferred++;
+          return;
+        }
+        this.fs.set(a.path, { ...n, exec: a.remote.exec, mtime: a.remote.mtime });
+        this.#setBase(a.path, {
+          path: a.path,
+          kind: "file",
+          version: a.remote.version,
+          size: n.content.length,
+          mtime: a.remote.mtime,
+          exec: a.remote.exec,
+          hash: a.remote.hash,
+          chunks: a.remote.chunks,
+        });
+        return;
+      }
       case "setBase":
         this.#setBase(a.path, a.entry);
         return;
@@ -506,6 +525,8 @@ export function describe(a: Action): string {
       return `deleteLocal ${a.path}`;
     case "setBase":
       return `setBase ${a.path}${a.entry ? "@" + a.entry.version : " (forget)"}`;
+    case "setMeta":
+      return `setMeta ${a.path}@${a.remote.version}`;
     case "upload":
       return `upload ${a.path} base ${a.baseVersion}`;
     case "mkdirRemote":

@@ -107,6 +107,23 @@ export class Proc {
   }
 
   /**
+   * Waits for the process to exit by itself and returns its exit code; one still running after
+   * `timeoutMs` is stopped and the wait fails with its output (a test never hangs on it).
+   */
+  async exitCode(timeoutMs = 20_000): Promise<number> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<null>((r) => timer = setTimeout(() => r(null), timeoutMs));
+    try {
+      const status = await Promise.race([this.exited(), late]);
+      if (status) return status.code;
+    } finally {
+      clearTimeout(timer);
+    }
+    await this.stop();
+    throw new Error(`${this.name}: still running after ${timeoutMs} ms. Output:\n${this.output()}`);
+  }
+
+  /**
    * Stops the process (SIGTERM by default; SIGKILL simulates a crash) and reaps it. A process
    * still running 10 s after SIGTERM gets it again (the product then exits at once), then SIGKILL
    * after 10 s more: a test never hangs on a process that does not stop.
@@ -374,4 +391,32 @@ export async function put(root: string, path: string, data: string | Uint8Array)
   await Deno.mkdir(join(full, ".."), { recursive: true });
   if (typeof data === "string") await Deno.writeTextFile(full, data);
   else await Deno.writeFile(full, data);
+}
+
+/** Whether `path` exists (a symlink counts, followed or not). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs the admin command `cloud-server ARGS --data DATA` to its end: exit code and output. */
+export async function admin(
+  data: string,
+  ...args: string[]
+): Promise<{ code: number; output: string }> {
+  const p = new Proc(args[0] ?? "admin", ["server.ts", ...args, "--data", data]);
+  const code = await p.exitCode();
+  return { code, output: p.output() };
+}
+
+/** Creates a file whose name is the raw byte 0xFF (not UTF-8) in `dir`, through the shell. */
+export function createNonUtf8File(dir: string): void {
+  const r = new Deno.Command("sh", {
+    args: ["-c", `printf 'x' > "$1/bad-$(printf '\\377')-name"`, "sh", dir],
+  }).outputSync();
+  if (r.code !== 0) throw new Error(new TextDecoder().decode(r.stderr));
 }

@@ -15,6 +15,7 @@ import { SqlitePackIndex } from "../../lib/server/pack_index.ts";
 import type { BlobStore } from "../../lib/server/stores.ts";
 import { blobSuite } from "./blob_suite.ts";
 import { MemoryObjects } from "./memory_objects.ts";
+import { localLeftovers } from "./leftovers.ts";
 
 function inDir(name: string, open: (dir: string) => BlobStore) {
   blobSuite({
@@ -24,6 +25,7 @@ function inDir(name: string, open: (dir: string) => BlobStore) {
       return {
         store: open(dir),
         again: () => Promise.resolve(open(dir)),
+        leftovers: (account) => localLeftovers(dir, account),
         cleanup: () => Deno.remove(dir, { recursive: true }),
       };
     },
@@ -48,6 +50,9 @@ blobSuite({
     return {
       store: open(),
       again: () => Promise.resolve(open()),
+      leftovers: async (account) =>
+        [...objects.objects.keys()].filter((k) => k.startsWith(`${account}/`)).length +
+        await localLeftovers(dir, account),
       cleanup: () => Deno.remove(dir, { recursive: true }),
     };
   },

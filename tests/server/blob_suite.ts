@@ -18,6 +18,11 @@ export interface BlobFixture {
   store: BlobStore;
   /** Another store on the same data; the test closes it. */
   again(): Promise<BlobStore>;
+  /**
+   * How many things of `account` the backend holds underneath (files, objects, index rows),
+   * counted behind the store's back: what `deleteAccount` must leave at zero.
+   */
+  leftovers(account: string): Promise<number>;
   cleanup(): Promise<void>;
 }
 
@@ -234,12 +239,47 @@ const CASES: Record<string, Case> = {
     }
   },
 
+  "deleteAccount removes every chunk of the account, and nothing of another": async (f) => {
+    const s = f.store;
+    const mine = [blob(100, 1), blob(200_000, 2), blob(3000, 3), blob(1024 * 1024 + 3, 4)];
+    const theirs = [blob(100, 1), blob(200_000, 5), blob(40, 6)]; // one shared with A
+    await s.putMany(A, mine.slice(0, 2));
+    await s.putMany(A, mine.slice(2));
+    await s.putMany(B, theirs);
+    assert.ok(await f.leftovers(A) > 0);
+    const inB = await f.leftovers(B);
+    await s.deleteAccount(A);
+    for (const x of mine) assert.equal(await s.get(A, x.hash), null);
+    assert.deepEqual(
+      await s.getMany(A, mine.map((x) => ({ hash: x.hash, into: new Uint8Array(x.data.length) }))),
+      [false, false, false, false],
+    );
+    assert.equal(await f.leftovers(A), 0, "nothing of the account is left underneath");
+    assert.equal(await f.leftovers(B), inB);
+    for (const x of theirs) sameBytes(await s.get(B, x.hash), x.data, "the other account's");
+    await s.deleteAccount(A); // again (a run cut short is finished by the next): harmless
+    await s.deleteAccount("acct9"); // an account that never stored anything
+    const other = await f.again();
+    try {
+      assert.equal(await other.get(A, mine[1]!.hash), null, "another instance sees it gone");
+      sameBytes(await other.get(B, theirs[1]!.hash), theirs[1]!.data);
+    } finally {
+      await other.close();
+    }
+    // Storing under the id again works from scratch.
+    await s.putMany(A, [mine[1]!]);
+    sameBytes(await s.get(A, mine[1]!.hash), mine[1]!.data);
+  },
+
   "bad account names and hashes are refused": async ({ store: s }) => {
     const x = blob(10, 1);
     await assert.rejects(s.put("../x", x.hash, x.data), /Cannot address chunk/);
     await assert.rejects(s.putMany(A, [{ hash: "zz", data: x.data }]), /Cannot address chunk/);
     await assert.rejects(s.get(A, "../../etc/passwd"), /Cannot address chunk/);
     await assert.rejects(s.sweep("a/b", [x.hash], 0), /Cannot address chunk/);
+    for (const bad of ["", "..", "../x", "a/b", "A"]) {
+      await assert.rejects(s.deleteAccount(bad), /Cannot address account/, JSON.stringify(bad));
+    }
   },
 };
 

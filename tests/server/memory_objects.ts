@@ -84,6 +84,16 @@ export class MemoryObjects implements ObjectStore {
     });
   }
 
+  removeAll(prefix: string): Promise<void> {
+    return this.#call(() => {
+      for (const key of [...this.objects.keys()]) {
+        if (!key.startsWith(prefix)) continue;
+        this.removes++;
+        this.objects.delete(key);
+      }
+    });
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }

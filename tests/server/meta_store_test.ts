@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
 import { SqliteMetaStore } from "../../lib/server/meta_store.ts";
 import { FsBlobStore } from "../../lib/server/blob_store.ts";
 import { collect } from "../../lib/server/retention.ts";
@@ -111,6 +113,55 @@ Deno.test("SqliteMetaStore keeps a journal, kept versions and per-account isolat
     });
   } finally {
     await meta.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SqliteMetaStore adds the mode column to a database made by an older server", {
+  sanitizeResources: true,
+}, async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // The tables as servers before permission bits made them, with a file and a kept version.
+    const old = new DatabaseSync(join(dir, "meta.db"));
+    old.exec(`
+      CREATE TABLE accounts(id TEXT PRIMARY KEY, serial_hash TEXT NOT NULL UNIQUE,
+        seq INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
+      CREATE TABLE entries(account TEXT NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+        deleted INTEGER NOT NULL, version INTEGER NOT NULL, size INTEGER NOT NULL,
+        mtime INTEGER NOT NULL, exec INTEGER NOT NULL, hash TEXT NOT NULL, chunks TEXT NOT NULL,
+        device TEXT NOT NULL, PRIMARY KEY(account, path)) WITHOUT ROWID;
+      CREATE TABLE versions(account TEXT NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+        deleted INTEGER NOT NULL, version INTEGER NOT NULL, size INTEGER NOT NULL,
+        mtime INTEGER NOT NULL, exec INTEGER NOT NULL, hash TEXT NOT NULL, chunks TEXT NOT NULL,
+        device TEXT NOT NULL, replaced INTEGER NOT NULL);
+      INSERT INTO accounts VALUES ('acct', 'serial', 2, 1);
+      INSERT INTO entries VALUES ('acct', 'f.txt', 'file', 0, 2, 5, 1, 1, '${H2}',
+        '[{"hash":"${H2}","size":5}]', 'A');
+      INSERT INTO versions VALUES ('acct', 'f.txt', 'file', 0, 1, 5, 1, 1, '${H1}',
+        '[{"hash":"${H1}","size":5}]', 'A', 1);`);
+    old.close();
+    const meta = new SqliteMetaStore(dir);
+    try {
+      const [e] = await meta.changes("acct", 0, 10);
+      assert.deepEqual([e?.path, e?.exec, "mode" in e!], ["f.txt", true, false]);
+      await meta.addChunks("acct", [{ hash: H2, size: 5, stored: 5, compressed: false }]);
+      assert.deepEqual(
+        await meta.commit("acct", "A", [{ ...file("f.txt", H2, 2), exec: true, mode: 0o750 }]),
+        [{ ok: true, version: 3 }],
+      );
+      assert.equal((await meta.changes("acct", 2, 10))[0]?.mode, 0o750);
+      const kept = [];
+      for await (const v of meta.verifyKeptVersions("acct")) kept.push([v.version, v.mode]);
+      assert.deepEqual(kept, [[1, undefined], [2, undefined]]);
+    } finally {
+      await meta.close();
+    }
+    // Opening it again (the column exists now) changes nothing.
+    const again = new SqliteMetaStore(dir);
+    assert.equal((await again.changes("acct", 2, 10))[0]?.mode, 0o750);
+    await again.close();
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -191,6 +191,192 @@ const CASES: Record<string, Case> = {
     assert.deepEqual(x, { ok: true, version: 3 });
   },
 
+  "devices: rename one device of the account": async ({ store: m }) => {
+    const a = await m.createAccount("s1");
+    const b = await m.createAccount("s2");
+    const d = await m.addDevice(a, "old name", "tok1");
+    await m.addDevice(b, "other", "tok2");
+    assert.equal(await m.renameDevice(b, d, "wrong account"), false);
+    assert.equal(await m.renameDevice(a, "nosuchdevice", "x"), false);
+    assert.equal(await m.renameDevice(a, d, "new name"), true);
+    assert.equal((await m.device(d))!.name, "new name");
+    assert.deepEqual((await m.devices(a)).map((x) => x.name), ["new name"]);
+    assert.deepEqual((await m.devices(b)).map((x) => x.name), ["other"]);
+  },
+
+  "accounts: the footprint, and deleting one account whole": async (f) => {
+    const m = f.store;
+    const gone = await m.createAccount("serial-gone");
+    await m.addChunks(gone, [chunkRow(1), chunkRow(2)]);
+    const kept = await accountWithChunks(m, 2);
+    for (const acct of [gone, kept]) {
+      await m.commit(acct, "A", [fileItem("f.txt", [c(1)])]);
+      await m.commit(acct, "A", [fileItem("f.txt", [c(2)], await m.seq(acct))]); // keeps one
+    }
+    const device = await m.addDevice(gone, "laptop", "token-hash");
+    await m.addDevice(kept, "other", "token-hash-2");
+    const before = await m.accountFootprint(kept);
+    assert.deepEqual(await m.accountFootprint(gone), {
+      devices: 1,
+      files: 1,
+      versions: 1,
+      chunks: 2,
+      storedBytes: 20,
+    });
+    assert.equal(await m.accountFootprint("nosuchacct"), null);
+    assert.equal(await m.deleteAccount(gone), true);
+    assert.equal(await m.accountBySerialHash("serial-gone"), null, "its serial is free");
+    assert.equal(await m.accountFootprint(gone), null);
+    assert.equal(await m.hasAccount(gone), false);
+    assert.equal(await m.device(device), null);
+    assert.equal(await m.deviceRevoked(device), true);
+    assert.deepEqual(await m.changes(gone, 0, 10), []);
+    assert.deepEqual(await all(m.verifyEntries(gone)), []);
+    assert.deepEqual(await all(m.verifyKeptVersions(gone)), []);
+    assert.deepEqual(await m.missingChunks(gone, [H(1)]), [H(1)]);
+    assert.equal(await m.storedBytes(gone), 0);
+    assert.deepEqual(await m.accountIds(), [kept]);
+    assert.deepEqual(await m.accountFootprint(kept), before, "the other account is untouched");
+    assert.equal(await m.deleteAccount(gone), false, "a second time: nothing to delete");
+    await assert.rejects(m.commit(gone, "A", [dirItem("d")]), "no commits to a deleted account");
+    // Another handle (another instance) sees it gone too.
+    const other = await f.again();
+    try {
+      assert.equal(await other.hasAccount(gone), false);
+      assert.deepEqual(await other.accountIds(), [kept]);
+    } finally {
+      await other.close();
+    }
+  },
+
+  "accounts: a delete racing a commit on another handle leaves nothing of the account": async (
+    f,
+  ) => {
+    const other = await f.again();
+    try {
+      for (let round = 0; round < 5; round++) {
+        const a = await accountWithChunks(f.store);
+        await f.store.commit(a, "A", [fileItem("f", [c(1)])]);
+        const [deleted, commit] = await Promise.allSettled([
+          f.store.deleteAccount(a),
+          other.commit(a, "B", [fileItem(`g${round}`, [c(2)]), fileItem("f", [c(3)], 1)]),
+        ]);
+        assert.deepEqual(deleted, { status: "fulfilled", value: true });
+        // The commit ran before the delete (and went with it) or found no account.
+        assert.ok(commit.status === "fulfilled" || commit.status === "rejected");
+        assert.equal(await other.accountFootprint(a), null);
+        assert.deepEqual(await other.changes(a, 0, 10), [], `round ${round}`);
+        assert.deepEqual(await all(other.verifyKeptVersions(a)), []);
+      }
+    } finally {
+      await other.close();
+    }
+  },
+
+  "commit: a metadata-only change (same content, new mtime or mode) is a new version": async (
+    { store: m },
+  ) => {
+    const a = await accountWithChunks(m);
+    await m.commit(a, "A", [{ ...fileItem("f", [c(1)]), mode: 0o644 }]);
+    // A new modification time alone: accepted against the current version, the old one kept.
+    assert.deepEqual(
+      await m.commit(a, "A", [{ ...fileItem("f", [c(1)], 1), mtime: 2000, mode: 0o644 }]),
+      [{ ok: true, version: 2 }],
+    );
+    // New permission bits alone (same content, same time).
+    assert.deepEqual(
+      await m.commit(a, "A", [{ ...fileItem("f", [c(1)], 2), mtime: 2000, mode: 0o600 }]),
+      [{ ok: true, version: 3 }],
+    );
+    // Exactly what is there already, from any base: "same", nothing written.
+    assert.deepEqual(
+      await m.commit(a, "B", [{ ...fileItem("f", [c(1)], 0), mtime: 2000, mode: 0o600 }]),
+      [{ ok: true, version: 3 }],
+    );
+    // A metadata change from a stale base is a conflict, as a content change is.
+    assert.deepEqual(
+      await m.commit(a, "B", [{ ...fileItem("f", [c(1)], 1), mtime: 3000, mode: 0o600 }]),
+      [{ ok: false, reason: "conflict", message: "changed on another device", version: 3 }],
+    );
+    assert.equal(await m.seq(a), 3);
+    const f = await current(m, a, "f");
+    assert.deepEqual([f!.hash, f!.mtime, f!.mode, f!.exec], [H(1), 2000, 0o600, false]);
+    const kept = await all(m.verifyKeptVersions(a));
+    assert.deepEqual(kept.map((v) => [v.version, v.mtime, v.mode]), [
+      [1, 1000, 0o644],
+      [2, 2000, 0o644],
+    ]);
+  },
+
+  "commit: permission bits round-trip through changes, verification and kept versions": async (
+    { store: m },
+  ) => {
+    const a = await accountWithChunks(m);
+    const r = await m.commit(a, "A", [
+      { ...fileItem("d/run.sh", [c(1)]), exec: true, mode: 0o750 },
+      { ...fileItem("d/secret", [c(2)]), mode: 0o600 },
+      { ...fileItem("d/plain", [c(3)]), mode: 0o644 },
+    ]);
+    assert.ok(r.every(ok), JSON.stringify(r));
+    const modes = async () =>
+      Object.fromEntries(
+        (await m.changes(a, 0, 100)).map((e) => [e.path, [e.mode ?? null, e.exec, e.deleted]]),
+      );
+    assert.deepEqual(await modes(), {
+      "d": [null, false, false],
+      "d/run.sh": [0o750, true, false],
+      "d/secret": [0o600, false, false],
+      "d/plain": [0o644, false, false],
+    });
+    assert.deepEqual(
+      (await all(m.verifyEntries(a))).map((e) => [e.path, e.mode ?? null]),
+      [["d", null], ["d/plain", 0o644], ["d/run.sh", 0o750], ["d/secret", 0o600]],
+    );
+    // Replaced and deleted: the kept versions keep their bits; a tombstone carries none.
+    const run = await current(m, a, "d/run.sh");
+    const secret = await current(m, a, "d/secret");
+    await m.commit(a, "A", [
+      { ...fileItem("d/run.sh", [c(4)], run!.version), exec: true, mode: 0o700 },
+      deleteItem("d/secret", secret!.version),
+    ]);
+    const now = await modes();
+    assert.deepEqual(now["d/run.sh"], [0o700, true, false]);
+    assert.deepEqual(now["d/secret"], [null, false, true]);
+    assert.deepEqual(
+      (await all(m.verifyKeptVersions(a))).map((v) => [v.path, v.mode ?? null]),
+      [["d/run.sh", 0o750], ["d/secret", 0o600]],
+    );
+    // Another handle (another instance) reads the same bits.
+    assert.equal((await current(m, a, "d/run.sh"))!.mode, 0o700);
+  },
+
+  "commit: an older client's item without permission bits is accepted": async ({ store: m }) => {
+    const a = await accountWithChunks(m);
+    const old = fileItem("old.txt", [c(1)]); // no `mode` at all, as older clients send
+    assert.equal("mode" in old, false);
+    assert.deepEqual(await m.commit(a, "A", [old, { ...fileItem("old.sh", [c(2)]), exec: true }]), [
+      { ok: true, version: 1 },
+      { ok: true, version: 2 },
+    ]);
+    const e = await current(m, a, "old.txt");
+    assert.equal("mode" in e!, false, "no mode is stored where none was sent");
+    assert.equal(e!.exec, false);
+    // The bits its exec bit implies (0644, 0755) are the same file: no new version.
+    assert.deepEqual(await m.commit(a, "B", [{ ...old, mode: 0o644 }]), [{ ok: true, version: 1 }]);
+    assert.deepEqual(
+      await m.commit(a, "B", [{ ...fileItem("old.sh", [c(2)]), exec: true, mode: 0o755 }]),
+      [{ ok: true, version: 2 }],
+    );
+    // Other bits are a change; an older client's item after that is one too.
+    assert.deepEqual(await m.commit(a, "B", [{ ...fileItem("old.txt", [c(1)], 1), mode: 0o600 }]), [
+      { ok: true, version: 3 },
+    ]);
+    assert.deepEqual(await m.commit(a, "A", [fileItem("old.txt", [c(1)], 3)]), [
+      { ok: true, version: 4 },
+    ]);
+    assert.equal("mode" in (await current(m, a, "old.txt"))!, false);
+  },
+
   "commit: an edit beats a delete; deleting what is gone is a no-op": async ({ store: m }) => {
     const a = await accountWithChunks(m);
     await m.commit(a, "A", [fileItem("f", [c(1)])]);

@@ -16,7 +16,15 @@ import { migrate } from "../../lib/server/pg_schema.ts";
 import { S3_PACKS, S3Objects } from "../../lib/server/s3_objects.ts";
 import type { BlobStore } from "../../lib/server/stores.ts";
 import { blobSuite } from "../server/blob_suite.ts";
-import { adminQuery, freshSchemaName, s3Options, servicesEnv } from "./services_env.ts";
+import { localLeftovers } from "../server/leftovers.ts";
+import {
+  adminQuery,
+  adminRows,
+  freshSchemaName,
+  s3Objects,
+  s3Options,
+  servicesEnv,
+} from "./services_env.ts";
 
 const s3env = servicesEnv(["CLOUDSYNC_TEST_S3_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]);
 const pgenv = servicesEnv(["CLOUDSYNC_TEST_PG_URL"]);
@@ -36,6 +44,8 @@ blobSuite({
     return {
       store: await open(),
       again: open,
+      leftovers: async (account) =>
+        await s3Objects(prefix + account + "/") + await localLeftovers(dir, account),
       cleanup: () => Deno.remove(dir, { recursive: true }),
     };
   },
@@ -64,6 +74,7 @@ blobSuite({
         get: store.get.bind(store),
         getMany: store.getMany.bind(store),
         sweep: store.sweep.bind(store),
+        deleteAccount: store.deleteAccount.bind(store),
         close: async () => {
           await store.close();
           await pool.end();
@@ -73,6 +84,14 @@ blobSuite({
     return {
       store: await open(),
       again: open,
+      leftovers: async (account) => {
+        const [r] = await adminRows<{ n: number }>(
+          url,
+          `SELECT COUNT(*)::int AS n FROM ${schema}.packed WHERE account = $1`,
+          [account],
+        );
+        return await s3Objects(prefix + account + "/") + r!.n;
+      },
       cleanup: () => adminQuery(url, `DROP SCHEMA ${schema} CASCADE`),
     };
   },

@@ -7,6 +7,7 @@
  */
 
 import pg from "pg";
+import * as Minio from "minio";
 import { parseS3Url } from "../../lib/server/open_stores.ts";
 
 /** The value of each setting, or why the tests cannot run. */
@@ -34,13 +35,41 @@ export function freshSchemaName(): string {
 
 /** Runs `sql` on a connection of its own. */
 export async function adminQuery(url: string, sql: string): Promise<void> {
+  await adminRows(url, sql);
+}
+
+/** Runs `sql` on a connection of its own and returns its rows. */
+export async function adminRows<R>(url: string, sql: string, params: unknown[] = []): Promise<R[]> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
-    await client.query(sql);
+    return (await client.query(sql, params)).rows as R[];
   } finally {
     await client.end();
   }
+}
+
+/** A client of the services' S3 store (behind the stores' back) and its bucket. */
+export function s3Client(): { client: Minio.Client; bucket: string } {
+  const o = s3Options("");
+  const client = new Minio.Client({
+    endPoint: o.endPoint,
+    port: o.port,
+    useSSL: o.useSSL,
+    region: o.region,
+    accessKey: o.accessKey,
+    secretKey: o.secretKey,
+    pathStyle: true,
+  });
+  return { client, bucket: o.bucket };
+}
+
+/** How many objects the services' bucket holds under `prefix` (listed behind the store's back). */
+export async function s3Objects(prefix: string): Promise<number> {
+  const { client, bucket } = s3Client();
+  let n = 0;
+  for await (const _ of client.listObjects(bucket, prefix, true)) n++;
+  return n;
 }
 
 /** The S3 settings of the services (`scripts/services.sh`), under the key prefix given. */
