@@ -60,6 +60,8 @@ export interface EngineContext {
 /** Actions that change the local folder (each makes the OS watcher report several events). */
 const LOCAL_OPS: ReadonlySet<Action["op"]> = new Set([
   "moveAside",
+  "moveLocal",
+  "setMeta",
   "mkdirLocal",
   "download",
   "deleteLocal",

@@ -158,12 +158,19 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
           return;
         }
         ctx.stats.filesDone++;
+        const follows = item.follows;
         if (wire === item.remote.path) {
           note(wire, "received");
           setBase(wire, { ...r.entry, path: wire });
+        } else if (follows !== undefined && item.replace !== null) {
+          // An edit made elsewhere, now at the place this device moved the file to: the old
+          // path's base records it, and the next pass sends the move.
+          note(wire, "received");
+          setBase(follows, { ...r.entry, path: follows });
         } else {
           note(wire, "conflict"); // the server's version, kept aside under another name
           copiesSaved.add(wire);
+          if (follows !== undefined) setBase(follows, { ...r.entry, path: follows });
         }
       },
     );
@@ -186,7 +193,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
    * fsyncs each touched folder once and only then records the moves in the base. False when
    * anything is not as the scan saw it: the download and the deletion then run as planned.
    */
-  const moveLocal = async (a: Extract<Action, { op: "download" }>, from: string) => {
+  const moveOwnCopy = async (a: Extract<Action, { op: "download" }>, from: string) => {
     const expect = deletions.get(from);
     if (!expect || !(await parentsAreDirs(ctx.root, toLocal(a.path), moveCache))) return false;
     if (!stillAsScannedSync(full(from), expect)) return false;
@@ -251,8 +258,16 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
             note(a.path, "deferred", CHANGED);
             break;
           }
+          // The copy's folder may be new (conflict copies of git's files go to a folder of their
+          // own, see core/conflict_name.ts).
+          if (!(await parentsAreDirs(ctx.root, toLocal(a.to)))) {
+            note(a.path, "deferred", "a parent folder is not a plain folder");
+            break;
+          }
+          await Deno.mkdir(dirname(full(a.to)), { recursive: true });
           await Deno.rename(full(a.path), full(a.to));
           await fsyncDir(dirname(full(a.to)));
+          if (dirname(full(a.to)) !== dirname(full(a.path))) await fsyncDir(dirname(full(a.path)));
           note(a.to, "conflict");
           break;
         }
@@ -284,7 +299,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
           const from = moves.get(a.path);
           if (from !== undefined) {
             await breathe();
-            if (await moveLocal(a, from)) break;
+            if (await moveOwnCopy(a, from)) break;
           }
           downloads.push(a);
           break;
@@ -310,6 +325,26 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
             if (!(e instanceof Deno.errors.NotFound)) throw e;
           }
           note(a.path, "deletedHere");
+          setBase(a.path, null);
+          break;
+        }
+        case "moveLocal": {
+          // Another device moved this file, which was edited here: the edit follows the move.
+          const [src, dst] = [full(a.path), full(a.to)];
+          if (
+            !(await parentsAreDirs(ctx.root, toLocal(a.to))) ||
+            !(await stillAsScanned(src, a.expect)) || !(await stillAsScanned(dst, null))
+          ) {
+            note(a.path, "deferred", CHANGED);
+            break;
+          }
+          await Deno.mkdir(dirname(dst), { recursive: true });
+          // A hard link never replaces what appeared at the target meanwhile (it fails instead).
+          await Deno.link(src, dst);
+          await Deno.remove(src);
+          await fsyncDir(dirname(dst));
+          if (dirname(src) !== dirname(dst)) await fsyncDir(dirname(src));
+          outcomes.push({ path: a.to, kind: "movedHere", from: a.path });
           setBase(a.path, null);
           break;
         }

@@ -398,6 +398,8 @@ export interface DownloadItem {
   replace: LocalEntry | null;
   /** The wire path, when it differs from the local name (case-conflict aliases). */
   wire?: string;
+  /** An edit following a local move: the old path whose base this download brings up to date. */
+  follows?: string;
 }
 
 /**

@@ -34,9 +34,23 @@ export type Action =
   | { op: "mkdirLocal"; path: string; remote: RemoteEntry | null; replace: LocalEntry | null }
   /**
    * Write the content of `remote` at local `path`, replacing `replace` (null: nothing must be
-   * there). When `path !== remote.path` this is a copy set aside and the base is not touched.
+   * there). When `path !== remote.path` this is a copy set aside and the base is not touched,
+   * except with `follows`: an edit made elsewhere to a file this device moved; once written, the
+   * base of `follows` (the old path) records `remote`, so the next pass sends the move.
    */
-  | { op: "download"; path: string; remote: RemoteEntry; replace: LocalEntry | null }
+  | {
+    op: "download";
+    path: string;
+    remote: RemoteEntry;
+    replace: LocalEntry | null;
+    follows?: string;
+  }
+  /**
+   * Move the local file at `path` (if it still is `expect`) to `to`, where another device moved
+   * it (an edit here follows that move); its base is then forgotten, and an upload of `to` sends
+   * the edit.
+   */
+  | { op: "moveLocal"; path: string; to: string; expect: LocalEntry }
   /** Delete the local item at `path` if it still is `expect`; a directory only if empty. */
   | { op: "deleteLocal"; path: string; expect: LocalEntry }
   /**
@@ -247,16 +261,114 @@ function keepDirectory(
   return actions;
 }
 
+/**
+ * An edit on one side and a move of the same file on the other must not come out split (the
+ * moved copy stale, the edit revived at the old path). Decisions for such paths, which take the
+ * place of {@link decidePath}'s:
+ *
+ * - moved elsewhere (the old path deleted on the server, a new path there with exactly its base
+ *   content), edited here: the local file moves to the new path and its upload sends the edit;
+ * - moved here (the old path gone locally, a new local path with its base content, or with its
+ *   inode), edited elsewhere: the remote edit is written at the new path (or, if the file was
+ *   edited here too, beside it as a conflict copy), and the old path's base records the remote
+ *   version, so the next pass sends the move.
+ *
+ * Each new path is used once (the first old path in order takes it).
+ */
+function editsFollowMoves(
+  base: ReadonlyMap<string, BaseEntry>,
+  local: ReadonlyMap<string, LocalEntry>,
+  remote: ReadonlyMap<string, RemoteEntry>,
+  aside: (p: string, device: string) => string,
+): Map<string, Decision> {
+  const out = new Map<string, Decision>();
+  const key = (hash: string, size: number) => `${hash}:${size}`;
+  // New remote files (not in the base, nothing here) by content; new local files by content and
+  // by inode.
+  const remoteNew = new Map<string, string[]>();
+  for (const [q, r] of remote) {
+    if (r.kind !== "file" || r.size === 0 || base.has(q) || local.has(q)) continue;
+    const k = key(r.hash, r.size);
+    remoteNew.set(k, [...(remoteNew.get(k) ?? []), q]);
+  }
+  const localNewByContent = new Map<string, string[]>();
+  const localNewByIno = new Map<number, string>();
+  for (const [q, l] of local) {
+    if (l.kind !== "file" || base.has(q) || remote.has(q)) continue;
+    if (l.hash !== undefined && l.size > 0) {
+      const k = key(l.hash, l.size);
+      localNewByContent.set(k, [...(localNewByContent.get(k) ?? []), q]);
+    }
+    if (l.ino !== undefined) localNewByIno.set(l.ino, q);
+  }
+  if (remoteNew.size === 0 && localNewByContent.size === 0 && localNewByIno.size === 0) return out;
+  const used = new Set<string>();
+  const take = (list: string[] | undefined) => {
+    const q = list?.find((x) => !used.has(x));
+    if (q !== undefined) used.add(q);
+    return q;
+  };
+  for (const p of [...base.keys()].sort()) {
+    const b = base.get(p)!;
+    if (b.kind !== "file" || b.size === 0) continue;
+    const l = local.get(p);
+    const r = remote.get(p);
+    if (!r && l?.kind === "file" && l.hash !== undefined && l.hash !== b.hash) {
+      // Moved elsewhere, edited here.
+      const q = take(remoteNew.get(key(b.hash, b.size)));
+      if (q === undefined) continue;
+      const rq = remote.get(q)!;
+      out.set(p, { actions: [{ op: "moveLocal", path: p, to: q, expect: l }], final: null });
+      out.set(q, {
+        actions: [{ op: "upload", path: q, local: { ...l, path: q }, baseVersion: rq.version }],
+        final: "file",
+      });
+    } else if (!l && r?.kind === "file" && r.version !== b.version && r.hash !== b.hash) {
+      // Moved here, edited elsewhere.
+      let q = take(localNewByContent.get(key(b.hash, b.size)));
+      let edited = false;
+      if (q === undefined && b.ino !== undefined) {
+        const byIno = localNewByIno.get(b.ino);
+        if (byIno !== undefined && !used.has(byIno)) {
+          used.add(byIno);
+          q = byIno;
+          edited = true;
+        }
+      }
+      if (q === undefined) continue;
+      const lq = local.get(q)!;
+      out.set(p, { actions: [], final: null });
+      if (!edited) {
+        out.set(q, {
+          actions: [{ op: "download", path: q, remote: r, replace: lq, follows: p }],
+          final: "file",
+        });
+      } else {
+        const copy = aside(q, r.device);
+        out.set(q, {
+          actions: [
+            { op: "download", path: copy, remote: r, replace: null, follows: p },
+            { op: "upload", path: q, local: lq, baseVersion: 0 },
+          ],
+          final: "file",
+        });
+      }
+    }
+  }
+  return out;
+}
+
 const PHASE: Record<Action["op"], number> = {
   moveAside: 0,
   mkdirLocal: 1,
-  download: 2,
-  setMeta: 2,
-  deleteLocal: 3,
-  setBase: 4,
-  mkdirRemote: 5,
-  upload: 6,
-  deleteRemote: 7,
+  moveLocal: 2,
+  download: 3,
+  setMeta: 3,
+  deleteLocal: 4,
+  setBase: 5,
+  mkdirRemote: 6,
+  upload: 7,
+  deleteRemote: 8,
 };
 
 function depth(path: string): number {
@@ -295,10 +407,12 @@ export function reconcile(input: ReconcileInput): Action[] {
     return name;
   };
   const decisions = new Map<string, Decision>();
+  const follow = editsFollowMoves(base, local, remote, aside);
   for (const path of [...paths].sort()) {
     decisions.set(
       path,
-      decidePath(path, base.get(path), local.get(path), remote.get(path), aside, device),
+      follow.get(path) ??
+        decidePath(path, base.get(path), local.get(path), remote.get(path), aside, device),
     );
   }
   // Every ancestor of something that survives must end as a directory on both sides.

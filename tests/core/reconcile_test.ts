@@ -795,3 +795,60 @@ Deno.test("reconcile: modification time and permissions follow the three-way rul
     },
   ]);
 });
+
+Deno.test("reconcile: an edit follows a move made on the other side", async (t) => {
+  const Q = "moved/f.txt";
+  const base = [bFile(F, 2)];
+  const rMoved = rFile(Q, 4); // the base content, now at Q on the server
+  const mine = lFile(F, "h1"); // edited here, still at F
+  await runRows(t, [
+    {
+      name: "moved there, edited here: the local file moves to the new path and is sent",
+      base,
+      local: [mine],
+      remote: [rMoved],
+      expected: [
+        { op: "moveLocal", path: F, to: Q, expect: mine },
+        upload({ ...mine, path: Q }, 4),
+      ],
+    },
+    {
+      name: "moved there, not edited here: an ordinary move (download + delete)",
+      base,
+      local: [lSame(F)],
+      remote: [rMoved],
+      expected: [download(rMoved, null), deleteLocal(lSame(F))],
+    },
+    {
+      name: "moved here, edited there: the edit is written at the new path, the old base follows",
+      base,
+      local: [{ ...lFile(Q, "h0"), mtime: 100 }],
+      remote: [rFile(F, 3, "h2")],
+      expected: [
+        {
+          op: "download",
+          path: Q,
+          remote: rFile(F, 3, "h2"),
+          replace: { ...lFile(Q, "h0"), mtime: 100 },
+          follows: F,
+        },
+      ],
+    },
+    {
+      name: "moved and edited here, edited there: the other edit lands beside it as a copy",
+      base: [{ ...bFile(F, 2), ino: 77 }],
+      local: [{ ...lFile(Q, "h1"), ino: 77 }],
+      remote: [rFile(F, 3, "h2")],
+      expected: [
+        {
+          op: "download",
+          path: aside(Q, OTHER),
+          remote: rFile(F, 3, "h2"),
+          replace: null,
+          follows: F,
+        },
+        upload({ ...lFile(Q, "h1"), ino: 77 }, 0),
+      ],
+    },
+  ]);
+});
