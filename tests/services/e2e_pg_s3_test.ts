@@ -115,7 +115,7 @@ Deno.test({
         assert.equal(await c.exitCode(), 1, c.output());
         assert.match(
           c.output(),
-          /^Cannot sign in: (the server does not know this device|this device was revoked)/m,
+          /^Cannot (sign in|sync): (the server does not know this device|this device was revoked)/m,
         );
       }
       for (
