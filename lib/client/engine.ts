@@ -22,6 +22,7 @@ import {
 } from "../core/local_names.ts";
 import { dirname, join } from "node:path";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
+import { stillInside } from "./inside.ts";
 import { prunePartials, stillAsScanned } from "./transfer.ts";
 import type { BaseEntry, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { StateDb } from "./state_db.ts";
@@ -95,7 +96,7 @@ export function hostPlatform(): PlatformTraits {
 async function renameCases(root: string, renames: CaseRename[]): Promise<boolean> {
   for (const r of renames) {
     const from = join(root, r.from);
-    if (!(await stillAsScanned(from, r.expect))) return false;
+    if (!(await stillAsScanned(from, r.expect)) || !stillInside(root, from)) return false;
     const tmp = tempPath(dirname(from), "cloudsync-case");
     await Deno.rename(from, tmp);
     await Deno.rename(tmp, join(root, r.to));
@@ -441,8 +442,9 @@ function afterPass(ctx: EngineContext, attention: Attention, r: ExecutionReport,
       later.add(o.path);
       debug(() => `failed ${o.path} (${o.reason}); retry in ${h.until - now} ms`);
     } else if (o.kind === "deferred") {
-      attention.deferred(o.path, o.reason ?? "it changed meanwhile", now);
+      const h = attention.deferred(o.path, o.reason ?? "it changed meanwhile", now);
       later.add(o.path);
+      debug(() => `deferred ${o.path} (${o.reason}); again in ${h.until - now} ms`);
     }
   }
   attention.recheck(r.touched.filter((p) => !later.has(p)));

@@ -20,6 +20,7 @@ import { perms } from "../core/metadata.ts";
 import { fsyncDir } from "../util/atomic.ts";
 import { pool } from "../util/pool.ts";
 import { statToEntry } from "./scanner.ts";
+import { stillInside } from "./inside.ts";
 import type { StateDb } from "./state_db.ts";
 import {
   downloadMany,
@@ -197,6 +198,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     const expect = deletions.get(from);
     if (!expect || !(await parentsAreDirs(ctx.root, toLocal(a.path), moveCache))) return false;
     if (!stillAsScannedSync(full(from), expect)) return false;
+    if (!stillInside(ctx.root, full(a.path)) || !stillInside(ctx.root, full(from))) return false;
     try {
       Deno.linkSync(full(from), full(a.path));
     } catch (e) {
@@ -264,6 +266,10 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
             note(a.path, "deferred", "a parent folder is not a plain folder");
             break;
           }
+          if (!stillInside(ctx.root, full(a.to)) || !stillInside(ctx.root, full(a.path))) {
+            note(a.path, "deferred", MOVED_AWAY);
+            break;
+          }
           await Deno.mkdir(dirname(full(a.to)), { recursive: true });
           await Deno.rename(full(a.path), full(a.to));
           await fsyncDir(dirname(full(a.to)));
@@ -288,7 +294,15 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
               note(a.path, "deferred", CHANGED);
               break;
             }
+            if (!stillInside(ctx.root, full(a.path))) {
+              note(a.path, "deferred", MOVED_AWAY);
+              break;
+            }
             await Deno.remove(full(a.path));
+          }
+          if (!stillInside(ctx.root, full(a.path))) {
+            note(a.path, "deferred", MOVED_AWAY);
+            break;
           }
           await Deno.mkdir(full(a.path), { recursive: true });
           note(a.path, "dir");
@@ -309,6 +323,10 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
           await breathe(); // a deleted or renamed folder of thousands of files is many of these
           if (!stillAsScannedSync(full(a.path), a.expect)) {
             note(a.path, "deferred", CHANGED);
+            break;
+          }
+          if (!stillInside(ctx.root, full(a.path))) {
+            note(a.path, "deferred", MOVED_AWAY);
             break;
           }
           try {
@@ -338,6 +356,10 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
             note(a.path, "deferred", CHANGED);
             break;
           }
+          if (!stillInside(ctx.root, src) || !stillInside(ctx.root, dst)) {
+            note(a.path, "deferred", MOVED_AWAY);
+            break;
+          }
           await Deno.mkdir(dirname(dst), { recursive: true });
           // A hard link never replaces what appeared at the target meanwhile (it fails instead).
           await Deno.link(src, dst);
@@ -351,7 +373,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
         case "setMeta": {
           // Same content as the server's: only its modification time and permissions change.
           const path = full(a.path);
-          if (!stillAsScannedSync(path, a.expect)) {
+          if (!stillAsScannedSync(path, a.expect) || !stillInside(ctx.root, path)) {
             note(a.path, "deferred", CHANGED);
             break;
           }
@@ -392,6 +414,9 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
   flush();
   return { outcomes, touched: unsettledPaths(actions, outcomes, settled), settled: [...settled] };
 }
+
+/** Why a step was deferred when a folder on the way is no longer a real folder in the root. */
+const MOVED_AWAY = "a folder on the way is no longer a plain folder inside the synced folder";
 
 /** Why a step was deferred when the disk no longer matched the scan. */
 const CHANGED = "it changed since it was scanned";

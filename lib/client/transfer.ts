@@ -22,6 +22,7 @@ import { debug } from "../util/debug.ts";
 import { pool } from "../util/pool.ts";
 import { baseFrom } from "../core/reconcile.ts";
 import { perms } from "../core/metadata.ts";
+import { stillInside } from "./inside.ts";
 import { sameFileStat, statToEntry } from "./scanner.ts";
 
 /** Counters shown to the user. */
@@ -578,6 +579,10 @@ async function finishSmallFiles(
           continue;
         }
       }
+      if (!stillInside(ctx.root, full)) {
+        onResult(item, { ok: false, reason: "blocked" }); // a folder on the way is a symlink now
+        continue;
+      }
       const parent = dirname(full);
       if (!dirs.has(parent)) Deno.mkdirSync(parent, { recursive: true });
       Deno.renameSync(tmp, full);
@@ -625,6 +630,8 @@ export function stillAsScannedSync(full: string, expect: LocalEntry | null): boo
 
 /** Partial files completed (and verified chunk by chunk) by this process: path -> size. */
 const complete = new Map<string, number>();
+/** Bytes prefetches received for each partial file, not yet counted by a download. */
+const prefetchedBytes = new Map<string, number>();
 /** Partial files being filled right now (a prefetch): path -> its end. */
 const filling = new Map<string, Promise<unknown>>();
 
@@ -651,6 +658,9 @@ async function fillPartial(
   // short (connection lost, client stopped or killed) continues where it stopped.
   const tmp = join(ctx.tmpDir, partialName(path, remote.hash));
   await filling.get(tmp)?.catch(() => {}); // a prefetch of the same file: let it finish first
+  // What a prefetch received for this file was received for this download (the pass says so).
+  ctx.stats.bytesDown += prefetchedBytes.get(tmp) ?? 0;
+  prefetchedBytes.delete(tmp);
   const inPlace = await startInPlace(ctx, path, full, tmp, remote, replace);
   const file = await Deno.open(tmp, {
     read: true,
@@ -875,7 +885,12 @@ export function prefetchFile(
   if (filling.size > 0 || filling.has(tmp)) return false;
   const run = fillPartial({ ...ctx, wait: true }, path, remote, current).then(async (p) => {
     complete.set(p, (await Deno.stat(p)).size);
-  }).finally(() => filling.delete(tmp));
+  }).finally(() => {
+    // The download that finishes this file counts these bytes as its own.
+    prefetchedBytes.set(tmp, (prefetchedBytes.get(tmp) ?? 0) + ctx.stats.bytesDown);
+    if (prefetchedBytes.size > 1000) prefetchedBytes.clear();
+    filling.delete(tmp);
+  });
   run.catch(() => {}); // an unfinished prefetch is simply resumed by the real download
   filling.set(tmp, run);
   return true;
@@ -911,6 +926,7 @@ export async function downloadFile(
         return { ok: false, reason: "blocked" };
       }
     }
+    if (!stillInside(ctx.root, full)) return { ok: false, reason: "blocked" };
     await Deno.mkdir(dirname(full), { recursive: true });
     await Deno.rename(tmp, full);
     renamed = true;

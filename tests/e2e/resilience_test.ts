@@ -293,6 +293,9 @@ Deno.test("a big file starts arriving on B before A has finished uploading it", 
     );
     assert.ok(earlyBytes > 0, "B had nothing of the file before A's upload was committed");
     await waitConverged([a, b], 60_000, procs);
+    // The summary counts the bytes that really crossed, those streamed early included.
+    const line = await cb.waitForLine(/^Synced: 1 received .*, ([\d.]+) MiB down/);
+    assert.ok(Number(line[1]) >= 190, `B said: ${line[0]}`);
   } finally {
     for (const p of procs.reverse()) await p.stop();
   }
