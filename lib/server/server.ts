@@ -13,9 +13,8 @@
  */
 
 import { Peer } from "../protocol/peer.ts";
-import { TieredBlobStore } from "./blob_store.ts";
 import { Incoming } from "./incoming.ts";
-import { SqliteMetaStore } from "./meta_store.ts";
+import { type OpenStores, openStores } from "./open_stores.ts";
 import { Hub, type ServerContext, Session } from "./session.ts";
 import {
   ConnectionCounter,
@@ -48,6 +47,10 @@ export interface ServerOptions {
   /** `--cert`/`--key`: an operator's certificate (chain) and key; default: self-signed in DATA/tls/. */
   certFile?: string;
   keyFile?: string;
+  /** `--meta`: where metadata lives (`postgres://…`); default: SQLite in `dataDir`. */
+  meta?: string;
+  /** `--blobs`: where chunks live (`s3://…`); default: local packs in `dataDir`. */
+  blobs?: string;
   /** Limits and throttles; anything not given keeps its {@link DEFAULT_LIMITS} value. */
   limits?: Partial<ServerLimits>;
   log?: (line: string) => void;
@@ -57,6 +60,8 @@ export interface ServerOptions {
 export interface RunningServer {
   hostname: string;
   port: number;
+  /** Where metadata and chunks are kept, for the start-up lines (no passwords). */
+  stores: { meta: string; blobs: string };
   /** The TLS certificate in use (fingerprint, file, whether this start created it). */
   certificate: Pick<ServerCertificate, "fingerprint" | "certFile" | "created">;
   /** Stops accepting, closes every connection and the stores. */
@@ -64,9 +69,10 @@ export interface RunningServer {
 }
 
 /**
- * Starts listening, then opens the data directory. Throws a clear error if the port is taken; a
- * start that fails leaves no new data directory or TLS key behind (a new certificate is saved
- * only once the server listens with it).
+ * Starts listening, then opens the stores (`open_stores.ts`). Throws a clear error if the port is
+ * taken or a store cannot be opened; a start that fails leaves no new data directory or TLS key
+ * behind (a new certificate is saved only once the server listens with it and its stores are
+ * open).
  */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => console.log(line));
@@ -76,19 +82,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     : await readCertificate(opts.dataDir) ?? await newCertificate(opts.dataDir);
   const listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
   const existed = await Deno.stat(opts.dataDir).then(() => true, () => false);
-  let meta: SqliteMetaStore | null = null;
-  let blobs: TieredBlobStore | null = null;
+  let opened: OpenStores | null = null;
   try {
-    meta = new SqliteMetaStore(opts.dataDir);
-    blobs = new TieredBlobStore(opts.dataDir);
+    opened = await openStores(opts);
     if (certificate.created) await saveCertificate(opts.dataDir, certificate);
   } catch (e) {
     listener.close();
-    meta?.close();
-    blobs?.close();
+    await opened?.close().catch(() => {});
     if (!existed) await Deno.remove(opts.dataDir, { recursive: true }).catch(() => {});
     throw e;
   }
+  const stores = opened;
+  const { meta, blobs } = stores;
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const quota = limits.quotaBytes === null ? null : new QuotaTracker(meta, limits.quotaBytes);
   const logLimit = new LogLimiter(10_000);
@@ -114,6 +119,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ip: string;
     deadline: number;
     dropped: boolean;
+    /** A revocation check is running (the next tick does not start another). */
+    checking: boolean;
   }
   const open = new Set<Open>();
   const perIp = new ConnectionCounter(limits.maxConnectionsPerIp);
@@ -159,6 +166,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         ip: addr.hostname,
         deadline: performance.now() + limits.handshakeTimeoutMs,
         dropped: false,
+        checking: false,
       };
       open.add(c);
       peer.closed.then(() => {
@@ -168,6 +176,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       });
     }
   })().catch(() => {/* listener closed */});
+  /** Revocation checks running (close waits for them before it closes the stores). */
+  const checks = new Set<Promise<void>>();
+  const revocationChecks = () => Promise.all(checks);
   // The watchdog: handshake deadlines, slow frames, revoked devices (the CLI that revokes is
   // another process: the shared database is the only channel, so open sessions look it up).
   const watchdog = setInterval(() => {
@@ -185,7 +196,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       const slow = c.guard.overdue(now);
       if (slow) drop(c, slow);
-      else if (c.session.checkRevoked()) drop(c, ""); // checkRevoked logged why
+      else if (!c.checking) {
+        c.checking = true;
+        const check = c.session.checkRevoked().then((revoked) => {
+          if (revoked && !c.dropped) drop(c, ""); // checkRevoked logged why
+        }, (e) => log(`Cannot check for revoked devices: ${(e as Error).message}`))
+          .finally(() => {
+            c.checking = false;
+            checks.delete(check);
+          });
+        checks.add(check);
+      }
     }
   }, limits.tickMs);
   const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
@@ -202,6 +223,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   return {
     hostname: addr.hostname,
     port: addr.port,
+    stores: stores.describe,
     certificate: {
       fingerprint: certificate.fingerprint,
       certFile: certificate.certFile,
@@ -221,8 +243,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         return peer.closed;
       });
       await Promise.all(closing);
-      meta.close();
-      blobs.close();
+      await revocationChecks();
+      await stores.close();
     },
   };
 }

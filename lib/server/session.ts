@@ -164,8 +164,8 @@ export class Session {
    * True if the signed-in device has been revoked (checked now, one indexed lookup); the server
    * then closes the connection.
    */
-  checkRevoked(): boolean {
-    if (!this.#revoked && this.#device && this.#ctx.meta.deviceRevoked(this.#device.id)) {
+  async checkRevoked(): Promise<boolean> {
+    if (!this.#revoked && this.#device && await this.#ctx.meta.deviceRevoked(this.#device.id)) {
       this.#revoked = true;
       this.#ctx.log(
         `Closing the connection of revoked device ${this.#device.id} (account ${this.#account}) from ${this.#remote}`,
@@ -191,9 +191,12 @@ export class Session {
     return this.#account;
   }
 
-  #enrollDevice(account: string, name: string): { deviceId: string; token: string } {
+  async #enrollDevice(
+    account: string,
+    name: string,
+  ): Promise<{ deviceId: string; token: string }> {
     const token = randomToken(32);
-    const deviceId = this.#ctx.meta.addDevice(account, name, secretHash(token));
+    const deviceId = await this.#ctx.meta.addDevice(account, name, secretHash(token));
     this.#account = account;
     this.#device = { id: deviceId, name };
     return { deviceId, token };
@@ -240,7 +243,7 @@ export class Session {
       if (SIGN_IN.has(t)) {
         throw new ProtocolError("bad-request", "Cannot sign in: this connection is signed in");
       }
-      if (this.checkRevoked()) {
+      if (await this.checkRevoked()) {
         throw new ProtocolError(
           "revoked",
           "Cannot sync: this device was revoked; join again with the account's serial code",
@@ -318,7 +321,7 @@ export class Session {
     }
   }
 
-  #register(h: Record<string, unknown>): Message {
+  async #register(h: Record<string, unknown>): Promise<Message> {
     const name = str(h, "device", 100);
     const wait = this.#ctx.registrations.take(this.#ip);
     if (wait > 0) {
@@ -328,17 +331,17 @@ export class Session {
       throw throttledError(wait, "too many new accounts from this address");
     }
     const serial = newSerial();
-    const account = this.#ctx.meta.createAccount(secretHash(normalizeSerial(serial)!));
-    const { deviceId, token } = this.#enrollDevice(account, name);
+    const account = await this.#ctx.meta.createAccount(secretHash(normalizeSerial(serial)!));
+    const { deviceId, token } = await this.#enrollDevice(account, name);
     this.#ctx.log(`New account ${account} registered by device "${name}" from ${this.#remote}`);
     return reply({ account, deviceId, token, serial, seq: 0 });
   }
 
   /** The account of the request's serial code; unknown ones count as failed attempts. */
-  #serialAccount(h: Record<string, unknown>, what: string): string {
+  async #serialAccount(h: Record<string, unknown>, what: string): Promise<string> {
     const serial = normalizeSerial(str(h, "serial", 200));
     this.#checkThrottle(what, null);
-    const account = serial ? this.#ctx.meta.accountBySerialHash(secretHash(serial)) : null;
+    const account = serial ? await this.#ctx.meta.accountBySerialHash(secretHash(serial)) : null;
     if (!account) {
       this.#failed(`${what} (unknown serial code)`, null);
       throw new ProtocolError(
@@ -349,12 +352,12 @@ export class Session {
     return account;
   }
 
-  #enroll(h: Record<string, unknown>): Message {
+  async #enroll(h: Record<string, unknown>): Promise<Message> {
     const name = str(h, "device", 100);
-    const account = this.#serialAccount(h, "enrollment");
-    const { deviceId, token } = this.#enrollDevice(account, name);
+    const account = await this.#serialAccount(h, "enrollment");
+    const { deviceId, token } = await this.#enrollDevice(account, name);
     this.#ctx.log(`Device "${name}" joined account ${account} from ${this.#remote}`);
-    return reply({ account, deviceId, token, seq: this.#ctx.meta.seq(account) });
+    return reply({ account, deviceId, token, seq: await this.#ctx.meta.seq(account) });
   }
 
   /**
@@ -362,19 +365,19 @@ export class Session {
    * serial code). Throttled and counted like `enroll`; tells the serial's holder nothing an
    * enrollment would not.
    */
-  #checkSerial(h: Record<string, unknown>): Message {
+  async #checkSerial(h: Record<string, unknown>): Promise<Message> {
     const claimed = str(h, "account", 64);
-    const account = this.#serialAccount(h, "serial check");
+    const account = await this.#serialAccount(h, "serial check");
     return reply({ sameAccount: account === claimed });
   }
 
   /** Renames the signed-in device (`cloud-client --name` on an enrolled folder). */
-  #setDeviceName(h: Record<string, unknown>): Message {
+  async #setDeviceName(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     const name = str(h, "device", 100);
     const device = this.#device!;
     if (name !== device.name) {
-      this.#ctx.meta.renameDevice(account, device.id, name);
+      await this.#ctx.meta.renameDevice(account, device.id, name);
       this.#ctx.log(
         `Device ${device.id} of account ${account} renamed from ${JSON.stringify(device.name)} to ${
           JSON.stringify(name)
@@ -385,13 +388,13 @@ export class Session {
     return reply({});
   }
 
-  #auth(h: Record<string, unknown>): Message {
+  async #auth(h: Record<string, unknown>): Promise<Message> {
     const account = str(h, "account", 64);
     const deviceId = str(h, "deviceId", 64);
     const token = str(h, "token", 200);
-    const known = this.#ctx.meta.hasAccount(account) ? account : null;
+    const known = await this.#ctx.meta.hasAccount(account) ? account : null;
     this.#checkThrottle(`authentication of device ${JSON.stringify(deviceId)}`, known);
-    const d = this.#ctx.meta.device(deviceId);
+    const d = await this.#ctx.meta.device(deviceId);
     const ok = d !== null && d.account === account && sameSecret(d.tokenHash, secretHash(token));
     if (!ok || d.revoked) {
       this.#failed(
@@ -409,24 +412,24 @@ export class Session {
     }
     this.#account = account;
     this.#device = { id: d.id, name: d.name };
-    this.#ctx.meta.touchDevice(d.id);
-    return reply({ seq: this.#ctx.meta.seq(account), device: d.name });
+    await this.#ctx.meta.touchDevice(d.id);
+    return reply({ seq: await this.#ctx.meta.seq(account), device: d.name });
   }
 
-  #changes(h: Record<string, unknown>): Message {
+  async #changes(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     const since = int(h, "since");
     const limit = Math.min(Math.max(1, int(h, "limit")), MAX_CHANGES);
-    const entries = this.#ctx.meta.changes(account, since, limit);
-    const seq = this.#ctx.meta.seq(account);
+    const entries = await this.#ctx.meta.changes(account, since, limit);
+    const seq = await this.#ctx.meta.seq(account);
     const more = entries.length === limit;
     return reply({ entries, seq: more ? entries[entries.length - 1]!.version : seq, more });
   }
 
-  #have(h: Record<string, unknown>): Message {
+  async #have(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     return reply({
-      missing: this.#ctx.meta.missingChunks(account, hashList(h, "hashes", MAX_HAVE)),
+      missing: await this.#ctx.meta.missingChunks(account, hashList(h, "hashes", MAX_HAVE)),
     });
   }
 
@@ -435,11 +438,14 @@ export class Session {
     const claim = { hash: hash(h, "hash"), size: int(h, "size"), z: bool(h, "z") };
     this.#verify([{ ...claim, offset: 0, len: body.length }], body);
     const item = { hash: claim.hash, size: claim.size, stored: body.length, compressed: claim.z };
-    const fresh = this.#ctx.meta.chunk(account, item.hash) === null ? body.length : 0;
-    this.#ctx.quota?.reserve(account, fresh);
+    const quota = this.#ctx.quota;
+    const fresh = quota && (await this.#ctx.meta.chunk(account, item.hash)) === null
+      ? body.length
+      : 0;
+    await quota?.reserve(account, fresh);
     try {
       await this.#ctx.blobs.put(account, item.hash, body);
-      this.#ctx.meta.addChunks(account, [item]);
+      await this.#ctx.meta.addChunks(account, [item]);
       this.#ctx.incoming?.stored(account, [item.hash]);
     } catch (e) {
       this.#ctx.quota?.release(account, fresh);
@@ -483,17 +489,21 @@ export class Session {
       data: body.subarray(c.offset, c.offset + c.len),
     }));
     // All or nothing: the quota is checked for the whole batch before anything is stored.
-    const seen = new Set<string>();
+    const quota = this.#ctx.quota;
     let fresh = 0;
-    for (const i of items) {
-      if (seen.has(i.hash)) continue;
-      seen.add(i.hash);
-      if (this.#ctx.meta.chunk(account, i.hash) === null) fresh += i.stored;
+    if (quota) {
+      const known = await this.#ctx.meta.chunks(account, items.map((i) => i.hash));
+      const seen = new Set<string>();
+      items.forEach((i, k) => {
+        if (seen.has(i.hash)) return;
+        seen.add(i.hash);
+        if (known[k] === null) fresh += i.stored;
+      });
     }
-    this.#ctx.quota?.reserve(account, fresh);
+    await quota?.reserve(account, fresh);
     try {
       await this.#ctx.blobs.putMany(account, items);
-      this.#ctx.meta.addChunks(account, items);
+      await this.#ctx.meta.addChunks(account, items);
       this.#ctx.incoming?.stored(account, items.map((i) => i.hash));
     } catch (e) {
       this.#ctx.quota?.release(account, fresh);
@@ -509,8 +519,9 @@ export class Session {
     h: Record<string, unknown>,
   ): Promise<void> {
     if (h.wait !== true || !this.#ctx.incoming) return;
-    for (const want of hashes) {
-      if (this.#ctx.meta.chunk(account, want)) continue;
+    const known = await this.#ctx.meta.chunks(account, hashes);
+    for (const [k, want] of hashes.entries()) {
+      if (known[k]) continue;
       if (!this.#ctx.incoming.isAnnounced(account, want)) continue;
       await this.#ctx.incoming.waitFor(account, want, WAIT_FOR_CHUNK_MS);
     }
@@ -546,8 +557,7 @@ export class Session {
     await this.#awaitAnnounced(account, hashes, h);
     const notFound = () =>
       new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
-    const infos = hashes.map((want) => {
-      const info = this.#ctx.meta.chunk(account, want);
+    const infos = (await this.#ctx.meta.chunks(account, hashes)).map((info) => {
       if (!info) throw notFound();
       return info;
     });
@@ -566,11 +576,9 @@ export class Session {
     const body = new Uint8Array(total);
     try {
       let at = 0;
-      for (const c of chunks) {
-        const got = await this.#ctx.blobs.get(account, c.hash, body.subarray(at, at + c.len));
-        if (!got) throw notFound();
-        at += c.len;
-      }
+      const reads = chunks.map((c) => ({ hash: c.hash, into: body.subarray(at, at += c.len) }));
+      const found = await this.#ctx.blobs.getMany(account, reads);
+      if (found.includes(false)) throw notFound();
     } catch (e) {
       this.#guard?.replyReady(total, 0);
       throw e;
@@ -583,7 +591,7 @@ export class Session {
     const account = this.#requireAccount();
     const want = hash(h, "hash");
     await this.#awaitAnnounced(account, [want], h);
-    const info = this.#ctx.meta.chunk(account, want);
+    const info = await this.#ctx.meta.chunk(account, want);
     if (!info) {
       throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
     }
@@ -602,7 +610,7 @@ export class Session {
     return reply({ size: info.size, z: info.compressed }, data);
   }
 
-  #commit(h: Record<string, unknown>): Message {
+  async #commit(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     const raw = h.items;
     if (!Array.isArray(raw) || raw.length > MAX_COMMIT) {
@@ -628,20 +636,20 @@ export class Session {
       };
     });
     const valid = parsed.filter((p): p is CommitItem => typeof p !== "string");
-    const done = this.#ctx.meta.commit(account, this.#device!.name, valid);
+    const done = await this.#ctx.meta.commit(account, this.#device!.name, valid);
     let next = 0;
     const results: CommitResult[] = parsed.map((p) =>
       typeof p === "string" ? { ok: false, reason: "invalid", message: p } : done[next++]!
     );
     if (done.some((r) => r.ok)) {
-      this.#ctx.hub.notify(account, this.#ctx.meta.seq(account), this.#peer);
+      this.#ctx.hub.notify(account, await this.#ctx.meta.seq(account), this.#peer);
     }
     return reply({ results });
   }
 
-  #watch(): Message {
+  async #watch(): Promise<Message> {
     const account = this.#requireAccount();
     if (this.#peer) this.#ctx.hub.add(account, this.#peer);
-    return reply({ seq: this.#ctx.meta.seq(account) });
+    return reply({ seq: await this.#ctx.meta.seq(account) });
   }
 }
