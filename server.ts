@@ -177,9 +177,10 @@ async function serve(
   console.log(`Metadata: ${server.stores.meta}`);
   console.log(`Content: ${server.stores.blobs}`);
   const cert = server.certificate;
-  console.log(
-    `TLS certificate: ${cert.certFile}${cert.created ? " (created now, self-signed)" : ""}`,
-  );
+  const kept = cert.shared
+    ? "in the --meta database, the same for every instance on it"
+    : cert.certFile;
+  console.log(`TLS certificate: ${kept}${cert.created ? " (created now, self-signed)" : ""}`);
   console.log(`TLS certificate fingerprint: ${cert.fingerprint}`);
   const quota = limits.quotaBytes ?? DEFAULT_LIMITS.quotaBytes;
   console.log(

@@ -479,6 +479,17 @@ export class SqliteMetaStore implements MetaStore {
     });
   }
 
+  revokedDevices(deviceIds: readonly string[]): Promise<Set<string>> {
+    return settle(() => {
+      if (deviceIds.length === 0) return Promise.resolve(new Set<string>());
+      const rows = this.#db.prepare(
+        `SELECT j.value AS id FROM json_each(?) j LEFT JOIN devices d ON d.id = j.value
+         WHERE d.id IS NULL OR d.revoked = 1`,
+      ).all(JSON.stringify(deviceIds)) as { id: string }[];
+      return Promise.resolve(new Set(rows.map((r) => r.id)));
+    });
+  }
+
   storedBytes(account: string): Promise<number> {
     return settle(() => {
       const r = this.#db.prepare(

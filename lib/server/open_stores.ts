@@ -31,6 +31,8 @@ import { SqlitePackIndex } from "./pack_index.ts";
 import type { ObjectStore } from "./object_store.ts";
 import type { PackOptions } from "./packed_store.ts";
 import type { PgMetaStore } from "./pg_meta.ts";
+import type { Cluster } from "./cluster.ts";
+import type { ClusterOptions } from "./pg_cluster.ts";
 
 /** Where to keep things: `dataDir` always (TLS, SQLite files), `meta`/`blobs` as the flags say. */
 export interface StoreOptions {
@@ -45,12 +47,19 @@ export interface StoreOptions {
    * server data …" error), and leave the server's writes in progress alone.
    */
   admin?: boolean;
+  /** Tuning of the channel between instances (`pg_cluster.ts`; tests shorten it). */
+  cluster?: ClusterOptions;
 }
 
 /** The open stores and how to close them. */
 export interface OpenStores {
   meta: MetaStore;
   blobs: BlobStore;
+  /**
+   * What the instances sharing `--meta` share besides it (push, certificate, throttles; not
+   * started yet); null with SQLite (one instance) and for admin commands.
+   */
+  cluster: Cluster | null;
   /** Where each lives, for logs (no passwords). */
   describe: { meta: string; blobs: string };
   close(): Promise<void>;
@@ -242,7 +251,9 @@ export async function openStores(opts: StoreOptions): Promise<OpenStores> {
     const metaText = p.meta.kind === "postgres"
       ? describePostgres(p.meta.url)
       : `SQLite ${join(opts.dataDir, "meta.db")}`;
-    return { meta, blobs, describe: { meta: metaText, blobs: blobsText }, close };
+    const cluster = pg && !opts.admin ? pg.cluster(opts.cluster) : null;
+    if (cluster) toClose.push(cluster); // closed before the stores (reverse order)
+    return { meta, blobs, cluster, describe: { meta: metaText, blobs: blobsText }, close };
   } catch (e) {
     await close();
     throw e;

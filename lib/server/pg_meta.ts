@@ -41,6 +41,7 @@ import type {
 } from "./stores.ts";
 import { randomId } from "./meta_store.ts";
 import {
+  createClient,
   createPool,
   type Pool,
   type PoolClient,
@@ -50,6 +51,13 @@ import {
 import { migrate } from "./pg_schema.ts";
 import { PgPackIndex } from "./pg_pack_index.ts";
 import type { PackIndex } from "./pack_index.ts";
+import {
+  changedPayload,
+  channelFor,
+  type ChannelInfo,
+  type ClusterOptions,
+  PgCluster,
+} from "./pg_cluster.ts";
 
 interface EntryRow {
   path: string;
@@ -93,9 +101,16 @@ const PAGE = 1000;
 /** {@link MetaStore} in a PostgreSQL database. */
 export class PgMetaStore implements MetaStore {
   readonly #pool: Pool;
+  readonly #url: string;
+  readonly #opts: PoolOptions;
+  /** This deployment's notification channel and this process's id on it (`pg_cluster.ts`). */
+  readonly #channel: ChannelInfo;
 
-  private constructor(pool: Pool) {
+  private constructor(pool: Pool, url: string, opts: PoolOptions, channel: ChannelInfo) {
     this.#pool = pool;
+    this.#url = url;
+    this.#opts = opts;
+    this.#channel = channel;
   }
 
   /**
@@ -107,8 +122,10 @@ export class PgMetaStore implements MetaStore {
     opts: PoolOptions & { create?: boolean } = {},
   ): Promise<PgMetaStore> {
     const pool = createPool(url, opts);
+    let schema: string;
     try {
       await migrate(pool, undefined, { create: opts.create ?? true });
+      schema = String((await pool.query("SELECT current_schema() AS s")).rows[0].s);
     } catch (e) {
       await pool.end().catch(() => {});
       const m = (e as Error).message;
@@ -118,7 +135,24 @@ export class PgMetaStore implements MetaStore {
           : `Cannot open the PostgreSQL metadata database: ${m}; check --meta`,
       );
     }
-    return new PgMetaStore(pool);
+    const { create: _, ...poolOpts } = opts;
+    return new PgMetaStore(pool, url, poolOpts, {
+      channel: channelFor(schema),
+      instance: randomId(),
+    });
+  }
+
+  /**
+   * What this instance shares with the others on this database (push, certificate, throttles):
+   * `start()` it to hear them; closing it leaves this store open.
+   */
+  cluster(opts: ClusterOptions = {}): PgCluster {
+    return new PgCluster(
+      this.#pool,
+      () => createClient(this.#url, this.#opts, "cloudsync-listen"),
+      this.#channel,
+      opts,
+    );
   }
 
   /** The chunk-location index of an S3 chunk store, in this database (shared by instances). */
@@ -286,6 +320,16 @@ export class PgMetaStore implements MetaStore {
     return r === undefined || r.revoked;
   }
 
+  async revokedDevices(deviceIds: readonly string[]): Promise<Set<string>> {
+    if (deviceIds.length === 0) return new Set();
+    const rows = await this.#query<{ id: string }>(
+      `SELECT x AS id FROM unnest($1::text[]) x LEFT JOIN devices d ON d.id = x
+       WHERE d.id IS NULL OR d.revoked`,
+      [[...new Set(deviceIds)]],
+    );
+    return new Set(rows.map((r) => r.id));
+  }
+
   async seq(account: string): Promise<number> {
     const [r] = await this.#query<{ seq: number }>("SELECT seq FROM accounts WHERE id = $1", [
       account,
@@ -381,7 +425,16 @@ export class PgMetaStore implements MetaStore {
         );
       }
       if (plan.seq !== row.seq) {
-        await c.query("UPDATE accounts SET seq = $2 WHERE id = $1", [account, plan.seq]);
+        // The other instances hear of it when (and only if) this transaction commits.
+        await c.query(
+          `WITH u AS (UPDATE accounts SET seq = $2 WHERE id = $1) SELECT pg_notify($3, $4)`,
+          [
+            account,
+            plan.seq,
+            this.#channel.channel,
+            changedPayload(this.#channel.instance, account, plan.seq),
+          ],
+        );
       }
       return plan.results;
     });

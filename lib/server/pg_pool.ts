@@ -29,26 +29,46 @@ export interface PoolOptions {
 
 const INT8 = 20;
 
-/** A pool for `url`; errors of idle connections are absorbed (the pool replaces them). */
-export function createPool(url: string, opts: PoolOptions = {}): Pool {
+/** The settings every connection to `url` gets (schema, 64-bit integers as numbers). */
+function clientConfig(url: string, opts: PoolOptions): pg.ClientConfig {
   if (opts.schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(opts.schema)) {
     throw new Error(`Cannot use schema ${JSON.stringify(opts.schema)}: not a plain name`);
   }
-  const pool = new pg.Pool({
+  return {
     connectionString: url,
-    max: opts.max ?? 10,
-    idleTimeoutMillis: 30_000,
     ...(opts.schema ? { options: `-c search_path=${opts.schema}` } : {}),
     types: {
-      getTypeParser: ((oid: number, format?: string) =>
-        oid === INT8
-          ? (v: string) =>
-            Number(v)
-          : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
+      getTypeParser:
+        ((oid: number, format?: string) =>
+          oid === INT8
+            ? (v: string) => Number(v)
+            : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
     },
+  };
+}
+
+/** A pool for `url`; errors of idle connections are absorbed (the pool replaces them). */
+export function createPool(url: string, opts: PoolOptions = {}): Pool {
+  const pool = new pg.Pool({
+    ...clientConfig(url, opts),
+    max: opts.max ?? 10,
+    idleTimeoutMillis: 30_000,
   });
   pool.on("error", () => {/* an idle connection broke: the pool opens another when needed */});
   return pool;
+}
+
+/**
+ * One connection of its own to `url` (not pooled: the instance's `LISTEN` connection), named
+ * `applicationName` in `pg_stat_activity`, with TCP keep-alive.
+ */
+export function createClient(url: string, opts: PoolOptions, applicationName: string): pg.Client {
+  return new pg.Client({
+    ...clientConfig(url, opts),
+    application_name: applicationName,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+  });
 }
 
 /** PostgreSQL's codes for "this transaction lost a race; run it again". */

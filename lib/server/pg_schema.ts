@@ -61,6 +61,31 @@ ALTER TABLE entries ADD COLUMN mode integer;
 ALTER TABLE versions ADD COLUMN mode integer;
 `,
   },
+  {
+    version: 3,
+    name: "shared by instances: TLS certificate, throttles and budgets, announced uploads",
+    // tls_certificate: one row, the deployment's self-signed certificate (the first instance
+    // inserts it, every other one loads it). limit_failures / limit_tokens: the counters of
+    // `shared_limits.ts` (failed sign-ins, registration budgets), by scope and key.
+    // announcements: big uploads in progress (`announce`), for the instances whose devices
+    // stream them; rows expire.
+    sql: `
+CREATE TABLE tls_certificate(
+  id integer PRIMARY KEY CHECK (id = 1), cert text NOT NULL, key text NOT NULL,
+  fingerprint text NOT NULL, created bigint NOT NULL);
+CREATE TABLE limit_failures(
+  scope text NOT NULL, key text NOT NULL, failures integer NOT NULL, last bigint NOT NULL,
+  locked_until bigint NOT NULL, PRIMARY KEY(scope, key));
+CREATE INDEX limit_failures_by_last ON limit_failures(last);
+CREATE TABLE limit_tokens(
+  scope text NOT NULL, key text NOT NULL, tokens double precision NOT NULL, at bigint NOT NULL,
+  granted boolean NOT NULL, PRIMARY KEY(scope, key));
+CREATE INDEX limit_tokens_by_at ON limit_tokens(at);
+CREATE TABLE announcements(
+  id bigserial PRIMARY KEY, account text NOT NULL, entry jsonb NOT NULL, expires bigint NOT NULL);
+CREATE INDEX announcements_by_expiry ON announcements(expires);
+`,
+  },
 ];
 
 /** Any constant: the advisory lock that serializes migrations across instances. */

@@ -30,12 +30,17 @@ import {
 import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
 import { listenTls } from "../transport/listen.ts";
 import {
+  createSelfSigned,
   loadCertificateFiles,
   newCertificate,
+  pemFingerprint,
   readCertificate,
   saveCertificate,
   type ServerCertificate,
 } from "../transport/tls_cert.ts";
+import type { Cluster } from "./cluster.ts";
+import type { ClusterOptions } from "./pg_cluster.ts";
+import { SharedRateLimiter, SharedSignInThrottle } from "./shared_limits.ts";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -53,6 +58,8 @@ export interface ServerOptions {
   blobs?: string;
   /** Limits and throttles; anything not given keeps its {@link DEFAULT_LIMITS} value. */
   limits?: Partial<ServerLimits>;
+  /** Tuning of the channel between instances on `--meta` (tests shorten it). */
+  cluster?: ClusterOptions;
   log?: (line: string) => void;
 }
 
@@ -62,10 +69,51 @@ export interface RunningServer {
   port: number;
   /** Where metadata and chunks are kept, for the start-up lines (no passwords). */
   stores: { meta: string; blobs: string };
-  /** The TLS certificate in use (fingerprint, file, whether this start created it). */
-  certificate: Pick<ServerCertificate, "fingerprint" | "certFile" | "created">;
+  /**
+   * The TLS certificate in use (fingerprint, file, whether this start created it); `shared`: the
+   * self-signed certificate of every instance on the `--meta` database, kept there.
+   */
+  certificate: Pick<ServerCertificate, "fingerprint" | "certFile" | "created"> & {
+    shared: boolean;
+  };
+  /** The channel to the other instances (null: one instance on SQLite). */
+  cluster: Cluster | null;
   /** Stops accepting, closes every connection and the stores. */
   close(): Promise<void>;
+}
+
+/** Says in words why `port` cannot be listened on (checked before anything is created). */
+function checkPortFree(hostname: string, port: number): void {
+  if (port === 0) return;
+  try {
+    Deno.listen({ hostname, port, transport: "tcp" }).close();
+  } catch (e) {
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new Error(
+        `Cannot listen on ${hostname}:${port}: the port is already in use; stop the other program or choose another port`,
+      );
+    }
+    throw new Error(`Cannot listen on ${hostname}:${port}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The certificate of an instance on a shared database, without `--cert`: the deployment's, from
+ * the database; the first instance stores its own `DATA/tls/` certificate if it has one (an
+ * existing server moving to `--meta` keeps the one its clients pinned), else a new one.
+ */
+async function sharedCertificate(cluster: Cluster, dataDir: string): Promise<ServerCertificate> {
+  const c = await cluster.certificate(async () => {
+    const own = await readCertificate(dataDir);
+    return own ?? await createSelfSigned();
+  });
+  return {
+    cert: c.cert,
+    key: c.key,
+    fingerprint: pemFingerprint(c.cert),
+    certFile: "the --meta database",
+    created: c.created,
+  };
 }
 
 /**
@@ -77,23 +125,42 @@ export interface RunningServer {
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => console.log(line));
   const hub = new Hub();
-  const certificate: ServerCertificate = opts.certFile !== undefined && opts.keyFile !== undefined
+  const given = opts.certFile !== undefined && opts.keyFile !== undefined
     ? await loadCertificateFiles(opts.certFile, opts.keyFile)
-    : await readCertificate(opts.dataDir) ?? await newCertificate(opts.dataDir);
-  const listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
+    : null;
   const existed = await Deno.stat(opts.dataDir).then(() => true, () => false);
+  let certificate: ServerCertificate;
+  let listener: Deno.TlsListener | null = null;
   let opened: OpenStores | null = null;
+  let shared = false;
   try {
-    opened = await openStores(opts);
-    if (certificate.created) await saveCertificate(opts.dataDir, certificate);
+    if (given || !opts.meta) {
+      // One instance (or an operator's certificate): listen first, so that a port in use leaves
+      // nothing behind; a new certificate is saved once the stores opened too.
+      certificate = given ?? await readCertificate(opts.dataDir) ??
+        await newCertificate(opts.dataDir);
+      listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
+      opened = await openStores(opts);
+    } else {
+      // Instances on a shared database present the deployment's certificate, kept there: the
+      // stores open first (a port in use is found before that, so it creates nothing).
+      checkPortFree(opts.hostname, opts.port);
+      opened = await openStores(opts);
+      certificate = opened.cluster
+        ? await sharedCertificate(opened.cluster, opts.dataDir)
+        : await readCertificate(opts.dataDir) ?? await newCertificate(opts.dataDir);
+      shared = opened.cluster !== null;
+      listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
+    }
+    if (certificate.created && !shared) await saveCertificate(opts.dataDir, certificate);
   } catch (e) {
-    listener.close();
+    listener?.close();
     await opened?.close().catch(() => {});
     if (!existed) await Deno.remove(opts.dataDir, { recursive: true }).catch(() => {});
     throw e;
   }
   const stores = opened;
-  const { meta, blobs } = stores;
+  const { meta, blobs, cluster } = stores;
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const quota = limits.quotaBytes === null ? null : new QuotaTracker(meta, limits.quotaBytes);
   const logLimit = new LogLimiter(10_000);
@@ -103,12 +170,36 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     blobs,
     hub,
     log,
-    signIn: new SignInThrottle(limits.ipThrottle, limits.accountThrottle),
-    registrations: new RateLimiter(limits.registerBurst, limits.registerPerHour),
+    // Throttles that must hold across instances count in the shared database.
+    signIn: cluster
+      ? new SharedSignInThrottle(cluster.counters, limits.ipThrottle, limits.accountThrottle)
+      : new SignInThrottle(limits.ipThrottle, limits.accountThrottle),
+    registrations: cluster
+      ? new SharedRateLimiter(
+        cluster.counters,
+        "register",
+        limits.registerBurst,
+        limits.registerPerHour,
+      )
+      : new RateLimiter(limits.registerBurst, limits.registerPerHour),
     quota,
     logLimit,
     incoming,
+    cluster,
   };
+  // What the other instances publish reaches this instance's devices as if it happened here.
+  await cluster?.start({
+    changed: (account, seq) => hub.notify(account, seq, null),
+    incoming: (account, entry) => {
+      const chunks = Array.isArray(entry.chunks) ? entry.chunks : [];
+      const hashes = chunks.map((c) => (c as { hash?: unknown })?.hash).filter((h) =>
+        typeof h === "string"
+      ) as string[];
+      incoming.announce(account, hashes);
+      hub.send(account, { t: "incoming", entry }, null);
+    },
+    stored: (account, hashes) => incoming.stored(account, hashes),
+  }, () => hub.watched());
   if (quota) log(`Quota: ${describeSize(quota.limit)} of stored content per account`);
   /** One open connection, as the watchdog sees it. */
   interface Open {
@@ -119,8 +210,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ip: string;
     deadline: number;
     dropped: boolean;
-    /** A revocation check is running (the next tick does not start another). */
-    checking: boolean;
   }
   const open = new Set<Open>();
   const perIp = new ConnectionCounter(limits.maxConnectionsPerIp);
@@ -166,7 +255,6 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         ip: addr.hostname,
         deadline: performance.now() + limits.handshakeTimeoutMs,
         dropped: false,
-        checking: false,
       };
       open.add(c);
       peer.closed.then(() => {
@@ -176,13 +264,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       });
     }
   })().catch(() => {/* listener closed */});
-  /** Revocation checks running (close waits for them before it closes the stores). */
-  const checks = new Set<Promise<void>>();
-  const revocationChecks = () => Promise.all(checks);
+  /** The revocation check running (close waits for it before it closes the stores). */
+  let checking: Promise<void> | null = null;
   // The watchdog: handshake deadlines, slow frames, revoked devices (the CLI that revokes is
-  // another process: the shared database is the only channel, so open sessions look it up).
+  // another process: the shared database is the only channel, so every tick asks it about all
+  // signed-in devices at once, in one query).
   const watchdog = setInterval(() => {
     const now = performance.now();
+    const signedIn: Open[] = [];
     for (const c of open) {
       if (c.dropped) continue;
       if (!c.session.signedIn) {
@@ -196,18 +285,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       const slow = c.guard.overdue(now);
       if (slow) drop(c, slow);
-      else if (!c.checking) {
-        c.checking = true;
-        const check = c.session.checkRevoked().then((revoked) => {
-          if (revoked && !c.dropped) drop(c, ""); // checkRevoked logged why
-        }, (e) => log(`Cannot check for revoked devices: ${(e as Error).message}`))
-          .finally(() => {
-            c.checking = false;
-            checks.delete(check);
-          });
-        checks.add(check);
-      }
+      else signedIn.push(c);
     }
+    if (checking || signedIn.length === 0) return;
+    checking = meta.revokedDevices(signedIn.map((c) => c.session.deviceId!)).then((revoked) => {
+      for (const c of signedIn) {
+        if (c.dropped || !revoked.has(c.session.deviceId!)) continue;
+        c.session.revoked(); // says why
+        drop(c, "");
+      }
+    }, (e) => log(`Cannot check for revoked devices: ${(e as Error).message}`))
+      .finally(() => checking = null);
   }, limits.tickMs);
   const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
   const runCollect = () =>
@@ -228,7 +316,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       fingerprint: certificate.fingerprint,
       certFile: certificate.certFile,
       created: certificate.created,
+      shared,
     },
+    cluster,
     async close() {
       clearInterval(timer);
       clearInterval(watchdog);
@@ -243,8 +333,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         return peer.closed;
       });
       await Promise.all(closing);
-      await revocationChecks();
-      await stores.close();
+      await checking;
+      await stores.close(); // the cluster's channel first, then the stores
     },
   };
 }

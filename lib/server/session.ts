@@ -39,10 +39,10 @@ import {
   describeWait,
   type LogLimiter,
   type QuotaTracker,
-  type RateLimiter,
-  type SignInThrottle,
   throttledError,
 } from "./limits.ts";
+import type { RegistrationLimiter, SignInLimiter } from "./shared_limits.ts";
+import type { Cluster } from "./cluster.ts";
 
 /** SHA-256 hex of a secret; only these hashes are stored. */
 export function secretHash(secret: string): string {
@@ -63,27 +63,51 @@ export function isDiskFull(e: unknown): boolean {
 
 /** Longest a `get`/`getMany` with `wait: true` waits for one announced chunk. */
 export const WAIT_FOR_CHUNK_MS = 60_000;
+/**
+ * While waiting for an announced chunk, the chunk index is read again this often: the chunk may
+ * arrive through another instance whose notice of it was lost.
+ */
+export const RECHECK_ANNOUNCED_MS = 1_000;
 
 /** Most chunks in one `putMany` / `getMany`. */
 export const MAX_BATCH = 1024;
 /** Most chunk bytes in one `getMany` reply. */
 export const MAX_BATCH_BYTES = 6 * 1024 * 1024;
 
-/** Verifies a received chunk against its name; returns what the index records. */
-/** Who watches which account, to push change notices at once. */
+/**
+ * Who watches which account on this instance, to push change notices at once, and the highest
+ * sequence number each watched account's devices were told (what a poll for changes made on
+ * other instances compares with, see `cluster.ts`).
+ */
 export class Hub {
   readonly #watchers = new Map<string, Set<Peer>>();
+  readonly #seq = new Map<string, number>();
 
-  add(account: string, peer: Peer): void {
+  /** `peer` watches `account`, whose journal it knows up to `seq`. */
+  add(account: string, peer: Peer, seq = 0): void {
     let set = this.#watchers.get(account);
     if (!set) this.#watchers.set(account, set = new Set());
     set.add(peer);
+    this.#seq.set(account, Math.max(this.#seq.get(account) ?? 0, seq));
   }
 
   remove(account: string, peer: Peer): void {
     const set = this.#watchers.get(account);
     set?.delete(peer);
-    if (set?.size === 0) this.#watchers.delete(account);
+    if (set?.size === 0) {
+      this.#watchers.delete(account);
+      this.#seq.delete(account);
+    }
+  }
+
+  /** The accounts watched here and the last sequence number their devices were told (live). */
+  watched(): ReadonlyMap<string, number> {
+    return this.#seq;
+  }
+
+  /** Whether any device on this instance watches `account`. */
+  watches(account: string): boolean {
+    return this.#watchers.has(account);
   }
 
   /** Sends a notice to every watcher of `account` but `except`. */
@@ -95,6 +119,9 @@ export class Hub {
 
   /** Tells every watcher of `account` but `except` that the journal reached `seq`. */
   notify(account: string, seq: number, except: Peer | null): void {
+    const known = this.#seq.get(account);
+    if (known === undefined) return; // nobody watches it here
+    if (seq > known) this.#seq.set(account, seq);
     this.send(account, { t: "changed", seq }, except);
   }
 }
@@ -107,10 +134,15 @@ export interface ServerContext {
   /** Uploads in progress that other devices may stream (optional: absent, nothing waits). */
   incoming?: Incoming;
   log: (line: string) => void;
-  /** Failed `auth`/`enroll` attempts per address and per account. */
-  signIn: SignInThrottle;
-  /** New accounts (`register`) per address. */
-  registrations: RateLimiter;
+  /**
+   * Failed `auth`/`enroll` attempts per address and per account: in memory (`SignInThrottle`),
+   * or shared by the instances of a deployment (`shared_limits.ts`).
+   */
+  signIn: SignInLimiter;
+  /** New accounts (`register`) per address (in memory, or shared like `signIn`). */
+  registrations: RegistrationLimiter;
+  /** The other instances of the deployment (push, announced uploads); null: there are none. */
+  cluster?: Cluster | null;
   /** Per-account stored-bytes quota; null: none. */
   quota: QuotaTracker | null;
   /** Keeps lines about refused attempts from flooding the log. */
@@ -160,18 +192,29 @@ export class Session {
     return this.#device && this.#account ? { ...this.#device, account: this.#account } : null;
   }
 
+  /** The signed-in device's id, if any. */
+  get deviceId(): string | null {
+    return this.#device?.id ?? null;
+  }
+
   /**
    * True if the signed-in device has been revoked (checked now, one indexed lookup); the server
    * then closes the connection.
    */
   async checkRevoked(): Promise<boolean> {
     if (!this.#revoked && this.#device && await this.#ctx.meta.deviceRevoked(this.#device.id)) {
-      this.#revoked = true;
-      this.#ctx.log(
-        `Closing the connection of revoked device ${this.#device.id} (account ${this.#account}) from ${this.#remote}`,
-      );
+      this.revoked();
     }
     return this.#revoked;
+  }
+
+  /** The device was found revoked (by the server's watchdog): say so once; requests now fail. */
+  revoked(): void {
+    if (this.#revoked || !this.#device) return;
+    this.#revoked = true;
+    this.#ctx.log(
+      `Closing the connection of revoked device ${this.#device.id} (account ${this.#account}) from ${this.#remote}`,
+    );
   }
 
   /** Binds the session to its peer (needed to register for push notices). */
@@ -288,8 +331,8 @@ export class Session {
   };
 
   /** Refuses the attempt if `ip` or `account` is locked out after failures. */
-  #checkThrottle(what: string, account: string | null): void {
-    const ms = this.#ctx.signIn.lockedFor(this.#ip, account);
+  async #checkThrottle(what: string, account: string | null): Promise<void> {
+    const ms = await this.#ctx.signIn.lockedFor(this.#ip, account);
     if (ms <= 0) return;
     if (this.#ctx.logLimit.allow(`throttled ${this.#ip}`)) {
       this.#ctx.log(
@@ -302,8 +345,8 @@ export class Session {
   }
 
   /** Counts a failed attempt and logs it (and the lockout it starts, if any). */
-  #failed(what: string, account: string | null): void {
-    const r = this.#ctx.signIn.failed(this.#ip, account);
+  async #failed(what: string, account: string | null): Promise<void> {
+    const r = await this.#ctx.signIn.failed(this.#ip, account);
     if (this.#ctx.logLimit.allow(`failed ${this.#ip}`) || r.ipLockout || r.accountLockout) {
       this.#ctx.log(
         `Refused ${what} from ${this.#remote} (${r.ipFailures} recent failures from this address${
@@ -323,7 +366,7 @@ export class Session {
 
   async #register(h: Record<string, unknown>): Promise<Message> {
     const name = str(h, "device", 100);
-    const wait = this.#ctx.registrations.take(this.#ip);
+    const wait = await this.#ctx.registrations.take(this.#ip);
     if (wait > 0) {
       if (this.#ctx.logLimit.allow(`register ${this.#ip}`)) {
         this.#ctx.log(`Refused a new account from ${this.#remote}: too many new accounts`);
@@ -340,10 +383,10 @@ export class Session {
   /** The account of the request's serial code; unknown ones count as failed attempts. */
   async #serialAccount(h: Record<string, unknown>, what: string): Promise<string> {
     const serial = normalizeSerial(str(h, "serial", 200));
-    this.#checkThrottle(what, null);
+    await this.#checkThrottle(what, null);
     const account = serial ? await this.#ctx.meta.accountBySerialHash(secretHash(serial)) : null;
     if (!account) {
-      this.#failed(`${what} (unknown serial code)`, null);
+      await this.#failed(`${what} (unknown serial code)`, null);
       throw new ProtocolError(
         "bad-serial",
         "Cannot join account: this serial code is not known to the server; check it, or print a new one on the server with `cloud-server reset-serial ACCOUNT`",
@@ -393,11 +436,11 @@ export class Session {
     const deviceId = str(h, "deviceId", 64);
     const token = str(h, "token", 200);
     const known = await this.#ctx.meta.hasAccount(account) ? account : null;
-    this.#checkThrottle(`authentication of device ${JSON.stringify(deviceId)}`, known);
+    await this.#checkThrottle(`authentication of device ${JSON.stringify(deviceId)}`, known);
     const d = await this.#ctx.meta.device(deviceId);
     const ok = d !== null && d.account === account && sameSecret(d.tokenHash, secretHash(token));
     if (!ok || d.revoked) {
-      this.#failed(
+      await this.#failed(
         `authentication of device ${JSON.stringify(deviceId)}${
           ok ? " (revoked)" : " (unknown device or wrong credential)"
         }`,
@@ -446,7 +489,7 @@ export class Session {
     try {
       await this.#ctx.blobs.put(account, item.hash, body);
       await this.#ctx.meta.addChunks(account, [item]);
-      this.#ctx.incoming?.stored(account, [item.hash]);
+      this.#storedAnnounced(account, [item.hash]);
     } catch (e) {
       this.#ctx.quota?.release(account, fresh);
       throw e;
@@ -504,7 +547,7 @@ export class Session {
     try {
       await this.#ctx.blobs.putMany(account, items);
       await this.#ctx.meta.addChunks(account, items);
-      this.#ctx.incoming?.stored(account, items.map((i) => i.hash));
+      this.#storedAnnounced(account, items.map((i) => i.hash));
     } catch (e) {
       this.#ctx.quota?.release(account, fresh);
       throw e;
@@ -512,18 +555,45 @@ export class Session {
     return reply({});
   }
 
-  /** With `wait: true`, chunks announced by an upload in progress are awaited (bounded). */
+  /**
+   * Chunks were stored and indexed: wakes the requests waiting for them here, and tells the other
+   * instances of those that were announced (their devices may be streaming the upload).
+   */
+  #storedAnnounced(account: string, hashes: string[]): void {
+    const incoming = this.#ctx.incoming;
+    if (!incoming) return;
+    const cluster = this.#ctx.cluster;
+    const announced = cluster ? hashes.filter((h) => incoming.isAnnounced(account, h)) : [];
+    incoming.stored(account, hashes);
+    if (cluster && announced.length > 0) {
+      cluster.stored(account, announced).catch((e) =>
+        this.#ctx.log(`Cannot tell the other instances of stored chunks: ${(e as Error).message}`)
+      );
+    }
+  }
+
+  /**
+   * With `wait: true`, chunks announced by an upload in progress are awaited (at most
+   * {@link WAIT_FOR_CHUNK_MS} each). The index is read again every {@link RECHECK_ANNOUNCED_MS}:
+   * a chunk stored through another instance counts even if that instance's notice never came.
+   */
   async #awaitAnnounced(
     account: string,
     hashes: readonly string[],
     h: Record<string, unknown>,
   ): Promise<void> {
-    if (h.wait !== true || !this.#ctx.incoming) return;
+    const incoming = this.#ctx.incoming;
+    if (h.wait !== true || !incoming) return;
     const known = await this.#ctx.meta.chunks(account, hashes);
     for (const [k, want] of hashes.entries()) {
       if (known[k]) continue;
-      if (!this.#ctx.incoming.isAnnounced(account, want)) continue;
-      await this.#ctx.incoming.waitFor(account, want, WAIT_FOR_CHUNK_MS);
+      const until = performance.now() + WAIT_FOR_CHUNK_MS;
+      while (incoming.isAnnounced(account, want)) {
+        const left = until - performance.now();
+        if (left <= 0) break;
+        if (await incoming.waitFor(account, want, Math.min(left, RECHECK_ANNOUNCED_MS))) break;
+        if (await this.#ctx.meta.chunk(account, want)) break;
+      }
     }
   }
 
@@ -548,6 +618,9 @@ export class Session {
     };
     this.#ctx.incoming?.announce(account, chunks.map((c) => c.hash));
     this.#ctx.hub.send(account, { t: "incoming", entry }, this.#peer);
+    this.#ctx.cluster?.announce(account, entry).catch((e) =>
+      this.#ctx.log(`Cannot tell the other instances of an upload: ${(e as Error).message}`)
+    );
     return reply({});
   }
 
@@ -649,7 +722,8 @@ export class Session {
 
   async #watch(): Promise<Message> {
     const account = this.#requireAccount();
-    if (this.#peer) this.#ctx.hub.add(account, this.#peer);
-    return reply({ seq: await this.#ctx.meta.seq(account) });
+    const seq = await this.#ctx.meta.seq(account);
+    if (this.#peer) this.#ctx.hub.add(account, this.#peer, seq);
+    return reply({ seq });
   }
 }

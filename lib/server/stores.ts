@@ -107,6 +107,11 @@ export interface AccountStore {
   renameDevice(account: string, deviceId: string, name: string): Promise<boolean>;
   /** True if the device is revoked or unknown (checked on every request of a session). */
   deviceRevoked(deviceId: string): Promise<boolean>;
+  /**
+   * Those of `deviceIds` that are revoked or unknown, in one query (the server's watchdog asks
+   * this every second about every signed-in device).
+   */
+  revokedDevices(deviceIds: readonly string[]): Promise<Set<string>>;
 }
 
 /** Each account's journal of entries (tombstones included) and the versions kept. */

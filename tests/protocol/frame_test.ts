@@ -181,8 +181,59 @@ Deno.test("FrameReader reads a large body straight into its buffer", async () =>
   const src = sliceReader(encodeFrame(frame), Number.MAX_SAFE_INTEGER);
   const reader = new FrameReader(src);
   assert.deepEqual(await reader.next(), frame);
-  // One buffered read (prefix, header and the first 64 KiB) plus one direct read for the rest.
+  // One buffered read (prefix, header and the first 2 KiB) plus one direct read for the rest.
   assert.equal(src.reads, 2);
+});
+
+Deno.test("FrameReader reads into 2 KiB while quiet and 64 KiB while data streams", async () => {
+  // Frames of 40 KiB bodies (each read through the buffer) then small ones: the buffer grows
+  // after a read that fills it and shrinks after a small one, and every frame arrives intact.
+  const big: Frame[] = Array.from({ length: 4 }, (_, i) => ({
+    type: 3,
+    id: 0,
+    header: { i },
+    body: patterned(40 * 1024 + i),
+  }));
+  const small: Frame[] = Array.from({ length: 3 }, (_, i) => ({
+    type: 3,
+    id: 0,
+    header: { small: i },
+    body: patterned(10),
+  }));
+  const frames = [...big, ...small];
+  const data = new Uint8Array(frames.reduce((n, f) => n + encodeFrame(f).length, 0));
+  let at = 0;
+  for (const f of frames) {
+    const e = encodeFrame(f);
+    data.set(e, at);
+    at += e.length;
+  }
+  // Data arrives like TLS records, at most 16 KiB a read: the big frames back to back, then each
+  // small frame on its own (a quiet connection).
+  const segments = [
+    big.reduce((n, f) => n + encodeFrame(f).length, 0),
+    ...small.map((f) => encodeFrame(f).length),
+  ];
+  const sizes: number[] = [];
+  let off = 0;
+  let segmentLeft = segments.shift()!;
+  const src: ByteReader = {
+    read(p) {
+      sizes.push(p.length);
+      if (off >= data.length) return Promise.resolve(null);
+      if (segmentLeft === 0) segmentLeft = segments.shift()!;
+      const n = Math.min(p.length, 16 * 1024, segmentLeft);
+      p.set(data.subarray(off, off + n));
+      off += n;
+      segmentLeft -= n;
+      return Promise.resolve(n);
+    },
+  };
+  assert.deepEqual(await readAll(new FrameReader(src)), frames);
+  assert.equal(sizes[0], 2048, "a new connection reads into 2 KiB");
+  assert.equal(sizes[1], 64 * 1024, "a read that filled it makes the next one 64 KiB");
+  assert.ok(sizes.includes(64 * 1024));
+  assert.equal(sizes.at(-1), 2048, "back to 2 KiB once reads are small again");
 });
 
 Deno.test("FrameReader rejects malformed input", async (t) => {

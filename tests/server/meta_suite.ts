@@ -140,6 +140,12 @@ const CASES: Record<string, Case> = {
     assert.equal(await m.deviceRevoked(d1), true);
     assert.equal((await m.device(d1))!.revoked, true);
     assert.equal(await m.deviceRevoked("nosuchdevice"), true, "unknown counts as revoked");
+    assert.deepEqual(
+      [...await m.revokedDevices([d1, d2, d3, "nosuchdevice", d1])].sort(),
+      [d1, "nosuchdevice"].sort(),
+      "one query: the revoked and the unknown ones",
+    );
+    assert.deepEqual([...await m.revokedDevices([])], []);
     const summary = (await m.accounts()).find((s) => s.id === a)!;
     assert.equal(summary.devices, 1, "revoked devices are not counted");
     assert.ok(summary.lastSeen !== null);
