@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { SyncClient } from "./lib/client/app.ts";
 import { fail, onShutdown } from "./lib/util/cli.ts";
+import { X509Certificate } from "node:crypto";
 import { normalizeFingerprint } from "./lib/transport/tls_cert.ts";
 import { normalizeSerial } from "./lib/util/crockford.ts";
 
@@ -15,7 +16,7 @@ const HELP = `cloud-client: keep a folder in sync with a Cloud Sync server
 
 Usage:
   cloud-client HOST PORT FOLDER SECONDS [SERIAL] [--name NAME] [--rejoin] [--allow-mass-delete]
-               [--server-fingerprint FP]
+               [--server-fingerprint FP | --server-ca FILE]
 
   HOST, PORT  the server (as printed by cloud-server)
   FOLDER      the folder to sync; created if missing
@@ -40,6 +41,9 @@ Options:
                        client trusts the certificate it sees first (or one a trusted authority
                        issued for HOST) and refuses to connect if it ever changes; give the new
                        fingerprint here after replacing the server's certificate on purpose
+  --server-ca FILE     trust a server whose TLS certificate this authority (PEM) issued for HOST,
+                       as HTTPS does under a private root: for an organization's internal CA.
+                       Kept in the folder; renewed certificates of that authority are fine
   -h, --help           show this help
 `;
 
@@ -54,6 +58,7 @@ async function main(): Promise<void> {
         rejoin: { type: "boolean", default: false },
         "allow-mass-delete": { type: "boolean", default: false },
         "server-fingerprint": { type: "string" },
+        "server-ca": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -107,6 +112,24 @@ async function main(): Promise<void> {
       );
     }
   }
+  let serverCa: string | null = null;
+  if (values["server-ca"] !== undefined) {
+    if (serverFingerprint) {
+      fail("Cannot start: give --server-fingerprint or --server-ca, not both", 2);
+    }
+    const file = values["server-ca"];
+    try {
+      serverCa = Deno.readTextFileSync(file);
+      new X509Certificate(serverCa); // throws unless it holds a certificate
+    } catch (e) {
+      fail(
+        `Cannot start: --server-ca ${file} is not a readable PEM certificate (${
+          (e as Error).message
+        }); give the file of the authority that issued the server's certificate`,
+        2,
+      );
+    }
+  }
   const client = new SyncClient({
     host,
     port,
@@ -117,6 +140,7 @@ async function main(): Promise<void> {
     ...(values.rejoin ? { rejoin: true } : {}),
     allowMassDelete: values["allow-mass-delete"],
     ...(serverFingerprint ? { serverFingerprint } : {}),
+    ...(serverCa ? { serverCa } : {}),
   });
   onShutdown(() => {
     console.log("Stopping client");

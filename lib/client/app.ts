@@ -55,6 +55,8 @@ export interface ClientOptions {
   name?: string;
   /** `--server-fingerprint`: the server's TLS certificate must have this fingerprint. */
   serverFingerprint?: string;
+  /** `--server-ca`: PEM of the authority that issues the server's TLS certificate. */
+  serverCa?: string;
   /** Propagate even when more than half of the synced files vanished at once. */
   allowMassDelete?: boolean;
 }
@@ -160,6 +162,7 @@ export class SyncClient {
         ...(this.#opts.serverFingerprint
           ? { serverFingerprint: this.#opts.serverFingerprint }
           : {}),
+        ...(this.#opts.serverCa ? { serverCa: this.#opts.serverCa } : {}),
         log: this.#log,
         warn: this.#warn,
         wait: (ms) => this.#wake.wait(ms),
@@ -288,6 +291,7 @@ export class SyncClient {
           ...(this.#opts.serverFingerprint
             ? { expectFingerprint: this.#opts.serverFingerprint }
             : {}),
+          ...(this.#opts.serverCa ? { serverCa: this.#opts.serverCa } : {}),
           onTrust: (t, note) => {
             config = withServerTrust(config, t);
             saveConfig(this.#root, config);

@@ -24,6 +24,8 @@ export interface ClientConfig {
   serverFingerprint?: string;
   /** The server's certificate was issued by an authority the system trusts (no pin needed). */
   serverCaVerified?: boolean;
+  /** PEM of the authority (`--server-ca`) that issues the server's certificate (no pin needed). */
+  serverCa?: string;
 }
 
 /** Path of the state folder of `root`. */
@@ -46,7 +48,8 @@ export function loadConfig(root: string): ClientConfig | null {
     typeof c.deviceId !== "string" || typeof c.token !== "string" ||
     typeof c.deviceName !== "string" ||
     (c.serverFingerprint !== undefined && typeof c.serverFingerprint !== "string") ||
-    (c.serverCaVerified !== undefined && typeof c.serverCaVerified !== "boolean")
+    (c.serverCaVerified !== undefined && typeof c.serverCaVerified !== "boolean") ||
+    (c.serverCa !== undefined && typeof c.serverCa !== "string")
   ) {
     throw new Error(
       `Cannot read ${
@@ -70,15 +73,17 @@ export function serverTrust(config: ClientConfig): ServerTrust {
   return {
     ...(config.serverFingerprint ? { fingerprint: config.serverFingerprint } : {}),
     ...(config.serverCaVerified ? { caVerified: true } : {}),
+    ...(config.serverCa ? { ca: config.serverCa } : {}),
   };
 }
 
 /** `config` with its server trust replaced by `trust`. */
 export function withServerTrust(config: ClientConfig, trust: ServerTrust): ClientConfig {
-  const { serverFingerprint: _f, serverCaVerified: _c, ...rest } = config;
+  const { serverFingerprint: _f, serverCaVerified: _c, serverCa: _a, ...rest } = config;
   return {
     ...rest,
     ...(trust.fingerprint ? { serverFingerprint: trust.fingerprint } : {}),
     ...(trust.caVerified ? { serverCaVerified: true } : {}),
+    ...(trust.ca ? { serverCa: trust.ca } : {}),
   };
 }

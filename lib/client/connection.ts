@@ -23,6 +23,8 @@ export interface DialOptions {
   trust?: ServerTrust;
   /** `--server-fingerprint`: the server's certificate must have this fingerprint. */
   expectFingerprint?: string;
+  /** `--server-ca`: PEM of the authority that issues the server's certificate. */
+  serverCa?: string;
   /** Called before the handshake when the trust changed (first use, new pin): save it. */
   onTrust?: (trust: ServerTrust, note: string) => void;
 }
@@ -92,6 +94,7 @@ export async function dial(opts: DialOptions): Promise<Peer> {
     port: opts.port,
     ...(opts.trust ? { trust: opts.trust } : {}),
     ...(opts.expectFingerprint ? { expectFingerprint: opts.expectFingerprint } : {}),
+    ...(opts.serverCa ? { serverCa: opts.serverCa } : {}),
   });
   if (r.changed) {
     try {

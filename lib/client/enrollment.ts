@@ -46,6 +46,8 @@ export interface EnrollOptions {
   /** `--rejoin`: move an enrolled folder to the serial's account. */
   rejoin?: boolean;
   serverFingerprint?: string;
+  /** `--server-ca`: PEM of the authority that issues the server's certificate. */
+  serverCa?: string;
   log: (line: string) => void;
   warn: (line: string) => void;
   /** Waits `ms`, or less if the client is being stopped. */
@@ -101,6 +103,7 @@ async function withServer<T>(
         port: o.port,
         trust,
         ...(o.serverFingerprint ? { expectFingerprint: o.serverFingerprint } : {}),
+        ...(o.serverCa ? { serverCa: o.serverCa } : {}),
         onTrust: (t, note) => {
           trust = t;
           o.log(note);

@@ -12,7 +12,14 @@
  *
  * On first contact without a pin, a certificate that verifies against the system's roots for
  * the host name is remembered as "CA-verified" (renewals are then fine, as with HTTPS); any other
- * certificate is pinned by its fingerprint.
+ * certificate is pinned by its fingerprint. A self-signed one is its own trust anchor on the real
+ * connection; a leaf issued by an authority the system does not know (an operator's internal CA)
+ * is anchored at that authority's certificate, which the server must send after the leaf (the
+ * probe checks that it really signed the leaf); the pin still decides, at every connection.
+ *
+ * With `--server-ca FILE` (kept in `config.json` as `serverCa`), the certificate must instead be
+ * issued for the host name by that authority, as with HTTPS under a private root: no probe, and
+ * renewed certificates need nothing.
  *
  * @module
  */
@@ -28,6 +35,8 @@ export interface ServerTrust {
   fingerprint?: string;
   /** The server's certificate verified against the system roots at first contact. */
   caVerified?: boolean;
+  /** PEM of the authority (`--server-ca`) that must have issued the server's certificate. */
+  ca?: string;
 }
 
 /** The server's certificate cannot be trusted; retrying will not help, the user must act. */
@@ -47,6 +56,8 @@ export interface TlsDialOptions {
   trust?: ServerTrust;
   /** `--server-fingerprint`: the certificate must have this fingerprint (overrides `trust`). */
   expectFingerprint?: string;
+  /** `--server-ca`: PEM of the authority that issues the server's certificate (overrides `trust`). */
+  serverCa?: string;
   /** Limit for connecting and the TLS handshake (default 15 s). */
   timeoutMs?: number;
 }
@@ -82,7 +93,51 @@ export function mismatchMessage(host: string, port: number, given: string, seen:
 function isCertificateFailure(e: unknown): boolean {
   const m = (e as Error)?.message ?? "";
   return e instanceof Deno.errors.InvalidData ||
-    /certificate|UnknownIssuer|BadSignature|NotValidForName|Expired/i.test(m);
+    /certificate|UnknownIssuer|BadSignature|NotValidForName|Expired|CaUsedAsEndEntity/i.test(m);
+}
+
+/** rustls refuses a server certificate that says it is an authority (basicConstraints CA:TRUE). */
+function caAsServerCertificate(e: unknown): CertificateError | null {
+  if (!/CaUsedAsEndEntity/.test((e as Error)?.message ?? "")) return null;
+  return new CertificateError(
+    "Cannot connect: the server's certificate is a certificate authority's (CA:TRUE), which TLS " +
+      "refuses as a server's certificate; on the server, give --cert a certificate that this " +
+      "authority issued (basicConstraints CA:FALSE), or leave --cert out for a self-signed one",
+    { cause: e },
+  );
+}
+
+/** The short name of a certificate's issuer or subject (`CN=…`), for messages. */
+function shortName(dn: string): string {
+  return dn.split("\n").map((l) => l.trim()).filter(Boolean).join(", ");
+}
+
+/**
+ * What the real connection anchors its trust at, for a pinned certificate: the certificate
+ * itself when it is self-issued; else the certificate in the presented chain that issued it
+ * (checked: names and signature). Throws when the issuer is neither (nothing to anchor at).
+ */
+function anchorFor(der: Uint8Array, chain: Uint8Array[], seen: string): {
+  pem: string;
+  issuer: string | null;
+} {
+  // Names and signature (OpenSSL's checkIssued also wants keyCertSign, which a self-signed
+  // server certificate rightly lacks).
+  const leaf = new X509Certificate(der);
+  const issued = (by: X509Certificate) => by.subject === leaf.issuer && leaf.verify(by.publicKey);
+  if (issued(leaf)) return { pem: derToPem(der), issuer: null };
+  for (const c of chain) {
+    const cand = new X509Certificate(c);
+    if (issued(cand)) {
+      return { pem: derToPem(c), issuer: shortName(cand.subject) };
+    }
+  }
+  throw new CertificateError(
+    `Cannot connect: the server's certificate (fingerprint ${seen}) is issued by an authority ` +
+      `this computer does not trust (${shortName(leaf.issuer)}), and the server does not send ` +
+      `that authority's certificate; give the authority's certificate with --server-ca FILE ` +
+      `(or have the server send it after its own in the --cert file)`,
+  );
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string, cleanup: () => void): Promise<T> {
@@ -96,14 +151,20 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string, cleanup: () => 
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
-/** Fetches the DER certificate the server presents, sending no application data. */
+/** What the server presents: its certificate and the ones it sends after it (DER). */
+export interface Presented {
+  leaf: Uint8Array;
+  chain: Uint8Array[];
+}
+
+/** Fetches the certificates the server presents (DER), sending no application data. */
 export function probeCertificate(
   host: string,
   port: number,
   timeoutMs = 15_000,
-): Promise<Uint8Array> {
+): Promise<Presented> {
   return new Promise((resolve, reject) => {
-    let raw: Uint8Array | null = null;
+    let raw: Presented | null = null;
     let error: Error | null = null;
     const s = tls.connect({
       host,
@@ -112,8 +173,16 @@ export function probeCertificate(
       ...(isIP(host) ? {} : { servername: host }),
     }, () => {
       const c = s.getPeerCertificate(true);
-      if (c?.raw) raw = new Uint8Array(c.raw);
-      else error = new Error("the server presented no certificate");
+      if (c?.raw) {
+        const chain: Uint8Array[] = [];
+        let at = c.issuerCertificate;
+        while (at?.raw && at !== c && chain.length < 8) {
+          chain.push(new Uint8Array(at.raw));
+          if (at.issuerCertificate === at) break;
+          at = at.issuerCertificate;
+        }
+        raw = { leaf: new Uint8Array(c.raw), chain };
+      } else error = new Error("the server presented no certificate");
       s.destroy();
     });
     const timer = setTimeout(() => {
@@ -164,7 +233,35 @@ export async function dialTls(opts: TlsDialOptions): Promise<TlsDialResult> {
   const { host, port } = opts;
   const timeoutMs = opts.timeoutMs ?? 15_000;
   const trust = opts.trust ?? {};
-  const pin = opts.expectFingerprint ?? trust.fingerprint;
+  // --server-fingerprint wins over everything; --server-ca over what the folder kept.
+  const ca = opts.expectFingerprint ? undefined : opts.serverCa ?? trust.ca;
+  const pin = opts.expectFingerprint ?? (opts.serverCa ? undefined : trust.fingerprint);
+
+  if (!pin && ca) {
+    try {
+      const conn = await connectVerified(host, port, host, [ca], timeoutMs);
+      const changed = trust.ca !== ca || trust.fingerprint !== undefined ||
+        trust.caVerified === true;
+      return {
+        conn,
+        trust: { ca },
+        changed,
+        note: changed
+          ? `Trusting the server's certificate: it is issued for ${host} by the authority of ` +
+            `--server-ca (renewed certificates of that authority are fine).`
+          : "",
+      };
+    } catch (e) {
+      if (!isCertificateFailure(e)) throw e;
+      throw caAsServerCertificate(e) ?? new CertificateError(
+        `Cannot connect: the server's certificate is not valid for ${host} under the authority ` +
+          `of --server-ca (${(e as Error).message}). Check that --server-ca is the authority ` +
+          `that issued the server's certificate and that it names ${host}; otherwise someone ` +
+          `may be intercepting the connection: do not continue.`,
+        { cause: e },
+      );
+    }
+  }
 
   if (!pin && trust.caVerified) {
     try {
@@ -183,7 +280,8 @@ export async function dialTls(opts: TlsDialOptions): Promise<TlsDialResult> {
     }
   }
 
-  const der = await probeCertificate(host, port, timeoutMs);
+  const presented = await probeCertificate(host, port, timeoutMs);
+  const der = presented.leaf;
   const seen = fingerprint(der);
   if (pin && pin !== seen) {
     throw new CertificateError(
@@ -208,13 +306,15 @@ export async function dialTls(opts: TlsDialOptions): Promise<TlsDialResult> {
     }
   }
 
-  const pem = derToPem(der);
+  const anchor = anchorFor(der, presented.chain, seen);
   const name = new X509Certificate(der).checkHost(CERT_NAME) ? CERT_NAME : host;
   let conn: Deno.TlsConn;
   try {
-    conn = await connectVerified(host, port, name, [pem], timeoutMs);
+    conn = await connectVerified(host, port, name, [anchor.pem], timeoutMs);
   } catch (e) {
     if (!isCertificateFailure(e)) throw e;
+    const asCa = caAsServerCertificate(e);
+    if (asCa) throw asCa;
     throw new CertificateError(
       `Cannot connect: the server's certificate changed during the connection, or it is not ` +
         `valid for the name ${name} (${(e as Error).message}); someone may be intercepting the ` +
@@ -227,7 +327,9 @@ export async function dialTls(opts: TlsDialOptions): Promise<TlsDialResult> {
     ? ""
     : opts.expectFingerprint
     ? `Pinned the server's certificate ${seen} (as given with --server-fingerprint).`
-    : `Trusting the server's certificate on first use: fingerprint ${seen}. Check that the ` +
-      `server printed the same "TLS certificate fingerprint"; a change will be refused.`;
+    : `Trusting the server's certificate on first use: fingerprint ${seen}` +
+      (anchor.issuer ? ` (issued by ${anchor.issuer})` : "") +
+      `. Check that the server printed the same "TLS certificate fingerprint"; a change will be ` +
+      `refused.`;
   return { conn, trust: { fingerprint: seen }, changed, note, fingerprint: seen };
 }

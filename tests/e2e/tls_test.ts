@@ -16,6 +16,7 @@ import {
   tempDir,
   waitForContent,
 } from "./harness.ts";
+import { makeCa } from "../transport/test_ca.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -200,3 +201,77 @@ Deno.test("an enrolled client refuses a server whose certificate changed", opts,
     for (const p of procs.reverse()) await p.stop();
   }
 });
+
+Deno.test(
+  "a server certificate from an internal CA: --server-ca, or pinned on first use",
+  opts,
+  async () => {
+    await using tmp = await tempDir();
+    const ca = await makeCa();
+    const leaf = await ca.issue();
+    const files = {
+      ca: join(tmp.path, "ca.pem"),
+      cert: join(tmp.path, "cert.pem"),
+      chain: join(tmp.path, "chain.pem"),
+      key: join(tmp.path, "key.pem"),
+    };
+    await Deno.writeTextFile(files.ca, ca.pem);
+    await Deno.writeTextFile(files.cert, leaf.cert);
+    await Deno.writeTextFile(files.chain, leaf.cert + ca.pem);
+    await Deno.writeTextFile(files.key, leaf.key, { mode: 0o600 });
+    const a = join(tmp.path, "a");
+    const b = join(tmp.path, "b");
+    await put(a, "f.txt", "under an internal CA\n");
+    // The leaf alone: A trusts the authority with --server-ca.
+    let server = await ServerProc.start(join(tmp.path, "data"), 0, [
+      "--cert",
+      files.cert,
+      "--key",
+      files.key,
+    ]);
+    const port = server.port;
+    const procs: Proc[] = [server];
+    try {
+      const ca1 = new Proc("A", [
+        "client.ts",
+        "127.0.0.1",
+        String(port),
+        a,
+        "2",
+        "--server-ca",
+        files.ca,
+      ]);
+      procs.push(ca1);
+      const serial = (await ca1.waitForLine(/^Serial code: ([0-9A-Z-]+)$/))[1]!;
+      assert.match(ca1.output(), /issued for 127\.0\.0\.1 by the authority of --server-ca/);
+      assert.equal((await readConfig(a)).serverCa, ca.pem);
+      // B without --server-ca: the server does not send the authority, so nothing to pin.
+      const noCa = startClient("B", port, b, { serial });
+      procs.push(noCa);
+      assert.equal(await noCa.exitCode(), 1, noCa.output());
+      assert.match(noCa.output(), /does not send that authority's certificate; .*--server-ca FILE/);
+      // The server sends its chain: B pins its certificate on first use.
+      await server.stop();
+      server = await ServerProc.start(join(tmp.path, "data"), port, [
+        "--cert",
+        files.chain,
+        "--key",
+        files.key,
+      ]);
+      procs.push(server);
+      const cb = startClient("B", port, b, { serial });
+      procs.push(cb);
+      await waitForContent(b, "f.txt", "under an internal CA\n", 30_000);
+      assert.match(cb.output(), /on first use: fingerprint .* \(issued by CN=Test Internal CA\)/);
+      assert.equal((await readConfig(b)).serverFingerprint, await fingerprintOf(server));
+      // A (its authority kept in the folder) carries on after the restart, without the flag.
+      await ca1.stop();
+      const again = startClient("A", port, a);
+      procs.push(again);
+      await put(b, "g.txt", "back\n");
+      await waitForContent(a, "g.txt", "back\n", 30_000);
+    } finally {
+      for (const p of procs.reverse()) await p.stop();
+    }
+  },
+);

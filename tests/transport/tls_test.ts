@@ -17,6 +17,7 @@ import {
 } from "../../lib/transport/tls_cert.ts";
 import { CertificateError, dialTls } from "../../lib/transport/dial.ts";
 import { listenTls } from "../../lib/transport/listen.ts";
+import { makeCa, selfSignedCa } from "./test_ca.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 const FP = /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/;
@@ -225,3 +226,108 @@ Deno.test("an unreachable server is an ordinary (retryable) error", opts, async 
   assert.ok(err instanceof Error);
   assert.ok(!(err instanceof CertificateError), String(err));
 });
+
+Deno.test(
+  "a leaf of a private CA is pinned on first use when the server sends its chain",
+  opts,
+  async () => {
+    const ca = await makeCa();
+    const leaf = await ca.issue();
+    const server = echoServer({ cert: leaf.cert + ca.pem, key: leaf.key });
+    try {
+      const first = await dialTls({ host: "127.0.0.1", port: server.port });
+      assert.deepEqual(first.trust, { fingerprint: server.fingerprint });
+      assert.match(first.note, /on first use: fingerprint .*issued by CN=Test Internal CA/);
+      assert.equal(await echo(first.conn, "hello"), "hello");
+      first.conn.close();
+      const again = await dialTls({ host: "127.0.0.1", port: server.port, trust: first.trust });
+      assert.equal(again.changed, false);
+      assert.equal(await echo(again.conn, "again"), "again");
+      again.conn.close();
+    } finally {
+      await server.close();
+    }
+  },
+);
+
+Deno.test(
+  "--server-ca: leaves of that authority are trusted, renewed ones too; others are refused",
+  opts,
+  async () => {
+    const ca = await makeCa();
+    const leaf = await ca.issue();
+    const server = echoServer(leaf); // the leaf alone: nothing to pin it by
+    const renewed = echoServer(await ca.issue());
+    const other = await makeCa("Another CA");
+    const stranger = echoServer(await createSelfSigned()); // an ordinary self-signed one
+    const impostor = echoServer(await other.issue());
+    try {
+      const without = await dialTls({ host: "127.0.0.1", port: server.port }).then(
+        () => null,
+        (e) => e,
+      );
+      assert.ok(without instanceof CertificateError, String(without));
+      assert.match(
+        without.message,
+        /^Cannot connect: the server's certificate .* is issued by an authority this computer does not trust \(CN=Test Internal CA\), and the server does not send that authority's certificate; .*--server-ca FILE/,
+      );
+      const first = await dialTls({ host: "127.0.0.1", port: server.port, serverCa: ca.pem });
+      assert.deepEqual(first.trust, { ca: ca.pem });
+      assert.equal(first.changed, true);
+      assert.match(first.note, /issued for 127\.0\.0\.1 by the authority of --server-ca/);
+      assert.equal(await echo(first.conn, "hi"), "hi");
+      first.conn.close();
+      // Kept in the folder: later connections need no flag, and a renewed leaf is fine.
+      for (const port of [server.port, renewed.port]) {
+        const again = await dialTls({ host: "127.0.0.1", port, trust: first.trust });
+        assert.equal(again.changed, false);
+        again.conn.close();
+      }
+      for (const port of [impostor.port, stranger.port]) {
+        const e = await dialTls({ host: "127.0.0.1", port, trust: first.trust }).then(
+          () => null,
+          (x) => x,
+        );
+        assert.ok(e instanceof CertificateError, String(e));
+        assert.match(
+          e.message,
+          /^Cannot connect: the server's certificate is not valid for 127\.0\.0\.1 under the authority of --server-ca/,
+        );
+      }
+    } finally {
+      for (const s of [server, renewed, stranger, impostor]) await s.close();
+    }
+  },
+);
+
+Deno.test("a chain whose authority did not issue the leaf pins nothing", opts, async () => {
+  const ca = await makeCa();
+  const decoy = await makeCa("Test Internal CA"); // the same name, another key
+  const leaf = await ca.issue();
+  const server = echoServer({ cert: leaf.cert + decoy.pem, key: leaf.key });
+  try {
+    const e = await dialTls({ host: "127.0.0.1", port: server.port }).then(() => null, (x) => x);
+    assert.ok(e instanceof CertificateError, String(e));
+    assert.match(e.message, /does not send that authority's certificate/);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test(
+  "a CA certificate used as the server's certificate is refused in words",
+  opts,
+  async () => {
+    const server = echoServer(await selfSignedCa());
+    try {
+      const e = await dialTls({ host: "127.0.0.1", port: server.port }).then(() => null, (x) => x);
+      assert.ok(e instanceof CertificateError, String(e));
+      assert.match(
+        e.message,
+        /^Cannot connect: the server's certificate is a certificate authority's \(CA:TRUE\)/,
+      );
+    } finally {
+      await server.close();
+    }
+  },
+);
