@@ -124,6 +124,17 @@ export class Proc {
     return (await readMemory([this.pid])).get(this.pid) ?? null;
   }
 
+  /** Sends `sig` (SIGKILL: a crash) and waits until the child is gone; keeps the log open. */
+  async kill(sig: Deno.Signal = "SIGKILL"): Promise<void> {
+    if (this.exit) return;
+    try {
+      this.#child.kill(sig);
+    } catch {
+      // already gone
+    }
+    await this.#child.status.catch(() => {});
+  }
+
   /** SIGTERM, wait up to `graceMs`, then SIGKILL; always closes the log. */
   async stop(graceMs = 5000): Promise<void> {
     if (!this.exit) {

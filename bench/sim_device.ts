@@ -204,7 +204,8 @@ export class SimDevice {
     const results = r.header.results as CommitResult[];
     results.forEach((res, i) => {
       const it = items[i]!;
-      if (res.ok) {
+      // A pull answered meanwhile may already hold a newer version of the path.
+      if (res.ok && res.version >= (this.tree.get(it.path)?.version ?? 0)) {
         const { baseVersion: _, ...rest } = it;
         this.tree.set(it.path, { ...rest, version: res.version, device: "self" });
       }
@@ -219,19 +220,26 @@ export class SimDevice {
     return r!;
   }
 
-  /** Pulls the journal since {@link seq} into {@link tree} (one pull at a time). */
-  pull(): Promise<void> {
-    if (this.#pulling) return this.#pulling;
+  /**
+   * Pulls the journal since {@link seq} into {@link tree}: one pull at a time, each started after
+   * this call (so it sees every change made before it).
+   */
+  async pull(): Promise<void> {
+    while (this.#pulling) await this.#pulling.catch(() => {});
     const run = (async () => {
       for (;;) {
         const r = await this.#peer().request({ t: "changes", since: this.seq, limit: 2000 });
-        for (const e of r.header.entries as RemoteEntry[]) this.tree.set(e.path, e);
-        this.seq = r.header.seq as number;
+        for (const e of r.header.entries as RemoteEntry[]) {
+          // A commit of this device answered meanwhile may be newer than the page.
+          const known = this.tree.get(e.path);
+          if (!known || e.version >= known.version) this.tree.set(e.path, e);
+        }
+        this.seq = Math.max(this.seq, r.header.seq as number);
         if (!r.header.more) break;
       }
     })().finally(() => this.#pulling = null);
     this.#pulling = run;
-    return run;
+    await run;
   }
 
   /** Downloads chunks in one `getMany`; throws if one does not match its hash. */

@@ -464,9 +464,16 @@ export class Session {
     const since = int(h, "since");
     const limit = Math.min(Math.max(1, int(h, "limit")), MAX_CHANGES);
     const entries = await this.#ctx.meta.changes(account, since, limit);
-    const seq = await this.#ctx.meta.seq(account);
     const more = entries.length === limit;
-    return reply({ entries, seq: more ? entries[entries.length - 1]!.version : seq, more });
+    // The position is that of the entries read, never the account's sequence number read after
+    // them: a commit in between (another request here, another instance) would be skipped by the
+    // device for good. The newest entry's version is the sequence number when they were read (a
+    // commit writes its highest version into an entry). With no entry, a device ahead of the
+    // journal (a restored database) is brought back to it.
+    const seq = entries.length > 0
+      ? entries[entries.length - 1]!.version
+      : Math.min(since, await this.#ctx.meta.seq(account));
+    return reply({ entries, seq, more });
   }
 
   async #have(h: Record<string, unknown>): Promise<Message> {
