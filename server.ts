@@ -46,6 +46,7 @@ Options:
                 --meta and --blobs only the TLS certificate (and an S3 pack index without --meta)
   --meta URL    keep metadata in PostgreSQL: postgres://USER:PASS@HOST:PORT/DB (created and
                 migrated at start); default: SQLite in DIR/meta.db. Several servers may share one
+                (behind a TCP load balancer; they push changes to each other's devices)
   --blobs URL   keep file content in S3-compatible storage:
                 s3://BUCKET?endpoint=http://HOST:PORT&region=REGION, with the credentials in
                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (optional: &concurrency=N uploads at
@@ -53,8 +54,9 @@ Options:
   --keep-days N how long overwritten and deleted versions are kept (default 30)
   --cert FILE   TLS certificate (PEM, with its chain) issued by an authority for this server's
                 name; clients then verify the name as HTTPS does. Without --cert/--key the server
-                creates a self-signed certificate in DIR/tls/ at first start and prints its
-                fingerprint; clients pin it on first contact (or with --server-fingerprint)
+                creates a self-signed certificate in DIR/tls/ (with --meta: in the database,
+                the same for every server on it) at first start and prints its fingerprint;
+                clients pin it on first contact (or with --server-fingerprint)
   --key FILE    the private key (PEM) of --cert
   --quota SIZE  most content each account may store (as stored: compressed, deduplicated, old
                 versions included), e.g. 10GiB, 500MB, 1TiB; default: no quota

@@ -76,6 +76,8 @@ class PhaseStats {
   errors = 0;
   firstError = "";
   commitMs: number[] = [];
+  /** The `putMany` before each commit (the content's upload). */
+  putMs: number[] = [];
   /** From the commit request leaving A to the change notice at B. */
   pushMs: number[] = [];
   /** From the commit's reply at A to the notice at B (0 when the notice came first). */
@@ -103,6 +105,7 @@ class PhaseStats {
       errors: this.errors,
       ...(this.firstError ? { firstError: this.firstError } : {}),
       commitLatencyMs: spread(this.commitMs),
+      uploadLatencyMs: spread(this.putMs),
       pushLatencyMs: { ...spread(this.pushMs), lost: this.pushLost },
       pushAfterReplyMs: spread(this.pushAfterReplyMs),
       smallFilesDownloadedPerSecond: round(this.downFiles / s),
@@ -250,7 +253,9 @@ class FleetDevice {
 
   /** Uploads and commits files at `paths` (their content `datas`); counts what happened. */
   async commit(paths: string[], datas: Uint8Array[], stats: PhaseStats): Promise<void> {
+    const tp = now();
     await this.dev.put(datas);
+    stats.putMs.push(now() - tp);
     stats.upBytes += datas.reduce((n, d) => n + d.length, 0);
     const items = paths.map((p, i) => fileItem(p, datas[i]!, this.dev.tree.get(p)?.version ?? 0));
     const t0 = now();
@@ -472,7 +477,9 @@ async function clusterTarget(dir: string, n: number, probes: number): Promise<Ta
   await admin.connect();
   await admin.query(`CREATE SCHEMA ${schema}`);
   const metaUrl = `${url}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
-  const blobs = `${svc.env.CLOUDSYNC_TEST_S3_URL}&prefix=${schema}/`;
+  const blobs = `${svc.env.CLOUDSYNC_TEST_S3_URL}&prefix=${schema}/${
+    Deno.env.get("LOAD_S3_EXTRA") ?? ""
+  }`;
   const meta = await PgMetaStore.open(url, { schema });
   const fleet = await seed(meta, n / 2, 2);
   const probeAccounts = await seed(meta, probes, 2);

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # `deno task test:services`: the tests that need real services (tests/services/: the conformance
-# suites on PostgreSQL and S3, the garbage-collection races, end to end on both). Starts the
+# suites on PostgreSQL and S3, the garbage-collection races, end to end on both, several instances
+# on them, two server processes behind HAProxy, which the tests start themselves). Starts the
 # services with scripts/services.sh in a temporary folder unless their settings are in the
 # environment already, runs the tests (which then must run, not skip), and stops the services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=""
-if [[ -z ${CLOUDSYNC_TEST_PG_URL:-} || -z ${CLOUDSYNC_TEST_S3_URL:-} ]]; then
+if [[ -z ${CLOUDSYNC_TEST_PG_URL:-} || -z ${CLOUDSYNC_TEST_S3_URL:-} || -z ${CLOUDSYNC_HAPROXY:-} ]]; then
   dir=$(mktemp -d /tmp/cloudsync-services-XXXXXX)
   rmdir "$dir" # services.sh creates it
   trap 'scripts/services.sh stop "$dir"' EXIT

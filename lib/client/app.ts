@@ -393,7 +393,8 @@ export class SyncClient {
           saidDown = why;
         }
         down = true;
-        await this.#wake.wait(backoff);
+        // Jitter: the devices of a server that just went away do not all come back at once.
+        await this.#wake.wait(backoff * (0.75 + Math.random() / 2));
         backoff = Math.min(backoff * 2, this.#opts.seconds * 1000);
       }
     }

@@ -307,6 +307,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }).catch((e) => log(`Cannot apply retention: ${(e as Error).message}`));
   let collecting = runCollect();
   const timer = setInterval(() => collecting = runCollect(), 6 * 60 * 60 * 1000);
+  // With other instances storing for the same accounts, each one's count of an account's usage
+  // is read again from the shared index every minute (between two reads an account uploading
+  // through several instances at once can pass its quota by what the others stored meanwhile).
+  const recount = cluster && quota ? setInterval(() => quota.forget(), 60_000) : undefined;
   const addr = listener.addr as Deno.NetAddr;
   return {
     hostname: addr.hostname,
@@ -321,6 +325,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     cluster,
     async close() {
       clearInterval(timer);
+      clearInterval(recount);
       clearInterval(watchdog);
       incoming.close();
       await collecting;
