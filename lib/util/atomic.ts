@@ -14,13 +14,15 @@ import { dirname, join } from "node:path";
 
 let counter = 0;
 
+/** A fresh temporary file name (no folder) that no other writer in this process uses. */
+export function tempName(hint = "tmp"): string {
+  const rand = crypto.getRandomValues(new Uint32Array(2));
+  return `.${hint}-${Deno.pid}-${++counter}-${rand[0]!.toString(36)}${rand[1]!.toString(36)}`;
+}
+
 /** A fresh temporary name in `dir` that no other writer in this process uses. */
 export function tempPath(dir: string, hint = "tmp"): string {
-  const rand = crypto.getRandomValues(new Uint32Array(2));
-  return join(
-    dir,
-    `.${hint}-${Deno.pid}-${++counter}-${rand[0]!.toString(36)}${rand[1]!.toString(36)}`,
-  );
+  return join(dir, tempName(hint));
 }
 
 /** Flushes a directory entry to disk (no-op where directories cannot be opened, e.g. Windows). */

@@ -12,10 +12,18 @@ import type { Peer } from "../../lib/protocol/peer.ts";
 import { syncPass } from "../../lib/client/engine.ts";
 import { StateDb } from "../../lib/client/state_db.ts";
 import { newStats } from "../../lib/client/transfer.ts";
+import { DenoFs } from "../../lib/client/fs/deno_fs.ts";
+import { Staging } from "../../lib/client/staging.ts";
 import { sha256Hex } from "../../lib/chunk/hash.ts";
 import type { RemoteEntry } from "../../lib/core/types.ts";
 
 const enc = new TextEncoder();
+
+/** The real disk under `root`, as the client sees its folder. */
+function folder(root: string) {
+  const fs = new DenoFs(root, { caseInsensitive: false, windowsNames: false });
+  return { fs, staging: new Staging(fs, ".cloudsync/tmp") };
+}
 
 function entry(path: string, content: string, version: number, claimed?: string): RemoteEntry {
   const data = enc.encode(content);
@@ -97,14 +105,12 @@ Deno.test("a hostile server cannot make the client write outside its folder", as
   try {
     await syncPass({
       peer: fakeServer(evil, blobs),
-      root,
-      tmpDir: join(root, ".cloudsync", "tmp"),
+      ...folder(root),
       state,
       device: "me",
       stats: newStats(),
       log: () => {},
       warn: (l) => warnings.push(l),
-      platform: { caseInsensitive: false, windowsNames: false },
     });
     await t.step(
       "paths that climb out, are absolute or reach .cloudsync are ignored with a warning",
@@ -160,14 +166,12 @@ Deno.test("a folder swapped for a symlink while its files download receives noth
   try {
     await syncPass({
       peer: fakeServer(files, blobs, swap),
-      root,
-      tmpDir: join(root, ".cloudsync", "tmp"),
+      ...folder(root),
       state,
       device: "me",
       stats: newStats(),
       log: () => {},
       warn: () => {},
-      platform: { caseInsensitive: false, windowsNames: false },
     }).catch(() => {}); // the fake server accepts no commit
     assert.ok(swapped, "the download never asked for its chunks");
     assert.deepEqual([...Deno.readDirSync(outside)].map((e) => e.name), []);
