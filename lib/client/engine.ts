@@ -108,7 +108,15 @@ export async function pullChanges(ctx: EngineContext): Promise<number> {
     }
     const entries: RemoteEntry[] = [];
     for (const v of raw) {
-      const e = parseRemoteEntry(v);
+      let e: RemoteEntry;
+      try {
+        e = parseRemoteEntry(v);
+      } catch (err) {
+        // An impossible entry (chunks over the maximum size, sizes that do not add up): skipped
+        // like a bad path, so that one hostile entry cannot stop the sync of everything else.
+        ctx.warn(`Ignoring an entry from the server: ${(err as Error).message}`);
+        continue;
+      }
       const problem = checkWirePath(e.path);
       if (problem) {
         ctx.warn(`Ignoring an entry from the server: ${problem}`);

@@ -14,7 +14,7 @@
 import { dirname, join } from "node:path";
 import { type Peer, RemoteError } from "../protocol/peer.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
-import { MAX_HAVE } from "../protocol/messages.ts";
+import { MAX_CHUNK, MAX_HAVE } from "../protocol/messages.ts";
 import { compressChunk, decompressChunk } from "../chunk/compress.ts";
 import { fileHash, sha256Hex } from "../chunk/hash.ts";
 import { fsyncDir, removeTempSync, tempPath } from "../util/atomic.ts";
@@ -357,6 +357,9 @@ async function fetchChunk(ctx: DownloadContext, c: ChunkRef): Promise<Uint8Array
   }
   const r = await ctx.peer.request({ t: "get", hash: c.hash, ...(ctx.wait ? { wait: true } : {}) });
   ctx.stats.bytesDown += r.body.length;
+  if (r.body.length > MAX_CHUNK) {
+    throw new Error("Cannot download chunks: the server sent more than one chunk's worth");
+  }
   return verified(c, r.header.z === true, r.body);
 }
 
@@ -373,18 +376,25 @@ export async function prefetchChunks(
     `getMany ${hashes.length}: ${r.body.length} B in ${(performance.now() - t0).toFixed(0)} ms`
   );
   const list = r.header.chunks;
-  if (!Array.isArray(list)) {
-    throw new Error("Cannot download chunks: the server sent a malformed reply");
-  }
+  const malformed = () => new Error("Cannot download chunks: the server sent a malformed reply");
+  // Only what was asked, each once and at most one chunk long: a hostile server's reply cannot
+  // hold more than the request named.
+  const asked = new Set(hashes);
+  if (!Array.isArray(list) || list.length > asked.size) throw malformed();
   let off = 0;
   for (const v of list) {
     const o = v as { hash?: unknown; z?: unknown; len?: unknown };
-    if (typeof o.hash !== "string" || typeof o.len !== "number" || off + o.len > r.body.length) {
-      throw new Error("Cannot download chunks: the server sent a malformed reply");
+    if (
+      typeof o.hash !== "string" || !asked.has(o.hash) || out.has(o.hash) ||
+      typeof o.len !== "number" || !Number.isSafeInteger(o.len) || o.len < 0 ||
+      o.len > MAX_CHUNK || off + o.len > r.body.length
+    ) {
+      throw malformed();
     }
     out.set(o.hash, { z: o.z === true, data: r.body.subarray(off, off + o.len) });
     off += o.len;
   }
+  if (off !== r.body.length) throw malformed();
   ctx.stats.bytesDown += r.body.length;
   return out;
 }

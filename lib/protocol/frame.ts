@@ -101,6 +101,55 @@ export interface FrameReaderOptions {
   onNearEnd?: (missing: number) => void;
   /** Threshold of {@link onNearEnd}; default 64 KiB (a loopback TCP segment). */
   nearEndBytes?: number;
+  /** Bounds on headers (see {@link HeaderLimits}); default {@link DEFAULT_HEADER_LIMITS}. */
+  headerLimits?: HeaderLimits;
+}
+
+/**
+ * What a header may cost before it is parsed: checked on the wire length, after decompression
+ * and on the number of JSON containers, so that a small frame cannot make the parser allocate
+ * millions of objects (measured: 32 MiB of `{}` took 31-36 s to parse with the run tasks' V8
+ * flags, 4 MiB 0.4 s).
+ */
+export interface HeaderLimits {
+  /** Largest header, in bytes, on the wire and after decompression. */
+  maxHeader: number;
+  /** Whether a zstd-compressed header is accepted at all. */
+  compressed: boolean;
+  /** A compressed header may expand to at most this many times its wire size (plus 64 KiB). */
+  maxRatio: number;
+}
+
+/** Headers accepted by default: 32 MiB (a client reading its own server's replies). */
+export const DEFAULT_HEADER_LIMITS: HeaderLimits = {
+  maxHeader: 32 * 1024 * 1024,
+  compressed: true,
+  maxRatio: 1024,
+};
+
+/**
+ * Counts the JSON containers (`{` and `[` outside strings) of `text`, stopping past `max`;
+ * a legitimate header has few per byte (a chunk reference `{"hash":…,"size":…}` takes about 90).
+ */
+export function countContainers(text: Uint8Array, max: number): number {
+  let n = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++n > max) return n;
+    }
+  }
+  return n;
+}
+
+/** Most JSON containers a header of `bytes` may hold: one per 16 bytes, and 64 more. */
+export function maxContainers(bytes: number): number {
+  return 64 + Math.floor(bytes / 16);
 }
 
 const encoder = new TextEncoder();
@@ -113,8 +162,6 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 /** Type-byte flag: the header is zstd-compressed (set for headers over 4 KiB when it helps). */
 export const HEADER_ZSTD = 0x80;
 const COMPRESS_HEADER_OVER = 4096;
-/** Largest header accepted after decompression (a decompression bomb stops here). */
-const MAX_HEADER = 32 * 1024 * 1024;
 const ZSTD_LEVEL_1: zlib.ZstdOptions = { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } };
 
 function isFrameType(t: number): t is FrameTypeCode {
@@ -221,6 +268,7 @@ export class FrameReader {
   readonly #prefixView = new DataView(this.#prefix.buffer);
   readonly #onNearEnd: ((missing: number) => void) | undefined;
   readonly #nearEnd: number;
+  #headerLimits: HeaderLimits;
 
   /** Wraps `source`; a stream is locked (via `getReader()`) for the life of this reader. */
   constructor(source: ReadableStream<Uint8Array> | ByteReader, opts: FrameReaderOptions = {}) {
@@ -228,6 +276,7 @@ export class FrameReader {
     this.#bufferSize = Math.max(PREFIX, opts.bufferSize ?? DEFAULT_BUFFER_SIZE);
     this.#onNearEnd = opts.onNearEnd;
     this.#nearEnd = opts.nearEndBytes ?? 64 * 1024;
+    this.#headerLimits = opts.headerLimits ?? DEFAULT_HEADER_LIMITS;
     if (source instanceof ReadableStream) {
       this.#stream = source.getReader();
       this.#source = null;
@@ -259,6 +308,11 @@ export class FrameReader {
     } finally {
       this.#busy = false;
     }
+  }
+
+  /** Changes the header bounds for the frames read from now on (e.g. once a peer signed in). */
+  setHeaderLimits(limits: HeaderLimits): void {
+    this.#headerLimits = limits;
   }
 
   /** Cancels the underlying stream (no-op for `ByteReader` sources, which the caller owns). */
@@ -295,13 +349,36 @@ export class FrameReader {
         `Cannot read frame: header length ${headerLen} exceeds frame payload ${payload}`,
       );
     }
+    const limits = this.#headerLimits;
+    const compressed = (typeByte & HEADER_ZSTD) !== 0;
+    if (compressed && !limits.compressed) {
+      throw new FrameError("Cannot read frame: a compressed header is not accepted here");
+    }
+    if (headerLen > limits.maxHeader) {
+      throw new FrameError(
+        `Cannot read frame: header of ${headerLen} bytes exceeds the limit of ${limits.maxHeader}`,
+      );
+    }
     const headerBytes = new Uint8Array(headerLen);
     await this.#readExact(headerBytes, PREFIX, length);
+    let text: Uint8Array = headerBytes;
+    if (compressed) {
+      const most = Math.min(limits.maxHeader, headerLen * limits.maxRatio + 64 * 1024);
+      try {
+        const z = zlib.zstdDecompressSync(headerBytes, { maxOutputLength: Math.max(1, most) });
+        text = new Uint8Array(z.buffer, z.byteOffset, z.byteLength);
+      } catch {
+        throw new FrameError(
+          `Cannot read frame: the compressed header is not valid zstd or expands beyond ${most} bytes`,
+        );
+      }
+    }
+    const most = maxContainers(text.length);
+    if (countContainers(text, most) > most) {
+      throw new FrameError("Cannot read frame: the header holds too many JSON objects and arrays");
+    }
     let parsed: unknown;
     try {
-      const text = typeByte & HEADER_ZSTD
-        ? zlib.zstdDecompressSync(headerBytes, { maxOutputLength: MAX_HEADER })
-        : headerBytes;
       parsed = JSON.parse(decoder.decode(text));
     } catch {
       throw new FrameError("Cannot read frame: header is not valid UTF-8 JSON");

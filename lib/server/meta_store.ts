@@ -17,6 +17,7 @@ import { join } from "node:path";
 import type { ChunkRef, Kind, RemoteEntry } from "../core/types.ts";
 import { decideCommit } from "../core/commit_rules.ts";
 import { parentPaths } from "../core/paths.ts";
+import { chunkListProblem } from "../protocol/messages.ts";
 
 /** A change proposed by a device. */
 export interface CommitItem {
@@ -34,7 +35,12 @@ export interface CommitItem {
 /** What became of one {@link CommitItem}. */
 export type CommitResult =
   | { ok: true; version: number }
-  | { ok: false; reason: "conflict" | "missing" | "invalid"; message: string; version?: number };
+  | {
+    ok: false;
+    reason: "conflict" | "missing" | "invalid" | "quota";
+    message: string;
+    version?: number;
+  };
 
 /** A device record. */
 export interface DeviceRecord {
@@ -93,8 +99,12 @@ export interface MetaStore {
   commit(account: string, device: string, items: CommitItem[]): CommitResult[];
   /** Forgets kept versions replaced before `cutoff` (ms); returns how many. */
   pruneVersions(cutoff: number): number;
-  /** Chunks of `account` stored before `cutoff` that no entry or kept version references. */
-  unreferencedChunks(account: string, cutoff: number): string[];
+  /**
+   * Chunks of `account` stored before `cutoff` that no entry or kept version references, at most
+   * `limit` of them (call again after forgetting them for the next ones). Computed inside the
+   * database: the account's journal is never loaded into memory.
+   */
+  unreferencedChunks(account: string, cutoff: number, limit?: number): string[];
   /** Removes a chunk from the index (its bytes are removed from the blob store by the caller). */
   forgetChunk(account: string, hash: string): void;
   /** Every account id. */
@@ -112,6 +122,15 @@ export interface MetaStore {
   deviceRevoked(deviceId: string): boolean;
   /** Sum of the stored (as sent, maybe compressed) bytes of the chunks of `account`. */
   storedBytes(account: string): number;
+  /**
+   * Bytes of metadata `account` makes the server keep: its journal entries and kept versions,
+   * each counted as in `rowBytes` (path, chunk list, fixed columns). Counted by the quota.
+   */
+  metadataBytes(account: string): number;
+  /** Records a one-time invite code (its hash) that lets one new account register. */
+  addInvite(codeHash: string): void;
+  /** Uses up the invite code with this hash; false if there is none (or it was used). */
+  useInvite(codeHash: string): boolean;
 
   // Verification queries (read-only; used by `cloud-server verify`, lib/server/verify.ts)
   /** Every entry of `account`, live and tombstones, in path order (streamed, not buffered). */
@@ -174,6 +193,8 @@ CREATE INDEX IF NOT EXISTS versions_by_path ON versions(account, path);
 CREATE TABLE IF NOT EXISTS chunks(
   account TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, stored INTEGER NOT NULL,
   compressed INTEGER NOT NULL, created INTEGER NOT NULL, PRIMARY KEY(account, hash)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS invites(
+  hash TEXT PRIMARY KEY, created INTEGER NOT NULL, used INTEGER) WITHOUT ROWID;
 `;
 
 /** {@link MetaStore} in one SQLite database file. */
@@ -388,20 +409,23 @@ export class SqliteMetaStore implements MetaStore {
     }
     if (!item.deleted) {
       if (item.kind === "file") {
-        let total = 0;
+        // Every chunk stored, with the size the index knows, and the list bounded by the file's
+        // size: a list naming one tiny chunk 390,000 times (free metadata) is refused.
         for (const c of item.chunks) {
-          if (this.#q.chunk!.get(account, c.hash) === undefined) {
+          const known = this.#q.chunk!.get(account, c.hash) as { size: number } | undefined;
+          if (known === undefined) {
             return { ok: false, reason: "missing", message: `chunk ${c.hash} was never uploaded` };
           }
-          total += c.size;
+          if (Number(known.size) !== c.size) {
+            return {
+              ok: false,
+              reason: "invalid",
+              message: `chunk ${c.hash} holds ${known.size} bytes, not ${c.size}`,
+            };
+          }
         }
-        if (total !== item.size) {
-          return {
-            ok: false,
-            reason: "invalid",
-            message: "chunk sizes do not add up to the file size",
-          };
-        }
+        const problem = chunkListProblem(item.size, item.chunks);
+        if (problem) return { ok: false, reason: "invalid", message: problem };
       }
       // Parents must be live directories: revive deleted ones, refuse to nest under a file.
       for (const parent of parentPaths(item.path)) {
@@ -453,20 +477,25 @@ export class SqliteMetaStore implements MetaStore {
     return Number(this.#db.prepare("DELETE FROM versions WHERE replaced < ?").run(cutoff).changes);
   }
 
-  unreferencedChunks(account: string, cutoff: number): string[] {
-    const used = new Set<string>();
-    for (const table of ["entries", "versions"]) {
+  unreferencedChunks(account: string, cutoff: number, limit = 10_000): string[] {
+    // The referenced hashes go into a temporary table, built by SQLite from the chunk lists
+    // (json_each): the journal never passes through JavaScript.
+    this.#db.exec("CREATE TEMP TABLE IF NOT EXISTS used(hash TEXT PRIMARY KEY) WITHOUT ROWID");
+    try {
+      for (const table of ["entries", "versions"]) {
+        this.#db.prepare(
+          `INSERT OR IGNORE INTO temp.used(hash) SELECT json_extract(j.value, '$.hash')
+           FROM ${table} AS t, json_each(t.chunks) AS j WHERE t.account = ? AND t.chunks != '[]'`,
+        ).run(account);
+      }
       const rows = this.#db.prepare(
-        `SELECT chunks FROM ${table} WHERE account = ? AND chunks != '[]'`,
-      )
-        .all(account) as unknown as { chunks: string }[];
-      for (const r of rows) for (const c of JSON.parse(r.chunks) as ChunkRef[]) used.add(c.hash);
+        `SELECT hash FROM chunks WHERE account = ? AND created < ?
+         AND hash NOT IN (SELECT hash FROM temp.used) LIMIT ?`,
+      ).all(account, cutoff, limit) as unknown as { hash: string }[];
+      return rows.map((r) => r.hash);
+    } finally {
+      this.#db.exec("DELETE FROM temp.used");
     }
-    const old = this.#db.prepare("SELECT hash FROM chunks WHERE account = ? AND created < ?").all(
-      account,
-      cutoff,
-    ) as unknown as { hash: string }[];
-    return old.map((r) => r.hash).filter((h) => !used.has(h));
   }
 
   forgetChunk(account: string, hash: string): void {
@@ -517,6 +546,31 @@ export class SqliteMetaStore implements MetaStore {
   deviceRevoked(deviceId: string): boolean {
     const r = this.#q.revoked!.get(deviceId) as { revoked: number } | undefined;
     return r === undefined || Number(r.revoked) === 1;
+  }
+
+  metadataBytes(account: string): number {
+    let n = 0;
+    for (const table of ["entries", "versions"]) {
+      // As rowBytes in session.ts: 3 bytes a path character, 90 per chunk reference, 200 a row.
+      const r = this.#db.prepare(
+        `SELECT COALESCE(SUM(length(path) * 3 + json_array_length(chunks) * 90 + 200), 0) AS n
+         FROM ${table} WHERE account = ?`,
+      ).get(account) as { n: number };
+      n += Number(r.n);
+    }
+    return n;
+  }
+
+  addInvite(codeHash: string): void {
+    this.#db.prepare("INSERT INTO invites(hash, created) VALUES (?, ?)").run(codeHash, Date.now());
+  }
+
+  useInvite(codeHash: string): boolean {
+    const r = this.#db.prepare("UPDATE invites SET used = ? WHERE hash = ? AND used IS NULL").run(
+      Date.now(),
+      codeHash,
+    );
+    return Number(r.changes) === 1;
   }
 
   storedBytes(account: string): number {

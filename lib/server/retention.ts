@@ -12,6 +12,8 @@ import type { MetaStore } from "./meta_store.ts";
 /** Default retention of kept versions, in days. */
 export const DEFAULT_KEEP_DAYS = 30;
 const DAY = 24 * 60 * 60 * 1000;
+/** Unreferenced chunks forgotten per page. */
+const PAGE = 1000;
 
 /** What one collection removed. */
 export interface CollectReport {
@@ -29,10 +31,16 @@ export async function collect(
   const versions = meta.pruneVersions(now - keepDays * DAY);
   let chunks = 0;
   for (const account of meta.accountIds()) {
-    for (const hash of meta.unreferencedChunks(account, now - DAY)) {
-      meta.forgetChunk(account, hash); // index first: a crash leaves an orphan file, never a dangling row
-      await blobs.delete(account, hash);
-      chunks++;
+    // In pages: neither the journal nor the list of garbage is ever held whole in memory.
+    for (;;) {
+      const page = meta.unreferencedChunks(account, now - DAY, PAGE);
+      for (const hash of page) {
+        meta.forgetChunk(account, hash); // index first: a crash leaves an orphan file, never a dangling row
+        await blobs.delete(account, hash);
+        chunks++;
+      }
+      if (page.length < PAGE) break;
+      await new Promise((r) => setTimeout(r, 0)); // let the sessions run between pages
     }
   }
   return { versions, chunks };

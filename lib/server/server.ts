@@ -18,9 +18,12 @@ import { Incoming } from "./incoming.ts";
 import { SqliteMetaStore } from "./meta_store.ts";
 import { Hub, type ServerContext, Session } from "./session.ts";
 import {
+  AccountBudgets,
+  addressGroup,
   ConnectionCounter,
   ConnGuard,
   DEFAULT_LIMITS,
+  defaultMaxConnections,
   describeSize,
   LogLimiter,
   QuotaTracker,
@@ -28,6 +31,8 @@ import {
   type ServerLimits,
   SignInThrottle,
 } from "./limits.ts";
+import { ChunkVerifier } from "./chunk_check.ts";
+import { escapeForLog } from "../util/log_text.ts";
 import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
 import { listenTls } from "../transport/listen.ts";
 import {
@@ -79,20 +84,33 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     blobs.close();
     throw e;
   }
-  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const limits: ServerLimits = {
+    ...DEFAULT_LIMITS,
+    maxConnections: defaultMaxConnections(),
+    ...opts.limits,
+  };
   const quota = limits.quotaBytes === null ? null : new QuotaTracker(meta, limits.quotaBytes);
   const logLimit = new LogLimiter(10_000);
   const incoming = new Incoming();
+  const budgets = new AccountBudgets();
   const ctx: ServerContext = {
     meta,
     blobs,
     hub,
     log,
-    signIn: new SignInThrottle(limits.ipThrottle, limits.accountThrottle),
+    signIn: new SignInThrottle(limits.ipThrottle, limits.deviceThrottle),
     registrations: new RateLimiter(limits.registerBurst, limits.registerPerHour),
+    registrationsGlobal: new RateLimiter(limits.registerGlobalBurst, limits.registerGlobalPerHour),
+    failedEnrollGlobal: new RateLimiter(
+      limits.failedEnrollGlobalBurst,
+      limits.failedEnrollGlobalPerHour,
+    ),
     quota,
     logLimit,
     incoming,
+    limits,
+    budgets,
+    verifier: new ChunkVerifier(),
   };
   if (quota) log(`Quota: ${describeSize(quota.limit)} of stored content per account`);
   /** One open connection, as the watchdog sees it. */
@@ -107,25 +125,87 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   const open = new Set<Open>();
   const perIp = new ConnectionCounter(limits.maxConnectionsPerIp);
+  const perGroup = new ConnectionCounter(limits.maxConnectionsPerGroup);
   const drop = (c: Open, why: string) => {
     if (why && logLimit.allow(`drop ${c.ip}`)) log(`Closing connection from ${c.remote}: ${why}`);
     c.dropped = true;
     c.peer.close();
   };
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      const addr = conn.remoteAddr as Deno.NetAddr;
-      const remote = `${addr.hostname}:${addr.port}`;
-      if (!perIp.add(addr.hostname)) {
-        if (logLimit.allow(`conns ${addr.hostname}`)) {
-          log(
-            `Refused connection from ${remote}: ${perIp.max} connections from this address are open (--max-connections-per-ip)`,
-          );
-        }
-        try {
-          conn.close();
-        } catch { /* already closed */ }
-        continue;
+  // Before sign-in: small and never compressed. After: a few MiB (the largest legitimate batch),
+  // and at most 4096 times the wire size (a repetitive commit of 1,000 copies compresses well;
+  // the parse itself is bounded by the container count in the frame reader).
+  const preSignIn = { maxHeader: limits.maxHeaderBeforeSignIn, compressed: false, maxRatio: 1 };
+  const signedIn = { maxHeader: limits.maxHeader, compressed: true, maxRatio: 4096 };
+  let stopping = false;
+  /** Sockets accepted and not yet known to be freed (pending handshakes included). */
+  let sockets = 0;
+  let slotFreed: (() => void) | null = null;
+  /** Sockets whose TLS handshake has not ended (closed when the server stops). */
+  const handshaking = new Set<Deno.TlsConn>();
+  /** Every connection being served (awaited when the server stops). */
+  const serving = new Set<Promise<void>>();
+  const closeQuietly = (conn: Deno.Conn) => {
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  };
+  /**
+   * Waits for the TLS handshake. Deno cannot free a socket whose handshake has not ended (its
+   * close waits for the handshake), so a socket that never starts TLS stays counted (against
+   * its address, its group and the global cap) until its peer sends something or goes away.
+   */
+  const handshake = async (conn: Deno.TlsConn, remote: string): Promise<boolean> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let late = false;
+    handshaking.add(conn);
+    const done = conn.handshake().then(() => true, () => false).finally(() =>
+      handshaking.delete(conn)
+    );
+    const first = await Promise.race([
+      done,
+      new Promise<"late">((r) => timer = setTimeout(() => r("late"), limits.tlsHandshakeTimeoutMs)),
+    ]);
+    clearTimeout(timer);
+    if (first === "late") {
+      late = true;
+      if (logLimit.allow(`tls ${addressGroup(remote)}`)) {
+        log(
+          `Connection from ${remote} did not complete TLS within ${
+            limits.tlsHandshakeTimeoutMs / 1000
+          } s; it is closed as soon as it sends anything or goes away`,
+        );
+      }
+    }
+    const ok = await done;
+    if (!ok || late) {
+      closeQuietly(conn);
+      return false;
+    }
+    return true;
+  };
+  const serve = async (conn: Deno.TlsConn): Promise<void> => {
+    const addr = conn.remoteAddr as Deno.NetAddr;
+    const remote = `${addr.hostname}:${addr.port}`;
+    const group = addressGroup(addr.hostname);
+    const overIp = perIp.count(addr.hostname) >= perIp.max;
+    const overGroup = perGroup.count(group) >= perGroup.max;
+    if (overIp || overGroup) {
+      if (logLimit.allow(`conns ${group}`)) {
+        log(
+          overIp
+            ? `Refused connection from ${remote}: ${perIp.max} connections from this address are open (--max-connections-per-ip)`
+            : `Refused connection from ${remote}: ${perGroup.max} connections from ${group} are open`,
+        );
+      }
+      if (await handshake(conn, remote)) closeQuietly(conn);
+      return;
+    }
+    perIp.add(addr.hostname);
+    perGroup.add(group);
+    try {
+      if (!(await handshake(conn, remote)) || stopping) {
+        closeQuietly(conn);
+        return;
       }
       let session: Session | null = null;
       const guard = new ConnGuard(
@@ -134,12 +214,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         () => session?.signedIn ?? false,
         performance.now.bind(performance),
       );
-      session = new Session(ctx, addr, guard);
-      const peer = new Peer(guard, {
+      let peer: Peer | null = null;
+      session = new Session(ctx, addr, guard, (account) => {
+        peer?.setHeaderLimits(signedIn);
+        guard.joinAccount(budgets.of(account));
+      });
+      peer = new Peer(guard, {
         onRequest: session.handle,
         maxIncomingInFlight: limits.maxInFlight,
         idleTimeoutMs: limits.idleTimeoutMs,
+        headerLimits: preSignIn,
+        maxQueuedBytes: limits.maxQueuedBytes,
+        onWritten: () => guard.written(),
       });
+      const p = peer;
+      guard.countQueued(() => p.queuedBytes);
       session.attach(peer);
       const c: Open = {
         peer,
@@ -151,13 +240,72 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         dropped: false,
       };
       open.add(c);
-      peer.closed.then(() => {
-        session.detach();
-        open.delete(c);
-        perIp.remove(addr.hostname);
-      });
+      const why = await peer.closed;
+      if (why && /does not read/.test(why.message) && logLimit.allow(`unread ${group}`)) {
+        log(`Closed connection from ${remote}: ${why.message}`);
+      }
+      session.detach();
+      guard.leaveAccount();
+      const account = session.device?.account;
+      if (account) budgets.release(account);
+      open.delete(c);
+    } finally {
+      perIp.remove(addr.hostname);
+      perGroup.remove(group);
     }
-  })().catch(() => {/* listener closed */});
+  };
+  // Our own accept loop: `for await` over the listener ends for good at the first accept error
+  // (EMFILE once descriptors run out). Every error is logged once per episode, then retried with
+  // a back-off; at the global cap accepting pauses (the kernel's backlog holds newcomers).
+  const accepting = (async () => {
+    let backoff = 10;
+    let failing = false;
+    let full = false;
+    while (!stopping) {
+      if (sockets >= limits.maxConnections) {
+        if (!full && logLimit.allow("full")) {
+          log(
+            `Not accepting connections for now: ${sockets} are open (--max-connections ${limits.maxConnections})`,
+          );
+        }
+        full = true;
+        await new Promise<void>((r) => slotFreed = r);
+        continue;
+      }
+      full = false;
+      let conn: Deno.TlsConn;
+      try {
+        conn = await listener.accept();
+      } catch (e) {
+        if (stopping || e instanceof Deno.errors.BadResource) break;
+        if (!failing) {
+          log(
+            `Cannot accept connections: ${
+              escapeForLog((e as Error).message)
+            }; retrying (open connections: ${sockets})`,
+          );
+        }
+        failing = true;
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 1000);
+        continue;
+      }
+      if (failing) log(`Accepting connections again (open connections: ${sockets + 1})`);
+      failing = false;
+      backoff = 10;
+      sockets++;
+      const served: Promise<void> = serve(conn).catch((e) => {
+        log(`Cannot serve connection: ${escapeForLog((e as Error).message)}`);
+      }).finally(() => {
+        serving.delete(served);
+        sockets--;
+        const w = slotFreed;
+        slotFreed = null;
+        w?.();
+      });
+      serving.add(served);
+    }
+  })();
   // The watchdog: handshake deadlines, slow frames, revoked devices (the CLI that revokes is
   // another process: the shared database is the only channel, so open sessions look it up).
   const watchdog = setInterval(() => {
@@ -200,17 +348,23 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     async close() {
       clearInterval(timer);
       clearInterval(watchdog);
+      stopping = true;
       incoming.close();
       await collecting;
       try {
         listener.close();
       } catch { /* already closed */ }
+      const w = slotFreed;
+      slotFreed = null;
+      w?.();
       await accepting;
       const closing = [...open].map(({ peer }) => {
         peer.close();
         return peer.closed;
       });
       await Promise.all(closing);
+      for (const conn of handshaking) closeQuietly(conn);
+      await Promise.all([...serving]);
       meta.close();
       blobs.close();
     },

@@ -1,0 +1,10 @@
+const t = (name: string, s: string) => { const t0 = performance.now(); JSON.parse(s); console.log(name, (s.length/1048576).toFixed(1), "MiB", (performance.now()-t0).toFixed(0), "ms"); };
+const empties = (mb: number) => "{\"x\":[" + Array(Math.floor(mb*1048576/3)).fill("{}").join(",") + "]}";
+t("empty objs", empties(1));
+t("empty objs", empties(4));
+const h = "a".repeat(64);
+const chunks = (n: number) => JSON.stringify({ t: "commit", items: [{ chunks: Array.from({length: n}, (_, i) => ({ hash: h.slice(0, 60) + String(i).padStart(4, "0"), size: 262144 + i })) }] });
+t("chunk refs", chunks(12000));
+t("chunk refs", chunks(48000));
+t("zeros", "{\"x\":[" + Array(1048576).fill("0").join(",") + "]}");
+t("strings", "{\"x\":\"" + "a".repeat(8*1048576) + "\"}");

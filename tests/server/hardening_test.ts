@@ -1,0 +1,373 @@
+/**
+ * The breaks of issue 12, each replayed against a real server (in this process, on 127.0.0.1,
+ * real TLS): header bombs before and after sign-in, requests that wait, watchers that do not
+ * read, chunk lists that cost metadata for free, decompression bombs, throttles that an address
+ * group or a revoked device could abuse, closed registration with invite codes, hostile device
+ * names. Each test is bounded in time.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import zlib from "node:zlib";
+import {
+  chunk,
+  closedWithin,
+  errorCode,
+  fileItem,
+  register,
+  remoteError,
+  requestFrame,
+  testServer,
+  writeAllTo,
+} from "./server_helper.ts";
+import { FrameReader, HEADER_ZSTD } from "../../lib/protocol/frame.ts";
+import { PROTOCOL_VERSION } from "../../lib/protocol/messages.ts";
+import { sha256Hex } from "../../lib/chunk/hash.ts";
+import { SqliteMetaStore } from "../../lib/server/meta_store.ts";
+import { secretHash } from "../../lib/server/session.ts";
+import { newSerial, normalizeSerial } from "../../lib/util/crockford.ts";
+
+const opts = { sanitizeResources: true, sanitizeOps: true };
+const enc = new TextEncoder();
+const HELLO = { t: "hello", protocol: PROTOCOL_VERSION, program: "t", caps: [] };
+
+/** A request frame whose header is `prefix` plus `mib` MiB of `{},` (zstd: a few KB on the wire). */
+function bombFrame(id: number, prefix: string, mib: number): Uint8Array {
+  const n = Math.floor(mib * 1024 * 1024 / 3);
+  const text = enc.encode(`${prefix},"x":[${"{},".repeat(n)}{}]}`);
+  const z = zlib.zstdCompressSync(text);
+  const out = new Uint8Array(13 + z.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, 9 + z.length);
+  v.setUint8(4, 1 | HEADER_ZSTD);
+  v.setUint32(5, id);
+  v.setUint32(9, z.length);
+  out.set(z, 13);
+  return out;
+}
+
+/** Milliseconds a signed-in device takes to get an answer to a tiny request. */
+async function latency(d: { peer: { request(h: Record<string, unknown>): Promise<unknown> } }) {
+  const t0 = performance.now();
+  await d.peer.request({ t: "changes", since: 0, limit: 1 });
+  return performance.now() - t0;
+}
+
+Deno.test(
+  "break 1: a compressed header before sign-in closes the connection unparsed",
+  opts,
+  async () => {
+    await using s = await testServer();
+    const other = await register(s, "other");
+    const c = await s.tls();
+    const t0 = performance.now();
+    await writeAllTo(c, bombFrame(1, `{"t":"hello","protocol":1,"program":"x","caps":[]`, 32));
+    const watching = closedWithin(c, 5000);
+    const l = await latency(other);
+    assert.equal(await watching, "closed");
+    assert.ok(performance.now() - t0 < 2000, `took ${performance.now() - t0} ms`);
+    assert.ok(l < 500, `another account waited ${l.toFixed(0)} ms`);
+    // An uncompressed header over the pre-sign-in bound (16 KiB) closes it too.
+    const c2 = await s.tls();
+    await writeAllTo(c2, requestFrame(1, { ...HELLO, pad: "x".repeat(20_000) }));
+    assert.equal(await closedWithin(c2, 3000), "closed");
+  },
+);
+
+Deno.test(
+  "break 2: after sign-in a header bomb closes the connection; waits are bounded",
+  opts,
+  async () => {
+    await using s = await testServer({ maxWaitingPerConnection: 2 });
+    const a = await register(s, "A");
+    const data = enc.encode("announced, never uploaded");
+    const h = sha256Hex(data);
+    await a.peer.request({
+      t: "announce",
+      path: "big.bin",
+      size: data.length,
+      mtime: 1,
+      exec: false,
+      hash: h,
+      chunks: [{ hash: h, size: data.length }],
+    });
+    // Signed in, raw: a getMany {wait} whose header expands to 32 MiB.
+    const c = await s.tls();
+    const reader = new FrameReader(c);
+    await writeAllTo(c, requestFrame(1, HELLO));
+    await reader.next();
+    await writeAllTo(
+      c,
+      requestFrame(2, { t: "auth", account: a.account, deviceId: a.deviceId, token: a.token }),
+    );
+    assert.equal((await reader.next())?.header.device, "A");
+    const t0 = performance.now();
+    await writeAllTo(c, bombFrame(3, `{"t":"getMany","hashes":["${h}"],"wait":true`, 32));
+    assert.equal(await closedWithin(c, 5000), "closed");
+    assert.ok(performance.now() - t0 < 2000, `took ${performance.now() - t0} ms`);
+    // At most 2 requests of a connection wait; the others answer at once (not-found).
+    const waits = Array.from(
+      { length: 5 },
+      () => errorCode(a.peer.request({ t: "getMany", hashes: [h], wait: true })),
+    );
+    const t1 = performance.now();
+    assert.equal(await Promise.any(waits), "not-found");
+    assert.ok(performance.now() - t1 < 2000, "requests past the bound must not wait");
+    // Storing the chunk ends the waits that were allowed.
+    await a.peer.request({ t: "put", hash: h, size: data.length, z: false }, data);
+    const codes = await Promise.all(waits.map((p) => p.catch(() => "ok")));
+    assert.equal(codes.filter((c) => c === "not-found").length, 3, codes.join());
+  },
+);
+
+Deno.test(
+  "break 4: a watcher that does not read is dropped; notices are bounded",
+  opts,
+  async () => {
+    await using s = await testServer({ maxQueuedBytes: 512 * 1024 });
+    const a = await register(s, "A");
+    // The watcher: signs in, watches, then never reads again.
+    const w = await s.tls();
+    const reader = new FrameReader(w);
+    await writeAllTo(w, requestFrame(1, HELLO));
+    await reader.next();
+    await writeAllTo(
+      w,
+      requestFrame(2, { t: "auth", account: a.account, deviceId: a.deviceId, token: a.token }),
+    );
+    await reader.next();
+    await writeAllTo(w, requestFrame(3, { t: "watch" }));
+    await reader.next();
+    // Big announces (each notice about 90 KB of chunk list) until the watcher is dropped.
+    const chunks = Array.from({ length: 1000 }, (_, i) => ({
+      hash: sha256Hex(enc.encode(`c${i}`)),
+      size: 1024 * 1024,
+    }));
+    const size = chunks.length * 1024 * 1024;
+    const end = Date.now() + 15_000;
+    const dropped = () => s.lines.some((l) => /does not read/.test(l));
+    while (!dropped() && Date.now() < end) {
+      await Promise.all(Array.from({ length: 20 }, (_, i) =>
+        a.peer.request({
+          t: "announce",
+          path: `f${i}.bin`,
+          size,
+          mtime: 1,
+          exec: false,
+          hash: chunks[0]!.hash,
+          chunks,
+        })));
+    }
+    assert.ok(dropped(), `the watcher was not dropped:\n${s.lines.join("\n")}`);
+    // Whatever was queued, the connection must end (its reads now drain and then end).
+    assert.equal(await closedWithin(w, 5000), "closed");
+    // The announcing device still works.
+    await a.peer.request({ t: "changes", since: 0, limit: 1 });
+  },
+);
+
+Deno.test(
+  "break 5: chunk lists are bounded by the file size and checked against the index",
+  opts,
+  async () => {
+    await using s = await testServer();
+    const a = await register(s, "A");
+    const one = chunk("x");
+    await a.peer.request({ t: "put", hash: one.hash, size: 1, z: false }, one.data);
+    const many = Array.from({ length: 1000 }, () => ({ hash: one.hash, size: 1 }));
+    const r = await a.peer.request({
+      t: "commit",
+      items: [{ ...fileItem("many.bin", one), size: many.length, chunks: many }],
+    });
+    const res = (r.header.results as { ok: boolean; reason?: string }[])[0]!;
+    assert.equal(res.ok, false);
+    assert.equal(res.reason, "invalid");
+    // A chunk named with another size than it has.
+    const big = chunk(new Uint8Array(40_000).fill(7));
+    await a.peer.request({ t: "put", hash: big.hash, size: big.size, z: false }, big.data);
+    const r2 = await a.peer.request({
+      t: "commit",
+      items: [{ ...fileItem("lie.bin", big), size: 1, chunks: [{ hash: big.hash, size: 1 }] }],
+    });
+    assert.equal((r2.header.results as { reason?: string }[])[0]!.reason, "invalid");
+    // A real file of those chunks commits.
+    const r3 = await a.peer.request({ t: "commit", items: [fileItem("ok.bin", big)] });
+    assert.equal((r3.header.results as { ok: boolean }[])[0]!.ok, true);
+  },
+);
+
+Deno.test("break 5: the quota counts the journal and kept versions too", opts, async () => {
+  await using s = await testServer({ quotaBytes: 200_000 });
+  const a = await register(s, "A");
+  const one = chunk("x");
+  await a.peer.request({ t: "put", hash: one.hash, size: 1, z: false }, one.data);
+  let refused = 0;
+  for (let round = 0; round < 20 && refused === 0; round++) {
+    const items = Array.from(
+      { length: 50 },
+      (_, i) => fileItem(`d${round}/${"n".repeat(200)}${i}`, one),
+    );
+    const r = await a.peer.request({ t: "commit", items });
+    refused = (r.header.results as { reason?: string }[]).filter((x) =>
+      x.reason === "quota"
+    ).length;
+  }
+  assert.ok(refused > 0, "metadata was never counted");
+  // Deletions still go through.
+  const meta = new SqliteMetaStore(s.dir);
+  const first = meta.changes(a.account, 0, 100).find((e) => e.kind === "file")!;
+  meta.close();
+  const del = await a.peer.request({
+    t: "commit",
+    items: [{ ...fileItem(first.path, one, first.version), deleted: true }],
+  });
+  assert.equal((del.header.results as { ok: boolean }[])[0]!.ok, true);
+});
+
+Deno.test("break 6: decompression bombs are refused before decompressing", opts, async () => {
+  await using s = await testServer();
+  const a = await register(s, "A");
+  const other = await register(s, "B");
+  const plain = new Uint8Array(4 * 1024 * 1024);
+  const z = new Uint8Array(zlib.zstdCompressSync(plain));
+  const h = sha256Hex(plain);
+  // The same chunk 1024 times: refused as a duplicate.
+  const body = new Uint8Array(z.length * 1024);
+  for (let i = 0; i < 1024; i++) body.set(z, i * z.length);
+  const t0 = performance.now();
+  const e = await remoteError(a.peer.request({
+    t: "putMany",
+    chunks: Array.from(
+      { length: 1024 },
+      () => ({ hash: h, size: plain.length, z: true, len: z.length }),
+    ),
+  }, body));
+  assert.equal(e.code, "bad-request");
+  assert.match(e.message, /named twice/);
+  // Distinct chunks past 16 MiB of content in one request: refused unchecked.
+  const parts = Array.from({ length: 8 }, (_, i) => {
+    const p = new Uint8Array(4 * 1024 * 1024);
+    p[0] = i + 1;
+    return { hash: sha256Hex(p), z: new Uint8Array(zlib.zstdCompressSync(p)) };
+  });
+  const body2 = new Uint8Array(parts.reduce((n, p) => n + p.z.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    body2.set(p.z, off);
+    off += p.z.length;
+  }
+  const e2 = await remoteError(a.peer.request({
+    t: "putMany",
+    chunks: parts.map((p) => ({ hash: p.hash, size: 4 * 1024 * 1024, z: true, len: p.z.length })),
+  }, body2));
+  assert.match(e2.message, /more than \d+ bytes of content in one request/);
+  assert.ok(performance.now() - t0 < 1500, `took ${(performance.now() - t0).toFixed(0)} ms`);
+  // Many bombs within the bound, from one account: another account is answered meanwhile.
+  const within = parts.slice(0, 4);
+  const body3 = body2.subarray(0, within.reduce((n, p) => n + p.z.length, 0));
+  const flood = Array.from({ length: 16 }, () =>
+    a.peer.request({
+      t: "putMany",
+      chunks: within.map((p) => ({
+        hash: p.hash,
+        size: 4 * 1024 * 1024,
+        z: true,
+        len: p.z.length,
+      })),
+    }, body3));
+  await new Promise((r) => setTimeout(r, 20));
+  const l = await latency(other);
+  await Promise.all(flood);
+  assert.ok(l < 300, `another account waited ${l.toFixed(0)} ms`);
+});
+
+Deno.test(
+  "break 7: registrations and failed enrollments are budgeted per /24 and server-wide",
+  opts,
+  async () => {
+    await using s = await testServer({
+      registerBurst: 2,
+      registerPerHour: 1,
+      registerGlobalBurst: 3,
+      registerGlobalPerHour: 1,
+      failedEnrollGlobalBurst: 3,
+      failedEnrollGlobalPerHour: 1,
+    });
+    await register(s, "A");
+    await register(s, "B");
+    // Another address of the same /24 shares the budget.
+    const c = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: s.server.port,
+      caCerts: [s.pem],
+    });
+    const reader = new FrameReader(c);
+    const reg = async (conn: Deno.TlsConn, rd: FrameReader) => {
+      await writeAllTo(conn, requestFrame(1, HELLO));
+      await rd.next();
+      await writeAllTo(conn, requestFrame(2, { t: "register", device: "C" }));
+      return (await rd.next())!.header;
+    };
+    const h = await reg(c, reader);
+    c.close();
+    assert.equal((h.error as { code?: string })?.code, "throttled");
+    // Failed enrollments: the server-wide budget (3) runs out, then nothing is checked.
+    const p = await s.connect();
+    const wrong = "0000-0000-0000-0000-0000-0000-0000-0000";
+    const codes = [];
+    for (let i = 0; i < 5; i++) {
+      codes.push(
+        await errorCode(p.request({ t: "enroll", serial: wrong, device: "X" })),
+      );
+    }
+    assert.deepEqual(codes, ["bad-serial", "bad-serial", "bad-serial", "throttled", "throttled"]);
+  },
+);
+
+Deno.test("registration closed: only an invite code makes an account, once", opts, async () => {
+  await using s = await testServer({ registration: "closed" });
+  const p = await s.connect();
+  assert.equal(await errorCode(p.request({ t: "register", device: "A" })), "registration-closed");
+  const code = newSerial();
+  const meta = new SqliteMetaStore(s.dir);
+  meta.addInvite(secretHash(normalizeSerial(code)!));
+  meta.close();
+  const q = await s.connect();
+  const r = await q.request({ t: "enroll", serial: code, device: "A" });
+  assert.equal(typeof r.header.serial, "string", "the new account's serial code comes back");
+  assert.equal(typeof r.header.token, "string");
+  const again = await s.connect();
+  assert.equal(
+    await errorCode(again.request({ t: "enroll", serial: code, device: "B" })),
+    "bad-serial",
+  );
+});
+
+Deno.test(
+  "break 11: device names with control or bidi characters are refused; logs escape",
+  opts,
+  async () => {
+    await using s = await testServer();
+    for (
+      const name of [
+        "evil\n2026-01-01 00:00:00 Revoked device x",
+        "a\u001b[31mred",
+        "x\u202egnp.exe",
+        "",
+      ]
+    ) {
+      const p = await s.connect();
+      assert.equal(
+        await errorCode(p.request({ t: "register", device: name })),
+        "bad-request",
+        JSON.stringify(name),
+      );
+    }
+    const p = await s.connect();
+    await errorCode(p.request({ t: "auth", account: "x", deviceId: "a\nb\u202e", token: "t" }));
+    for (const l of s.lines) {
+      assert.ok(!/[\n\r\u001b\u202e]/.test(l), `unescaped: ${JSON.stringify(l)}`);
+    }
+  },
+);
