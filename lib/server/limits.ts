@@ -826,14 +826,15 @@ export const DEFAULT_LIMITS: ServerLimits = {
 
 /**
  * The default of {@link ServerLimits.maxConnections}: 4096, or three quarters of the process's
- * open-file limit when that is lower (Linux: `/proc/self/limits`), so that databases, pack files
- * and the listener always have descriptors left.
+ * open-file limit (and 128 below it) when that is lower (Linux: `/proc/self/limits`), so that
+ * the runtime, databases, pack files and the listener always have descriptors left.
  */
 export function defaultMaxConnections(): number {
   try {
     const text = Deno.readTextFileSync("/proc/self/limits");
     const m = /^Max open files\s+(\d+)/m.exec(text);
-    if (m) return Math.max(16, Math.min(4096, Math.floor(Number(m[1]) * 0.75)));
+    const n = m ? Number(m[1]) : NaN;
+    if (m) return Math.max(16, Math.min(4096, Math.floor(n * 0.75), n - 128));
   } catch { /* not Linux, or not readable: keep the default */ }
   return 4096;
 }

@@ -12,6 +12,7 @@
  * @module
  */
 
+import { join } from "node:path";
 import { Peer } from "../protocol/peer.ts";
 import { TieredBlobStore } from "./blob_store.ts";
 import { Incoming } from "./incoming.ts";
@@ -66,9 +67,28 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/**
+ * The data directory and its databases are the server user's only (0700 / 0600), also in a data
+ * directory made by an older version: other local users must not read any account's content.
+ * (The server sets its umask to 077 too, so everything created later is private as well.)
+ */
+function restrictDataDir(dataDir: string): void {
+  if (Deno.build.os === "windows") return;
+  Deno.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  Deno.chmodSync(dataDir, 0o700);
+  for (const name of ["meta.db", "small-chunks.db", "packs.db"]) {
+    for (const suffix of ["", "-wal", "-shm"]) {
+      try {
+        Deno.chmodSync(join(dataDir, name + suffix), 0o600);
+      } catch { /* not there yet */ }
+    }
+  }
+}
+
 /** Opens the data directory and starts listening. Throws a clear error if the port is taken. */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => console.log(line));
+  restrictDataDir(opts.dataDir);
   const meta = new SqliteMetaStore(opts.dataDir);
   const blobs = new TieredBlobStore(opts.dataDir);
   const hub = new Hub();
@@ -168,7 +188,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     clearTimeout(timer);
     if (first === "late") {
       late = true;
-      if (logLimit.allow(`tls ${addressGroup(remote)}`)) {
+      if (logLimit.allow(`tls ${addressGroup(conn.remoteAddr.hostname)}`)) {
         log(
           `Connection from ${remote} did not complete TLS within ${
             limits.tlsHandshakeTimeoutMs / 1000
@@ -255,8 +275,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
   };
   // Our own accept loop: `for await` over the listener ends for good at the first accept error
-  // (EMFILE once descriptors run out). Every error is logged once per episode, then retried with
-  // a back-off; at the global cap accepting pauses (the kernel's backlog holds newcomers).
+  // (EMFILE once descriptors run out). Errors are logged once (at most every 10 s), then retried
+  // with a back-off; at the global cap accepting pauses (the kernel's backlog holds newcomers).
   const accepting = (async () => {
     let backoff = 10;
     let failing = false;
@@ -278,7 +298,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         conn = await listener.accept();
       } catch (e) {
         if (stopping || e instanceof Deno.errors.BadResource) break;
-        if (!failing) {
+        if (!failing && logLimit.allow("accept failing")) {
           log(
             `Cannot accept connections: ${
               escapeForLog((e as Error).message)
@@ -290,7 +310,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         backoff = Math.min(backoff * 2, 1000);
         continue;
       }
-      if (failing) log(`Accepting connections again (open connections: ${sockets + 1})`);
+      if (failing && logLimit.allow("accept again")) {
+        log(`Accepting connections again (open connections: ${sockets + 1})`);
+      }
       failing = false;
       backoff = 10;
       sockets++;

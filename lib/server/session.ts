@@ -765,10 +765,9 @@ export class Session {
       if (problem) return problem;
       const deleted = bool(o, "deleted");
       const size = int(o, "size");
+      // The chunk list is checked against the file's size and the chunk index in the store
+      // (its length is bounded by the header's, 4 MiB after sign-in).
       const isFile = !deleted && o.kind !== "dir";
-      if (isFile && Array.isArray(o.chunks) && o.chunks.length > maxChunksFor(size)) {
-        return `Cannot commit ${JSON.stringify(path)}: too many chunks for ${size} bytes`;
-      }
       return {
         path,
         baseVersion: int(o, "baseVersion"),

@@ -19,9 +19,7 @@
  */
 // deno-lint-ignore no-control-regex
 const UNSAFE_RE = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
-// deno-lint-ignore no-control-regex
-const UNSAFE_GLOBAL =
-  /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE_GLOBAL = new RegExp(UNSAFE_RE.source, "g");
 
 /** Why `s` cannot be accepted as a name shown to people, or null if it can. */
 export function unsafeTextProblem(s: string): string | null {

@@ -62,7 +62,7 @@ Deno.test(
     const other = await register(s, "other");
     const c = await s.tls();
     const t0 = performance.now();
-    await writeAllTo(c, bombFrame(1, `{"t":"hello","protocol":1,"program":"x","caps":[]`, 32));
+    await writeAllTo(c, bombFrame(1, `{"t":"hello","protocol":1,"program":"x","caps":[]`, 31));
     const watching = closedWithin(c, 5000);
     const l = await latency(other);
     assert.equal(await watching, "closed");
@@ -103,7 +103,7 @@ Deno.test(
     );
     assert.equal((await reader.next())?.header.device, "A");
     const t0 = performance.now();
-    await writeAllTo(c, bombFrame(3, `{"t":"getMany","hashes":["${h}"],"wait":true`, 32));
+    await writeAllTo(c, bombFrame(3, `{"t":"getMany","hashes":["${h}"],"wait":true`, 31));
     assert.equal(await closedWithin(c, 5000), "closed");
     assert.ok(performance.now() - t0 < 2000, `took ${performance.now() - t0} ms`);
     // At most 2 requests of a connection wait; the others answer at once (not-found).
@@ -367,7 +367,10 @@ Deno.test(
     const p = await s.connect();
     await errorCode(p.request({ t: "auth", account: "x", deviceId: "a\nb\u202e", token: "t" }));
     for (const l of s.lines) {
-      assert.ok(!/[\n\r\u001b\u202e]/.test(l), `unescaped: ${JSON.stringify(l)}`);
+      assert.ok(
+        !/[\n\r\u202e]/.test(l) && !l.includes("\u001b"),
+        `unescaped: ${JSON.stringify(l)}`,
+      );
     }
   },
 );

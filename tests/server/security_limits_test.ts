@@ -103,15 +103,25 @@ Deno.test(
     }
     // A (restarted) signs in at once.
     const p = await s.connect();
-    const r = await p.request({ t: "auth", account: a.account, deviceId: a.deviceId, token: a.token });
+    const r = await p.request({
+      t: "auth",
+      account: a.account,
+      deviceId: a.deviceId,
+      token: a.token,
+    });
     assert.equal(r.header.device, "A");
     // Unknown account ids are not remembered (an attacker cannot fill memory with them).
     const q = await s.connect();
     assert.equal(
-      await errorCode(q.request({ t: "auth", account: "nosuchaccount", deviceId: "x", token: "x" })),
+      await errorCode(
+        q.request({ t: "auth", account: "nosuchaccount", deviceId: "x", token: "x" }),
+      ),
       "bad-credentials",
     );
-    assert.match(s.lines.join("\n"), /Throttling sign-in of device \? of account [0-9a-f]+ for 60 min/);
+    assert.match(
+      s.lines.join("\n"),
+      /Throttling sign-in of device \? of account [0-9a-f]+ for 60 min/,
+    );
   },
 );
 
