@@ -146,7 +146,7 @@ export async function loadOrCreateCertificate(dataDir: string): Promise<ServerCe
   if (Deno.build.os !== "windows") await Deno.chmod(dir, 0o700);
   const made = await createSelfSigned();
   await writeAtomic(keyFile, made.key, 0o600);
-  await writeAtomic(certFile, made.cert, 0o644);
+  await writeAtomic(certFile, made.cert, 0o600);
   return { ...made, fingerprint: pemFingerprint(made.cert), certFile, created: true };
 }
 
