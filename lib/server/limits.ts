@@ -825,16 +825,16 @@ export const DEFAULT_LIMITS: ServerLimits = {
 };
 
 /**
- * The default of {@link ServerLimits.maxConnections}: 4096, or three quarters of the process's
- * open-file limit (and 128 below it) when that is lower (Linux: `/proc/self/limits`), so that
- * the runtime, databases, pack files and the listener always have descriptors left.
+ * The default of {@link ServerLimits.maxConnections}: 4096, or fewer so that the connections'
+ * descriptors (up to three each: the public socket and the two ends of the TLS relay, see
+ * `tls_front.ts`) use at most three quarters of the process's open-file limit after 128 kept for
+ * the runtime, databases, pack files and listeners (Linux: `/proc/self/limits`).
  */
 export function defaultMaxConnections(): number {
   try {
     const text = Deno.readTextFileSync("/proc/self/limits");
     const m = /^Max open files\s+(\d+)/m.exec(text);
-    const n = m ? Number(m[1]) : NaN;
-    if (m) return Math.max(16, Math.min(4096, Math.floor(n * 0.75), n - 128));
+    if (m) return Math.max(16, Math.min(4096, Math.floor((Number(m[1]) - 128) * 0.75 / 3)));
   } catch { /* not Linux, or not readable: keep the default */ }
   return 4096;
 }

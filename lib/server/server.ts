@@ -35,7 +35,7 @@ import {
 import { ChunkVerifier } from "./chunk_check.ts";
 import { escapeForLog } from "../util/log_text.ts";
 import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
-import { listenTls } from "../transport/listen.ts";
+import { type FrontConn, TlsFront } from "../transport/tls_front.ts";
 import {
   loadCertificateFiles,
   loadOrCreateCertificate,
@@ -92,13 +92,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const meta = new SqliteMetaStore(opts.dataDir);
   const blobs = new TieredBlobStore(opts.dataDir);
   const hub = new Hub();
-  let listener: Deno.TlsListener;
+  let listener: TlsFront;
   let certificate: ServerCertificate;
   try {
     certificate = opts.certFile !== undefined && opts.keyFile !== undefined
       ? await loadCertificateFiles(opts.certFile, opts.keyFile)
       : await loadOrCreateCertificate(opts.dataDir);
-    listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
+    listener = new TlsFront({
+      hostname: opts.hostname,
+      port: opts.port,
+      certificate,
+      onStranger: (from) => {
+        if (logLimit.allow("stranger")) {
+          log(`Closed a connection to the internal TLS port from ${from}: not made by this server`);
+        }
+      },
+    });
   } catch (e) {
     meta.close();
     blobs.close();
@@ -157,56 +166,20 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const preSignIn = { maxHeader: limits.maxHeaderBeforeSignIn, compressed: false, maxRatio: 1 };
   const signedIn = { maxHeader: limits.maxHeader, compressed: true, maxRatio: 4096 };
   let stopping = false;
-  /** Sockets accepted and not yet known to be freed (pending handshakes included). */
+  /** Public sockets accepted and not yet closed (handshakes in progress included). */
   let sockets = 0;
   let slotFreed: (() => void) | null = null;
-  /** Sockets whose TLS handshake has not ended (closed when the server stops). */
-  const handshaking = new Set<Deno.TlsConn>();
   /** Every connection being served (awaited when the server stops). */
   const serving = new Set<Promise<void>>();
-  const closeQuietly = (conn: Deno.Conn) => {
-    try {
-      conn.close();
-    } catch { /* already closed */ }
-  };
-  /**
-   * Waits for the TLS handshake. Deno cannot free a socket whose handshake has not ended (its
-   * close waits for the handshake), so a socket that never starts TLS stays counted (against
-   * its address, its group and the global cap) until its peer sends something or goes away.
-   */
-  const handshake = async (conn: Deno.TlsConn, remote: string): Promise<boolean> => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let late = false;
-    handshaking.add(conn);
-    const done = conn.handshake().then(() => true, () => false).finally(() =>
-      handshaking.delete(conn)
-    );
-    const first = await Promise.race([
-      done,
-      new Promise<"late">((r) => timer = setTimeout(() => r("late"), limits.tlsHandshakeTimeoutMs)),
-    ]);
-    clearTimeout(timer);
-    if (first === "late") {
-      late = true;
-      if (logLimit.allow(`tls ${addressGroup(conn.remoteAddr.hostname)}`)) {
-        log(
-          `Connection from ${remote} did not complete TLS within ${
-            limits.tlsHandshakeTimeoutMs / 1000
-          } s; it is closed as soon as it sends anything or goes away`,
-        );
-      }
-    }
-    const ok = await done;
-    if (!ok || late) {
-      closeQuietly(conn);
-      return false;
-    }
-    return true;
-  };
-  const serve = async (conn: Deno.TlsConn): Promise<void> => {
-    const addr = conn.remoteAddr as Deno.NetAddr;
+  const serve = async (tcp: Deno.TcpConn): Promise<void> => {
+    const addr = tcp.remoteAddr as Deno.NetAddr;
     const remote = `${addr.hostname}:${addr.port}`;
     const group = addressGroup(addr.hostname);
+    const over = () =>
+      perIp.count(addr.hostname) >= perIp.max || perGroup.count(group) >= perGroup.max;
+    // At the limit, wait a moment for one to end: a client's certificate probe, just closed, is
+    // followed at once by its real connection, often before the server saw the probe end.
+    if (over()) await new Promise((r) => setTimeout(r, 50));
     const overIp = perIp.count(addr.hostname) >= perIp.max;
     const overGroup = perGroup.count(group) >= perGroup.max;
     if (overIp || overGroup) {
@@ -217,16 +190,31 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
             : `Refused connection from ${remote}: ${perGroup.max} connections from ${group} are open`,
         );
       }
-      if (await handshake(conn, remote)) closeQuietly(conn);
+      try {
+        tcp.close(); // plain TCP: freed at once
+      } catch { /* already closed */ }
       return;
     }
     perIp.add(addr.hostname);
     perGroup.add(group);
+    let front: FrontConn | null = null;
     try {
-      if (!(await handshake(conn, remote)) || stopping) {
-        closeQuietly(conn);
+      // The whole TLS handshake (first bytes included) within the deadline, else every socket
+      // of the connection is closed and freed (see tls_front.ts).
+      const secured = await listener.secure(tcp, limits.tlsHandshakeTimeoutMs);
+      if (typeof secured === "string") {
+        if (secured === "timeout" && logLimit.allow(`tls ${group}`)) {
+          log(
+            `Closed connection from ${remote}: no TLS handshake within ${
+              limits.tlsHandshakeTimeoutMs / 1000
+            } s`,
+          );
+        }
         return;
       }
+      front = secured;
+      if (stopping) return;
+      const conn = front.tls;
       let session: Session | null = null;
       const guard = new ConnGuard(
         conn,
@@ -270,6 +258,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (account) budgets.release(account);
       open.delete(c);
     } finally {
+      front?.close();
       perIp.remove(addr.hostname);
       perGroup.remove(group);
     }
@@ -293,7 +282,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         continue;
       }
       full = false;
-      let conn: Deno.TlsConn;
+      let conn: Deno.TcpConn;
       try {
         conn = await listener.accept();
       } catch (e) {
@@ -358,7 +347,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }).catch((e) => log(`Cannot apply retention: ${(e as Error).message}`));
   let collecting = runCollect();
   const timer = setInterval(() => collecting = runCollect(), 6 * 60 * 60 * 1000);
-  const addr = listener.addr as Deno.NetAddr;
+  const addr = listener.addr;
   return {
     hostname: addr.hostname,
     port: addr.port,
@@ -373,9 +362,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       stopping = true;
       incoming.close();
       await collecting;
-      try {
-        listener.close();
-      } catch { /* already closed */ }
+      const closingFront = listener.close();
       const w = slotFreed;
       slotFreed = null;
       w?.();
@@ -385,7 +372,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         return peer.closed;
       });
       await Promise.all(closing);
-      for (const conn of handshaking) closeQuietly(conn);
+      await closingFront;
       await Promise.all([...serving]);
       meta.close();
       blobs.close();

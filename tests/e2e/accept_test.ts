@@ -3,7 +3,9 @@
  * process, started with a small open-file limit (`ulimit -n`), is flooded with plain TCP
  * connections that never start TLS until accepting fails with EMFILE; it logs that once, backs
  * off, and serves a new client as soon as the flood ends. A second server with the default
- * `--max-connections` (3/4 of the limit) pauses accepting before descriptors run out.
+ * `--max-connections` (3/4 of the limit) pauses accepting before descriptors run out. And sockets
+ * that never complete a TLS handshake are closed and their descriptors freed after 5 s, while the
+ * attacker still holds its ends (Deno's own TLS listener could not free them).
  *
  * @module
  */
@@ -45,6 +47,11 @@ async function limitedServer(data: string, limit: number, extra: string[] = []) 
     if (rest) lines.push(rest);
   };
   const pumping = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  /** Descriptors the server process holds now (`ls`: reading /proc/PID needs --allow-all). */
+  const fds = () => {
+    const out = new Deno.Command("ls", { args: [`/proc/${child.pid}/fd`] }).outputSync();
+    return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l !== "").length;
+  };
   let port = 0;
   await waitFor(
     () => {
@@ -58,6 +65,20 @@ async function limitedServer(data: string, limit: number, extra: string[] = []) 
   return {
     port,
     lines,
+    fds,
+    /** The descriptor count once it has not changed for 300 ms (start-up work is over). */
+    async stableFds(): Promise<number> {
+      const seen: number[] = [];
+      await waitFor(
+        () => {
+          seen.push(fds());
+          return seen.length >= 4 && seen.slice(-4).every((n) => n === seen.at(-1));
+        },
+        () => seen.join(" "),
+        10_000,
+      );
+      return seen.at(-1)!;
+    },
     async stop() {
       child.kill("SIGTERM");
       await child.status;
@@ -143,6 +164,58 @@ Deno.test(
       assert.ok(!s2.lines.some((l) => /Cannot accept/.test(l)), s2.lines.join("\n"));
     } finally {
       await s2.stop();
+    }
+  },
+);
+
+Deno.test(
+  "sockets that never complete TLS are closed and freed while the attacker holds them",
+  opts,
+  async () => {
+    await using tmp = await tempDir();
+    const data = join(tmp.path, "data");
+    const s = await limitedServer(data, 4096);
+    // The attacker: 100 sockets from 4 addresses of one /24; 80 send nothing, 20 the first byte
+    // of a ClientHello and nothing more. Its own process (binding other loopback addresses
+    // needs permissions the test runner does not have).
+    const pem = await Deno.readTextFile(join(data, "tls", "cert.pem"));
+    assert.ok(await helloWorks(s.port, pem));
+    const base = await s.stableFds();
+    const addrs = ["127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4"];
+    const attacker = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        `--allow-net=127.0.0.1,${addrs.join(",")}`,
+        join(ROOT, "tests/e2e/hold_sockets.ts"),
+        String(s.port),
+        "100",
+        ...addrs,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const out: string[] = [];
+    const reading = (async () => {
+      const dec = new TextDecoder();
+      for await (const c of attacker.stdout) out.push(...dec.decode(c).split("\n"));
+    })();
+    try {
+      await waitFor(() => out.includes("connected 100"), () => out.join("\n"), 10_000);
+      await waitFor(() => s.fds() >= base + 100, () => `fds ${s.fds()}, base ${base}`, 5_000);
+      // Meanwhile another client is served.
+      assert.ok(await helloWorks(s.port, pem), helloErrors.slice(-1).join());
+      // After the 5 s TLS deadline every socket is closed and freed on the server, although the
+      // attacker still holds all of its ends.
+      const closed = () => out.filter((l) => l.startsWith("ended ")).length;
+      await waitFor(() => closed() === 100, () => `the server closed ${closed()} of 100`, 10_000);
+      await waitFor(() => s.fds() <= base + 2, () => `fds ${s.fds()}, base ${base}`, 5_000);
+      assert.ok(s.lines.some((l) => /no TLS handshake within 5 s/.test(l)), s.lines.join("\n"));
+    } finally {
+      await attacker.stdin.close();
+      await attacker.status;
+      await reading;
+      await s.stop();
     }
   },
 );

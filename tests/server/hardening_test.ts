@@ -122,6 +122,52 @@ Deno.test(
 );
 
 Deno.test(
+  "break 3: past the limits of an address or its /24, plain sockets are closed at once",
+  opts,
+  async () => {
+    await using s = await testServer({ maxConnectionsPerIp: 4, maxConnectionsPerGroup: 8 });
+    // 18 sockets from 3 addresses of 127.0.1.0/24 that never start TLS (another process:
+    // binding other loopback addresses needs permissions the test runner does not have).
+    const addrs = ["127.0.1.1", "127.0.1.2", "127.0.1.3"];
+    const attacker = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        `--allow-net=127.0.0.1,${addrs.join(",")}`,
+        new URL("../e2e/hold_sockets.ts", import.meta.url).pathname,
+        String(s.server.port),
+        "18",
+        ...addrs,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const out: string[] = [];
+    const reading = (async () => {
+      const dec = new TextDecoder();
+      for await (const c of attacker.stdout) out.push(...dec.decode(c).split("\n"));
+    })();
+    try {
+      const closed = () => out.filter((l) => l.startsWith("ended ")).length;
+      const t0 = performance.now();
+      // 8 fit in the /24's limit; the other 10 are closed at once, long before the 5 s TLS
+      // deadline (plain TCP: freed at once).
+      while (closed() < 10 && performance.now() - t0 < 3000) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(closed(), 10, out.join(" "));
+      assert.match(s.lines.join("\n"), /8 connections from 127\.0\.1\.0\/24 are open/);
+      // Another /24 (this test's 127.0.0.1) is not affected.
+      const a = await register(s, "A");
+      await a.peer.request({ t: "changes", since: 0, limit: 1 });
+    } finally {
+      await attacker.stdin.close();
+      await attacker.status;
+      await reading;
+    }
+  },
+);
+
+Deno.test(
   "break 4: a watcher that does not read is dropped; notices are bounded",
   opts,
   async () => {
