@@ -14,8 +14,9 @@ import type { Peer } from "../protocol/peer.ts";
 import { type Action, baseFrom } from "../core/reconcile.ts";
 import { keepMovesTogether, pairLocalMoves, segmentsKeepingPairs } from "../core/local_moves.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
-import type { CommitItem, CommitResult } from "../server/meta_store.ts";
+import type { CommitItem } from "../server/meta_store.ts";
 import { fsyncDir } from "../util/atomic.ts";
+import { commitInBatches } from "./commit_batches.ts";
 import { pool } from "../util/pool.ts";
 import { statToEntry } from "./scanner.ts";
 import type { StateDb } from "./state_db.ts";
@@ -473,9 +474,12 @@ async function pushRemote(
     const tPending = performance.now();
     if (intents.length > 0) ctx.state.setPending(intents);
     const tRequest = performance.now();
-    const r = await ctx.peer.request({ t: "commit", items: items.map((b) => b.item) });
+    const results = await commitInBatches(
+      ctx.peer,
+      items.map((b) => b.item),
+      (j) => together.pairs.get(items[j]!.action) === items[j + 1]?.action,
+    );
     const tReply = performance.now();
-    const results = r.header.results as CommitResult[];
     const confirmed: RemoteEntry[] = [];
     items.forEach(({ item, action }, j) => {
       const res = results[j];

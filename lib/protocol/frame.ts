@@ -28,6 +28,7 @@
  */
 
 import zlib from "node:zlib";
+import { headerShapeProblem } from "./header_shape.ts";
 
 /** Largest accepted frame length (the `length` field): 8 MiB of body plus 64 KiB of header room. */
 export const MAX_FRAME: number = 8 * 1024 * 1024 + 64 * 1024;
@@ -106,10 +107,10 @@ export interface FrameReaderOptions {
 }
 
 /**
- * What a header may cost before it is parsed: checked on the wire length, after decompression
- * and on the number of JSON containers, so that a small frame cannot make the parser allocate
- * millions of objects (measured: 32 MiB of `{}` took 31-36 s to parse with the run tasks' V8
- * flags, 4 MiB 0.4 s).
+ * What a header may cost before it is parsed: checked on the wire length, after decompression,
+ * and on its structure (containers, depth, keys, object shapes: see `header_shape.ts`), so
+ * that a small frame cannot make the parser allocate millions of objects (measured: 32 MiB of
+ * `{}` took 31-36 s to parse with the run tasks' V8 flags).
  */
 export interface HeaderLimits {
   /** Largest header, in bytes, on the wire and after decompression. */
@@ -127,29 +128,29 @@ export const DEFAULT_HEADER_LIMITS: HeaderLimits = {
   maxRatio: 1024,
 };
 
-/**
- * Counts the JSON containers (`{` and `[` outside strings) of `text`, stopping past `max`;
- * a legitimate header has few per byte (a chunk reference `{"hash":…,"size":…}` takes about 90).
- */
-export function countContainers(text: Uint8Array, max: number): number {
-  let n = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped byte
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x7b || c === 0x5b) {
-      if (++n > max) return n;
-    }
-  }
-  return n;
-}
+/** Headers at least this big are parsed one per turn of the event loop (see {@link bigParse}). */
+const BIG_HEADER = 1024 * 1024;
 
-/** Most JSON containers a header of `bytes` may hold: one per 16 bytes, and 64 more. */
-export function maxContainers(bytes: number): number {
-  return 64 + Math.floor(bytes / 16);
+/** The end of the last big header parse queued (all readers of this process). */
+let bigParseTail: Promise<void> = Promise.resolve();
+
+/**
+ * Runs `parse` (of a big header) after every big parse queued before it, each in its own turn
+ * of the event loop: what other connections have ready is handled between two of them, so a
+ * flood of big headers (up to about 0.1 s each per 8 MiB within the bounds) delays everybody
+ * else's small requests by one parse at most, not by the whole queue.
+ */
+async function bigParse<T>(parse: () => T): Promise<T> {
+  const before = bigParseTail;
+  let done!: () => void;
+  bigParseTail = new Promise((r) => done = r);
+  try {
+    await before;
+    await new Promise((r) => setTimeout(r, 0));
+    return parse();
+  } finally {
+    done();
+  }
 }
 
 const encoder = new TextEncoder();
@@ -373,16 +374,16 @@ export class FrameReader {
         );
       }
     }
-    const most = maxContainers(text.length);
-    if (countContainers(text, most) > most) {
-      throw new FrameError("Cannot read frame: the header holds too many JSON objects and arrays");
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(decoder.decode(text));
-    } catch {
-      throw new FrameError("Cannot read frame: header is not valid UTF-8 JSON");
-    }
+    const parse = (): unknown => {
+      const problem = headerShapeProblem(text);
+      if (problem) throw new FrameError(`Cannot read frame: ${problem}`);
+      try {
+        return JSON.parse(decoder.decode(text));
+      } catch {
+        throw new FrameError("Cannot read frame: header is not valid UTF-8 JSON");
+      }
+    };
+    const parsed = text.length >= BIG_HEADER ? await bigParse(parse) : parse();
     if (!isPlainObject(parsed)) {
       throw new FrameError("Cannot read frame: header is not a JSON object");
     }

@@ -153,6 +153,8 @@ export class Peer {
   #writing = 0;
   /** Bytes of the frames queued or being written (heads and bodies). */
   #queued = 0;
+  /** When the write in progress started (0: none in progress). */
+  #writeSince = 0;
   readonly #maxQueued: number;
   readonly #onWritten: (() => void) | undefined;
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
@@ -255,6 +257,14 @@ export class Peer {
     return this.#writing;
   }
 
+  /**
+   * Milliseconds the write in progress has been waiting at `now` (`performance.now()`), 0 when
+   * nothing is being written: a peer that does not read makes it grow without end.
+   */
+  writeStalledFor(now: number): number {
+    return this.#writeSince === 0 ? 0 : Math.max(0, now - this.#writeSince);
+  }
+
   /** Changes the bounds on the headers of the frames received from now on. */
   setHeaderLimits(limits: HeaderLimits): void {
     this.#reader.setHeaderLimits(limits);
@@ -299,7 +309,9 @@ export class Peer {
       if (this.#closing) throw this.#closedError("write frame");
       const writer = {
         write: async (p: Uint8Array) => {
+          this.#writeSince = performance.now();
           const n = await this.#conn.write(p);
+          this.#writeSince = 0;
           this.#lastSent = performance.now();
           return n;
         },

@@ -756,6 +756,8 @@ export interface ServerLimits extends ConnLimits {
   maxWaitingPerAccount: number;
   /** A connection whose unsent frames exceed this is dropped (its peer does not read). */
   maxQueuedBytes: number;
+  /** A connection whose write has made no progress for this long is dropped (it does not read). */
+  writeStallMs: number;
   /** Largest header before sign-in (never compressed there). */
   maxHeaderBeforeSignIn: number;
   /** Largest header after sign-in, after decompression. */
@@ -800,8 +802,9 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxWaitingPerConnection: 8,
   maxWaitingPerAccount: 32,
   maxQueuedBytes: 64 * 1024 * 1024,
+  writeStallMs: 30_000,
   maxHeaderBeforeSignIn: 16 * 1024,
-  maxHeader: 4 * 1024 * 1024,
+  maxHeader: 16 * 1024 * 1024,
   maxPlainBytesPerRequest: 16 * 1024 * 1024,
   maxAccountBufferedBytes: 64 * 1024 * 1024,
   registration: "open",

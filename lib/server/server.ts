@@ -160,9 +160,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     c.dropped = true;
     c.peer.close();
   };
-  // Before sign-in: small and never compressed. After: a few MiB (the largest legitimate batch),
-  // and at most 4096 times the wire size (a repetitive commit of 1,000 copies compresses well;
-  // the parse itself is bounded by the container count in the frame reader).
+  // Before sign-in: small and never compressed. After: 16 MiB (the chunk list of a file of
+  // about 50 GB; clients cut their batches far smaller), at most 4096 times the wire size (a
+  // repetitive commit of 1,000 copies compresses well); what the parse may cost is bounded by
+  // the header's structure in the frame reader (see header_shape.ts).
   const preSignIn = { maxHeader: limits.maxHeaderBeforeSignIn, compressed: false, maxRatio: 1 };
   const signedIn = { maxHeader: limits.maxHeader, compressed: true, maxRatio: 4096 };
   let stopping = false;
@@ -334,7 +335,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       const slow = c.guard.overdue(now);
       if (slow) drop(c, slow);
-      else if (c.session.checkRevoked()) drop(c, ""); // checkRevoked logged why
+      else if (c.peer.writeStalledFor(now) > limits.writeStallMs) {
+        drop(c, `the peer does not read (nothing written for ${limits.writeStallMs / 1000} s)`);
+      } else if (c.session.checkRevoked()) drop(c, ""); // checkRevoked logged why
     }
   }, limits.tickMs);
   const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;

@@ -36,7 +36,11 @@ const HELLO = { t: "hello", protocol: PROTOCOL_VERSION, program: "t", caps: [] }
 function bombFrame(id: number, prefix: string, mib: number): Uint8Array {
   const n = Math.floor(mib * 1024 * 1024 / 3);
   const text = enc.encode(`${prefix},"x":[${"{},".repeat(n)}{}]}`);
-  const z = zlib.zstdCompressSync(text);
+  return rawHeaderFrame(id, new Uint8Array(zlib.zstdCompressSync(text)));
+}
+
+/** A request frame of a zstd-compressed header `z` and no body. */
+function rawHeaderFrame(id: number, z: Uint8Array): Uint8Array {
   const out = new Uint8Array(13 + z.length);
   const v = new DataView(out.buffer);
   v.setUint32(0, 9 + z.length);
@@ -92,20 +96,43 @@ Deno.test(
       hash: h,
       chunks: [{ hash: h, size: data.length }],
     });
+    const other = await register(s, "other");
     // Signed in, raw: a getMany {wait} whose header expands to 32 MiB.
-    const c = await s.tls();
-    const reader = new FrameReader(c);
-    await writeAllTo(c, requestFrame(1, HELLO));
-    await reader.next();
-    await writeAllTo(
-      c,
-      requestFrame(2, { t: "auth", account: a.account, deviceId: a.deviceId, token: a.token }),
-    );
-    assert.equal((await reader.next())?.header.device, "A");
+    const signedIn = async () => {
+      const c = await s.tls();
+      const reader = new FrameReader(c);
+      await writeAllTo(c, requestFrame(1, HELLO));
+      await reader.next();
+      await writeAllTo(
+        c,
+        requestFrame(2, { t: "auth", account: a.account, deviceId: a.deviceId, token: a.token }),
+      );
+      assert.equal((await reader.next())?.header.device, "A");
+      return c;
+    };
+    const c = await signedIn();
     const t0 = performance.now();
     await writeAllTo(c, bombFrame(3, `{"t":"getMany","hashes":["${h}"],"wait":true`, 31));
     assert.equal(await closedWithin(c, 5000), "closed");
     assert.ok(performance.now() - t0 < 2000, `took ${performance.now() - t0} ms`);
+    // Within the size bound (12 MiB, 0.3 MiB on the wire) but shaped to be slow to parse
+    // (objects of 16 keys in ever new orders: 2 s with the run tasks' V8 flags): refused
+    // unparsed, and another account is answered meanwhile.
+    const keys = Array.from({ length: 16 }, (_, i) => `"k${i}":0`);
+    const objs: string[] = [];
+    for (let len = 0; len < 12 * 1024 * 1024;) {
+      const o = `{${[...keys].sort(() => Math.random() - 0.5).join(",")}}`;
+      objs.push(o);
+      len += o.length + 1;
+    }
+    const slow = zlib.zstdCompressSync(enc.encode(`{"t":"have","hashes":[],"x":[${objs}]}`));
+    const c2 = await signedIn();
+    const tSlow = performance.now();
+    await writeAllTo(c2, rawHeaderFrame(4, new Uint8Array(slow)));
+    const l = await latency(other);
+    assert.equal(await closedWithin(c2, 5000), "closed");
+    assert.ok(performance.now() - tSlow < 2000, `took ${performance.now() - tSlow} ms`);
+    assert.ok(l < 500, `another account waited ${l.toFixed(0)} ms`);
     // At most 2 requests of a connection wait; the others answer at once (not-found).
     const waits = Array.from(
       { length: 5 },
@@ -209,6 +236,60 @@ Deno.test(
     // Whatever was queued, the connection must end (its reads now drain and then end).
     assert.equal(await closedWithin(w, 5000), "closed");
     // The announcing device still works.
+    await a.peer.request({ t: "changes", since: 0, limit: 1 });
+  },
+);
+
+Deno.test(
+  "break 4: pages of changes count in the send budget; a peer that does not read is dropped",
+  opts,
+  async () => {
+    await using s = await testServer({
+      maxBufferedBytes: 1024 * 1024,
+      maxQueuedBytes: 1024 * 1024 * 1024,
+      writeStallMs: 1000,
+      tickMs: 100,
+    });
+    const a = await register(s, "A");
+    // 2,000 entries with long random names: a page of changes is about 600 KB, 300 KB as zstd.
+    const name = () => sha256Hex(crypto.getRandomValues(new Uint8Array(8))).repeat(3);
+    for (let k = 0; k < 2; k++) {
+      const items = Array.from({ length: 1000 }, () => ({
+        path: `d${k}/${name()}`,
+        baseVersion: 0,
+        kind: "dir",
+        deleted: false,
+        size: 0,
+        mtime: 1,
+        exec: false,
+        hash: "",
+        chunks: [],
+      }));
+      await a.peer.request({ t: "commit", items });
+    }
+    // A connection of the account asks for 300 pages (about 90 MB) and never reads.
+    const w = await s.tls();
+    const reader = new FrameReader(w);
+    await writeAllTo(w, requestFrame(1, HELLO));
+    await reader.next();
+    await writeAllTo(
+      w,
+      requestFrame(2, { t: "auth", account: a.account, deviceId: a.deviceId, token: a.token }),
+    );
+    await reader.next();
+    const asks = Array.from(
+      { length: 300 },
+      (_, i) => requestFrame(10 + i, { t: "changes", since: 0, limit: 2000 }),
+    );
+    const writing = writeAllTo(w, new Uint8Array(asks.flatMap((f) => [...f]))).catch(() => {});
+    // Replies wait in the connection's budget (1 MiB: the server stops reading), nothing is
+    // written for 1 s, and the connection is dropped.
+    const end = Date.now() + 15_000;
+    const dropped = () => s.lines.some((l) => /does not read \(nothing written for 1 s\)/.test(l));
+    while (!dropped() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(dropped(), `not dropped:\n${s.lines.join("\n")}`);
+    assert.equal(await closedWithin(w, 5000), "closed");
+    await writing;
     await a.peer.request({ t: "changes", since: 0, limit: 1 });
   },
 );
