@@ -42,6 +42,27 @@ export type CommitResult =
     version?: number;
   };
 
+/**
+ * Garbage collection of one account's chunks in steps that each take a few milliseconds, so
+ * that retention never stalls the sessions and never holds the account's journal in memory:
+ * {@link mark} until it returns false (chunks referenced by the journal and the kept versions,
+ * a few hundred rows a call), then {@link take} until it returns null. Commits may run between
+ * the steps: each `take` first marks what was written since the previous step (entries with a
+ * newer version, kept versions added since), then forgets, in the same synchronous step, the
+ * chunks of its page that nothing references, so a chunk a commit has just referenced is never
+ * forgotten. {@link close} ends the sweep (also when abandoned).
+ */
+export interface ChunkSweep {
+  /** Marks the chunks of the next rows as used; false once every row is marked. */
+  mark(): boolean;
+  /**
+   * Forgets (from the index) the next page's chunks stored before `cutoff` that nothing
+   * references and returns their hashes (possibly none); null once every chunk was seen.
+   */
+  take(cutoff: number): string[] | null;
+  close(): void;
+}
+
 /** A device record. */
 export interface DeviceRecord {
   id: string;
@@ -97,14 +118,16 @@ export interface MetaStore {
   ): { size: number; stored: number; compressed: boolean } | null;
   /** Applies the items in order, in one transaction. */
   commit(account: string, device: string, items: CommitItem[]): CommitResult[];
-  /** Forgets kept versions replaced before `cutoff` (ms); returns how many. */
-  pruneVersions(cutoff: number): number;
   /**
-   * Chunks of `account` stored before `cutoff` that no entry or kept version references, at most
-   * `limit` of them (call again after forgetting them for the next ones). Computed inside the
-   * database: the account's journal is never loaded into memory.
+   * Forgets at most `limit` kept versions replaced before `cutoff` (ms); returns how many (call
+   * again while it returns `limit`).
    */
-  unreferencedChunks(account: string, cutoff: number, limit?: number): string[];
+  pruneVersions(cutoff: number, limit?: number): number;
+  /**
+   * Starts collecting the unreferenced chunks of `account` in small synchronous steps (see
+   * {@link ChunkSweep}); one sweep at a time per store.
+   */
+  chunkSweep(account: string): ChunkSweep;
   /** Removes a chunk from the index (its bytes are removed from the blob store by the caller). */
   forgetChunk(account: string, hash: string): void;
   /** Every account id. */
@@ -190,6 +213,7 @@ CREATE TABLE IF NOT EXISTS versions(
   version INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL, exec INTEGER NOT NULL,
   hash TEXT NOT NULL, chunks TEXT NOT NULL, device TEXT NOT NULL, replaced INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS versions_by_path ON versions(account, path);
+CREATE INDEX IF NOT EXISTS versions_by_replaced ON versions(replaced);
 CREATE TABLE IF NOT EXISTS chunks(
   account TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, stored INTEGER NOT NULL,
   compressed INTEGER NOT NULL, created INTEGER NOT NULL, PRIMARY KEY(account, hash)) WITHOUT ROWID;
@@ -201,6 +225,8 @@ CREATE TABLE IF NOT EXISTS invites(
 export class SqliteMetaStore implements MetaStore {
   readonly #db: DatabaseSync;
   readonly #q: Record<string, StatementSync>;
+  /** A {@link ChunkSweep} is running (they share a temporary table). */
+  #sweeping = false;
 
   constructor(dataDir: string) {
     Deno.mkdirSync(dataDir, { recursive: true });
@@ -473,29 +499,101 @@ export class SqliteMetaStore implements MetaStore {
     );
   }
 
-  pruneVersions(cutoff: number): number {
-    return Number(this.#db.prepare("DELETE FROM versions WHERE replaced < ?").run(cutoff).changes);
+  pruneVersions(cutoff: number, limit = 5000): number {
+    return Number(
+      this.#db.prepare(
+        "DELETE FROM versions WHERE rowid IN (SELECT rowid FROM versions WHERE replaced < ? LIMIT ?)",
+      ).run(cutoff, limit).changes,
+    );
   }
 
-  unreferencedChunks(account: string, cutoff: number, limit = 10_000): string[] {
+  chunkSweep(account: string): ChunkSweep {
+    if (this.#sweeping) throw new Error("Cannot collect chunks: a collection is running already");
+    this.#sweeping = true;
+    const db = this.#db;
     // The referenced hashes go into a temporary table, built by SQLite from the chunk lists
     // (json_each): the journal never passes through JavaScript.
-    this.#db.exec("CREATE TEMP TABLE IF NOT EXISTS used(hash TEXT PRIMARY KEY) WITHOUT ROWID");
-    try {
-      for (const table of ["entries", "versions"]) {
-        this.#db.prepare(
-          `INSERT OR IGNORE INTO temp.used(hash) SELECT json_extract(j.value, '$.hash')
-           FROM ${table} AS t, json_each(t.chunks) AS j WHERE t.account = ? AND t.chunks != '[]'`,
-        ).run(account);
-      }
-      const rows = this.#db.prepare(
-        `SELECT hash FROM chunks WHERE account = ? AND created < ?
-         AND hash NOT IN (SELECT hash FROM temp.used) LIMIT ?`,
-      ).all(account, cutoff, limit) as unknown as { hash: string }[];
-      return rows.map((r) => r.hash);
-    } finally {
-      this.#db.exec("DELETE FROM temp.used");
-    }
+    db.exec("CREATE TEMP TABLE IF NOT EXISTS used(hash TEXT PRIMARY KEY) WITHOUT ROWID");
+    db.exec("DELETE FROM temp.used");
+    const ROWS = 200;
+    const CHUNKS = 2000;
+    const markFrom = (table: "entries" | "versions", where: string) =>
+      db.prepare(`INSERT OR IGNORE INTO temp.used(hash) SELECT json_extract(j.value, '$.hash')
+        FROM (SELECT chunks FROM ${table} WHERE account = ?1 AND ${where}) AS t,
+        json_each(t.chunks) AS j`);
+    const q = {
+      entriesPage: markFrom("entries", "path > ?2 ORDER BY path LIMIT ?3"),
+      entriesNext: db.prepare(
+        "SELECT path FROM entries WHERE account = ? AND path > ? ORDER BY path LIMIT 1 OFFSET ?",
+      ),
+      versionsPage: markFrom("versions", "(path, rowid) > (?2, ?3) ORDER BY path, rowid LIMIT ?4"),
+      versionsNext: db.prepare(`SELECT path, rowid AS id FROM versions WHERE account = ?
+        AND (path, rowid) > (?, ?) ORDER BY path, rowid LIMIT 1 OFFSET ?`),
+      newEntries: markFrom("entries", "version > ?2"),
+      newVersions: markFrom("versions", "rowid > ?2"),
+      maxRowid: db.prepare("SELECT COALESCE(MAX(rowid), 0) AS n FROM versions"),
+      chunksPage: db.prepare(`SELECT hash, created, hash IN (SELECT hash FROM temp.used) AS used
+        FROM chunks WHERE account = ? AND hash > ? ORDER BY hash LIMIT ?`),
+      forget: db.prepare("DELETE FROM chunks WHERE account = ? AND hash = ?"),
+    };
+    // Everything written after these is marked again before each page is forgotten.
+    let seq = this.seq(account);
+    let rowid = Number((q.maxRowid.get() as { n: number }).n);
+    let entriesAfter: string | null = "";
+    let versionsAfter: { path: string; id: number } | null = { path: "", id: 0 };
+    let chunksAfter = "";
+    let done = false;
+    return {
+      mark: () => {
+        if (entriesAfter !== null) {
+          q.entriesPage.run(account, entriesAfter, ROWS);
+          const next = q.entriesNext.get(account, entriesAfter, ROWS - 1) as
+            | { path: string }
+            | undefined;
+          entriesAfter = next ? next.path : null;
+          return true;
+        }
+        if (versionsAfter !== null) {
+          const { path, id } = versionsAfter;
+          q.versionsPage.run(account, path, id, ROWS);
+          const next = q.versionsNext.get(account, path, id, ROWS - 1) as
+            | { path: string; id: number }
+            | undefined;
+          versionsAfter = next ? { path: next.path, id: Number(next.id) } : null;
+          return true;
+        }
+        return false;
+      },
+      take: (cutoff: number) => {
+        if (done) return null;
+        const nowSeq = this.seq(account);
+        if (nowSeq > seq) q.newEntries.run(account, seq);
+        seq = nowSeq;
+        const nowRowid = Number((q.maxRowid.get() as { n: number }).n);
+        if (nowRowid > rowid) q.newVersions.run(account, rowid);
+        rowid = nowRowid;
+        const rows = q.chunksPage.all(account, chunksAfter, CHUNKS) as unknown as {
+          hash: string;
+          created: number;
+          used: number;
+        }[];
+        if (rows.length < CHUNKS) done = true;
+        if (rows.length > 0) chunksAfter = rows[rows.length - 1]!.hash;
+        const gone = rows.filter((r) => Number(r.used) === 0 && Number(r.created) < cutoff)
+          .map((r) => r.hash);
+        if (gone.length > 0) {
+          transaction(db, () => {
+            for (const h of gone) q.forget.run(account, h);
+          });
+        }
+        return gone;
+      },
+      close: () => {
+        if (!this.#sweeping) return;
+        this.#sweeping = false;
+        db.exec("DELETE FROM temp.used");
+      },
+    };
   }
 
   forgetChunk(account: string, hash: string): void {

@@ -12,35 +12,56 @@ import type { MetaStore } from "./meta_store.ts";
 /** Default retention of kept versions, in days. */
 export const DEFAULT_KEEP_DAYS = 30;
 const DAY = 24 * 60 * 60 * 1000;
-/** Unreferenced chunks forgotten per page. */
-const PAGE = 1000;
-
 /** What one collection removed. */
 export interface CollectReport {
   versions: number;
   chunks: number;
 }
 
-/** Forgets versions older than `keepDays` and deletes unreferenced chunks older than a day. */
+function nextTurn(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 0));
+}
+
+/**
+ * Forgets versions older than `keepDays` and deletes unreferenced chunks older than a day.
+ * Every step is small and the sessions run between two of them (see `ChunkSweep`): neither an
+ * account's journal nor its garbage is ever held whole in memory, and nobody waits for it.
+ * `signal`: stops between two steps (the server is stopping); what was done is reported.
+ */
 export async function collect(
   meta: MetaStore,
   blobs: BlobStore,
   keepDays: number,
   now = Date.now(),
+  signal?: AbortSignal,
 ): Promise<CollectReport> {
-  const versions = meta.pruneVersions(now - keepDays * DAY);
+  const PRUNE = 5000;
+  let versions = 0;
+  for (;;) {
+    const n = meta.pruneVersions(now - keepDays * DAY, PRUNE);
+    versions += n;
+    if (n < PRUNE || signal?.aborted) break;
+    await nextTurn();
+  }
   let chunks = 0;
   for (const account of meta.accountIds()) {
-    // In pages: neither the journal nor the list of garbage is ever held whole in memory.
-    for (;;) {
-      const page = meta.unreferencedChunks(account, now - DAY, PAGE);
-      for (const hash of page) {
-        meta.forgetChunk(account, hash); // index first: a crash leaves an orphan file, never a dangling row
-        await blobs.delete(account, hash);
-        chunks++;
+    if (signal?.aborted) break;
+    const sweep = meta.chunkSweep(account);
+    try {
+      while (sweep.mark()) {
+        if (signal?.aborted) return { versions, chunks };
+        await nextTurn();
       }
-      if (page.length < PAGE) break;
-      await new Promise((r) => setTimeout(r, 0)); // let the sessions run between pages
+      for (;;) {
+        if (signal?.aborted) break;
+        const gone = sweep.take(now - DAY); // index first: a crash leaves an orphan file, never a dangling row
+        if (gone === null) break;
+        for (const hash of gone) await blobs.delete(account, hash);
+        chunks += gone.length;
+        await nextTurn();
+      }
+    } finally {
+      sweep.close();
     }
   }
   return { versions, chunks };

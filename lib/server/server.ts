@@ -341,14 +341,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
   }, limits.tickMs);
   const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
-  const runCollect = () =>
-    collect(meta, blobs, keepDays).then((r) => {
+  const stopCollecting = new AbortController();
+  let collectRunning = false;
+  const runCollect = (): Promise<void> => {
+    if (collectRunning) return collecting; // the previous one is still at work (a big store)
+    collectRunning = true;
+    return collect(meta, blobs, keepDays, Date.now(), stopCollecting.signal).then((r) => {
       quota?.forget();
       if (r.versions + r.chunks > 0) {
         log(`Retention: forgot ${r.versions} old versions, ${r.chunks} unused chunks`);
       }
-    }).catch((e) => log(`Cannot apply retention: ${(e as Error).message}`));
-  let collecting = runCollect();
+    }).catch((e) => log(`Cannot apply retention: ${(e as Error).message}`))
+      .finally(() => collectRunning = false);
+  };
+  let collecting: Promise<void> = Promise.resolve();
+  collecting = runCollect();
   const timer = setInterval(() => collecting = runCollect(), 6 * 60 * 60 * 1000);
   const addr = listener.addr;
   return {
@@ -364,6 +371,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       clearInterval(watchdog);
       stopping = true;
       incoming.close();
+      stopCollecting.abort();
       await collecting;
       const closingFront = listener.close();
       const w = slotFreed;
