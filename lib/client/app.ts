@@ -29,6 +29,7 @@ import {
   indexLocalChunks,
   newStats,
   PARTIAL_PREFIX,
+  prefetchBusy,
   prefetchFile,
   type TransferStats,
 } from "./transfer.ts";
@@ -200,7 +201,10 @@ export class SyncClient {
       return;
     }
     const platform = hostPlatform();
-    if (checkWirePath(entry.path) || entry.size < STREAM_MIN || !this.#state) return;
+    // Cheap checks first: a flood of notices must not load the merge base once each.
+    if (prefetchBusy() || checkWirePath(entry.path) || entry.size < STREAM_MIN || !this.#state) {
+      return;
+    }
     if (platform.caseInsensitive || platform.windowsNames) return; // local names may differ
     const base = this.#state.loadBase();
     if (base.get(entry.path)?.hash === entry.hash) return;

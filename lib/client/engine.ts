@@ -94,16 +94,25 @@ async function renameCases(root: string, renames: CaseRename[]): Promise<boolean
   return true;
 }
 
+/** Entries asked for per `changes` request (the server's maximum). */
+const CHANGES_PAGE = 2000;
+
 /** Brings the remote mirror up to the server's current journal position. */
 export async function pullChanges(ctx: EngineContext): Promise<number> {
   let since = ctx.state.seq;
   let count = 0;
   for (;;) {
     const tq = performance.now();
-    const r = await ctx.peer.request({ t: "changes", since, limit: 2000 });
+    const r = await ctx.peer.request({ t: "changes", since, limit: CHANGES_PAGE });
     const tr = performance.now();
     const raw = r.header.entries;
-    if (!Array.isArray(raw)) {
+    const seq = r.header.seq;
+    // Never more than asked, and a reply that says "more" must move on: a hostile server can
+    // neither flood the client in one reply nor keep it asking forever.
+    if (
+      !Array.isArray(raw) || raw.length > CHANGES_PAGE || typeof seq !== "number" ||
+      !Number.isSafeInteger(seq) || seq < 0 || (r.header.more === true && seq <= since)
+    ) {
       throw new Error("Cannot read changes: the server sent a malformed reply");
     }
     const entries: RemoteEntry[] = [];
@@ -124,7 +133,6 @@ export async function pullChanges(ctx: EngineContext): Promise<number> {
       }
       entries.push(e);
     }
-    const seq = typeof r.header.seq === "number" ? r.header.seq : since;
     const tp = performance.now();
     ctx.state.applyChanges(entries, seq);
     debug(() =>

@@ -866,6 +866,11 @@ async function startInPlace(
 /** Files from this size up may be rebuilt from an in-kernel copy of their old version. */
 const IN_PLACE_MIN = 1024 * 1024;
 
+/** Whether a prefetch is running (another one would not start). */
+export function prefetchBusy(): boolean {
+  return filling.size > 0;
+}
+
 /**
  * Starts filling the partial file of a file another device is still uploading (announced with
  * `incoming`), so that most of it is here by the time the server has it all. Chunks come with

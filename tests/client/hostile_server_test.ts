@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Peer } from "../../lib/protocol/peer.ts";
-import { syncPass } from "../../lib/client/engine.ts";
+import { pullChanges, syncPass } from "../../lib/client/engine.ts";
 import { StateDb } from "../../lib/client/state_db.ts";
 import { newStats, prefetchChunks } from "../../lib/client/transfer.ts";
 import zlib from "node:zlib";
@@ -203,4 +203,47 @@ Deno.test("a getMany reply with chunks nobody asked for is refused", async () =>
     stats: newStats(),
   } as unknown as Parameters<typeof prefetchChunks>[0];
   await assert.rejects(prefetchChunks(ctx, [sha256Hex(a)]), /malformed reply/);
+});
+
+Deno.test("a changes reply larger than asked, or one that never advances, is refused", async () => {
+  const top = await Deno.makeTempDir({ prefix: "cloudsync-hostile-" });
+  const state = new StateDb(top);
+  try {
+    const ctxWith = (header: Record<string, unknown>) => {
+      let asked = 0;
+      const peer = {
+        request: () => {
+          if (++asked > 5) throw new Error("asked again and again");
+          return Promise.resolve({ header, body: new Uint8Array() });
+        },
+      } as unknown as Peer;
+      return {
+        peer,
+        root: top,
+        tmpDir: top,
+        state,
+        device: "me",
+        stats: newStats(),
+        log: () => {},
+        warn: () => {},
+        platform: { caseInsensitive: false, windowsNames: false },
+      };
+    };
+    const e = entry("a.txt", "a", 1);
+    // 2,001 entries for a limit of 2,000.
+    await assert.rejects(
+      pullChanges(ctxWith({ entries: Array(2001).fill(e), seq: 5000, more: false })),
+      /malformed reply/,
+    );
+    // "more" at the same position, forever.
+    await assert.rejects(
+      pullChanges(ctxWith({ entries: [e], seq: 0, more: true })),
+      /malformed reply/,
+    );
+    // A well-formed reply is applied.
+    assert.equal(await pullChanges(ctxWith({ entries: [e], seq: 1, more: false })), 1);
+  } finally {
+    state.close();
+    await Deno.remove(top, { recursive: true });
+  }
 });
