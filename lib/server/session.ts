@@ -369,15 +369,20 @@ export class Session {
     }
   };
 
-  /** Refuses the attempt unchecked if the address group is locked out after failures. */
-  #checkThrottle(what: string): void {
+  /**
+   * Refuses the attempt if the address group is locked out after failures: unchecked for an
+   * enrollment (`checked` false), as a failure not counted for a sign-in.
+   */
+  #checkThrottle(what: string, checked = false): void {
     const ms = this.#ctx.signIn.lockedFor(this.#ip);
     if (ms <= 0) return;
     if (this.#ctx.logLimit.allow(`throttled ${addressGroup(this.#ip)}`)) {
       this.#ctx.log(
-        `Refused ${what} from ${this.#remote} without checking: too many failed attempts from ${
-          addressGroup(this.#ip)
-        } (locked for ${describeWait(ms)})`,
+        `Refused ${what} from ${this.#remote}${
+          checked ? "" : " without checking"
+        }: too many failed attempts from ${addressGroup(this.#ip)} (locked for ${
+          describeWait(ms)
+        })`,
       );
     }
     throw throttledError(ms);
@@ -497,17 +502,20 @@ export class Session {
     const deviceId = str(h, "deviceId", 64);
     const token = str(h, "token", 200);
     const shown = `authentication of device ${JSON.stringify(escapeForLog(deviceId, 64))}`;
-    this.#checkThrottle(shown);
     const d = this.#ctx.meta.device(deviceId);
     const mine = d !== null && d.account === account;
     const ok = mine && sameSecret(d.tokenHash, secretHash(token));
     if (ok && !d.revoked) {
-      // A valid credential signs in even while its device key is locked: failures of somebody
-      // else's guesses never shut a good device out.
+      // A valid credential signs in even while its address group or its device key is locked:
+      // somebody else's failures (a revoked laptop, a stranger behind the same NAT or in the same
+      // /24) never shut a good device out. Checking costs one lookup and one hash, and nobody
+      // guesses a 256-bit credential, locked or not.
       this.#signInAs(account, { id: d.id, name: d.name });
       this.#ctx.meta.touchDevice(d.id);
       return reply({ seq: this.#ctx.meta.seq(account), device: d.name });
     }
+    // A failure while the address group is locked is answered so without counting it.
+    this.#checkThrottle(shown, true);
     // Unknown devices of one account share one key, so guessing ids does not spread the count.
     const key = { account: escapeForLog(account, 64), id: mine ? deviceId : "?" };
     const locked = this.#failed(

@@ -55,6 +55,7 @@ Deno.test("the chunk sweep of a big account runs in short steps", opts, async ()
       );
     }
     const sweep = meta.chunkSweep(acct);
+    const start = performance.now();
     let longest = 0;
     let steps = 0;
     const gone: string[] = [];
@@ -77,10 +78,16 @@ Deno.test("the chunk sweep of a big account runs in short steps", opts, async ()
     } finally {
       sweep.close();
     }
+    const total = performance.now() - start;
     assert.equal(gone.length, 20_000);
     assert.ok(gone.every((x) => parseInt(x, 16) >= 100_000), "only garbage is collected");
+    // Many steps, none holding a large part of the work (wall time on a busy machine includes
+    // fsyncs and other processes: on an idle one the longest step takes about 13 ms).
     assert.ok(steps > 50, `${steps} steps`);
-    assert.ok(longest < 100, `the longest step took ${longest.toFixed(0)} ms`);
+    assert.ok(
+      longest < Math.max(50, total / 4),
+      `the longest step took ${longest.toFixed(0)} of ${total.toFixed(0)} ms`,
+    );
   } finally {
     meta.close();
     await Deno.remove(dir, { recursive: true });
