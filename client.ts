@@ -9,6 +9,8 @@ import { parseArgs } from "node:util";
 import { SyncClient } from "./lib/client/app.ts";
 import { fail, onShutdown } from "./lib/util/cli.ts";
 import { normalizeFingerprint } from "./lib/transport/tls_cert.ts";
+import { MAX_DEVICE_NAME } from "./lib/protocol/messages.ts";
+import { unsafeTextProblem } from "./lib/util/log_text.ts";
 
 const HELP = `cloud-client: keep a folder in sync with a Cloud Sync server
 
@@ -69,6 +71,16 @@ async function main(): Promise<void> {
   const seconds = Number(secondsText);
   if (!Number.isFinite(seconds) || seconds < 1) {
     fail(`Cannot start: SECONDS must be a number of seconds (1 or more), not "${secondsText}"`, 2);
+  }
+  if (values.name !== undefined) {
+    const problem = values.name.trim() === ""
+      ? "it is empty"
+      : values.name.length > MAX_DEVICE_NAME
+      ? `it is longer than ${MAX_DEVICE_NAME} characters`
+      : unsafeTextProblem(values.name);
+    if (problem) {
+      fail(`Cannot start: --name cannot be used (${problem}); choose a plain name`, 2);
+    }
   }
   let serverFingerprint: string | null = null;
   if (values["server-fingerprint"] !== undefined) {

@@ -797,7 +797,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxConnectionsPerIp: 32,
   maxConnectionsPerGroup: 256,
   maxConnections: 4096,
-  maxConnectionsPerAccount: 16,
+  maxConnectionsPerAccount: 64,
   tlsHandshakeTimeoutMs: 5_000,
   maxWaitingPerConnection: 8,
   maxWaitingPerAccount: 32,

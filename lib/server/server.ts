@@ -251,7 +251,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       open.add(c);
       const why = await peer.closed;
       if (why && /does not read/.test(why.message) && logLimit.allow(`unread ${group}`)) {
-        log(`Closed connection from ${remote}: ${why.message}`);
+        log(`Closed connection from ${remote}: ${escapeForLog(why.message)}`);
       }
       session.detach();
       guard.leaveAccount();
