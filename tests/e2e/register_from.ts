@@ -9,6 +9,7 @@
  * @module
  */
 
+import net from "node:net";
 import tls from "node:tls";
 import { Readable } from "node:stream";
 import { encodeFrame, FrameReader, FrameType } from "../../lib/protocol/frame.ts";
@@ -21,13 +22,8 @@ function request(id: number, header: Record<string, unknown>): Uint8Array {
 }
 
 for (const addr of addrs) {
-  const sock = tls.connect({
-    host: "127.0.0.1",
-    port: Number(portText),
-    localAddress: addr,
-    ca,
-    servername: "cloud-sync",
-  });
+  const raw = net.connect({ host: "127.0.0.1", port: Number(portText), localAddress: addr });
+  const sock = tls.connect({ socket: raw, ca, servername: "cloud-sync" });
   await new Promise<void>((resolve, reject) => {
     sock.once("secureConnect", () => resolve());
     sock.once("error", reject);
