@@ -77,6 +77,9 @@ export const MAX_BATCH = 1024;
 /** Most chunk bytes in one `getMany` reply. */
 export const MAX_BATCH_BYTES = 6 * 1024 * 1024;
 
+/** A watcher with this many bytes queued for sending gets no more advisory notices. */
+export const HINT_SKIP_BYTES = 1024 * 1024;
+
 /** Who watches which account, to push change notices at once. */
 export class Hub {
   readonly #watchers = new Map<string, Set<Peer>>();
@@ -96,15 +99,20 @@ export class Hub {
   }
 
   /**
-   * Sends a notice to every watcher of `account` but `except`: encoded once, the same bytes
-   * queued on every connection (whose send budget drops a watcher that does not read).
+   * Sends an advisory notice (`incoming`: a hint to prefetch, never needed for correctness) to
+   * every watcher of `account` but `except`: encoded once, the same bytes queued on every
+   * connection, and skipped for a connection that has more than {@link HINT_SKIP_BYTES} queued
+   * already (a slow reader loses hints, not its connection; one that does not read at all holds
+   * at most that much and is dropped when its writes stall).
    */
   send(account: string, header: Record<string, unknown>, except: Peer | null): void {
     const set = this.#watchers.get(account);
     if (!set || set.size === 0 || (set.size === 1 && set.has(except!))) return;
-    const frame = encodeFrame({ type: FrameType.Notice, id: 0, header, body: EMPTY });
+    let frame: Uint8Array | null = null;
     for (const peer of set) {
-      if (peer !== except) peer.notifyEncoded(frame).catch(() => {});
+      if (peer === except || peer.queuedBytes > HINT_SKIP_BYTES) continue;
+      frame ??= encodeFrame({ type: FrameType.Notice, id: 0, header, body: EMPTY });
+      peer.notifyEncoded(frame).catch(() => {});
     }
   }
 

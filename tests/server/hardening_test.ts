@@ -196,10 +196,12 @@ Deno.test(
 );
 
 Deno.test(
-  "break 4: a watcher that does not read is dropped; notices are bounded",
+  "break 4: a watcher that does not read gets no more hints and is dropped",
   opts,
   async () => {
-    await using s = await testServer({ maxQueuedBytes: 512 * 1024 });
+    // Hints (incoming notices) stop at 1 MiB queued; the connection goes once nothing could
+    // be written for the stall time (1 s here, 30 s by default).
+    await using s = await testServer({ writeStallMs: 1000, tickMs: 100 });
     const a = await register(s, "A");
     // The watcher: signs in, watches, then never reads again.
     const w = await s.tls();
@@ -434,6 +436,7 @@ Deno.test(
         new URL("../e2e/register_from.ts", import.meta.url).pathname,
         String(s.server.port),
         certFile,
+        "register",
         ...addrs,
       ],
       stdout: "piped",
