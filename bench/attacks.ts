@@ -494,9 +494,15 @@ await measure("5 metadata flood", async () => {
   const meta = new SqliteMetaStore(data);
   const bytes = meta.metadataBytes(d.account);
   meta.close();
+  let dbBytes = 0;
+  for (const f of ["meta.db", "meta.db-wal"]) {
+    dbBytes += (await Deno.stat(join(data, f)).catch(() => ({ size: 0 }))).size;
+  }
   return `45,000 copies of one chunk: ${r1Text}; ${accepted} small files, then "quota" (${
     Math.round(bytes / 1024 / 1024)
-  } MiB of metadata counted against ${QUOTA})`;
+  } MiB of metadata counted against ${QUOTA}; meta.db and its WAL: ${
+    Math.round(dbBytes / 1024 / 1024)
+  } MiB)`;
 });
 
 // 6. Decompression bombs: 1,024 copies of a 4 MiB chunk of zeros (145 bytes of zstd) in one

@@ -4,8 +4,9 @@
  * Valid frames (hello, register, enroll, auth, changes, have, put, putMany, get, getMany, commit,
  * watch) are built with the real codec, then mutated: bits flipped, truncated, lengths changed,
  * header fields given wrong types, huge numbers, deep nesting, long strings, bad paths,
- * compressed-header bombs (a few KB that expand to up to 31 MiB of `{}`), and valid sessions
- * sent pipelined with one request's field made wrong. Checked:
+ * compressed-header bombs (a few KB that expand to up to 31 MiB of `{}`), headers shaped to
+ * be slow to parse (keys in ever new orders, distinct keys), and valid sessions sent pipelined
+ * with one request's field made wrong. Checked:
  * the server never crashes, answers or closes every connection within a deadline, never answers
  * `internal` (an unexpected exception), stays under a memory bound (VmRSS from /proc), and two
  * clients keep syncing meanwhile.
@@ -193,7 +194,7 @@ function mutate(
   t: { header: Record<string, unknown>; body: Uint8Array },
   sessionSteps: { header: Record<string, unknown>; body: Uint8Array }[] = [t],
 ): { bytes: Uint8Array; complete: boolean; what: string } {
-  const kind = rng.int(13);
+  const kind = rng.int(14);
   const header = structuredClone(t.header);
   switch (kind) {
     case 0: { // a field of the wrong type / value
@@ -286,6 +287,21 @@ function mutate(
       const bytes = rawFrame(1 | 0x80, id, "", new Uint8Array(z));
       new DataView(bytes.buffer).setUint32(9, z.length); // the whole payload is the header
       return { bytes, complete: true, what: `header bomb ${mib} MiB` };
+    }
+    case 13: { // a header shaped to be slow to parse: keys in ever new orders, distinct keys
+      const keys = Array.from({ length: 8 + rng.int(9) }, (_, i) => `"k${i}":${i}`);
+      const objs: string[] = [];
+      const n = rng.pick([2_000, 50_000, 200_000]);
+      for (let i = 0; i < n; i++) {
+        const k = rng.int(2) === 0
+          ? [...keys].sort(() => rng.int(3) - 1)
+          : [`"d${i}":0`, `"e${i}":1`];
+        objs.push(`{${k.join(",")}}`);
+      }
+      const z = zlib.zstdCompressSync(enc.encode(`{"t":"${t.header.t}","x":[${objs}]}`));
+      const bytes = rawFrame(1 | 0x80, id, "", new Uint8Array(z));
+      new DataView(bytes.buffer).setUint32(9, z.length);
+      return { bytes, complete: true, what: `slow-shaped header of ${n} objects` };
     }
     case 12: { // a valid session, pipelined, with one request's field made wrong
       const picks = Array.from({ length: 2 + rng.int(5) }, () => rng.pick(sessionSteps));
