@@ -9,13 +9,14 @@ import { parseArgs } from "node:util";
 import { SyncClient } from "./lib/client/app.ts";
 import { fail, onShutdown } from "./lib/util/cli.ts";
 import { normalizeFingerprint } from "./lib/transport/tls_cert.ts";
+import { normalizeSerial } from "./lib/util/crockford.ts";
 import { MAX_DEVICE_NAME } from "./lib/protocol/messages.ts";
 import { unsafeTextProblem } from "./lib/util/log_text.ts";
 
 const HELP = `cloud-client: keep a folder in sync with a Cloud Sync server
 
 Usage:
-  cloud-client HOST PORT FOLDER SECONDS [SERIAL] [--name NAME] [--allow-mass-delete]
+  cloud-client HOST PORT FOLDER SECONDS [SERIAL] [--name NAME] [--rejoin] [--allow-mass-delete]
                [--server-fingerprint FP]
 
   HOST, PORT  the server (as printed by cloud-server)
@@ -24,10 +25,15 @@ Usage:
               changes themselves are sent within about a second
   SERIAL      the account's serial code, to add this computer to an existing account; without it
               the first run registers a new account and prints its serial code. Not needed again
-              once the folder is enrolled (the enrollment lives in FOLDER/.cloudsync/)
+              once the folder is enrolled (the enrollment lives in FOLDER/.cloudsync/). Lost it?
+              On the server, \`cloud-server reset-serial ACCOUNT\` prints a new one
 
 Options:
-  --name NAME          this device's name, shown in conflict copies (default: the host name)
+  --name NAME          this device's name, shown in conflict copies and by cloud-server devices
+                       (default: the host name); on an enrolled folder, renames the device
+  --rejoin             with the SERIAL of another account, on an enrolled folder: move the folder
+                       to that account. Every file is kept: the folder's files are merged with the
+                       account's (the same path with other content becomes a conflict copy)
   --allow-mass-delete  propagate deletions even when more than half of the synced files (and more
                        than 100) vanished at once; without it the client holds them back and warns
   --server-fingerprint FP
@@ -47,6 +53,7 @@ async function main(): Promise<void> {
       allowPositionals: true,
       options: {
         name: { type: "string" },
+        rejoin: { type: "boolean", default: false },
         "allow-mass-delete": { type: "boolean", default: false },
         "server-fingerprint": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
@@ -72,14 +79,32 @@ async function main(): Promise<void> {
   if (!Number.isFinite(seconds) || seconds < 1) {
     fail(`Cannot start: SECONDS must be a number of seconds (1 or more), not "${secondsText}"`, 2);
   }
-  if (values.name !== undefined) {
-    const problem = values.name.trim() === ""
+  let normalized: string | null = null;
+  if (serial !== undefined) {
+    normalized = normalizeSerial(serial);
+    if (!normalized) {
+      fail(
+        `Cannot join account: ${
+          JSON.stringify(serial)
+        } is not a serial code (32 letters and digits, in groups of four: XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX); copy it again, or print a new one on the server with \`cloud-server reset-serial ACCOUNT\``,
+        2,
+      );
+    }
+  } else if (values.rejoin) {
+    fail("Cannot start: --rejoin needs the SERIAL of the account to move this folder to", 2);
+  }
+  const name = values.name;
+  if (name !== undefined) {
+    const problem = name.trim() === ""
       ? "it is empty"
-      : values.name.length > MAX_DEVICE_NAME
+      : name.length > MAX_DEVICE_NAME
       ? `it is longer than ${MAX_DEVICE_NAME} characters`
-      : unsafeTextProblem(values.name);
+      : unsafeTextProblem(name);
     if (problem) {
-      fail(`Cannot start: --name cannot be used (${problem}); choose a plain name`, 2);
+      fail(
+        `Cannot start: --name must be 1 to ${MAX_DEVICE_NAME} characters, without control or bidirectional characters (${problem})`,
+        2,
+      );
     }
   }
   let serverFingerprint: string | null = null;
@@ -97,8 +122,9 @@ async function main(): Promise<void> {
     port,
     folder,
     seconds,
-    ...(serial ? { serial } : {}),
-    ...(values.name ? { name: values.name } : {}),
+    ...(normalized ? { serial: normalized } : {}),
+    ...(name !== undefined ? { name } : {}),
+    ...(values.rejoin ? { rejoin: true } : {}),
     allowMassDelete: values["allow-mass-delete"],
     ...(serverFingerprint ? { serverFingerprint } : {}),
   });

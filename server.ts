@@ -32,6 +32,10 @@ Usage:
                                                  more; a running server drops it within seconds
   cloud-server reset-serial ACCOUNT [--data DIR] issue a new serial code for ACCOUNT (the old one stops working)
   cloud-server verify [--account ID] [--data DIR] check metadata and stored content; exit 1 on any problem
+  cloud-server delete-account ACCOUNT --yes [--data DIR]
+                                                 delete ACCOUNT and all its data (devices, files, kept
+                                                 versions, content); without --yes, say what it would
+                                                 delete and exit 1
 
 Options:
   --host HOST   address to listen on (default 0.0.0.0; 127.0.0.1 for this machine only)
@@ -54,6 +58,7 @@ Options:
                 open (default): anybody who reaches the port may create an account; closed:
                 only with a code from \`cloud-server invite\`
   --account ID  verify: check only this account
+  --yes         delete-account: really delete
   -h, --help    show this help
 `;
 
@@ -70,6 +75,7 @@ function main(): Promise<void> | void {
         cert: { type: "string" },
         key: { type: "string" },
         account: { type: "string" },
+        yes: { type: "boolean", default: false },
         quota: { type: "string" },
         "max-connections-per-ip": { type: "string" },
         "max-connections": { type: "string" },
@@ -93,6 +99,7 @@ function main(): Promise<void> | void {
   if (first === "revoke-device") return revokeDevice(dataDir, rest[0], rest[1]);
   if (first === "verify") return verifyData(dataDir, values.account);
   if (first === "invite") return invite(dataDir);
+  if (first === "delete-account") return deleteAccount(dataDir, rest[0], values.yes);
   if (first === undefined || !/^\d+$/.test(first) || Number(first) > 65535) {
     fail("Cannot start: give the port to listen on, e.g. `cloud-server 12345` (see --help)", 2);
   }
@@ -204,8 +211,21 @@ function invite(dataDir: string): void {
   );
 }
 
+/**
+ * The metadata store of an existing data directory, for an admin command: where there is no
+ * data, says so and exits 1 instead of creating any.
+ */
+function openMeta(dataDir: string, action: string): SqliteMetaStore {
+  try {
+    Deno.statSync(join(dataDir, "meta.db"));
+  } catch {
+    fail(`Cannot ${action}: no server data in ${dataDir} (no meta.db); check --data`);
+  }
+  return new SqliteMetaStore(dataDir);
+}
+
 function listAccounts(dataDir: string): void {
-  const meta = new SqliteMetaStore(dataDir);
+  const meta = openMeta(dataDir, "list accounts");
   const rows = meta.accounts();
   meta.close();
   if (rows.length === 0) {
@@ -225,7 +245,7 @@ function listAccounts(dataDir: string): void {
 
 function listDevices(dataDir: string, account: string | undefined): void {
   if (!account) fail("Cannot list devices: give the account id (see `cloud-server accounts`)", 2);
-  const meta = new SqliteMetaStore(dataDir);
+  const meta = openMeta(dataDir, "list devices");
   const known = meta.hasAccount(account);
   const rows = known ? meta.devices(account) : [];
   meta.close();
@@ -259,7 +279,7 @@ function revokeDevice(
       2,
     );
   }
-  const meta = new SqliteMetaStore(dataDir);
+  const meta = openMeta(dataDir, "revoke device");
   const known = meta.hasAccount(account);
   const ok = known && meta.revokeDevice(account, device);
   const name = ok ? meta.devices(account).find((d) => d.id === device)?.name : undefined;
@@ -287,7 +307,7 @@ function revokeDevice(
 
 function resetSerial(dataDir: string, account: string | undefined): void {
   if (!account) fail("Cannot reset serial: give the account id (see `cloud-server accounts`)", 2);
-  const meta = new SqliteMetaStore(dataDir);
+  const meta = openMeta(dataDir, "reset serial");
   const serial = newSerial();
   const ok = meta.setSerialHash(account, secretHash(normalizeSerial(serial)!));
   meta.close();
@@ -300,14 +320,9 @@ function resetSerial(dataDir: string, account: string | undefined): void {
 }
 
 async function verifyData(dataDir: string, account: string | undefined): Promise<void> {
-  try {
-    await Deno.stat(join(dataDir, "meta.db"));
-  } catch {
-    fail(`Cannot verify: no server data in ${dataDir} (no meta.db); check --data`);
-  }
   // The same stores the server uses (small chunks in SQLite, the others as files).
-  const meta = new SqliteMetaStore(dataDir);
-  const blobs = new TieredBlobStore(dataDir);
+  const meta = openMeta(dataDir, "verify");
+  const blobs = new TieredBlobStore(dataDir, { admin: true });
   let r;
   try {
     r = await verify(meta, blobs, account === undefined ? {} : { account });
@@ -322,6 +337,54 @@ async function verifyData(dataDir: string, account: string | undefined): Promise
     fail(`${r.problems.length} problems found in ${dataDir}`);
   }
   console.log(`OK: ${r.accounts} accounts, ${r.entries} entries, ${r.chunks} chunks verified`);
+}
+
+function count(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? "" : "s"}`;
+}
+
+async function deleteAccount(
+  dataDir: string,
+  account: string | undefined,
+  yes: boolean,
+): Promise<void> {
+  if (!account) {
+    fail("Cannot delete account: give the account id (see `cloud-server accounts`)", 2);
+  }
+  const meta = openMeta(dataDir, "delete account");
+  const fp = meta.accountFootprint(account);
+  if (!fp) {
+    meta.close();
+    fail(
+      `Cannot delete account: no account ${account} in ${dataDir}; see \`cloud-server accounts\``,
+    );
+  }
+  const what = `${count(fp.devices, "device")}, ${count(fp.files, "file")}, ${
+    count(fp.versions, "kept version")
+  }, ${count(fp.chunks, "chunk")} (${formatBytes(fp.storedBytes)} stored)`;
+  if (!yes) {
+    meta.close();
+    console.log(`Would delete account ${account}: ${what}.`);
+    console.log("Nothing was deleted. This cannot be undone; the account's devices stop syncing.");
+    fail(`To delete it, run: cloud-server delete-account ${account} --yes`);
+  }
+  try {
+    // Its devices first: a running server drops their connections within seconds, so nothing is
+    // added while the content goes. A crash in between leaves the account listed: run again.
+    for (const d of meta.devices(account)) meta.revokeDevice(account, d.id);
+    const blobs = new TieredBlobStore(dataDir, { admin: true });
+    try {
+      await blobs.deleteAccount(account);
+    } finally {
+      blobs.close();
+    }
+    meta.deleteAccount(account);
+  } catch (e) {
+    fail(`Cannot delete account ${account}: ${(e as Error).message}; run the command again`);
+  } finally {
+    meta.close();
+  }
+  console.log(`Deleted account ${account}: ${what}.`);
 }
 
 if (import.meta.main) await main();

@@ -1,30 +1,30 @@
 /**
- * The client's life cycle: enroll the folder (register a new account, or join one with a serial
- * code), then keep it in sync: connect with backoff, sync until stable, and sync again on every
- * local change (watcher, debounced), every server push, and every SECONDS (full consistency pass).
+ * The client's life cycle: take the folder (checked, locked, writable: `folder_setup.ts`), settle
+ * its enrollment (`enrollment.ts`), then keep it in sync: connect with backoff, sync until
+ * stable, and sync again on every local change (watcher, debounced), every server push, and every
+ * SECONDS (full consistency pass).
  *
  * @module
  */
 
-import { hostname } from "node:os";
 import { debug } from "../util/debug.ts";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { Peer } from "../protocol/peer.ts";
 import { ConnectionClosedError, RemoteError } from "../protocol/peer.ts";
 import {
   type ClientConfig,
-  loadConfig,
   saveConfig,
   serverTrust,
   STATE_DIR,
   stateDir,
   withServerTrust,
 } from "./config.ts";
-import { CertificateError, dial, type ServerTrust } from "./connection.ts";
+import { CertificateError, describeConnectError, dial } from "./connection.ts";
+import { enroll, FatalError } from "./enrollment.ts";
+import { type FolderPossession, takeFolder } from "./folder_setup.ts";
 import { StateDb } from "./state_db.ts";
 import { type EngineContext, hostPlatform, syncUntilStable } from "./engine.ts";
 import { FolderWatcher } from "./watcher.ts";
-import type { ExecutionReport } from "./executor.ts";
 import {
   indexLocalChunks,
   newStats,
@@ -38,7 +38,8 @@ import { parseRemoteEntry } from "../protocol/messages.ts";
 import { checkWirePath } from "../core/paths.ts";
 import type { RemoteEntry } from "../core/types.ts";
 import { ProgressLine } from "./progress.ts";
-import { formatBytes } from "../util/cli.ts";
+import { Attention } from "../core/attention.ts";
+import { summaryLine } from "../core/outcomes.ts";
 
 /** Command-line settings of the client. */
 export interface ClientOptions {
@@ -47,7 +48,10 @@ export interface ClientOptions {
   folder: string;
   /** Period of the full consistency pass and cap of the reconnect backoff, in seconds. */
   seconds: number;
+  /** A serial code, checked for format (see `normalizeSerial`). */
   serial?: string;
+  /** `--rejoin`: move an enrolled folder to the account of `serial`. */
+  rejoin?: boolean;
   /** Device name shown in conflict copies and on the server (default: host name). */
   name?: string;
   /** `--server-fingerprint`: the server's TLS certificate must have this fingerprint. */
@@ -80,28 +84,18 @@ class Signal {
   }
 }
 
-/** Errors after which retrying cannot help: the user must act. */
-class FatalError extends Error {}
-
 function isFatal(e: unknown): boolean {
   return e instanceof FatalError || e instanceof CertificateError ||
     (e instanceof RemoteError &&
       ["bad-serial", "bad-credentials", "revoked", "unsupported-protocol"].includes(e.code));
 }
 
-function summary(r: ExecutionReport, stats: TransferStats, ms: number): string {
-  const parts: string[] = [];
-  if (r.uploaded) parts.push(`${r.uploaded} sent`);
-  if (r.movedRemote) parts.push(`${r.movedRemote} moved on server`);
-  if (r.downloaded) parts.push(`${r.downloaded} received`);
-  if (r.movedLocal) parts.push(`${r.movedLocal} moved here`);
-  if (r.deletedLocal) parts.push(`${r.deletedLocal} deleted here`);
-  if (r.deletedRemote) parts.push(`${r.deletedRemote} deleted on server`);
-  if (r.conflicts) parts.push(`${r.conflicts} conflict copies`);
-  if (parts.length === 0) parts.push("metadata updated");
-  return `Synced: ${parts.join(", ")} (${formatBytes(stats.bytesUp)} up, ${
-    formatBytes(stats.bytesDown)
-  } down, ${(ms / 1000).toFixed(1)} s)`;
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
 }
 
 /** A running client; `stop()` ends it cleanly. */
@@ -116,6 +110,11 @@ export class SyncClient {
   #peer: Peer | null = null;
   #watcher: FolderWatcher | null = null;
   #state: StateDb | null = null;
+  #saidNoRename = false;
+  /** The folder, while this client holds it. */
+  #folder: FolderPossession | null = null;
+  /** What to look at again and what to leave alone, kept across reconnections. */
+  readonly #attention = new Attention();
   readonly #log: (line: string) => void;
   readonly #warn: (line: string) => void;
 
@@ -132,17 +131,49 @@ export class SyncClient {
 
   /** Enrolls if needed, then syncs until stopped. Resolves with the process exit code. */
   async run(): Promise<number> {
+    let folder: FolderPossession;
+    const enrolled = isFile(join(stateDir(this.#root), "config.json"));
+    try {
+      folder = takeFolder(this.#root, { probe: !enrolled, log: this.#log });
+    } catch (e) {
+      this.#warn((e as Error).message);
+      return 1;
+    }
+    this.#folder = folder;
+    try {
+      return await this.#run(folder);
+    } finally {
+      this.#folder = null;
+      folder.release();
+    }
+  }
+
+  async #run(folder: FolderPossession): Promise<number> {
     let config: ClientConfig;
     try {
-      config = await this.#enroll();
+      ({ config } = await enroll(this.#root, {
+        host: this.#opts.host,
+        port: this.#opts.port,
+        seconds: this.#opts.seconds,
+        ...(this.#opts.serial ? { serial: this.#opts.serial } : {}),
+        ...(this.#opts.name !== undefined ? { name: this.#opts.name } : {}),
+        ...(this.#opts.rejoin ? { rejoin: true } : {}),
+        ...(this.#opts.serverFingerprint
+          ? { serverFingerprint: this.#opts.serverFingerprint }
+          : {}),
+        log: this.#log,
+        warn: this.#warn,
+        wait: (ms) => this.#wake.wait(ms),
+        stopped: () => this.#stopped,
+      }));
     } catch (e) {
+      if (!isFile(join(stateDir(this.#root), "config.json"))) folder.undo();
       this.#warn((e as Error).message);
       return 1;
     }
     if (this.#stopped) return 0;
     const dir = stateDir(this.#root);
     const tmpDir = join(dir, "tmp");
-    Deno.mkdirSync(tmpDir, { recursive: true });
     // Leftovers of a previous run: partial downloads younger than a week are kept (they resume),
     // everything else goes.
     for (const e of Deno.readDirSync(tmpDir)) {
@@ -241,104 +272,8 @@ export class SyncClient {
     this.#stopped = true;
     this.#peer?.close();
     this.#wake.fire();
-  }
-
-  async #enroll(): Promise<ClientConfig> {
-    const o = this.#opts;
-    let existing: ClientConfig | null = null;
-    try {
-      existing = loadConfig(this.#root);
-    } catch (e) {
-      throw new FatalError((e as Error).message);
-    }
-    if (existing) {
-      if (o.serial) {
-        this.#log(
-          `This folder is already enrolled (account ${existing.account}); the serial code is not needed.`,
-        );
-      }
-      if (existing.host !== o.host || existing.port !== o.port) {
-        existing = { ...existing, host: o.host, port: o.port };
-        saveConfig(this.#root, existing);
-      }
-      return existing;
-    }
-    const deviceName = o.name ?? hostname();
-    let backoff = 1000;
-    let said = false;
-    let saidThrottled = false;
-    let trust: ServerTrust = {};
-    for (;;) {
-      let peer: Peer;
-      try {
-        peer = await dial({
-          host: o.host,
-          port: o.port,
-          trust,
-          ...(o.serverFingerprint ? { expectFingerprint: o.serverFingerprint } : {}),
-          onTrust: (t, note) => {
-            trust = t;
-            this.#log(note);
-          },
-        });
-      } catch (e) {
-        if (e instanceof CertificateError) throw new FatalError(e.message);
-        if (this.#stopped) throw new FatalError("Stopped before enrolling");
-        if (!said) {
-          this.#warn(
-            `Cannot reach server ${o.host}:${o.port} (${
-              (e as Error).message
-            }); retrying every ${o.seconds} s at most`,
-          );
-          said = true;
-        }
-        await this.#wake.wait(backoff);
-        backoff = Math.min(backoff * 2, o.seconds * 1000);
-        continue;
-      }
-      try {
-        const r = o.serial
-          ? await peer.request({ t: "enroll", serial: o.serial, device: deviceName })
-          : await peer.request({ t: "register", device: deviceName });
-        const h = r.header;
-        const config: ClientConfig = withServerTrust({
-          host: o.host,
-          port: o.port,
-          account: String(h.account),
-          deviceId: String(h.deviceId),
-          token: String(h.token),
-          deviceName,
-        }, trust);
-        try {
-          Deno.statSync(this.#root);
-        } catch {
-          Deno.mkdirSync(this.#root, { recursive: true });
-          this.#log(`Created folder ${this.#root}`);
-        }
-        saveConfig(this.#root, config);
-        if (typeof h.serial === "string") {
-          this.#log(`Registered a new account (${config.account}).`);
-          this.#log(`Serial code: ${h.serial}`);
-          this.#log(
-            `To sync another computer with this one, run there: cloud-client ${o.host} ${o.port} FOLDER ${o.seconds} ${h.serial}`,
-          );
-        } else {
-          this.#log(`Joined account ${config.account} as device "${deviceName}".`);
-        }
-        return config;
-      } catch (e) {
-        if (!(e instanceof RemoteError)) throw e;
-        if (e.code !== "throttled") throw new FatalError(e.message);
-        // Too many failed attempts from here: wait as told (backoff), then try again.
-        if (!saidThrottled) this.#warn(e.message);
-        saidThrottled = true;
-      } finally {
-        peer.close();
-      }
-      await this.#wake.wait(backoff);
-      backoff = Math.min(backoff * 2, o.seconds * 1000);
-      if (this.#stopped) throw new FatalError("Stopped before enrolling");
-    }
+    // Stopped while still waiting to enroll (the process exits right after this): leave nothing.
+    if (this.#folder && !isFile(join(stateDir(this.#root), "config.json"))) this.#folder.undo();
   }
 
   async #loop(config: ClientConfig, tmpDir: string): Promise<number> {
@@ -346,6 +281,7 @@ export class SyncClient {
     const progress = new ProgressLine(stats);
     let backoff = 1000;
     let down = false;
+    let saidDown = "";
     let current: Peer | null = null;
     while (!this.#stopped) {
       try {
@@ -368,15 +304,17 @@ export class SyncClient {
         });
         this.#peer = peer;
         current = peer;
-        await peer.request({
+        const signedIn = await peer.request({
           t: "auth",
           account: config.account,
           deviceId: config.deviceId,
           token: config.token,
         });
+        if (signedIn.header.device !== config.deviceName) await this.#rename(peer, config);
         await peer.request({ t: "watch" });
         if (down) this.#log(`Connected to ${config.host}:${config.port} again`);
         down = false;
+        saidDown = "";
         backoff = 1000;
         let closed = false;
         let passBackoff = 1000;
@@ -397,6 +335,7 @@ export class SyncClient {
           warn: this.#warn,
           allowMassDelete: this.#opts.allowMassDelete ?? false,
           watch: this.#watcher!,
+          attention: this.#attention,
         };
         while (!this.#stopped && !closed) {
           this.#assertFolder();
@@ -424,11 +363,18 @@ export class SyncClient {
           }
           passBackoff = 1000;
           lastPassError = "";
-          if (r) this.#log(summary(r, stats, performance.now() - t0));
-          await this.#wake.wait(this.#opts.seconds * 1000);
+          if (r) {
+            const bytes = { up: stats.bytesUp, down: stats.bytesDown };
+            const line = summaryLine(r, bytes, performance.now() - t0);
+            if (line) this.#log(line);
+          }
+          // Wake for the next change, push or period, or when a held item is due again.
+          const period = this.#opts.seconds * 1000;
+          const due = this.#attention.nextWake(Date.now());
+          await this.#wake.wait(due === null ? period : Math.min(period, due - Date.now()));
         }
         peer.close();
-        if (!this.#stopped) throw new Error((await peer.closed)?.message ?? "connection closed");
+        if (!this.#stopped) throw (await peer.closed) ?? new ConnectionClosedError("closed");
       } catch (e) {
         this.#peer?.close();
         if (this.#stopped) break;
@@ -436,19 +382,35 @@ export class SyncClient {
           this.#warn((e as Error).message);
           return 1;
         }
-        if (!down) {
-          this.#warn(
-            `Cannot sync with ${config.host}:${config.port}: ${
-              (e as Error).message
-            }; retrying every ${this.#opts.seconds} s at most`,
-          );
-          down = true;
+        // Said once per kind of problem while it lasts (refused, then closed, ...).
+        const why = e instanceof RemoteError
+          ? e.message
+          : `Cannot connect to ${config.host}:${config.port}: ${describeConnectError(e)}`;
+        if (why !== saidDown) {
+          this.#warn(`${why}; retrying every ${this.#opts.seconds} s at most`);
+          saidDown = why;
         }
+        down = true;
         await this.#wake.wait(backoff);
         backoff = Math.min(backoff * 2, this.#opts.seconds * 1000);
       }
     }
     return 0;
+  }
+
+  /** Tells the server this device's new name (`--name` on an enrolled folder). */
+  async #rename(peer: Peer, config: ClientConfig): Promise<void> {
+    try {
+      await peer.request({ t: "setDeviceName", device: config.deviceName });
+    } catch (e) {
+      if (!(e instanceof RemoteError) || e.code !== "unsupported") throw e;
+      if (!this.#saidNoRename) {
+        this.#warn(
+          `Cannot rename this device on the server: it is older than this client; it keeps the old name`,
+        );
+      }
+      this.#saidNoRename = true;
+    }
   }
 
   /** The folder vanishing (unmounted drive, deleted) must never read as "delete everything". */

@@ -94,11 +94,24 @@ export async function commitInBatches(
     const send = batch.filter((j) => !refused.has(j));
     if (send.length === 0) continue;
     const r = await peer.request({ t: "commit", items: send.map((j) => items[j]!) });
-    const got = r.header.results;
-    if (!Array.isArray(got) || got.length !== send.length) {
-      throw new Error("Cannot commit: the server's reply does not match the request");
-    }
-    send.forEach((j, k) => results[j] = got[k] as CommitResult);
+    const got = commitResults(r.header.results, send.length);
+    send.forEach((j, k) => results[j] = got[k]!);
   }
   return results;
+}
+
+/** The `results` of a commit reply, checked: one well-formed result per item sent. */
+export function commitResults(v: unknown, count: number): CommitResult[] {
+  const bad = () => new Error("Cannot commit: the server sent a malformed reply");
+  if (!Array.isArray(v) || v.length !== count) throw bad();
+  for (const x of v) {
+    if (typeof x !== "object" || x === null) throw bad();
+    const o = x as Record<string, unknown>;
+    if (o.ok === true) {
+      if (typeof o.version !== "number" || !Number.isSafeInteger(o.version)) throw bad();
+    } else if (o.ok !== false || typeof o.reason !== "string" || typeof o.message !== "string") {
+      throw bad();
+    }
+  }
+  return v as CommitResult[];
 }

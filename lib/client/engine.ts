@@ -22,11 +22,16 @@ import {
 } from "../core/local_names.ts";
 import { dirname, join } from "node:path";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
+import { stillInside } from "./inside.ts";
 import { prunePartials, stillAsScanned } from "./transfer.ts";
 import type { BaseEntry, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { StateDb } from "./state_db.ts";
-import { scan, scanTrees } from "./scanner.ts";
+import { type HeldItem, scan, type ScanNotices, scanTrees } from "./scanner.ts";
 import { emptyReport, execute, type ExecutionReport } from "./executor.ts";
+import { Attention } from "../core/attention.ts";
+import { SETTLE_MS } from "../core/stability.ts";
+import { isAlwaysIgnored } from "../core/ignore_rules.ts";
+import { addTally, madeProgress, type Tally, tally } from "../core/outcomes.ts";
 import type { TransferStats } from "./transfer.ts";
 
 /** Everything a pass needs. */
@@ -47,11 +52,17 @@ export interface EngineContext {
   platform?: PlatformTraits;
   /** The folder watcher, paused while a pass changes many local items (see {@link quietWatch}). */
   watch?: { pause(): void; resume(): void };
+  /** What to look at again and what to leave alone (kept across passes; made if absent). */
+  attention?: Attention;
+  /** When each repeated warning was last said (kept across passes). */
+  warned?: Map<string, number>;
 }
 
 /** Actions that change the local folder (each makes the OS watcher report several events). */
 const LOCAL_OPS: ReadonlySet<Action["op"]> = new Set([
   "moveAside",
+  "moveLocal",
+  "setMeta",
   "mkdirLocal",
   "download",
   "deleteLocal",
@@ -85,7 +96,7 @@ export function hostPlatform(): PlatformTraits {
 async function renameCases(root: string, renames: CaseRename[]): Promise<boolean> {
   for (const r of renames) {
     const from = join(root, r.from);
-    if (!(await stillAsScanned(from, r.expect))) return false;
+    if (!(await stillAsScanned(from, r.expect)) || !stillInside(root, from)) return false;
     const tmp = tempPath(dirname(from), "cloudsync-case");
     await Deno.rename(from, tmp);
     await Deno.rename(tmp, join(root, r.to));
@@ -160,15 +171,13 @@ export function adoptPending(state: StateDb, remote: ReadonlyMap<string, RemoteE
     const r = remote.get(path);
     const b = base.get(path);
     if (r && r.kind === "file" && r.hash === p.hash && (!b || b.version < r.version)) {
-      adopted.push([path, { ...p, version: r.version, exec: r.exec, chunks: r.chunks }]);
+      const mode = r.mode !== undefined ? { mode: r.mode } : {};
+      adopted.push([path, { ...p, ...mode, version: r.version, exec: r.exec, chunks: r.chunks }]);
     }
   }
   if (adopted.length > 0) state.setBase(adopted);
   state.clearPending(pending.keys());
 }
-
-const warnedSkips = new Set<string>();
-const saidErrors = new Set<string>();
 
 /** One pull + scan + reconcile + execute. Returns the report, or null if nothing was to do. */
 function phase(name: string, t0: number): number {
@@ -223,20 +232,77 @@ export function addUnscanned(
   for (const [path, b] of base) {
     if (inScope(path)) continue;
     if (gone.size > 0 && parentPaths(path).some((a) => gone.has(a))) continue;
-    scanned.set(path, { path, kind: b.kind, size: b.size, mtime: b.mtime, exec: b.exec });
+    const l: LocalEntry = { path, kind: b.kind, size: b.size, mtime: b.mtime, exec: b.exec };
+    if (b.mode !== undefined) l.mode = b.mode;
+    if (b.ino !== undefined) l.ino = b.ino; // every later check then compares the inode too
+    scanned.set(path, l);
   }
+}
+
+/** How often the same warning about one item may be repeated. */
+const WARN_AGAIN_MS = 60 * 60 * 1000;
+
+/** Says `line` unless it was said within the last hour (`key` identifies it). */
+function warnSometimes(ctx: EngineContext, key: string, line: string): void {
+  const said = ctx.warned ??= new Map();
+  const now = Date.now();
+  const last = said.get(key);
+  if (last !== undefined && now - last < WARN_AGAIN_MS) return;
+  if (said.size > 10_000) said.clear();
+  said.set(key, now);
+  ctx.warn(line);
+}
+
+/**
+ * Leaves `held` paths (and everything below them) out of a pass: removed from the base, the
+ * local scan and the remote view alike, reconcile plans nothing for them, so a file being
+ * written, an unreadable one or one whose step keeps failing is neither sent, nor replaced, nor
+ * deleted, on either side, and is never mistaken for deleted. Maps are copied only when needed.
+ */
+export function withoutHeld<T>(
+  map: ReadonlyMap<string, T>,
+  held: ReadonlySet<string>,
+): ReadonlyMap<string, T> {
+  if (held.size === 0) return map;
+  if (held.has("")) return new Map();
+  let out: Map<string, T> | null = null;
+  for (const path of map.keys()) {
+    let hit = held.has(path);
+    if (!hit && path.includes("/")) hit = parentPaths(path).some((p) => held.has(p));
+    if (!hit) continue;
+    out ??= new Map(map);
+    out.delete(path);
+  }
+  return out ?? map;
+}
+
+/** The entries of `map` whose path is never synced (see `core/ignore_rules.ts`), removed. */
+function withoutIgnored<T>(map: ReadonlyMap<string, T>): ReadonlyMap<string, T> {
+  let out: Map<string, T> | null = null;
+  for (const path of map.keys()) {
+    if (!isAlwaysIgnored(path)) continue;
+    out ??= new Map(map);
+    out.delete(path);
+  }
+  return out ?? map;
 }
 
 /**
  * One pass. `scopes` limits the local scan to those subtrees (null: the whole folder; []: no
  * scan, only remote changes); everything outside is taken as unchanged since the base, and every
- * step still re-checks the disk before it acts, so a wrong guess only defers work.
+ * step still re-checks the disk before it acts, so a wrong guess only defers work. Whatever the
+ * scopes, the paths the folder's {@link Attention} asks for are scanned too (an earlier step did
+ * not settle there), and the paths it holds are left alone.
  */
 export async function syncPass(
   ctx: EngineContext,
   scopes: readonly string[] | null = null,
 ): Promise<ExecutionReport | null> {
   let t = performance.now();
+  const attention = ctx.attention ??= new Attention();
+  const now = Date.now();
+  const rechecks = attention.takeScopes(now);
+  if (scopes !== null) scopes = normalizeScopes([...scopes, ...rechecks]);
   await pullChanges(ctx);
   t = phase("pull", t);
   const allRemote = ctx.state.loadRemote();
@@ -244,16 +310,18 @@ export async function syncPass(
   const wireBase: Map<string, BaseEntry> = ctx.state.loadBase();
   const aliases = ctx.state.loadAliases();
   const platform = ctx.platform ?? hostPlatform();
-  // Identity on Linux with no aliases; elsewhere the base is looked up by local names.
-  const naming = platform.caseInsensitive || platform.windowsNames || aliases.size > 0;
-  const localBase = naming ? localBaseView(wireBase, aliases) : wireBase;
-  const notices = {
-    skipped: (path: string, why: string) => {
-      if (warnedSkips.has(path)) return;
-      warnedSkips.add(path);
-      ctx.warn(`Skipping ${path}: ${why}`);
-    },
+  const heldHere = new Map<string, HeldItem>();
+  const blockers = new Map<string, string>();
+  const notices: ScanNotices = {
+    skipped: (path, why) => warnSometimes(ctx, `skip:${path}`, `Skipping ${path}: ${why}`),
+    held: heldHere,
+    blockers,
+    recentlyUnstable: (path) => attention.recentlyUnstable(path, now),
+    now,
   };
+  // Identity on Linux with no aliases; elsewhere the base is looked up by local names.
+  const naming0 = platform.caseInsensitive || platform.windowsNames || aliases.size > 0;
+  const localBase = naming0 ? localBaseView(wireBase, aliases) : wireBase;
   let scanned: Map<string, LocalEntry>;
   if (scopes === null) scanned = await scan(ctx.root, localBase, notices);
   else {
@@ -261,10 +329,13 @@ export async function syncPass(
     addUnscanned(scanned, localBase, scopes);
   }
   t = phase(`scan ${scopes === null ? "all" : JSON.stringify(scopes)}`, t);
-  let base = wireBase;
-  let local = scanned;
+  // A remote file arriving where a symlink or a special file sits gets another local name.
+  const naming = naming0 || blockers.size > 0;
+  let base: ReadonlyMap<string, BaseEntry> = wireBase;
+  let local: ReadonlyMap<string, LocalEntry> = scanned;
   let remote: ReadonlyMap<string, RemoteEntry> = allRemote;
   let toLocal = (wire: string) => wire;
+  let toWire = (localPath: string) => localPath;
   if (naming) {
     const plan = planLocalNames({
       remote: allRemote,
@@ -272,29 +343,52 @@ export async function syncPass(
       local: scanned,
       aliases,
       platform,
+      blocked: blockers,
     });
-    for (const w of plan.warnings) {
-      if (!warnedSkips.has(w)) {
-        warnedSkips.add(w);
-        ctx.warn(w);
-      }
-    }
+    for (const w of plan.warnings) warnSometimes(ctx, `name:${w}`, w);
     ctx.state.saveAliases(plan.aliases, [...plan.skipped.keys()].filter((p) => wireBase.has(p)));
     if (plan.caseRenames.length > 0) {
       const done = await renameCases(ctx.root, plan.caseRenames);
       if (!done) {
-        return {
-          ...emptyReport(),
-          deferred: 1,
-          touched: plan.caseRenames.map((r) => r.to),
-        };
+        const report = emptyReport();
+        for (const r of plan.caseRenames) {
+          report.outcomes.push({ path: r.to, kind: "deferred", reason: "it changed meanwhile" });
+        }
+        report.touched = plan.caseRenames.map((r) => r.to);
+        afterPass(ctx, attention, report, now);
+        return report;
       }
     }
     base = plan.base;
     local = plan.local;
     remote = withoutSkipped(allRemote, plan.skipped);
     toLocal = plan.toLocal;
+    toWire = plan.toWire;
   }
+  // Left out of this pass: what the scan found being written or unreadable, and what is held.
+  const held = new Set<string>();
+  for (const [path, h] of heldHere) {
+    const wire = toWire(path);
+    held.add(wire);
+    if (h.kind === "unstable") {
+      attention.unstable(wire, h.retryAt ?? now + SETTLE_MS, h.reason, now);
+      debug(() => `holding ${wire}: ${h.reason}`);
+    } else if (h.kind === "settling") {
+      attention.settling(wire, h.retryAt ?? now + SETTLE_MS, h.reason, now);
+    } else {
+      warnSometimes(
+        ctx,
+        `held:${wire}`,
+        `Skipping ${
+          wire === "" ? "the folder" : wire
+        } for now: ${h.reason}. Nothing is deleted because of it; it is tried again at every full pass.`,
+      );
+    }
+  }
+  for (const path of attention.heldAt(now).keys()) held.add(path);
+  base = withoutIgnored(withoutHeld(base, held));
+  local = withoutHeld(local, held);
+  remote = withoutIgnored(withoutHeld(remote, held));
   const guard = massDeleteCheck(base, local);
   if (guard.tripped && !ctx.allowMassDelete) {
     if (!ctx.holdingMassDelete) {
@@ -314,9 +408,14 @@ export async function syncPass(
         : `${actions.length} (${[...new Set(actions.map((a) => a.op))].join(", ")})`
     }`
   );
+  // Paths that failed or were deferred before and need nothing now are settled.
+  const planned = new Set(actions.map((a) => a.path));
+  for (const path of attention.troubled().keys()) {
+    if (!planned.has(path) && !held.has(path)) attention.settled(path);
+  }
   if (actions.length === 0) {
     // Everything is in sync: partial downloads left by cut or abandoned transfers are useless.
-    if (scopes === null) {
+    if (scopes === null && held.size === 0) {
       const n = await prunePartials(ctx.tmpDir).catch(() => 0);
       if (n > 0) debug(() => `deleted ${n} unused partial download(s)`);
     }
@@ -325,70 +424,71 @@ export async function syncPass(
   const quiet = ctx.watch !== undefined && quietWatch(actions, base.size);
   if (quiet) ctx.watch?.pause();
   try {
-    return await execute(
+    const report = await execute(
       {
         peer: ctx.peer,
         root: ctx.root,
         tmpDir: ctx.tmpDir,
         state: ctx.state,
-        base,
+        base: new Map(base),
         stats: ctx.stats,
         toLocal,
       },
       actions,
     );
+    afterPass(ctx, attention, report, Date.now());
+    return report;
   } finally {
     if (quiet) ctx.watch?.resume();
     phase(`execute ${actions.length} actions${quiet ? " (watcher paused)" : ""}`, t);
   }
 }
 
-/** Sums two reports. */
-function add(a: ExecutionReport, b: ExecutionReport): ExecutionReport {
-  return {
-    uploaded: a.uploaded + b.uploaded,
-    downloaded: a.downloaded + b.downloaded,
-    movedLocal: a.movedLocal + b.movedLocal,
-    movedRemote: a.movedRemote + b.movedRemote,
-    deletedLocal: a.deletedLocal + b.deletedLocal,
-    deletedRemote: a.deletedRemote + b.deletedRemote,
-    conflicts: a.conflicts + b.conflicts,
-    deferred: a.deferred + b.deferred,
-    errors: [...a.errors, ...b.errors],
-    touched: [...a.touched, ...b.touched],
-  };
+/**
+ * Records what a pass left unsettled: a refused upload is merged again at once (its path is
+ * rescanned before anything touches it), a deferred step is looked at again soon, a failed one
+ * with back-off; everything that settled is forgotten.
+ */
+function afterPass(ctx: EngineContext, attention: Attention, r: ExecutionReport, now: number) {
+  for (const path of r.settled) attention.settled(path);
+  const later = new Set<string>();
+  for (const o of r.outcomes) {
+    if (o.kind === "failed") {
+      const h = attention.failed(o.path, o.reason ?? "unknown error", now);
+      later.add(o.path);
+      debug(() => `failed ${o.path} (${o.reason}); retry in ${h.until - now} ms`);
+    } else if (o.kind === "deferred") {
+      const h = attention.deferred(o.path, o.reason ?? "it changed meanwhile", now);
+      later.add(o.path);
+      debug(() => `deferred ${o.path} (${o.reason}); again in ${h.until - now} ms`);
+    }
+  }
+  attention.recheck(r.touched.filter((p) => !later.has(p)));
+  void ctx;
 }
 
 /**
- * Runs passes until one finds nothing to do (at most `maxPasses`). Later passes scan only the
- * paths the previous one left unsettled (a conflict copy to upload, a deferred step); they still
- * pull and apply every remote change.
+ * Runs passes until one finds nothing more to do (at most `maxPasses`). Later passes scan only the
+ * paths the previous one left unsettled (a conflict copy to upload, an upload the server refused
+ * because another device was first); they still pull and apply every remote change. Steps that
+ * were deferred or failed are retried later, when their hold runs out (see {@link Attention}).
  */
 export async function syncUntilStable(
   ctx: EngineContext,
   scopes: readonly string[] | null = null,
   maxPasses = 8,
-): Promise<ExecutionReport | null> {
-  let total: ExecutionReport | null = null;
+): Promise<Tally | null> {
+  let total: Tally | null = null;
   let current = scopes === null ? null : normalizeScopes(scopes);
   for (let i = 0; i < maxPasses; i++) {
     const r = await syncPass(ctx, current);
     if (!r) break;
-    // The next pass looks again only at what this one left unsettled; the watcher (or, while it
-    // was paused, the full rescan that follows) reports whatever else changed meanwhile.
-    current = normalizeScopes(r.touched);
-    total = total ? add(total, r) : r;
-    // Each distinct error is said once, not again on every retry.
-    for (const e of r.errors) {
-      if (saidErrors.has(e)) continue;
-      if (saidErrors.size > 1000) saidErrors.clear();
-      saidErrors.add(e);
-      ctx.warn(`Cannot sync ${e}`);
-    }
-    // No progress (only errors or deferred steps): wait for the next change or the next period.
-    const done = r.uploaded + r.downloaded + r.movedLocal + r.movedRemote + r.deletedLocal +
-      r.deletedRemote;
-    if (done + r.conflicts === 0) break;
+    current = []; // the attention's rechecks are added by the pass itself
+    const t = tally(r.outcomes);
+    total = total ? addTally(total, t) : t;
+    // Keep going while something moved, or while the server refused a step because another
+    // device was first (the next pass merges it); else wait for a change, a push or a hold.
+    if (!madeProgress(t) && t.refused === 0) break;
   }
   return total;
 }

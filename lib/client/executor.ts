@@ -15,10 +15,13 @@ import { type Action, baseFrom } from "../core/reconcile.ts";
 import { keepMovesTogether, pairLocalMoves, segmentsKeepingPairs } from "../core/local_moves.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { CommitItem } from "../server/meta_store.ts";
+import type { Outcome } from "../core/outcomes.ts";
+import { perms } from "../core/metadata.ts";
 import { fsyncDir } from "../util/atomic.ts";
 import { commitInBatches } from "./commit_batches.ts";
 import { pool } from "../util/pool.ts";
 import { statToEntry } from "./scanner.ts";
+import { stillInside } from "./inside.ts";
 import type { StateDb } from "./state_db.ts";
 import {
   downloadMany,
@@ -29,26 +32,19 @@ import {
   uploadChunks,
 } from "./transfer.ts";
 
-/** What one execution did, for the user and for deciding whether another pass is needed. */
+/** What one execution did, for the user and for deciding what the next pass must look at. */
 export interface ExecutionReport {
-  uploaded: number;
-  downloaded: number;
-  /** Files moved here because another device moved them (no content transferred). */
-  movedLocal: number;
-  /** Files this device moved whose move reached the server (an upload plus a deletion, no content). */
-  movedRemote: number;
-  deletedLocal: number;
-  deletedRemote: number;
-  conflicts: number;
-  /** Steps skipped because something changed meanwhile (another pass will handle them). */
-  deferred: number;
-  errors: string[];
+  /** One outcome per step that did something or could not (see `core/outcomes.ts`). */
+  outcomes: Outcome[];
   /**
    * Paths the next pass must look at again: those of actions that did not end with a new base
-   * (deferred, failed, refused) and copies set aside (to upload). Settled paths need no look:
+   * (deferred, failed, refused), copies set aside (to upload), and the folders of deleted items
+   * (a folder being deleted by someone else may be empty by now). Settled paths need no look:
    * the watcher reports later changes.
    */
   touched: string[];
+  /** Paths whose merge base this execution recorded (they are in sync now). */
+  settled: string[];
 }
 
 /** Everything the executor needs. */
@@ -96,23 +92,16 @@ function baseOfDir(path: string, version: number): BaseEntry {
 
 /** A report of nothing done. */
 export function emptyReport(): ExecutionReport {
-  return {
-    uploaded: 0,
-    downloaded: 0,
-    movedLocal: 0,
-    movedRemote: 0,
-    deletedLocal: 0,
-    deletedRemote: 0,
-    conflicts: 0,
-    deferred: 0,
-    errors: [],
-    touched: [],
-  };
+  return { outcomes: [], touched: [], settled: [] };
 }
 
 /** Runs `actions` (already ordered) and reports what happened. */
 export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<ExecutionReport> {
-  const report: ExecutionReport = emptyReport();
+  const outcomes: Outcome[] = [];
+  const record = (o: Outcome) => outcomes.push(o);
+  const note = (path: string, kind: Outcome["kind"], reason?: string) => {
+    record(reason === undefined ? { path, kind } : { path, kind, reason });
+  };
   const baseUpdates: [string, BaseEntry | null][] = [];
   const settled = new Set<string>();
   const setBase = (path: string, entry: BaseEntry | null) => {
@@ -124,7 +113,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
   const flush = () => {
     if (baseUpdates.length > 0) ctx.state.setBase(baseUpdates.splice(0));
   };
-  const fail = (path: string, e: unknown) => report.errors.push(`${path}: ${(e as Error).message}`);
+  const fail = (path: string, e: unknown) => note(path, "failed", errorReason(e));
   const toLocal = ctx.toLocal ?? ((p: string) => p);
   const full = (p: string) => join(ctx.root, toLocal(p));
 
@@ -157,7 +146,9 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     const safe = await Promise.all(
       batch.map((a) => parentsAreDirs(ctx.root, toLocal(a.path), cache)),
     );
-    report.deferred += safe.filter((ok) => !ok).length;
+    batch.forEach((a, i) => {
+      if (!safe[i]) note(a.path, "deferred", "a parent folder is not a plain folder");
+    });
     await downloadMany(
       { peer: ctx.peer, root: ctx.root, tmpDir: ctx.tmpDir, local: chunkIndex, stats: ctx.stats },
       batch.filter((_, i) => safe[i]).map((a) => ({ ...a, path: toLocal(a.path), wire: a.path })),
@@ -165,13 +156,24 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
         const wire = item.wire ?? item.path;
         if (r instanceof Error) return fail(wire, r);
         if (!r.ok) {
-          report.deferred++;
+          note(wire, "deferred", r.reason === "blocked" ? "something is in the way" : CHANGED);
           return;
         }
-        report.downloaded++;
         ctx.stats.filesDone++;
-        if (wire === item.remote.path) setBase(wire, { ...r.entry, path: wire });
-        else copiesSaved.add(wire);
+        const follows = item.follows;
+        if (wire === item.remote.path) {
+          note(wire, "received");
+          setBase(wire, { ...r.entry, path: wire });
+        } else if (follows !== undefined && item.replace !== null) {
+          // An edit made elsewhere, now at the place this device moved the file to: the old
+          // path's base records it, and the next pass sends the move.
+          note(wire, "received");
+          setBase(follows, { ...r.entry, path: follows });
+        } else {
+          note(wire, "conflict"); // the server's version, kept aside under another name
+          copiesSaved.add(wire);
+          if (follows !== undefined) setBase(follows, { ...r.entry, path: follows });
+        }
       },
     );
     await settleMoves();
@@ -193,10 +195,11 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
    * fsyncs each touched folder once and only then records the moves in the base. False when
    * anything is not as the scan saw it: the download and the deletion then run as planned.
    */
-  const moveLocal = async (a: Extract<Action, { op: "download" }>, from: string) => {
+  const moveOwnCopy = async (a: Extract<Action, { op: "download" }>, from: string) => {
     const expect = deletions.get(from);
     if (!expect || !(await parentsAreDirs(ctx.root, toLocal(a.path), moveCache))) return false;
     if (!stillAsScannedSync(full(from), expect)) return false;
+    if (!stillInside(ctx.root, full(a.path)) || !stillInside(ctx.root, full(from))) return false;
     try {
       Deno.linkSync(full(from), full(a.path));
     } catch (e) {
@@ -205,14 +208,14 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
     }
     Deno.removeSync(full(from));
     movedAway.add(from);
-    report.movedLocal++;
+    note(a.path, "movedHere");
     ctx.stats.filesDone++;
     ctx.stats.bytesDone += a.remote.size;
     movedDirs.add(dirname(full(a.path)));
     movedDirs.add(dirname(full(from)));
     const r = a.remote;
-    if (Deno.build.os !== "windows" && expect.exec !== r.exec) {
-      Deno.chmodSync(full(a.path), r.exec ? 0o755 : 0o644);
+    if (Deno.build.os !== "windows" && perms(expect) !== perms(r)) {
+      Deno.chmodSync(full(a.path), perms(r));
     }
     if (expect.mtime !== r.mtime) {
       Deno.utimeSync(full(a.path), new Date(r.mtime), new Date(r.mtime));
@@ -255,33 +258,55 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
             !(await stillAsScanned(full(a.path), a.expect)) ||
             !(await stillAsScanned(full(a.to), null))
           ) {
-            report.deferred++;
+            note(a.path, "deferred", CHANGED);
             break;
           }
+          // The copy's folder may be new (conflict copies of git's files go to a folder of their
+          // own, see core/conflict_name.ts).
+          if (!(await parentsAreDirs(ctx.root, toLocal(a.to)))) {
+            note(a.path, "deferred", "a parent folder is not a plain folder");
+            break;
+          }
+          if (!stillInside(ctx.root, full(a.to)) || !stillInside(ctx.root, full(a.path))) {
+            note(a.path, "deferred", MOVED_AWAY);
+            break;
+          }
+          await Deno.mkdir(dirname(full(a.to)), { recursive: true });
           await Deno.rename(full(a.path), full(a.to));
           await fsyncDir(dirname(full(a.to)));
-          report.conflicts++;
+          if (dirname(full(a.to)) !== dirname(full(a.path))) await fsyncDir(dirname(full(a.path)));
+          note(a.to, "conflict");
           break;
         }
         case "mkdirLocal": {
           if (!(await parentsAreDirs(ctx.root, toLocal(a.path)))) {
-            report.deferred++;
+            note(a.path, "deferred", "a parent folder is not a plain folder");
             break;
           }
           if (!a.replace) {
             const there = await Deno.lstat(full(a.path)).catch(() => null);
             if (there && !there.isDirectory) {
-              report.deferred++; // something appeared there since the scan: next pass decides
+              // Something appeared there since the scan: the next pass decides.
+              note(a.path, "deferred", CHANGED);
               break;
             }
           } else {
             if (!(await stillAsScanned(full(a.path), a.replace))) {
-              report.deferred++;
+              note(a.path, "deferred", CHANGED);
+              break;
+            }
+            if (!stillInside(ctx.root, full(a.path))) {
+              note(a.path, "deferred", MOVED_AWAY);
               break;
             }
             await Deno.remove(full(a.path));
           }
+          if (!stillInside(ctx.root, full(a.path))) {
+            note(a.path, "deferred", MOVED_AWAY);
+            break;
+          }
           await Deno.mkdir(full(a.path), { recursive: true });
+          note(a.path, "dir");
           if (a.remote) setBase(a.path, baseOfDir(a.path, a.remote.version));
           break;
         }
@@ -289,7 +314,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
           const from = moves.get(a.path);
           if (from !== undefined) {
             await breathe();
-            if (await moveLocal(a, from)) break;
+            if (await moveOwnCopy(a, from)) break;
           }
           downloads.push(a);
           break;
@@ -298,7 +323,11 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
           if (movedAway.has(a.path)) break; // moved to where a download wanted it
           await breathe(); // a deleted or renamed folder of thousands of files is many of these
           if (!stillAsScannedSync(full(a.path), a.expect)) {
-            report.deferred++;
+            note(a.path, "deferred", CHANGED);
+            break;
+          }
+          if (!stillInside(ctx.root, full(a.path))) {
+            note(a.path, "deferred", MOVED_AWAY);
             break;
           }
           try {
@@ -309,13 +338,65 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
               // Something is still inside (a deletion deferred this pass, or an item we do not
               // sync): keep the folder and its base; the next pass tries again. Forgetting the
               // base here would make the folder look new and bring it back everywhere.
-              report.deferred++;
+              note(a.path, "deferred", "the folder still holds items that are not synced");
               break;
             }
             if (!(e instanceof Deno.errors.NotFound)) throw e;
           }
-          report.deletedLocal++;
+          note(a.path, "deletedHere");
           setBase(a.path, null);
+          break;
+        }
+        case "moveLocal": {
+          // Another device moved this file, which was edited here: the edit follows the move.
+          const [src, dst] = [full(a.path), full(a.to)];
+          if (
+            !(await parentsAreDirs(ctx.root, toLocal(a.to))) ||
+            !(await stillAsScanned(src, a.expect)) || !(await stillAsScanned(dst, null))
+          ) {
+            note(a.path, "deferred", CHANGED);
+            break;
+          }
+          if (!stillInside(ctx.root, src) || !stillInside(ctx.root, dst)) {
+            note(a.path, "deferred", MOVED_AWAY);
+            break;
+          }
+          await Deno.mkdir(dirname(dst), { recursive: true });
+          // A hard link never replaces what appeared at the target meanwhile (it fails instead).
+          await Deno.link(src, dst);
+          await Deno.remove(src);
+          await fsyncDir(dirname(dst));
+          if (dirname(src) !== dirname(dst)) await fsyncDir(dirname(src));
+          outcomes.push({ path: a.to, kind: "movedHere", from: a.path });
+          setBase(a.path, null);
+          break;
+        }
+        case "setMeta": {
+          // Same content as the server's: only its modification time and permissions change.
+          const path = full(a.path);
+          if (!stillAsScannedSync(path, a.expect) || !stillInside(ctx.root, path)) {
+            note(a.path, "deferred", CHANGED);
+            break;
+          }
+          const r = a.remote;
+          // RACE: an edit landing between the check above and these calls keeps its content but
+          // takes the server's time; the check below sees a new size or inode and then leaves
+          // the base alone, so the next scan reads it as the change it is.
+          if (Deno.build.os !== "windows" && perms(a.expect) !== perms(r)) {
+            Deno.chmodSync(path, perms(r));
+          }
+          if (a.expect.mtime !== r.mtime) {
+            Deno.utimeSync(path, new Date(r.mtime), new Date(r.mtime));
+          }
+          const now = statToEntry(a.path, Deno.lstatSync(path), ctx.base.get(a.path));
+          if (
+            now.size !== a.expect.size || (a.expect.ino !== undefined && now.ino !== a.expect.ino)
+          ) {
+            note(a.path, "deferred", CHANGED);
+            break;
+          }
+          note(a.path, "receivedMeta");
+          setBase(a.path, baseFrom(r, now));
           break;
         }
         case "setBase":
@@ -330,11 +411,47 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
   await settleMoves();
   flush();
 
-  if (remote.length > 0) await pushRemote(ctx, remote, report, setBase, flush, copiesSaved);
+  if (remote.length > 0) await pushRemote(ctx, remote, record, setBase, flush, copiesSaved);
   flush();
-  const touched = actions.flatMap((a) => a.op === "moveAside" ? [a.path, a.to] : [a.path]);
-  report.touched = [...new Set(touched)].filter((p) => !settled.has(p));
-  return report;
+  return { outcomes, touched: unsettledPaths(actions, outcomes, settled), settled: [...settled] };
+}
+
+/** Why a step was deferred when a folder on the way is no longer a real folder in the root. */
+const MOVED_AWAY = "a folder on the way is no longer a plain folder inside the synced folder";
+
+/** Why a step was deferred when the disk no longer matched the scan. */
+const CHANGED = "it changed since it was scanned";
+
+/** The message of an error, for a `failed` outcome. */
+function errorReason(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * What the next pass must look at again: the paths of actions that did not settle, conflict
+ * copies (they upload next), and the parent folder of every deleted item (another device, or the
+ * user's `rm -r`, may have emptied it meanwhile: a folder left behind would linger a whole period).
+ */
+export function unsettledPaths(
+  actions: readonly Action[],
+  outcomes: readonly Outcome[],
+  settled: ReadonlySet<string>,
+): string[] {
+  const out = new Set<string>();
+  for (const a of actions) {
+    if (!settled.has(a.path)) out.add(a.path);
+    if (a.op === "moveAside") out.add(a.to);
+  }
+  const folderOf = (p: string) => {
+    const slash = p.lastIndexOf("/");
+    if (slash > 0) out.add(p.slice(0, slash));
+  };
+  for (const o of outcomes) {
+    if (o.kind === "conflict") out.add(o.path);
+    if (o.kind === "deletedHere" || o.kind === "deletedThere") folderOf(o.path);
+    if (o.kind === "movedThere" && o.from !== undefined) folderOf(o.from);
+  }
+  return [...out];
 }
 
 type RemoteAction = Extract<Action, { op: "upload" | "mkdirRemote" | "deleteRemote" }>;
@@ -360,6 +477,7 @@ function commitItem(
       size: a.local.size,
       mtime: a.local.mtime,
       exec: a.local.exec,
+      ...(a.local.mode !== undefined ? { mode: a.local.mode } : {}),
       hash: hashOf(a.local),
       chunks: chunksOf(a.local),
     };
@@ -373,7 +491,7 @@ function commitItem(
 async function pushRemote(
   ctx: ExecutorContext,
   actions: RemoteAction[],
-  report: ExecutionReport,
+  record: (o: Outcome) => void,
   setBase: (path: string, entry: BaseEntry | null) => void,
   flush: () => void,
   copiesSaved: ReadonlySet<string>,
@@ -382,7 +500,6 @@ async function pushRemote(
   // A move's deletion travels in the same commit as its upload: other devices see it whole.
   const together = keepMovesTogether(actions, ctx.base);
   actions = together.actions;
-  const succeeded = new Set<RemoteAction>();
   const chunksOf = (l: LocalEntry) => l.chunks ?? ctx.base.get(l.path)?.chunks ?? [];
   const hashOf = (l: LocalEntry) => l.hash ?? ctx.base.get(l.path)?.hash ?? "";
   // Chunks of the base were confirmed by the server: no need to ask about them (a moved file or
@@ -408,6 +525,7 @@ async function pushRemote(
         size: a.local.size,
         mtime: a.local.mtime,
         exec: a.local.exec,
+        ...(a.local.mode !== undefined ? { mode: a.local.mode } : {}),
         hash: hashOf(a.local),
         chunks: chunksOf(a.local),
       }).catch(() => {}); // an older server without streaming: just upload
@@ -434,7 +552,13 @@ async function pushRemote(
       }
       return true;
     }));
-    report.deferred += ready.filter((ok) => !ok).length;
+    segment.forEach((a, j) => {
+      if (ready[j]) return;
+      const why = a.op === "mkdirRemote" && a.after !== undefined && !copiesSaved.has(a.after)
+        ? "the server's file at its place is not saved here yet"
+        : CHANGED;
+      record({ path: a.path, kind: "deferred", reason: why });
+    });
     return segment.filter((_, j) => ready[j]).map((action) => ({
       action,
       item: commitItem(action, hashOf, chunksOf),
@@ -481,23 +605,26 @@ async function pushRemote(
     );
     const tReply = performance.now();
     const confirmed: RemoteEntry[] = [];
+    /** This commit's outcomes, by action: a move's two halves are told as one move below. */
+    const done = new Map<RemoteAction, Outcome>();
     items.forEach(({ item, action }, j) => {
-      const res = results[j];
-      if (!res) return;
+      const res = results[j]!;
       if (!res.ok) {
         debug(() => `server refused ${item.path}: ${res.reason} (${res.message})`);
-        if (res.reason === "conflict") report.deferred++;
-        else if (res.reason === "missing" && i < segments.length) missing.push(action);
-        else report.errors.push(`${item.path}: ${res.message}`);
+        if (res.reason === "conflict") {
+          done.set(action, { path: item.path, kind: "refused", reason: res.message });
+        } else if (res.reason === "missing" && i < segments.length) missing.push(action);
+        else done.set(action, { path: item.path, kind: "failed", reason: res.message });
         return;
       }
       confirmed.push({ ...item, version: res.version, device: "" });
-      succeeded.add(action);
       if (item.deleted) {
-        report.deletedRemote++;
+        done.set(action, { path: item.path, kind: "deletedThere" });
         setBase(item.path, null);
       } else if (action.op === "upload") {
-        report.uploaded++;
+        // Only the modification time or permissions changed: nothing but metadata was sent.
+        const metaOnly = item.hash === ctx.base.get(item.path)?.hash;
+        done.set(action, { path: item.path, kind: metaOnly ? "sentMeta" : "sent" });
         ctx.stats.filesDone++;
         setBase(item.path, {
           ...statToEntryBase(action.local),
@@ -506,9 +633,20 @@ async function pushRemote(
           chunks: item.chunks,
         });
       } else {
+        done.set(action, { path: item.path, kind: "dir" });
         setBase(item.path, baseOfDir(item.path, res.version));
       }
     });
+    // Moves as moves, not as a file sent plus one deleted (both halves are in this commit).
+    for (const [action, o] of done) {
+      const deletion = together.pairs.get(action);
+      const d = deletion && done.get(deletion);
+      if (o.kind === "sent" && d?.kind === "deletedThere") {
+        done.set(action, { path: o.path, kind: "movedThere", from: d.path });
+        done.delete(deletion!);
+      }
+    }
+    for (const o of done.values()) record(o);
     ctx.state.setRemoteMany(confirmed);
     flush();
     if (intents.length > 0) ctx.state.clearPending(intents.map((i) => i.path));
@@ -518,13 +656,6 @@ async function pushRemote(
         (tReply - tRequest).toFixed(0)
       } after ${(tDone - tReply).toFixed(0)} ms`
     );
-  }
-  // Tell the user about moves as moves, not as a file sent plus one deleted.
-  for (const [upload, deletion] of together.pairs) {
-    if (!succeeded.has(upload) || !succeeded.has(deletion)) continue;
-    report.movedRemote++;
-    report.uploaded--;
-    report.deletedRemote--;
   }
 }
 
@@ -536,6 +667,7 @@ function statToEntryBase(l: LocalEntry): Omit<BaseEntry, "version" | "hash" | "c
     mtime: l.mtime,
     exec: l.exec,
   };
+  if (l.mode !== undefined) b.mode = l.mode;
   if (l.ino !== undefined) b.ino = l.ino;
   return b;
 }

@@ -9,35 +9,84 @@
 
 import { join } from "node:path";
 import type { BaseEntry, ChunkRef, LocalEntry } from "../core/types.ts";
-import { checkWirePath, parentPaths } from "../core/paths.ts";
+import { checkWirePath, isPrivateName, parentPaths } from "../core/paths.ts";
+import { afterRead, beforeRead } from "../core/stability.ts";
+import { isAlwaysIgnored } from "../core/ignore_rules.ts";
+import { PERM_MASK } from "../core/metadata.ts";
 import { DEFAULT_MIN } from "../chunk/fastcdc.ts";
 import { hashFileParallel } from "../chunk/parallel.ts";
 import { sha256Hex } from "../chunk/hash.ts";
 import { pool } from "../util/pool.ts";
 import { STATE_DIR } from "./config.ts";
 
-/** What the scan reports besides the entries. */
-export interface ScanNotices {
-  /** Called once per skipped item (symlink, special file, non-NFC name) with a reason. */
-  skipped?: (path: string, why: string) => void;
+/** Why an item the scan found is left out of this pass, and when to look at it again. */
+export interface HeldItem {
+  reason: string;
+  /** Epoch ms to look again (null: at every scan that covers it). */
+  retryAt: number | null;
+  /**
+   * `unstable`: being written; `settling`: changed a moment ago (looked at again in a moment);
+   * `unreadable`: it (or, for a folder, what is in it) cannot be read.
+   */
+  kind: "unstable" | "settling" | "unreadable";
 }
 
-/** Converts a stat to the local entry fields (exec bit kept from the base where the OS has none). */
+/** What the scan reports besides the entries, and what it needs to know. */
+export interface ScanNotices {
+  /** Called once per skipped item (symlink, special file, unusable name) with a reason. */
+  skipped?: (path: string, why: string) => void;
+  /**
+   * Filled with the items found but not to be acted on in this pass (being written, unreadable):
+   * path -> why. A folder here stands for everything below it. They are neither uploaded nor
+   * replaced nor deleted, and never mistaken for deleted.
+   */
+  held?: Map<string, HeldItem>;
+  /** Filled with items that are there but do not sync: path -> what ("symlink", "special file"). */
+  blockers?: Map<string, string>;
+  /** Whether a file was seen being written lately (it must then be still for a settle time). */
+  recentlyUnstable?: (path: string) => boolean;
+  /** The current time (epoch ms; default `Date.now()`). */
+  now?: number;
+}
+
+/** A readDir or lstat error that means "gone meanwhile", not a problem. */
+function isGone(e: unknown): boolean {
+  return e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory;
+}
+
+/** A short reason for an error on an item (`permission denied`, `input/output error`). */
+function shortReason(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.replace(/ \(os error \d+\).*$/, "").replace(/:.*$/, "").trim().toLowerCase() ||
+    "unknown error";
+}
+
+/**
+ * Converts a stat to the local entry fields (permission bits kept from the base where the OS has
+ * none).
+ */
 export function statToEntry(
   path: string,
   st: Deno.FileInfo,
   base: BaseEntry | undefined,
 ): LocalEntry {
-  const mode = st.mode;
-  const exec = mode === null ? (base?.exec ?? false) : (mode & 0o100) !== 0;
   const entry: LocalEntry = {
     path,
     kind: st.isDirectory ? "dir" : "file",
     size: st.isDirectory ? 0 : st.size,
     mtime: st.isDirectory ? 0 : Math.floor(st.mtime?.getTime() ?? 0),
-    exec: st.isDirectory ? false : exec,
+    exec: false,
   };
-  if (!st.isDirectory && typeof st.ino === "number") entry.ino = st.ino;
+  if (st.isDirectory) return entry;
+  // Where the OS has no POSIX modes (Windows), a file keeps the permissions of its base.
+  if (st.mode !== null) {
+    entry.mode = st.mode & PERM_MASK;
+    entry.exec = (st.mode & 0o100) !== 0;
+  } else if (base) {
+    entry.exec = base.exec;
+    if (base.mode !== undefined) entry.mode = base.mode;
+  }
+  if (typeof st.ino === "number") entry.ino = st.ino;
   return entry;
 }
 
@@ -85,7 +134,47 @@ export async function scanTrees(
   const out = new Map<string, LocalEntry>();
   const rootInfo = await Deno.stat(root);
   if (!rootInfo.isDirectory) throw new Error(`Cannot scan ${root}: it is not a directory`);
+  const now = notices.now ?? Date.now();
+  const held = notices.held ?? new Map<string, HeldItem>();
+  const hold = (path: string, reason: string, kind: HeldItem["kind"], retryAt: number | null) => {
+    held.set(path, { reason, kind, retryAt });
+  };
+  const unreadable = (path: string, e: unknown) => {
+    hold(path, `it cannot be read (${shortReason(e)})`, "unreadable", null);
+  };
+  /** Skips an item; `blocks` says what it is when it holds a name a remote file may want. */
+  const skip = (path: string, why: string, blocks: string | null) => {
+    notices.skipped?.(path, why);
+    if (blocks !== null) notices.blockers?.set(path, blocks);
+  };
   const toHash: { full: string; entry: LocalEntry }[] = [];
+  /** Decides what to do with one stat'ed item; true when it goes on (not skipped). */
+  const take = (path: string, full: string, st: Deno.FileInfo, walk: boolean) => {
+    if (st.isSymlink) return skip(path, "symlinks are not synced", "symlink");
+    if (!st.isFile && !st.isDirectory) {
+      return skip(path, "special files are not synced", "special file");
+    }
+    const b = base.get(path);
+    const entry = statToEntry(path, st, b);
+    if (entry.kind === "dir") {
+      if (isPrivateName(nameOf(path))) {
+        return skip(
+          path,
+          `${STATE_DIR} folders are never synced (is a client running here?)`,
+          null,
+        );
+      }
+      if (walk) dirs.push([full, path + "/"]);
+    } else if (!unchangedSinceBase(entry, b)) {
+      const ready = beforeRead(entry, b?.size, notices.recentlyUnstable?.(path) ?? false, now);
+      if (!ready.stable) {
+        return hold(path, ready.reason, ready.writing ? "unstable" : "settling", ready.retryAt);
+      }
+      toHash.push({ full, entry });
+      return;
+    }
+    out.set(path, entry);
+  };
   let dirs: [string, string][] = [];
   // Each scope and its ancestors are looked at one by one; directories among them are walked.
   const single = new Map<string, boolean>(); // path -> walk its subtree
@@ -98,27 +187,16 @@ export async function scanTrees(
     single.set(scope, true);
   }
   await pool([...single], 16, async ([path, walk]) => {
-    if (path.split("/")[0] === STATE_DIR) return;
+    if (path.split("/").some(isPrivateName)) return;
     const full = join(root, path);
     let st: Deno.FileInfo;
     try {
       st = await Deno.lstat(full);
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return;
-      throw e;
+      if (isGone(e)) return;
+      return unreadable(path, e);
     }
-    if (st.isSymlink) return notices.skipped?.(path, "symlinks are not synced");
-    if (!st.isFile && !st.isDirectory) {
-      return notices.skipped?.(path, "special files are not synced");
-    }
-    const entry = statToEntry(path, st, base.get(path));
-    if (entry.kind === "dir") {
-      if (walk) dirs.push([full, path + "/"]);
-    } else if (!unchangedSinceBase(entry, base.get(path))) {
-      toHash.push({ full, entry });
-      return;
-    }
-    out.set(path, entry);
+    take(path, full, st, walk);
   });
   // Breadth first, many directories and many lstat calls in flight at once.
   while (dirs.length > 0) {
@@ -130,55 +208,71 @@ export async function scanTrees(
         entries = await Array.fromAsync(Deno.readDir(dir));
       } catch (e) {
         // Vanished while we walked (deleted meanwhile): the next scan sees it gone.
-        if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return;
-        throw e;
+        if (isGone(e)) return;
+        // Cannot be listed: nothing below it may be taken as deleted.
+        return unreadable(prefix === "" ? "" : prefix.slice(0, -1), e);
       }
       entries.forEach((d) => {
         if (prefix === "" && d.name === STATE_DIR) return;
         const path = prefix + d.name;
         if (d.name !== d.name.normalize("NFC")) {
-          return notices.skipped?.(path, "its name is not in Unicode NFC form");
+          return skip(path, "its name is not in Unicode NFC form", null);
+        }
+        if (isAlwaysIgnored(path)) return;
+        if (isPrivateName(d.name)) {
+          return skip(
+            path,
+            `${STATE_DIR} folders are never synced (is a client running here?)`,
+            null,
+          );
         }
         const problem = checkWirePath(path);
-        if (problem) return notices.skipped?.(path, problem.replace(/^Cannot use path .*?: /, ""));
-        if (d.isSymlink) return notices.skipped?.(path, "symlinks are not synced");
+        if (problem) return skip(path, problem.replace(/^Cannot use path .*?: /, ""), null);
+        if (d.isSymlink) return skip(path, "symlinks are not synced", "symlink");
         const full = join(dir, d.name);
         let st: Deno.FileInfo;
         try {
           // Synchronous: a few microseconds each, where an async call costs a thread hand-off.
           st = Deno.lstatSync(full);
         } catch (e) {
-          if (e instanceof Deno.errors.NotFound) return;
-          throw e;
-        }
-        if (!st.isFile && !st.isDirectory) {
-          if (!st.isSymlink) notices.skipped?.(path, "special files are not synced");
+          if (!(e instanceof Deno.errors.NotFound)) return unreadable(path, e);
+          // A name that is not valid UTF-8 reaches us with U+FFFD in it, and cannot be opened.
+          if (d.name.includes("\uFFFD")) {
+            skip(path, "its name is not valid UTF-8 (rename it to sync it)", null);
+          }
           return;
         }
-        const entry = statToEntry(path, st, base.get(path));
-        if (entry.kind === "dir") dirs.push([full, path + "/"]);
-        else if (!unchangedSinceBase(entry, base.get(path))) {
-          toHash.push({ full, entry });
-          return;
-        }
-        out.set(path, entry);
+        take(path, full, st, true);
       });
     });
   }
   const unread = reuseMoved(toHash.map((t) => t.entry), base);
   for (const entry of unread) out.set(entry.path, entry);
   await pool(toHash.filter((t) => !unread.has(t.entry)), 8, async ({ full, entry }) => {
+    let h: { size: number; hash: string; chunks: ChunkRef[] };
     try {
-      const h = await hashContent(full, entry.size);
-      entry.hash = h.hash;
-      entry.chunks = h.chunks;
-      entry.size = h.size;
-      out.set(entry.path, entry);
+      h = await hashContent(full, entry.size);
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      if (e instanceof Deno.errors.NotFound) return; // deleted meanwhile: the next scan sees it
+      return unreadable(entry.path, e);
     }
+    // A file a program is still writing must not be taken half written.
+    let after: Deno.FileInfo | null = null;
+    try {
+      after = Deno.lstatSync(full);
+    } catch { /* gone: unstable */ }
+    const sample = after && after.isFile ? statToEntry(entry.path, after, undefined) : null;
+    const ready = afterRead(entry, sample, h.size, Date.now());
+    if (!ready.stable) return hold(entry.path, ready.reason, "unstable", ready.retryAt);
+    entry.hash = h.hash;
+    entry.chunks = h.chunks;
+    out.set(entry.path, entry);
   });
   return out;
+}
+
+function nameOf(path: string): string {
+  return path.slice(path.lastIndexOf("/") + 1);
 }
 
 /**

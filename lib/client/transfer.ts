@@ -21,6 +21,8 @@ import { fsyncDir, removeTempSync, tempPath } from "../util/atomic.ts";
 import { debug } from "../util/debug.ts";
 import { pool } from "../util/pool.ts";
 import { baseFrom } from "../core/reconcile.ts";
+import { perms } from "../core/metadata.ts";
+import { stillInside } from "./inside.ts";
 import { sameFileStat, statToEntry } from "./scanner.ts";
 
 /** Counters shown to the user. */
@@ -407,6 +409,8 @@ export interface DownloadItem {
   replace: LocalEntry | null;
   /** The wire path, when it differs from the local name (case-conflict aliases). */
   wire?: string;
+  /** An edit following a local move: the old path whose base this download brings up to date. */
+  follows?: string;
 }
 
 /**
@@ -528,13 +532,11 @@ async function stageSmallFiles(
     const tmp = tempPath(ctx.tmpDir, "download");
     let file: Deno.FsFile | null = null;
     try {
-      file = Deno.openSync(tmp, {
-        write: true,
-        createNew: true,
-        mode: item.remote.exec ? 0o755 : 0o644,
-      });
+      file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
       let off = 0;
       while (off < data.length) off += file.writeSync(data.subarray(off));
+      // Exactly the file's permission bits (the process's umask does not apply to chmod).
+      if (Deno.build.os !== "windows") Deno.chmodSync(tmp, perms(item.remote));
       const mtime = new Date(item.remote.mtime);
       file.utimeSync(mtime, mtime);
       staged.push({ item, tmp, file, st: file.statSync() });
@@ -587,6 +589,10 @@ async function finishSmallFiles(
           continue;
         }
       }
+      if (!stillInside(ctx.root, full)) {
+        onResult(item, { ok: false, reason: "blocked" }); // a folder on the way is a symlink now
+        continue;
+      }
       const parent = dirname(full);
       if (!dirs.has(parent)) Deno.mkdirSync(parent, { recursive: true });
       Deno.renameSync(tmp, full);
@@ -634,6 +640,8 @@ export function stillAsScannedSync(full: string, expect: LocalEntry | null): boo
 
 /** Partial files completed (and verified chunk by chunk) by this process: path -> size. */
 const complete = new Map<string, number>();
+/** Bytes prefetches received for each partial file, not yet counted by a download. */
+const prefetchedBytes = new Map<string, number>();
 /** Partial files being filled right now (a prefetch): path -> its end. */
 const filling = new Map<string, Promise<unknown>>();
 
@@ -660,12 +668,15 @@ async function fillPartial(
   // short (connection lost, client stopped or killed) continues where it stopped.
   const tmp = join(ctx.tmpDir, partialName(path, remote.hash));
   await filling.get(tmp)?.catch(() => {}); // a prefetch of the same file: let it finish first
+  // What a prefetch received for this file was received for this download (the pass says so).
+  ctx.stats.bytesDown += prefetchedBytes.get(tmp) ?? 0;
+  prefetchedBytes.delete(tmp);
   const inPlace = await startInPlace(ctx, path, full, tmp, remote, replace);
   const file = await Deno.open(tmp, {
     read: true,
     write: true,
     create: true,
-    mode: remote.exec ? 0o755 : 0o644,
+    mode: perms(remote) | 0o600, // writable by us until it is complete (a resume reopens it)
   });
   try {
     // A partial file this process completed and verified is trusted as is; any other one is
@@ -853,7 +864,7 @@ async function startInPlace(
   if (!(await stillAsScanned(full, replace))) return null;
   try {
     await Deno.copyFile(full, tmp);
-    if (Deno.build.os !== "windows") await Deno.chmod(tmp, remote.exec ? 0o755 : 0o644);
+    if (Deno.build.os !== "windows") await Deno.chmod(tmp, perms(remote) | 0o600);
   } catch (e) {
     // A full disk (or the old file gone) must not leave half a copy taking space.
     await Deno.remove(tmp).catch(() => {});
@@ -889,7 +900,12 @@ export function prefetchFile(
   if (filling.size > 0 || filling.has(tmp)) return false;
   const run = fillPartial({ ...ctx, wait: true }, path, remote, current).then(async (p) => {
     complete.set(p, (await Deno.stat(p)).size);
-  }).finally(() => filling.delete(tmp));
+  }).finally(() => {
+    // The download that finishes this file counts these bytes as its own.
+    prefetchedBytes.set(tmp, (prefetchedBytes.get(tmp) ?? 0) + ctx.stats.bytesDown);
+    if (prefetchedBytes.size > 1000) prefetchedBytes.clear();
+    filling.delete(tmp);
+  });
   run.catch(() => {}); // an unfinished prefetch is simply resumed by the real download
   filling.set(tmp, run);
   return true;
@@ -910,8 +926,8 @@ export async function downloadFile(
   let renamed = false;
   let keepPartial = true;
   try {
-    // A resumed partial file may have been created for another exec bit.
-    if (Deno.build.os !== "windows") await Deno.chmod(tmp, remote.exec ? 0o755 : 0o644);
+    // Exactly the file's permission bits (a partial file is writable while it is filled).
+    if (Deno.build.os !== "windows") await Deno.chmod(tmp, perms(remote));
     const mtime = new Date(remote.mtime);
     await Deno.utime(tmp, mtime, mtime);
     // Record what we wrote (stat before the rename): an edit right after the rename then shows
@@ -925,6 +941,7 @@ export async function downloadFile(
         return { ok: false, reason: "blocked" };
       }
     }
+    if (!stillInside(ctx.root, full)) return { ok: false, reason: "blocked" };
     await Deno.mkdir(dirname(full), { recursive: true });
     await Deno.rename(tmp, full);
     renamed = true;

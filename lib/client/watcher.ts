@@ -1,8 +1,16 @@
 /**
  * Watches the synced folder with `Deno.watchFs` and calls back, debounced, when something changed.
  * Event kinds and paths are only hints (Deno reports renames and new trees unreliably), so the
- * callback just says "look again"; the scan finds out what changed. If the OS refuses a watcher
- * (inotify limit), the client falls back to its periodic scan and says how to raise the limit.
+ * callback just says "look again"; the scan finds out what changed.
+ *
+ * The watcher never gives up. An event it cannot read (a file name that is not UTF-8 makes the
+ * iterator throw `path contains invalid UTF-8 characters`; the watcher itself lives on) asks for
+ * a full rescan, the scan finds that change, and other changes keep being reported live. A watcher
+ * that ended, or that the OS refused (inotify limit), is started again with backoff (1 s doubling
+ * to 5 min), each time with a full rescan; meanwhile the client's periodic scan finds changes.
+ * Problems are said at most once an hour. Rescans caused by unreadable events back off too
+ * (doubling to a minute), so a file with such a name that changes all the time does not make the
+ * client rescan the whole folder every second.
  *
  * @module
  */
@@ -16,8 +24,22 @@ export interface WatcherOptions {
   debounceMs?: number;
   /** Longest delay after the first event of a burst (default 1000 ms). */
   maxDelayMs?: number;
-  /** Called once if watching fails. */
+  /** Called when watching fails (at most once an hour). */
   onError?: (message: string) => void;
+}
+
+/** Longest wait before starting a failed watcher again. */
+const MAX_RESTART_MS = 5 * 60_000;
+/** Longest wait between two rescans asked for by unreadable events. */
+const MAX_ERROR_RESCAN_MS = 60_000;
+/** Problems are said at most this often. */
+const WARN_EVERY_MS = 3600_000;
+/** More unreadable events than this within a second: start the watcher again instead. */
+const ERROR_STORM = 1000;
+
+/** True for iterator errors after which the OS watcher is known to be dead. */
+function isDeadWatcher(e: unknown): boolean {
+  return /watch limit|bad resource|bad file descriptor/i.test((e as Error)?.message ?? "");
 }
 
 /** A debounced folder watcher. */
@@ -35,6 +57,14 @@ export class FolderWatcher {
   readonly #private: string;
   #pauses = 0;
   #resumeWatching = false;
+  #closed = false;
+  #restartTimer: ReturnType<typeof setTimeout> | undefined;
+  #restartMs = 1000;
+  #lastWarn = -Infinity;
+  #errorRescanTimer: ReturnType<typeof setTimeout> | undefined;
+  #errorRescanMs = 0;
+  #lastErrorRescan = -Infinity;
+  #lastError = -Infinity;
 
   /**
    * `onChange` gets the absolute paths the OS reported since the last call, or null when the OS
@@ -49,30 +79,104 @@ export class FolderWatcher {
     this.#private = root + sep + STATE_DIR;
   }
 
-  /** Starts watching; returns false (and reports why) if the OS refused. */
+  /**
+   * Starts watching; returns false (and reports why) if the OS refused, in which case it tries
+   * again later by itself.
+   */
   start(): boolean {
+    this.#closed = false;
+    let w: Deno.FsWatcher;
     try {
-      this.#watcher = Deno.watchFs(this.#root, { recursive: true });
+      w = Deno.watchFs(this.#root, { recursive: true });
     } catch (e) {
-      this.#onError(this.#explain(e));
+      this.#warn(e);
+      this.#scheduleRestart();
       return false;
     }
-    const w = this.#watcher;
-    (async () => {
-      for await (const ev of w) {
-        if (this.#watcher !== w) break;
-        const paths = ev.paths.filter((p) =>
-          p !== this.#private && !p.startsWith(this.#private + sep)
-        );
-        if (ev.flag === "rescan") this.#rescan = true;
-        else if (paths.length === 0) continue;
-        for (const p of paths) this.#paths.add(p);
-        this.#poke();
-      }
-    })().catch((e) => {
-      if (this.#watcher === w) this.#onError(this.#explain(e));
+    this.#watcher = w;
+    this.#read(w).catch((e) => {
+      if (this.#watcher === w) this.#fail(w, e);
     });
     return true;
+  }
+
+  async #read(w: Deno.FsWatcher): Promise<void> {
+    const events = w[Symbol.asyncIterator]();
+    let stormStart = 0;
+    let storm = 0;
+    for (;;) {
+      let r: IteratorResult<Deno.FsEvent>;
+      try {
+        r = await events.next();
+      } catch (e) {
+        if (this.#watcher !== w) return;
+        const now = performance.now();
+        if (now - stormStart > 1000) [stormStart, storm] = [now, 0];
+        if (isDeadWatcher(e) || ++storm > ERROR_STORM) return this.#fail(w, e);
+        // One event could not be read (a name that is not UTF-8): the watcher lives on.
+        this.#warn(e);
+        this.#errorRescan();
+        continue;
+      }
+      if (this.#watcher !== w) return;
+      if (r.done) return this.#fail(w, new Error("the watcher stopped"));
+      this.#restartMs = 1000; // a (re)started watcher that delivers events is healthy
+      const ev = r.value;
+      const paths = ev.paths.filter((p) =>
+        p !== this.#private && !p.startsWith(this.#private + sep)
+      );
+      if (ev.flag === "rescan") this.#rescan = true;
+      else if (paths.length === 0) continue;
+      for (const p of paths) this.#paths.add(p);
+      this.#poke();
+    }
+  }
+
+  /** The OS watcher `w` is dead: say so, rescan, and start a new one later. */
+  #fail(w: Deno.FsWatcher, e: unknown): void {
+    this.#warn(e);
+    this.#watcher = null;
+    try {
+      w.close();
+    } catch { /* already closed */ }
+    this.#scheduleRestart();
+  }
+
+  #scheduleRestart(): void {
+    if (this.#closed || this.#pauses > 0 || this.#restartTimer !== undefined) return;
+    const wait = this.#restartMs;
+    this.#restartMs = Math.min(this.#restartMs * 2, MAX_RESTART_MS);
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      if (this.#closed || this.#pauses > 0 || this.#watcher) return;
+      if (this.start()) {
+        this.#rescan = true; // whatever happened while nothing watched
+        this.#poke();
+      }
+    }, wait);
+  }
+
+  /** A full rescan for an event that could not be read, with backoff while they keep coming. */
+  #errorRescan(): void {
+    const now = performance.now();
+    if (now - this.#lastError > 10 * 60_000) this.#errorRescanMs = 0; // quiet for long: reset
+    this.#lastError = now;
+    if (this.#errorRescanTimer !== undefined) return; // one is already due
+    const wait = Math.max(0, this.#lastErrorRescan + this.#errorRescanMs - now);
+    this.#errorRescanMs = Math.min(Math.max(1000, this.#errorRescanMs * 2), MAX_ERROR_RESCAN_MS);
+    this.#errorRescanTimer = setTimeout(() => {
+      this.#errorRescanTimer = undefined;
+      this.#lastErrorRescan = performance.now();
+      this.#rescan = true;
+      this.#poke();
+    }, wait);
+  }
+
+  #warn(e: unknown): void {
+    const now = performance.now();
+    if (now - this.#lastWarn < WARN_EVERY_MS) return;
+    this.#lastWarn = now;
+    this.#onError(this.#explain(e));
   }
 
   /**
@@ -83,6 +187,11 @@ export class FolderWatcher {
    */
   pause(): void {
     if (this.#pauses++ > 0) return;
+    if (this.#restartTimer !== undefined) {
+      clearTimeout(this.#restartTimer); // resume starts it
+      this.#restartTimer = undefined;
+      this.#resumeWatching = true;
+    }
     const w = this.#watcher;
     if (!w) return;
     this.#watcher = null;
@@ -107,7 +216,10 @@ export class FolderWatcher {
     const hint = /watch limit/i.test(msg)
       ? "; raise it with `sudo sysctl fs.inotify.max_user_watches=524288`"
       : "";
-    return `Cannot watch ${this.#root}: ${msg}${hint}. Changes are still found by the periodic scan.`;
+    const what = /invalid UTF-8/i.test(msg)
+      ? "a file name there is not UTF-8 (such files are skipped); watching goes on, and changes the watcher cannot name are found by a rescan"
+      : "changes are found by the periodic scan meanwhile, and watching is tried again";
+    return `Cannot watch ${this.#root}: ${msg}${hint}; ${what} (said at most once an hour)`;
   }
 
   #poke(): void {
@@ -126,8 +238,13 @@ export class FolderWatcher {
 
   /** Stops watching and cancels a pending callback. */
   close(): void {
+    this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = undefined;
+    clearTimeout(this.#errorRescanTimer);
+    this.#errorRescanTimer = undefined;
     this.#resumeWatching = false;
     const w = this.#watcher;
     this.#watcher = null;

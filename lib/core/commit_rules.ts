@@ -4,7 +4,8 @@
  * A device sends each change with the server version it was based on. The change is accepted only
  * if that is still the current version; otherwise the device must merge first (see
  * `reconcile.ts`). Three exceptions keep sync simple and safe:
- * - a change that leaves the path exactly as it already is is "same", never a conflict;
+ * - a change that leaves the path exactly as it already is (content, modification time and
+ *   permission bits) is "same", never a conflict;
  * - creating over nothing or over a tombstone is always accepted (an edit beats a delete);
  * - a directory that still has live children on the server cannot be deleted or replaced.
  *
@@ -18,6 +19,7 @@
  */
 
 import type { Kind, RemoteEntry } from "./types.ts";
+import { sameMeta } from "./metadata.ts";
 
 /** The fields of a proposed change that the rule looks at. */
 export interface ProposedChange {
@@ -25,6 +27,10 @@ export interface ProposedChange {
   kind: Kind;
   hash: string;
   exec: boolean;
+  /** Permission bits (absent: what `exec` implies). */
+  mode?: number;
+  /** Modification time (ms); a file's metadata is part of what "the same" means. */
+  mtime: number;
   baseVersion: number;
 }
 
@@ -53,7 +59,7 @@ export function decideCommit(
   }
   if (!live) return { verdict: "accept" };
   const same = current.kind === change.kind &&
-    (change.kind === "dir" || (current.hash === change.hash && current.exec === change.exec));
+    (change.kind === "dir" || (current.hash === change.hash && sameMeta(current, change)));
   if (same) return { verdict: "same", version: current.version };
   if (current.version !== change.baseVersion) {
     return { verdict: "conflict", version: current.version };

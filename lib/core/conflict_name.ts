@@ -4,7 +4,8 @@
  * case on a case-insensitive file system, one becomes `NAME (case conflict).EXT`. If a name is
  * taken, a counter goes inside the parentheses: `(conflict from X 2026-01-02 030405 2)`, ` 3`, ...
  * Names are deterministic given their inputs, NFC-normalized, and kept within
- * {@link MAX_NAME_BYTES} by shortening NAME.
+ * {@link MAX_NAME_BYTES} by shortening NAME. Inside a git repository's `.git` folder, conflict
+ * copies go to `.git/cloudsync-conflicts/` (see {@link gitSafePlace}), where git never looks.
  *
  * @module
  */
@@ -103,7 +104,24 @@ export function conflictName(
   when: Date,
   taken: (candidate: string) => boolean,
 ): string {
-  return pick(path, `conflict from ${sanitizeDeviceName(device)} ${formatUtc(when)}`, taken);
+  const label = `conflict from ${sanitizeDeviceName(device)} ${formatUtc(when)}`;
+  return pick(gitSafePlace(path), label, taken);
+}
+
+/** Where conflict copies of a git repository's internal files go, inside its `.git` folder. */
+export const GIT_CONFLICTS_DIR = "cloudsync-conflicts";
+
+/**
+ * Where a conflict copy of `path` may go. Inside a `.git` folder a copy beside the original
+ * breaks git (`refs/heads/main (conflict ...)` is a malformed ref, `git fsck` fails), so copies of
+ * anything under `X/.git/` go to `X/.git/cloudsync-conflicts/` + the rest of the path, a folder
+ * git does not look into. Elsewhere: `path` itself.
+ */
+export function gitSafePlace(path: string): string {
+  const segs = path.split("/");
+  const i = segs.indexOf(".git");
+  if (i < 0 || i >= segs.length - 1 || segs[i + 1] === GIT_CONFLICTS_DIR) return path;
+  return [...segs.slice(0, i + 1), GIT_CONFLICTS_DIR, ...segs.slice(i + 1)].join("/");
 }
 
 /**
@@ -112,4 +130,17 @@ export function conflictName(
  */
 export function caseConflictName(path: string, taken: (candidate: string) => boolean): string {
   return pick(path, "case conflict", taken);
+}
+
+/**
+ * Returns the local name for a file that arrives where an item that does not sync (a symlink, a
+ * special file) already holds its name: `dir/NAME (blocked here by a symlink).EXT`, with the same
+ * counter rule as {@link conflictName}. `what` names the blocker ("symlink", "special file").
+ */
+export function blockedName(
+  path: string,
+  what: string,
+  taken: (candidate: string) => boolean,
+): string {
+  return pick(path, `blocked here by a ${what}`, taken);
 }

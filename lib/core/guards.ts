@@ -84,7 +84,10 @@ export function withVanishedKept(
   const out = new Map(local);
   for (const path of vanished) {
     const b = base.get(path);
-    if (b) out.set(path, { path, kind: b.kind, size: b.size, mtime: b.mtime, exec: b.exec });
+    if (!b) continue;
+    const l: LocalEntry = { path, kind: b.kind, size: b.size, mtime: b.mtime, exec: b.exec };
+    if (b.mode !== undefined) l.mode = b.mode;
+    out.set(path, l);
   }
   return out;
 }

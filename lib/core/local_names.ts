@@ -35,7 +35,7 @@
 
 import type { BaseEntry, Kind, LocalEntry, RemoteEntry } from "./types.ts";
 import { isWindowsUnsafeName, WINDOWS_RESERVED_RE } from "./paths.ts";
-import { caseConflictName } from "./conflict_name.ts";
+import { blockedName, caseConflictName } from "./conflict_name.ts";
 
 /** What the device's file system can hold. */
 export interface PlatformTraits {
@@ -59,6 +59,12 @@ export interface LocalNamesInput {
   /** The alias table saved by the previous pass (wire path -> local path). */
   aliases: ReadonlyMap<string, string>;
   platform: PlatformTraits;
+  /**
+   * Local items that are there but do not sync (symlinks, special files), LOCAL paths -> what
+   * they are. A wire path new to this device whose name one of them holds gets another local
+   * name (`NAME (blocked here by a symlink).EXT`), so it still arrives, beside the blocker.
+   */
+  blocked?: ReadonlyMap<string, string>;
 }
 
 /** A case-only (same directory) rename the engine must do on disk before executing actions. */
@@ -202,6 +208,15 @@ interface Group {
  */
 export function planLocalNames(input: LocalNamesInput): LocalNames {
   const { remote, base, local, aliases: prevAliases, platform } = input;
+  /** Local directory -> folded names held there by items that do not sync. */
+  const blockedIn = new Map<string, Map<string, string>>();
+  for (const [p, what] of input.blocked ?? []) {
+    const dir = parentOf(p);
+    let names = blockedIn.get(dir);
+    if (!names) blockedIn.set(dir, names = new Map());
+    names.set(platform.caseInsensitive ? foldName(nameOf(p)) : nameOf(p), what);
+  }
+  const blockWarnings: string[] = [];
   const fold = platform.caseInsensitive ? foldName : (s: string) => s;
 
   // 1. Skips (Windows names), for everything on the server or in the base.
@@ -231,7 +246,7 @@ export function planLocalNames(input: LocalNamesInput): LocalNames {
       );
     }
   }
-  const warnings = [...topmost.keys()].sort(byCodeUnits).map((p) =>
+  const warnings: string[] = [...topmost.keys()].sort(byCodeUnits).map((p) =>
     `Skipping ${JSON.stringify(p)} here: ${
       topmost.get(p)
     }. It stays on the server and on other devices.`
@@ -351,23 +366,38 @@ export function planLocalNames(input: LocalNamesInput): LocalNames {
     const ordered = naming.map((m) => ({ m, r: rank(m) })).sort((a, b) =>
       a.r - b.r || byCodeUnits(a.m.wire, b.m.wire)
     ).map((x) => x.m);
-    // b. Names: the preferred one if its folded form is free, else a case-conflict name.
+    // b. Names: the preferred one if its folded form is free, else a case-conflict name; a
+    //    new arrival whose name an unsynced local item holds gets a "blocked here" name.
     const taken = new Map<string, Member>();
     const losers: Member[] = [];
+    const blockedNames = blockedIn.get(g.localDir);
+    const blockers = new Map<Member, string>();
     for (const m of ordered) {
       const f = fold(preferred(m));
-      if (taken.has(f)) losers.push(m);
+      const blocker = m.inBase || m.aliasSeg !== undefined ? undefined : blockedNames?.get(f);
+      if (blocker !== undefined) {
+        blockers.set(m, blocker);
+        losers.push(m);
+      } else if (taken.has(f)) losers.push(m);
       else {
         m.name = preferred(m);
         taken.set(f, m);
       }
     }
     const segFolds = new Set(ms.map((m) => fold(m.seg)));
+    const free = (c: string) =>
+      !taken.has(fold(c)) && !diskFolds.has(fold(c)) && !segFolds.has(fold(c)) &&
+      !(blockedNames?.has(fold(c)) ?? false);
     for (const m of losers) {
-      m.name = caseConflictName(
-        m.seg,
-        (c) => taken.has(fold(c)) || diskFolds.has(fold(c)) || segFolds.has(fold(c)),
-      );
+      const blocker = blockers.get(m);
+      if (blocker !== undefined) {
+        m.name = blockedName(m.seg, blocker, (c) => !free(c));
+        blockWarnings.push(
+          `${JSON.stringify(m.wire)} arrives here as ${
+            JSON.stringify(nameOf(m.name))
+          }: a ${blocker} has its name in this folder.`,
+        );
+      } else m.name = caseConflictName(m.seg, (c) => !free(c));
       taken.set(fold(m.name), m);
     }
     // c. Images and aliases.
@@ -458,6 +488,7 @@ export function planLocalNames(input: LocalNamesInput): LocalNames {
   }
 
   caseRenames.sort((a, b) => depthOf(b.from) - depthOf(a.from) || byCodeUnits(a.from, b.from));
+  warnings.push(...blockWarnings.sort(byCodeUnits));
 
   const toLocal = (wire: string): string => viaDeepest(wire, wireToLocal) ?? wire;
   const toWire = (localPath: string): string => {

@@ -1,7 +1,8 @@
 /**
  * Wire-path rules. A wire path is how a file or directory is named between client and server:
  * relative, `/`-separated, NFC-normalized, no `.`/`..`/empty segments, no control characters,
- * within the byte limits, and never inside the client's private `.cloudsync` folder. The server
+ * within the byte limits, no ignorable code points, and never inside a client's private
+ * `.cloudsync` folder (at any depth, under any of its aliases). The server
  * rejects anything {@link checkWirePath} rejects; clients convert local paths with
  * {@link toWirePath} and skip (with a warning) names they cannot represent.
  *
@@ -53,7 +54,7 @@ const SHORT_PRIVATE_RE = /^CLOUDS~\d+$/i;
  * (both case mappings: "ſ" upper-cases to "S"), with ignorable code points removed (HFS+), with
  * trailing dots and spaces removed (Windows), or its 8.3 short name (`CLOUDS~1`).
  */
-function isPrivateName(name: string): boolean {
+export function isPrivateName(name: string): boolean {
   if (SHORT_PRIVATE_RE.test(name)) return true;
   const n = name.replace(IGNORABLE_RE, "").replace(/[. ]+$/, "");
   return n.toLowerCase() === PRIVATE_DIR || n.toUpperCase() === PRIVATE_DIR.toUpperCase();
@@ -88,7 +89,8 @@ export function checkWirePath(p: string): string | null {
       return bad(`it has a name longer than ${MAX_NAME_BYTES} bytes`);
     }
   }
-  if (isPrivateName(segments[0]!)) return bad(`it is inside the private ${PRIVATE_DIR} folder`);
+  // Never at any depth: a sync folder nested in another must not leak its state (and token).
+  if (segments.some(isPrivateName)) return bad(`it is inside a private ${PRIVATE_DIR} folder`);
   return null;
 }
 

@@ -24,6 +24,7 @@
 import type { BaseEntry, Kind, LocalEntry, RemoteEntry } from "./types.ts";
 import { conflictName } from "./conflict_name.ts";
 import { parentPaths } from "./paths.ts";
+import { sameMeta } from "./metadata.ts";
 
 /** Something the executor must do. Actions are returned in a safe execution order. */
 export type Action =
@@ -33,11 +34,30 @@ export type Action =
   | { op: "mkdirLocal"; path: string; remote: RemoteEntry | null; replace: LocalEntry | null }
   /**
    * Write the content of `remote` at local `path`, replacing `replace` (null: nothing must be
-   * there). When `path !== remote.path` this is a copy set aside and the base is not touched.
+   * there). When `path !== remote.path` this is a copy set aside and the base is not touched,
+   * except with `follows`: an edit made elsewhere to a file this device moved; once written, the
+   * base of `follows` (the old path) records `remote`, so the next pass sends the move.
    */
-  | { op: "download"; path: string; remote: RemoteEntry; replace: LocalEntry | null }
+  | {
+    op: "download";
+    path: string;
+    remote: RemoteEntry;
+    replace: LocalEntry | null;
+    follows?: string;
+  }
+  /**
+   * Move the local file at `path` (if it still is `expect`) to `to`, where another device moved
+   * it (an edit here follows that move); its base is then forgotten, and an upload of `to` sends
+   * the edit.
+   */
+  | { op: "moveLocal"; path: string; to: string; expect: LocalEntry }
   /** Delete the local item at `path` if it still is `expect`; a directory only if empty. */
   | { op: "deleteLocal"; path: string; expect: LocalEntry }
+  /**
+   * The content at `path` is already the server's: only give it `remote`'s modification time and
+   * permission bits (if it is still `expect`). Base becomes `remote`.
+   */
+  | { op: "setMeta"; path: string; remote: RemoteEntry; expect: LocalEntry }
   /** Both sides already agree: store `entry` as the base (null: forget the path). */
   | { op: "setBase"; path: string; entry: BaseEntry | null }
   /** Send the local file at `path` to the server, based on server version `baseVersion`. */
@@ -69,13 +89,15 @@ interface Decision {
   final: Final;
 }
 
-/** True when the local item has the same content as the base (unhashed files count as same). */
+/**
+ * True when the local item is as in the base: same content (unhashed files count as same) and
+ * same metadata (modification time, permission bits).
+ */
 function localUnchanged(b: BaseEntry | undefined, l: LocalEntry | undefined): boolean {
   if (!b || !l) return !b && !l;
   if (b.kind !== l.kind) return false;
   if (l.kind === "dir") return true;
-  if (l.hash === undefined) return l.exec === b.exec;
-  return l.hash === b.hash && l.exec === b.exec;
+  return (l.hash === undefined || l.hash === b.hash) && sameMeta(l, b);
 }
 
 function remoteUnchanged(b: BaseEntry | undefined, r: RemoteEntry | undefined): boolean {
@@ -108,6 +130,7 @@ export function baseFrom(r: RemoteEntry, l: LocalEntry): BaseEntry {
     size: l.size,
     mtime: l.mtime,
     exec: r.exec,
+    ...(r.mode !== undefined ? { mode: r.mode } : {}),
     hash: r.hash,
     chunks: r.chunks,
     ...(l.ino !== undefined ? { ino: l.ino } : {}),
@@ -130,7 +153,12 @@ function push(
   return { actions: [{ op: "upload", path, local: l, baseVersion }], final: "file" };
 }
 
-function pull(path: string, r: RemoteEntry | undefined, l: LocalEntry | undefined): Decision {
+function pull(
+  path: string,
+  r: RemoteEntry | undefined,
+  l: LocalEntry | undefined,
+  b: BaseEntry | undefined,
+): Decision {
   if (!r) {
     if (!l) return { actions: [{ op: "setBase", path, entry: null }], final: null };
     return { actions: [{ op: "deleteLocal", path, expect: l }], final: null };
@@ -140,6 +168,10 @@ function pull(path: string, r: RemoteEntry | undefined, l: LocalEntry | undefine
       return { actions: [{ op: "setBase", path, entry: baseFrom(r, l) }], final: "dir" };
     }
     return { actions: [{ op: "mkdirLocal", path, remote: r, replace: l ?? null }], final: "dir" };
+  }
+  // Only the metadata changed on the server: no content to move.
+  if (l?.kind === "file" && b?.kind === "file" && localHash(b, l) === r.hash) {
+    return { actions: [{ op: "setMeta", path, remote: r, expect: l }], final: "file" };
   }
   return { actions: [{ op: "download", path, remote: r, replace: l ?? null }], final: "file" };
 }
@@ -157,13 +189,18 @@ function decidePath(
   const rSame = remoteUnchanged(b, r);
   if (lSame && rSame) return { actions: [], final: l?.kind ?? null };
   if (rSame) return push(path, l, b, b?.version ?? 0);
-  if (lSame) return pull(path, r, l);
+  if (lSame) return pull(path, r, l, b);
   // Both sides changed.
   if (sameContent(b, l, r)) {
-    const entry = l && r ? baseFrom(r, { ...l, exec: r.exec }) : null;
-    return { actions: [{ op: "setBase", path, entry }], final: l?.kind ?? null };
+    if (!l || !r || l.kind === "dir" || sameMeta(l, r)) {
+      const entry = l && r ? baseFrom(r, l) : null;
+      return { actions: [{ op: "setBase", path, entry }], final: l?.kind ?? null };
+    }
+    // Same content, other metadata on each side: the newer modification time wins.
+    if (l.mtime > r.mtime) return push(path, l, b, r.version);
+    return { actions: [{ op: "setMeta", path, remote: r, expect: l }], final: "file" };
   }
-  if (!l) return pull(path, r, l); // deleted here, changed there: the edit wins
+  if (!l) return pull(path, r, l, b); // deleted here, changed there: the edit wins
   if (!r) return push(path, l, b, 0); // changed here, deleted there: the edit wins
   if (l.kind === "dir") {
     // r is a file: the directory keeps the name, the remote file is set aside as a copy.
@@ -224,15 +261,114 @@ function keepDirectory(
   return actions;
 }
 
+/**
+ * An edit on one side and a move of the same file on the other must not come out split (the
+ * moved copy stale, the edit revived at the old path). Decisions for such paths, which take the
+ * place of {@link decidePath}'s:
+ *
+ * - moved elsewhere (the old path deleted on the server, a new path there with exactly its base
+ *   content), edited here: the local file moves to the new path and its upload sends the edit;
+ * - moved here (the old path gone locally, a new local path with its base content, or with its
+ *   inode), edited elsewhere: the remote edit is written at the new path (or, if the file was
+ *   edited here too, beside it as a conflict copy), and the old path's base records the remote
+ *   version, so the next pass sends the move.
+ *
+ * Each new path is used once (the first old path in order takes it).
+ */
+function editsFollowMoves(
+  base: ReadonlyMap<string, BaseEntry>,
+  local: ReadonlyMap<string, LocalEntry>,
+  remote: ReadonlyMap<string, RemoteEntry>,
+  aside: (p: string, device: string) => string,
+): Map<string, Decision> {
+  const out = new Map<string, Decision>();
+  const key = (hash: string, size: number) => `${hash}:${size}`;
+  // New remote files (not in the base, nothing here) by content; new local files by content and
+  // by inode.
+  const remoteNew = new Map<string, string[]>();
+  for (const [q, r] of remote) {
+    if (r.kind !== "file" || r.size === 0 || base.has(q) || local.has(q)) continue;
+    const k = key(r.hash, r.size);
+    remoteNew.set(k, [...(remoteNew.get(k) ?? []), q]);
+  }
+  const localNewByContent = new Map<string, string[]>();
+  const localNewByIno = new Map<number, string>();
+  for (const [q, l] of local) {
+    if (l.kind !== "file" || base.has(q) || remote.has(q)) continue;
+    if (l.hash !== undefined && l.size > 0) {
+      const k = key(l.hash, l.size);
+      localNewByContent.set(k, [...(localNewByContent.get(k) ?? []), q]);
+    }
+    if (l.ino !== undefined) localNewByIno.set(l.ino, q);
+  }
+  if (remoteNew.size === 0 && localNewByContent.size === 0 && localNewByIno.size === 0) return out;
+  const used = new Set<string>();
+  const take = (list: string[] | undefined) => {
+    const q = list?.find((x) => !used.has(x));
+    if (q !== undefined) used.add(q);
+    return q;
+  };
+  for (const p of [...base.keys()].sort()) {
+    const b = base.get(p)!;
+    if (b.kind !== "file" || b.size === 0) continue;
+    const l = local.get(p);
+    const r = remote.get(p);
+    if (!r && l?.kind === "file" && l.hash !== undefined && l.hash !== b.hash) {
+      // Moved elsewhere, edited here.
+      const q = take(remoteNew.get(key(b.hash, b.size)));
+      if (q === undefined) continue;
+      const rq = remote.get(q)!;
+      out.set(p, { actions: [{ op: "moveLocal", path: p, to: q, expect: l }], final: null });
+      out.set(q, {
+        actions: [{ op: "upload", path: q, local: { ...l, path: q }, baseVersion: rq.version }],
+        final: "file",
+      });
+    } else if (!l && r?.kind === "file" && r.version !== b.version && r.hash !== b.hash) {
+      // Moved here, edited elsewhere.
+      let q = take(localNewByContent.get(key(b.hash, b.size)));
+      let edited = false;
+      if (q === undefined && b.ino !== undefined) {
+        const byIno = localNewByIno.get(b.ino);
+        if (byIno !== undefined && !used.has(byIno)) {
+          used.add(byIno);
+          q = byIno;
+          edited = true;
+        }
+      }
+      if (q === undefined) continue;
+      const lq = local.get(q)!;
+      out.set(p, { actions: [], final: null });
+      if (!edited) {
+        out.set(q, {
+          actions: [{ op: "download", path: q, remote: r, replace: lq, follows: p }],
+          final: "file",
+        });
+      } else {
+        const copy = aside(q, r.device);
+        out.set(q, {
+          actions: [
+            { op: "download", path: copy, remote: r, replace: null, follows: p },
+            { op: "upload", path: q, local: lq, baseVersion: 0 },
+          ],
+          final: "file",
+        });
+      }
+    }
+  }
+  return out;
+}
+
 const PHASE: Record<Action["op"], number> = {
   moveAside: 0,
   mkdirLocal: 1,
-  download: 2,
-  deleteLocal: 3,
-  setBase: 4,
-  mkdirRemote: 5,
-  upload: 6,
-  deleteRemote: 7,
+  moveLocal: 2,
+  download: 3,
+  setMeta: 3,
+  deleteLocal: 4,
+  setBase: 5,
+  mkdirRemote: 6,
+  upload: 7,
+  deleteRemote: 8,
 };
 
 function depth(path: string): number {
@@ -271,10 +407,12 @@ export function reconcile(input: ReconcileInput): Action[] {
     return name;
   };
   const decisions = new Map<string, Decision>();
+  const follow = editsFollowMoves(base, local, remote, aside);
   for (const path of [...paths].sort()) {
     decisions.set(
       path,
-      decidePath(path, base.get(path), local.get(path), remote.get(path), aside, device),
+      follow.get(path) ??
+        decidePath(path, base.get(path), local.get(path), remote.get(path), aside, device),
     );
   }
   // Every ancestor of something that survives must end as a directory on both sides.

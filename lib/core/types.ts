@@ -25,6 +25,11 @@ export interface RemoteEntry {
   /** Modification time, milliseconds since the epoch. */
   mtime: number;
   exec: boolean;
+  /**
+   * Permission bits (rwx for user, group, other: at most 0o777) of a file; absent (older
+   * devices, directories): 0o755 with `exec`, else 0o644. `exec` always agrees with it.
+   */
+  mode?: number;
   /** SHA-256 of the whole content (hex); "" for directories and tombstones. */
   hash: string;
   /** Ordered chunk list; empty for directories, tombstones and empty files. */
@@ -43,6 +48,8 @@ export interface BaseEntry {
   /** Local mtime (ms) observed when the path was last synced; used to skip rehashing. */
   mtime: number;
   exec: boolean;
+  /** Permission bits when synced (see {@link RemoteEntry.mode}). */
+  mode?: number;
   hash: string;
   chunks: ChunkRef[];
   /**
@@ -59,6 +66,8 @@ export interface LocalEntry {
   size: number;
   mtime: number;
   exec: boolean;
+  /** Permission bits (see {@link RemoteEntry.mode}); on Windows, those of the base. */
+  mode?: number;
   hash?: string;
   chunks?: ChunkRef[];
   /** Inode number, where the OS has one (see {@link BaseEntry.ino}). */

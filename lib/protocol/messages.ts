@@ -125,6 +125,19 @@ export function kind(h: Record<string, unknown>, k: string): Kind {
   return v;
 }
 
+/**
+ * Reads the optional permission bits of a file (`mode`, at most 0o777) and the `exec` bit, which
+ * must agree with them; without `mode` (an older peer), `exec` alone.
+ */
+export function modeFields(o: Record<string, unknown>): { exec: boolean; mode?: number } {
+  const exec = bool(o, "exec");
+  if (o.mode === undefined || o.mode === null) return { exec };
+  const mode = int(o, "mode");
+  if (mode > 0o777) bad("mode", "holds bits other than rwx for user, group and other");
+  if (((mode & 0o100) !== 0) !== exec) bad("mode", "disagrees with exec");
+  return { exec, mode };
+}
+
 /** Reads an object field. */
 export function obj(v: unknown, field: string): Record<string, unknown> {
   if (typeof v !== "object" || v === null || Array.isArray(v)) bad(field);
@@ -152,7 +165,7 @@ export function parseRemoteEntry(v: unknown): RemoteEntry {
     version: int(o, "version"),
     size,
     mtime: int(o, "mtime"),
-    exec: bool(o, "exec"),
+    ...modeFields(o),
     hash: o.hash === "" ? "" : hash(o, "hash"),
     chunks: chunkList(o.chunks, "chunks"),
     device: str(o, "device", 200),

@@ -32,6 +32,22 @@ export interface BlobStore {
   get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null>;
   /** Deletes a chunk (garbage collection). Missing chunks are ignored. */
   delete(account: string, hash: string): Promise<void>;
+  /** Deletes every chunk of `account` (`cloud-server delete-account`); idempotent. */
+  deleteAccount(account: string): Promise<void>;
+}
+
+/** Throws unless `account` is a well-formed account id (it becomes a path). */
+export function checkAccountId(account: string): void {
+  if (!/^[0-9a-z]{1,64}$/.test(account)) {
+    throw new Error(`Cannot address account: invalid id ${JSON.stringify(account)}`);
+  }
+}
+
+/** Removes `dir` and everything in it; nothing there is fine. */
+export async function removeTree(dir: string): Promise<void> {
+  await Deno.remove(dir, { recursive: true }).catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
 }
 
 /** `data` itself, or copied into `into` when given (null when the lengths differ). */
@@ -50,13 +66,17 @@ export class FsBlobStore implements BlobStore {
   readonly #root: string;
   readonly #tmp: string;
 
-  constructor(dataDir: string) {
+  /**
+   * `admin`: opened by an admin command beside a possibly running server, whose writes in
+   * progress in `DATA/tmp/` must not be mistaken for a crash's leftovers.
+   */
+  constructor(dataDir: string, opts: { admin?: boolean } = {}) {
     this.#root = join(dataDir, "blobs");
     this.#tmp = join(dataDir, "tmp");
     Deno.mkdirSync(this.#root, { recursive: true });
     Deno.mkdirSync(this.#tmp, { recursive: true });
     // Leftovers of writes cut by a crash are never referenced: remove them.
-    for (const e of Deno.readDirSync(this.#tmp)) {
+    for (const e of opts.admin ? [] : Deno.readDirSync(this.#tmp)) {
       try {
         Deno.removeSync(join(this.#tmp, e.name));
       } catch { /* raced with nothing: ignore */ }
@@ -93,6 +113,11 @@ export class FsBlobStore implements BlobStore {
     await Deno.remove(this.#path(account, hash)).catch((e) => {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     });
+  }
+
+  async deleteAccount(account: string): Promise<void> {
+    checkAccountId(account);
+    await removeTree(join(this.#root, account));
   }
 }
 
@@ -143,6 +168,11 @@ export class SqliteBlobStore implements BlobStore {
     return Promise.resolve();
   }
 
+  deleteAccount(account: string): Promise<void> {
+    this.#db.prepare("DELETE FROM small WHERE account = ?").run(account);
+    return Promise.resolve();
+  }
+
   close(): void {
     this.#db.close();
   }
@@ -158,10 +188,11 @@ export class TieredBlobStore implements BlobStore {
   readonly packs: PackBlobStore;
   readonly files: FsBlobStore;
 
-  constructor(dataDir: string) {
+  /** `admin`: see {@link FsBlobStore}'s constructor. */
+  constructor(dataDir: string, opts: { admin?: boolean } = {}) {
     this.small = new SqliteBlobStore(dataDir);
     this.packs = new PackBlobStore(dataDir);
-    this.files = new FsBlobStore(dataDir);
+    this.files = new FsBlobStore(dataDir, opts);
   }
 
   put(account: string, hash: string, data: Uint8Array): Promise<void> {
@@ -192,6 +223,12 @@ export class TieredBlobStore implements BlobStore {
     await this.small.delete(account, hash);
     await this.packs.delete(account, hash);
     await this.files.delete(account, hash);
+  }
+
+  async deleteAccount(account: string): Promise<void> {
+    await this.small.deleteAccount(account);
+    await this.packs.deleteAccount(account);
+    await this.files.deleteAccount(account);
   }
 
   close(): void {

@@ -28,6 +28,8 @@ export interface CommitItem {
   size: number;
   mtime: number;
   exec: boolean;
+  /** Permission bits of a file (absent: an older client; `exec` alone). */
+  mode?: number;
   hash: string;
   chunks: ChunkRef[];
 }
@@ -92,6 +94,18 @@ export interface DeviceSummary {
   revoked: boolean;
 }
 
+/** What an account holds: what `cloud-server delete-account` deletes. */
+export interface AccountFootprint {
+  devices: number;
+  /** Live files. */
+  files: number;
+  /** Kept (replaced or deleted) versions. */
+  versions: number;
+  /** Indexed chunks, and their stored bytes. */
+  chunks: number;
+  storedBytes: number;
+}
+
 /** Metadata storage behind the sync logic. Implementations must make `commit` atomic. */
 export interface MetaStore {
   createAccount(serialHash: string): string;
@@ -141,6 +155,15 @@ export interface MetaStore {
   devices(account: string): DeviceSummary[];
   /** Marks a device of `account` revoked; false if `account` has no such device. */
   revokeDevice(account: string, deviceId: string): boolean;
+  /** Renames a device of `account`; false if `account` has no such device. */
+  renameDevice(account: string, deviceId: string, name: string): boolean;
+  /** What `account` holds; null if there is no such account. */
+  accountFootprint(account: string): AccountFootprint | null;
+  /**
+   * Deletes `account` and all its rows (devices, entries, kept versions, chunk index) in one
+   * transaction; false if there is no such account. The chunk bytes are the blob store's.
+   */
+  deleteAccount(account: string): boolean;
   /** True if the device is revoked or unknown (checked on every request of a session). */
   deviceRevoked(deviceId: string): boolean;
   /** Sum of the stored (as sent, maybe compressed) bytes of the chunks of `account`. */
@@ -175,6 +198,7 @@ interface EntryRow {
   size: number;
   mtime: number;
   exec: number;
+  mode: number | null;
   hash: string;
   chunks: string;
   device: string;
@@ -189,6 +213,7 @@ function rowToEntry(r: EntryRow): RemoteEntry {
     size: Number(r.size),
     mtime: Number(r.mtime),
     exec: r.exec === 1,
+    ...(r.mode !== null && r.mode !== undefined ? { mode: Number(r.mode) } : {}),
     hash: r.hash,
     chunks: JSON.parse(r.chunks) as ChunkRef[],
     device: r.device,
@@ -233,6 +258,13 @@ export class SqliteMetaStore implements MetaStore {
     this.#db = new DatabaseSync(join(dataDir, "meta.db"));
     this.#db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;");
     this.#db.exec(SCHEMA);
+    // Schema additions since the first release, for databases made by an older server.
+    for (const table of ["entries", "versions"]) {
+      const cols = this.#db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+      if (!cols.some((c) => c.name === "mode")) {
+        this.#db.exec(`ALTER TABLE ${table} ADD COLUMN mode INTEGER`);
+      }
+    }
     const p = (sql: string) => this.#db.prepare(sql);
     this.#q = {
       entry: p("SELECT * FROM entries WHERE account = ? AND path = ?"),
@@ -240,13 +272,14 @@ export class SqliteMetaStore implements MetaStore {
         "SELECT 1 FROM entries WHERE account = ? AND path > ? AND path < ? AND deleted = 0 LIMIT 1",
       ),
       upsert: p(`INSERT INTO entries(account, path, kind, deleted, version, size, mtime, exec, hash,
-        chunks, device) VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(account, path) DO UPDATE SET
-        kind=excluded.kind, deleted=excluded.deleted, version=excluded.version, size=excluded.size,
-        mtime=excluded.mtime, exec=excluded.exec, hash=excluded.hash, chunks=excluded.chunks,
-        device=excluded.device`),
+        chunks, device, mode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(account, path) DO UPDATE
+        SET kind=excluded.kind, deleted=excluded.deleted, version=excluded.version,
+        size=excluded.size, mtime=excluded.mtime, exec=excluded.exec, hash=excluded.hash,
+        chunks=excluded.chunks, device=excluded.device, mode=excluded.mode`),
       keep: p(`INSERT INTO versions(account, path, kind, deleted, version, size, mtime, exec, hash,
-        chunks, device, replaced) SELECT account, path, kind, deleted, version, size, mtime, exec,
-        hash, chunks, device, ? FROM entries WHERE account = ? AND path = ? AND deleted = 0`),
+        chunks, device, replaced, mode) SELECT account, path, kind, deleted, version, size, mtime,
+        exec, hash, chunks, device, ?, mode FROM entries WHERE account = ? AND path = ?
+        AND deleted = 0`),
       nextSeq: p("UPDATE accounts SET seq = seq + 1 WHERE id = ? RETURNING seq"),
       seq: p("SELECT seq FROM accounts WHERE id = ?"),
       changes: p(
@@ -408,6 +441,7 @@ export class SqliteMetaStore implements MetaStore {
       item.hash,
       JSON.stringify(item.chunks),
       device,
+      item.kind === "file" && !item.deleted && item.mode !== undefined ? item.mode : null,
     );
     return version;
   }
@@ -639,6 +673,40 @@ export class SqliteMetaStore implements MetaStore {
       account,
     );
     return Number(r.changes) === 1;
+  }
+
+  renameDevice(account: string, deviceId: string, name: string): boolean {
+    const r = this.#db.prepare("UPDATE devices SET name = ? WHERE id = ? AND account = ?").run(
+      name,
+      deviceId,
+      account,
+    );
+    return Number(r.changes) === 1;
+  }
+
+  accountFootprint(account: string): AccountFootprint | null {
+    if (!this.hasAccount(account)) return null;
+    const n = (sql: string) =>
+      Number((this.#db.prepare(sql).get(account) as { n: number | bigint }).n);
+    return {
+      devices: n("SELECT COUNT(*) AS n FROM devices WHERE account = ?"),
+      files: n(
+        "SELECT COUNT(*) AS n FROM entries WHERE account = ? AND deleted = 0 AND kind = 'file'",
+      ),
+      versions: n("SELECT COUNT(*) AS n FROM versions WHERE account = ?"),
+      chunks: n("SELECT COUNT(*) AS n FROM chunks WHERE account = ?"),
+      storedBytes: this.storedBytes(account),
+    };
+  }
+
+  deleteAccount(account: string): boolean {
+    return transaction(this.#db, () => {
+      for (const table of ["devices", "entries", "versions", "chunks"]) {
+        this.#db.prepare(`DELETE FROM ${table} WHERE account = ?`).run(account);
+      }
+      return Number(this.#db.prepare("DELETE FROM accounts WHERE id = ?").run(account).changes) ===
+        1;
+    }, true);
   }
 
   deviceRevoked(deviceId: string): boolean {

@@ -16,10 +16,10 @@
  */
 
 import { transaction } from "../util/sqlite_tx.ts";
-import { join } from "node:path";
+import { join, sep as SEP } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
-import type { BlobStore } from "./blob_store.ts";
+import { type BlobStore, checkAccountId, removeTree } from "./blob_store.ts";
 
 /** Pack files kept open for reading (a download reads many chunks of the same few packs). */
 const OPEN_PACKS = 16;
@@ -215,6 +215,16 @@ export class PackBlobStore implements BlobStore {
       this.#drop(path);
       await Deno.remove(path).catch(() => {});
     }
+  }
+
+  async deleteAccount(account: string): Promise<void> {
+    checkAccountId(account);
+    // The index first: no row may point into a removed pack.
+    this.#db.prepare("DELETE FROM packed WHERE account = ?").run(account);
+    const dir = join(this.#root, account);
+    for (const path of [...this.#open.keys()]) if (path.startsWith(dir + SEP)) this.#drop(path);
+    this.#dirs.delete(dir);
+    await removeTree(dir);
   }
 
   close(): void {

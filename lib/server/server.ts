@@ -38,7 +38,9 @@ import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
 import { type FrontConn, TlsFront } from "../transport/tls_front.ts";
 import {
   loadCertificateFiles,
-  loadOrCreateCertificate,
+  newCertificate,
+  readCertificate,
+  saveCertificate,
   type ServerCertificate,
 } from "../transport/tls_cert.ts";
 
@@ -68,6 +70,7 @@ export interface RunningServer {
 }
 
 /**
+/**
  * The data directory and its databases are the server user's only (0700 / 0600), also in a data
  * directory made by an older version: other local users must not read any account's content.
  * (The server sets its umask to 077 too, so everything created later is private as well.)
@@ -85,32 +88,40 @@ function restrictDataDir(dataDir: string): void {
   }
 }
 
-/** Opens the data directory and starts listening. Throws a clear error if the port is taken. */
+/**
+ * Starts listening, then opens the data directory. Throws a clear error if the port is taken; a
+ * start that fails leaves no new data directory or TLS key behind (a new certificate is saved
+ * only once the server listens with it).
+ */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => console.log(line));
-  restrictDataDir(opts.dataDir);
-  const meta = new SqliteMetaStore(opts.dataDir);
-  const blobs = new TieredBlobStore(opts.dataDir);
   const hub = new Hub();
-  let listener: TlsFront;
-  let certificate: ServerCertificate;
+  const certificate: ServerCertificate = opts.certFile !== undefined && opts.keyFile !== undefined
+    ? await loadCertificateFiles(opts.certFile, opts.keyFile)
+    : await readCertificate(opts.dataDir) ?? await newCertificate(opts.dataDir);
+  const listener = new TlsFront({
+    hostname: opts.hostname,
+    port: opts.port,
+    certificate,
+    onStranger: (from) => {
+      if (logLimit.allow("stranger")) {
+        log(`Closed a connection to the internal TLS port from ${from}: not made by this server`);
+      }
+    },
+  });
+  const existed = await Deno.stat(opts.dataDir).then(() => true, () => false);
+  let meta: SqliteMetaStore | null = null;
+  let blobs: TieredBlobStore | null = null;
   try {
-    certificate = opts.certFile !== undefined && opts.keyFile !== undefined
-      ? await loadCertificateFiles(opts.certFile, opts.keyFile)
-      : await loadOrCreateCertificate(opts.dataDir);
-    listener = new TlsFront({
-      hostname: opts.hostname,
-      port: opts.port,
-      certificate,
-      onStranger: (from) => {
-        if (logLimit.allow("stranger")) {
-          log(`Closed a connection to the internal TLS port from ${from}: not made by this server`);
-        }
-      },
-    });
+    restrictDataDir(opts.dataDir);
+    meta = new SqliteMetaStore(opts.dataDir);
+    blobs = new TieredBlobStore(opts.dataDir);
+    if (certificate.created) await saveCertificate(opts.dataDir, certificate);
   } catch (e) {
-    meta.close();
-    blobs.close();
+    await listener.close();
+    meta?.close();
+    blobs?.close();
+    if (!existed) await Deno.remove(opts.dataDir, { recursive: true }).catch(() => {});
     throw e;
   }
   const limits: ServerLimits = {

@@ -25,6 +25,7 @@ import {
   MAX_COMMIT,
   MAX_HAVE,
   maxChunksFor,
+  modeFields,
   obj,
   PROGRAM_VERSION,
   PROTOCOL_VERSION,
@@ -166,8 +167,8 @@ export interface ServerContext {
   logLimit: LogLimiter;
 }
 
-/** Requests allowed before signing in. */
-const SIGN_IN = new Set(["register", "enroll", "auth"]);
+/** Requests allowed only before signing in. */
+const SIGN_IN = new Set(["register", "enroll", "auth", "checkSerial"]);
 
 const EMPTY = new Uint8Array(0);
 
@@ -351,6 +352,10 @@ export class Session {
         return this.#enroll(h);
       case "auth":
         return this.#auth(h);
+      case "checkSerial":
+        return this.#checkSerial(h);
+      case "setDeviceName":
+        return this.#setDeviceName(h);
       case "changes":
         return this.#changes(h);
       case "have":
@@ -470,16 +475,20 @@ export class Session {
     return this.#newAccount(name, "");
   }
 
-  #enroll(h: Record<string, unknown>): Message {
-    const name = deviceName(h, "device");
+  /**
+   * The account of the request's serial code; unknown ones count as failed attempts (of the
+   * address group, and of the server-wide budget: once it is spent, nothing is checked until it
+   * refills). With `invites`, an unused invite code (`cloud-server invite`) is used up instead
+   * and null returned: the caller makes a new account.
+   */
+  #serialAccount(h: Record<string, unknown>, what: string, invites = false): string | null {
     const serial = normalizeSerial(str(h, "serial", 200));
-    this.#checkThrottle("enrollment");
+    this.#checkThrottle(what);
     const global = this.#ctx.failedEnrollGlobal;
-    // The server-wide budget of failed enrollments is spent: nothing is checked until it refills.
     if (global && global.peek("*") > 0) {
       if (this.#ctx.logLimit.allow("enroll *")) {
         this.#ctx.log(
-          `Refused enrollment from ${this.#remote} without checking: too many failed enrollments on this server`,
+          `Refused ${what} from ${this.#remote} without checking: too many failed enrollments on this server`,
         );
       }
       throw throttledError(global.peek("*"), "too many failed attempts on this server");
@@ -487,22 +496,55 @@ export class Session {
     const hashed = serial ? secretHash(serial) : null;
     const account = hashed ? this.#ctx.meta.accountBySerialHash(hashed) : null;
     if (!account) {
-      // An invite code (`cloud-server invite`) makes a new account, even on a closed server.
-      if (hashed && this.#ctx.meta.useInvite(hashed)) {
-        return this.#newAccount(name, " with an invite code");
-      }
+      if (invites && hashed && this.#ctx.meta.useInvite(hashed)) return null;
       global?.take("*");
-      this.#failed("enrollment (unknown serial code)", null);
+      this.#failed(`${what} (unknown serial code)`, null);
       throw new ProtocolError(
         "bad-serial",
-        "Cannot join account: this serial code is not known to the server; check it (or run `cloud-server accounts` on the server)",
+        "Cannot join account: this serial code is not known to the server; check it, or print a new one on the server with `cloud-server reset-serial ACCOUNT`",
       );
     }
+    return account;
+  }
+
+  #enroll(h: Record<string, unknown>): Message {
+    const name = deviceName(h, "device");
+    const account = this.#serialAccount(h, "enrollment", true);
+    // An invite code makes a new account, even on a closed server.
+    if (account === null) return this.#newAccount(name, " with an invite code");
     const { deviceId, token } = this.#enrollDevice(account, name);
     this.#ctx.log(
       `Device "${escapeForLog(name)}" joined account ${account} from ${this.#remote}`,
     );
     return reply({ account, deviceId, token, seq: this.#ctx.meta.seq(account) });
+  }
+
+  /**
+   * Whether a serial code is the given account's, before signing in (an enrolled device given a
+   * serial code). Throttled and counted like `enroll`; tells the serial's holder nothing an
+   * enrollment would not.
+   */
+  #checkSerial(h: Record<string, unknown>): Message {
+    const claimed = str(h, "account", 64);
+    const account = this.#serialAccount(h, "serial check");
+    return reply({ sameAccount: account !== null && account === claimed });
+  }
+
+  /** Renames the signed-in device (`cloud-client --name` on an enrolled folder). */
+  #setDeviceName(h: Record<string, unknown>): Message {
+    const account = this.#requireAccount();
+    const name = deviceName(h, "device");
+    const device = this.#device!;
+    if (name !== device.name) {
+      this.#ctx.meta.renameDevice(account, device.id, name);
+      this.#ctx.log(
+        `Device ${device.id} of account ${account} renamed from "${
+          escapeForLog(device.name)
+        }" to "${escapeForLog(name)}"`,
+      );
+      device.name = name;
+    }
+    return reply({});
   }
 
   #auth(h: Record<string, unknown>): Message {
@@ -695,7 +737,7 @@ export class Session {
       version: 0,
       size,
       mtime: int(h, "mtime"),
-      exec: bool(h, "exec"),
+      ...modeFields(h),
       hash: hash(h, "hash"),
       chunks,
       device: this.#device!.name,
@@ -791,7 +833,7 @@ export class Session {
         deleted,
         size,
         mtime: int(o, "mtime"),
-        exec: bool(o, "exec"),
+        ...(isFile ? modeFields(o) : { exec: false }),
         hash: isFile ? hash(o, "hash") : "",
         chunks: isFile ? chunkList(o.chunks, "chunks") : [],
       };

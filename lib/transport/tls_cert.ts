@@ -128,26 +128,55 @@ async function readIfExists(path: string): Promise<string | null> {
   }
 }
 
-/**
- * The server's own certificate: `DATA/tls/cert.pem` and `DATA/tls/key.pem`, created on first use
- * (key file mode 0600, folder 0700). The key is written before the certificate, so a crash
- * in between leaves no certificate and the next start simply creates a new pair.
- */
-export async function loadOrCreateCertificate(dataDir: string): Promise<ServerCertificate> {
+/** Where the server's own certificate and key live in `dataDir`. */
+function ownFiles(dataDir: string): { dir: string; certFile: string; keyFile: string } {
   const dir = join(dataDir, "tls");
-  const certFile = join(dir, "cert.pem");
-  const keyFile = join(dir, "key.pem");
+  return { dir, certFile: join(dir, "cert.pem"), keyFile: join(dir, "key.pem") };
+}
+
+/** The server's own certificate from `DATA/tls/`, or null if there is none yet. */
+export async function readCertificate(dataDir: string): Promise<ServerCertificate | null> {
+  const { certFile, keyFile } = ownFiles(dataDir);
   const cert = await readIfExists(certFile);
   const key = cert === null ? null : await readIfExists(keyFile);
-  if (cert !== null && key !== null) {
-    return { cert, key, fingerprint: checkedFingerprint(cert, certFile), certFile, created: false };
-  }
+  if (cert === null || key === null) return null;
+  return { cert, key, fingerprint: checkedFingerprint(cert, certFile), certFile, created: false };
+}
+
+/**
+ * A new self-signed certificate for `dataDir`, in memory only (`created: true`): the server
+ * listens with it first and {@link saveCertificate}s it only once it could, so a failed start
+ * leaves no key behind.
+ */
+export async function newCertificate(dataDir: string): Promise<ServerCertificate> {
+  const made = await createSelfSigned();
+  const { certFile } = ownFiles(dataDir);
+  return { ...made, fingerprint: pemFingerprint(made.cert), certFile, created: true };
+}
+
+/**
+ * Writes a {@link newCertificate} to `DATA/tls/` (key file mode 0600, folder 0700). The key is
+ * written before the certificate, so a crash in between leaves no certificate and the next start
+ * simply creates a new pair.
+ */
+export async function saveCertificate(dataDir: string, c: ServerCertificate): Promise<void> {
+  const { dir, certFile, keyFile } = ownFiles(dataDir);
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   if (Deno.build.os !== "windows") await Deno.chmod(dir, 0o700);
-  const made = await createSelfSigned();
-  await writeAtomic(keyFile, made.key, 0o600);
-  await writeAtomic(certFile, made.cert, 0o600);
-  return { ...made, fingerprint: pemFingerprint(made.cert), certFile, created: true };
+  await writeAtomic(keyFile, c.key, 0o600);
+  await writeAtomic(certFile, c.cert, 0o600);
+}
+
+/**
+ * The server's own certificate: `DATA/tls/cert.pem` and `DATA/tls/key.pem`, created (and saved)
+ * on first use.
+ */
+export async function loadOrCreateCertificate(dataDir: string): Promise<ServerCertificate> {
+  const found = await readCertificate(dataDir);
+  if (found) return found;
+  const made = await newCertificate(dataDir);
+  await saveCertificate(dataDir, made);
+  return made;
 }
 
 /** Reads an operator-provided certificate (chain) and key. Throws a one-line error. */

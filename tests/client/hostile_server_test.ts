@@ -36,10 +36,16 @@ function entry(path: string, content: string, version: number, claimed?: string)
 }
 
 /**
- * A fake server: serves `entries` and the bytes in `blobs` (by hash), accepts nothing else;
- * `z`: the bytes are zstd and flagged so (size taken from the entries, as a hostile server would).
+ * A fake server: serves `entries` and the bytes in `blobs` (by hash), accepts nothing else.
+ * `beforeChunks` runs before chunks are sent (what a local attacker does meanwhile); `z`: the
+ * bytes are zstd and flagged so (size taken from the entries, as a hostile server would).
  */
-function fakeServer(entries: RemoteEntry[], blobs: Map<string, Uint8Array>, z = false): Peer {
+function fakeServer(
+  entries: RemoteEntry[],
+  blobs: Map<string, Uint8Array>,
+  beforeChunks: () => void = () => {},
+  z = false,
+): Peer {
   const request = (h: Record<string, unknown>) => {
     if (h.t === "changes") {
       return Promise.resolve({
@@ -48,6 +54,7 @@ function fakeServer(entries: RemoteEntry[], blobs: Map<string, Uint8Array>, z = 
       });
     }
     if (h.t === "getMany" || h.t === "get") {
+      beforeChunks();
       const hashes = (h.hashes as string[] | undefined) ?? [h.hash as string];
       const parts = hashes.map((x) => blobs.get(x) ?? new Uint8Array());
       const body = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -134,6 +141,47 @@ Deno.test("a hostile server cannot make the client write outside its folder", as
   }
 });
 
+Deno.test("a folder swapped for a symlink while its files download receives nothing", async () => {
+  // A local attacker who can write into the folder replaces `d` (checked before the download)
+  // by a symlink to a folder outside, while the file's chunks are on their way.
+  const top = await Deno.makeTempDir({ prefix: "cloudsync-swap-" });
+  const root = join(top, "folder");
+  const outside = join(top, "outside");
+  await Deno.mkdir(join(root, ".cloudsync", "tmp"), { recursive: true });
+  await Deno.mkdir(join(root, "d"));
+  await Deno.mkdir(outside);
+  const state = new StateDb(join(root, ".cloudsync"));
+  const files = [entry("d/small.txt", "small", 1), entry("d/other.txt", "other", 2)];
+  const blobs = new Map(
+    files.map((e, i) => [e.chunks[0]!.hash, enc.encode(["small", "other"][i]!)]),
+  );
+  let swapped = false;
+  const swap = () => {
+    if (swapped) return;
+    swapped = true;
+    Deno.renameSync(join(root, "d"), join(root, "d-away"));
+    Deno.symlinkSync(outside, join(root, "d"));
+  };
+  try {
+    await syncPass({
+      peer: fakeServer(files, blobs, swap),
+      root,
+      tmpDir: join(root, ".cloudsync", "tmp"),
+      state,
+      device: "me",
+      stats: newStats(),
+      log: () => {},
+      warn: () => {},
+      platform: { caseInsensitive: false, windowsNames: false },
+    }).catch(() => {}); // the fake server accepts no commit
+    assert.ok(swapped, "the download never asked for its chunks");
+    assert.deepEqual([...Deno.readDirSync(outside)].map((e) => e.name), []);
+  } finally {
+    state.close();
+    await Deno.remove(top, { recursive: true });
+  }
+});
+
 Deno.test("a hostile server's impossible chunks are refused before anything is allocated", async () => {
   const top = await Deno.makeTempDir({ prefix: "cloudsync-hostile-" });
   const root = join(top, "folder");
@@ -156,7 +204,7 @@ Deno.test("a hostile server's impossible chunks are refused before anything is a
   const liarEntry = { ...liar, size: 10 };
   try {
     await syncPass({
-      peer: fakeServer([bomb, liarEntry, fine], blobs, true),
+      peer: fakeServer([bomb, liarEntry, fine], blobs, () => {}, true),
       root,
       tmpDir: join(root, ".cloudsync", "tmp"),
       state,

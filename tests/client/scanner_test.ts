@@ -32,7 +32,15 @@ Deno.test("scan rehashes only what changed since the base", async (t) => {
     await write("replaced.txt", "BBBB"); // same size, same mtime, other inode
     await Deno.writeTextFile(join(root, "grown.txt"), "ccccc");
     const hasInodes = typeof (await Deno.stat(join(root, "same.txt"))).ino === "number";
-    const again = await scan(root, base);
+    // A file changed a moment ago is held back (it may still be being written) ...
+    const held = new Map();
+    const soon = await scan(root, base, { held });
+    await t.step("a file changed a moment ago is held, not read", () => {
+      assert.equal(soon.get("grown.txt"), undefined);
+      assert.equal(held.get("grown.txt")?.kind, "settling");
+    });
+    // ... and read once it has been still for a moment (here: the scan's clock is later).
+    const again = await scan(root, base, { now: Date.now() + 60_000 });
     await t.step("an unchanged file is not read", () => {
       assert.equal(again.get("same.txt")?.hash, undefined);
     });

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { FolderWatcher } from "../../lib/client/watcher.ts";
-import { waitFor } from "../e2e/harness.ts";
+import { createNonUtf8File, waitFor } from "../e2e/harness.ts";
 
 /** A started watcher on a new folder, with the callbacks it made so far. */
 function watched(): { root: string; calls: (string[] | null)[]; w: FolderWatcher } {
@@ -88,6 +88,34 @@ Deno.test("FolderWatcher closed while paused stays closed", async () => {
     await new Promise((r) => setTimeout(r, 200));
     assert.deepEqual(calls, []);
   } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("FolderWatcher survives a non-UTF-8 name and keeps reporting changes", async () => {
+  const root = Deno.makeTempDirSync({ prefix: "cloudsync-watch-" });
+  const calls: (string[] | null)[] = [];
+  const errors: string[] = [];
+  const w = new FolderWatcher(root, (paths) => calls.push(paths), {
+    debounceMs: 20,
+    onError: (m) => errors.push(m),
+  });
+  assert.equal(w.start(), true);
+  try {
+    await seen(root, calls, "before.txt");
+    for (let round = 0; round < 3; round++) {
+      calls.length = 0;
+      createNonUtf8File(root);
+      // The unreadable event asks for a full rescan (the scan finds what changed)...
+      await waitFor(() => calls.includes(null), () => `no rescan asked: ${calls}`, 5_000);
+      // ...and later changes are still reported one by one, at once.
+      await seen(root, calls, `after-${round}.txt`);
+      Deno.removeSync(join(root, `after-${round}.txt`));
+    }
+    assert.equal(errors.length, 1, `warned once, not per event: ${errors.join("\n")}`);
+    assert.match(errors[0]!, /invalid UTF-8/);
+  } finally {
+    w.close();
     Deno.removeSync(root, { recursive: true });
   }
 });

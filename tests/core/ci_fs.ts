@@ -80,14 +80,20 @@ export class CiFs {
   /**
    * Writes a file. `replace`: an existing file is overwritten in place and keeps its stored
    * case (what a replacing rename does on some file systems); otherwise it must not exist.
+   * `mtime`: the modification time to give it (a download's), else the fake clock's next tick.
    */
-  writeFile(p: string, content: string, replace = false): void {
+  writeFile(p: string, content: string, replace = false, mtime?: number): void {
     const there = this.get(p);
     if (there && !(replace && there.kind === "file")) throw new Error(`EEXIST: ${p}`);
     const parent = parentOf(p);
     if (parent !== "" && !this.exists(parent)) this.mkdir(parent);
     const path = there ? there.path : this.#join(this.#parentPath(p), nameOf(p));
-    this.#items.set(this.#key(path), { path, kind: "file", content, mtime: ++this.#clock });
+    this.#items.set(this.#key(path), {
+      path,
+      kind: "file",
+      content,
+      mtime: mtime ?? ++this.#clock,
+    });
   }
 
   /** Removes a file or an empty directory. */

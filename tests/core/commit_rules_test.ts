@@ -37,11 +37,11 @@ const dir = (version: number) => entry("dir", version);
 const tomb = (kind: "file" | "dir", version: number) => entry(kind, version, { deleted: true });
 
 function put(kind: "file" | "dir", baseVersion: number, hash = "h1", exec = false): ProposedChange {
-  return { deleted: false, kind, hash: kind === "dir" ? "" : hash, exec, baseVersion };
+  return { deleted: false, kind, hash: kind === "dir" ? "" : hash, exec, mtime: 0, baseVersion };
 }
 
 function del(kind: "file" | "dir", baseVersion: number): ProposedChange {
-  return { deleted: true, kind, hash: "", exec: false, baseVersion };
+  return { deleted: true, kind, hash: "", exec: false, mtime: 0, baseVersion };
 }
 
 const accept: CommitVerdict = { verdict: "accept" };

@@ -185,3 +185,38 @@ Deno.test("caseConflictName", async (t) => {
     });
   }
 });
+
+Deno.test("conflict copies of git's own files go where git does not look", async (t) => {
+  const when = new Date(Date.UTC(2026, 0, 2, 3, 4, 5));
+  const none = () => false;
+  const rows: [string, string, string][] = [
+    [
+      "a ref",
+      "proj/.git/refs/heads/main",
+      "proj/.git/cloudsync-conflicts/refs/heads/main (conflict from A 2026-01-02 030405)",
+    ],
+    [
+      "the index",
+      ".git/index",
+      ".git/cloudsync-conflicts/index (conflict from A 2026-01-02 030405)",
+    ],
+    [
+      "a file beside .git is not moved",
+      "proj/readme.txt",
+      "proj/readme (conflict from A 2026-01-02 030405).txt",
+    ],
+    [
+      "a folder named .git itself is not moved",
+      "proj/.git",
+      "proj/.git (conflict from A 2026-01-02 030405)",
+    ],
+    [
+      "a copy already in the conflicts folder stays there",
+      "proj/.git/cloudsync-conflicts/x",
+      "proj/.git/cloudsync-conflicts/x (conflict from A 2026-01-02 030405)",
+    ],
+  ];
+  for (const [name, path, want] of rows) {
+    await t.step(name, () => assert.equal(conflictName(path, "A", when, none), want));
+  }
+});

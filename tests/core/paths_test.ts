@@ -35,7 +35,9 @@ Deno.test("checkWirePath", async (t) => {
       ["a name of exactly 255 bytes is valid", longName, null],
       ["a path of exactly 4096 bytes is valid", longPath, null],
       ["a name that only starts like the private folder is valid", ".cloudsyncx/a", null],
-      ["the private folder name deeper down is valid", "a/.cloudsync", null],
+      // A sync folder nested in another must never leak its state or its device token.
+      ["the private folder name deeper down is rejected", "a/.cloudsync", /private/],
+      ["a file inside a nested private folder is rejected", "a/b/.CloudSync/x", /private/],
       ["the empty path is rejected", "", /it is empty/],
       ["an absolute path with a slash is rejected", "/etc/passwd", /it is absolute/],
       ["an absolute path with a backslash is rejected", "\\x", /it is absolute/],

@@ -54,6 +54,12 @@ function lFile(path: string, hash: string, exec = false): LocalEntry {
   return { path, kind: "file", size: 2, mtime: 200, exec, hash, chunks: chunks(hash) };
 }
 
+/** `l` with another modification time (and, given, permission bits). */
+function lAt(l: LocalEntry, mtime: number, mode?: number): LocalEntry {
+  const out = { ...l, mtime };
+  return mode === undefined ? out : { ...out, mode, exec: (mode & 0o100) !== 0 };
+}
+
 function lDir(path: string): LocalEntry {
   return { path, kind: "dir", size: 0, mtime: 0, exec: false };
 }
@@ -225,10 +231,10 @@ Deno.test("reconcile: one path with no base", async (t) => {
       expected: [mkdirLocal(D, rDir(D, 5))],
     },
     {
-      name: "the same file created on both sides is only recorded in the base",
-      local: [lFile(F, "h1")],
+      name: "the same file (and time) created on both sides is only recorded in the base",
+      local: [lAt(lFile(F, "h1"), 300)],
       remote: [rFile(F, 5, "h1")],
-      expected: [agree(rFile(F, 5, "h1"), lFile(F, "h1"))],
+      expected: [agree(rFile(F, 5, "h1"), lAt(lFile(F, "h1"), 300))],
     },
     {
       name: "different files created on both sides: the local one is set aside, the remote one " +
@@ -312,9 +318,9 @@ Deno.test("reconcile: one path that was a file in the base", async (t) => {
     {
       name: "identical edits on both sides are only recorded in the base (no conflict)",
       base,
-      local: [lFile(F, "h1")],
+      local: [lAt(lFile(F, "h1"), 300)],
       remote: [rFile(F, 2, "h1")],
-      expected: [agree(rFile(F, 2, "h1"), lFile(F, "h1"))],
+      expected: [agree(rFile(F, 2, "h1"), lAt(lFile(F, "h1"), 300))],
     },
     {
       name: "different edits on both sides: the local edit is set aside and the remote downloaded",
@@ -465,9 +471,9 @@ Deno.test("reconcile: one path that was a directory in the base", async (t) => {
     {
       name: "a directory replaced by the same file on both sides is only recorded in the base",
       base,
-      local: [lFile(D, "h1")],
+      local: [lAt(lFile(D, "h1"), 300)],
       remote: [rFile(D, 2, "h1")],
-      expected: [agree(rFile(D, 2, "h1"), lFile(D, "h1"))],
+      expected: [agree(rFile(D, 2, "h1"), lAt(lFile(D, "h1"), 300))],
     },
     {
       name: "a directory replaced by different files on both sides: the local one is set aside",
@@ -731,4 +737,118 @@ Deno.test("reconcile: action order", async (t) => {
     const same = [upload(lFile("b", "h1"), 0), upload(lFile("a", "h1"), 0)];
     assert.deepEqual(orderActions(same), same);
   });
+});
+
+Deno.test("reconcile: modification time and permissions follow the three-way rule", async (t) => {
+  const base = [bFile(F, 2)];
+  const setMeta = (r: RemoteEntry, expect: LocalEntry): Action => ({
+    op: "setMeta",
+    path: r.path,
+    remote: r,
+    expect,
+  });
+  const touched = lAt(lFile(F, "h0"), 500); // rehashed: same content, new time
+  const private_ = lAt(lFile(F, "h0"), 100, 0o600); // rehashed: same content and time, new mode
+  const rTouched = { ...rFile(F, 3, "h0"), mtime: 700 };
+  await runRows(t, [
+    {
+      name: "a time-only change here is sent (metadata only)",
+      base,
+      local: [touched],
+      remote: [rFile(F, 2)],
+      expected: [upload(touched, 2)],
+    },
+    {
+      name: "a permissions-only change here is sent",
+      base,
+      local: [private_],
+      remote: [rFile(F, 2)],
+      expected: [upload(private_, 2)],
+    },
+    {
+      name: "a metadata-only change there is applied here, without moving content",
+      base,
+      local: [lSame(F)],
+      remote: [rTouched],
+      expected: [setMeta(rTouched, lSame(F))],
+    },
+    {
+      name: "both changed the time, same content: the newer time wins (there)",
+      base,
+      local: [touched],
+      remote: [rTouched],
+      expected: [setMeta(rTouched, touched)],
+    },
+    {
+      name: "both changed the time, same content: the newer time wins (here)",
+      base,
+      local: [lAt(touched, 900)],
+      remote: [rTouched],
+      expected: [upload(lAt(touched, 900), 3)],
+    },
+    {
+      name: "a content change there still downloads (not only metadata)",
+      base,
+      local: [lSame(F)],
+      remote: [rFile(F, 3, "h2")],
+      expected: [download(rFile(F, 3, "h2"), lSame(F))],
+    },
+  ]);
+});
+
+Deno.test("reconcile: an edit follows a move made on the other side", async (t) => {
+  const Q = "moved/f.txt";
+  const base = [bFile(F, 2)];
+  const rMoved = rFile(Q, 4); // the base content, now at Q on the server
+  const mine = lFile(F, "h1"); // edited here, still at F
+  await runRows(t, [
+    {
+      name: "moved there, edited here: the local file moves to the new path and is sent",
+      base,
+      local: [mine],
+      remote: [rMoved],
+      expected: [
+        { op: "moveLocal", path: F, to: Q, expect: mine },
+        upload({ ...mine, path: Q }, 4),
+      ],
+    },
+    {
+      name: "moved there, not edited here: an ordinary move (download + delete)",
+      base,
+      local: [lSame(F)],
+      remote: [rMoved],
+      expected: [download(rMoved, null), deleteLocal(lSame(F))],
+    },
+    {
+      name: "moved here, edited there: the edit is written at the new path, the old base follows",
+      base,
+      local: [{ ...lFile(Q, "h0"), mtime: 100 }],
+      remote: [rFile(F, 3, "h2")],
+      expected: [
+        {
+          op: "download",
+          path: Q,
+          remote: rFile(F, 3, "h2"),
+          replace: { ...lFile(Q, "h0"), mtime: 100 },
+          follows: F,
+        },
+      ],
+    },
+    {
+      name: "moved and edited here, edited there: the other edit lands beside it as a copy",
+      base: [{ ...bFile(F, 2), ino: 77 }],
+      local: [{ ...lFile(Q, "h1"), ino: 77 }],
+      remote: [rFile(F, 3, "h2")],
+      expected: [
+        {
+          op: "download",
+          path: aside(Q, OTHER),
+          remote: rFile(F, 3, "h2"),
+          replace: null,
+          follows: F,
+        },
+        upload({ ...lFile(Q, "h1"), ino: 77 }, 0),
+      ],
+    },
+  ]);
 });

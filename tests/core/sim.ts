@@ -413,10 +413,11 @@ export class SimDevice {
           exec: a.remote.exec,
           mtime: a.remote.mtime,
         });
-        if (a.path !== a.remote.path) this.#copiesSaved.add(a.path);
-        if (a.path === a.remote.path) {
-          this.#setBase(a.path, {
-            path: a.path,
+        if (a.path !== a.remote.path && a.replace === null) this.#copiesSaved.add(a.path);
+        if (a.path === a.remote.path || a.follows !== undefined) {
+          const path = a.follows ?? a.path;
+          this.#setBase(path, {
+            path,
             kind: "file",
             version: a.remote.version,
             size: content.length,
@@ -439,6 +440,42 @@ export class SimDevice {
         }
         this.fs.delete(a.path);
         this.#setBase(a.path, null);
+        return;
+      }
+      case "moveLocal": {
+        const n = this.fs.get(a.path);
+        if (
+          !n || !this.stillAsScanned(a.path, a.expect) || !this.stillAsScanned(a.to, null) ||
+          !this.parentsAreDirs(a.to)
+        ) {
+          report.deferred++;
+          return;
+        }
+        const parents = parentPaths(a.to);
+        const parent = parents[parents.length - 1];
+        if (parent !== undefined) this.mkdirp(parent);
+        this.fs.set(a.to, n);
+        this.fs.delete(a.path);
+        this.#setBase(a.path, null);
+        return;
+      }
+      case "setMeta": {
+        const n = this.fs.get(a.path);
+        if (!n || !this.stillAsScanned(a.path, a.expect)) {
+          report.deferred++;
+          return;
+        }
+        this.fs.set(a.path, { ...n, exec: a.remote.exec, mtime: a.remote.mtime });
+        this.#setBase(a.path, {
+          path: a.path,
+          kind: "file",
+          version: a.remote.version,
+          size: n.content.length,
+          mtime: a.remote.mtime,
+          exec: a.remote.exec,
+          hash: a.remote.hash,
+          chunks: a.remote.chunks,
+        });
         return;
       }
       case "setBase":
@@ -567,6 +604,10 @@ export function describe(a: Action): string {
       return `deleteLocal ${a.path}`;
     case "setBase":
       return `setBase ${a.path}${a.entry ? "@" + a.entry.version : " (forget)"}`;
+    case "setMeta":
+      return `setMeta ${a.path}@${a.remote.version}`;
+    case "moveLocal":
+      return `moveLocal ${a.path} -> ${a.to}`;
     case "upload":
       return `upload ${a.path} base ${a.baseVersion}`;
     case "mkdirRemote":

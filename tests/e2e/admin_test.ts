@@ -1,12 +1,17 @@
 /**
- * End to end: the server's admin subcommands (`accounts`, `reset-serial`) and `--help`.
+ * End to end: the server's admin subcommands (`accounts`, `reset-serial`, `delete-account`) and
+ * `--help`; admin commands create nothing where there is no data, and a failed start leaves
+ * nothing behind.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import {
+  admin,
+  exists,
   Proc,
   put,
   ServerProc,
@@ -55,5 +60,162 @@ Deno.test("both commands print usage with --help and exit 0", opts, async () => 
     const p = new Proc(entry, [entry, "--help"]);
     assert.equal((await p.exited()).code, 0);
     assert.match(p.output(), /^Usage:/m);
+  }
+});
+
+/** Rows of `table` in the SQLite file `db` whose column `account` is `account`. */
+function rows(db: string, table: string, account: string, column = "account"): number {
+  const d = new DatabaseSync(db, { readOnly: true });
+  try {
+    return Number(
+      (d.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE ${column} = ?`).get(account) as {
+        n: number;
+      }).n,
+    );
+  } finally {
+    d.close();
+  }
+}
+
+Deno.test("delete-account removes an account and all its data, only with --yes", opts, async () => {
+  await using tmp = await tempDir();
+  const data = join(tmp.path, "data");
+  const a = join(tmp.path, "a");
+  const b = join(tmp.path, "b");
+  const big = new Uint8Array(3 * 1024 * 1024);
+  for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+  await put(a, "small.txt", "version 1\n");
+  await put(a, "big.bin", big);
+  await put(b, "b.txt", "account B\n");
+  const server = await ServerProc.start(data);
+  const [ca] = await startFirstClient("A", server.port, a);
+  const [cb] = await startFirstClient("B", server.port, b);
+  const procs: Proc[] = [server, ca, cb];
+  try {
+    await ca.waitForLine(/^Synced: 2 sent/);
+    await put(a, "small.txt", "version 2, the first one is kept as a version\n");
+    await ca.waitForLine(/^Synced: 1 sent/);
+    await cb.waitForLine(/^Synced: 1 sent/);
+    const account = JSON.parse(await Deno.readTextFile(join(a, ".cloudsync", "config.json")))
+      .account as string;
+    const other = JSON.parse(await Deno.readTextFile(join(b, ".cloudsync", "config.json")))
+      .account as string;
+    const meta = join(data, "meta.db");
+    const where: [string, string, string?][] = [
+      [meta, "accounts", "id"],
+      [meta, "devices"],
+      [meta, "entries"],
+      [meta, "versions"],
+      [meta, "chunks"],
+      [join(data, "small-chunks.db"), "small"],
+      [join(data, "packs.db"), "packed"],
+    ];
+    for (const [db, table, col] of where) {
+      assert.ok(rows(db, table, account, col) > 0, `${table} has rows of the account`);
+    }
+    assert.ok(await exists(join(data, "packs", account)));
+
+    // Without --yes: says what it would delete, deletes nothing, exit 1.
+    const dry = await admin(data, "delete-account", account);
+    assert.equal(dry.code, 1, dry.output);
+    assert.match(
+      dry.output,
+      new RegExp(
+        `^Would delete account ${account}: 1 device, 2 files, 1 kept version, \\d+ chunks \\(.+ stored\\)\\.$`,
+        "m",
+      ),
+    );
+    assert.match(dry.output, new RegExp(`cloud-server delete-account ${account} --yes`));
+    assert.ok(rows(meta, "entries", account) > 0);
+
+    const del = await admin(data, "delete-account", account, "--yes");
+    assert.equal(del.code, 0, del.output);
+    assert.match(del.output, new RegExp(`^Deleted account ${account}`, "m"));
+    for (const [db, table, col] of where) {
+      assert.equal(rows(db, table, account, col), 0, `${table} still has rows of the account`);
+    }
+    assert.equal(await exists(join(data, "packs", account)), false);
+    assert.equal(await exists(join(data, "blobs", account)), false);
+    // Its device is shut out; the other account is untouched and keeps syncing.
+    assert.equal(await ca.exitCode(), 1, ca.output());
+    assert.match(
+      ca.output(),
+      /^Cannot sign in: (the server does not know this device|this device was revoked)/m,
+    );
+    assert.ok(rows(meta, "entries", other) > 0);
+    await put(b, "b2.txt", "still syncing\n");
+    await cb.waitForLine(/^Synced: 1 sent/);
+    const check = await admin(data, "verify");
+    assert.equal(check.code, 0, check.output);
+    const gone = await admin(data, "delete-account", account, "--yes");
+    assert.equal(gone.code, 1);
+    assert.match(gone.output, /^Cannot delete account: no account /m);
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+  }
+});
+
+Deno.test("admin commands in a directory without data create nothing", opts, async () => {
+  await using tmp = await tempDir();
+  const data = join(tmp.path, "no-data-here");
+  for (
+    const args of [
+      ["accounts"],
+      ["devices", "0123456789"],
+      ["revoke-device", "0123456789", "0123456789"],
+      ["reset-serial", "0123456789"],
+      ["verify"],
+      ["delete-account", "0123456789", "--yes"],
+    ]
+  ) {
+    const p = await admin(data, ...args);
+    assert.equal(p.code, 1, p.output);
+    assert.equal(
+      p.output.trim().split("\n").length,
+      1,
+      `one line: ${p.output}`,
+    );
+    assert.match(
+      p.output,
+      new RegExp(`^Cannot [a-z ]+: no server data in ${data} \\(no meta\\.db\\); check --data$`),
+    );
+    assert.equal(await exists(data), false, `${args[0]} created ${data}`);
+  }
+});
+
+Deno.test("a failed server start leaves no data directory or TLS key behind", opts, async () => {
+  await using tmp = await tempDir();
+  const server = await ServerProc.start(join(tmp.path, "data"));
+  try {
+    const fresh = join(tmp.path, "fresh");
+    const kept = join(tmp.path, "kept");
+    await put(kept, "note.txt", "an existing directory\n");
+    const starts: [string[], number][] = [
+      [[String(server.port), "--host", "127.0.0.1", "--data", fresh], 1], // port in use
+      [[String(server.port), "--host", "127.0.0.1", "--data", kept], 1],
+      [["0", "--keep-days", "soon", "--data", fresh], 2],
+      [[
+        "0",
+        "--cert",
+        join(tmp.path, "no.pem"),
+        "--key",
+        join(tmp.path, "no.key"),
+        "--data",
+        fresh,
+      ], 1],
+    ];
+    for (const [args, code] of starts) {
+      const p = new Proc("server2", ["server.ts", ...args]);
+      assert.equal(await p.exitCode(), code, p.output());
+      assert.match(p.output(), /^Cannot /m);
+      assert.equal(await exists(fresh), false, `${args.join(" ")} left ${fresh}`);
+      assert.deepEqual(
+        [...Deno.readDirSync(kept)].map((e) => e.name),
+        ["note.txt"],
+        `${args.join(" ")} wrote into ${kept}`,
+      );
+    }
+  } finally {
+    await server.stop();
   }
 });

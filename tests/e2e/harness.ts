@@ -19,9 +19,17 @@ export class Proc {
   readonly #done: Promise<void>;
   #status: Deno.CommandStatus | null = null;
 
-  constructor(readonly name: string, args: string[], env: Record<string, string> = {}) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", ...args],
+  /** `as`: run as that unprivileged user (see {@link unprivileged}) instead of as this one. */
+  constructor(
+    readonly name: string,
+    args: string[],
+    env: Record<string, string> = {},
+    as?: Unprivileged,
+  ) {
+    const deno = [Deno.execPath(), "run", "--allow-all", ...args];
+    const [cmd, ...rest] = as ? as.wrap(deno) : deno;
+    this.child = new Deno.Command(cmd!, {
+      args: rest,
       cwd: ROOT,
       stdin: "null",
       stdout: "piped",
@@ -99,6 +107,23 @@ export class Proc {
   }
 
   /**
+   * Waits for the process to exit by itself and returns its exit code; one still running after
+   * `timeoutMs` is stopped and the wait fails with its output (a test never hangs on it).
+   */
+  async exitCode(timeoutMs = 20_000): Promise<number> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<null>((r) => timer = setTimeout(() => r(null), timeoutMs));
+    try {
+      const status = await Promise.race([this.exited(), late]);
+      if (status) return status.code;
+    } finally {
+      clearTimeout(timer);
+    }
+    await this.stop();
+    throw new Error(`${this.name}: still running after ${timeoutMs} ms. Output:\n${this.output()}`);
+  }
+
+  /**
    * Stops the process (SIGTERM by default; SIGKILL simulates a crash) and reaps it. A process
    * still running 10 s after SIGTERM gets it again (the product then exits at once), then SIGKILL
    * after 10 s more: a test never hangs on a process that does not stop.
@@ -128,6 +153,57 @@ export class Proc {
   }
 }
 
+/** A way to run a command as an unprivileged user (root's permission checks do not apply). */
+export interface Unprivileged {
+  uid: number;
+  gid: number;
+  /** The command line that runs `argv` as that user. */
+  wrap(argv: string[]): string[];
+}
+
+/**
+ * Runs commands as `nobody` when this process is root and `setpriv` exists, with a copy of Deno's
+ * npm cache that user can read (under `dir`, which must be removed by the caller). Returns a
+ * reason instead when privileges cannot be dropped here.
+ */
+export async function unprivileged(dir: string): Promise<Unprivileged | string> {
+  if (Deno.uid() !== 0) return "not running as root: cannot switch to another user";
+  const setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => {
+    try {
+      return Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+  if (!setpriv) return "setpriv is not installed";
+  const home = Deno.env.get("DENO_DIR") ??
+    join(Deno.env.get("HOME") ?? "/root", ".cache", "deno");
+  const denoDir = join(dir, "deno-dir");
+  await Deno.mkdir(denoDir, { recursive: true });
+  const cp = await new Deno.Command("cp", { args: ["-r", join(home, "npm"), denoDir] }).output();
+  if (!cp.success) return `cannot copy Deno's npm cache from ${home} for another user`;
+  const uid = 65534;
+  const gid = 65534;
+  await new Deno.Command("chown", { args: ["-R", `${uid}:${gid}`, dir] }).output();
+  return {
+    uid,
+    gid,
+    wrap: (argv) => [
+      setpriv,
+      `--reuid=${uid}`,
+      `--regid=${gid}`,
+      "--clear-groups",
+      "env",
+      `DENO_DIR=${denoDir}`,
+      `HOME=${denoDir}`,
+      argv[0]!,
+      argv[1]!,
+      "--cached-only",
+      ...argv.slice(2),
+    ],
+  };
+}
+
 /** A running server process. */
 export class ServerProc extends Proc {
   port = 0;
@@ -152,12 +228,12 @@ export function startClient(
   name: string,
   port: number,
   folder: string,
-  opts: { serial?: string; seconds?: number; env?: Record<string, string> } = {},
+  opts: { serial?: string; seconds?: number; env?: Record<string, string>; as?: Unprivileged } = {},
 ): Proc {
   const args = ["client.ts", "127.0.0.1", String(port), folder, String(opts.seconds ?? 2)];
   if (opts.serial) args.push(opts.serial);
   args.push("--name", name);
-  return new Proc(name, args, opts.env);
+  return new Proc(name, args, opts.env, opts.as);
 }
 
 /** Starts a registering client and returns it with the account's serial code. */
@@ -308,4 +384,32 @@ export async function put(root: string, path: string, data: string | Uint8Array)
   await Deno.mkdir(join(full, ".."), { recursive: true });
   if (typeof data === "string") await Deno.writeTextFile(full, data);
   else await Deno.writeFile(full, data);
+}
+
+/** Whether `path` exists (a symlink counts, followed or not). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs the admin command `cloud-server ARGS --data DATA` to its end: exit code and output. */
+export async function admin(
+  data: string,
+  ...args: string[]
+): Promise<{ code: number; output: string }> {
+  const p = new Proc(args[0] ?? "admin", ["server.ts", ...args, "--data", data]);
+  const code = await p.exitCode();
+  return { code, output: p.output() };
+}
+
+/** Creates a file whose name is the raw byte 0xFF (not UTF-8) in `dir`, through the shell. */
+export function createNonUtf8File(dir: string): void {
+  const r = new Deno.Command("sh", {
+    args: ["-c", `printf 'x' > "$1/bad-$(printf '\\377')-name"`, "sh", dir],
+  }).outputSync();
+  if (r.code !== 0) throw new Error(new TextDecoder().decode(r.stderr));
 }

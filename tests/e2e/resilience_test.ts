@@ -125,7 +125,7 @@ Deno.test("a server restart during a transfer loses nothing and sync resumes", o
     for (let i = 0; i < 50; i++) await put(a, `many/f${i}.txt`, `file ${i}\n`);
     await put(a, "big.bin", big);
     await server.stop("SIGKILL"); // crash the server mid-transfer
-    await ca.waitForLine(/Cannot sync with/);
+    await ca.waitForLine(/^Cannot connect to 127\.0\.0\.1:\d+: /);
     server = await ServerProc.start(data, port);
     await waitConverged([a, b], 60_000, [server, ...procs]);
     assert.equal((await tree(b)).size, 52);
@@ -152,6 +152,7 @@ Deno.test(
         c.output(),
         /^Cannot join account: this serial code is not known to the server/m,
       );
+      assert.match(c.output(), /`cloud-server reset-serial ACCOUNT`/);
       await assert.rejects(Deno.stat(folder), Deno.errors.NotFound);
     } finally {
       await server.stop();
@@ -192,7 +193,9 @@ Deno.test(
     const ca = startClient("A", port, a, { seconds: 1 });
     let server: ServerProc | null = null;
     try {
-      await ca.waitForLine(/Cannot reach server 127\.0\.0\.1:\d+/);
+      await ca.waitForLine(
+        /^Cannot connect to 127\.0\.0\.1:\d+: nothing is listening on that port/,
+      );
       server = await ServerProc.start(join(tmp.path, "data"), port);
       const m = await ca.waitForLine(/^Serial code: ([0-9A-Z-]+)$/);
       const b = join(tmp.path, "b");
@@ -290,6 +293,9 @@ Deno.test("a big file starts arriving on B before A has finished uploading it", 
     );
     assert.ok(earlyBytes > 0, "B had nothing of the file before A's upload was committed");
     await waitConverged([a, b], 60_000, procs);
+    // The summary counts the bytes that really crossed, those streamed early included.
+    const line = await cb.waitForLine(/^Synced: 1 received .*, ([\d.]+) MiB down/);
+    assert.ok(Number(line[1]) >= 190, `B said: ${line[0]}`);
   } finally {
     for (const p of procs.reverse()) await p.stop();
   }

@@ -107,3 +107,45 @@ Deno.test("SqliteMetaStore keeps a journal, kept versions and per-account isolat
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("SqliteMetaStore deletes one account whole and renames devices", {
+  sanitizeResources: true,
+}, async () => {
+  const dir = await Deno.makeTempDir();
+  const meta = new SqliteMetaStore(dir);
+  try {
+    const gone = meta.createAccount("serial-hash-gone");
+    const kept = meta.createAccount("serial-hash-kept");
+    for (const acct of [gone, kept]) {
+      meta.addChunk(acct, H1, 5, 5, false);
+      meta.addChunk(acct, H2, 5, 5, false);
+      meta.commit(acct, "A", [file("f.txt", H1, 0)]);
+      meta.commit(acct, "A", [file("f.txt", H2, meta.seq(acct))]); // keeps a version
+    }
+    const device = meta.addDevice(gone, "old name", "token-hash");
+    meta.addDevice(kept, "other", "token-hash-2");
+    assert.equal(meta.renameDevice(kept, device, "wrong account"), false);
+    assert.equal(meta.renameDevice(gone, device, "new name"), true);
+    assert.equal(meta.devices(gone)[0]?.name, "new name");
+    const before = meta.accountFootprint(kept);
+    assert.deepEqual(meta.accountFootprint(gone), {
+      devices: 1,
+      files: 1,
+      versions: 1,
+      chunks: 2,
+      storedBytes: 10,
+    });
+    assert.equal(meta.deleteAccount(gone), true);
+    assert.equal(meta.accountFootprint(gone), null);
+    assert.equal(meta.device(device), null);
+    assert.equal(meta.deviceRevoked(device), true);
+    assert.equal(meta.accountBySerialHash("serial-hash-gone"), null);
+    assert.deepEqual(meta.changes(gone, 0, 10), []);
+    assert.deepEqual(meta.accountIds(), [kept]);
+    assert.deepEqual(meta.accountFootprint(kept), before);
+    assert.equal(meta.deleteAccount(gone), false);
+  } finally {
+    meta.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
