@@ -12,7 +12,7 @@
  * - **after**: whether a new connection signs in within 5 s once the attack ended.
  *
  * Attacks from other loopback addresses (127.0.x.y) run in their own processes
- * (tests/e2e/hold_sockets.ts, tests/e2e/register_from.ts). Run alone (heavy on 2 cores, about
+ * (tests/e2e/attackers.ts). Run alone (heavy on 2 cores, about
  * three minutes): `deno run -A bench/attacks.ts [ONLY]` (ONLY: a substring of an attack's name).
  * Not part of the test suite.
  *
@@ -28,6 +28,7 @@ import type { Peer } from "../lib/protocol/peer.ts";
 import { encodeFrame, FrameReader, FrameType, HEADER_ZSTD } from "../lib/protocol/frame.ts";
 import { sha256Hex } from "../lib/chunk/hash.ts";
 import { SqliteMetaStore } from "../lib/server/meta_store.ts";
+import { fromAddresses, holdSockets } from "../tests/e2e/attackers.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const enc = new TextEncoder();
@@ -186,23 +187,6 @@ async function newConnectionWorks(): Promise<boolean> {
   return false;
 }
 
-/** Runs a helper of tests/e2e from loopback addresses `addrs` (its own process). */
-async function fromAddresses(script: string, args: string[], addrs: string[]): Promise<string[]> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      `--allow-net=127.0.0.1,${[...new Set(addrs)].join(",")}`,
-      `--allow-read=${certFile}`,
-      join(ROOT, "tests/e2e", script),
-      ...args,
-      ...addrs,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return new TextDecoder().decode(out.stdout).trim().split("\n");
-}
-
 /** `n` addresses spread over the /24s 127.0.`first`.x, 127.0.`first+1`.x, ... (`perGroup` each). */
 function addresses(first: number, n: number, perGroup: number): string[] {
   return Array.from(
@@ -359,35 +343,15 @@ await measure("2 bombs and waits after sign-in", async () => {
 
 // 3. Plain TCP sockets that never start TLS: 2,000 from 200 addresses in 8 /24s, held 8 s.
 await measure("3 sockets that never start TLS", async () => {
-  const addrs = addresses(10, 200, 25);
-  const holder = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      `--allow-net=127.0.0.1,${addrs.join(",")}`,
-      join(ROOT, "tests/e2e/hold_sockets.ts"),
-      String(port),
-      "2000",
-      ...addrs,
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const lines: string[] = [];
-  const reading = (async () => {
-    const dec = new TextDecoder();
-    for await (const c of holder.stdout) lines.push(...dec.decode(c).split("\n"));
-  })();
+  const holder = holdSockets(port, 2000, addresses(10, 200, 25));
   const t0 = now();
-  while (!lines.some((l) => l.startsWith("connected")) && now() - t0 < 30_000) await sleep(100);
+  while (!holder.connected() && now() - t0 < 30_000) await sleep(100);
   const connected = now() - t0;
   // Meanwhile, a new client is served.
   const during = await newConnectionWorks();
   await sleep(Math.max(0, 8000 - (now() - t0)));
-  const freed = lines.filter((l) => l.startsWith("ended ")).length;
-  await holder.stdin.close();
-  await holder.status;
-  await reading;
+  const freed = holder.closed();
+  await holder.stop();
   return `2000 sockets opened in ${
     Math.round(connected)
   } ms; a new client served during the flood: ${
@@ -582,15 +546,17 @@ await measure("7 sign-in abuse", async () => {
   d.peer.close();
   const guessAddrs = addresses(40, 100, 50);
   const guesses = await fromAddresses(
-    "register_from.ts",
-    [String(port), certFile, "enroll"],
+    port,
+    certFile,
+    "enroll",
     [...guessAddrs, ...guessAddrs, ...guessAddrs, ...guessAddrs, ...guessAddrs],
   );
   const checked = guesses.filter((l) => l.endsWith(" bad-serial")).length;
   const regAddrs = addresses(50, 30, 30);
   const regs = await fromAddresses(
-    "register_from.ts",
-    [String(port), certFile, "register"],
+    port,
+    certFile,
+    "register",
     Array.from({ length: 300 }, (_, i) => regAddrs[i % 30]!),
   );
   return `good device after 100 failures of a revoked one: ${

@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { tempDir, waitFor } from "./harness.ts";
+import { holdSockets } from "./attackers.ts";
 import { encodeFrame, FrameReader, FrameType } from "../../lib/protocol/frame.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
@@ -181,40 +182,27 @@ Deno.test(
     const pem = await Deno.readTextFile(join(data, "tls", "cert.pem"));
     assert.ok(await helloWorks(s.port, pem));
     const base = await s.stableFds();
-    const addrs = ["127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4"];
-    const attacker = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        `--allow-net=127.0.0.1,${addrs.join(",")}`,
-        join(ROOT, "tests/e2e/hold_sockets.ts"),
-        String(s.port),
-        "100",
-        ...addrs,
-      ],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const out: string[] = [];
-    const reading = (async () => {
-      const dec = new TextDecoder();
-      for await (const c of attacker.stdout) out.push(...dec.decode(c).split("\n"));
-    })();
+    const attacker = holdSockets(
+      s.port,
+      100,
+      ["127.0.1.1", "127.0.1.2", "127.0.1.3", "127.0.1.4"],
+    );
     try {
-      await waitFor(() => out.includes("connected 100"), () => out.join("\n"), 10_000);
+      await waitFor(() => attacker.connected(), () => attacker.lines.join("\n"), 10_000);
       await waitFor(() => s.fds() >= base + 100, () => `fds ${s.fds()}, base ${base}`, 5_000);
       // Meanwhile another client is served.
       assert.ok(await helloWorks(s.port, pem), helloErrors.slice(-1).join());
       // After the 5 s TLS deadline every socket is closed and freed on the server, although the
       // attacker still holds all of its ends.
-      const closed = () => out.filter((l) => l.startsWith("ended ")).length;
-      await waitFor(() => closed() === 100, () => `the server closed ${closed()} of 100`, 10_000);
+      await waitFor(
+        () => attacker.closed() === 100,
+        () => `the server closed ${attacker.closed()} of 100`,
+        10_000,
+      );
       await waitFor(() => s.fds() <= base + 2, () => `fds ${s.fds()}, base ${base}`, 5_000);
       assert.ok(s.lines.some((l) => /no TLS handshake within 5 s/.test(l)), s.lines.join("\n"));
     } finally {
-      await attacker.stdin.close();
-      await attacker.status;
-      await reading;
+      await attacker.stop();
       await s.stop();
     }
   },

@@ -16,16 +16,18 @@ import {
   closedWithin,
   errorCode,
   fileItem,
+  rawSignedIn,
   register,
   remoteError,
   requestFrame,
   testServer,
   writeAllTo,
 } from "./server_helper.ts";
-import { FrameReader, HEADER_ZSTD } from "../../lib/protocol/frame.ts";
+import { HEADER_ZSTD } from "../../lib/protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../../lib/protocol/messages.ts";
 import { sha256Hex } from "../../lib/chunk/hash.ts";
 import { SqliteMetaStore } from "../../lib/server/meta_store.ts";
+import { fromAddresses, holdSockets } from "../e2e/attackers.ts";
 import { secretHash } from "../../lib/server/session.ts";
 import { newSerial, normalizeSerial } from "../../lib/util/crockford.ts";
 
@@ -99,18 +101,7 @@ Deno.test(
     });
     const other = await register(s, "other");
     // Signed in, raw: a getMany {wait} whose header expands to 32 MiB.
-    const signedIn = async () => {
-      const c = await s.tls();
-      const reader = new FrameReader(c);
-      await writeAllTo(c, requestFrame(1, HELLO));
-      await reader.next();
-      await writeAllTo(
-        c,
-        requestFrame(2, { t: "auth", account: a.account, deviceId: a.deviceId, token: a.token }),
-      );
-      assert.equal((await reader.next())?.header.device, "A");
-      return c;
-    };
+    const signedIn = async () => (await rawSignedIn(s, a)).conn;
     const c = await signedIn();
     const t0 = performance.now();
     await writeAllTo(c, bombFrame(3, `{"t":"getMany","hashes":["${h}"],"wait":true`, 31));
@@ -156,41 +147,22 @@ Deno.test(
     await using s = await testServer({ maxConnectionsPerIp: 4, maxConnectionsPerGroup: 8 });
     // 18 sockets from 3 addresses of 127.0.1.0/24 that never start TLS (another process:
     // binding other loopback addresses needs permissions the test runner does not have).
-    const addrs = ["127.0.1.1", "127.0.1.2", "127.0.1.3"];
-    const attacker = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        `--allow-net=127.0.0.1,${addrs.join(",")}`,
-        new URL("../e2e/hold_sockets.ts", import.meta.url).pathname,
-        String(s.server.port),
-        "18",
-        ...addrs,
-      ],
-      stdin: "piped",
-      stdout: "piped",
-    }).spawn();
-    const out: string[] = [];
-    const reading = (async () => {
-      const dec = new TextDecoder();
-      for await (const c of attacker.stdout) out.push(...dec.decode(c).split("\n"));
-    })();
+    const attacker = holdSockets(s.server.port, 18, ["127.0.1.1", "127.0.1.2", "127.0.1.3"]);
     try {
-      const closed = () => out.filter((l) => l.startsWith("ended ")).length;
+      const closed = () => attacker.closed();
       const t0 = performance.now();
       // 8 fit in the /24's limit; the other 10 are closed at once, long before the 5 s TLS
       // deadline (plain TCP: freed at once).
       while (closed() < 10 && performance.now() - t0 < 3000) {
         await new Promise((r) => setTimeout(r, 20));
       }
-      assert.equal(closed(), 10, out.join(" "));
+      assert.equal(closed(), 10, attacker.lines.join(" "));
       assert.match(s.lines.join("\n"), /8 connections from 127\.0\.1\.0\/24 are open/);
       // Another /24 (this test's 127.0.0.1) is not affected.
       const a = await register(s, "A");
       await a.peer.request({ t: "changes", since: 0, limit: 1 });
     } finally {
-      await attacker.stdin.close();
-      await attacker.status;
-      await reading;
+      await attacker.stop();
     }
   },
 );
@@ -204,15 +176,7 @@ Deno.test(
     await using s = await testServer({ writeStallMs: 1000, tickMs: 100 });
     const a = await register(s, "A");
     // The watcher: signs in, watches, then never reads again.
-    const w = await s.tls();
-    const reader = new FrameReader(w);
-    await writeAllTo(w, requestFrame(1, HELLO));
-    await reader.next();
-    await writeAllTo(
-      w,
-      requestFrame(2, { t: "auth", account: a.account, deviceId: a.deviceId, token: a.token }),
-    );
-    await reader.next();
+    const { conn: w, reader } = await rawSignedIn(s, a);
     await writeAllTo(w, requestFrame(3, { t: "watch" }));
     await reader.next();
     // Big announces (each notice about 90 KB of chunk list) until the watcher is dropped.
@@ -271,15 +235,7 @@ Deno.test(
       await a.peer.request({ t: "commit", items });
     }
     // A connection of the account asks for 300 pages (about 90 MB) and never reads.
-    const w = await s.tls();
-    const reader = new FrameReader(w);
-    await writeAllTo(w, requestFrame(1, HELLO));
-    await reader.next();
-    await writeAllTo(
-      w,
-      requestFrame(2, { t: "auth", account: a.account, deviceId: a.deviceId, token: a.token }),
-    );
-    await reader.next();
+    const { conn: w } = await rawSignedIn(s, a);
     const asks = Array.from(
       { length: 300 },
       (_, i) => requestFrame(10 + i, { t: "changes", since: 0, limit: 2000 }),
@@ -427,29 +383,19 @@ Deno.test(
     // Registrations from other loopback addresses (their own process: binding them needs
     // permissions the test runner does not have): 2 per /24, 3 in all.
     const addrs = ["127.0.2.1", "127.0.2.2", "127.0.2.3", "127.0.3.1", "127.0.4.1"];
-    const certFile = join(s.dir, "tls", "cert.pem");
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        `--allow-net=127.0.0.1,${addrs.join(",")}`,
-        `--allow-read=${certFile}`,
-        new URL("../e2e/register_from.ts", import.meta.url).pathname,
-        String(s.server.port),
-        certFile,
-        "register",
-        ...addrs,
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const dec = new TextDecoder();
-    assert.deepEqual(dec.decode(out.stdout).trim().split("\n"), [
+    const lines = await fromAddresses(
+      s.server.port,
+      join(s.dir, "tls", "cert.pem"),
+      "register",
+      addrs,
+    );
+    assert.deepEqual(lines, [
       "127.0.2.1 ok",
       "127.0.2.2 ok",
       "127.0.2.3 throttled", // the /24's budget
       "127.0.3.1 ok",
       "127.0.4.1 throttled", // the server's budget
-    ], dec.decode(out.stderr));
+    ]);
     // Failed enrollments: the server-wide budget (3) runs out, then nothing is checked.
     const p = await s.connect();
     const wrong = "0000-0000-0000-0000-0000-0000-0000-0000";

@@ -94,6 +94,30 @@ export async function register(
   };
 }
 
+/**
+ * A raw TLS connection (frames written and read by the test) signed in as `d`: `hello` and `auth`
+ * sent, both answers read.
+ */
+export async function rawSignedIn(
+  s: { tls(): Promise<Deno.TlsConn> },
+  d: { account: string; deviceId: string; token: string },
+): Promise<{ conn: Deno.TlsConn; reader: FrameReader }> {
+  const conn = await s.tls();
+  const reader = new FrameReader(conn);
+  await writeAllTo(
+    conn,
+    requestFrame(1, { t: "hello", protocol: 1, program: "test", caps: [] }),
+  );
+  await reader.next();
+  await writeAllTo(
+    conn,
+    requestFrame(2, { t: "auth", account: d.account, deviceId: d.deviceId, token: d.token }),
+  );
+  const r = await reader.next();
+  if (typeof r?.header.device !== "string") throw new Error("Cannot sign in the raw connection");
+  return { conn, reader };
+}
+
 /** Enrolls a device with `serial` on a fresh connection. */
 export async function enroll(
   s: { connect(): Promise<Peer> },
