@@ -18,7 +18,7 @@ import type { CommitItem } from "../server/meta_store.ts";
 import type { Outcome } from "../core/outcomes.ts";
 import { perms } from "../core/metadata.ts";
 import { fsyncDir } from "../util/atomic.ts";
-import { commitInBatches } from "./commit_batches.ts";
+import { commitInBatches, itemBytes, MAX_ITEM_BYTES } from "./commit_batches.ts";
 import { pool } from "../util/pool.ts";
 import { statToEntry } from "./scanner.ts";
 import { stillInside } from "./inside.ts";
@@ -510,8 +510,10 @@ async function pushRemote(
   // Prepare (chunks up, re-check) a few segments ahead; commit them strictly in order.
   const prepare = async (segment: RemoteAction[], trust = true) => {
     const chunksStart = performance.now();
+    // A file whose chunk list no request can carry (about 50 GB) is neither announced nor
+    // uploaded: its commit item is refused with a message (commit_batches.ts).
     const uploads = segment.filter((a): a is Extract<RemoteAction, { op: "upload" }> =>
-      a.op === "upload"
+      a.op === "upload" && itemBytes({ path: a.path, chunks: chunksOf(a.local) }) <= MAX_ITEM_BYTES
     );
     // Big files are announced first, so other devices can stream them while they upload. Not
     // one whose chunks the server already has (a moved or copied file): there is nothing to
