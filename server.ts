@@ -6,10 +6,15 @@
  */
 
 import { parseArgs } from "node:util";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { startServer } from "./lib/server/server.ts";
-import { SqliteMetaStore } from "./lib/server/meta_store.ts";
-import { TieredBlobStore } from "./lib/server/blob_store.ts";
+import {
+  type OpenMeta,
+  openMeta,
+  type OpenStores,
+  openStores,
+  type StoreOptions,
+} from "./lib/server/open_stores.ts";
 import { verify } from "./lib/server/verify.ts";
 import { secretHash } from "./lib/server/session.ts";
 import { newSerial, normalizeSerial } from "./lib/util/crockford.ts";
@@ -20,8 +25,9 @@ import { escapeForLog } from "./lib/util/log_text.ts";
 const HELP = `cloud-server: the Cloud Sync server
 
 Usage:
-  cloud-server PORT [--host HOST] [--data DIR] [--keep-days N] [--cert FILE --key FILE] [--quota SIZE]
-                   [--max-connections-per-ip N] [--max-connections N] [--registration open|closed]
+  cloud-server PORT [--host HOST] [--data DIR] [--meta URL] [--blobs URL] [--keep-days N]
+                   [--cert FILE --key FILE] [--quota SIZE] [--max-connections-per-ip N]
+                   [--max-connections N] [--registration open|closed]
                                                  serve on PORT (all interfaces by default), over TLS
   cloud-server invite [--data DIR]               print a one-time code that lets one new account
                                                  register (give it to the client as its SERIAL)
@@ -36,10 +42,18 @@ Usage:
                                                  delete ACCOUNT and all its data (devices, files, kept
                                                  versions, content); without --yes, say what it would
                                                  delete and exit 1
+  (every admin command takes --meta and --blobs too, and must be given the server's)
 
 Options:
   --host HOST   address to listen on (default 0.0.0.0; 127.0.0.1 for this machine only)
-  --data DIR    where accounts, metadata and file content are kept (default ./cloud-data)
+  --data DIR    where accounts, metadata and file content are kept (default ./cloud-data); with
+                --meta and --blobs only the TLS certificate (and an S3 pack index without --meta)
+  --meta URL    keep metadata in PostgreSQL: postgres://USER:PASS@HOST:PORT/DB (created and
+                migrated at start); default: SQLite in DIR/meta.db. Several servers may share one
+  --blobs URL   keep file content in S3-compatible storage:
+                s3://BUCKET?endpoint=http://HOST:PORT&region=REGION, with the credentials in
+                AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (optional: &concurrency=N uploads at
+                once, default 4; &prefix=P for the object keys); default: files in DIR
   --keep-days N how long overwritten and deleted versions are kept (default 30)
   --cert FILE   TLS certificate (PEM, with its chain) issued by an authority for this server's
                 name; clients then verify the name as HTTPS does. Without --cert/--key the server
@@ -76,6 +90,8 @@ function main(): Promise<void> | void {
         key: { type: "string" },
         account: { type: "string" },
         yes: { type: "boolean", default: false },
+        meta: { type: "string" },
+        blobs: { type: "string" },
         quota: { type: "string" },
         "max-connections-per-ip": { type: "string" },
         "max-connections": { type: "string" },
@@ -92,14 +108,19 @@ function main(): Promise<void> | void {
     return;
   }
   const dataDir = resolve(values.data);
+  const where: StoreOptions = {
+    dataDir,
+    ...(values.meta !== undefined ? { meta: values.meta } : {}),
+    ...(values.blobs !== undefined ? { blobs: values.blobs } : {}),
+  };
   const [first, ...rest] = positionals;
-  if (first === "accounts") return listAccounts(dataDir);
-  if (first === "reset-serial") return resetSerial(dataDir, rest[0]);
-  if (first === "devices") return listDevices(dataDir, rest[0]);
-  if (first === "revoke-device") return revokeDevice(dataDir, rest[0], rest[1]);
-  if (first === "verify") return verifyData(dataDir, values.account);
-  if (first === "invite") return invite(dataDir);
-  if (first === "delete-account") return deleteAccount(dataDir, rest[0], values.yes);
+  if (first === "accounts") return listAccounts(where);
+  if (first === "reset-serial") return resetSerial(where, rest[0]);
+  if (first === "devices") return listDevices(where, rest[0]);
+  if (first === "revoke-device") return revokeDevice(where, rest[0], rest[1]);
+  if (first === "verify") return verifyData(where, values.account);
+  if (first === "delete-account") return deleteAccount(where, rest[0], values.yes);
+  if (first === "invite") return invite(where);
   if (first === undefined || !/^\d+$/.test(first) || Number(first) > 65535) {
     fail("Cannot start: give the port to listen on, e.g. `cloud-server 12345` (see --help)", 2);
   }
@@ -148,13 +169,13 @@ function main(): Promise<void> | void {
     }
     limits.registration = reg;
   }
-  return serve(values.host, Number(first), dataDir, keepDays, tls, limits);
+  return serve(values.host, Number(first), where, keepDays, tls, limits);
 }
 
 async function serve(
   hostname: string,
   port: number,
-  dataDir: string,
+  where: StoreOptions,
   keepDays: number,
   tls: { certFile?: string; keyFile?: string },
   limits: Partial<ServerLimits>,
@@ -168,7 +189,7 @@ async function serve(
       keepDays,
       hostname,
       port,
-      dataDir,
+      ...where,
       ...tls,
       limits,
       log: (l) => console.log(`${stamp()} ${l}`),
@@ -182,7 +203,9 @@ async function serve(
     await server.close();
   });
   console.log(`Cloud Sync server listening on ${server.hostname}:${server.port}`);
-  console.log(`Data directory: ${dataDir}`);
+  console.log(`Data directory: ${where.dataDir}`);
+  console.log(`Metadata: ${server.stores.meta}`);
+  console.log(`Content: ${server.stores.blobs}`);
   const cert = server.certificate;
   console.log(
     `TLS certificate: ${cert.certFile}${cert.created ? " (created now, self-signed)" : ""}`,
@@ -196,15 +219,11 @@ async function serve(
   );
 }
 
-function invite(dataDir: string): void {
+async function invite(where: StoreOptions): Promise<void> {
   if (Deno.build.os !== "windows") Deno.umask(0o077);
-  const meta = new SqliteMetaStore(dataDir);
+  const stores = await openMetaOnly(where, "make an invite code");
   const code = newSerial();
-  try {
-    meta.addInvite(secretHash(normalizeSerial(code)!));
-  } finally {
-    meta.close();
-  }
+  await stores.meta.addInvite(secretHash(normalizeSerial(code)!)).finally(() => stores.close());
   console.log(`Invite code: ${code}`);
   console.log(
     "It lets one new account register, even with --registration closed: give it to the client in place of the serial code, e.g. `cloud-client HOST PORT FOLDER 10 CODE`. It works once.",
@@ -212,24 +231,36 @@ function invite(dataDir: string): void {
 }
 
 /**
- * The metadata store of an existing data directory, for an admin command: where there is no
- * data, says so and exits 1 instead of creating any.
+ * The stores the admin commands work on (the server's, as --data, --meta and --blobs say); where
+ * there is no server data, says so and exits 1 instead of creating any.
  */
-function openMeta(dataDir: string, action: string): SqliteMetaStore {
+async function open(where: StoreOptions, what: string): Promise<OpenStores> {
   try {
-    Deno.statSync(join(dataDir, "meta.db"));
-  } catch {
-    fail(`Cannot ${action}: no server data in ${dataDir} (no meta.db); check --data`);
+    return await openStores({ ...where, admin: true });
+  } catch (e) {
+    fail((e as Error).message.replace(/^Cannot start:/, `Cannot ${what}:`));
   }
-  return new SqliteMetaStore(dataDir);
 }
 
-function listAccounts(dataDir: string): void {
-  const meta = openMeta(dataDir, "list accounts");
-  const rows = meta.accounts();
-  meta.close();
+/** The metadata store alone, for the admin commands that touch no content (see {@link open}). */
+async function openMetaOnly(where: StoreOptions, what: string): Promise<OpenMeta> {
+  try {
+    return await openMeta({ ...where, admin: true });
+  } catch (e) {
+    fail((e as Error).message.replace(/^Cannot start:/, `Cannot ${what}:`));
+  }
+}
+
+/** "in DIR" or "in the PostgreSQL database", for messages. */
+function place(where: StoreOptions): string {
+  return where.meta ? "in the --meta database" : `in ${where.dataDir}`;
+}
+
+async function listAccounts(where: StoreOptions): Promise<void> {
+  const stores = await openMetaOnly(where, "list accounts");
+  const rows = await stores.meta.accounts().finally(() => stores.close());
   if (rows.length === 0) {
-    console.log(`No accounts yet in ${dataDir}`);
+    console.log(`No accounts yet ${place(where)}`);
     return;
   }
   const line = (cols: string[]) =>
@@ -243,14 +274,21 @@ function listAccounts(dataDir: string): void {
   }
 }
 
-function listDevices(dataDir: string, account: string | undefined): void {
+async function listDevices(where: StoreOptions, account: string | undefined): Promise<void> {
   if (!account) fail("Cannot list devices: give the account id (see `cloud-server accounts`)", 2);
-  const meta = openMeta(dataDir, "list devices");
-  const known = meta.hasAccount(account);
-  const rows = known ? meta.devices(account) : [];
-  meta.close();
+  const stores = await openMetaOnly(where, "list devices");
+  let known: boolean;
+  let rows;
+  try {
+    known = await stores.meta.hasAccount(account);
+    rows = known ? await stores.meta.devices(account) : [];
+  } finally {
+    await stores.close();
+  }
   if (!known) {
-    fail(`Cannot list devices: no account ${account} in ${dataDir}; see \`cloud-server accounts\``);
+    fail(
+      `Cannot list devices: no account ${account} ${place(where)}; see \`cloud-server accounts\``,
+    );
   }
   const when = (t: number | null) =>
     t === null ? "never" : new Date(t).toISOString().replace("T", " ").slice(0, 19);
@@ -268,25 +306,31 @@ function listDevices(dataDir: string, account: string | undefined): void {
   }
 }
 
-function revokeDevice(
-  dataDir: string,
+async function revokeDevice(
+  where: StoreOptions,
   account: string | undefined,
   device: string | undefined,
-): void {
+): Promise<void> {
   if (!account || !device) {
     fail(
       "Cannot revoke device: give the account id and the device id, e.g. `cloud-server revoke-device ACCOUNT DEVICE` (see `cloud-server devices ACCOUNT`)",
       2,
     );
   }
-  const meta = openMeta(dataDir, "revoke device");
-  const known = meta.hasAccount(account);
-  const ok = known && meta.revokeDevice(account, device);
-  const name = ok ? meta.devices(account).find((d) => d.id === device)?.name : undefined;
-  meta.close();
+  const stores = await openMetaOnly(where, "revoke device");
+  let known: boolean;
+  let ok: boolean;
+  let name: string | undefined;
+  try {
+    known = await stores.meta.hasAccount(account);
+    ok = known && await stores.meta.revokeDevice(account, device);
+    name = ok ? (await stores.meta.devices(account)).find((d) => d.id === device)?.name : undefined;
+  } finally {
+    await stores.close();
+  }
   if (!known) {
     fail(
-      `Cannot revoke device: no account ${account} in ${dataDir}; see \`cloud-server accounts\``,
+      `Cannot revoke device: no account ${account} ${place(where)}; see \`cloud-server accounts\``,
     );
   }
   if (!ok) {
@@ -305,36 +349,37 @@ function revokeDevice(
   );
 }
 
-function resetSerial(dataDir: string, account: string | undefined): void {
+async function resetSerial(where: StoreOptions, account: string | undefined): Promise<void> {
   if (!account) fail("Cannot reset serial: give the account id (see `cloud-server accounts`)", 2);
-  const meta = openMeta(dataDir, "reset serial");
+  const stores = await openMetaOnly(where, "reset serial");
   const serial = newSerial();
-  const ok = meta.setSerialHash(account, secretHash(normalizeSerial(serial)!));
-  meta.close();
+  const ok = await stores.meta.setSerialHash(account, secretHash(normalizeSerial(serial)!))
+    .finally(() => stores.close());
   if (!ok) {
-    fail(`Cannot reset serial: no account ${account} in ${dataDir}; see \`cloud-server accounts\``);
+    fail(
+      `Cannot reset serial: no account ${account} ${place(where)}; see \`cloud-server accounts\``,
+    );
   }
   console.log(`New serial code for account ${account}:`);
   console.log(`Serial code: ${serial}`);
   console.log("The old code no longer enrolls devices; devices already enrolled keep working.");
 }
 
-async function verifyData(dataDir: string, account: string | undefined): Promise<void> {
-  // The same stores the server uses (small chunks in SQLite, the others as files).
-  const meta = openMeta(dataDir, "verify");
-  const blobs = new TieredBlobStore(dataDir, { admin: true });
+async function verifyData(where: StoreOptions, account: string | undefined): Promise<void> {
+  // The same stores the server uses.
+  const stores = await open(where, "verify");
   let r;
   try {
-    r = await verify(meta, blobs, account === undefined ? {} : { account });
+    r = await verify(stores.meta, stores.blobs, account === undefined ? {} : { account });
   } catch (e) {
-    fail(`Cannot verify ${dataDir}: ${(e as Error).message}`);
-  } finally {
-    blobs.close();
-    meta.close();
+    await stores.close();
+    fail(`Cannot verify ${where.meta ? "the stores" : where.dataDir}: ${(e as Error).message}`);
   }
+  await stores.close();
+  const label = where.meta ? "the stores" : where.dataDir;
   if (r.problems.length > 0) {
     for (const p of r.problems) console.log(p);
-    fail(`${r.problems.length} problems found in ${dataDir}`);
+    fail(`${r.problems.length} problems found in ${label}`);
   }
   console.log(`OK: ${r.accounts} accounts, ${r.entries} entries, ${r.chunks} chunks verified`);
 }
@@ -344,46 +389,46 @@ function count(n: number, what: string): string {
 }
 
 async function deleteAccount(
-  dataDir: string,
+  where: StoreOptions,
   account: string | undefined,
   yes: boolean,
 ): Promise<void> {
   if (!account) {
     fail("Cannot delete account: give the account id (see `cloud-server accounts`)", 2);
   }
-  const meta = openMeta(dataDir, "delete account");
-  const fp = meta.accountFootprint(account);
+  const stores = await open(where, "delete account");
+  const { meta, blobs } = stores;
+  const fp = await meta.accountFootprint(account).catch(async (e) => {
+    await stores.close();
+    fail(`Cannot delete account ${account}: ${(e as Error).message}`);
+  });
   if (!fp) {
-    meta.close();
+    await stores.close();
     fail(
-      `Cannot delete account: no account ${account} in ${dataDir}; see \`cloud-server accounts\``,
+      `Cannot delete account: no account ${account} ${place(where)}; see \`cloud-server accounts\``,
     );
   }
   const what = `${count(fp.devices, "device")}, ${count(fp.files, "file")}, ${
     count(fp.versions, "kept version")
   }, ${count(fp.chunks, "chunk")} (${formatBytes(fp.storedBytes)} stored)`;
   if (!yes) {
-    meta.close();
+    await stores.close();
     console.log(`Would delete account ${account}: ${what}.`);
     console.log("Nothing was deleted. This cannot be undone; the account's devices stop syncing.");
     fail(`To delete it, run: cloud-server delete-account ${account} --yes`);
   }
   try {
-    // Its devices first: a running server drops their connections within seconds, so nothing is
-    // added while the content goes. A crash in between leaves the account listed: run again.
-    for (const d of meta.devices(account)) meta.revokeDevice(account, d.id);
-    const blobs = new TieredBlobStore(dataDir, { admin: true });
-    try {
-      await blobs.deleteAccount(account);
-    } finally {
-      blobs.close();
-    }
-    meta.deleteAccount(account);
+    // Its devices first: a running server (every instance) drops their connections within
+    // seconds, so nothing is added while the content goes. Then the content, then the rows: a
+    // crash in between leaves the account listed, and running the command again finishes it.
+    for (const d of await meta.devices(account)) await meta.revokeDevice(account, d.id);
+    await blobs.deleteAccount(account);
+    await meta.deleteAccount(account);
   } catch (e) {
+    await stores.close();
     fail(`Cannot delete account ${account}: ${(e as Error).message}; run the command again`);
-  } finally {
-    meta.close();
   }
+  await stores.close();
   console.log(`Deleted account ${account}: ${what}.`);
 }
 

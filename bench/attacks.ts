@@ -456,8 +456,8 @@ await measure("5 metadata flood", async () => {
   }
   d.peer.close();
   const meta = new SqliteMetaStore(data);
-  const bytes = meta.metadataBytes(d.account);
-  meta.close();
+  const bytes = await meta.metadataBytes(d.account);
+  await meta.close();
   let dbBytes = 0;
   for (const f of ["meta.db", "meta.db-wal"]) {
     dbBytes += (await Deno.stat(join(data, f)).catch(() => ({ size: 0 }))).size;
@@ -524,9 +524,9 @@ await measure("6 decompression bombs", async () => {
 await measure("7 sign-in abuse", async () => {
   const d = await signedIn("victim");
   const meta = new SqliteMetaStore(data);
-  const dev = meta.addDevice(d.account, "stolen", sha256Hex(enc.encode("t")));
-  meta.revokeDevice(d.account, dev);
-  meta.close();
+  const dev = await meta.addDevice(d.account, "stolen", sha256Hex(enc.encode("t")));
+  await meta.revokeDevice(d.account, dev);
+  await meta.close();
   for (let i = 0; i < 100; i++) {
     const p = await dial({ host: "127.0.0.1", port, expectFingerprint: fingerprint });
     await p.request({ t: "auth", account: d.account, deviceId: dev, token: "t" }).catch(() => {});

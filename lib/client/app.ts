@@ -7,7 +7,7 @@
  * @module
  */
 
-import { debug } from "../util/debug.ts";
+import { debug, debugMemory } from "../util/debug.ts";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { Peer } from "../protocol/peer.ts";
 import { ConnectionClosedError, RemoteError } from "../protocol/peer.ts";
@@ -343,6 +343,7 @@ export class SyncClient {
           Object.assign(stats, newStats());
           progress.start();
           let r;
+          const stopMemory = debugMemory();
           try {
             r = await syncUntilStable(ctx, this.#takeScopes());
           } catch (e) {
@@ -360,6 +361,7 @@ export class SyncClient {
             continue;
           } finally {
             progress.stop();
+            stopMemory();
           }
           passBackoff = 1000;
           lastPassError = "";

@@ -486,7 +486,9 @@ export async function downloadMany(
     await finishing;
     await next?.catch(() => {});
   })();
-  await Promise.all([smallDone, pool(big, 3, (item) => run(ctx, item))]);
+  // Two big files at a time (each with a few 4 MiB batches in flight) besides the small-file
+  // groups: on 2 cores a third adds no speed, only memory.
+  await Promise.all([smallDone, pool(big, 2, (item) => run(ctx, item))]);
 }
 
 /** A small file written to its temporary file, not yet fsynced nor in place. */
@@ -741,7 +743,7 @@ async function fillPartial(
           list.map((c) => fromOld(c) ? Promise.resolve(-1) : fetchChunk(c2, c)),
         );
       };
-      const copyBuf = new Uint8Array(BATCH_BYTES);
+      let copyBuf: Uint8Array | null = null; // only for in-place rebuilds, made when first needed
       let filePos = done.bytes;
       const write = async (data: Uint8Array, at: number) => {
         if (at !== filePos) await file.seek(at, Deno.SeekMode.Start);
@@ -785,11 +787,12 @@ async function fillPartial(
             while (
               j < parts.length && parts[j] === -1 &&
               ctx.local.get(list[j]!.hash)!.offset === from + len &&
-              len + list[j]!.size <= copyBuf.length
+              len + list[j]!.size <= BATCH_BYTES
             ) {
               len += list[j]!.size;
               j++;
             }
+            copyBuf ??= new Uint8Array(BATCH_BYTES);
             const run = copyBuf.subarray(0, len);
             await old!.seek(from, Deno.SeekMode.Start);
             let got = 0;

@@ -7,6 +7,7 @@
  */
 
 import type { ChunkRef, Kind, RemoteEntry } from "../core/types.ts";
+import { chunkListProblem, maxChunksFor } from "../core/chunk_list.ts";
 import { ProtocolError } from "./peer.ts";
 import { unsafeTextProblem } from "../util/log_text.ts";
 
@@ -23,38 +24,9 @@ export const MAX_CHANGES = 2000;
 export const MAX_HAVE = 4096;
 /** Most items in one `commit` request. */
 export const MAX_COMMIT = 1000;
-/** Largest chunk accepted (the chunker's maximum). */
-export const MAX_CHUNK = 4 * 1024 * 1024;
-/**
- * Smallest chunk the chunker cuts (but the last one of a file): with it, a file's size bounds
- * the length of its chunk list (see {@link maxChunksFor}).
- */
-export const MIN_CHUNK = 16 * 1024;
+export { chunkListProblem, MAX_CHUNK, maxChunksFor, MIN_CHUNK } from "../core/chunk_list.ts";
 /** Longest device name, in characters. */
 export const MAX_DEVICE_NAME = 100;
-
-/** Most chunks a file of `size` bytes can have: every chunk but the last is >= MIN_CHUNK. */
-export function maxChunksFor(size: number): number {
-  return size <= 0 ? 0 : Math.floor(size / MIN_CHUNK) + 1;
-}
-
-/**
- * Why the chunk list of a file of `size` bytes is impossible, or null: every chunk holds 1 to
- * {@link MAX_CHUNK} bytes, the sizes add up to `size`, and there are at most
- * {@link maxChunksFor}(`size`) of them.
- */
-export function chunkListProblem(size: number, chunks: readonly ChunkRef[]): string | null {
-  if (chunks.length > maxChunksFor(size)) {
-    return `${chunks.length} chunks are too many for a file of ${size} bytes`;
-  }
-  let total = 0;
-  for (const c of chunks) {
-    if (c.size < 1 || c.size > MAX_CHUNK) return `a chunk of ${c.size} bytes is not possible`;
-    total += c.size;
-  }
-  if (total !== size) return "chunk sizes do not add up to the file size";
-  return null;
-}
 
 const HEX64 = /^[0-9a-f]{64}$/;
 

@@ -1,54 +1,31 @@
 /**
- * Content-addressed chunk storage, isolated per account. {@link BlobStore} is the small interface
- * the sync logic sees; {@link FsBlobStore} keeps each chunk as one file under
- * `DATA/blobs/ACCOUNT/ab/abcdef…` (the chunk's SHA-256), written atomically. Another backend (S3,
- * say) only has to implement the interface.
+ * The local chunk stores, isolated per account ({@link BlobStore} is in `stores.ts`):
  *
- * {@link TieredBlobStore} (the server's default) keeps small chunks in SQLite instead.
+ * - {@link TieredBlobStore} (the server's default): chunks up to {@link SMALL_CHUNK} in SQLite
+ *   ({@link SqliteBlobStore}), bigger ones in pack files (`pack_store.ts`); chunks kept by older
+ *   versions of the server as single files ({@link FsBlobStore}) are still read and swept.
+ * - {@link FsBlobStore}: each chunk one file `DATA/blobs/ACCOUNT/ab/abcdef…` (its SHA-256),
+ *   written atomically.
  *
  * A stored chunk is exactly what the client sent: zstd-compressed or raw, flagged by the caller in
- * the metadata store, so that it can be sent back without recompressing.
+ * the chunk index, so that it can be sent back without recompressing. Every store remembers when
+ * a chunk was last stored, so that garbage collection's `sweep` never deletes one stored again
+ * after it decided to (see `retention.ts`).
  *
  * @module
  */
 
 import { transaction } from "../util/sqlite_tx.ts";
+import { settle } from "../util/settle.ts";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { writeFileAtomic } from "../util/atomic.ts";
 import { PackBlobStore } from "./pack_store.ts";
+import { addColumnIfMissing } from "./pack_index.ts";
+import { checkAccountId, checkAddress } from "./packed_store.ts";
+import type { BlobStore, ChunkRead } from "./stores.ts";
 
-/** Storage of chunk bytes, addressed by account and hash. */
-export interface BlobStore {
-  /** Stores `data` under `hash` for `account` (atomic; overwriting is harmless). */
-  put(account: string, hash: string, data: Uint8Array): Promise<void>;
-  /** Stores several chunks; all are durable when the promise resolves. */
-  putMany(account: string, items: { hash: string; data: Uint8Array }[]): Promise<void>;
-  /**
-   * Returns the stored bytes, or null if missing. With `into` (a buffer of exactly the stored
-   * length, as the metadata store recorded it) the bytes are read into it and it is returned, which
-   * saves a copy on the hot path; a stored chunk of another length is treated as missing.
-   */
-  get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null>;
-  /** Deletes a chunk (garbage collection). Missing chunks are ignored. */
-  delete(account: string, hash: string): Promise<void>;
-  /** Deletes every chunk of `account` (`cloud-server delete-account`); idempotent. */
-  deleteAccount(account: string): Promise<void>;
-}
-
-/** Throws unless `account` is a well-formed account id (it becomes a path). */
-export function checkAccountId(account: string): void {
-  if (!/^[0-9a-z]{1,64}$/.test(account)) {
-    throw new Error(`Cannot address account: invalid id ${JSON.stringify(account)}`);
-  }
-}
-
-/** Removes `dir` and everything in it; nothing there is fine. */
-export async function removeTree(dir: string): Promise<void> {
-  await Deno.remove(dir, { recursive: true }).catch((e) => {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  });
-}
+export type { BlobStore, ChunkRead };
 
 /** `data` itself, or copied into `into` when given (null when the lengths differ). */
 export function fitInto(data: Uint8Array, into?: Uint8Array): Uint8Array | null {
@@ -58,10 +35,7 @@ export function fitInto(data: Uint8Array, into?: Uint8Array): Uint8Array | null 
   return into;
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
-const ACCOUNT = /^[0-9a-z]{1,64}$/;
-
-/** A {@link BlobStore} on the local filesystem. */
+/** A {@link BlobStore} on the local filesystem, one file per chunk (its mtime: when stored). */
 export class FsBlobStore implements BlobStore {
   readonly #root: string;
   readonly #tmp: string;
@@ -84,9 +58,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   #path(account: string, hash: string): string {
-    if (!ACCOUNT.test(account) || !HEX64.test(hash)) {
-      throw new Error(`Cannot address chunk: invalid account or hash ${JSON.stringify(hash)}`);
-    }
+    checkAddress(account, hash);
     return join(this.#root, account, hash.slice(0, 2), hash);
   }
 
@@ -109,15 +81,37 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
-  async delete(account: string, hash: string): Promise<void> {
-    await Deno.remove(this.#path(account, hash)).catch((e) => {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    });
+  async getMany(account: string, reads: readonly ChunkRead[]): Promise<boolean[]> {
+    const found: boolean[] = [];
+    for (const r of reads) found.push((await this.get(account, r.hash, r.into)) !== null);
+    return found;
+  }
+
+  async sweep(account: string, hashes: readonly string[], before: number): Promise<string[]> {
+    const removed: string[] = [];
+    for (const hash of hashes) {
+      const path = this.#path(account, hash);
+      try {
+        const st = await Deno.stat(path);
+        if ((st.mtime?.getTime() ?? 0) >= before) continue;
+        await Deno.remove(path);
+        removed.push(hash);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
+    return removed;
   }
 
   async deleteAccount(account: string): Promise<void> {
     checkAccountId(account);
-    await removeTree(join(this.#root, account));
+    await Deno.remove(join(this.#root, account), { recursive: true }).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
   }
 }
 
@@ -132,7 +126,7 @@ export class SqliteBlobStore implements BlobStore {
   readonly #db: DatabaseSync;
   readonly #put: StatementSync;
   readonly #get: StatementSync;
-  readonly #del: StatementSync;
+  readonly #sweep: StatementSync;
 
   constructor(dataDir: string) {
     Deno.mkdirSync(dataDir, { recursive: true });
@@ -140,48 +134,83 @@ export class SqliteBlobStore implements BlobStore {
     this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
       CREATE TABLE IF NOT EXISTS small(account TEXT NOT NULL, hash TEXT NOT NULL, data BLOB NOT NULL,
         PRIMARY KEY(account, hash));`);
+    // Added with garbage collection's sweep; rows from before count as stored long ago.
+    addColumnIfMissing(this.#db, "small", "created", "INTEGER NOT NULL DEFAULT 0");
     this.#put = this.#db.prepare(
-      "INSERT OR REPLACE INTO small(account, hash, data) VALUES (?,?,?)",
+      "INSERT OR REPLACE INTO small(account, hash, data, created) VALUES (?,?,?,?)",
     );
     this.#get = this.#db.prepare("SELECT data FROM small WHERE account = ? AND hash = ?");
-    this.#del = this.#db.prepare("DELETE FROM small WHERE account = ? AND hash = ?");
+    this.#sweep = this.#db.prepare(
+      "DELETE FROM small WHERE account = ? AND hash = ? AND created < ? RETURNING hash",
+    );
   }
 
   put(account: string, hash: string, data: Uint8Array): Promise<void> {
-    return this.putMany(account, [{ hash, data }]);
+    return settle(() => {
+      return this.putMany(account, [{ hash, data }]);
+    });
   }
 
   putMany(account: string, items: { hash: string; data: Uint8Array }[]): Promise<void> {
-    transaction(this.#db, () => {
-      for (const i of items) this.#put.run(account, i.hash, i.data);
+    return settle(() => {
+      for (const i of items) checkAddress(account, i.hash);
+      const now = Date.now();
+      transaction(this.#db, () => {
+        for (const i of items) this.#put.run(account, i.hash, i.data, now);
+      });
+      return Promise.resolve();
     });
-    return Promise.resolve();
+  }
+
+  #read(account: string, hash: string, into?: Uint8Array): Uint8Array | null {
+    const r = this.#get.get(account, hash) as { data: Uint8Array } | undefined;
+    // A fresh array from SQLite: returned or copied into `into` as it is, no extra copy.
+    return r ? fitInto(r.data, into) : null;
   }
 
   get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null> {
-    const r = this.#get.get(account, hash) as { data: Uint8Array } | undefined;
-    return Promise.resolve(r ? fitInto(new Uint8Array(r.data), into) : null);
+    return settle(() => {
+      return Promise.resolve(this.#read(account, hash, into));
+    });
   }
 
-  delete(account: string, hash: string): Promise<void> {
-    this.#del.run(account, hash);
-    return Promise.resolve();
+  getMany(account: string, reads: readonly ChunkRead[]): Promise<boolean[]> {
+    return settle(() => {
+      return Promise.resolve(reads.map((r) => this.#read(account, r.hash, r.into) !== null));
+    });
+  }
+
+  sweep(account: string, hashes: readonly string[], before: number): Promise<string[]> {
+    return settle(() => {
+      return Promise.resolve(
+        transaction(
+          this.#db,
+          () => hashes.filter((h) => this.#sweep.get(account, h, before) !== undefined),
+        ),
+      );
+    });
   }
 
   deleteAccount(account: string): Promise<void> {
-    this.#db.prepare("DELETE FROM small WHERE account = ?").run(account);
-    return Promise.resolve();
+    return settle(() => {
+      checkAccountId(account);
+      this.#db.prepare("DELETE FROM small WHERE account = ?").run(account);
+      return Promise.resolve();
+    });
   }
 
-  close(): void {
-    this.#db.close();
+  close(): Promise<void> {
+    return settle(() => {
+      this.#db.close();
+      return Promise.resolve();
+    });
   }
 }
 
 /**
- * The server's store: small chunks in {@link SqliteBlobStore}, bigger ones in pack files
+ * The server's default store: small chunks in {@link SqliteBlobStore}, bigger ones in pack files
  * ({@link PackBlobStore}, one per uploaded batch); chunks kept by older versions as single files
- * ({@link FsBlobStore}) are still read and deleted.
+ * ({@link FsBlobStore}) are still read and swept.
  */
 export class TieredBlobStore implements BlobStore {
   readonly small: SqliteBlobStore;
@@ -219,10 +248,38 @@ export class TieredBlobStore implements BlobStore {
       (await this.packs.get(account, hash, into)) ?? await this.files.get(account, hash, into);
   }
 
-  async delete(account: string, hash: string): Promise<void> {
-    await this.small.delete(account, hash);
-    await this.packs.delete(account, hash);
-    await this.files.delete(account, hash);
+  async getMany(account: string, reads: readonly ChunkRead[]): Promise<boolean[]> {
+    // Small ones from SQLite, big ones from the packs (their stored length says which tier),
+    // then whatever is still missing from the other tiers.
+    const found = reads.map(() => false);
+    const small: number[] = [];
+    const large: number[] = [];
+    reads.forEach((r, i) => (r.into.length > SMALL_CHUNK ? large : small).push(i));
+    const pick = (idx: number[]) => idx.map((i) => reads[i]!);
+    if (small.length > 0) {
+      const got = await this.small.getMany(account, pick(small));
+      small.forEach((i, k) => found[i] = got[k]!);
+    }
+    const rest = [...large, ...small.filter((i) => !found[i])];
+    if (rest.length > 0) {
+      const got = await this.packs.getMany(account, pick(rest));
+      rest.forEach((i, k) => found[i] = got[k]!);
+    }
+    for (let i = 0; i < reads.length; i++) {
+      if (!found[i]) {
+        found[i] = (await this.files.get(account, reads[i]!.hash, reads[i]!.into)) !== null;
+      }
+    }
+    return found;
+  }
+
+  async sweep(account: string, hashes: readonly string[], before: number): Promise<string[]> {
+    const removed = new Set([
+      ...await this.small.sweep(account, hashes, before),
+      ...await this.packs.sweep(account, hashes, before),
+      ...await this.files.sweep(account, hashes, before),
+    ]);
+    return hashes.filter((h) => removed.has(h));
   }
 
   async deleteAccount(account: string): Promise<void> {
@@ -231,8 +288,8 @@ export class TieredBlobStore implements BlobStore {
     await this.files.deleteAccount(account);
   }
 
-  close(): void {
-    this.small.close();
-    this.packs.close();
+  async close(): Promise<void> {
+    await this.small.close();
+    await this.packs.close();
   }
 }

@@ -17,7 +17,7 @@
 
 import { ProtocolError } from "../protocol/peer.ts";
 import type { PeerConn } from "../protocol/peer.ts";
-import type { MetaStore } from "./meta_store.ts";
+import type { ChunkIndex, JournalStore } from "./stores.ts";
 
 /** Milliseconds, from any monotonic-enough source; `Date.now` by default. */
 export type Now = () => number;
@@ -354,19 +354,27 @@ export class RateLimiter {
  */
 export class QuotaTracker {
   readonly limit: number;
-  readonly #meta: MetaStore;
+  readonly #meta: Pick<ChunkIndex, "storedBytes"> & Pick<JournalStore, "metadataBytes">;
   readonly #used = new Map<string, number>();
 
-  constructor(meta: MetaStore, limit: number) {
+  constructor(
+    meta: Pick<ChunkIndex, "storedBytes"> & Pick<JournalStore, "metadataBytes">,
+    limit: number,
+  ) {
     this.#meta = meta;
     this.limit = limit;
   }
 
   /** Bytes `account` stores now (as far as this tracker knows). */
-  used(account: string): number {
+  async used(account: string): Promise<number> {
     let u = this.#used.get(account);
     if (u === undefined) {
-      u = this.#meta.storedBytes(account) + this.#meta.metadataBytes(account);
+      const [stored, metadata] = await Promise.all([
+        this.#meta.storedBytes(account),
+        this.#meta.metadataBytes(account),
+      ]);
+      // Another reservation may have read it meanwhile: keep the first, it counts since.
+      u = this.#used.get(account) ?? stored + metadata;
       this.#used.set(account, u);
     }
     return u;
@@ -376,9 +384,11 @@ export class QuotaTracker {
    * Counts `bytes` more for `account`, or throws `quota` (counting nothing) if that would
    * exceed the limit. Zero bytes always pass (content already stored).
    */
-  reserve(account: string, bytes: number): void {
+  async reserve(account: string, bytes: number): Promise<void> {
     if (bytes <= 0) return;
-    const u = this.used(account);
+    // Read after the last await: concurrent reservations count on the same figure.
+    while (!this.#used.has(account)) await this.used(account);
+    const u = this.#used.get(account)!;
     if (u + bytes > this.limit) {
       throw new ProtocolError(
         "quota",

@@ -1,7 +1,10 @@
 /**
- * Server metadata: accounts, devices, the per-account journal of entries and the kept versions.
- * {@link MetaStore} is the interface the sync logic sees; {@link SqliteMetaStore} implements it
- * with `node:sqlite` in WAL mode (one file, no setup).
+ * Server metadata in one SQLite database file (`DATA/meta.db`, WAL; no setup): accounts,
+ * devices, the per-account journal of entries, the kept versions and the chunk index. It
+ * implements the asynchronous {@link MetaStore} (`stores.ts`) over synchronous `node:sqlite`
+ * calls: every method runs to completion at once (a batch is one call, so the async interface
+ * costs one resolved promise per request, not per item), and a commit is one `BEGIN IMMEDIATE`
+ * transaction in which `planCommit` (`lib/core/commit_plan.ts`) reads the database directly.
  *
  * The journal: every accepted change gets the account's next sequence number, stored as the
  * entry's `version`. "What changed since N" is every entry (tombstones included) with
@@ -12,180 +15,39 @@
  */
 
 import { transaction } from "../util/sqlite_tx.ts";
+import { settle } from "../util/settle.ts";
+import { addColumnIfMissing } from "./pack_index.ts";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
-import type { ChunkRef, Kind, RemoteEntry } from "../core/types.ts";
-import { decideCommit } from "../core/commit_rules.ts";
-import { parentPaths } from "../core/paths.ts";
-import { chunkListProblem } from "../protocol/messages.ts";
+import type { ChunkRef, RemoteEntry } from "../core/types.ts";
+import {
+  type CommitItem,
+  type CommitReader,
+  type CommitResult,
+  planCommit,
+} from "../core/commit_plan.ts";
+import type {
+  AccountFootprint,
+  AccountSummary,
+  ChunkInfo,
+  DeviceRecord,
+  DeviceSummary,
+  MetaStore,
+  NewChunk,
+} from "./stores.ts";
 
-/** A change proposed by a device. */
-export interface CommitItem {
-  path: string;
-  baseVersion: number;
-  kind: Kind;
-  deleted: boolean;
-  size: number;
-  mtime: number;
-  exec: boolean;
-  /** Permission bits of a file (absent: an older client; `exec` alone). */
-  mode?: number;
-  hash: string;
-  chunks: ChunkRef[];
-}
+export type {
+  AccountFootprint,
+  AccountSummary,
+  CommitItem,
+  CommitResult,
+  DeviceRecord,
+  DeviceSummary,
+  MetaStore,
+};
 
-/** What became of one {@link CommitItem}. */
-export type CommitResult =
-  | { ok: true; version: number }
-  | {
-    ok: false;
-    reason: "conflict" | "missing" | "invalid" | "quota";
-    message: string;
-    version?: number;
-  };
-
-/**
- * Garbage collection of one account's chunks in steps that each take a few milliseconds, so
- * that retention never stalls the sessions and never holds the account's journal in memory:
- * {@link mark} until it returns false (chunks referenced by the journal and the kept versions,
- * a few hundred rows a call), then {@link take} until it returns null. Commits may run between
- * the steps: each `take` first marks what was written since the previous step (entries with a
- * newer version, kept versions added since), then forgets, in the same synchronous step, the
- * chunks of its page that nothing references, so a chunk a commit has just referenced is never
- * forgotten. {@link close} ends the sweep (also when abandoned).
- */
-export interface ChunkSweep {
-  /** Marks the chunks of the next rows as used; false once every row is marked. */
-  mark(): boolean;
-  /**
-   * Forgets (from the index) the next page's chunks stored before `cutoff` that nothing
-   * references and returns their hashes (possibly none); null once every chunk was seen.
-   */
-  take(cutoff: number): string[] | null;
-  close(): void;
-}
-
-/** A device record. */
-export interface DeviceRecord {
-  id: string;
-  account: string;
-  name: string;
-  tokenHash: string;
-  revoked: boolean;
-}
-
-/** One line of `cloud-server accounts`. */
-export interface AccountSummary {
-  id: string;
-  created: number;
-  devices: number;
-  lastSeen: number | null;
-  files: number;
-  bytes: number;
-  seq: number;
-}
-
-/** One line of `cloud-server devices ACCOUNT`. */
-export interface DeviceSummary {
-  id: string;
-  name: string;
-  created: number;
-  lastSeen: number | null;
-  revoked: boolean;
-}
-
-/** What an account holds: what `cloud-server delete-account` deletes. */
-export interface AccountFootprint {
-  devices: number;
-  /** Live files. */
-  files: number;
-  /** Kept (replaced or deleted) versions. */
-  versions: number;
-  /** Indexed chunks, and their stored bytes. */
-  chunks: number;
-  storedBytes: number;
-}
-
-/** Metadata storage behind the sync logic. Implementations must make `commit` atomic. */
-export interface MetaStore {
-  createAccount(serialHash: string): string;
-  setSerialHash(account: string, serialHash: string): boolean;
-  accountBySerialHash(serialHash: string): string | null;
-  addDevice(account: string, name: string, tokenHash: string): string;
-  device(id: string): DeviceRecord | null;
-  touchDevice(id: string): void;
-  accounts(): AccountSummary[];
-  seq(account: string): number;
-  /** Entries with version > since, oldest first, at most `limit`. */
-  changes(account: string, since: number, limit: number): RemoteEntry[];
-  missingChunks(account: string, hashes: string[]): string[];
-  addChunk(account: string, hash: string, size: number, stored: number, compressed: boolean): void;
-  /** Indexes several stored chunks in one transaction. */
-  addChunks(
-    account: string,
-    items: { hash: string; size: number; stored: number; compressed: boolean }[],
-  ): void;
-  /** A stored chunk's plain size, stored (maybe compressed) size and whether it is compressed. */
-  chunk(
-    account: string,
-    hash: string,
-  ): { size: number; stored: number; compressed: boolean } | null;
-  /** Applies the items in order, in one transaction. */
-  commit(account: string, device: string, items: CommitItem[]): CommitResult[];
-  /**
-   * Forgets at most `limit` kept versions replaced before `cutoff` (ms); returns how many (call
-   * again while it returns `limit`).
-   */
-  pruneVersions(cutoff: number, limit?: number): number;
-  /**
-   * Starts collecting the unreferenced chunks of `account` in small synchronous steps (see
-   * {@link ChunkSweep}); one sweep at a time per store.
-   */
-  chunkSweep(account: string): ChunkSweep;
-  /** Removes a chunk from the index (its bytes are removed from the blob store by the caller). */
-  forgetChunk(account: string, hash: string): void;
-  /** Every account id. */
-  accountIds(): string[];
-  close(): void;
-
-  // Security (lib/server/session.ts, lib/server/limits.ts, `cloud-server devices|revoke-device`)
-  /** Whether the account exists. */
-  hasAccount(account: string): boolean;
-  /** The devices of `account` (revoked ones included), oldest first. */
-  devices(account: string): DeviceSummary[];
-  /** Marks a device of `account` revoked; false if `account` has no such device. */
-  revokeDevice(account: string, deviceId: string): boolean;
-  /** Renames a device of `account`; false if `account` has no such device. */
-  renameDevice(account: string, deviceId: string, name: string): boolean;
-  /** What `account` holds; null if there is no such account. */
-  accountFootprint(account: string): AccountFootprint | null;
-  /**
-   * Deletes `account` and all its rows (devices, entries, kept versions, chunk index) in one
-   * transaction; false if there is no such account. The chunk bytes are the blob store's.
-   */
-  deleteAccount(account: string): boolean;
-  /** True if the device is revoked or unknown (checked on every request of a session). */
-  deviceRevoked(deviceId: string): boolean;
-  /** Sum of the stored (as sent, maybe compressed) bytes of the chunks of `account`. */
-  storedBytes(account: string): number;
-  /**
-   * Bytes of metadata `account` makes the server keep: its journal entries and kept versions,
-   * each counted as in `rowBytes` (path, chunk list, fixed columns). Counted by the quota.
-   */
-  metadataBytes(account: string): number;
-  /** Records a one-time invite code (its hash) that lets one new account register. */
-  addInvite(codeHash: string): void;
-  /** Uses up the invite code with this hash; false if there is none (or it was used). */
-  useInvite(codeHash: string): boolean;
-
-  // Verification queries (read-only; used by `cloud-server verify`, lib/server/verify.ts)
-  /** Every entry of `account`, live and tombstones, in path order (streamed, not buffered). */
-  verifyEntries(account: string): Iterable<RemoteEntry>;
-  /** Every kept (replaced or deleted) version of `account`, in path order (streamed). */
-  verifyKeptVersions(account: string): Iterable<RemoteEntry>;
-}
-
-function randomId(): string {
+/** A fresh random id (accounts, devices): 40 bits in hex. */
+export function randomId(): string {
   const b = crypto.getRandomValues(new Uint8Array(5));
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
@@ -198,6 +60,7 @@ interface EntryRow {
   size: number;
   mtime: number;
   exec: number;
+  /** Permission bits of a file; null when its device sent none (and for directories). */
   mode: number | null;
   hash: string;
   chunks: string;
@@ -238,7 +101,6 @@ CREATE TABLE IF NOT EXISTS versions(
   version INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL, exec INTEGER NOT NULL,
   hash TEXT NOT NULL, chunks TEXT NOT NULL, device TEXT NOT NULL, replaced INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS versions_by_path ON versions(account, path);
-CREATE INDEX IF NOT EXISTS versions_by_replaced ON versions(replaced);
 CREATE TABLE IF NOT EXISTS chunks(
   account TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, stored INTEGER NOT NULL,
   compressed INTEGER NOT NULL, created INTEGER NOT NULL, PRIMARY KEY(account, hash)) WITHOUT ROWID;
@@ -246,12 +108,42 @@ CREATE TABLE IF NOT EXISTS invites(
   hash TEXT PRIMARY KEY, created INTEGER NOT NULL, used INTEGER) WITHOUT ROWID;
 `;
 
+/** The entries/versions columns, in insert order (`mode` came later: see the constructor). */
+const ENTRY_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, chunks, device, mode";
+
+/**
+ * Garbage collection of one account's chunks in steps that each take a few milliseconds, so
+ * that retention never stalls the sessions and never holds the account's journal in memory:
+ * {@link mark} until it returns false (chunks referenced by the journal and the kept versions,
+ * a few hundred rows a call), then {@link take} until it returns null. Commits may run between
+ * the steps: each `take` first marks what was written since the previous step (entries with a
+ * newer version, kept versions added since), then forgets, in the same synchronous step, the
+ * chunks of its page that nothing references, so a chunk a commit has just referenced is never
+ * forgotten. {@link close} ends the sweep (also when abandoned).
+ */
+export interface ChunkSweep {
+  /** Marks the chunks of the next rows as used; false once every row is marked. */
+  mark(): boolean;
+  /**
+   * Forgets (from the index) the next page's chunks stored before `cutoff` that nothing
+   * references and returns their hashes (possibly none); null once every chunk was seen.
+   */
+  take(cutoff: number): string[] | null;
+  close(): void;
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 0));
+}
+
 /** {@link MetaStore} in one SQLite database file. */
 export class SqliteMetaStore implements MetaStore {
   readonly #db: DatabaseSync;
   readonly #q: Record<string, StatementSync>;
-  /** A {@link ChunkSweep} is running (they share a temporary table). */
+  /** A {@link chunkSweep} is running (they share a temporary table). */
   #sweeping = false;
+  /** The end of the last {@link forgetUnreferenced} queued. */
+  #sweepTail: Promise<void> = Promise.resolve();
 
   constructor(dataDir: string) {
     Deno.mkdirSync(dataDir, { recursive: true });
@@ -260,27 +152,22 @@ export class SqliteMetaStore implements MetaStore {
     this.#db.exec(SCHEMA);
     // Schema additions since the first release, for databases made by an older server.
     for (const table of ["entries", "versions"]) {
-      const cols = this.#db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
-      if (!cols.some((c) => c.name === "mode")) {
-        this.#db.exec(`ALTER TABLE ${table} ADD COLUMN mode INTEGER`);
-      }
+      addColumnIfMissing(this.#db, table, "mode", "INTEGER");
     }
     const p = (sql: string) => this.#db.prepare(sql);
     this.#q = {
       entry: p("SELECT * FROM entries WHERE account = ? AND path = ?"),
-      liveChild: p(
-        "SELECT 1 FROM entries WHERE account = ? AND path > ? AND path < ? AND deleted = 0 LIMIT 1",
+      liveBelow: p(
+        "SELECT path FROM entries WHERE account = ? AND path > ? AND path < ? AND deleted = 0 LIMIT ?",
       ),
-      upsert: p(`INSERT INTO entries(account, path, kind, deleted, version, size, mtime, exec, hash,
-        chunks, device, mode) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(account, path) DO UPDATE
-        SET kind=excluded.kind, deleted=excluded.deleted, version=excluded.version,
-        size=excluded.size, mtime=excluded.mtime, exec=excluded.exec, hash=excluded.hash,
-        chunks=excluded.chunks, device=excluded.device, mode=excluded.mode`),
-      keep: p(`INSERT INTO versions(account, path, kind, deleted, version, size, mtime, exec, hash,
-        chunks, device, replaced, mode) SELECT account, path, kind, deleted, version, size, mtime,
-        exec, hash, chunks, device, ?, mode FROM entries WHERE account = ? AND path = ?
-        AND deleted = 0`),
-      nextSeq: p("UPDATE accounts SET seq = seq + 1 WHERE id = ? RETURNING seq"),
+      upsert: p(`INSERT INTO entries(account, ${ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+        ON CONFLICT(account, path) DO UPDATE SET
+        kind=excluded.kind, deleted=excluded.deleted, version=excluded.version, size=excluded.size,
+        mtime=excluded.mtime, exec=excluded.exec, hash=excluded.hash, chunks=excluded.chunks,
+        device=excluded.device, mode=excluded.mode`),
+      keep: p(`INSERT INTO versions(account, ${ENTRY_COLUMNS}, replaced)
+        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`),
+      setSeq: p("UPDATE accounts SET seq = ? WHERE id = ?"),
       seq: p("SELECT seq FROM accounts WHERE id = ?"),
       changes: p(
         "SELECT * FROM entries WHERE account = ? AND version > ? ORDER BY version LIMIT ?",
@@ -293,116 +180,121 @@ export class SqliteMetaStore implements MetaStore {
     };
   }
 
-  createAccount(serialHash: string): string {
-    const id = randomId();
-    this.#db.prepare("INSERT INTO accounts(id, serial_hash, created) VALUES (?,?,?)").run(
-      id,
-      serialHash,
-      Date.now(),
-    );
-    return id;
-  }
-
-  setSerialHash(account: string, serialHash: string): boolean {
-    const r = this.#db.prepare("UPDATE accounts SET serial_hash = ? WHERE id = ?").run(
-      serialHash,
-      account,
-    );
-    return Number(r.changes) === 1;
-  }
-
-  accountBySerialHash(serialHash: string): string | null {
-    const r = this.#db.prepare("SELECT id FROM accounts WHERE serial_hash = ?").get(serialHash) as
-      | { id: string }
-      | undefined;
-    return r?.id ?? null;
-  }
-
-  addDevice(account: string, name: string, tokenHash: string): string {
-    const id = randomId();
-    this.#db.prepare(
-      "INSERT INTO devices(id, account, name, token_hash, created, last_seen) VALUES (?,?,?,?,?,?)",
-    ).run(id, account, name, tokenHash, Date.now(), Date.now());
-    return id;
-  }
-
-  device(id: string): DeviceRecord | null {
-    const r = this.#db.prepare("SELECT * FROM devices WHERE id = ?").get(id) as
-      | { id: string; account: string; name: string; token_hash: string; revoked: number }
-      | undefined;
-    if (!r) return null;
-    return {
-      id: r.id,
-      account: r.account,
-      name: r.name,
-      tokenHash: r.token_hash,
-      revoked: r.revoked === 1,
-    };
-  }
-
-  touchDevice(id: string): void {
-    this.#db.prepare("UPDATE devices SET last_seen = ? WHERE id = ?").run(Date.now(), id);
-  }
-
-  accounts(): AccountSummary[] {
-    const rows = this.#db.prepare(`SELECT a.id, a.created, a.seq,
-      (SELECT COUNT(*) FROM devices d WHERE d.account = a.id AND d.revoked = 0) AS devices,
-      (SELECT MAX(last_seen) FROM devices d WHERE d.account = a.id) AS last_seen,
-      (SELECT COUNT(*) FROM entries e WHERE e.account = a.id AND e.deleted = 0 AND e.kind = 'file') AS files,
-      (SELECT COALESCE(SUM(size), 0) FROM entries e WHERE e.account = a.id AND e.deleted = 0) AS bytes
-      FROM accounts a ORDER BY a.created`).all() as unknown as {
-      id: string;
-      created: number;
-      seq: number;
-      devices: number;
-      last_seen: number | null;
-      files: number;
-      bytes: number;
-    }[];
-    return rows.map((r) => ({
-      id: r.id,
-      created: Number(r.created),
-      devices: Number(r.devices),
-      lastSeen: r.last_seen === null ? null : Number(r.last_seen),
-      files: Number(r.files),
-      bytes: Number(r.bytes),
-      seq: Number(r.seq),
-    }));
-  }
-
-  seq(account: string): number {
-    const r = this.#q.seq!.get(account) as { seq: number } | undefined;
-    return r ? Number(r.seq) : 0;
-  }
-
-  changes(account: string, since: number, limit: number): RemoteEntry[] {
-    return (this.#q.changes!.all(account, since, limit) as unknown as EntryRow[]).map(rowToEntry);
-  }
-
-  missingChunks(account: string, hashes: string[]): string[] {
-    return hashes.filter((h) => this.#q.chunk!.get(account, h) === undefined);
-  }
-
-  addChunk(account: string, hash: string, size: number, stored: number, compressed: boolean): void {
-    this.#q.addChunk!.run(account, hash, size, stored, compressed ? 1 : 0, Date.now());
-  }
-
-  addChunks(
-    account: string,
-    items: { hash: string; size: number; stored: number; compressed: boolean }[],
-  ): void {
-    const now = Date.now();
-    transaction(this.#db, () => {
-      for (const i of items) {
-        this.#q.addChunk!.run(account, i.hash, i.size, i.stored, i.compressed ? 1 : 0, now);
-      }
+  createAccount(serialHash: string): Promise<string> {
+    return settle(() => {
+      const id = randomId();
+      this.#db.prepare("INSERT INTO accounts(id, serial_hash, created) VALUES (?,?,?)").run(
+        id,
+        serialHash,
+        Date.now(),
+      );
+      return Promise.resolve(id);
     });
   }
 
-  chunk(
-    account: string,
-    hash: string,
-  ): { size: number; stored: number; compressed: boolean } | null {
+  setSerialHash(account: string, serialHash: string): Promise<boolean> {
+    return settle(() => {
+      const r = this.#db.prepare("UPDATE accounts SET serial_hash = ? WHERE id = ?").run(
+        serialHash,
+        account,
+      );
+      return Promise.resolve(Number(r.changes) === 1);
+    });
+  }
+
+  accountBySerialHash(serialHash: string): Promise<string | null> {
+    return settle(() => {
+      const r = this.#db.prepare("SELECT id FROM accounts WHERE serial_hash = ?").get(serialHash) as
+        | { id: string }
+        | undefined;
+      return Promise.resolve(r?.id ?? null);
+    });
+  }
+
+  addDevice(account: string, name: string, tokenHash: string): Promise<string> {
+    return settle(() => {
+      const id = randomId();
+      this.#db.prepare(
+        "INSERT INTO devices(id, account, name, token_hash, created, last_seen) VALUES (?,?,?,?,?,?)",
+      ).run(id, account, name, tokenHash, Date.now(), Date.now());
+      return Promise.resolve(id);
+    });
+  }
+
+  device(id: string): Promise<DeviceRecord | null> {
+    return settle(() => {
+      const r = this.#db.prepare("SELECT * FROM devices WHERE id = ?").get(id) as
+        | { id: string; account: string; name: string; token_hash: string; revoked: number }
+        | undefined;
+      return Promise.resolve(
+        r
+          ? {
+            id: r.id,
+            account: r.account,
+            name: r.name,
+            tokenHash: r.token_hash,
+            revoked: r.revoked === 1,
+          }
+          : null,
+      );
+    });
+  }
+
+  touchDevice(id: string): Promise<void> {
+    return settle(() => {
+      this.#db.prepare("UPDATE devices SET last_seen = ? WHERE id = ?").run(Date.now(), id);
+      return Promise.resolve();
+    });
+  }
+
+  accounts(): Promise<AccountSummary[]> {
+    return settle(() => {
+      const rows = this.#db.prepare(`SELECT a.id, a.created, a.seq,
+        (SELECT COUNT(*) FROM devices d WHERE d.account = a.id AND d.revoked = 0) AS devices,
+        (SELECT MAX(last_seen) FROM devices d WHERE d.account = a.id) AS last_seen,
+        (SELECT COUNT(*) FROM entries e WHERE e.account = a.id AND e.deleted = 0 AND e.kind = 'file') AS files,
+        (SELECT COALESCE(SUM(size), 0) FROM entries e WHERE e.account = a.id AND e.deleted = 0) AS bytes
+        FROM accounts a ORDER BY a.created, a.id`).all() as unknown as {
+        id: string;
+        created: number;
+        seq: number;
+        devices: number;
+        last_seen: number | null;
+        files: number;
+        bytes: number;
+      }[];
+      return Promise.resolve(rows.map((r) => ({
+        id: r.id,
+        created: Number(r.created),
+        devices: Number(r.devices),
+        lastSeen: r.last_seen === null ? null : Number(r.last_seen),
+        files: Number(r.files),
+        bytes: Number(r.bytes),
+        seq: Number(r.seq),
+      })));
+    });
+  }
+
+  #seq(account: string): number | undefined {
+    const r = this.#q.seq!.get(account) as { seq: number } | undefined;
+    return r ? Number(r.seq) : undefined;
+  }
+
+  seq(account: string): Promise<number> {
+    return settle(() => {
+      return Promise.resolve(this.#seq(account) ?? 0);
+    });
+  }
+
+  changes(account: string, since: number, limit: number): Promise<RemoteEntry[]> {
+    return settle(() => {
+      return Promise.resolve(
+        (this.#q.changes!.all(account, since, limit) as unknown as EntryRow[]).map(rowToEntry),
+      );
+    });
+  }
+
+  #chunk(account: string, hash: string): ChunkInfo | null {
     const r = this.#q.chunk!.get(account, hash) as
       | { size: number; stored: number; compressed: number }
       | undefined;
@@ -411,136 +303,123 @@ export class SqliteMetaStore implements MetaStore {
       : null;
   }
 
-  #current(account: string, path: string): RemoteEntry | undefined {
-    const r = this.#q.entry!.get(account, path) as EntryRow | undefined;
-    return r ? rowToEntry(r) : undefined;
+  missingChunks(account: string, hashes: string[]): Promise<string[]> {
+    return settle(() => {
+      return Promise.resolve(hashes.filter((h) => this.#q.chunk!.get(account, h) === undefined));
+    });
   }
 
-  #hasLiveChildren(account: string, path: string): boolean {
-    return this.#q.liveChild!.get(account, path + "/", path + "0") !== undefined;
+  chunk(account: string, hash: string): Promise<ChunkInfo | null> {
+    return settle(() => {
+      return Promise.resolve(this.#chunk(account, hash));
+    });
   }
 
-  /** Writes `item` as the path's new current entry; `replacesLive`: keep the old one first. */
-  #write(
-    account: string,
-    device: string,
-    item: Omit<CommitItem, "baseVersion">,
-    replacesLive = true,
-  ): number {
-    const version = Number((this.#q.nextSeq!.get(account) as { seq: number }).seq);
-    if (replacesLive) this.#q.keep!.run(Date.now(), account, item.path);
-    this.#q.upsert!.run(
+  chunks(account: string, hashes: readonly string[]): Promise<(ChunkInfo | null)[]> {
+    return settle(() => {
+      return Promise.resolve(hashes.map((h) => this.#chunk(account, h)));
+    });
+  }
+
+  addChunks(account: string, items: readonly NewChunk[]): Promise<void> {
+    return settle(() => {
+      const now = Date.now();
+      transaction(this.#db, () => {
+        for (const i of items) {
+          this.#q.addChunk!.run(account, i.hash, i.size, i.stored, i.compressed ? 1 : 0, now);
+        }
+      });
+      return Promise.resolve();
+    });
+  }
+
+  /** The commit rule reads the database directly, inside the commit's transaction. */
+  #reader(account: string): CommitReader {
+    return {
+      entry: (path) => {
+        const r = this.#q.entry!.get(account, path) as EntryRow | undefined;
+        return r ? rowToEntry(r) : undefined;
+      },
+      liveBelow: (dir, limit) =>
+        (this.#q.liveBelow!.all(account, dir + "/", dir + "0", limit) as { path: string }[])
+          .map((r) => r.path),
+      chunkSize: (hash) => this.#chunk(account, hash)?.size,
+    };
+  }
+
+  #row(account: string, e: RemoteEntry): (string | number | null)[] {
+    return [
       account,
-      item.path,
-      item.kind,
-      item.deleted ? 1 : 0,
-      version,
-      item.size,
-      item.mtime,
-      item.exec ? 1 : 0,
-      item.hash,
-      JSON.stringify(item.chunks),
-      device,
-      item.kind === "file" && !item.deleted && item.mode !== undefined ? item.mode : null,
-    );
-    return version;
+      e.path,
+      e.kind,
+      e.deleted ? 1 : 0,
+      e.version,
+      e.size,
+      e.mtime,
+      e.exec ? 1 : 0,
+      e.hash,
+      JSON.stringify(e.chunks),
+      e.device,
+      e.kind === "file" && !e.deleted && e.mode !== undefined ? e.mode : null,
+    ];
   }
 
-  /** `liveDirs`: directories this commit already found live (fewer lookups for siblings). */
-  #commitOne(
-    account: string,
-    device: string,
-    item: CommitItem,
-    liveDirs: Set<string>,
-  ): CommitResult {
-    const current = this.#current(account, item.path);
-    const live = current !== undefined && !current.deleted;
-    // Only a live directory can have live children (the rules ask about them for directories).
-    const children = live && current.kind === "dir" && this.#hasLiveChildren(account, item.path);
-    const verdict = decideCommit(current, item, children);
-    if (verdict.verdict === "same") return { ok: true, version: verdict.version };
-    if (verdict.verdict === "conflict") {
-      return {
-        ok: false,
-        reason: "conflict",
-        message: "changed on another device",
-        version: verdict.version,
-      };
-    }
-    if (!item.deleted) {
-      if (item.kind === "file") {
-        // Every chunk stored, with the size the index knows, and the list bounded by the file's
-        // size: a list naming one tiny chunk 390,000 times (free metadata) is refused.
-        for (const c of item.chunks) {
-          const known = this.#q.chunk!.get(account, c.hash) as { size: number } | undefined;
-          if (known === undefined) {
-            return { ok: false, reason: "missing", message: `chunk ${c.hash} was never uploaded` };
-          }
-          if (Number(known.size) !== c.size) {
-            return {
-              ok: false,
-              reason: "invalid",
-              message: `chunk ${c.hash} holds ${known.size} bytes, not ${c.size}`,
-            };
-          }
-        }
-        const problem = chunkListProblem(item.size, item.chunks);
-        if (problem) return { ok: false, reason: "invalid", message: problem };
+  commit(account: string, device: string, items: CommitItem[]): Promise<CommitResult[]> {
+    return settle(() => {
+      const results = transaction(this.#db, () => {
+        const seq = this.#seq(account);
+        if (seq === undefined) throw new Error(`Cannot commit: no account ${account}`);
+        const plan = planCommit(this.#reader(account), seq, device, items);
+        const now = Date.now();
+        for (const e of plan.kept) this.#q.keep!.run(...this.#row(account, e), now);
+        for (const e of plan.written) this.#q.upsert!.run(...this.#row(account, e));
+        if (plan.seq !== seq) this.#q.setSeq!.run(plan.seq, account);
+        return plan.results;
+      }, true);
+      return Promise.resolve(results);
+    });
+  }
+
+  pruneVersions(cutoff: number): Promise<number> {
+    return settle(() => {
+      return Promise.resolve(
+        Number(this.#db.prepare("DELETE FROM versions WHERE replaced < ?").run(cutoff).changes),
+      );
+    });
+  }
+
+  /**
+   * Garbage collection, step 1 (see `stores.ts`), in steps of a few milliseconds with the
+   * event loop free between them (see {@link ChunkSweep}), instead of one statement over the
+   * account's whole journal: each page of chunks is re-checked against what commits wrote
+   * meanwhile and forgotten in the same synchronous step, so no commit runs in between.
+   */
+  forgetUnreferenced(account: string, cutoff: number): Promise<string[]> {
+    // Collections share a temporary table: one at a time, in order.
+    const run = this.#sweepTail.then(() => this.#forget(account, cutoff));
+    this.#sweepTail = run.then(() => {}, () => {});
+    return run;
+  }
+
+  async #forget(account: string, cutoff: number): Promise<string[]> {
+    const sweep = this.chunkSweep(account);
+    const gone: string[] = [];
+    try {
+      while (sweep.mark()) await nextTurn();
+      for (let page = sweep.take(cutoff); page !== null; page = sweep.take(cutoff)) {
+        for (const h of page) gone.push(h);
+        await nextTurn();
       }
-      // Parents must be live directories: revive deleted ones, refuse to nest under a file.
-      for (const parent of parentPaths(item.path)) {
-        if (liveDirs.has(parent)) continue;
-        const p = this.#current(account, parent);
-        if (p && !p.deleted && p.kind === "dir") {
-          liveDirs.add(parent);
-          continue;
-        }
-        if (p && !p.deleted) {
-          return {
-            ok: false,
-            reason: "conflict",
-            message: `${parent} is a file`,
-            version: p.version,
-          };
-        }
-        this.#write(account, device, {
-          path: parent,
-          kind: "dir",
-          deleted: false,
-          size: 0,
-          mtime: item.mtime,
-          exec: false,
-          hash: "",
-          chunks: [],
-        }, false);
-        liveDirs.add(parent);
-      }
+    } finally {
+      sweep.close();
     }
-    const written = item.deleted
-      ? { ...item, kind: current?.kind ?? item.kind, size: 0, hash: "", chunks: [], exec: false }
-      : item;
-    if (item.deleted || item.kind !== "dir") liveDirs.delete(item.path);
-    else liveDirs.add(item.path);
-    return { ok: true, version: this.#write(account, device, written, live) };
+    return gone;
   }
 
-  commit(account: string, device: string, items: CommitItem[]): CommitResult[] {
-    const liveDirs = new Set<string>();
-    return transaction(
-      this.#db,
-      () => items.map((item) => this.#commitOne(account, device, item, liveDirs)),
-      true,
-    );
-  }
-
-  pruneVersions(cutoff: number, limit = 5000): number {
-    return Number(
-      this.#db.prepare(
-        "DELETE FROM versions WHERE rowid IN (SELECT rowid FROM versions WHERE replaced < ? LIMIT ?)",
-      ).run(cutoff, limit).changes,
-    );
-  }
-
+  /**
+   * The steps of {@link forgetUnreferenced} for `account` (see {@link ChunkSweep}); one sweep at
+   * a time per store. Public for tests.
+   */
   chunkSweep(account: string): ChunkSweep {
     if (this.#sweeping) throw new Error("Cannot collect chunks: a collection is running already");
     this.#sweeping = true;
@@ -571,7 +450,7 @@ export class SqliteMetaStore implements MetaStore {
       forget: db.prepare("DELETE FROM chunks WHERE account = ? AND hash = ?"),
     };
     // Everything written after these is marked again before each page is forgotten.
-    let seq = this.seq(account);
+    let seq = this.#seq(account) ?? 0;
     let rowid = Number((q.maxRowid.get() as { n: number }).n);
     let entriesAfter: string | null = "";
     let versionsAfter: { path: string; id: number } | null = { path: "", id: 0 };
@@ -600,27 +479,27 @@ export class SqliteMetaStore implements MetaStore {
       },
       take: (cutoff: number) => {
         if (done) return null;
-        const nowSeq = this.seq(account);
-        if (nowSeq > seq) q.newEntries.run(account, seq);
-        seq = nowSeq;
-        const nowRowid = Number((q.maxRowid.get() as { n: number }).n);
-        if (nowRowid > rowid) q.newVersions.run(account, rowid);
-        rowid = nowRowid;
-        const rows = q.chunksPage.all(account, chunksAfter, CHUNKS) as unknown as {
-          hash: string;
-          created: number;
-          used: number;
-        }[];
-        if (rows.length < CHUNKS) done = true;
-        if (rows.length > 0) chunksAfter = rows[rows.length - 1]!.hash;
-        const gone = rows.filter((r) => Number(r.used) === 0 && Number(r.created) < cutoff)
-          .map((r) => r.hash);
-        if (gone.length > 0) {
-          transaction(db, () => {
-            for (const h of gone) q.forget.run(account, h);
-          });
-        }
-        return gone;
+        // One immediate transaction: no commit (of this process or another) runs between marking
+        // what was written since the last step and forgetting this page.
+        return transaction(db, () => {
+          const nowSeq = this.#seq(account) ?? 0;
+          if (nowSeq > seq) q.newEntries.run(account, seq);
+          seq = nowSeq;
+          const nowRowid = Number((q.maxRowid.get() as { n: number }).n);
+          if (nowRowid > rowid) q.newVersions.run(account, rowid);
+          rowid = nowRowid;
+          const rows = q.chunksPage.all(account, chunksAfter, CHUNKS) as unknown as {
+            hash: string;
+            created: number;
+            used: number;
+          }[];
+          if (rows.length < CHUNKS) done = true;
+          if (rows.length > 0) chunksAfter = rows[rows.length - 1]!.hash;
+          const gone = rows.filter((r) => Number(r.used) === 0 && Number(r.created) < cutoff)
+            .map((r) => r.hash);
+          for (const h of gone) q.forget.run(account, h);
+          return gone;
+        }, true);
       },
       close: () => {
         if (!this.#sweeping) return;
@@ -630,130 +509,159 @@ export class SqliteMetaStore implements MetaStore {
     };
   }
 
-  forgetChunk(account: string, hash: string): void {
-    this.#db.prepare("DELETE FROM chunks WHERE account = ? AND hash = ?").run(account, hash);
+  accountIds(): Promise<string[]> {
+    return settle(() => {
+      return Promise.resolve(
+        (this.#db.prepare("SELECT id FROM accounts ORDER BY created, id").all() as unknown as {
+          id: string;
+        }[]).map((r) => r.id),
+      );
+    });
   }
 
-  accountIds(): string[] {
-    return (this.#db.prepare("SELECT id FROM accounts").all() as unknown as { id: string }[]).map((
-      r,
-    ) => r.id);
+  close(): Promise<void> {
+    return settle(() => {
+      this.#db.close();
+      return Promise.resolve();
+    });
   }
 
-  close(): void {
-    this.#db.close();
+  hasAccount(account: string): Promise<boolean> {
+    return settle(() => {
+      return Promise.resolve(this.#q.seq!.get(account) !== undefined);
+    });
   }
 
-  hasAccount(account: string): boolean {
-    return this.#q.seq!.get(account) !== undefined;
+  devices(account: string): Promise<DeviceSummary[]> {
+    return settle(() => {
+      const rows = this.#db.prepare(
+        "SELECT id, name, created, last_seen, revoked FROM devices WHERE account = ? ORDER BY created, id",
+      ).all(account) as unknown as {
+        id: string;
+        name: string;
+        created: number;
+        last_seen: number | null;
+        revoked: number;
+      }[];
+      return Promise.resolve(rows.map((r) => ({
+        id: r.id,
+        name: r.name,
+        created: Number(r.created),
+        lastSeen: r.last_seen === null ? null : Number(r.last_seen),
+        revoked: Number(r.revoked) === 1,
+      })));
+    });
   }
 
-  devices(account: string): DeviceSummary[] {
-    const rows = this.#db.prepare(
-      "SELECT id, name, created, last_seen, revoked FROM devices WHERE account = ? ORDER BY created, id",
-    ).all(account) as unknown as {
-      id: string;
-      name: string;
-      created: number;
-      last_seen: number | null;
-      revoked: number;
-    }[];
-    return rows.map((r) => ({
-      id: r.id,
-      name: r.name,
-      created: Number(r.created),
-      lastSeen: r.last_seen === null ? null : Number(r.last_seen),
-      revoked: Number(r.revoked) === 1,
-    }));
+  revokeDevice(account: string, deviceId: string): Promise<boolean> {
+    return settle(() => {
+      const r = this.#db.prepare("UPDATE devices SET revoked = 1 WHERE id = ? AND account = ?").run(
+        deviceId,
+        account,
+      );
+      return Promise.resolve(Number(r.changes) === 1);
+    });
   }
 
-  revokeDevice(account: string, deviceId: string): boolean {
-    const r = this.#db.prepare("UPDATE devices SET revoked = 1 WHERE id = ? AND account = ?").run(
-      deviceId,
-      account,
-    );
-    return Number(r.changes) === 1;
+  renameDevice(account: string, deviceId: string, name: string): Promise<boolean> {
+    return settle(() => {
+      const r = this.#db.prepare("UPDATE devices SET name = ? WHERE id = ? AND account = ?").run(
+        name,
+        deviceId,
+        account,
+      );
+      return Promise.resolve(Number(r.changes) === 1);
+    });
   }
 
-  renameDevice(account: string, deviceId: string, name: string): boolean {
-    const r = this.#db.prepare("UPDATE devices SET name = ? WHERE id = ? AND account = ?").run(
-      name,
-      deviceId,
-      account,
-    );
-    return Number(r.changes) === 1;
+  accountFootprint(account: string): Promise<AccountFootprint | null> {
+    return settle(() => {
+      if (this.#q.seq!.get(account) === undefined) return Promise.resolve(null);
+      const n = (sql: string) =>
+        Number((this.#db.prepare(sql).get(account) as { n: number | bigint }).n);
+      return Promise.resolve({
+        devices: n("SELECT COUNT(*) AS n FROM devices WHERE account = ?"),
+        files: n(
+          "SELECT COUNT(*) AS n FROM entries WHERE account = ? AND deleted = 0 AND kind = 'file'",
+        ),
+        versions: n("SELECT COUNT(*) AS n FROM versions WHERE account = ?"),
+        chunks: n("SELECT COUNT(*) AS n FROM chunks WHERE account = ?"),
+        storedBytes: n("SELECT COALESCE(SUM(stored), 0) AS n FROM chunks WHERE account = ?"),
+      });
+    });
   }
 
-  accountFootprint(account: string): AccountFootprint | null {
-    if (!this.hasAccount(account)) return null;
-    const n = (sql: string) =>
-      Number((this.#db.prepare(sql).get(account) as { n: number | bigint }).n);
-    return {
-      devices: n("SELECT COUNT(*) AS n FROM devices WHERE account = ?"),
-      files: n(
-        "SELECT COUNT(*) AS n FROM entries WHERE account = ? AND deleted = 0 AND kind = 'file'",
-      ),
-      versions: n("SELECT COUNT(*) AS n FROM versions WHERE account = ?"),
-      chunks: n("SELECT COUNT(*) AS n FROM chunks WHERE account = ?"),
-      storedBytes: this.storedBytes(account),
-    };
+  deleteAccount(account: string): Promise<boolean> {
+    return settle(() => {
+      return Promise.resolve(transaction(this.#db, () => {
+        for (const table of ["devices", "entries", "versions", "chunks"]) {
+          this.#db.prepare(`DELETE FROM ${table} WHERE account = ?`).run(account);
+        }
+        return Number(
+          this.#db.prepare("DELETE FROM accounts WHERE id = ?").run(account).changes,
+        ) ===
+          1;
+      }, true));
+    });
   }
 
-  deleteAccount(account: string): boolean {
-    return transaction(this.#db, () => {
-      for (const table of ["devices", "entries", "versions", "chunks"]) {
-        this.#db.prepare(`DELETE FROM ${table} WHERE account = ?`).run(account);
-      }
-      return Number(this.#db.prepare("DELETE FROM accounts WHERE id = ?").run(account).changes) ===
-        1;
-    }, true);
+  deviceRevoked(deviceId: string): Promise<boolean> {
+    return settle(() => {
+      const r = this.#q.revoked!.get(deviceId) as { revoked: number } | undefined;
+      return Promise.resolve(r === undefined || Number(r.revoked) === 1);
+    });
   }
 
-  deviceRevoked(deviceId: string): boolean {
-    const r = this.#q.revoked!.get(deviceId) as { revoked: number } | undefined;
-    return r === undefined || Number(r.revoked) === 1;
-  }
-
-  metadataBytes(account: string): number {
-    let n = 0;
-    for (const table of ["entries", "versions"]) {
-      // As rowBytes in session.ts: 3 bytes a path character, 90 per chunk reference, 200 a row.
+  storedBytes(account: string): Promise<number> {
+    return settle(() => {
       const r = this.#db.prepare(
-        `SELECT COALESCE(SUM(length(path) * 3 + json_array_length(chunks) * 90 + 200), 0) AS n
-         FROM ${table} WHERE account = ?`,
+        "SELECT COALESCE(SUM(stored), 0) AS n FROM chunks WHERE account = ?",
       ).get(account) as { n: number };
-      n += Number(r.n);
-    }
-    return n;
+      return Promise.resolve(Number(r.n));
+    });
   }
 
-  addInvite(codeHash: string): void {
-    this.#db.prepare("INSERT INTO invites(hash, created) VALUES (?, ?)").run(codeHash, Date.now());
+  metadataBytes(account: string): Promise<number> {
+    return settle(() => {
+      let n = 0;
+      for (const table of ["entries", "versions"]) {
+        // As rowBytes in session.ts: 3 bytes a path character, 90 per chunk reference, 200 a row.
+        const r = this.#db.prepare(
+          `SELECT COALESCE(SUM(length(path) * 3 + json_array_length(chunks) * 90 + 200), 0) AS n
+           FROM ${table} WHERE account = ?`,
+        ).get(account) as { n: number };
+        n += Number(r.n);
+      }
+      return Promise.resolve(n);
+    });
   }
 
-  useInvite(codeHash: string): boolean {
-    const r = this.#db.prepare("UPDATE invites SET used = ? WHERE hash = ? AND used IS NULL").run(
-      Date.now(),
-      codeHash,
-    );
-    return Number(r.changes) === 1;
+  addInvite(codeHash: string): Promise<void> {
+    return settle(() => {
+      this.#db.prepare("INSERT INTO invites(hash, created) VALUES (?, ?)").run(
+        codeHash,
+        Date.now(),
+      );
+      return Promise.resolve();
+    });
   }
 
-  storedBytes(account: string): number {
-    const r = this.#db.prepare(
-      "SELECT COALESCE(SUM(stored), 0) AS n FROM chunks WHERE account = ?",
-    ).get(account) as { n: number };
-    return Number(r.n);
+  useInvite(codeHash: string): Promise<boolean> {
+    return settle(() => {
+      const r = this.#db.prepare("UPDATE invites SET used = ? WHERE hash = ? AND used IS NULL")
+        .run(Date.now(), codeHash);
+      return Promise.resolve(Number(r.changes) === 1);
+    });
   }
 
   // Verification queries (read-only; used by `cloud-server verify`, lib/server/verify.ts)
-  *verifyEntries(account: string): Iterable<RemoteEntry> {
+  async *verifyEntries(account: string): AsyncIterable<RemoteEntry> {
     const rows = this.#db.prepare("SELECT * FROM entries WHERE account = ? ORDER BY path")
       .iterate(account) as Iterable<unknown>;
     for (const r of rows) yield rowToEntry(r as EntryRow);
   }
 
-  *verifyKeptVersions(account: string): Iterable<RemoteEntry> {
+  async *verifyKeptVersions(account: string): AsyncIterable<RemoteEntry> {
     const rows = this.#db.prepare(
       "SELECT * FROM versions WHERE account = ? ORDER BY path, version",
     ).iterate(account) as Iterable<unknown>;

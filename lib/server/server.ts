@@ -14,9 +14,8 @@
 
 import { join } from "node:path";
 import { Peer } from "../protocol/peer.ts";
-import { TieredBlobStore } from "./blob_store.ts";
 import { Incoming } from "./incoming.ts";
-import { SqliteMetaStore } from "./meta_store.ts";
+import { type OpenStores, openStores } from "./open_stores.ts";
 import { Hub, type ServerContext, Session } from "./session.ts";
 import {
   AccountBudgets,
@@ -34,7 +33,7 @@ import {
 } from "./limits.ts";
 import { ChunkVerifier } from "./chunk_check.ts";
 import { escapeForLog } from "../util/log_text.ts";
-import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
+import { CHUNK_GRACE_MS, collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
 import { type FrontConn, TlsFront } from "../transport/tls_front.ts";
 import {
   loadCertificateFiles,
@@ -54,6 +53,10 @@ export interface ServerOptions {
   /** `--cert`/`--key`: an operator's certificate (chain) and key; default: self-signed in DATA/tls/. */
   certFile?: string;
   keyFile?: string;
+  /** `--meta`: where metadata lives (`postgres://…`); default: SQLite in `dataDir`. */
+  meta?: string;
+  /** `--blobs`: where chunks live (`s3://…`); default: local packs in `dataDir`. */
+  blobs?: string;
   /** Limits and throttles; anything not given keeps its {@link DEFAULT_LIMITS} value. */
   limits?: Partial<ServerLimits>;
   log?: (line: string) => void;
@@ -63,6 +66,8 @@ export interface ServerOptions {
 export interface RunningServer {
   hostname: string;
   port: number;
+  /** Where metadata and chunks are kept, for the start-up lines (no passwords). */
+  stores: { meta: string; blobs: string };
   /** The TLS certificate in use (fingerprint, file, whether this start created it). */
   certificate: Pick<ServerCertificate, "fingerprint" | "certFile" | "created">;
   /** Stops accepting, closes every connection and the stores. */
@@ -89,9 +94,10 @@ function restrictDataDir(dataDir: string): void {
 }
 
 /**
- * Starts listening, then opens the data directory. Throws a clear error if the port is taken; a
- * start that fails leaves no new data directory or TLS key behind (a new certificate is saved
- * only once the server listens with it).
+ * Starts listening, then opens the stores (`open_stores.ts`). Throws a clear error if the port is
+ * taken or a store cannot be opened; a start that fails leaves no new data directory or TLS key
+ * behind (a new certificate is saved only once the server listens with it and its stores are
+ * open).
  */
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.log ?? ((line: string) => console.log(line));
@@ -110,20 +116,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     },
   });
   const existed = await Deno.stat(opts.dataDir).then(() => true, () => false);
-  let meta: SqliteMetaStore | null = null;
-  let blobs: TieredBlobStore | null = null;
+  let opened: OpenStores | null = null;
   try {
     restrictDataDir(opts.dataDir);
-    meta = new SqliteMetaStore(opts.dataDir);
-    blobs = new TieredBlobStore(opts.dataDir);
+    opened = await openStores(opts);
     if (certificate.created) await saveCertificate(opts.dataDir, certificate);
   } catch (e) {
     await listener.close();
-    meta?.close();
-    blobs?.close();
+    await opened?.close().catch(() => {});
     if (!existed) await Deno.remove(opts.dataDir, { recursive: true }).catch(() => {});
     throw e;
   }
+  const stores = opened;
+  const { meta, blobs } = stores;
   const limits: ServerLimits = {
     ...DEFAULT_LIMITS,
     maxConnections: defaultMaxConnections(),
@@ -162,6 +167,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     ip: string;
     deadline: number;
     dropped: boolean;
+    /** A revocation check is running (the next tick does not start another). */
+    checking: boolean;
   }
   const open = new Set<Open>();
   const perIp = new ConnectionCounter(limits.maxConnectionsPerIp);
@@ -258,6 +265,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         ip: addr.hostname,
         deadline: performance.now() + limits.handshakeTimeoutMs,
         dropped: false,
+        checking: false,
       };
       open.add(c);
       const why = await peer.closed;
@@ -329,6 +337,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       serving.add(served);
     }
   })();
+  /** Revocation checks running (close waits for them before it closes the stores). */
+  const checks = new Set<Promise<void>>();
+  const revocationChecks = () => Promise.all(checks);
   // The watchdog: handshake deadlines, slow frames, revoked devices (the CLI that revokes is
   // another process: the shared database is the only channel, so open sessions look it up).
   const watchdog = setInterval(() => {
@@ -348,7 +359,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (slow) drop(c, slow);
       else if (c.peer.writeStalledFor(now) > limits.writeStallMs) {
         drop(c, `the peer does not read (nothing written for ${limits.writeStallMs / 1000} s)`);
-      } else if (c.session.checkRevoked()) drop(c, ""); // checkRevoked logged why
+      } else if (!c.checking) {
+        c.checking = true;
+        const check = c.session.checkRevoked().then((revoked) => {
+          if (revoked && !c.dropped) drop(c, ""); // checkRevoked logged why
+        }, (e) => log(`Cannot check for revoked devices: ${(e as Error).message}`))
+          .finally(() => {
+            c.checking = false;
+            checks.delete(check);
+          });
+        checks.add(check);
+      }
     }
   }, limits.tickMs);
   const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
@@ -357,12 +378,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const runCollect = (): Promise<void> => {
     if (collectRunning) return collecting; // the previous one is still at work (a big store)
     collectRunning = true;
-    return collect(meta, blobs, keepDays, Date.now(), stopCollecting.signal).then((r) => {
-      quota?.forget();
-      if (r.versions + r.chunks > 0) {
-        log(`Retention: forgot ${r.versions} old versions, ${r.chunks} unused chunks`);
-      }
-    }).catch((e) => log(`Cannot apply retention: ${(e as Error).message}`))
+    return collect(meta, blobs, keepDays, Date.now(), CHUNK_GRACE_MS, stopCollecting.signal).then(
+      (r) => {
+        quota?.forget();
+        if (r.versions + r.chunks > 0) {
+          log(`Retention: forgot ${r.versions} old versions, ${r.chunks} unused chunks`);
+        }
+      },
+    ).catch((e) => log(`Cannot apply retention: ${(e as Error).message}`))
       .finally(() => collectRunning = false);
   };
   let collecting: Promise<void> = Promise.resolve();
@@ -372,6 +395,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   return {
     hostname: addr.hostname,
     port: addr.port,
+    stores: stores.describe,
     certificate: {
       fingerprint: certificate.fingerprint,
       certFile: certificate.certFile,
@@ -396,8 +420,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       await Promise.all(closing);
       await closingFront;
       await Promise.all([...serving]);
-      meta.close();
-      blobs.close();
+      await revocationChecks();
+      await stores.close();
     },
   };
 }

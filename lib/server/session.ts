@@ -31,9 +31,8 @@ import {
   PROTOCOL_VERSION,
   str,
 } from "../protocol/messages.ts";
-import type { CommitItem, CommitResult, MetaStore } from "./meta_store.ts";
+import type { BlobStore, CommitItem, CommitResult, MetaStore } from "./stores.ts";
 import { encodeFrame, FrameType } from "../protocol/frame.ts";
-import type { BlobStore } from "./blob_store.ts";
 import type { Incoming } from "./incoming.ts";
 import { type ChunkClaim, ChunkVerifier } from "./chunk_check.ts";
 import { escapeForLog } from "../util/log_text.ts";
@@ -241,8 +240,8 @@ export class Session {
    * True if the signed-in device has been revoked (checked now, one indexed lookup); the server
    * then closes the connection.
    */
-  checkRevoked(): boolean {
-    if (!this.#revoked && this.#device && this.#ctx.meta.deviceRevoked(this.#device.id)) {
+  async checkRevoked(): Promise<boolean> {
+    if (!this.#revoked && this.#device && await this.#ctx.meta.deviceRevoked(this.#device.id)) {
       this.#revoked = true;
       this.#ctx.log(
         `Closing the connection of revoked device ${this.#device.id} (account ${this.#account}) from ${this.#remote}`,
@@ -286,9 +285,12 @@ export class Session {
     this.#onSignIn?.(account);
   }
 
-  #enrollDevice(account: string, name: string): { deviceId: string; token: string } {
+  async #enrollDevice(
+    account: string,
+    name: string,
+  ): Promise<{ deviceId: string; token: string }> {
     const token = randomToken(32);
-    const deviceId = this.#ctx.meta.addDevice(account, name, secretHash(token));
+    const deviceId = await this.#ctx.meta.addDevice(account, name, secretHash(token));
     this.#signInAs(account, { id: deviceId, name });
     return { deviceId, token };
   }
@@ -298,11 +300,7 @@ export class Session {
     const bytes = msg.body.length;
     this.#guard?.requestStarted(bytes);
     try {
-      // Every handler reads the fields it needs before its first await: from then on the
-      // header's JSON is garbage, even while the request waits.
-      const answer = this.#handle(msg);
-      dropHeader(msg.header);
-      return await answer;
+      return await this.#handle(msg);
     } catch (e) {
       if (isDiskFull(e)) {
         this.#ctx.log(`Cannot store data for ${this.#remote}: the disk is full`);
@@ -338,13 +336,22 @@ export class Session {
       if (SIGN_IN.has(t)) {
         throw new ProtocolError("bad-request", "Cannot sign in: this connection is signed in");
       }
-      if (this.checkRevoked()) {
+      if (await this.checkRevoked()) {
         throw new ProtocolError(
           "revoked",
           "Cannot sync: this device was revoked; join again with the account's serial code",
         );
       }
     }
+    // Every handler reads the fields it needs before its first await: from then on the
+    // header's parsed JSON is garbage, even while the request waits (for an announced chunk,
+    // the disk, the database).
+    const answer = this.#dispatch(t, h, msg.body);
+    dropHeader(h);
+    return await answer;
+  };
+
+  #dispatch(t: string, h: Record<string, unknown>, body: Uint8Array): Promise<Message> | Message {
     switch (t) {
       case "register":
         return this.#register(h);
@@ -361,13 +368,13 @@ export class Session {
       case "have":
         return this.#have(h);
       case "put":
-        return await this.#put(h, msg.body);
+        return this.#put(h, body);
       case "get":
-        return await this.#get(h);
+        return this.#get(h);
       case "putMany":
-        return await this.#putMany(h, msg.body);
+        return this.#putMany(h, body);
       case "getMany":
-        return await this.#getMany(h);
+        return this.#getMany(h);
       case "announce":
         return this.#announce(h);
       case "commit":
@@ -380,7 +387,7 @@ export class Session {
           `Cannot serve request: unknown type ${JSON.stringify(t)}`,
         );
     }
-  };
+  }
 
   /**
    * Refuses the attempt if the address group is locked out after failures: unchecked for an
@@ -451,10 +458,10 @@ export class Session {
   }
 
   /** Creates an account and its first device (this connection); returns the reply. */
-  #newAccount(name: string, how: string): Message {
+  async #newAccount(name: string, how: string): Promise<Message> {
     const serial = newSerial();
-    const account = this.#ctx.meta.createAccount(secretHash(normalizeSerial(serial)!));
-    const { deviceId, token } = this.#enrollDevice(account, name);
+    const account = await this.#ctx.meta.createAccount(secretHash(normalizeSerial(serial)!));
+    const { deviceId, token } = await this.#enrollDevice(account, name);
     this.#ctx.log(
       `New account ${account} registered by device "${
         escapeForLog(name)
@@ -463,7 +470,7 @@ export class Session {
     return reply({ account, deviceId, token, serial, seq: 0 });
   }
 
-  #register(h: Record<string, unknown>): Message {
+  #register(h: Record<string, unknown>): Promise<Message> {
     const name = deviceName(h, "device");
     if (this.#limits.registration === "closed") {
       throw new ProtocolError(
@@ -481,7 +488,11 @@ export class Session {
    * refills). With `invites`, an unused invite code (`cloud-server invite`) is used up instead
    * and null returned: the caller makes a new account.
    */
-  #serialAccount(h: Record<string, unknown>, what: string, invites = false): string | null {
+  async #serialAccount(
+    h: Record<string, unknown>,
+    what: string,
+    invites = false,
+  ): Promise<string | null> {
     const serial = normalizeSerial(str(h, "serial", 200));
     this.#checkThrottle(what);
     const global = this.#ctx.failedEnrollGlobal;
@@ -494,9 +505,9 @@ export class Session {
       throw throttledError(global.peek("*"), "too many failed attempts on this server");
     }
     const hashed = serial ? secretHash(serial) : null;
-    const account = hashed ? this.#ctx.meta.accountBySerialHash(hashed) : null;
+    const account = hashed ? await this.#ctx.meta.accountBySerialHash(hashed) : null;
     if (!account) {
-      if (invites && hashed && this.#ctx.meta.useInvite(hashed)) return null;
+      if (invites && hashed && await this.#ctx.meta.useInvite(hashed)) return null;
       global?.take("*");
       this.#failed(`${what} (unknown serial code)`, null);
       throw new ProtocolError(
@@ -507,16 +518,16 @@ export class Session {
     return account;
   }
 
-  #enroll(h: Record<string, unknown>): Message {
+  async #enroll(h: Record<string, unknown>): Promise<Message> {
     const name = deviceName(h, "device");
-    const account = this.#serialAccount(h, "enrollment", true);
+    const account = await this.#serialAccount(h, "enrollment", true);
     // An invite code makes a new account, even on a closed server.
     if (account === null) return this.#newAccount(name, " with an invite code");
-    const { deviceId, token } = this.#enrollDevice(account, name);
+    const { deviceId, token } = await this.#enrollDevice(account, name);
     this.#ctx.log(
       `Device "${escapeForLog(name)}" joined account ${account} from ${this.#remote}`,
     );
-    return reply({ account, deviceId, token, seq: this.#ctx.meta.seq(account) });
+    return reply({ account, deviceId, token, seq: await this.#ctx.meta.seq(account) });
   }
 
   /**
@@ -524,19 +535,19 @@ export class Session {
    * serial code). Throttled and counted like `enroll`; tells the serial's holder nothing an
    * enrollment would not.
    */
-  #checkSerial(h: Record<string, unknown>): Message {
+  async #checkSerial(h: Record<string, unknown>): Promise<Message> {
     const claimed = str(h, "account", 64);
-    const account = this.#serialAccount(h, "serial check");
+    const account = await this.#serialAccount(h, "serial check");
     return reply({ sameAccount: account !== null && account === claimed });
   }
 
   /** Renames the signed-in device (`cloud-client --name` on an enrolled folder). */
-  #setDeviceName(h: Record<string, unknown>): Message {
+  async #setDeviceName(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     const name = deviceName(h, "device");
     const device = this.#device!;
     if (name !== device.name) {
-      this.#ctx.meta.renameDevice(account, device.id, name);
+      await this.#ctx.meta.renameDevice(account, device.id, name);
       this.#ctx.log(
         `Device ${device.id} of account ${account} renamed from "${
           escapeForLog(device.name)
@@ -547,12 +558,12 @@ export class Session {
     return reply({});
   }
 
-  #auth(h: Record<string, unknown>): Message {
+  async #auth(h: Record<string, unknown>): Promise<Message> {
     const account = str(h, "account", 64);
     const deviceId = str(h, "deviceId", 64);
     const token = str(h, "token", 200);
     const shown = `authentication of device ${JSON.stringify(escapeForLog(deviceId, 64))}`;
-    const d = this.#ctx.meta.device(deviceId);
+    const d = await this.#ctx.meta.device(deviceId);
     const mine = d !== null && d.account === account;
     const ok = mine && sameSecret(d.tokenHash, secretHash(token));
     if (ok && !d.revoked) {
@@ -561,8 +572,8 @@ export class Session {
       // /24) never shut a good device out. Checking costs one lookup and one hash, and nobody
       // guesses a 256-bit credential, locked or not.
       this.#signInAs(account, { id: d.id, name: d.name });
-      this.#ctx.meta.touchDevice(d.id);
-      return reply({ seq: this.#ctx.meta.seq(account), device: d.name });
+      await this.#ctx.meta.touchDevice(d.id);
+      return reply({ seq: await this.#ctx.meta.seq(account), device: d.name });
     }
     // A failure while the address group is locked is answered so without counting it.
     this.#checkThrottle(shown, true);
@@ -570,7 +581,7 @@ export class Session {
     const key = { account: escapeForLog(account, 64), id: mine ? deviceId : "?" };
     const locked = this.#failed(
       `${shown}${ok ? " (revoked)" : " (unknown device or wrong credential)"}`,
-      this.#ctx.meta.hasAccount(account) ? key : null,
+      await this.#ctx.meta.hasAccount(account) ? key : null,
       !ok, // a revoked device presenting its own credential is not guessing
     );
     if (locked > 0 && !ok) throw throttledError(locked);
@@ -582,11 +593,11 @@ export class Session {
     );
   }
 
-  #changes(h: Record<string, unknown>): Message {
+  async #changes(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     const since = int(h, "since");
     const limit = Math.min(Math.max(1, int(h, "limit")), MAX_CHANGES);
-    const entries = this.#ctx.meta.changes(account, since, limit);
+    const entries = await this.#ctx.meta.changes(account, since, limit);
     // A page is also bounded by its size (long chunk lists), so that it always fits in a frame.
     let bytes = 0;
     let keep = 0;
@@ -598,15 +609,15 @@ export class Session {
     }
     const cut = keep < entries.length;
     if (cut) entries.length = keep;
-    const seq = this.#ctx.meta.seq(account);
+    const seq = await this.#ctx.meta.seq(account);
     const more = cut || entries.length === limit;
     return reply({ entries, seq: more ? entries[entries.length - 1]!.version : seq, more });
   }
 
-  #have(h: Record<string, unknown>): Message {
+  async #have(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     return reply({
-      missing: this.#ctx.meta.missingChunks(account, hashList(h, "hashes", MAX_HAVE)),
+      missing: await this.#ctx.meta.missingChunks(account, hashList(h, "hashes", MAX_HAVE)),
     });
   }
 
@@ -615,11 +626,14 @@ export class Session {
     const claim = { hash: hash(h, "hash"), size: int(h, "size"), z: bool(h, "z") };
     await this.#verify(account, [{ ...claim, offset: 0, len: body.length }], body);
     const item = { hash: claim.hash, size: claim.size, stored: body.length, compressed: claim.z };
-    const fresh = this.#ctx.meta.chunk(account, item.hash) === null ? body.length : 0;
-    this.#ctx.quota?.reserve(account, fresh);
+    const quota = this.#ctx.quota;
+    const fresh = quota && (await this.#ctx.meta.chunk(account, item.hash)) === null
+      ? body.length
+      : 0;
+    await quota?.reserve(account, fresh);
     try {
       await this.#ctx.blobs.put(account, item.hash, body);
-      this.#ctx.meta.addChunks(account, [item]);
+      await this.#ctx.meta.addChunks(account, [item]);
       this.#ctx.incoming?.stored(account, [item.hash]);
     } catch (e) {
       this.#ctx.quota?.release(account, fresh);
@@ -667,17 +681,21 @@ export class Session {
       data: body.subarray(c.offset, c.offset + c.len),
     }));
     // All or nothing: the quota is checked for the whole batch before anything is stored.
-    const seen = new Set<string>();
+    const quota = this.#ctx.quota;
     let fresh = 0;
-    for (const i of items) {
-      if (seen.has(i.hash)) continue;
-      seen.add(i.hash);
-      if (this.#ctx.meta.chunk(account, i.hash) === null) fresh += i.stored;
+    if (quota) {
+      const known = await this.#ctx.meta.chunks(account, items.map((i) => i.hash));
+      const seen = new Set<string>();
+      items.forEach((i, k) => {
+        if (seen.has(i.hash)) return;
+        seen.add(i.hash);
+        if (known[k] === null) fresh += i.stored;
+      });
     }
-    this.#ctx.quota?.reserve(account, fresh);
+    await quota?.reserve(account, fresh);
     try {
       await this.#ctx.blobs.putMany(account, items);
-      this.#ctx.meta.addChunks(account, items);
+      await this.#ctx.meta.addChunks(account, items);
       this.#ctx.incoming?.stored(account, items.map((i) => i.hash));
     } catch (e) {
       this.#ctx.quota?.release(account, fresh);
@@ -695,10 +713,8 @@ export class Session {
   async #awaitAnnounced(account: string, hashes: readonly string[], wait: boolean): Promise<void> {
     const incoming = this.#ctx.incoming;
     if (!wait || !incoming) return;
-    const pending = hashes.filter((want) =>
-      incoming.isAnnounced(account, want) && !this.#ctx.meta.chunk(account, want)
-    );
-    if (pending.length === 0) return;
+    const announced = hashes.filter((want) => incoming.isAnnounced(account, want));
+    if (announced.length === 0) return;
     const budget = this.#ctx.budgets?.of(account);
     if (
       this.#waiting >= this.#limits.maxWaitingPerConnection ||
@@ -707,8 +723,9 @@ export class Session {
     this.#waiting++;
     if (budget) budget.waiting++;
     try {
-      for (const want of pending) {
-        if (this.#ctx.meta.chunk(account, want)) continue;
+      const known = await this.#ctx.meta.chunks(account, announced);
+      for (const [k, want] of announced.entries()) {
+        if (known[k] || !incoming.isAnnounced(account, want)) continue;
         await incoming.waitFor(account, want, WAIT_FOR_CHUNK_MS);
       }
     } finally {
@@ -753,8 +770,7 @@ export class Session {
     await this.#awaitAnnounced(account, hashes, h.wait === true);
     const notFound = () =>
       new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
-    const infos = hashes.map((want) => {
-      const info = this.#ctx.meta.chunk(account, want);
+    const infos = (await this.#ctx.meta.chunks(account, hashes)).map((info) => {
       if (!info) throw notFound();
       return info;
     });
@@ -773,11 +789,9 @@ export class Session {
     const body = new Uint8Array(total);
     try {
       let at = 0;
-      for (const c of chunks) {
-        const got = await this.#ctx.blobs.get(account, c.hash, body.subarray(at, at + c.len));
-        if (!got) throw notFound();
-        at += c.len;
-      }
+      const reads = chunks.map((c) => ({ hash: c.hash, into: body.subarray(at, at += c.len) }));
+      const found = await this.#ctx.blobs.getMany(account, reads);
+      if (found.includes(false)) throw notFound();
     } catch (e) {
       this.#guard?.replyReady(total, 0);
       throw e;
@@ -790,7 +804,7 @@ export class Session {
     const account = this.#requireAccount();
     const want = hash(h, "hash");
     await this.#awaitAnnounced(account, [want], h.wait === true);
-    const info = this.#ctx.meta.chunk(account, want);
+    const info = await this.#ctx.meta.chunk(account, want);
     if (!info) {
       throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
     }
@@ -809,7 +823,7 @@ export class Session {
     return reply({ size: info.size, z: info.compressed }, data);
   }
 
-  #commit(h: Record<string, unknown>): Message {
+  async #commit(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     const raw = h.items;
     if (!Array.isArray(raw) || raw.length > MAX_COMMIT) {
@@ -824,7 +838,7 @@ export class Session {
       const deleted = bool(o, "deleted");
       const size = int(o, "size");
       // The chunk list is checked against the file's size and the chunk index in the store
-      // (its length is bounded by the header's, 4 MiB after sign-in).
+      // (its length is bounded by the header's, 16 MiB after sign-in).
       const isFile = !deleted && o.kind !== "dir";
       return {
         path,
@@ -847,7 +861,7 @@ export class Session {
     if (quota) {
       const want = parsed.reduce((n, p) => n + (typeof p === "string" ? 0 : cost(p)), 0);
       try {
-        quota.reserve(account, want);
+        await quota.reserve(account, want);
         reserved = want;
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
@@ -857,7 +871,7 @@ export class Session {
     const valid = parsed.filter((p): p is CommitItem =>
       typeof p !== "string" && (overQuota === null || p.deleted)
     );
-    const done = this.#ctx.meta.commit(account, this.#device!.name, valid);
+    const done = await this.#ctx.meta.commit(account, this.#device!.name, valid);
     let next = 0;
     const results: CommitResult[] = parsed.map((p) => {
       if (typeof p === "string") return { ok: false, reason: "invalid", message: p };
@@ -871,14 +885,14 @@ export class Session {
       return r;
     });
     if (done.some((r) => r.ok)) {
-      this.#ctx.hub.notify(account, this.#ctx.meta.seq(account), this.#peer);
+      this.#ctx.hub.notify(account, await this.#ctx.meta.seq(account), this.#peer);
     }
     return reply({ results });
   }
 
-  #watch(): Message {
+  async #watch(): Promise<Message> {
     const account = this.#requireAccount();
     if (this.#peer) this.#ctx.hub.add(account, this.#peer);
-    return reply({ seq: this.#ctx.meta.seq(account) });
+    return reply({ seq: await this.#ctx.meta.seq(account) });
   }
 }

@@ -18,8 +18,7 @@
  * @module
  */
 
-import type { BlobStore } from "./blob_store.ts";
-import type { MetaStore } from "./meta_store.ts";
+import type { BlobStore, MetaStore } from "./stores.ts";
 import type { RemoteEntry } from "../core/types.ts";
 import { checkWirePath, parentPaths } from "../core/paths.ts";
 import { decompressChunk } from "../chunk/compress.ts";
@@ -52,7 +51,7 @@ export async function verify(
   opts: VerifyOptions,
 ): Promise<VerifyReport> {
   const report: VerifyReport = { problems: [], accounts: 0, entries: 0, chunks: 0 };
-  const ids = meta.accountIds();
+  const ids = await meta.accountIds();
   let accounts = ids;
   if (opts.account !== undefined) {
     if (!ids.includes(opts.account)) {
@@ -75,7 +74,7 @@ async function verifyAccount(
   report: VerifyReport,
 ): Promise<void> {
   const problem = (what: string) => report.problems.push(`account ${account}: ${what}`);
-  const seq = meta.seq(account);
+  const seq = await meta.seq(account);
   const uses = new Map<string, ChunkUse>();
   const liveDirs = new Set<string>();
 
@@ -102,7 +101,7 @@ async function verifyAccount(
 
   // Pass 1: entries (journal, paths, chunk references); collects the live directories.
   const versions = new Set<number>();
-  for (const e of meta.verifyEntries(account)) {
+  for await (const e of meta.verifyEntries(account)) {
     report.entries++;
     const label = `path ${JSON.stringify(e.path)}`;
     const bad = checkWirePath(e.path);
@@ -118,7 +117,7 @@ async function verifyAccount(
   }
 
   // Pass 2: every live entry's parents must be live directories.
-  for (const e of meta.verifyEntries(account)) {
+  for await (const e of meta.verifyEntries(account)) {
     if (e.deleted) continue;
     for (const parent of parentPaths(e.path)) {
       if (!liveDirs.has(parent)) {
@@ -133,7 +132,7 @@ async function verifyAccount(
   }
 
   // Kept versions: their content must still be there to be restored.
-  for (const v of meta.verifyKeptVersions(account)) {
+  for await (const v of meta.verifyKeptVersions(account)) {
     const label = `kept version ${v.version} of ${JSON.stringify(v.path)}`;
     const bad = checkWirePath(v.path);
     if (bad) problem(`${label}: ${bad}`);
@@ -147,7 +146,7 @@ async function verifyAccount(
   for (const [hash, use] of uses) {
     report.chunks++;
     const label = `chunk ${hash} (used by ${use.where})`;
-    const info = meta.chunk(account, hash);
+    const info = await meta.chunk(account, hash);
     if (!info) {
       problem(`${label}: missing from the chunk index`);
       continue;

@@ -25,3 +25,23 @@ export const DEBUG = (() => {
 export function debug(message: () => string): void {
   if (DEBUG) console.error(`[debug] ${new Date().toISOString().slice(11, 23)} ${message()}`);
 }
+
+/**
+ * While debugging, prints the process's memory (resident, V8 heap used, buffers outside the heap)
+ * every `ms` until the returned function is called; does nothing otherwise.
+ */
+export function debugMemory(ms = 1000): () => void {
+  if (!DEBUG) return () => {};
+  const mb = (n: number) => (n / 1e6).toFixed(0);
+  let peak = 0;
+  const timer = setInterval(() => {
+    const m = Deno.memoryUsage();
+    peak = Math.max(peak, m.rss);
+    debug(() =>
+      `memory: rss ${mb(m.rss)} MB (peak ${mb(peak)}), heap ${mb(m.heapUsed)}/${
+        mb(m.heapTotal)
+      } MB, external ${mb(m.external)} MB`
+    );
+  }, ms);
+  return () => clearInterval(timer);
+}

@@ -1,7 +1,7 @@
 /**
  * A deterministic, in-memory simulation of one server and several devices, built only on the pure
- * core (`reconcile`, `decideCommit`). The server mirrors `SqliteMetaStore#commitOne` (parents
- * revived as directories, nothing created under a live file); a device sync mirrors
+ * core (`reconcile`, `planCommit`). The server applies the real commit rule, `planCommit` (parents
+ * revived as directories, nothing created under a live file), to in-memory maps; a device sync mirrors
  * `engine.ts`/`executor.ts` (pull, scan, reconcile, execute, with the same re-checks and the same
  * base updates), repeated until a pass has nothing to do.
  *
@@ -13,10 +13,14 @@
  */
 
 import { type Action, reconcile } from "../../lib/core/reconcile.ts";
-import { decideCommit } from "../../lib/core/commit_rules.ts";
+import {
+  type CommitItem,
+  type CommitReader,
+  type CommitResult,
+  planCommit,
+} from "../../lib/core/commit_plan.ts";
 import { parentPaths } from "../../lib/core/paths.ts";
 import type { BaseEntry, ChunkRef, Kind, LocalEntry, RemoteEntry } from "../../lib/core/types.ts";
-import type { CommitItem, CommitResult } from "../../lib/server/meta_store.ts";
 
 /** One item of a device's file system. Directories have content "" and exec false. */
 export interface Node {
@@ -50,87 +54,22 @@ export class SimServer {
   readonly blobs = new Map<string, string>();
   seq = 0;
 
-  #hasLiveChildren(path: string): boolean {
-    for (const e of this.entries.values()) {
-      if (!e.deleted && e.path.startsWith(path + "/")) return true;
-    }
-    return false;
-  }
-
-  #write(device: string, item: Omit<CommitItem, "baseVersion">): number {
-    const version = ++this.seq;
-    this.entries.set(item.path, {
-      path: item.path,
-      kind: item.kind,
-      deleted: item.deleted,
-      version,
-      size: item.size,
-      mtime: item.mtime,
-      exec: item.exec,
-      hash: item.hash,
-      chunks: item.chunks,
-      device,
-    });
-    return version;
-  }
-
-  /** Mirrors `SqliteMetaStore#commitOne`. */
-  #commitOne(device: string, item: CommitItem): CommitResult {
-    const current = this.entries.get(item.path);
-    const verdict = decideCommit(current, item, this.#hasLiveChildren(item.path));
-    if (verdict.verdict === "same") return { ok: true, version: verdict.version };
-    if (verdict.verdict === "conflict") {
-      return {
-        ok: false,
-        reason: "conflict",
-        message: "changed on another device",
-        version: verdict.version,
-      };
-    }
-    if (!item.deleted) {
-      if (item.kind === "file") {
-        let total = 0;
-        for (const c of item.chunks) {
-          if (!this.blobs.has(c.hash)) {
-            return { ok: false, reason: "missing", message: `chunk ${c.hash} was never uploaded` };
-          }
-          total += c.size;
-        }
-        if (total !== item.size) {
-          return { ok: false, reason: "invalid", message: "chunk sizes do not add up" };
-        }
-      }
-      for (const parent of parentPaths(item.path)) {
-        const p = this.entries.get(parent);
-        if (p && !p.deleted && p.kind === "dir") continue;
-        if (p && !p.deleted) {
-          return {
-            ok: false,
-            reason: "conflict",
-            message: `${parent} is a file`,
-            version: p.version,
-          };
-        }
-        this.#write(device, {
-          path: parent,
-          kind: "dir",
-          deleted: false,
-          size: 0,
-          mtime: item.mtime,
-          exec: false,
-          hash: "",
-          chunks: [],
-        });
-      }
-    }
-    const written = item.deleted
-      ? { ...item, kind: current?.kind ?? item.kind, size: 0, hash: "", chunks: [], exec: false }
-      : item;
-    return { ok: true, version: this.#write(device, written) };
-  }
-
+  /** The server's own rule (`planCommit`), on these maps. */
   commit(device: string, items: CommitItem[]): CommitResult[] {
-    return items.map((item) => this.#commitOne(device, item));
+    const reader: CommitReader = {
+      entry: (path) => this.entries.get(path),
+      liveBelow: (dir) =>
+        [...this.entries.values()].filter((e) => !e.deleted && e.path.startsWith(dir + "/"))
+          .map((e) => e.path),
+      chunkSize: (hash) => {
+        const content = this.blobs.get(hash);
+        return content === undefined ? undefined : content.length;
+      },
+    };
+    const plan = planCommit(reader, this.seq, device, items);
+    for (const e of plan.written) this.entries.set(e.path, e);
+    this.seq = plan.seq;
+    return plan.results;
   }
 
   /** Entries with version > since, oldest first, and the current sequence. */

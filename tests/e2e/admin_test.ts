@@ -190,7 +190,16 @@ Deno.test("a failed server start leaves no data directory or TLS key behind", op
     const fresh = join(tmp.path, "fresh");
     const kept = join(tmp.path, "kept");
     await put(kept, "note.txt", "an existing directory\n");
-    const starts: [string[], number][] = [
+    // Nothing listens on 127.0.0.1:1: the stores named there cannot be reached.
+    const unreachableMeta = ["--host", "127.0.0.1", "--meta", "postgres://u:p@127.0.0.1:1/db"];
+    const unreachableBlobs = [
+      "--host",
+      "127.0.0.1",
+      "--blobs",
+      "s3://cloudsync?endpoint=http://127.0.0.1:1",
+    ];
+    const s3 = { AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s" };
+    const starts: [string[], number, Record<string, string>?][] = [
       [[String(server.port), "--host", "127.0.0.1", "--data", fresh], 1], // port in use
       [[String(server.port), "--host", "127.0.0.1", "--data", kept], 1],
       [["0", "--keep-days", "soon", "--data", fresh], 2],
@@ -203,9 +212,15 @@ Deno.test("a failed server start leaves no data directory or TLS key behind", op
         "--data",
         fresh,
       ], 1],
+      ...[fresh, kept].flatMap((dir): [string[], number, Record<string, string>?][] => [
+        [["0", ...unreachableMeta, "--data", dir], 1],
+        [["0", ...unreachableBlobs, "--data", dir], 1, s3],
+        [["0", ...unreachableBlobs, "--data", dir], 1], // and no credentials
+      ]),
+      [["0", "--meta", "mysql://x", "--data", fresh], 1],
     ];
-    for (const [args, code] of starts) {
-      const p = new Proc("server2", ["server.ts", ...args]);
+    for (const [args, code, env] of starts) {
+      const p = new Proc("server2", ["server.ts", ...args], env);
       assert.equal(await p.exitCode(), code, p.output());
       assert.match(p.output(), /^Cannot /m);
       assert.equal(await exists(fresh), false, `${args.join(" ")} left ${fresh}`);

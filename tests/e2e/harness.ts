@@ -208,7 +208,13 @@ export async function unprivileged(dir: string): Promise<Unprivileged | string> 
 export class ServerProc extends Proc {
   port = 0;
 
-  static async start(dataDir: string, port = 0): Promise<ServerProc> {
+  /** `extra`: more arguments (e.g. `--meta URL`); `env`: more environment variables. */
+  static async start(
+    dataDir: string,
+    port = 0,
+    extra: string[] = [],
+    env: Record<string, string> = {},
+  ): Promise<ServerProc> {
     const p = new ServerProc("server", [
       "server.ts",
       String(port),
@@ -216,7 +222,8 @@ export class ServerProc extends Proc {
       "127.0.0.1",
       "--data",
       dataDir,
-    ]);
+      ...extra,
+    ], env);
     const m = await p.waitForLine(/listening on 127\.0\.0\.1:(\d+)/);
     p.port = Number(m[1]);
     return p;

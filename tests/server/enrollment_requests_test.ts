@@ -60,10 +60,10 @@ Deno.test("setDeviceName renames the signed-in device only", opts, async () => {
   await a.peer.request({ t: "setDeviceName", device: "Laptop" });
   const meta = new SqliteMetaStore(s.dir);
   try {
-    assert.deepEqual(meta.devices(a.account).map((d) => d.name), ["Laptop"]);
-    assert.deepEqual(meta.devices(b.account).map((d) => d.name), ["B"]);
+    assert.deepEqual((await meta.devices(a.account)).map((d) => d.name), ["Laptop"]);
+    assert.deepEqual((await meta.devices(b.account)).map((d) => d.name), ["B"]);
   } finally {
-    meta.close();
+    await meta.close();
   }
   assert.match(s.lines.join("\n"), /renamed from "A" to "Laptop"/);
 });

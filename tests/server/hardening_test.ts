@@ -302,8 +302,8 @@ Deno.test("break 5: the quota counts the journal and kept versions too", opts, a
   assert.ok(refused > 0, "metadata was never counted");
   // Deletions still go through.
   const meta = new SqliteMetaStore(s.dir);
-  const first = meta.changes(a.account, 0, 100).find((e) => e.kind === "file")!;
-  meta.close();
+  const first = (await meta.changes(a.account, 0, 100)).find((e) => e.kind === "file")!;
+  await meta.close();
   const del = await a.peer.request({
     t: "commit",
     items: [{ ...fileItem(first.path, one, first.version), deleted: true }],
@@ -415,8 +415,8 @@ Deno.test("registration closed: only an invite code makes an account, once", opt
   assert.equal(await errorCode(p.request({ t: "register", device: "A" })), "registration-closed");
   const code = newSerial();
   const meta = new SqliteMetaStore(s.dir);
-  meta.addInvite(secretHash(normalizeSerial(code)!));
-  meta.close();
+  await meta.addInvite(secretHash(normalizeSerial(code)!));
+  await meta.close();
   const q = await s.connect();
   const r = await q.request({ t: "enroll", serial: code, device: "A" });
   assert.equal(typeof r.header.serial, "string", "the new account's serial code comes back");

@@ -165,12 +165,16 @@ Deno.test("credentials: only the device's own token, for its own account", opts,
   // Secrets are stored only as hashes.
   const meta = new SqliteMetaStore(s.dir);
   try {
-    const d = meta.device(a.deviceId)!;
+    const d = (await meta.device(a.deviceId))!;
     assert.notEqual(d.tokenHash, a.token);
     assert.match(d.tokenHash, /^[0-9a-f]{64}$/);
-    assert.equal(meta.accountBySerialHash(a.serial!), null, "the serial is not stored as is");
+    assert.equal(
+      await meta.accountBySerialHash(a.serial!),
+      null,
+      "the serial is not stored as is",
+    );
   } finally {
-    meta.close();
+    await meta.close();
   }
 });
 

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import { join } from "node:path";
 import { SqliteMetaStore } from "../../lib/server/meta_store.ts";
 import { FsBlobStore } from "../../lib/server/blob_store.ts";
 import { collect } from "../../lib/server/retention.ts";
@@ -27,48 +29,55 @@ Deno.test("SqliteMetaStore keeps a journal, kept versions and per-account isolat
   const dir = await Deno.makeTempDir();
   const meta = new SqliteMetaStore(dir);
   try {
-    const acct = meta.createAccount("serial-hash-1");
-    const other = meta.createAccount("serial-hash-2");
-    meta.addChunk(acct, H1, 5, 5, false);
-    meta.addChunk(acct, H2, 5, 5, false);
+    const acct = await meta.createAccount("serial-hash-1");
+    const other = await meta.createAccount("serial-hash-2");
+    await meta.addChunks(acct, [{ hash: H1, size: 5, stored: 5, compressed: false }]);
+    await meta.addChunks(acct, [{ hash: H2, size: 5, stored: 5, compressed: false }]);
 
-    await t.step("a new file is accepted with the next sequence number", () => {
-      assert.deepEqual(meta.commit(acct, "A", [file("d/f.txt", H1, 0)]), [{
+    await t.step("a new file is accepted with the next sequence number", async () => {
+      assert.deepEqual(await meta.commit(acct, "A", [file("d/f.txt", H1, 0)]), [{
         ok: true,
         version: 2,
       }]);
       // The parent directory was created first, with version 1.
-      assert.deepEqual(meta.changes(acct, 0, 10).map((e) => [e.path, e.kind, e.version]), [
+      assert.deepEqual((await meta.changes(acct, 0, 10)).map((e) => [e.path, e.kind, e.version]), [
         ["d", "dir", 1],
         ["d/f.txt", "file", 2],
       ]);
     });
 
-    await t.step("a change based on an old version is a conflict", () => {
-      const [r] = meta.commit(acct, "B", [file("d/f.txt", H2, 1)]);
+    await t.step("a change based on an old version is a conflict", async () => {
+      const [r] = await meta.commit(acct, "B", [file("d/f.txt", H2, 1)]);
       assert.equal(r?.ok, false);
       assert.equal(r?.ok === false && r.reason, "conflict");
     });
 
-    await t.step("the same content is no conflict and writes nothing", () => {
-      assert.deepEqual(meta.commit(acct, "B", [file("d/f.txt", H1, 0)]), [{
+    await t.step("the same content is no conflict and writes nothing", async () => {
+      assert.deepEqual(await meta.commit(acct, "B", [file("d/f.txt", H1, 0)]), [{
         ok: true,
         version: 2,
       }]);
-      assert.equal(meta.seq(acct), 2);
+      assert.equal(await meta.seq(acct), 2);
     });
 
-    await t.step("changes since N returns only what changed after N, tombstones included", () => {
-      meta.commit(acct, "A", [file("d/f.txt", H2, 2)]);
-      meta.commit(acct, "A", [{ ...file("d/f.txt", "", 3), deleted: true, chunks: [] }]);
-      const since2 = meta.changes(acct, 2, 10);
-      assert.deepEqual(since2.map((e) => [e.path, e.deleted, e.version]), [["d/f.txt", true, 4]]);
-    });
+    await t.step(
+      "changes since N returns only what changed after N, tombstones included",
+      async () => {
+        await meta.commit(acct, "A", [file("d/f.txt", H2, 2)]);
+        await meta.commit(acct, "A", [{ ...file("d/f.txt", "", 3), deleted: true, chunks: [] }]);
+        const since2 = await meta.changes(acct, 2, 10);
+        assert.deepEqual(since2.map((e) => [e.path, e.deleted, e.version]), [[
+          "d/f.txt",
+          true,
+          4,
+        ]]);
+      },
+    );
 
-    await t.step("a directory with live children cannot be deleted", () => {
-      meta.commit(acct, "A", [file("d/g.txt", H1, 0)]);
-      const d = meta.changes(acct, 0, 100).find((e) => e.path === "d")!;
-      const [r] = meta.commit(acct, "A", [{
+    await t.step("a directory with live children cannot be deleted", async () => {
+      await meta.commit(acct, "A", [file("d/g.txt", H1, 0)]);
+      const d = (await meta.changes(acct, 0, 100)).find((e) => e.path === "d")!;
+      const [r] = await meta.commit(acct, "A", [{
         ...file("d", "", d.version),
         kind: "dir",
         deleted: true,
@@ -77,15 +86,15 @@ Deno.test("SqliteMetaStore keeps a journal, kept versions and per-account isolat
       assert.equal(r?.ok, false);
     });
 
-    await t.step("a file may not reference a chunk that was never uploaded", () => {
-      const [r] = meta.commit(acct, "A", [file("x.txt", "3".repeat(64), 0)]);
+    await t.step("a file may not reference a chunk that was never uploaded", async () => {
+      const [r] = await meta.commit(acct, "A", [file("x.txt", "3".repeat(64), 0)]);
       assert.equal(r?.ok === false && r.reason, "missing");
     });
 
-    await t.step("another account sees none of it and cannot use its chunks", () => {
-      assert.deepEqual(meta.changes(other, 0, 100), []);
-      assert.deepEqual(meta.missingChunks(other, [H1]), [H1]);
-      const [r] = meta.commit(other, "X", [file("steal.txt", H1, 0)]);
+    await t.step("another account sees none of it and cannot use its chunks", async () => {
+      assert.deepEqual(await meta.changes(other, 0, 100), []);
+      assert.deepEqual(await meta.missingChunks(other, [H1]), [H1]);
+      const [r] = await meta.commit(other, "X", [file("steal.txt", H1, 0)]);
       assert.equal(r?.ok === false && r.reason, "missing");
     });
 
@@ -103,49 +112,56 @@ Deno.test("SqliteMetaStore keeps a journal, kept versions and per-account isolat
       assert.notEqual(await blobs.get(acct, H1), null);
     });
   } finally {
-    meta.close();
+    await meta.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
 
-Deno.test("SqliteMetaStore deletes one account whole and renames devices", {
+Deno.test("SqliteMetaStore adds the mode column to a database made by an older server", {
   sanitizeResources: true,
 }, async () => {
   const dir = await Deno.makeTempDir();
-  const meta = new SqliteMetaStore(dir);
   try {
-    const gone = meta.createAccount("serial-hash-gone");
-    const kept = meta.createAccount("serial-hash-kept");
-    for (const acct of [gone, kept]) {
-      meta.addChunk(acct, H1, 5, 5, false);
-      meta.addChunk(acct, H2, 5, 5, false);
-      meta.commit(acct, "A", [file("f.txt", H1, 0)]);
-      meta.commit(acct, "A", [file("f.txt", H2, meta.seq(acct))]); // keeps a version
+    // The tables as servers before permission bits made them, with a file and a kept version.
+    const old = new DatabaseSync(join(dir, "meta.db"));
+    old.exec(`
+      CREATE TABLE accounts(id TEXT PRIMARY KEY, serial_hash TEXT NOT NULL UNIQUE,
+        seq INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
+      CREATE TABLE entries(account TEXT NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+        deleted INTEGER NOT NULL, version INTEGER NOT NULL, size INTEGER NOT NULL,
+        mtime INTEGER NOT NULL, exec INTEGER NOT NULL, hash TEXT NOT NULL, chunks TEXT NOT NULL,
+        device TEXT NOT NULL, PRIMARY KEY(account, path)) WITHOUT ROWID;
+      CREATE TABLE versions(account TEXT NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+        deleted INTEGER NOT NULL, version INTEGER NOT NULL, size INTEGER NOT NULL,
+        mtime INTEGER NOT NULL, exec INTEGER NOT NULL, hash TEXT NOT NULL, chunks TEXT NOT NULL,
+        device TEXT NOT NULL, replaced INTEGER NOT NULL);
+      INSERT INTO accounts VALUES ('acct', 'serial', 2, 1);
+      INSERT INTO entries VALUES ('acct', 'f.txt', 'file', 0, 2, 5, 1, 1, '${H2}',
+        '[{"hash":"${H2}","size":5}]', 'A');
+      INSERT INTO versions VALUES ('acct', 'f.txt', 'file', 0, 1, 5, 1, 1, '${H1}',
+        '[{"hash":"${H1}","size":5}]', 'A', 1);`);
+    old.close();
+    const meta = new SqliteMetaStore(dir);
+    try {
+      const [e] = await meta.changes("acct", 0, 10);
+      assert.deepEqual([e?.path, e?.exec, "mode" in e!], ["f.txt", true, false]);
+      await meta.addChunks("acct", [{ hash: H2, size: 5, stored: 5, compressed: false }]);
+      assert.deepEqual(
+        await meta.commit("acct", "A", [{ ...file("f.txt", H2, 2), exec: true, mode: 0o750 }]),
+        [{ ok: true, version: 3 }],
+      );
+      assert.equal((await meta.changes("acct", 2, 10))[0]?.mode, 0o750);
+      const kept = [];
+      for await (const v of meta.verifyKeptVersions("acct")) kept.push([v.version, v.mode]);
+      assert.deepEqual(kept, [[1, undefined], [2, undefined]]);
+    } finally {
+      await meta.close();
     }
-    const device = meta.addDevice(gone, "old name", "token-hash");
-    meta.addDevice(kept, "other", "token-hash-2");
-    assert.equal(meta.renameDevice(kept, device, "wrong account"), false);
-    assert.equal(meta.renameDevice(gone, device, "new name"), true);
-    assert.equal(meta.devices(gone)[0]?.name, "new name");
-    const before = meta.accountFootprint(kept);
-    assert.deepEqual(meta.accountFootprint(gone), {
-      devices: 1,
-      files: 1,
-      versions: 1,
-      chunks: 2,
-      storedBytes: 10,
-    });
-    assert.equal(meta.deleteAccount(gone), true);
-    assert.equal(meta.accountFootprint(gone), null);
-    assert.equal(meta.device(device), null);
-    assert.equal(meta.deviceRevoked(device), true);
-    assert.equal(meta.accountBySerialHash("serial-hash-gone"), null);
-    assert.deepEqual(meta.changes(gone, 0, 10), []);
-    assert.deepEqual(meta.accountIds(), [kept]);
-    assert.deepEqual(meta.accountFootprint(kept), before);
-    assert.equal(meta.deleteAccount(gone), false);
+    // Opening it again (the column exists now) changes nothing.
+    const again = new SqliteMetaStore(dir);
+    assert.equal((await again.changes("acct", 2, 10))[0]?.mode, 0o750);
+    await again.close();
   } finally {
-    meta.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -33,11 +33,11 @@ Deno.test(
         assert.equal([...Deno.readDirSync(join(dir, "packs", "acct1"))].length, 1);
       });
       await t.step("the pack file goes with its last chunk", async () => {
-        await store.delete("acct1", a.hash);
-        await store.delete("acct1", b.hash);
+        await store.sweep("acct1", [a.hash], Infinity);
+        await store.sweep("acct1", [b.hash], Infinity);
         assert.equal([...Deno.readDirSync(join(dir, "packs", "acct1"))].length, 1);
         assert.deepEqual(await store.get("acct1", c.hash), c.data);
-        await store.delete("acct1", c.hash);
+        await store.sweep("acct1", [c.hash], Infinity);
         assert.equal([...Deno.readDirSync(join(dir, "packs", "acct1"))].length, 0);
         assert.equal(await store.get("acct1", c.hash), null);
       });
@@ -49,7 +49,7 @@ Deno.test(
         );
       });
     } finally {
-      store.close();
+      await store.close();
       await Deno.remove(dir, { recursive: true });
     }
   },
@@ -80,7 +80,7 @@ Deno.test(
       order.forEach((i, k) => assert.deepEqual(got[k], all[i]!.data, `chunk ${i}`));
       // Deleting whole packs while reads are queued on them: the others still read back.
       const reads = Promise.all(all.map((c) => store.get("acct1", c.hash)));
-      for (let i = 0; i < 6; i++) await store.delete("acct1", all[i]!.hash);
+      for (let i = 0; i < 6; i++) await store.sweep("acct1", [all[i]!.hash], Infinity);
       const after = await reads;
       for (let i = 0; i < all.length; i++) {
         // A chunk deleted meanwhile reads back whole or not at all (null), never in pieces.
@@ -88,7 +88,7 @@ Deno.test(
         assert.deepEqual(after[i], all[i]!.data, `chunk ${i}`);
       }
     } finally {
-      store.close();
+      await store.close();
       await new Promise((r) => setTimeout(r, 0)); // handles close once their reads are done
       await Deno.remove(dir, { recursive: true });
     }

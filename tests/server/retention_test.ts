@@ -37,15 +37,15 @@ Deno.test("the chunk sweep of a big account runs in short steps", opts, async ()
   const dir = await Deno.makeTempDir();
   const meta = new SqliteMetaStore(dir);
   try {
-    const acct = meta.createAccount("s1");
+    const acct = await meta.createAccount("s1");
     // 5,000 files of 20 chunks (100,000 references), plus 20,000 garbage chunks.
     const items: { hash: string; size: number; stored: number; compressed: boolean }[] = [];
     for (let i = 0; i < 120_000; i++) {
       items.push({ hash: h(i), size: 20_000, stored: 20_000, compressed: false });
     }
-    meta.addChunks(acct, items);
+    await meta.addChunks(acct, items);
     for (let f = 0; f < 5000; f += 500) {
-      meta.commit(
+      await meta.commit(
         acct,
         "A",
         Array.from(
@@ -89,7 +89,7 @@ Deno.test("the chunk sweep of a big account runs in short steps", opts, async ()
       `the longest step took ${longest.toFixed(0)} of ${total.toFixed(0)} ms`,
     );
   } finally {
-    meta.close();
+    await meta.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -98,15 +98,15 @@ Deno.test("a commit between two steps of the sweep keeps its chunks", opts, asyn
   const dir = await Deno.makeTempDir();
   const meta = new SqliteMetaStore(dir);
   try {
-    const acct = meta.createAccount("s1");
+    const acct = await meta.createAccount("s1");
     const all = Array.from({ length: 1000 }, (_, i) => i);
-    meta.addChunks(
+    await meta.addChunks(
       acct,
       all.map((i) => ({ hash: h(i), size: 20_000, stored: 20_000, compressed: false })),
     );
     // Files z000..z499 use chunks 0..499; chunks 500..999 are garbage so far.
     for (let f = 0; f < 500; f += 250) {
-      meta.commit(
+      await meta.commit(
         acct,
         "A",
         Array.from(
@@ -120,9 +120,9 @@ Deno.test("a commit between two steps of the sweep keeps its chunks", opts, asyn
       assert.equal(sweep.mark(), true); // the first rows are marked (z000...)
       // Meanwhile: a new file uses garbage chunk 700, and z499 (not marked yet) is replaced by
       // a version using chunk 800 (its old chunk 499 is now only in a kept version).
-      meta.commit(acct, "A", [file("new.bin", [h(700)])]);
-      const z499 = meta.changes(acct, 0, 1000).find((e) => e.path === "z499")!;
-      meta.commit(acct, "A", [file("z499", [h(800)], z499.version)]);
+      await meta.commit(acct, "A", [file("new.bin", [h(700)])]);
+      const z499 = (await meta.changes(acct, 0, 1000)).find((e) => e.path === "z499")!;
+      await meta.commit(acct, "A", [file("z499", [h(800)], z499.version)]);
       while (sweep.mark()) { /* all rows */ }
       const gone = new Set<string>();
       for (let page = sweep.take(Date.now() + DAY); page; page = sweep.take(Date.now() + DAY)) {
@@ -134,7 +134,7 @@ Deno.test("a commit between two steps of the sweep keeps its chunks", opts, asyn
       sweep.close();
     }
   } finally {
-    meta.close();
+    await meta.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -144,8 +144,8 @@ Deno.test("collect prunes versions and chunks in steps, letting others run", opt
   const meta = new SqliteMetaStore(dir);
   const blobs = new FsBlobStore(dir);
   try {
-    const acct = meta.createAccount("s1");
-    meta.addChunks(
+    const acct = await meta.createAccount("s1");
+    await meta.addChunks(
       acct,
       Array.from({ length: 30 }, (_, i) => ({
         hash: h(i),
@@ -155,11 +155,11 @@ Deno.test("collect prunes versions and chunks in steps, letting others run", opt
       })),
     );
     for (let i = 0; i < 30; i++) await blobs.put(acct, h(i), new Uint8Array([i]));
-    meta.commit(acct, "A", [file("a", [h(0)])]);
+    await meta.commit(acct, "A", [file("a", [h(0)])]);
     // 10 versions of "b" (chunks 1..10), kept; the last one stays.
     for (let v = 1; v <= 10; v++) {
-      const cur = meta.changes(acct, 0, 100).find((e) => e.path === "b");
-      meta.commit(acct, "A", [file("b", [h(v)], cur?.version ?? 0)]);
+      const cur = (await meta.changes(acct, 0, 100)).find((e) => e.path === "b");
+      await meta.commit(acct, "A", [file("b", [h(v)], cur?.version ?? 0)]);
     }
     let ticks = 0;
     const ticker = setInterval(() => ticks++, 0);
@@ -172,7 +172,7 @@ Deno.test("collect prunes versions and chunks in steps, letting others run", opt
     assert.equal(await blobs.get(acct, h(5)), null);
     assert.ok(ticks > 0, "the event loop ran during the collection");
   } finally {
-    meta.close();
+    await meta.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

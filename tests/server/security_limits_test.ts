@@ -220,10 +220,10 @@ Deno.test(
     try {
       const v = await verify(meta, blobs, {});
       assert.deepEqual(v.problems, []);
-      assert.equal(meta.storedBytes(a.account), 180_000);
+      assert.equal(await meta.storedBytes(a.account), 180_000);
     } finally {
-      blobs.close();
-      meta.close();
+      await blobs.close();
+      await meta.close();
     }
   },
 );
@@ -332,12 +332,12 @@ Deno.test("a revoked device is disconnected within seconds; others are not", opt
   // The admin command runs in another process: it only shares the database.
   const admin = new SqliteMetaStore(s.dir);
   try {
-    assert.deepEqual(admin.devices(a.account).map((d) => d.name), ["A", "B"]);
-    assert.equal(admin.revokeDevice(a.account, "nosuchdevice"), false);
-    assert.equal(admin.revokeDevice("otheraccount", b.deviceId), false);
-    assert.equal(admin.revokeDevice(a.account, b.deviceId), true);
+    assert.deepEqual((await admin.devices(a.account)).map((d) => d.name), ["A", "B"]);
+    assert.equal(await admin.revokeDevice(a.account, "nosuchdevice"), false);
+    assert.equal(await admin.revokeDevice("otheraccount", b.deviceId), false);
+    assert.equal(await admin.revokeDevice(a.account, b.deviceId), true);
   } finally {
-    admin.close();
+    await admin.close();
   }
   let timer: ReturnType<typeof setTimeout> | undefined;
   const reason = await Promise.race([
@@ -367,9 +367,9 @@ Deno.test("a request of a revoked device is refused at once", opts, async () => 
   const a = await register(s, "A");
   const admin = new SqliteMetaStore(s.dir);
   try {
-    admin.revokeDevice(a.account, a.deviceId);
+    await admin.revokeDevice(a.account, a.deviceId);
   } finally {
-    admin.close();
+    await admin.close();
   }
   assert.equal(await errorCode(a.peer.request({ t: "changes", since: 0, limit: 1 })), "revoked");
 });

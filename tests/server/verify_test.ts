@@ -26,13 +26,18 @@ function bytes(n: number, seed: number): Uint8Array {
 async function fixture(dir: string) {
   const meta = new SqliteMetaStore(dir);
   const blobs = new FsBlobStore(dir);
-  const acct = meta.createAccount("serial-1");
-  const other = meta.createAccount("serial-2");
+  const acct = await meta.createAccount("serial-1");
+  const other = await meta.createAccount("serial-2");
   const store = async (account: string, data: Uint8Array): Promise<ChunkRef> => {
     const hash = sha256Hex(data);
     const z = compressChunk(data);
     await blobs.put(account, hash, z.data);
-    meta.addChunk(account, hash, data.length, z.data.length, z.compressed);
+    await meta.addChunks(account, [{
+      hash,
+      size: data.length,
+      stored: z.data.length,
+      compressed: z.compressed,
+    }]);
     return { hash, size: data.length };
   };
   const file = (path: string, chunks: ChunkRef[], baseVersion = 0): CommitItem => ({
@@ -49,25 +54,27 @@ async function fixture(dir: string) {
   const random = await store(acct, bytes(5000, 7)); // stored raw
   const text = await store(acct, new TextEncoder().encode("hello ".repeat(2000))); // compressed
   const old = await store(acct, new TextEncoder().encode("first version\n"));
-  const results = meta.commit(acct, "A", [
+  const results = await meta.commit(acct, "A", [
     file("docs/deep/a.bin", [random, text]),
     file("docs/b.txt", [old]),
     file("gone.txt", [old]),
   ]);
   assert.ok(results.every((r) => r.ok), JSON.stringify(results));
-  const bVersion = meta.changes(acct, 0, 100).find((e) => e.path === "docs/b.txt")!.version;
-  const goneVersion = meta.changes(acct, 0, 100).find((e) => e.path === "gone.txt")!.version;
-  assert.ok(meta.commit(acct, "A", [file("docs/b.txt", [text], bVersion)])[0]!.ok);
+  const bVersion = (await meta.changes(acct, 0, 100)).find((e) => e.path === "docs/b.txt")!
+    .version;
+  const goneVersion = (await meta.changes(acct, 0, 100)).find((e) => e.path === "gone.txt")!
+    .version;
+  assert.ok((await meta.commit(acct, "A", [file("docs/b.txt", [text], bVersion)]))[0]!.ok);
   assert.ok(
-    meta.commit(acct, "A", [{
+    (await meta.commit(acct, "A", [{
       ...file("gone.txt", []),
       baseVersion: goneVersion,
       deleted: true,
-    }])[0]!
+    }]))[0]!
       .ok,
   );
   const otherChunk = await store(other, new TextEncoder().encode("other account\n"));
-  assert.ok(meta.commit(other, "X", [file("x.txt", [otherChunk])])[0]!.ok);
+  assert.ok((await meta.commit(other, "X", [file("x.txt", [otherChunk])]))[0]!.ok);
   return { meta, blobs, acct, other, random, text, old };
 }
 
@@ -88,7 +95,7 @@ Deno.test("verify: a clean store has no problems", opts, async () => {
     const none = await verify(f.meta, f.blobs, { account: "nosuchacct" });
     assert.deepEqual(none.problems, ["account nosuchacct: no such account"]);
   } finally {
-    f.meta.close();
+    await f.meta.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -107,7 +114,7 @@ Deno.test("verify: a deleted blob file is reported", opts, async () => {
       ),
     );
   } finally {
-    f.meta.close();
+    await f.meta.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -134,7 +141,7 @@ Deno.test("verify: corrupted blob files are reported (raw and compressed)", opts
       new RegExp(`^account ${f.acct}: chunk ${f.text.hash} .*Cannot decompress chunk`, "m"),
     );
   } finally {
-    f.meta.close();
+    await f.meta.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -144,13 +151,15 @@ Deno.test("verify: a missing chunk index row is reported", opts, async () => {
   const f = await fixture(dir);
   try {
     // The old version of docs/b.txt is only in the kept versions.
-    f.meta.forgetChunk(f.acct, f.old.hash);
+    const db = new DatabaseSync(join(dir, "meta.db"));
+    db.prepare("DELETE FROM chunks WHERE account = ? AND hash = ?").run(f.acct, f.old.hash);
+    db.close();
     const r = await verify(f.meta, f.blobs, { account: f.acct });
     assert.deepEqual(r.problems, [
       `account ${f.acct}: chunk ${f.old.hash} (used by kept version 4 of "docs/b.txt"): missing from the chunk index`,
     ]);
   } finally {
-    f.meta.close();
+    await f.meta.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -158,7 +167,7 @@ Deno.test("verify: a missing chunk index row is reported", opts, async () => {
 Deno.test("verify: journal, size, parent and path problems are reported", opts, async () => {
   const dir = await Deno.makeTempDir();
   const f = await fixture(dir);
-  f.meta.close();
+  await f.meta.close();
   // Damage the metadata behind the store's back, as a bug or a bad restore could.
   const db = new DatabaseSync(join(dir, "meta.db"));
   try {
@@ -191,7 +200,7 @@ Deno.test("verify: journal, size, parent and path problems are reported", opts, 
     assert.match(all, /path "\.\.\/x\.txt": Cannot use path/m);
     assert.match(all, /path "\.\.\/x\.txt": version 99 is outside the journal \(seq 1\)$/m);
   } finally {
-    meta.close();
+    await meta.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -1,0 +1,535 @@
+/**
+ * Server metadata in PostgreSQL (`--meta postgres://USER:PASS@HOST:PORT/DB`), shared by every
+ * server instance of a deployment: the same {@link MetaStore} as `meta_store.ts` (SQLite), on
+ * the schema of `pg_schema.ts` (numbered migrations, applied at start).
+ *
+ * A commit is one transaction that first locks the account's row (`SELECT … FOR UPDATE`): commits
+ * to one account, from any instance, run one after the other, each reading the state the
+ * previous one left, so "accept only against the current version" holds exactly and sequence
+ * numbers never repeat. Inside it, `planCommit` (`lib/core/commit_plan.ts`) decides on a
+ * prefetched {@link CommitSnapshot}: one query for the entries of every path and parent, one for
+ * the chunks, one more for any directory's live children the rule asks about; then three
+ * statements write the kept versions, the entries and the sequence number.
+ *
+ * Garbage collection's first step (`forgetUnreferenced`) takes the same row lock.
+ *
+ * @example
+ * ```ts
+ * const meta = await PgMetaStore.open("postgres://cs:secret@127.0.0.1:5432/cloudsync");
+ * await meta.close();
+ * ```
+ *
+ * @module
+ */
+
+import type { RemoteEntry } from "../core/types.ts";
+import {
+  type CommitItem,
+  commitReads,
+  type CommitResult,
+  CommitSnapshot,
+  planCommit,
+} from "../core/commit_plan.ts";
+import type {
+  AccountFootprint,
+  AccountSummary,
+  ChunkInfo,
+  DeviceRecord,
+  DeviceSummary,
+  MetaStore,
+  NewChunk,
+} from "./stores.ts";
+import { randomId } from "./meta_store.ts";
+import {
+  createPool,
+  type Pool,
+  type PoolClient,
+  type PoolOptions,
+  transaction,
+} from "./pg_pool.ts";
+import { migrate } from "./pg_schema.ts";
+import { PgPackIndex } from "./pg_pack_index.ts";
+import type { PackIndex } from "./pack_index.ts";
+
+interface EntryRow {
+  path: string;
+  kind: string;
+  deleted: boolean;
+  version: number;
+  size: number;
+  mtime: number;
+  exec: boolean;
+  /** Permission bits of a file; null when its device sent none (and for directories). */
+  mode: number | null;
+  hash: string;
+  chunks: { hash: string; size: number }[];
+  device: string;
+}
+
+const ENTRY_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, chunks, device, mode";
+/** The columns of an entry as `jsonb_to_recordset` reads them (a missing `mode` is NULL). */
+const ENTRY_RECORD = `x(path text, kind text, deleted boolean, version bigint, size bigint,
+  mtime bigint, exec boolean, hash text, chunks jsonb, device text, mode integer)`;
+
+function rowToEntry(r: EntryRow): RemoteEntry {
+  return {
+    path: r.path,
+    kind: r.kind === "dir" ? "dir" : "file",
+    deleted: r.deleted,
+    version: r.version,
+    size: r.size,
+    mtime: r.mtime,
+    exec: r.exec,
+    ...(r.mode !== null && r.mode !== undefined ? { mode: r.mode } : {}),
+    hash: r.hash,
+    chunks: r.chunks.map((c) => ({ hash: c.hash, size: c.size })),
+    device: r.device,
+  };
+}
+
+/** Rows fetched per page by the streamed verification queries. */
+const PAGE = 1000;
+
+/** {@link MetaStore} in a PostgreSQL database. */
+export class PgMetaStore implements MetaStore {
+  readonly #pool: Pool;
+
+  private constructor(pool: Pool) {
+    this.#pool = pool;
+  }
+
+  /**
+   * Connects, applies the missing migrations and returns the store. `create: false` (admin
+   * commands): a database without the schema is refused, not set up.
+   */
+  static async open(
+    url: string,
+    opts: PoolOptions & { create?: boolean } = {},
+  ): Promise<PgMetaStore> {
+    const pool = createPool(url, opts);
+    try {
+      await migrate(pool, undefined, { create: opts.create ?? true });
+    } catch (e) {
+      await pool.end().catch(() => {});
+      const m = (e as Error).message;
+      throw new Error(
+        m.startsWith("Cannot")
+          ? m
+          : `Cannot open the PostgreSQL metadata database: ${m}; check --meta`,
+      );
+    }
+    return new PgMetaStore(pool);
+  }
+
+  /** The chunk-location index of an S3 chunk store, in this database (shared by instances). */
+  packIndex(): PackIndex {
+    return new PgPackIndex(this.#pool);
+  }
+
+  async #query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
+    return (await this.#pool.query(sql, params)).rows as R[];
+  }
+
+  async createAccount(serialHash: string): Promise<string> {
+    const id = randomId();
+    await this.#query("INSERT INTO accounts(id, serial_hash, created) VALUES ($1, $2, $3)", [
+      id,
+      serialHash,
+      Date.now(),
+    ]);
+    return id;
+  }
+
+  async setSerialHash(account: string, serialHash: string): Promise<boolean> {
+    const r = await this.#pool.query("UPDATE accounts SET serial_hash = $2 WHERE id = $1", [
+      account,
+      serialHash,
+    ]);
+    return r.rowCount === 1;
+  }
+
+  async accountBySerialHash(serialHash: string): Promise<string | null> {
+    const rows = await this.#query<{ id: string }>(
+      "SELECT id FROM accounts WHERE serial_hash = $1",
+      [serialHash],
+    );
+    return rows[0]?.id ?? null;
+  }
+
+  async hasAccount(account: string): Promise<boolean> {
+    return (await this.#query("SELECT 1 FROM accounts WHERE id = $1", [account])).length === 1;
+  }
+
+  async accountIds(): Promise<string[]> {
+    return (await this.#query<{ id: string }>("SELECT id FROM accounts ORDER BY created, id"))
+      .map((r) => r.id);
+  }
+
+  async accounts(): Promise<AccountSummary[]> {
+    const rows = await this.#query<{
+      id: string;
+      created: number;
+      seq: number;
+      devices: number;
+      last_seen: number | null;
+      files: number;
+      bytes: number;
+    }>(`SELECT a.id, a.created, a.seq,
+      (SELECT COUNT(*) FROM devices d WHERE d.account = a.id AND NOT d.revoked) AS devices,
+      (SELECT MAX(last_seen) FROM devices d WHERE d.account = a.id) AS last_seen,
+      (SELECT COUNT(*) FROM entries e WHERE e.account = a.id AND NOT e.deleted AND e.kind = 'file') AS files,
+      (SELECT COALESCE(SUM(size), 0)::bigint FROM entries e WHERE e.account = a.id AND NOT e.deleted) AS bytes
+      FROM accounts a ORDER BY a.created, a.id`);
+    return rows.map((r) => ({
+      id: r.id,
+      created: r.created,
+      devices: r.devices,
+      lastSeen: r.last_seen,
+      files: r.files,
+      bytes: r.bytes,
+      seq: r.seq,
+    }));
+  }
+
+  async addDevice(account: string, name: string, tokenHash: string): Promise<string> {
+    const id = randomId();
+    const now = Date.now();
+    await this.#query(
+      `INSERT INTO devices(id, account, name, token_hash, created, last_seen)
+       VALUES ($1, $2, $3, $4, $5, $5)`,
+      [id, account, name, tokenHash, now],
+    );
+    return id;
+  }
+
+  async device(id: string): Promise<DeviceRecord | null> {
+    const [r] = await this.#query<
+      { id: string; account: string; name: string; token_hash: string; revoked: boolean }
+    >("SELECT id, account, name, token_hash, revoked FROM devices WHERE id = $1", [id]);
+    return r
+      ? { id: r.id, account: r.account, name: r.name, tokenHash: r.token_hash, revoked: r.revoked }
+      : null;
+  }
+
+  async touchDevice(id: string): Promise<void> {
+    await this.#query("UPDATE devices SET last_seen = $2 WHERE id = $1", [id, Date.now()]);
+  }
+
+  async devices(account: string): Promise<DeviceSummary[]> {
+    const rows = await this.#query<
+      { id: string; name: string; created: number; last_seen: number | null; revoked: boolean }
+    >(
+      `SELECT id, name, created, last_seen, revoked FROM devices WHERE account = $1
+       ORDER BY created, id`,
+      [account],
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      created: r.created,
+      lastSeen: r.last_seen,
+      revoked: r.revoked,
+    }));
+  }
+
+  async revokeDevice(account: string, deviceId: string): Promise<boolean> {
+    const r = await this.#pool.query(
+      "UPDATE devices SET revoked = true WHERE id = $1 AND account = $2",
+      [deviceId, account],
+    );
+    return r.rowCount === 1;
+  }
+
+  async renameDevice(account: string, deviceId: string, name: string): Promise<boolean> {
+    const r = await this.#pool.query(
+      "UPDATE devices SET name = $3 WHERE id = $1 AND account = $2",
+      [deviceId, account, name],
+    );
+    return r.rowCount === 1;
+  }
+
+  async accountFootprint(account: string): Promise<AccountFootprint | null> {
+    const [r] = await this.#query<AccountFootprint>(
+      `SELECT
+        (SELECT COUNT(*) FROM devices WHERE account = $1)::bigint AS devices,
+        (SELECT COUNT(*) FROM entries WHERE account = $1 AND NOT deleted AND kind = 'file')::bigint
+          AS files,
+        (SELECT COUNT(*) FROM versions WHERE account = $1)::bigint AS versions,
+        (SELECT COUNT(*) FROM chunks WHERE account = $1)::bigint AS chunks,
+        (SELECT COALESCE(SUM(stored), 0) FROM chunks WHERE account = $1)::bigint AS "storedBytes"
+       FROM accounts WHERE id = $1`,
+      [account],
+    );
+    return r ?? null;
+  }
+
+  deleteAccount(account: string): Promise<boolean> {
+    return transaction(this.#pool, async (c) => {
+      // The account's lock, as commits take it: a commit in progress on any instance ends first,
+      // and none starts after (it finds no account).
+      const found = (await c.query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", [account]))
+        .rows.length === 1;
+      if (!found) return false;
+      for (const table of ["devices", "entries", "versions", "chunks"]) {
+        await c.query(`DELETE FROM ${table} WHERE account = $1`, [account]);
+      }
+      await c.query("DELETE FROM accounts WHERE id = $1", [account]);
+      return true;
+    });
+  }
+
+  async deviceRevoked(deviceId: string): Promise<boolean> {
+    const [r] = await this.#query<{ revoked: boolean }>(
+      "SELECT revoked FROM devices WHERE id = $1",
+      [deviceId],
+    );
+    return r === undefined || r.revoked;
+  }
+
+  async seq(account: string): Promise<number> {
+    const [r] = await this.#query<{ seq: number }>("SELECT seq FROM accounts WHERE id = $1", [
+      account,
+    ]);
+    return r?.seq ?? 0;
+  }
+
+  async changes(account: string, since: number, limit: number): Promise<RemoteEntry[]> {
+    const rows = await this.#query<EntryRow>(
+      `SELECT ${ENTRY_COLUMNS} FROM entries WHERE account = $1 AND version > $2
+       ORDER BY version LIMIT $3`,
+      [account, since, limit],
+    );
+    return rows.map(rowToEntry);
+  }
+
+  /** Fills `snap` with the answers to the questions given. */
+  async #fetch(
+    c: PoolClient,
+    account: string,
+    snap: CommitSnapshot,
+    paths: Iterable<string>,
+    chunks: Iterable<string>,
+    below: Map<string, number>,
+  ): Promise<void> {
+    const p = [...paths];
+    const h = [...chunks];
+    if (p.length > 0) {
+      const rows = (await c.query(
+        `SELECT ${ENTRY_COLUMNS} FROM entries WHERE account = $1 AND path = ANY($2::text[])`,
+        [account, p],
+      )).rows as EntryRow[];
+      snap.addEntries(p, rows.map(rowToEntry));
+    }
+    if (h.length > 0) {
+      const rows = (await c.query(
+        "SELECT hash, size FROM chunks WHERE account = $1 AND hash = ANY($2::text[])",
+        [account, h],
+      )).rows as { hash: string; size: number }[];
+      snap.addChunks(h, rows);
+    }
+    if (below.size > 0) {
+      const dirs = [...below.keys()];
+      const rows = (await c.query(
+        `SELECT d.dir, e.path FROM unnest($2::text[], $3::int[]) AS d(dir, lim)
+         CROSS JOIN LATERAL (SELECT path FROM entries WHERE account = $1
+           AND path > (d.dir || '/') COLLATE "C" AND path < (d.dir || '0') COLLATE "C"
+           AND NOT deleted ORDER BY path LIMIT d.lim) e`,
+        [account, dirs, dirs.map((d) => below.get(d)!)],
+      )).rows as { dir: string; path: string }[];
+      const found = new Map<string, string[]>(dirs.map((d) => [d, []]));
+      for (const r of rows) found.get(r.dir)!.push(r.path);
+      for (const d of dirs) snap.addBelow(d, below.get(d)!, found.get(d)!);
+    }
+  }
+
+  commit(account: string, device: string, items: CommitItem[]): Promise<CommitResult[]> {
+    return transaction(this.#pool, async (c) => {
+      // The account's lock: every commit (and garbage collection) of this account, on any
+      // instance, waits here for the one before to end, then reads what it wrote.
+      const [row] = (await c.query("SELECT seq FROM accounts WHERE id = $1 FOR UPDATE", [
+        account,
+      ])).rows as { seq: number }[];
+      if (!row) throw new Error(`Cannot commit: no account ${account}`);
+      const snap = new CommitSnapshot();
+      const reads = commitReads(items);
+      await this.#fetch(c, account, snap, reads.paths, reads.chunks, new Map());
+      let plan;
+      for (let round = 0;; round++) {
+        snap.reset();
+        plan = planCommit(snap, row.seq, device, items);
+        if (snap.complete) break;
+        if (round >= 10) throw new Error("Cannot commit: the batch keeps asking for more reads");
+        const m = snap.missed;
+        await this.#fetch(c, account, snap, m.paths, m.chunks, m.below);
+      }
+      if (plan.kept.length > 0) {
+        await c.query(
+          `INSERT INTO versions(account, ${ENTRY_COLUMNS}, replaced)
+           SELECT $1, ${ENTRY_COLUMNS}, $3 FROM jsonb_to_recordset($2::jsonb) AS ${ENTRY_RECORD}`,
+          [account, JSON.stringify(plan.kept), Date.now()],
+        );
+      }
+      if (plan.written.length > 0) {
+        await c.query(
+          `INSERT INTO entries(account, ${ENTRY_COLUMNS})
+           SELECT $1, ${ENTRY_COLUMNS} FROM jsonb_to_recordset($2::jsonb) AS ${ENTRY_RECORD}
+           ON CONFLICT (account, path) DO UPDATE SET kind = EXCLUDED.kind,
+             deleted = EXCLUDED.deleted, version = EXCLUDED.version, size = EXCLUDED.size,
+             mtime = EXCLUDED.mtime, exec = EXCLUDED.exec, hash = EXCLUDED.hash,
+             chunks = EXCLUDED.chunks, device = EXCLUDED.device, mode = EXCLUDED.mode`,
+          [account, JSON.stringify(plan.written)],
+        );
+      }
+      if (plan.seq !== row.seq) {
+        await c.query("UPDATE accounts SET seq = $2 WHERE id = $1", [account, plan.seq]);
+      }
+      return plan.results;
+    });
+  }
+
+  async pruneVersions(cutoff: number): Promise<number> {
+    return (await this.#pool.query("DELETE FROM versions WHERE replaced < $1", [cutoff]))
+      .rowCount ?? 0;
+  }
+
+  async *verifyEntries(account: string): AsyncIterable<RemoteEntry> {
+    let after: string | null = null;
+    for (;;) {
+      const rows: EntryRow[] = after === null
+        ? await this.#query<EntryRow>(
+          `SELECT ${ENTRY_COLUMNS} FROM entries WHERE account = $1 ORDER BY path LIMIT ${PAGE}`,
+          [account],
+        )
+        : await this.#query<EntryRow>(
+          `SELECT ${ENTRY_COLUMNS} FROM entries WHERE account = $1 AND path > $2
+           ORDER BY path LIMIT ${PAGE}`,
+          [account, after],
+        );
+      for (const r of rows) yield rowToEntry(r);
+      if (rows.length < PAGE) return;
+      after = rows[rows.length - 1]!.path;
+    }
+  }
+
+  async *verifyKeptVersions(account: string): AsyncIterable<RemoteEntry> {
+    let after: [string, number] | null = null;
+    for (;;) {
+      const rows: EntryRow[] = after === null
+        ? await this.#query<EntryRow>(
+          `SELECT ${ENTRY_COLUMNS} FROM versions WHERE account = $1 ORDER BY path, version
+           LIMIT ${PAGE}`,
+          [account],
+        )
+        : await this.#query<EntryRow>(
+          `SELECT ${ENTRY_COLUMNS} FROM versions WHERE account = $1 AND (path, version) > ($2, $3)
+           ORDER BY path, version LIMIT ${PAGE}`,
+          [account, after[0], after[1]],
+        );
+      for (const r of rows) yield rowToEntry(r);
+      if (rows.length < PAGE) return;
+      const last = rows[rows.length - 1]!;
+      after = [last.path, last.version];
+    }
+  }
+
+  async missingChunks(account: string, hashes: string[]): Promise<string[]> {
+    if (hashes.length === 0) return [];
+    const have = new Set(
+      (await this.#query<{ hash: string }>(
+        "SELECT hash FROM chunks WHERE account = $1 AND hash = ANY($2::text[])",
+        [account, hashes],
+      )).map((r) => r.hash),
+    );
+    return hashes.filter((h) => !have.has(h));
+  }
+
+  async chunk(account: string, hash: string): Promise<ChunkInfo | null> {
+    return (await this.chunks(account, [hash]))[0]!;
+  }
+
+  async chunks(account: string, hashes: readonly string[]): Promise<(ChunkInfo | null)[]> {
+    if (hashes.length === 0) return [];
+    const rows = await this.#query<ChunkInfo & { hash: string }>(
+      `SELECT hash, size, stored, compressed FROM chunks
+       WHERE account = $1 AND hash = ANY($2::text[])`,
+      [account, [...new Set(hashes)]],
+    );
+    const by = new Map(rows.map((r) => [r.hash, r]));
+    return hashes.map((h) => {
+      const r = by.get(h);
+      return r ? { size: r.size, stored: r.stored, compressed: r.compressed } : null;
+    });
+  }
+
+  async addChunks(account: string, items: readonly NewChunk[]): Promise<void> {
+    if (items.length === 0) return;
+    // Once per hash (an upsert cannot touch a row twice), in hash order (no deadlocks between
+    // uploads of the same chunks).
+    const once = [...new Map(items.map((i) => [i.hash, i])).values()]
+      .sort((a, b) => a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0)
+      .map((i) => ({ hash: i.hash, size: i.size, stored: i.stored, compressed: i.compressed }));
+    await transaction(this.#pool, (c) =>
+      c.query(
+        `INSERT INTO chunks(account, hash, size, stored, compressed, created)
+         SELECT $1, x.hash, x.size, x.stored, x.compressed, $3
+         FROM jsonb_to_recordset($2::jsonb) AS x(hash text, size bigint, stored bigint, compressed boolean)
+         ON CONFLICT (account, hash) DO UPDATE SET size = EXCLUDED.size, stored = EXCLUDED.stored,
+           compressed = EXCLUDED.compressed, created = EXCLUDED.created`,
+        [account, JSON.stringify(once), Date.now()],
+      ));
+  }
+
+  async storedBytes(account: string): Promise<number> {
+    const [r] = await this.#query<{ n: number }>(
+      "SELECT COALESCE(SUM(stored), 0)::bigint AS n FROM chunks WHERE account = $1",
+      [account],
+    );
+    return r?.n ?? 0;
+  }
+
+  async metadataBytes(account: string): Promise<number> {
+    // As rowBytes in session.ts: 3 bytes a path character, 90 per chunk reference, 200 a row.
+    const [r] = await this.#query<{ n: number }>(
+      `SELECT COALESCE(SUM(length(path) * 3 + jsonb_array_length(chunks) * 90 + 200), 0)::bigint AS n
+       FROM (SELECT path, chunks FROM entries WHERE account = $1
+             UNION ALL SELECT path, chunks FROM versions WHERE account = $1) AS t`,
+      [account],
+    );
+    return Number(r?.n ?? 0);
+  }
+
+  async addInvite(codeHash: string): Promise<void> {
+    await this.#query("INSERT INTO invites(hash, created) VALUES ($1, $2)", [codeHash, Date.now()]);
+  }
+
+  async useInvite(codeHash: string): Promise<boolean> {
+    const r = await this.#pool.query(
+      "UPDATE invites SET used = $2 WHERE hash = $1 AND used IS NULL",
+      [codeHash, Date.now()],
+    );
+    return r.rowCount === 1;
+  }
+
+  forgetUnreferenced(account: string, cutoff: number): Promise<string[]> {
+    return transaction(this.#pool, async (c) => {
+      // The account's lock, as commits take it: no commit runs between the look and the delete.
+      await c.query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", [account]);
+      const rows = (await c.query(
+        `WITH used AS (
+           SELECT x->>'hash' AS hash FROM entries e, jsonb_array_elements(e.chunks) x
+             WHERE e.account = $1 AND e.chunks <> '[]'::jsonb
+           UNION SELECT x->>'hash' FROM versions v, jsonb_array_elements(v.chunks) x
+             WHERE v.account = $1 AND v.chunks <> '[]'::jsonb)
+         DELETE FROM chunks c WHERE c.account = $1 AND c.created < $2
+           AND NOT EXISTS (SELECT 1 FROM used u WHERE u.hash = c.hash)
+         RETURNING c.hash`,
+        [account, cutoff],
+      )).rows as { hash: string }[];
+      return rows.map((r) => r.hash);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end();
+  }
+}
