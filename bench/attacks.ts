@@ -25,10 +25,11 @@ import { Proc, PRODUCT_PERMS } from "./procs.ts";
 import { now, sleep } from "./util.ts";
 import { dial } from "../lib/client/connection.ts";
 import type { Peer } from "../lib/protocol/peer.ts";
-import { encodeFrame, FrameReader, FrameType, HEADER_ZSTD } from "../lib/protocol/frame.ts";
+import { encodeFrame, FrameReader, FrameType } from "../lib/protocol/frame.ts";
 import { sha256Hex } from "../lib/chunk/hash.ts";
 import { SqliteMetaStore } from "../lib/server/meta_store.ts";
 import { fromAddresses, holdSockets } from "../tests/e2e/attackers.ts";
+import { bombFrame, rawHeaderFrame } from "../tests/server/server_helper.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const enc = new TextEncoder();
@@ -112,24 +113,6 @@ function frame(id: number, header: Record<string, unknown>, body = new Uint8Arra
 async function writeAll(conn: Deno.Conn, b: Uint8Array) {
   let off = 0;
   while (off < b.length) off += await conn.write(b.subarray(off));
-}
-
-/** A request frame of a zstd-compressed header `z` (no body). */
-function rawHeaderFrame(id: number, z: Uint8Array): Uint8Array {
-  const out = new Uint8Array(13 + z.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, 9 + z.length);
-  v.setUint8(4, 1 | HEADER_ZSTD);
-  v.setUint32(5, id);
-  v.setUint32(9, z.length);
-  out.set(z, 13);
-  return out;
-}
-
-/** `prefix` and `mib` MiB of `{},` as a compressed header (about 3 KB on the wire for 31 MiB). */
-function bomb(id: number, prefix: string, mib: number): Uint8Array {
-  const text = enc.encode(`${prefix},"x":[${"{},".repeat(Math.floor(mib * 349_525))}{}]}`);
-  return rawHeaderFrame(id, new Uint8Array(zlib.zstdCompressSync(text)));
 }
 
 /** Resolves true once the server closed `c` (end of stream or error), false after `ms`. */
@@ -282,7 +265,7 @@ async function measure(name: string, attack: () => Promise<string>): Promise<voi
 
 // 1. A stranger's compressed header bombs (31 MiB of `{}` in 3 KB), 20 connections at once.
 await measure("1 header bombs before sign-in", async () => {
-  const b = bomb(1, `{"t":"hello","protocol":1,"program":"x","caps":[]`, 31);
+  const b = bombFrame(1, `{"t":"hello","protocol":1,"program":"x","caps":[]`, 31);
   const conns = await Promise.all(Array.from({ length: 20 }, () => rawTls()));
   await Promise.all(conns.map((c) => writeAll(c.conn, b).catch(() => {})));
   const closed = await Promise.all(conns.map((c) => closedBy(c, 5000)));
@@ -303,7 +286,7 @@ await measure("2 bombs and waits after sign-in", async () => {
     hash: h,
     chunks: [{ hash: h, size: 5 }],
   });
-  const b = bomb(3, `{"t":"getMany","hashes":["${h}"],"wait":true`, 31);
+  const b = bombFrame(3, `{"t":"getMany","hashes":["${h}"],"wait":true`, 31);
   let closed = 0;
   for (let i = 0; i < 26; i++) {
     const c = await rawSignedIn(d);

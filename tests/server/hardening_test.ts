@@ -12,10 +12,12 @@ import assert from "node:assert/strict";
 import zlib from "node:zlib";
 import { join } from "node:path";
 import {
+  bombFrame,
   chunk,
   closedWithin,
   errorCode,
   fileItem,
+  rawHeaderFrame,
   rawSignedIn,
   register,
   remoteError,
@@ -23,7 +25,6 @@ import {
   testServer,
   writeAllTo,
 } from "./server_helper.ts";
-import { HEADER_ZSTD } from "../../lib/protocol/frame.ts";
 import { PROTOCOL_VERSION } from "../../lib/protocol/messages.ts";
 import { sha256Hex } from "../../lib/chunk/hash.ts";
 import { SqliteMetaStore } from "../../lib/server/meta_store.ts";
@@ -34,25 +35,6 @@ import { newSerial, normalizeSerial } from "../../lib/util/crockford.ts";
 const opts = { sanitizeResources: true, sanitizeOps: true };
 const enc = new TextEncoder();
 const HELLO = { t: "hello", protocol: PROTOCOL_VERSION, program: "t", caps: [] };
-
-/** A request frame whose header is `prefix` plus `mib` MiB of `{},` (zstd: a few KB on the wire). */
-function bombFrame(id: number, prefix: string, mib: number): Uint8Array {
-  const n = Math.floor(mib * 1024 * 1024 / 3);
-  const text = enc.encode(`${prefix},"x":[${"{},".repeat(n)}{}]}`);
-  return rawHeaderFrame(id, new Uint8Array(zlib.zstdCompressSync(text)));
-}
-
-/** A request frame of a zstd-compressed header `z` and no body. */
-function rawHeaderFrame(id: number, z: Uint8Array): Uint8Array {
-  const out = new Uint8Array(13 + z.length);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, 9 + z.length);
-  v.setUint8(4, 1 | HEADER_ZSTD);
-  v.setUint32(5, id);
-  v.setUint32(9, z.length);
-  out.set(z, 13);
-  return out;
-}
 
 /** Milliseconds a signed-in device takes to get an answer to a tiny request. */
 async function latency(d: { peer: { request(h: Record<string, unknown>): Promise<unknown> } }) {
