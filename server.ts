@@ -5,6 +5,7 @@
  * @module
  */
 
+import { debugMemory } from "./lib/util/debug.ts";
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { startServer } from "./lib/server/server.ts";
@@ -203,6 +204,7 @@ async function serve(
     await server.close();
   });
   console.log(`Cloud Sync server listening on ${server.hostname}:${server.port}`);
+  debugMemory(2000); // CLOUDSYNC_DEBUG=1: the memory every 2 s
   console.log(`Data directory: ${where.dataDir}`);
   console.log(`Metadata: ${server.stores.meta}`);
   console.log(`Content: ${server.stores.blobs}`);

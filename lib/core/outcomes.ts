@@ -166,8 +166,9 @@ function part(n: number, words: string, names: string[] | undefined, named: bool
 
 /**
  * The one line a pass prints. `Synced: ...` only when nothing failed; `Partly synced: ...` when
- * something failed beside progress; `Not synced: ...` when only failures happened; null when
- * there is nothing to tell. New conflict copies are always named; other kinds name up to three
+ * something failed beside progress; `Not synced: ...` when only failures happened; `Waiting: ...`
+ * when bytes moved only for steps that must wait (a file that changed while it was sent); null
+ * when there is nothing to tell. New conflict copies are always named; other kinds name up to three
  * files.
  */
 export function summaryLine(
@@ -201,8 +202,17 @@ export function summaryLine(
     const first = t.failures[0]!;
     parts.push(`${t.failed} failed (${first.path}: ${first.reason})`);
   }
+  const progress = parts.length > (t.failed ? 1 : 0);
+  // Bytes spent on steps that must wait (a file changed while it was sent) are said too.
+  if (t.deferred && bytes.up + bytes.down > 0 && !progress) {
+    parts.push(part(t.deferred, "to retry, changed meanwhile", n.deferred, true));
+  }
   if (parts.length === 0) return null;
-  const head = t.failed === 0 ? "Synced" : parts.length > 1 ? "Partly synced" : "Not synced";
+  const head = !progress
+    ? (t.failed ? "Not synced" : "Waiting")
+    : t.failed
+    ? "Partly synced"
+    : "Synced";
   return `${head}: ${parts.join(", ")} (${formatBytes(bytes.up)} up, ${
     formatBytes(bytes.down)
   } down, ${(ms / 1000).toFixed(1)} s)`;

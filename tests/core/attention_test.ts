@@ -151,6 +151,10 @@ Deno.test("outcomes: the summary line counts what happened and never says Synced
   const only = tally([{ path: "e.txt", kind: "failed", reason: "denied" }]);
   assert.match(summaryLine(only, { up: 0, down: 0 }, 0)!, /^Not synced: 1 failed/);
   assert.equal(summaryLine(tally([{ path: "c", kind: "deferred" }]), { up: 0, down: 0 }, 0), null);
+  assert.match(
+    summaryLine(tally([{ path: "big.dat", kind: "deferred" }]), { up: 3 << 20, down: 0 }, 0)!,
+    /^Waiting: 1 to retry, changed meanwhile \(big\.dat\) \(3\.0 MiB up/,
+  );
   const many = tally(["1", "2", "3", "4"].map((p) => ({ path: p, kind: "received" as const })));
   assert.match(
     summaryLine(many, { up: 0, down: 9 }, 0)!,
