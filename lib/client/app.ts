@@ -224,6 +224,7 @@ export class SyncClient {
    * `prefetchFile`), so the real download, once the upload is committed, has little left to do.
    */
   #prefetch(peer: Peer, raw: unknown): void {
+    if (this.#staging?.busy() !== false) return; // a flood of notices costs nothing
     let entry: RemoteEntry;
     try {
       entry = parseRemoteEntry(raw);
@@ -231,6 +232,7 @@ export class SyncClient {
       return;
     }
     const fs = this.#fs;
+    // Cheap checks first: a flood of notices must not load the merge base once each.
     if (checkWirePath(entry.path) || entry.size < STREAM_MIN || !this.#state || !fs) return;
     if (fs.platform.caseInsensitive || fs.platform.windowsNames) return; // local names may differ
     const base = this.#state.loadBase();

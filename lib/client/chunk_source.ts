@@ -3,7 +3,7 @@
  * device that holds it (a moved, copied or previous version), or the server. Whatever the source,
  * one verification path: the bytes must hash to the chunk's name and have its size, or they are
  * not used. Replies are hostile until checked: a `getMany` reply may only carry chunks that were
- * asked for, each once, within the body it came with.
+ * asked for, each once and at most one chunk long, filling exactly the body it came with.
  *
  * @example
  * ```ts
@@ -18,6 +18,7 @@ import type { ChunkRef } from "../core/types.ts";
 import { decompressChunk } from "../chunk/compress.ts";
 import { sha256Hex } from "../chunk/hash.ts";
 import { debug } from "../util/debug.ts";
+import { MAX_CHUNK } from "../protocol/messages.ts";
 import type { LocalFs } from "./fs/local_fs.ts";
 import { type LocalChunkIndex, readRange, type TransferStats } from "./transfer.ts";
 
@@ -75,6 +76,9 @@ export async function fetchChunk(ctx: FetchContext, c: ChunkRef): Promise<Uint8A
   }
   const r = await ctx.peer.request({ t: "get", hash: c.hash, ...(ctx.wait ? { wait: true } : {}) });
   ctx.stats.bytesDown += r.body.length;
+  if (r.body.length > MAX_CHUNK) {
+    throw new Error("Cannot download chunks: the server sent more than one chunk's worth");
+  }
   return verified(c, r.header.z === true, r.body);
 }
 
@@ -103,11 +107,12 @@ export async function prefetchChunks(
     if (
       typeof o.hash !== "string" || !asked.has(o.hash) || out.has(o.hash) ||
       typeof o.len !== "number" || !Number.isSafeInteger(o.len) || o.len < 0 ||
-      off + o.len > r.body.length
+      o.len > MAX_CHUNK || off + o.len > r.body.length
     ) throw malformed();
     out.set(o.hash, { z: o.z === true, data: r.body.subarray(off, off + o.len) });
     off += o.len;
   }
+  if (off !== r.body.length) throw malformed();
   ctx.stats.bytesDown += r.body.length;
   return out;
 }

@@ -25,6 +25,7 @@ import { debug } from "../util/debug.ts";
 import { type LocalFs, stillAs } from "./fs/local_fs.ts";
 import type { Peer } from "../protocol/peer.ts";
 import { uploadChunks } from "./uploader.ts";
+import { commitInBatches, itemBytes, MAX_ITEM_BYTES } from "./commit_batches.ts";
 import type { TransferStats } from "./transfer.ts";
 import type { BaseWriter } from "./base_writer.ts";
 
@@ -122,8 +123,10 @@ async function prepare(
   chunksOf: (l: LocalEntry) => ChunkRef[],
 ): Promise<Prepared[]> {
   const t0 = performance.now();
+  // A file whose chunk list no request can carry (about 50 GB) is neither announced nor
+  // uploaded: its commit item is refused with a message (commit_batches.ts).
   const uploads = segment.filter((a): a is Extract<RemoteAction, { op: "upload" }> =>
-    a.op === "upload"
+    a.op === "upload" && itemBytes({ path: a.path, chunks: chunksOf(a.local) }) <= MAX_ITEM_BYTES
   );
   // Big files are announced first, so other devices can stream them while they upload. Not one
   // whose chunks the server already has (a moved or copied file): there is nothing to stream.
@@ -218,7 +221,11 @@ async function commitSegment(
   const tPending = performance.now();
   if (intents.length > 0) ctx.state.setPending(intents);
   const tRequest = performance.now();
-  const results = await call.commit(ctx.peer, items.map((b) => b.item));
+  const results = await commitInBatches(
+    ctx.peer,
+    items.map((b) => b.item),
+    (j) => pairs.get(items[j]!.action) === items[j + 1]?.action,
+  );
   const tReply = performance.now();
   const confirmed: RemoteEntry[] = [];
   /** This commit's outcomes, by action: a move's two halves are told as one move below. */

@@ -323,6 +323,11 @@ export class Staging {
     return true;
   }
 
+  /** Whether a prefetch is running (another one would not start). */
+  busy(): boolean {
+    return this.#filling.size > 0;
+  }
+
   /** Waits for a running prefetch (tests; a clean stop). */
   async settled(): Promise<void> {
     await Promise.all([...this.#filling.values()].map((p) => p.catch(() => {})));

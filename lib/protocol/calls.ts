@@ -55,10 +55,14 @@ export async function changes(
     }
   }
   const seq = r.header.seq;
-  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < since) {
+  const more = r.header.more === true;
+  // A reply that says "more" must move on: a hostile server cannot keep the client asking.
+  if (
+    typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < since || (more && seq <= since)
+  ) {
     throw malformed("read changes");
   }
-  return { entries, rejected, seq, more: r.header.more === true };
+  return { entries, rejected, seq, more };
 }
 
 /** `have`: which of `hashes` (at most {@link MAX_HAVE}) the server lacks. */

@@ -61,6 +61,13 @@ ALTER TABLE entries ADD COLUMN mode integer;
 ALTER TABLE versions ADD COLUMN mode integer;
 `,
   },
+  {
+    version: 3,
+    name: "invite codes (cloud-server invite)",
+    sql: `
+CREATE TABLE invites(hash text PRIMARY KEY, created bigint NOT NULL, used bigint);
+`,
+  },
 ];
 
 /** Any constant: the advisory lock that serializes migrations across instances. */

@@ -67,11 +67,19 @@ export async function writeFileAtomic(
   await fsyncDir(dirname(path));
 }
 
-/** Synchronous form of {@link writeFileAtomic}, for small state files written at startup. */
-export function writeFileAtomicSync(path: string, data: Uint8Array): void {
+/**
+ * Synchronous form of {@link writeFileAtomic}, for small state files written at startup. `mode`:
+ * the permissions the temporary file is created with (so a secret is never readable by others,
+ * not even before a chmod).
+ */
+export function writeFileAtomicSync(path: string, data: Uint8Array, mode?: number): void {
   const tmp = tempPath(dirname(path));
   try {
-    const f = Deno.openSync(tmp, { write: true, createNew: true });
+    const f = Deno.openSync(tmp, {
+      write: true,
+      createNew: true,
+      ...(mode !== undefined ? { mode } : {}),
+    });
     try {
       let off = 0;
       while (off < data.length) off += f.writeSync(data.subarray(off));
