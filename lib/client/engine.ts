@@ -375,7 +375,7 @@ export async function syncPass(
   t = phase("reconcile", t);
   debug(() =>
     `actions: ${
-      actions.length <= 20
+      actions.length <= 60
         ? actions.map((a) => `${a.op} ${a.path}`).join(", ")
         : `${actions.length} (${[...new Set(actions.map((a) => a.op))].join(", ")})`
     }`

@@ -255,6 +255,7 @@ class LocalPhase {
     await this.#fs.fsyncDir(parentOf(to));
     if (parentOf(to) !== parentOf(from)) await this.#fs.fsyncDir(parentOf(from));
     this.#note(a.to, "conflict");
+    debug(() => `set aside ${a.path} as ${a.to}`);
   }
 
   async #mkdirLocal(a: Extract<Action, { op: "mkdirLocal" }>): Promise<void> {

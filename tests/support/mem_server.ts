@@ -29,7 +29,12 @@ export class MemServer {
   static async start(
     opts: { limits?: Partial<ServerLimits>; wrapMeta?: (m: MetaStore) => MetaStore } = {},
   ): Promise<MemServer> {
-    const dir = await Deno.makeTempDir({ prefix: "cloudsync-memserver-" });
+    // In memory (tmpfs) where there is one: the simulator commits thousands of times.
+    const shm = await Deno.stat("/dev/shm").then((st) => st.isDirectory, () => false);
+    const dir = await Deno.makeTempDir({
+      prefix: "cloudsync-memserver-",
+      ...(shm ? { dir: "/dev/shm" } : {}),
+    });
     const stores = await openStores({ dataDir: dir });
     const limits: ServerLimits = {
       ...DEFAULT_LIMITS,
@@ -42,18 +47,34 @@ export class MemServer {
     return s;
   }
 
-  /** A new connection: the client's peer (hello done), and the pipe (to cut it). */
+  /**
+   * A new connection: the client's peer (hello done), and the pipe (to cut it). `afterHandle` is
+   * told each request the server handled, before its reply leaves (a fault may cut the pipe
+   * there: the server did the work, the client never hears).
+   */
   async connect(
-    onNotice?: (h: Record<string, unknown>) => void,
+    opts: {
+      onNotice?: (h: Record<string, unknown>) => void;
+      afterHandle?: (type: string, pipe: MemPipe) => void;
+    } = {},
   ): Promise<{ peer: Peer; pipe: MemPipe }> {
     const pipe = new MemPipe();
     const session = new Session(this.ctx, { hostname: "127.0.0.1", port: this.#next++ });
     const big = { maxHeader: 16 << 20, compressed: true, maxRatio: 4096 };
-    const server = new Peer(pipe.b, { onRequest: session.handle, headerLimits: big });
+    const after = opts.afterHandle;
+    const handle = after
+      ? async (m: Parameters<typeof session.handle>[0]) => {
+        const t = String(m.header.t);
+        const r = await session.handle(m);
+        after(t, pipe);
+        return r;
+      }
+      : session.handle;
+    const server = new Peer(pipe.b, { onRequest: handle, headerLimits: big });
     session.attach(server);
     const client = new Peer(pipe.a, {
       headerLimits: big,
-      ...(onNotice ? { onNotice: (m) => onNotice(m.header) } : {}),
+      ...(opts.onNotice ? { onNotice: (m) => opts.onNotice!(m.header) } : {}),
     });
     this.#peers.add(server).add(client);
     await client.request({ t: "hello", protocol: 1, program: "sim", caps: [] });
