@@ -46,6 +46,7 @@ import {
   which,
 } from "./util.ts";
 import { scan } from "../lib/client/scanner.ts";
+import { DenoFs } from "../lib/client/fs/deno_fs.ts";
 import type { BaseEntry } from "../lib/core/types.ts";
 
 const NAMES = ["big", "small", "edit", "latency", "move", "rescan"] as const;
@@ -140,10 +141,10 @@ interface Rescan {
   fileBytes: number;
   /** untimed setup: writing the tree */
   createSeconds: number;
-  /** `scan(root, new Map())`: every file read and hashed (this builds the merge base) */
+  /** `scan(new DenoFs(root), new Map())`: every file read and hashed (this builds the merge base) */
   firstScanSeconds: number;
   firstScanHashed: number;
-  /** `scan(root, base)` against that base, three times */
+  /** `scan(new DenoFs(root), base)` against that base, three times */
   runsSeconds: number[];
   medianSeconds: number;
   maxSeconds: number;
@@ -689,10 +690,10 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
 
 /**
  * Workload 7: rescan of an unchanged tree. The scanner is a library function and the product's
- * full pass (at start and periodically) is exactly `scan(folder, base)`, so it runs here in the
+ * full pass (at start and periodically) is exactly `scan(new DenoFs(folder), base)`, so it runs here in the
  * bench process, no server or client involved. Setup (untimed): `rescanFiles` files written with
- * synchronous calls, then one `scan(root, new Map())` that hashes them all (timed for information)
- * and becomes the merge base as the client keeps it. Timed: `scan(root, base)` three times, each
+ * synchronous calls, then one `scan(new DenoFs(root), new Map())` that hashes them all (timed for information)
+ * and becomes the merge base as the client keeps it. Timed: `scan(new DenoFs(root), base)` three times, each
  * followed by the GNU find floor.
  */
 async function runRescan(ctx: Ctx): Promise<void> {
@@ -736,7 +737,7 @@ async function runRescan(ctx: Ctx): Promise<void> {
 
     // ---- the merge base, as the client builds it: a first scan hashes every file
     t = now();
-    const first = await scan(tree, new Map());
+    const first = await scan(new DenoFs(tree), new Map());
     const firstScanSeconds = (now() - t) / 1000;
     const base = new Map<string, BaseEntry>();
     let firstScanHashed = 0;
@@ -751,7 +752,7 @@ async function runRescan(ctx: Ctx): Promise<void> {
     log(`rescan first scan (hashing) ${fmtS(firstScanSeconds)}`);
     stopIfInterrupted();
 
-    // ---- timed: scan(root, base) x3, each followed by the find floor
+    // ---- timed: scan(new DenoFs(root), base) x3, each followed by the find floor
     const find = await which("find");
     const runsSeconds: number[] = [];
     const filesReturned: number[] = [];
@@ -761,7 +762,7 @@ async function runRescan(ctx: Ctx): Promise<void> {
     for (let r = 0; r < 3; r++) {
       sampleRss();
       const t0 = now();
-      const got = await scan(tree, base);
+      const got = await scan(new DenoFs(tree), base);
       runsSeconds.push((now() - t0) / 1000);
       sampleRss();
       let files = 0;
@@ -798,7 +799,8 @@ async function runRescan(ctx: Ctx): Promise<void> {
     }
     const medianSeconds = median(runsSeconds);
     res.rescan = {
-      where: "bench process: scan(root, base) of lib/client/scanner.ts, the product's full pass",
+      where:
+        "bench process: scan(new DenoFs(root), base) of lib/client/scanner.ts, the product's full pass",
       files: n,
       dirs: nDirs,
       fileBytes: params.rescanSize,
@@ -1068,7 +1070,7 @@ function printTable(res: Results): void {
     const r = res.rescan;
     const list = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(" / ");
     console.log(
-      `rescan     : scan(root, base) of lib/client/scanner.ts in the bench process (the product's ` +
+      `rescan     : scan(new DenoFs(root), base) of lib/client/scanner.ts in the bench process (the product's ` +
         `full pass is this scan; no server or client involved), ${
           r.files.toLocaleString("en-US")
         } files of ${r.fileBytes} B in ${r.dirs} dirs`,

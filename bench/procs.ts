@@ -18,6 +18,12 @@ export const PRODUCT_PERMS = [
   "--allow-sys",
 ];
 
+/** The product's environment (deno.json tasks "server" / "client": glibc malloc settings). */
+export const PRODUCT_ENV: Record<string, string> = {
+  MALLOC_ARENA_MAX: "2",
+  MALLOC_MMAP_THRESHOLD_: "262144",
+};
+
 const KEEP_LINES = 400;
 
 /** One running child. */
@@ -37,6 +43,7 @@ export class Proc {
     this.#child = new Deno.Command(cmd, {
       args,
       cwd,
+      env: PRODUCT_ENV,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

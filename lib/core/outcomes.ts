@@ -65,6 +65,8 @@ export interface Tally {
   deferred: number;
   refused: number;
   failed: number;
+  /** Folders created here or on the server (not in the summary line). */
+  dirs: number;
   /** Failed paths with their reasons, in order. */
   failures: { path: string; reason: string }[];
   /** Conflict copies made, in order. */
@@ -91,6 +93,7 @@ export function emptyTally(): Tally {
     deferred: 0,
     refused: 0,
     failed: 0,
+    dirs: 0,
     failures: [],
     conflictCopies: [],
     names: {},
@@ -102,6 +105,7 @@ export function tally(outcomes: Iterable<Outcome>, into: Tally = emptyTally()): 
   for (const o of outcomes) {
     switch (o.kind) {
       case "dir":
+        into.dirs++;
         continue;
       case "conflict":
         into.conflicts++;
@@ -137,6 +141,7 @@ export function addTally(a: Tally, b: Tally): Tally {
       "deferred",
       "refused",
       "failed",
+      "dirs",
     ] as const
   ) out[k] += b[k];
   out.failures.push(...b.failures);
@@ -151,10 +156,10 @@ export function addTally(a: Tally, b: Tally): Tally {
   return out;
 }
 
-/** True when the pass moved something (content, metadata, a move, a deletion, a copy). */
+/** True when the pass moved something (content, metadata, a move, a deletion, a copy, a folder). */
 export function madeProgress(t: Tally): boolean {
   return t.sent + t.sentMeta + t.received + t.receivedMeta + t.movedHere + t.movedThere +
-      t.deletedHere + t.deletedThere + t.conflicts > 0;
+      t.deletedHere + t.deletedThere + t.conflicts + t.dirs > 0;
 }
 
 /** The part of a summary for one kind: `3 sent (a.txt, b.txt, c.txt)`, `12 sent (a.txt, ...)`. */
@@ -166,8 +171,9 @@ function part(n: number, words: string, names: string[] | undefined, named: bool
 
 /**
  * The one line a pass prints. `Synced: ...` only when nothing failed; `Partly synced: ...` when
- * something failed beside progress; `Not synced: ...` when only failures happened; null when
- * there is nothing to tell. New conflict copies are always named; other kinds name up to three
+ * something failed beside progress; `Not synced: ...` when only failures happened; `Waiting: ...`
+ * when bytes moved only for steps that must wait (a file that changed while it was sent); null
+ * when there is nothing to tell. New conflict copies are always named; other kinds name up to three
  * files.
  */
 export function summaryLine(
@@ -201,8 +207,17 @@ export function summaryLine(
     const first = t.failures[0]!;
     parts.push(`${t.failed} failed (${first.path}: ${first.reason})`);
   }
+  const progress = parts.length > (t.failed ? 1 : 0);
+  // Bytes spent on steps that must wait (a file changed while it was sent) are said too.
+  if (t.deferred && bytes.up + bytes.down > 0 && !progress) {
+    parts.push(part(t.deferred, "to retry, changed meanwhile", n.deferred, true));
+  }
   if (parts.length === 0) return null;
-  const head = t.failed === 0 ? "Synced" : parts.length > 1 ? "Partly synced" : "Not synced";
+  const head = !progress
+    ? (t.failed ? "Not synced" : "Waiting")
+    : t.failed
+    ? "Partly synced"
+    : "Synced";
   return `${head}: ${parts.join(", ")} (${formatBytes(bytes.up)} up, ${
     formatBytes(bytes.down)
   } down, ${(ms / 1000).toFixed(1)} s)`;

@@ -7,7 +7,9 @@
  */
 
 import type { ChunkRef, Kind, RemoteEntry } from "../core/types.ts";
+import { chunkListProblem, maxChunksFor } from "../core/chunk_list.ts";
 import { ProtocolError } from "./peer.ts";
+import { unsafeTextProblem } from "../util/log_text.ts";
 
 /** Wire protocol version; a peer with another major version is refused at `hello`. */
 export const PROTOCOL_VERSION = 1;
@@ -22,8 +24,9 @@ export const MAX_CHANGES = 2000;
 export const MAX_HAVE = 4096;
 /** Most items in one `commit` request. */
 export const MAX_COMMIT = 1000;
-/** Largest chunk accepted (the chunker's maximum). */
-export const MAX_CHUNK = 4 * 1024 * 1024;
+export { chunkListProblem, MAX_CHUNK, maxChunksFor, MIN_CHUNK } from "../core/chunk_list.ts";
+/** Longest device name, in characters. */
+export const MAX_DEVICE_NAME = 100;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -78,6 +81,15 @@ export function chunkList(v: unknown, field: string): ChunkRef[] {
   });
 }
 
+/** Reads a device name: 1 to MAX_DEVICE_NAME characters, no control or bidirectional characters. */
+export function deviceName(h: Record<string, unknown>, k: string): string {
+  const v = str(h, k, MAX_DEVICE_NAME);
+  if (v.trim() === "") bad(k, "is empty");
+  const problem = unsafeTextProblem(v);
+  if (problem) bad(k, problem);
+  return v;
+}
+
 /** Reads a kind field. */
 export function kind(h: Record<string, unknown>, k: string): Kind {
   const v = h[k];
@@ -104,19 +116,35 @@ export function obj(v: unknown, field: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-/** Parses an entry received from the server (the client side trusts nothing either). */
+/**
+ * Parses an entry received from the server (the client side trusts nothing either): a live
+ * file's chunks must be possible (1 byte to MAX_CHUNK each, adding up to its size, at most
+ * `maxChunksFor(size)`), so that a hostile server cannot make the client allocate more than one
+ * chunk's worth or write a file larger than the entry says.
+ *
+ * @throws {ProtocolError} `bad-request` naming the field.
+ */
 export function parseRemoteEntry(v: unknown): RemoteEntry {
   const o = obj(v, "entry");
-  return {
+  const size = int(o, "size");
+  if (Array.isArray(o.chunks) && o.chunks.length > maxChunksFor(size)) {
+    bad("chunks", `holds ${o.chunks.length} chunks, too many for ${size} bytes`);
+  }
+  const e: RemoteEntry = {
     path: str(o, "path"),
     kind: kind(o, "kind"),
     deleted: bool(o, "deleted"),
     version: int(o, "version"),
-    size: int(o, "size"),
+    size,
     mtime: int(o, "mtime"),
     ...modeFields(o),
     hash: o.hash === "" ? "" : hash(o, "hash"),
     chunks: chunkList(o.chunks, "chunks"),
     device: str(o, "device", 200),
   };
+  if (e.kind === "file" && !e.deleted) {
+    const problem = chunkListProblem(e.size, e.chunks);
+    if (problem) bad("chunks", problem);
+  }
+  return e;
 }

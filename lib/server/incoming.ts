@@ -29,8 +29,14 @@ export class Incoming {
   announce(account: string, hashes: readonly string[], now = Date.now()): void {
     let m = this.#announced.get(account);
     if (!m) this.#announced.set(account, m = new Map());
-    for (const [h, until] of m) if (until < now) m.delete(h);
+    // Entries are kept in expiry order (re-announced ones move to the end), so the expired ones
+    // are at the front: an announcement costs what it adds, not a walk over all of them.
+    for (const [h, until] of m) {
+      if (until >= now) break;
+      m.delete(h);
+    }
     for (const h of hashes) {
+      m.delete(h);
       if (m.size >= MAX_ANNOUNCED) break;
       m.set(h, now + ANNOUNCE_TTL_MS);
     }

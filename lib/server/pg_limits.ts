@@ -1,6 +1,6 @@
 /**
  * The {@link LimitCounters} of `shared_limits.ts` in PostgreSQL (tables `limit_failures` and
- * `limit_tokens`, `pg_schema.ts` migration 3): every change is one upsert, which PostgreSQL runs
+ * `limit_tokens`, `pg_schema.ts` migration 4): every change is one upsert, which PostgreSQL runs
  * under the row's lock, so two instances counting a failure of the same key at the same moment
  * both count (the rule of `FailureThrottle` and `RateLimiter`, written as SQL expressions;
  * `tests/services/shared_limits_pg_test.ts` checks them against the in-memory classes step by
@@ -96,6 +96,23 @@ export class PgLimitCounters implements LimitCounters {
     const [r] = (await this.#pool.query(TAKE, [scope, key, now, burst, msPerToken]))
       .rows as { tokens: number; granted: boolean }[];
     return r!.granted ? 0 : Math.ceil((1 - r!.tokens) * msPerToken);
+  }
+
+  async peek(
+    scope: string,
+    key: string,
+    burst: number,
+    perHour: number,
+    now: number,
+  ): Promise<number> {
+    const msPerToken = 3_600_000 / perHour;
+    const [r] = (await this.#pool.query(
+      "SELECT tokens, at FROM limit_tokens WHERE scope = $1 AND key = $2",
+      [scope, key],
+    )).rows as { tokens: number; at: number }[];
+    if (!r) return 0;
+    const tokens = Math.min(burst, r.tokens + (now - r.at) / msPerToken);
+    return tokens >= 1 ? 0 : Math.ceil((1 - tokens) * msPerToken);
   }
 
   async prune(olderThan: number, now: number): Promise<void> {

@@ -63,6 +63,13 @@ ALTER TABLE versions ADD COLUMN mode integer;
   },
   {
     version: 3,
+    name: "invite codes (cloud-server invite)",
+    sql: `
+CREATE TABLE invites(hash text PRIMARY KEY, created bigint NOT NULL, used bigint);
+`,
+  },
+  {
+    version: 4,
     name: "shared by instances: TLS certificate, throttles and budgets, announced uploads",
     // tls_certificate: one row, the deployment's self-signed certificate (the first instance
     // inserts it, every other one loads it). limit_failures / limit_tokens: the counters of

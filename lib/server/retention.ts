@@ -38,7 +38,8 @@ export interface CollectReport {
 
 /**
  * Forgets versions older than `keepDays` and deletes unreferenced chunks older than `graceMs`
- * (see the module's doc for the order of operations).
+ * (see the module's doc for the order of operations). `signal`: stops before the next account
+ * (the server is stopping); what was done is reported.
  */
 export async function collect(
   meta: MetaStore,
@@ -46,10 +47,12 @@ export async function collect(
   keepDays: number,
   now = Date.now(),
   graceMs = CHUNK_GRACE_MS,
+  signal?: AbortSignal,
 ): Promise<CollectReport> {
   const versions = await meta.pruneVersions(now - keepDays * DAY);
   let chunks = 0;
   for (const account of await meta.accountIds()) {
+    if (signal?.aborted) break;
     const forgotten = await meta.forgetUnreferenced(account, now - graceMs);
     for (let i = 0; i < forgotten.length; i += 1000) {
       // Indexed again since step 1: in use (or about to be); its bytes stay.

@@ -19,28 +19,42 @@
  * @module
  */
 
-import { ACCOUNT_THROTTLE, IP_THROTTLE, type Now, type ThrottleOptions } from "./limits.ts";
+import {
+  addressGroup,
+  DEVICE_THROTTLE,
+  IP_THROTTLE,
+  type Now,
+  type ThrottleOptions,
+} from "./limits.ts";
 
 /** What a failed attempt did, as `SignInThrottle.failed` reports it. */
 export interface FailedAttempt {
   ipLockout: number;
-  accountLockout: number;
+  deviceLockout: number;
   ipFailures: number;
-  accountFailures: number;
+  deviceFailures: number;
 }
 
 /** The sign-in throttle the session asks (memory: `SignInThrottle`; shared: below). */
 export interface SignInLimiter {
-  /** Milliseconds until an attempt from `ip` on `account` (null: unknown) is allowed. */
-  lockedFor(ip: string, account: string | null): number | Promise<number>;
-  /** Records a failed attempt. */
-  failed(ip: string, account: string | null): FailedAttempt | Promise<FailedAttempt>;
+  /** Milliseconds until an attempt from `ip` is checked at all (its address group's lockout). */
+  lockedFor(ip: string): number | Promise<number>;
+  /** Milliseconds the device key `account/device` stays locked (0: not locked). */
+  deviceLockedFor(account: string, device: string): number | Promise<number>;
+  /** Records a failure: of the address group when `guess`, of the device key when given. */
+  failed(
+    ip: string,
+    device: { account: string; id: string } | null,
+    guess?: boolean,
+  ): FailedAttempt | Promise<FailedAttempt>;
 }
 
-/** A registration budget the session asks (memory: `RateLimiter`; shared: below). */
+/** A budget the session asks (memory: `RateLimiter`; shared: below). */
 export interface RegistrationLimiter {
   /** Takes a token of `key`: 0 if granted, else the milliseconds until one is available. */
   take(key: string): number | Promise<number>;
+  /** Milliseconds until `key` has a token (0: it has one now); takes nothing. */
+  peek(key: string): number | Promise<number>;
 }
 
 /** One key's failure record (see `FailureThrottle`). */
@@ -77,6 +91,8 @@ export interface LimitCounters {
    * of `RateLimiter.take`): 0 if granted, else the milliseconds until one is available.
    */
   take(scope: string, key: string, burst: number, perHour: number, now: number): Promise<number>;
+  /** What {@link take} would answer now, taking nothing (the rule of `RateLimiter.peek`). */
+  peek(scope: string, key: string, burst: number, perHour: number, now: number): Promise<number>;
   /** Forgets records nothing needs any more (older than `olderThan` ms and not locked). */
   prune(olderThan: number, now: number): Promise<void>;
 }
@@ -141,39 +157,49 @@ export class SharedRateLimiter implements RegistrationLimiter {
   take(key: string): Promise<number> {
     return this.#counters.take(this.#scope, key, this.#burst, this.#perHour, this.#now());
   }
+
+  peek(key: string): Promise<number> {
+    return this.#counters.peek(this.#scope, key, this.#burst, this.#perHour, this.#now());
+  }
 }
 
-/** `SignInThrottle`'s rule (per address, per account) on shared counters. */
+/** `SignInThrottle`'s rule (per address group, per device key) on shared counters. */
 export class SharedSignInThrottle implements SignInLimiter {
   readonly byIp: SharedFailureThrottle;
-  readonly byAccount: SharedFailureThrottle;
+  readonly byDevice: SharedFailureThrottle;
 
   constructor(
     counters: LimitCounters,
     ip: ThrottleOptions = IP_THROTTLE,
-    account: ThrottleOptions = ACCOUNT_THROTTLE,
+    device: ThrottleOptions = DEVICE_THROTTLE,
     now: Now = Date.now,
   ) {
     this.byIp = new SharedFailureThrottle(counters, "sign-in-ip", ip, now);
-    this.byAccount = new SharedFailureThrottle(counters, "sign-in-account", account, now);
+    this.byDevice = new SharedFailureThrottle(counters, "sign-in-device", device, now);
   }
 
-  async lockedFor(ip: string, account: string | null): Promise<number> {
-    const [a, b] = await Promise.all([
-      this.byIp.lockedFor(ip),
-      account ? this.byAccount.lockedFor(account) : 0,
-    ]);
-    return Math.max(a, b);
+  lockedFor(ip: string): Promise<number> {
+    return this.byIp.lockedFor(addressGroup(ip));
   }
 
-  async failed(ip: string, account: string | null): Promise<FailedAttempt> {
-    const ipLockout = await this.byIp.fail(ip);
-    const accountLockout = account ? await this.byAccount.fail(account) : 0;
+  deviceLockedFor(account: string, device: string): Promise<number> {
+    return this.byDevice.lockedFor(`${account}/${device}`);
+  }
+
+  async failed(
+    ip: string,
+    device: { account: string; id: string } | null,
+    guess = true,
+  ): Promise<FailedAttempt> {
+    const group = addressGroup(ip);
+    const key = device ? `${device.account}/${device.id}` : null;
+    const ipLockout = guess ? await this.byIp.fail(group) : 0;
+    const deviceLockout = key ? await this.byDevice.fail(key) : 0;
     return {
       ipLockout,
-      accountLockout,
-      ipFailures: await this.byIp.failures(ip),
-      accountFailures: account ? await this.byAccount.failures(account) : 0,
+      deviceLockout,
+      ipFailures: await this.byIp.failures(group),
+      deviceFailures: key ? await this.byDevice.failures(key) : 0,
     };
   }
 }

@@ -112,6 +112,10 @@ export interface AccountStore {
    * this every second about every signed-in device).
    */
   revokedDevices(deviceIds: readonly string[]): Promise<Set<string>>;
+  /** Records a one-time invite code (its hash) that lets one new account register. */
+  addInvite(codeHash: string): Promise<void>;
+  /** Uses up the invite code with this hash; false if there is none (or it was used). */
+  useInvite(codeHash: string): Promise<boolean>;
 }
 
 /** Each account's journal of entries (tombstones included) and the versions kept. */
@@ -128,6 +132,12 @@ export interface JournalStore {
   commit(account: string, device: string, items: CommitItem[]): Promise<CommitResult[]>;
   /** Forgets kept versions replaced before `cutoff` (ms); returns how many. */
   pruneVersions(cutoff: number): Promise<number>;
+  /**
+   * Bytes of metadata `account` makes the server keep: its journal entries and kept versions,
+   * each counted as `rowBytes` in session.ts does (path, chunk list, a fixed 200). Counted by
+   * the quota.
+   */
+  metadataBytes(account: string): Promise<number>;
   /** Every entry of `account`, live and tombstones, in path order (streamed, not buffered). */
   verifyEntries(account: string): AsyncIterable<RemoteEntry>;
   /** Every kept version of `account`, in path then version order (streamed). */
@@ -147,9 +157,11 @@ export interface ChunkIndex {
   /** Sum of the stored bytes of the account's chunks. */
   storedBytes(account: string): Promise<number>;
   /**
-   * Garbage collection, step 1: in one transaction that excludes the account's commits, removes
-   * from the index every chunk indexed before `cutoff` (ms) that no entry and no kept version
-   * references, and returns their hashes. A commit after this finds them missing.
+   * Garbage collection, step 1: removes from the index every chunk indexed before `cutoff` (ms)
+   * that no entry and no kept version references, and returns their hashes; never one that a
+   * commit references, also one that runs meanwhile (PostgreSQL: one transaction holding the
+   * account's lock; SQLite: small steps, each page re-checked and forgotten in one synchronous
+   * step). A commit after this finds them missing.
    */
   forgetUnreferenced(account: string, cutoff: number): Promise<string[]>;
 }

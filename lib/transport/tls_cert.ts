@@ -13,9 +13,8 @@
  * @module
  */
 
-import "reflect-metadata";
-import * as x509 from "@peculiar/x509";
 import { X509Certificate } from "node:crypto";
+import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { fsyncDir, tempPath } from "../util/atomic.ts";
 
@@ -55,14 +54,18 @@ export function normalizeFingerprint(text: string): string | null {
 
 /** PEM text of one DER certificate. */
 export function derToPem(der: Uint8Array): string {
-  return x509.PemConverter.encode(
-    der.buffer.slice(der.byteOffset, der.byteOffset + der.byteLength) as ArrayBuffer,
-    "CERTIFICATE",
-  );
+  const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString("base64");
+  const lines = b64.match(/.{1,64}/g) ?? [];
+  return `-----BEGIN CERTIFICATE-----\n${lines.join("\n")}\n-----END CERTIFICATE-----`;
 }
 
-/** Creates a self-signed ECDSA P-256 certificate (SAN: `cloud-sync`, `localhost`, loopback IPs). */
+/**
+ * Creates a self-signed ECDSA P-256 certificate (SAN: `cloud-sync`, `localhost`, loopback IPs).
+ * The X.509 library is loaded only here: a client never needs it (it costs ~20 MB of memory).
+ */
 export async function createSelfSigned(years = 100): Promise<{ cert: string; key: string }> {
+  await import("reflect-metadata");
+  const x509 = await import("@peculiar/x509");
   x509.cryptoProvider.set(crypto);
   const alg = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
   const keys = await crypto.subtle.generateKey(alg, true, ["sign", "verify"]) as CryptoKeyPair;
@@ -164,7 +167,7 @@ export async function saveCertificate(dataDir: string, c: ServerCertificate): Pr
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   if (Deno.build.os !== "windows") await Deno.chmod(dir, 0o700);
   await writeAtomic(keyFile, c.key, 0o600);
-  await writeAtomic(certFile, c.cert, 0o644);
+  await writeAtomic(certFile, c.cert, 0o600);
 }
 
 /**

@@ -197,7 +197,7 @@ Deno.test(
     await b.connect();
     await b.enroll(a.serial, "B");
     await b.watch();
-    const chunks = [1, 2, 3].map((k) => crypto.getRandomValues(new Uint8Array(1000 + k)));
+    const chunks = [1, 2, 3].map((k) => crypto.getRandomValues(new Uint8Array(20_000 + k)));
     const { sha256 } = await import("../../bench/sim_device.ts");
     const refs = chunks.map((c) => ({ hash: sha256(c), size: c.length }));
     try {
@@ -205,7 +205,7 @@ Deno.test(
         await a.request({
           t: "announce",
           path: "big.bin",
-          size: 2003,
+          size: 40_003,
           mtime: 1,
           exec: false,
           hash: "ab".repeat(32),
@@ -236,7 +236,7 @@ Deno.test(
         await a.request({
           t: "announce",
           path: "big2.bin",
-          size: 1003,
+          size: 20_003,
           mtime: 1,
           exec: false,
           hash: "cd".repeat(32),
@@ -255,7 +255,7 @@ Deno.test(
           baseVersion: 0,
           kind: "file",
           deleted: false,
-          size: 1003,
+          size: 20_003,
           mtime: 1,
           exec: false,
           hash: refs[2]!.hash,
@@ -264,7 +264,7 @@ Deno.test(
         assert.ok(r[0]!.ok);
         await b.pull();
         assert.equal(b.tree.get("big2.bin")?.hash, refs[2]!.hash);
-        assert.equal(await b.download([refs[2]!.hash]), 1003);
+        assert.equal(await b.download([refs[2]!.hash]), 20_003);
       });
     } finally {
       a.close();

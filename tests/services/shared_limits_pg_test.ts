@@ -113,24 +113,32 @@ Deno.test(
         )
       );
       const next = rng(11);
+      const ips = ["10.0.1.1", "10.0.1.2", "10.0.2.1"]; // two in one /24 group
       for (let step = 0; step < 300; step++) {
-        const ip = next() < 0.5 ? "10.0.0.1" : "10.0.0.2";
-        const account = next() < 0.3 ? null : "acct";
+        const ip = ips[Math.floor(next() * ips.length)]!;
+        const device = next() < 0.3 ? null : { account: "acct", id: next() < 0.5 ? "d1" : "d2" };
+        const guess = next() < 0.8;
         const i = step % 2;
         assert.equal(await shared[i]!.take(ip), memory.take(ip), `step ${step}: take`);
+        assert.equal(await shared[1 - i]!.peek(ip), memory.peek(ip), `step ${step}: peek`);
         if (next() < 0.6) {
           assert.deepEqual(
-            await sharedSignIn[i]!.failed(ip, account),
-            memorySignIn.failed(ip, account),
+            await sharedSignIn[i]!.failed(ip, device, guess),
+            memorySignIn.failed(ip, device, guess),
             `step ${step}: failed`,
           );
         }
         assert.equal(
-          await sharedSignIn[1 - i]!.lockedFor(ip, account),
-          memorySignIn.lockedFor(ip, account),
+          await sharedSignIn[1 - i]!.lockedFor(ip),
+          memorySignIn.lockedFor(ip),
           `step ${step}: lockedFor`,
         );
-        now += Math.floor(next() * 400_000);
+        assert.equal(
+          await sharedSignIn[i]!.deviceLockedFor("acct", "d1"),
+          memorySignIn.deviceLockedFor("acct", "d1"),
+          `step ${step}: deviceLockedFor`,
+        );
+        now += Math.floor(next() * (next() < 0.8 ? 4_000 : 400_000));
       }
     }),
 );
