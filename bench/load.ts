@@ -375,6 +375,8 @@ async function startServer(
       "127.0.0.1",
       "--max-connections-per-ip",
       "1000000",
+      // (an older checkout given with --server-root may not know it: its default is higher)
+      ...(root === ROOT ? ["--max-connections", "8000"] : []),
       ...extra,
     ],
     root,

@@ -420,3 +420,12 @@ export function createNonUtf8File(dir: string): void {
   }).outputSync();
   if (r.code !== 0) throw new Error(new TextDecoder().decode(r.stderr));
 }
+
+/** `n` random bytes (getRandomValues gives at most 64 KiB a call). */
+export function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) {
+    crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  }
+  return out;
+}

@@ -14,6 +14,7 @@ import {
   diffTrees,
   type Proc,
   put,
+  randomBytes,
   startClient,
   startFirstClient,
   tree,
@@ -77,14 +78,6 @@ async function dumpState(top: string, servers: Servers, prefix = "new"): Promise
   return out.join("\n");
 }
 
-function random(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) {
-    crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
-  }
-  return out;
-}
-
 /** Two devices converge on every kind of item and change (then a third joins). */
 export async function everyKindOfChange(
   t: Deno.TestContext,
@@ -97,7 +90,7 @@ export async function everyKindOfChange(
   // Device A starts with a varied tree; B starts with nothing (its folder does not exist yet).
   await put(a, "hello.txt", "hello\n");
   await put(a, "zero", "");
-  await put(a, "bin/random.bin", random(3 * 1024 * 1024 + 17));
+  await put(a, "bin/random.bin", randomBytes(3 * 1024 * 1024 + 17));
   await put(a, "deep/er/still/x.txt", "x");
   await put(a, "café/naïve 日本語 ü.txt", "unicode\n");
   await put(a, "run.sh", "#!/bin/sh\necho hi\n");
@@ -147,16 +140,16 @@ export async function everyKindOfChange(
         const edits: [string, (f: Deno.FsFile) => Promise<void>][] = [
           ["64 KiB overwritten in the middle", async (f) => {
             await f.seek(1536 * 1024, Deno.SeekMode.Start);
-            await f.write(random(64 * 1024));
+            await f.write(randomBytes(64 * 1024));
           }],
           ["100 KiB appended", async (f) => {
             await f.seek(0, Deno.SeekMode.End);
-            await f.write(random(100 * 1024));
+            await f.write(randomBytes(100 * 1024));
           }],
           ["cut to 2.5 MiB, then 1 KiB overwritten near the start", async (f) => {
             await f.truncate(2560 * 1024);
             await f.seek(4096, Deno.SeekMode.Start);
-            await f.write(random(1024));
+            await f.write(randomBytes(1024));
           }],
         ];
         for (const [what, edit] of edits) {
@@ -194,7 +187,7 @@ export async function everyKindOfChange(
 
     await t.step("a big file moved on A is moved on B: nothing streamed, no partial", async () => {
       // Big enough to be announced for streaming (STREAM_MIN): a moved file must not be.
-      await put(a, "big/stream.bin", random(17 * 1024 * 1024));
+      await put(a, "big/stream.bin", randomBytes(17 * 1024 * 1024));
       await waitConverged([a, b], 30_000, procs);
       const inodeOnB = (await Deno.lstat(join(b, "big/stream.bin"))).ino;
       const linesBefore = cb.lines.length;
@@ -238,7 +231,7 @@ export async function everyKindOfChange(
 
     await t.step("the exec bit and binary content changes propagate", async () => {
       await Deno.chmod(join(a, "run.sh"), 0o644);
-      await put(a, "bin/random.bin", random(1024 * 1024));
+      await put(a, "bin/random.bin", randomBytes(1024 * 1024));
       await waitFor(
         async () => (await tree(b)).get("run.sh")?.exec === false,
         () => "exec bit still set on B",

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import {
   Proc,
   put,
+  randomBytes,
   ServerProc,
   startClient,
   startFirstClient,
@@ -36,15 +37,6 @@ import { Haproxy, haproxyBinary } from "../../bench/haproxy.ts";
 
 const skip = deploymentEnv.skip ?? servicesEnv(["CLOUDSYNC_HAPROXY"]).skip ??
   (haproxyBinary() ? undefined : "CLOUDSYNC_HAPROXY is not an executable: run scripts/services.sh");
-
-/** Random bytes (getRandomValues gives at most 64 KiB a call). */
-function random(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) {
-    crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
-  }
-  return out;
-}
 
 Deno.test({
   name: "e2e, two instances on PostgreSQL + S3 behind HAProxy: every core scenario, then failover",
@@ -116,7 +108,7 @@ Deno.test({
         const account = JSON.parse(
           await Deno.readTextFile(join(a, ".cloudsync", "config.json")),
         ).account as string;
-        await put(root, "kill/staging/big.bin", random(128 * 1024 * 1024));
+        await put(root, "kill/staging/big.bin", randomBytes(128 * 1024 * 1024));
         for (let i = 0; i < 300; i++) {
           await put(root, `kill/staging/small/${i % 7}/f${i}.txt`, `small ${i}\n`.repeat(i % 50));
         }
