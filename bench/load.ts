@@ -907,7 +907,7 @@ function table(results: Record<string, Record<string, unknown>>): string {
     ),
     row("commit latency median / p99", ms("commits.commitLatencyMs")),
     row(
-      "push latency median / p99 (cluster: instance 1 -> 2)",
+      "push latency, A sends a commit to B hears of it, median / p99 (cluster: A on instance 1, B on 2)",
       ms("commits.pushLatencyMs"),
       "cross-instance median < 50 ms",
     ),

@@ -30,9 +30,15 @@
 
 import { type ListenOptions, listenTcp, listenTls } from "./listen.ts";
 
-/** Relay buffer while traffic is light, and once a read filled the buffer (bulk). */
-const SMALL = 16 * 1024;
+/**
+ * Relay buffer while the connection is quiet (a heartbeat, a small request), and once a read
+ * filled it (bulk). Quiet is most of the time for most connections: 5,000 idle devices held 2 x 16
+ * KiB each (about 170 MB of the server's RSS) with a 16 KiB quiet buffer.
+ */
+const SMALL = 2 * 1024;
 const BIG = 256 * 1024;
+/** The first bytes of a connection (its TLS ClientHello, usually one record). */
+const FIRST = 16 * 1024;
 /** An internal connection nobody claims within this long is closed (not one of ours). */
 const UNCLAIMED_MS = 1000;
 
@@ -79,7 +85,7 @@ async function pump(from: Deno.Conn, to: Deno.Conn): Promise<void> {
     } catch {
       return;
     }
-    // Big buffers only while data streams: an idle connection holds 2 x 16 KiB.
+    // Big buffers only while data streams: an idle connection holds 2 x 2 KiB.
     if (n === buf.length) {
       if (buf.length < BIG) buf = new Uint8Array(BIG);
     } else if (buf.length > SMALL && n < SMALL) buf = new Uint8Array(SMALL);
@@ -160,7 +166,7 @@ export class TlsFront {
         tcp.setNoDelay(true);
       } catch { /* closed already */ }
       // Until the first bytes arrive only the public socket exists.
-      const first = new Uint8Array(SMALL);
+      const first = new Uint8Array(FIRST);
       const n = await Promise.race([tcp.read(first).catch(() => null), ended]);
       if (typeof n === "string") return why(n);
       if (n === null) return "failed";
