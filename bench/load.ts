@@ -356,6 +356,15 @@ interface Target {
   stop(): Promise<void>;
 }
 
+/** Whether the server.ts in `root` takes `--max-connections` (older ones had no such cap). */
+function knowsMaxConnections(root: string): boolean {
+  try {
+    return Deno.readTextFileSync(join(root, "server.ts")).includes('"max-connections"');
+  } catch {
+    return false;
+  }
+}
+
 async function startServer(
   name: string,
   dir: string,
@@ -376,7 +385,7 @@ async function startServer(
       "--max-connections-per-ip",
       "1000000",
       // (an older checkout given with --server-root may not know it: its default is higher)
-      ...(root === ROOT ? ["--max-connections", "8000"] : []),
+      ...(knowsMaxConnections(root) ? ["--max-connections", "8000"] : []),
       ...extra,
     ],
     root,
@@ -984,6 +993,7 @@ async function main(): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "cloudsync-load-" });
   const results: Record<string, Record<string, unknown>> = {};
   const started = now();
+  const loadBefore = Deno.loadavg();
   try {
     if (only.has("single")) {
       const t = await singleTarget(join(dir, "single"), p.devices, p.probes, serverRoot).catch(
@@ -1028,6 +1038,8 @@ async function main(): Promise<void> {
       deno: Deno.version.deno,
     },
     totalSeconds: round((now() - started) / 1000),
+    // Other work on the machine meanwhile (1, 5, 15 min load averages; 2 cores).
+    loadAverage: { before: loadBefore, after: Deno.loadavg() },
     ...results,
     table: table(results),
   };

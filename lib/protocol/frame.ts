@@ -44,6 +44,8 @@ const DEFAULT_BUFFER_SIZE = 64 * 1024;
  * streaming size (a server with 5,000 idle connections held 260 MB more with 64 KiB each).
  */
 const IDLE_BUFFER_SIZE = 2 * 1024;
+/** A read of fewer bytes than this (one TLS record of plain text) ends a burst. */
+const BURST_END = 16 * 1024;
 const MAX_U32 = 0xffff_ffff;
 
 /** Frame type codes. */
@@ -99,7 +101,7 @@ export interface FrameReaderOptions {
   /**
    * Size of the reusable read buffer for `ByteReader` sources while data streams; default 64
    * KiB. A quiet connection reads into a 2 KiB buffer; one read that fills it switches to this
-   * size, one that brings less than 2 KiB switches back.
+   * size, one that brings less than 16 KiB (a TLS record) switches back.
    */
   bufferSize?: number;
   /**
@@ -446,9 +448,11 @@ export class FrameReader {
         else {
           this.#end = n;
           // The next read (once these bytes are used) gets a buffer sized for the traffic.
+          // Less than a TLS record's worth ends a burst: the read after it, which may wait
+          // for minutes on a quiet connection, gets the small buffer again.
           if (n === this.#own.length && n < this.#bufferSize) {
             this.#own = new Uint8Array(this.#bufferSize);
-          } else if (n < this.#idleSize && this.#own.length > this.#idleSize) {
+          } else if (n < BURST_END && this.#own.length > this.#idleSize) {
             this.#own = new Uint8Array(this.#idleSize);
           }
         }

@@ -37,6 +37,8 @@ import { type ListenOptions, listenTcp, listenTls } from "./listen.ts";
  */
 const SMALL = 2 * 1024;
 const BIG = 256 * 1024;
+/** A read of fewer bytes than this (one TLS record) ends a burst. */
+const BURST_END = 16 * 1024;
 /** The first bytes of a connection (its TLS ClientHello, usually one record). */
 const FIRST = 16 * 1024;
 /** An internal connection nobody claims within this long is closed (not one of ours). */
@@ -85,10 +87,12 @@ async function pump(from: Deno.Conn, to: Deno.Conn): Promise<void> {
     } catch {
       return;
     }
-    // Big buffers only while data streams: an idle connection holds 2 x 2 KiB.
+    // Big buffers only while data streams: an idle connection holds 2 x 2 KiB. A read of less
+    // than a TLS record's worth ends a burst: the read after it, which may wait for minutes,
+    // gets the small buffer again.
     if (n === buf.length) {
       if (buf.length < BIG) buf = new Uint8Array(BIG);
-    } else if (buf.length > SMALL && n < SMALL) buf = new Uint8Array(SMALL);
+    } else if (buf.length > SMALL && n < BURST_END) buf = new Uint8Array(SMALL);
   }
 }
 
