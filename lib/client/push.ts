@@ -130,7 +130,7 @@ async function prepare(
   );
   // Big files are announced first, so other devices can stream them while they upload. Not one
   // whose chunks the server already has (a moved or copied file): there is nothing to stream.
-  for (const a of uploads) {
+  for (const a of ctx.peer.caps.has("stream") ? uploads : []) {
     if (a.local.size < STREAM_MIN) continue;
     if (known && chunksOf(a.local).every((c) => known.has(c.hash))) continue;
     await call.announce(ctx.peer, {
@@ -141,7 +141,7 @@ async function prepare(
       ...(a.local.mode !== undefined ? { mode: a.local.mode } : {}),
       hash: hashOf(a.local),
       chunks: chunksOf(a.local),
-    }).catch(() => {}); // an older server without streaming: just upload
+    }).catch(() => {}); // a refused announcement: the file just uploads
   }
   const changed = await uploadChunks(
     ctx.peer,

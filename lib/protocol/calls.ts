@@ -7,7 +7,7 @@
  *
  * @example
  * ```ts
- * const { missing } = await call.have(peer, hashes);
+ * const missing = await call.have(peer, hashes); // only hashes that were asked about
  * const results = await call.commit(peer, items); // one CommitResult per item, checked
  * ```
  *

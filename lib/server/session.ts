@@ -21,6 +21,8 @@ import {
   hashList,
   int,
   kind,
+  MAX_BATCH,
+  MAX_BATCH_BYTES,
   MAX_CHANGES,
   MAX_COMMIT,
   MAX_HAVE,
@@ -29,8 +31,10 @@ import {
   obj,
   PROGRAM_VERSION,
   PROTOCOL_VERSION,
+  readCapabilities,
   str,
 } from "../protocol/messages.ts";
+import { decompressChunk } from "../chunk/compress.ts";
 import type { BlobStore, CommitItem, CommitResult, MetaStore } from "./stores.ts";
 import { encodeFrame, FrameType } from "../protocol/frame.ts";
 import type { Incoming } from "./incoming.ts";
@@ -71,11 +75,6 @@ export function isDiskFull(e: unknown): boolean {
 
 /** Longest a `get`/`getMany` with `wait: true` waits for one announced chunk. */
 export const WAIT_FOR_CHUNK_MS = 60_000;
-
-/** Most chunks in one `putMany` / `getMany`. */
-export const MAX_BATCH = 1024;
-/** Most chunk bytes in one `getMany` reply. */
-export const MAX_BATCH_BYTES = 6 * 1024 * 1024;
 
 /** A watcher with this many bytes queued for sending gets no more advisory notices. */
 export const HINT_SKIP_BYTES = 1024 * 1024;
@@ -197,6 +196,8 @@ export class Session {
   #account: string | null = null;
   #device: { id: string; name: string } | null = null;
   #hello = false;
+  /** Whether the client reads zstd-compressed chunks (its `hello` lists `zstd`). */
+  #zstd = true;
   #revoked = false;
   #peer: Peer | null = null;
   readonly #ctx: ServerContext;
@@ -327,6 +328,7 @@ export class Session {
         );
       }
       this.#hello = true;
+      this.#zstd = readCapabilities(h.caps).has("zstd");
       return reply({ protocol: PROTOCOL_VERSION, program: PROGRAM_VERSION, caps: CAPABILITIES });
     }
     if (!this.#hello) {
@@ -785,7 +787,8 @@ export class Session {
       len: infos[i]!.stored,
     }));
     const total = chunks.reduce((n, c) => n + c.len, 0);
-    if (total > MAX_BATCH_BYTES) {
+    const plainTotal = this.#zstd ? 0 : chunks.reduce((n, c) => n + c.size, 0);
+    if (total > MAX_BATCH_BYTES || plainTotal > MAX_BATCH_BYTES) {
       throw new ProtocolError("bad-request", "Cannot send chunks: more than 6 MiB asked at once");
     }
     await this.#guard?.reserveReply(total);
@@ -801,6 +804,7 @@ export class Session {
       throw e;
     }
     this.#guard?.replyReady(total, body.length);
+    if (!this.#zstd && chunks.some((c) => c.z)) return this.#plainChunks(chunks, body);
     return reply({ chunks }, body);
   }
 
@@ -824,7 +828,29 @@ export class Session {
     if (!data) {
       throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
     }
+    if (info.compressed && !this.#zstd) {
+      return reply({ size: info.size, z: false }, decompressChunk(data, info.size));
+    }
     return reply({ size: info.size, z: info.compressed }, data);
+  }
+
+  /** A `getMany` reply for a client that does not read zstd: every chunk as its plain bytes. */
+  #plainChunks(
+    chunks: { hash: string; size: number; z: boolean; len: number }[],
+    body: Uint8Array,
+  ): Message {
+    const parts: Uint8Array[] = [];
+    let at = 0;
+    for (const c of chunks) {
+      const stored = body.subarray(at, at += c.len);
+      parts.push(c.z ? decompressChunk(stored, c.size) : stored);
+    }
+    const plain = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let w = 0;
+    for (const p of parts) plain.set(p, (w += p.length) - p.length);
+    return reply({
+      chunks: chunks.map((c) => ({ hash: c.hash, size: c.size, z: false, len: c.size })),
+    }, plain);
   }
 
   async #commit(h: Record<string, unknown>): Promise<Message> {
