@@ -18,6 +18,7 @@ import { type Peer, RemoteError } from "../protocol/peer.ts";
 import type { ChunkRef } from "../core/types.ts";
 import { MAX_HAVE } from "../protocol/messages.ts";
 import { compressChunk } from "../chunk/compress.ts";
+import * as call from "../protocol/calls.ts";
 import { pool } from "../util/pool.ts";
 import type { LocalFs } from "./fs/local_fs.ts";
 import {
@@ -69,8 +70,7 @@ export async function uploadChunks(
   const batches: string[][] = [];
   for (let i = 0; i < hashes.length; i += MAX_HAVE) batches.push(hashes.slice(i, i + MAX_HAVE));
   await pool(batches, 4, async (batch) => {
-    const r = await peer.request({ t: "have", hashes: batch });
-    missing.push(...(r.header.missing as string[]));
+    missing.push(...await call.have(peer, batch));
   });
   const changed = new Set<string>();
   let missingBytes = 0;
@@ -97,6 +97,7 @@ export async function uploadChunks(
     batchBytes += size;
   }
   if (batch.length > 0) jobs.push(batch);
+  const zstd = peer.caps.has("zstd");
   await pool(jobs, 3, async (job) => {
     // Each chunk is read straight into one reused batch buffer (no garbage per chunk), then
     // compressed chunks are compacted in place: a compressed chunk is never longer than raw.
@@ -141,7 +142,7 @@ export async function uploadChunks(
           return;
         }
         const data = body.subarray(offsets[i]!, offsets[i]! + r.size);
-        const z = compressChunk(data);
+        const z = zstd ? compressChunk(data) : { data, compressed: false };
         if (z.compressed) body.set(z.data, w);
         else if (w !== offsets[i]) body.copyWithin(w, offsets[i]!, offsets[i]! + r.size);
         parts.push({ hash, size: r.size, z: z.compressed, len: z.data.length });

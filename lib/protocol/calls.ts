@@ -7,7 +7,7 @@
  *
  * @example
  * ```ts
- * const { missing } = await call.have(peer, hashes);
+ * const missing = await call.have(peer, hashes); // only hashes that were asked about
  * const results = await call.commit(peer, items); // one CommitResult per item, checked
  * ```
  *
@@ -108,6 +108,11 @@ export interface Announcement {
 /** `announce`: other devices may stream this file while it uploads (best effort). */
 export async function announce(peer: Peer, a: Announcement): Promise<void> {
   await peer.request({ t: "announce", ...a });
+}
+
+/** `withdraw`: what this connection announced and has not uploaded will not come (for now). */
+export async function withdraw(peer: Peer): Promise<void> {
+  await peer.request({ t: "withdraw" });
 }
 
 /** True for a SHA-256 hex name. */

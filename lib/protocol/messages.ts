@@ -15,8 +15,25 @@ import { unsafeTextProblem } from "../util/log_text.ts";
 export const PROTOCOL_VERSION = 1;
 /** Program version, reported in the handshake. */
 export const PROGRAM_VERSION = "0.1.0";
-/** Capabilities this build offers. */
-export const CAPABILITIES = ["chunks-sha256", "zstd", "push"];
+/**
+ * Capabilities this build offers; each side reads the other's at `hello`: `chunks-sha256` (content
+ * named by SHA-256: required), `zstd` (chunks may travel compressed), `push` (`changed` notices),
+ * `stream` (`announce`/`incoming`: big files stream while they upload), `mode` (permission bits).
+ */
+export const CAPABILITIES = ["chunks-sha256", "zstd", "push", "stream", "mode"];
+
+/** Reads a peer's capability list (at most 64 short names; anything else is dropped). */
+export function readCapabilities(v: unknown): Set<string> {
+  const out = new Set<string>();
+  if (!Array.isArray(v)) return out;
+  for (const c of v.slice(0, 64)) if (typeof c === "string" && c.length <= 64) out.add(c);
+  return out;
+}
+
+/** Most chunks in one `putMany` / `getMany` (both sides enforce it). */
+export const MAX_BATCH = 1024;
+/** Most chunk bytes in one `getMany` reply. */
+export const MAX_BATCH_BYTES = 6 * 1024 * 1024;
 
 /** Most entries in one `changes` reply. */
 export const MAX_CHANGES = 2000;

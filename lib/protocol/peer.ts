@@ -134,6 +134,8 @@ export class Peer {
    * clean close by either side, otherwise the error that ended it.
    */
   readonly closed: Promise<Error | null>;
+  /** What the other side said it supports at `hello` (see `CAPABILITIES`); empty until then. */
+  caps: ReadonlySet<string> = new Set();
 
   readonly #conn: PeerConn;
   readonly #onRequest: PeerOptions["onRequest"];

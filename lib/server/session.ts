@@ -21,6 +21,8 @@ import {
   hashList,
   int,
   kind,
+  MAX_BATCH,
+  MAX_BATCH_BYTES,
   MAX_CHANGES,
   MAX_COMMIT,
   MAX_HAVE,
@@ -29,8 +31,10 @@ import {
   obj,
   PROGRAM_VERSION,
   PROTOCOL_VERSION,
+  readCapabilities,
   str,
 } from "../protocol/messages.ts";
+import { decompressChunk } from "../chunk/compress.ts";
 import type { BlobStore, CommitItem, CommitResult, MetaStore } from "./stores.ts";
 import { encodeFrame, FrameType } from "../protocol/frame.ts";
 import type { Incoming } from "./incoming.ts";
@@ -76,11 +80,6 @@ export const WAIT_FOR_CHUNK_MS = 60_000;
  * arrive through another instance whose notice of it was lost.
  */
 export const RECHECK_ANNOUNCED_MS = 1_000;
-
-/** Most chunks in one `putMany` / `getMany`. */
-export const MAX_BATCH = 1024;
-/** Most chunk bytes in one `getMany` reply. */
-export const MAX_BATCH_BYTES = 6 * 1024 * 1024;
 
 /** A watcher with this many bytes queued for sending gets no more advisory notices. */
 export const HINT_SKIP_BYTES = 1024 * 1024;
@@ -223,6 +222,8 @@ export class Session {
   #account: string | null = null;
   #device: { id: string; name: string } | null = null;
   #hello = false;
+  /** Whether the client reads zstd-compressed chunks (its `hello` lists `zstd`). */
+  #zstd = true;
   #revoked = false;
   #peer: Peer | null = null;
   readonly #ctx: ServerContext;
@@ -295,6 +296,8 @@ export class Session {
   /** Forgets the session's watches once the connection ended. */
   detach(): void {
     if (this.#account && this.#peer) this.#ctx.hub.remove(this.#account, this.#peer);
+    // Uploads this connection announced will not come now: nobody waits for them any longer.
+    if (this.#account) this.#ctx.incoming?.withdraw(this.#account, this);
   }
 
   #requireAccount(): string {
@@ -364,6 +367,7 @@ export class Session {
         );
       }
       this.#hello = true;
+      this.#zstd = readCapabilities(h.caps).has("zstd");
       return reply({ protocol: PROTOCOL_VERSION, program: PROGRAM_VERSION, caps: CAPABILITIES });
     }
     if (!this.#hello) {
@@ -414,6 +418,8 @@ export class Session {
         return this.#getMany(h);
       case "announce":
         return this.#announce(h);
+      case "withdraw":
+        return this.#withdraw();
       case "commit":
         return this.#commit(h);
       case "watch":
@@ -805,6 +811,12 @@ export class Session {
     }
   }
 
+  /** The device will not upload (now) what it announced and has not stored. */
+  #withdraw(): Message {
+    this.#ctx.incoming?.withdraw(this.#requireAccount(), this);
+    return reply({});
+  }
+
   /** A device starts uploading a file: tell the account's other devices so they can stream it. */
   #announce(h: Record<string, unknown>): Message {
     const account = this.#requireAccount();
@@ -830,7 +842,7 @@ export class Session {
       chunks,
       device: this.#device!.name,
     };
-    this.#ctx.incoming?.announce(account, chunks.map((c) => c.hash));
+    this.#ctx.incoming?.announce(account, chunks.map((c) => c.hash), Date.now(), this);
     this.#ctx.hub.send(account, { t: "incoming", entry }, this.#peer);
     this.#ctx.cluster?.announce(account, entry).catch((e) =>
       this.#ctx.log(`Cannot tell the other instances of an upload: ${(e as Error).message}`)
@@ -855,7 +867,8 @@ export class Session {
       len: infos[i]!.stored,
     }));
     const total = chunks.reduce((n, c) => n + c.len, 0);
-    if (total > MAX_BATCH_BYTES) {
+    const plainTotal = this.#zstd ? 0 : chunks.reduce((n, c) => n + c.size, 0);
+    if (total > MAX_BATCH_BYTES || plainTotal > MAX_BATCH_BYTES) {
       throw new ProtocolError("bad-request", "Cannot send chunks: more than 6 MiB asked at once");
     }
     await this.#guard?.reserveReply(total);
@@ -871,6 +884,7 @@ export class Session {
       throw e;
     }
     this.#guard?.replyReady(total, body.length);
+    if (!this.#zstd && chunks.some((c) => c.z)) return this.#plainChunks(chunks, body);
     return reply({ chunks }, body);
   }
 
@@ -894,7 +908,29 @@ export class Session {
     if (!data) {
       throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
     }
+    if (info.compressed && !this.#zstd) {
+      return reply({ size: info.size, z: false }, decompressChunk(data, info.size));
+    }
     return reply({ size: info.size, z: info.compressed }, data);
+  }
+
+  /** A `getMany` reply for a client that does not read zstd: every chunk as its plain bytes. */
+  #plainChunks(
+    chunks: { hash: string; size: number; z: boolean; len: number }[],
+    body: Uint8Array,
+  ): Message {
+    const parts: Uint8Array[] = [];
+    let at = 0;
+    for (const c of chunks) {
+      const stored = body.subarray(at, at += c.len);
+      parts.push(c.z ? decompressChunk(stored, c.size) : stored);
+    }
+    const plain = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let w = 0;
+    for (const p of parts) plain.set(p, (w += p.length) - p.length);
+    return reply({
+      chunks: chunks.map((c) => ({ hash: c.hash, size: c.size, z: false, len: c.size })),
+    }, plain);
   }
 
   async #commit(h: Record<string, unknown>): Promise<Message> {

@@ -25,7 +25,7 @@ import { newStats } from "../../lib/client/transfer.ts";
 import { type EngineContext, syncUntilStable } from "../../lib/client/engine.ts";
 import { Attention } from "../../lib/core/attention.ts";
 import { parentPaths } from "../../lib/core/paths.ts";
-import type { PlatformTraits } from "../../lib/core/local_names.ts";
+import { applyAliases, type PlatformTraits } from "../../lib/core/local_names.ts";
 import type { Peer } from "../../lib/protocol/peer.ts";
 import type { MemPipe } from "../support/mem_pipe.ts";
 import { MemServer } from "../support/mem_server.ts";
@@ -603,11 +603,15 @@ export class SimWorld {
       for (const [p, v] of d.tree()) {
         mine.set(p, v === "dir" ? "dir" : `file:${sha256Hex(enc.encode(v.slice(5)))}`);
       }
+      // A case-insensitive device holds some wire paths under other local names (its aliases).
+      const aliases = d.state.loadAliases();
+      const expected = new Map<string, string>();
+      for (const [p, v] of server) expected.set(applyAliases(p, aliases), v);
       const diff: string[] = [];
-      for (const [p, v] of server) {
+      for (const [p, v] of expected) {
         if (mine.get(p) !== v) diff.push(`${p}: server ${v}, ${d.name} ${mine.get(p) ?? "-"}`);
       }
-      for (const [p, v] of mine) if (!server.has(p)) diff.push(`${p}: only on ${d.name} (${v})`);
+      for (const [p, v] of mine) if (!expected.has(p)) diff.push(`${p}: only on ${d.name} (${v})`);
       if (diff.length > 0) {
         out.push(`${d.name} differs from the server: ${diff.slice(0, 6).join("; ")}`);
       }

@@ -13,6 +13,7 @@ import { Peer } from "../../lib/protocol/peer.ts";
 import { DEFAULT_LIMITS, type ServerLimits } from "../../lib/server/limits.ts";
 import type { MetaStore } from "../../lib/server/stores.ts";
 import { MemPipe } from "./mem_pipe.ts";
+import { CAPABILITIES, PROTOCOL_VERSION, readCapabilities } from "../../lib/protocol/messages.ts";
 
 /** A server whose connections are in memory (see the module doc). */
 export class MemServer {
@@ -56,6 +57,8 @@ export class MemServer {
     opts: {
       onNotice?: (h: Record<string, unknown>) => void;
       afterHandle?: (type: string, pipe: MemPipe) => void;
+      /** What this client says it supports (default: everything this build does). */
+      caps?: string[];
     } = {},
   ): Promise<{ peer: Peer; pipe: MemPipe }> {
     const pipe = new MemPipe();
@@ -72,12 +75,19 @@ export class MemServer {
       : session.handle;
     const server = new Peer(pipe.b, { onRequest: handle, headerLimits: big });
     session.attach(server);
+    server.closed.then(() => session.detach());
     const client = new Peer(pipe.a, {
       headerLimits: big,
       ...(opts.onNotice ? { onNotice: (m) => opts.onNotice!(m.header) } : {}),
     });
     this.#peers.add(server).add(client);
-    await client.request({ t: "hello", protocol: 1, program: "sim", caps: [] });
+    const hello = await client.request({
+      t: "hello",
+      protocol: PROTOCOL_VERSION,
+      program: "sim",
+      caps: opts.caps ?? CAPABILITIES,
+    });
+    client.caps = readCapabilities(hello.header.caps);
     return { peer: client, pipe };
   }
 
