@@ -156,8 +156,10 @@ export class DenoFs implements LocalFs {
     for (;;) {
       try {
         const want = rel === "" ? this.#realRoot : join(this.#realRoot, rel);
-        // The trailing separator makes a file on the way fail (NotADirectory): not a folder.
-        return same(Deno.realPathSync(this.full(rel) + sep), want);
+        const real = Deno.realPathSync(this.full(rel));
+        // A file on the way is no folder either. (Not by a trailing separator: under
+        // --allow-read Deno normalizes it away before realpath sees it.)
+        return same(real, want) && (rel === "" || Deno.statSync(real).isDirectory);
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound) || rel === "") return false;
         const up = dirname(rel);

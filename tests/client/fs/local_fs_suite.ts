@@ -27,6 +27,7 @@ import {
   stillAs,
 } from "../../../lib/client/fs/local_fs.ts";
 import { statToEntry } from "../../../lib/client/scanner.ts";
+import { noise } from "../../support/noise.ts";
 import type { LocalEntry } from "../../../lib/core/types.ts";
 
 /** A fresh, empty filesystem under test, and what the interface itself cannot make. */
@@ -84,19 +85,6 @@ async function fails(
 
 const is = (cls: new (...a: never[]) => Error) => (e: unknown) => e instanceof cls;
 const says = (re: RegExp) => (e: unknown) => e instanceof Error && re.test(e.message);
-
-/** Deterministic bytes that chunk into several pieces. */
-function noise(size: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 /** The chunk list the chunker makes of `data` (the reference for {@link LocalFs.chunkFile}). */
 async function referenceChunks(data: Uint8Array): Promise<{ hash: string; size: number }[]> {
