@@ -279,7 +279,7 @@ export async function syncPass(
   t = phase("pull", t);
   const allRemote = ctx.state.loadRemote();
   adoptPending(ctx.state, allRemote);
-  const wireBase: Map<string, BaseEntry> = ctx.state.loadBase();
+  const wireBase = ctx.state.loadBase();
   const aliases = ctx.state.loadAliases();
   const platform = ctx.fs.platform;
   const heldHere = new Map<string, HeldItem>();

@@ -130,9 +130,11 @@ async function prepare(
   );
   // Big files are announced first, so other devices can stream them while they upload. Not one
   // whose chunks the server already has (a moved or copied file): there is nothing to stream.
+  let announced = 0;
   for (const a of ctx.peer.caps.has("stream") ? uploads : []) {
     if (a.local.size < STREAM_MIN) continue;
     if (known && chunksOf(a.local).every((c) => known.has(c.hash))) continue;
+    announced++;
     await call.announce(ctx.peer, {
       path: a.path,
       size: a.local.size,
@@ -143,13 +145,22 @@ async function prepare(
       chunks: chunksOf(a.local),
     }).catch(() => {}); // a refused announcement: the file just uploads
   }
-  const changed = await uploadChunks(
-    ctx.peer,
-    ctx.fs,
-    uploads.map((a) => ({ path: ctx.toLocal(a.path), chunks: chunksOf(a.local) })),
-    ctx.stats,
-    known ?? undefined,
-  );
+  // What was announced and then not uploaded (a file changed while read, a failed read) is
+  // withdrawn, so that devices streaming it stop waiting for it now.
+  let changed: Set<string>;
+  try {
+    changed = await uploadChunks(
+      ctx.peer,
+      ctx.fs,
+      uploads.map((a) => ({ path: ctx.toLocal(a.path), chunks: chunksOf(a.local) })),
+      ctx.stats,
+      known ?? undefined,
+    );
+  } catch (e) {
+    if (announced > 0) await call.withdraw(ctx.peer).catch(() => {});
+    throw e;
+  }
+  if (announced > 0 && changed.size > 0) await call.withdraw(ctx.peer).catch(() => {});
   debug(() => `prepare ${segment.length}: chunks ${(performance.now() - t0).toFixed(0)} ms`);
   // Re-check each item against the disk just before committing it.
   const out: Prepared[] = [];

@@ -52,7 +52,7 @@ export class StateDb {
   }
 
   /** The merge base (kept in memory after the first load; updated by {@link setBase}). */
-  loadBase(): Map<string, BaseEntry> {
+  loadBase(): ReadonlyMap<string, BaseEntry> {
     return this.#base ??= this.#load<BaseEntry>("base");
   }
 

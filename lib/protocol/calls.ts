@@ -110,6 +110,11 @@ export async function announce(peer: Peer, a: Announcement): Promise<void> {
   await peer.request({ t: "announce", ...a });
 }
 
+/** `withdraw`: what this connection announced and has not uploaded will not come (for now). */
+export async function withdraw(peer: Peer): Promise<void> {
+  await peer.request({ t: "withdraw" });
+}
+
 /** True for a SHA-256 hex name. */
 export function isHash(v: unknown): v is string {
   return typeof v === "string" && HEX64.test(v);

@@ -356,13 +356,55 @@ export class QuotaTracker {
   readonly limit: number;
   readonly #meta: Pick<ChunkIndex, "storedBytes"> & Pick<JournalStore, "metadataBytes">;
   readonly #used = new Map<string, number>();
+  readonly #reclaim: ((account: string) => Promise<unknown>) | null;
+  readonly #reclaimEveryMs: number;
+  /** When each account's last reclaim started, and the one running. */
+  readonly #reclaimed = new Map<string, { at: number; run: Promise<unknown> | null }>();
 
+  /**
+   * `reclaim` (optional) frees an account's unreferenced chunks (abandoned uploads): when a
+   * reservation would exceed the limit it runs first (at most once per `reclaimEveryMs` per
+   * account), and the usage is read again, so chunks nothing references stop counting as soon as
+   * they matter.
+   */
   constructor(
     meta: Pick<ChunkIndex, "storedBytes"> & Pick<JournalStore, "metadataBytes">,
     limit: number,
+    reclaim: ((account: string) => Promise<unknown>) | null = null,
+    reclaimEveryMs = 10 * 60 * 1000,
   ) {
     this.#meta = meta;
     this.limit = limit;
+    this.#reclaim = reclaim;
+    this.#reclaimEveryMs = reclaimEveryMs;
+  }
+
+  /** Runs `reclaim` for `account` unless it ran lately; true when it ran (or was running). */
+  async #reclaimFor(account: string): Promise<boolean> {
+    if (!this.#reclaim) return false;
+    const now = Date.now();
+    const r = this.#reclaimed.get(account);
+    if (r?.run) {
+      await r.run;
+      return true;
+    }
+    if (r && now - r.at < this.#reclaimEveryMs) return false;
+    const entry: { at: number; run: Promise<unknown> | null } = { at: now, run: null };
+    this.#reclaimed.set(account, entry);
+    // Bounded: one entry per account that hit its quota in the last period.
+    if (this.#reclaimed.size > 10_000) {
+      for (const [a, v] of this.#reclaimed) {
+        if (!v.run && now - v.at >= this.#reclaimEveryMs) this.#reclaimed.delete(a);
+      }
+    }
+    entry.run = this.#reclaim(account).catch(() => {});
+    try {
+      await entry.run;
+    } finally {
+      entry.run = null;
+      this.#used.delete(account); // read again: what was freed no longer counts
+    }
+    return true;
   }
 
   /** Bytes `account` stores now (as far as this tracker knows). */
@@ -388,7 +430,11 @@ export class QuotaTracker {
     if (bytes <= 0) return;
     // Read after the last await: concurrent reservations count on the same figure.
     while (!this.#used.has(account)) await this.used(account);
-    const u = this.#used.get(account)!;
+    let u = this.#used.get(account)!;
+    if (u + bytes > this.limit && await this.#reclaimFor(account)) {
+      while (!this.#used.has(account)) await this.used(account);
+      u = this.#used.get(account)!;
+    }
     if (u + bytes > this.limit) {
       throw new ProtocolError(
         "quota",
@@ -800,6 +846,11 @@ export interface ServerLimits extends ConnLimits {
   registerPerHour: number;
   /** Stored bytes per account (`--quota`); null: no quota. */
   quotaBytes: number | null;
+  /**
+   * An account over its quota first loses its chunks that nothing references and that were stored
+   * longer ago than this (uploads given up; 1 hour): they do not count against the quota.
+   */
+  orphanGraceMs: number;
 }
 
 /** The defaults (documented in SECURITY.md). */
@@ -835,6 +886,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   registerBurst: 10,
   registerPerHour: 10,
   quotaBytes: null,
+  orphanGraceMs: 60 * 60 * 1000,
 };
 
 /**

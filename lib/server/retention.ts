@@ -53,12 +53,28 @@ export async function collect(
   let chunks = 0;
   for (const account of await meta.accountIds()) {
     if (signal?.aborted) break;
-    const forgotten = await meta.forgetUnreferenced(account, now - graceMs);
-    for (let i = 0; i < forgotten.length; i += 1000) {
-      // Indexed again since step 1: in use (or about to be); its bytes stay.
-      const gone = await meta.missingChunks(account, forgotten.slice(i, i + 1000));
-      chunks += (await blobs.sweep(account, gone, now - graceMs)).length;
-    }
+    chunks += await collectChunks(meta, blobs, account, now - graceMs);
   }
   return { versions, chunks };
+}
+
+/**
+ * Deletes `account`'s chunks that nothing references and that were not stored (or stored again)
+ * since `cutoff`, in the two steps of the module doc; returns how many went. A commit that names
+ * one of them afterwards is refused as "missing", and its device uploads the chunk again.
+ */
+export async function collectChunks(
+  meta: MetaStore,
+  blobs: BlobStore,
+  account: string,
+  cutoff: number,
+): Promise<number> {
+  let chunks = 0;
+  const forgotten = await meta.forgetUnreferenced(account, cutoff);
+  for (let i = 0; i < forgotten.length; i += 1000) {
+    // Indexed again since step 1: in use (or about to be); its bytes stay.
+    const gone = await meta.missingChunks(account, forgotten.slice(i, i + 1000));
+    chunks += (await blobs.sweep(account, gone, cutoff)).length;
+  }
+  return chunks;
 }

@@ -34,7 +34,7 @@ import {
 } from "./limits.ts";
 import { ChunkVerifier } from "./chunk_check.ts";
 import { escapeForLog } from "../util/log_text.ts";
-import { CHUNK_GRACE_MS, collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
+import { CHUNK_GRACE_MS, collect, collectChunks, DEFAULT_KEEP_DAYS } from "./retention.ts";
 import { type FrontConn, TlsFront } from "../transport/tls_front.ts";
 import {
   loadCertificateFiles,
@@ -117,7 +117,11 @@ export function serverContext(
       limits.failedEnrollGlobalBurst,
       limits.failedEnrollGlobalPerHour,
     ),
-    quota: limits.quotaBytes === null ? null : new QuotaTracker(meta, limits.quotaBytes),
+    quota: limits.quotaBytes === null ? null : new QuotaTracker(
+      meta,
+      limits.quotaBytes,
+      (account) => collectChunks(meta, blobs, account, Date.now() - limits.orphanGraceMs),
+    ),
     logLimit: new LogLimiter(10_000),
     incoming: new Incoming(),
     limits,

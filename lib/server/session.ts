@@ -259,6 +259,8 @@ export class Session {
   /** Forgets the session's watches once the connection ended. */
   detach(): void {
     if (this.#account && this.#peer) this.#ctx.hub.remove(this.#account, this.#peer);
+    // Uploads this connection announced will not come now: nobody waits for them any longer.
+    if (this.#account) this.#ctx.incoming?.withdraw(this.#account, this);
   }
 
   #requireAccount(): string {
@@ -379,6 +381,8 @@ export class Session {
         return this.#getMany(h);
       case "announce":
         return this.#announce(h);
+      case "withdraw":
+        return this.#withdraw();
       case "commit":
         return this.#commit(h);
       case "watch":
@@ -740,6 +744,12 @@ export class Session {
     }
   }
 
+  /** The device will not upload (now) what it announced and has not stored. */
+  #withdraw(): Message {
+    this.#ctx.incoming?.withdraw(this.#requireAccount(), this);
+    return reply({});
+  }
+
   /** A device starts uploading a file: tell the account's other devices so they can stream it. */
   #announce(h: Record<string, unknown>): Message {
     const account = this.#requireAccount();
@@ -765,7 +775,7 @@ export class Session {
       chunks,
       device: this.#device!.name,
     };
-    this.#ctx.incoming?.announce(account, chunks.map((c) => c.hash));
+    this.#ctx.incoming?.announce(account, chunks.map((c) => c.hash), Date.now(), this);
     this.#ctx.hub.send(account, { t: "incoming", entry }, this.#peer);
     return reply({});
   }

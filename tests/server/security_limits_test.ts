@@ -162,6 +162,45 @@ Deno.test("new accounts per address are rate-limited", opts, async () => {
 });
 
 Deno.test(
+  "quota: chunks nothing references (uploads given up) stop counting when the quota is reached",
+  opts,
+  async () => {
+    // orphanGraceMs 0: every unreferenced chunk is old enough to go (the default is an hour).
+    await using s = await testServer({ quotaBytes: 200_000, orphanGraceMs: 0 });
+    const a = await register(s, "A");
+    const put = (c: ReturnType<typeof chunk>) =>
+      a.peer.request({ t: "put", hash: c.hash, size: c.size, z: false }, c.data);
+    const [kept, abandoned, next, more] = [0, 1, 2, 3].map(() => chunk(randomBytes(90_000)));
+    await put(kept!);
+    const r = await a.peer.request({ t: "commit", items: [fileItem("kept.bin", kept!)] });
+    assert.equal((r.header.results as { ok: boolean }[])[0]!.ok, true);
+    await put(abandoned!); // never committed
+    const t = Date.now();
+    while (Date.now() <= t + 1) await new Promise((r) => setTimeout(r, 1)); // stored "before now"
+    await put(next!); // would exceed the quota: the abandoned upload is collected first
+    const have = await a.peer.request({
+      t: "have",
+      hashes: [kept!.hash, abandoned!.hash, next!.hash],
+    });
+    assert.deepEqual(have.header.missing, [abandoned!.hash]);
+    // Reclaiming runs at most every 10 minutes per account: now the quota holds.
+    assert.equal((await remoteError(put(more!))).code, "quota");
+    // A commit naming the collected chunk is "missing": its device uploads it again.
+    const r2 = await a.peer.request({ t: "commit", items: [fileItem("late.bin", abandoned!)] });
+    assert.equal((r2.header.results as { reason?: string }[])[0]!.reason, "missing");
+    const meta = new SqliteMetaStore(s.dir);
+    const blobs = new TieredBlobStore(s.dir);
+    try {
+      const v = await verify(meta, blobs, {});
+      assert.deepEqual(v.problems, []);
+    } finally {
+      await blobs.close();
+      await meta.close();
+    }
+  },
+);
+
+Deno.test(
   "quota: puts beyond it are refused, all or nothing, and nothing is corrupted",
   opts,
   async () => {

@@ -75,6 +75,7 @@ export class MemServer {
       : session.handle;
     const server = new Peer(pipe.b, { onRequest: handle, headerLimits: big });
     session.attach(server);
+    server.closed.then(() => session.detach());
     const client = new Peer(pipe.a, {
       headerLimits: big,
       ...(opts.onNotice ? { onNotice: (m) => opts.onNotice!(m.header) } : {}),
