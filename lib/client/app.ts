@@ -13,6 +13,7 @@ import type { Peer } from "../protocol/peer.ts";
 import { ConnectionClosedError, RemoteError } from "../protocol/peer.ts";
 import {
   type ClientConfig,
+  REQUESTS_DIR,
   saveConfig,
   serverTrust,
   STATE_DIR,
@@ -212,6 +213,8 @@ export class SyncClient {
         const rel = relative(this.#root, p).split(sep).join("/").normalize("NFC");
         if (rel === "" || rel === ".." || rel.startsWith("../") || isAbsolute(rel)) {
           this.#fullScan = true;
+        } else if (rel.startsWith(`${STATE_DIR}/${REQUESTS_DIR}`)) {
+          this.#fullScan = true; // bring-back or confirm-delete: acted on in a full pass
         } else if (rel.split("/")[0] !== STATE_DIR) this.#scopes.add(rel);
       }
       if (this.#scopes.size > 2000) this.#fullScan = true;

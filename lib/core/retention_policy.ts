@@ -6,7 +6,8 @@
  * - of the older ones, as restic's `forget` does, `--keep-daily N` keeps the last version of each
  *   of the N most recent days that have one, `--keep-weekly N` of the N most recent weeks (ISO
  *   weeks, Monday first), `--keep-monthly N` of the N most recent months; a version kept by any
- *   rule is kept;
+ *   rule is kept. The days counted are those before the window: a day whose last version is
+ *   still within `keepDays` (or current) is kept already and counts for none of the N;
  * - everything else is forgotten.
  *
  * Deleted files follow the same rule: their versions (the last one replaced by the deletion) age
@@ -82,7 +83,11 @@ export function versionsToForget(
     { n: policy.monthly, key: (k) => k.month },
   ];
   const left = rules.map((r) => Math.max(0, Math.floor(r.n)));
-  const last: (number | null)[] = rules.map(() => null);
+  // The version that replaced the newest old one is still kept (by the window, or as the
+  // current one): its day, week and month have their last version already, so they are not
+  // counted, and an older version of the same day is no "last version of the day".
+  const successor = calendarKeys(Math.max(...old.map((v) => v.replaced)), zone);
+  const last: (number | null)[] = rules.map((r) => r.key(successor));
   for (const v of old) {
     const keys = calendarKeys(v.made, zone);
     rules.forEach((r, i) => {

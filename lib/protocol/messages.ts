@@ -14,7 +14,7 @@ export const PROTOCOL_VERSION = 1;
 /** Program version, reported in the handshake. */
 export const PROGRAM_VERSION = "0.1.0";
 /** Capabilities this build offers. */
-export const CAPABILITIES = ["chunks-sha256", "zstd", "push"];
+export const CAPABILITIES = ["chunks-sha256", "zstd", "push", "history"];
 
 /** Most entries in one `changes` reply. */
 export const MAX_CHANGES = 2000;
@@ -22,6 +22,14 @@ export const MAX_CHANGES = 2000;
 export const MAX_HAVE = 4096;
 /** Most items in one `commit` request. */
 export const MAX_COMMIT = 1000;
+/** Most versions in one `history` reply. */
+export const MAX_HISTORY = 1000;
+/** Most entries in one `listAt` reply. */
+export const MAX_LIST = 1000;
+/** Most chunk references in one `listAt` reply (a page ends early rather than pass it). */
+export const MAX_LIST_CHUNKS = 50_000;
+/** Most items in one `restore` request. */
+export const MAX_RESTORE = 1000;
 /** Largest chunk accepted (the chunker's maximum). */
 export const MAX_CHUNK = 4 * 1024 * 1024;
 

@@ -28,6 +28,7 @@ import {
   SignInThrottle,
 } from "./limits.ts";
 import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
+import type { RetentionPolicy } from "../core/retention_policy.ts";
 import { listenTls } from "../transport/listen.ts";
 import {
   loadCertificateFiles,
@@ -44,6 +45,8 @@ export interface ServerOptions {
   dataDir: string;
   /** Days to keep overwritten and deleted versions (default 30). */
   keepDays?: number;
+  /** Thinning after `keepDays` (`--keep-daily`, `--keep-weekly`, `--keep-monthly`; default none). */
+  keep?: { daily?: number; weekly?: number; monthly?: number };
   /** `--cert`/`--key`: an operator's certificate (chain) and key; default: self-signed in DATA/tls/. */
   certFile?: string;
   keyFile?: string;
@@ -209,9 +212,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
     }
   }, limits.tickMs);
-  const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
+  const policy: RetentionPolicy = {
+    keepDays: opts.keepDays ?? DEFAULT_KEEP_DAYS,
+    daily: opts.keep?.daily ?? 0,
+    weekly: opts.keep?.weekly ?? 0,
+    monthly: opts.keep?.monthly ?? 0,
+  };
   const runCollect = () =>
-    collect(meta, blobs, keepDays).then((r) => {
+    collect(meta, blobs, policy).then((r) => {
       quota?.forget();
       if (r.versions + r.chunks > 0) {
         log(`Retention: forgot ${r.versions} old versions, ${r.chunks} unused chunks`);

@@ -1,6 +1,7 @@
 /**
  * One client connection on the server: the handshake, registration, enrollment and
- * authentication, then the account-scoped requests (changes, have, put, get, commit, watch).
+ * authentication, then the account-scoped requests (changes, have, put, get, commit, watch;
+ * history, listAt and restore in `history_requests.ts`).
  * Every request is checked against the authenticated account; nothing here can reach another
  * account's data.
  *
@@ -32,6 +33,7 @@ import type { CommitItem, CommitResult, MetaStore } from "./meta_store.ts";
 import type { BlobStore } from "./blob_store.ts";
 import type { Incoming } from "./incoming.ts";
 import { checkClaims, type ChunkClaim } from "./chunk_check.ts";
+import { historyRequest, listAtRequest, restoreRequest } from "./history_requests.ts";
 import { newSerial, normalizeSerial, randomToken } from "../util/crockford.ts";
 import { checkWirePath } from "../core/paths.ts";
 import {
@@ -279,6 +281,12 @@ export class Session {
         return this.#commit(h);
       case "watch":
         return this.#watch();
+      case "history":
+        return reply(await historyRequest(this.#ctx.meta, this.#requireAccount(), h));
+      case "listAt":
+        return reply(await listAtRequest(this.#ctx.meta, this.#requireAccount(), h));
+      case "restore":
+        return this.#restore(h);
       default:
         throw new ProtocolError(
           "unsupported",
@@ -642,6 +650,16 @@ export class Session {
       typeof p === "string" ? { ok: false, reason: "invalid", message: p } : done[next++]!
     );
     if (done.some((r) => r.ok)) {
+      this.#ctx.hub.notify(account, await this.#ctx.meta.seq(account), this.#peer);
+    }
+    return reply({ results });
+  }
+
+  /** `restore` (history_requests.ts); the account's other devices hear of it like a commit. */
+  async #restore(h: Record<string, unknown>): Promise<Message> {
+    const account = this.#requireAccount();
+    const results = await restoreRequest(this.#ctx.meta, account, this.#device!.name, h);
+    if (results.some((r) => r.ok)) {
       this.#ctx.hub.notify(account, await this.#ctx.meta.seq(account), this.#peer);
     }
     return reply({ results });

@@ -1,0 +1,231 @@
+/**
+ * The mass-delete guard in a running client, and its two one-time ways out:
+ *
+ * - `cloud-client bring-back FOLDER`: the vanished files come back onto this device from the
+ *   server (their merge base is forgotten, so the next pass downloads them as new; nothing is
+ *   deleted anywhere);
+ * - `cloud-client confirm-delete FOLDER`: the deletion of exactly the files that vanished is
+ *   confirmed, once: they are deleted on the server (which keeps their last versions: `restore`
+ *   brings them back) and on the other devices.
+ *
+ * While the guard holds deletions back, the client records what it holds in
+ * `.cloudsync/held-deletions.json` (path and base version of each vanished item) and says so once.
+ * A command reads that record and leaves its request in `.cloudsync/requests/` (written
+ * atomically); the running client (or the next one to start) acts on it in its next full pass,
+ * for the items of the request whose base version is still the recorded one and that are still
+ * missing, then removes the request. Neither is a setting that stays on: a later mass deletion
+ * is held back again. (`--allow-mass-delete` still works for scripts that use it.) The commands
+ * take no lock, and work whether or not the client runs.
+ *
+ * @module
+ */
+
+import { join, resolve } from "node:path";
+import { writeFileAtomicSync } from "../util/atomic.ts";
+import { massDeleteCheck, splitConfirmed, withVanishedKept } from "../core/guards.ts";
+import type { BaseEntry, LocalEntry } from "../core/types.ts";
+import { REQUESTS_DIR, stateDir } from "./config.ts";
+import { CommandError, enrolledConfig } from "./folder_session.ts";
+import { folderLocked } from "./folder_lock.ts";
+import type { StateDb } from "./state_db.ts";
+
+/** What the running client holds back, as it records it. */
+export const HELD_FILE = "held-deletions.json";
+const REQUEST = { bringBack: "bring-back.json", confirm: "confirm-delete.json" } as const;
+type RequestKind = keyof typeof REQUEST;
+
+/** The record of held deletions (and the body of a request). */
+interface HeldRecord {
+  /** When the guard tripped (ms). */
+  since: number;
+  files: number;
+  total: number;
+  /** [path, base version, kind] of every vanished item. */
+  items: [string, number, "file" | "dir"][];
+}
+
+function heldPath(root: string): string {
+  return join(stateDir(root), HELD_FILE);
+}
+
+function requestPath(root: string, kind: RequestKind): string {
+  return join(stateDir(root), REQUESTS_DIR, REQUEST[kind]);
+}
+
+function readJson(path: string): HeldRecord | null {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+  const r = JSON.parse(text) as HeldRecord;
+  if (!Array.isArray(r.items)) return null;
+  return r;
+}
+
+function writeJson(path: string, r: HeldRecord): void {
+  Deno.mkdirSync(join(path, ".."), { recursive: true });
+  writeFileAtomicSync(path, new TextEncoder().encode(JSON.stringify(r)));
+}
+
+function remove(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/** What the guard needs of a pass's context. */
+export interface GuardContext {
+  root: string;
+  state: StateDb;
+  log: (line: string) => void;
+  warn: (line: string) => void;
+  /** `--allow-mass-delete`: the guard lets everything through. */
+  allowMassDelete?: boolean;
+}
+
+/** What was last said per folder (the warning is said once per set held, not every pass). */
+const said = new Map<string, string>();
+
+/**
+ * The guard for one pass: acts on a bring-back or confirm request (full passes only: a scoped
+ * scan sees nothing outside its scopes), then holds back a mass deletion. Returns the base and
+ * local views reconcile must use.
+ */
+export function massDeleteGuard(
+  ctx: GuardContext,
+  base: ReadonlyMap<string, BaseEntry>,
+  local: ReadonlyMap<string, LocalEntry>,
+  fullPass: boolean,
+): { base: ReadonlyMap<string, BaseEntry>; local: ReadonlyMap<string, LocalEntry> } {
+  let confirmed = new Map<string, number>();
+  if (fullPass) {
+    const bring = readJson(requestPath(ctx.root, "bringBack"));
+    if (bring) {
+      const forget: [string, null][] = [];
+      for (const [path, version] of bring.items) {
+        if (base.get(path)?.version === version && !local.has(path)) forget.push([path, null]);
+      }
+      if (forget.length > 0) {
+        ctx.state.setBase(forget);
+        const b = new Map(base);
+        for (const [p] of forget) b.delete(p);
+        base = b;
+        ctx.log(
+          `Bringing back ${forget.length} vanished items from the server (cloud-client bring-back)`,
+        );
+      }
+      remove(requestPath(ctx.root, "bringBack"));
+    }
+    const confirm = readJson(requestPath(ctx.root, "confirm"));
+    if (confirm) {
+      confirmed = new Map(confirm.items.map(([p, v]) => [p, v]));
+      remove(requestPath(ctx.root, "confirm"));
+    }
+  }
+  const check = massDeleteCheck(base, local);
+  if (!check.tripped || ctx.allowMassDelete) {
+    if (fullPass) {
+      remove(heldPath(ctx.root));
+      said.delete(ctx.root);
+    }
+    return { base, local };
+  }
+  const { release, hold } = splitConfirmed(check, base, confirmed);
+  if (release.length > 0) {
+    ctx.log(
+      `Deleting ${release.length} vanished items on the server and the other devices, as confirmed (cloud-client confirm-delete)`,
+    );
+  }
+  if (hold.length === 0) {
+    remove(heldPath(ctx.root));
+    said.delete(ctx.root);
+    return { base, local };
+  }
+  const heldFiles = hold.filter((p) => base.get(p)?.kind === "file").length;
+  const key = `${heldFiles}:${hold.length}:${hold[0]}:${hold[hold.length - 1]}`;
+  if (said.get(ctx.root) !== key) {
+    said.set(ctx.root, key);
+    writeJson(heldPath(ctx.root), {
+      since: Date.now(),
+      files: heldFiles,
+      total: check.total,
+      items: hold.map((p) => {
+        const b = base.get(p)!;
+        return [p, b.version, b.kind];
+      }),
+    });
+    const folder = JSON.stringify(ctx.root);
+    ctx.warn(
+      `Cannot propagate deletions: ${heldFiles} of ${check.total} synced files vanished at once (an unmounted drive or emptied folder?). Nothing is deleted on the server or other devices. To get them back here from the server, run: cloud-client bring-back ${folder}. If you deleted them on purpose, confirm it once with: cloud-client confirm-delete ${folder}`,
+    );
+  }
+  return { base, local: withVanishedKept(base, local, hold) };
+}
+
+/** Options of the two commands. */
+export interface GuardCommandOptions {
+  folder: string;
+  out: (line: string) => void;
+}
+
+function heldOrFail(root: string, what: string): HeldRecord {
+  enrolledConfig(root, what);
+  const held = readJson(heldPath(root));
+  if (!held || held.items.length === 0) {
+    throw new CommandError(
+      `Cannot ${what}: no deletions are held back in ${root} (the client holds them back when more than half of the synced files, and more than 100, vanish at once, and says so)`,
+    );
+  }
+  return held;
+}
+
+function when(root: string): string {
+  return folderLocked(root)
+    ? "The running client does it now"
+    : `cloud-client does it when it next starts on ${root}`;
+}
+
+/** `cloud-client bring-back FOLDER`. */
+export function runBringBack(o: GuardCommandOptions): number {
+  const root = resolve(o.folder);
+  const held = heldOrFail(root, "bring back vanished files");
+  writeJson(requestPath(root, "bringBack"), held);
+  o.out(
+    `Bringing back ${held.files} vanished files (and their folders) onto this device from the server; nothing is deleted anywhere. ${
+      when(root)
+    }.`,
+  );
+  return 0;
+}
+
+/** `cloud-client confirm-delete FOLDER`: only the held items still missing are confirmed. */
+export function runConfirmDelete(o: GuardCommandOptions): number {
+  const root = resolve(o.folder);
+  const held = heldOrFail(root, "confirm the deletion");
+  const gone = held.items.filter(([p]) => {
+    try {
+      Deno.lstatSync(join(root, p));
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (gone.length === 0) {
+    throw new CommandError(
+      `Cannot confirm the deletion: every held file is back in ${root}; nothing to delete`,
+    );
+  }
+  const files = gone.filter(([, , k]) => k === "file").length;
+  writeJson(requestPath(root, "confirm"), { ...held, files, items: gone });
+  o.out(
+    `Confirmed, once: ${files} vanished files (and their folders) will be deleted on the server and the other devices. The server keeps their last versions (\`cloud-client history ${
+      JSON.stringify(root)
+    } --deleted\`; \`cloud-client restore\` brings them back). ${when(root)}.`,
+  );
+  return 0;
+}
