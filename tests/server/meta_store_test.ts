@@ -210,3 +210,55 @@ Deno.test("SqliteMetaStore dates the versions of a database made by an older ser
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("retention thins each file's old versions by the policy, deleted files too", {
+  sanitizeResources: true,
+}, async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const meta = new SqliteMetaStore(dir);
+    const blobs = new FsBlobStore(dir);
+    try {
+      const acct = await meta.createAccount("s");
+      await meta.addChunks(acct, [{ hash: H1, size: 5, stored: 5, compressed: false }]);
+      // Two files with 6 versions each (metadata changes), then one of them deleted.
+      for (const path of ["a.txt", "gone.txt"]) {
+        let base = 0;
+        for (let i = 0; i < 6; i++) {
+          const [r] = await meta.commit(acct, "A", [{ ...file(path, H1, base), mtime: i + 1 }]);
+          base = r!.ok ? r!.version : base;
+        }
+        if (path === "gone.txt") {
+          await meta.commit(acct, "A", [{ ...file(path, H1, base), deleted: true }]);
+        }
+      }
+      // Date them: version k of each made on day k of October 2026, at noon UTC.
+      const db = new DatabaseSync(join(dir, "meta.db"));
+      const day = (k: number) => Date.UTC(2026, 9, k, 12);
+      for (const path of ["a.txt", "gone.txt"]) {
+        const rows = db.prepare("SELECT version FROM versions WHERE path = ? ORDER BY version")
+          .all(path) as { version: number }[];
+        rows.forEach((r, k) => {
+          db.prepare("UPDATE versions SET made = ?, replaced = ? WHERE path = ? AND version = ?")
+            .run(day(k + 1), day(k + 2), path, r.version);
+        });
+        db.prepare("UPDATE entries SET made = ? WHERE path = ?").run(day(rows.length + 1), path);
+      }
+      db.close();
+      const now = Date.UTC(2026, 11, 31);
+      const r = await collect(meta, blobs, { keepDays: 30, daily: 2, weekly: 0, monthly: 0 }, now);
+      // a.txt: 5 kept versions, the 2 most recent days kept; gone.txt: 6, the same.
+      assert.equal(r.versions, 3 + 4);
+      const left = new Map<string, number[]>();
+      for await (const v of meta.verifyKeptVersions(acct)) {
+        left.set(v.path, [...(left.get(v.path) ?? []), v.mtime]);
+      }
+      assert.deepEqual(Object.fromEntries(left), { "a.txt": [4, 5], "gone.txt": [5, 6] });
+    } finally {
+      await meta.close();
+      await blobs.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
