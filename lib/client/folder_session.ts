@@ -105,7 +105,7 @@ export function wirePathOf(root: string, arg: string, what: string): string {
       throw new CommandError(`Cannot ${what} ${arg}: it is not inside ${root}`, 2);
     }
   } else rel = arg;
-  rel = rel.split(sep).join("/").replaceAll("\\", "/");
+  rel = rel.split(sep).join("/"); // Windows: backslashes; elsewhere a backslash is a name's
   let p = posix.normalize(rel).replace(/\/+$/, "").normalize("NFC");
   if (p === "." || p === "") return "";
   if (p.startsWith("./")) p = p.slice(2);

@@ -207,8 +207,12 @@ async function nothingAt(
   );
 }
 
-/** Streams the listing of `path` at `at`, page by page. */
-async function* listAt(peer: Peer, path: string, at: number): AsyncIterable<PointInTime[]> {
+/** Streams the listing of `path` at `at` (`listAt`), page by page, checked. */
+export async function* fetchPointInTime(
+  peer: Peer,
+  path: string,
+  at: number,
+): AsyncIterable<PointInTime[]> {
   let after: string | undefined;
   for (;;) {
     const h = await ask(peer, {
@@ -223,7 +227,7 @@ async function* listAt(peer: Peer, path: string, at: number): AsyncIterable<Poin
     }
     const rows = h.entries.map(parsePointInTime);
     for (const r of rows) {
-      if (after !== undefined && r.path <= after) {
+      if (after !== undefined && compareUtf8(r.path, after) <= 0) {
         throw new Error("Cannot restore: the server sent its listing out of order");
       }
       if (path !== "" && r.path !== path && !r.path.startsWith(path + "/")) {
@@ -235,6 +239,17 @@ async function* listAt(peer: Peer, path: string, at: number): AsyncIterable<Poin
     if (h.more !== true || !last) return;
     after = last.path;
   }
+}
+
+/** Byte order of the UTF-8 encodings (the server's order), which is code point order. */
+function compareUtf8(a: string, b: string): number {
+  const x = [...a];
+  const y = [...b];
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const d = x[i]!.codePointAt(0)! - y[i]!.codePointAt(0)!;
+    if (d !== 0) return d;
+  }
+  return x.length - y.length;
 }
 
 /** The `restore` results of a batch, checked: one well-formed result per item. */
@@ -451,7 +466,7 @@ async function restorePath(
       });
     });
   };
-  for await (const rows of listAt(s.peer, path, at)) {
+  for await (const rows of fetchPointInTime(s.peer, path, at)) {
     for (const row of rows) {
       if (!row.deleted) live++;
       const d = decideRestore(row);
@@ -484,7 +499,7 @@ async function copyPath(
 ): Promise<{ live: number; changes: number }> {
   let live = 0;
   const stats = newStats();
-  for await (const rows of listAt(s.peer, path, at)) {
+  for await (const rows of fetchPointInTime(s.peer, path, at)) {
     const downloads: DownloadItem[] = [];
     const byPath = new Map<string, PointInTime>();
     for (const row of rows) {

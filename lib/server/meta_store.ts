@@ -156,8 +156,9 @@ function rowToPoint(r: PointRow): PointInTime {
 
 /**
  * The condition "`path` is `p` or below it" on a column (`p` "": always), with its parameters:
- * a range on the index (`p` up to `p0`, "0" following "/"), then the exact test, which drops the
- * siblings in that range (`p.txt`, `p-2`).
+ * one range of the index, from `p` up to `p0` ("0" follows "/" in byte order), without the
+ * siblings inside it (`p.txt`, `p-2`: they sort between `p` and `p/`). Pure comparisons of
+ * UTF-8 bytes (SQLite's BINARY collation, PostgreSQL's "C"), so any name works.
  */
 export function subtreeSql(
   p: string,
@@ -165,7 +166,7 @@ export function subtreeSql(
 ): { sql: string; params: string[] } {
   if (p === "") return { sql: "1 = 1", params: [] };
   return {
-    sql: `${col} >= ? AND ${col} < ? AND (${col} = ? OR substr(${col}, 1, ${p.length + 1}) = ?)`,
+    sql: `${col} >= ? AND ${col} < ? AND (${col} = ? OR ${col} > ?)`,
     params: [p, p + "0", p, p + "/"],
   };
 }

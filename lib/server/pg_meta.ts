@@ -110,13 +110,14 @@ function rowToVersion(r: EntryRow): VersionInfo {
   };
 }
 
-/** "`path` is `$n` or below it" (`p` "": always), with its parameters from number `n`. */
+/**
+ * "`path` is `$n` or below it" (`p` "": always), with its parameters from number `n`: as
+ * `subtreeSql` in `meta_store.ts`, in byte order (the "C" collation of the path columns).
+ */
 function subtree(p: string, n: number, col = "path"): { sql: string; params: string[] } {
   if (p === "") return { sql: "true", params: [] };
   return {
-    sql: `${col} >= $${n} AND ${col} < $${n + 1} AND (${col} = $${n} OR starts_with(${col}, $${
-      n + 2
-    }))`,
+    sql: `${col} >= $${n} AND ${col} < $${n + 1} AND (${col} = $${n} OR ${col} > $${n + 2})`,
     params: [p, p + "0", p + "/"],
   };
 }

@@ -834,6 +834,38 @@ const HISTORY_CASES: Record<string, Case> = {
     assert.deepEqual(paged.rows.map((v) => v.version), [8, 7, 6, 5, 4, 3, 2, 1]);
   },
 
+  "history and listAt: a folder's subtree is exact, whatever the names": async ({ store: m }) => {
+    const a = await accountWithChunks(m);
+    const names = [
+      "𝄞 music/a", // a name outside the BMP: UTF-16 and UTF-8 lengths differ
+      "𝄞 music/é/b",
+      "𝄞 music.txt",
+      "𝄞 music-2/c",
+      "𝄞 music 3",
+      "𝄞 musicz",
+      "𝄞 musi",
+      "\u{E000}x", // sorts after the astral name in UTF-16, before it in UTF-8
+    ];
+    await m.commit(a, "A", names.map((p, i) => fileItem(p, [c(1 + (i % 5))])));
+    const inside = ["𝄞 music", "𝄞 music/a", "𝄞 music/é", "𝄞 music/é/b"];
+    const h = await m.history(a, { path: "𝄞 music", limit: 100 });
+    assert.deepEqual(h.rows.map((v) => v.path).sort(), [...inside].sort());
+    const l = await m.listAt(a, { path: "𝄞 music", at: Date.now() + 1000, limit: 100 });
+    assert.deepEqual(l.rows.map((e) => e.path), inside, "in byte order");
+    const all = await m.listAt(a, { path: "", at: Date.now() + 1000, limit: 100 });
+    const bytes = (x: string) => Array.from(new TextEncoder().encode(x));
+    const sorted = all.rows.map((e) => e.path).sort((x, y) => {
+      const [p, q] = [bytes(x), bytes(y)];
+      for (let i = 0; i < Math.min(p.length, q.length); i++) {
+        if (p[i] !== q[i]) return p[i]! - q[i]!;
+      }
+      return p.length - q.length;
+    });
+    assert.deepEqual(all.rows.map((e) => e.path), sorted);
+    assert.equal(await m.oldestKept(a, "𝄞 music/é") !== null, true);
+    assert.equal(await m.oldestKept(a, "𝄞 musi/x"), null);
+  },
+
   "history: deleted paths still kept, with the version a restore brings back": async (
     { store: m },
   ) => {
