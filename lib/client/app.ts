@@ -111,6 +111,7 @@ export class SyncClient {
   #watcher: FolderWatcher | null = null;
   #state: StateDb | null = null;
   #saidNoRename = false;
+  #recheckTimer: ReturnType<typeof setTimeout> | undefined;
   /** The folder, while this client holds it. */
   #folder: FolderPossession | null = null;
   /** What to look at again and what to leave alone, kept across reconnections. */
@@ -191,6 +192,7 @@ export class SyncClient {
     try {
       return await this.#loop(config, tmpDir);
     } finally {
+      clearTimeout(this.#recheckTimer);
       this.#watcher.close();
       this.#state.close();
     }
@@ -266,9 +268,19 @@ export class SyncClient {
     return scopes;
   }
 
+  /** A full pass about a second from now (one at a time). */
+  #recheckSoon(): void {
+    clearTimeout(this.#recheckTimer);
+    this.#recheckTimer = setTimeout(() => {
+      this.#fullScan = true;
+      this.#wake.fire();
+    }, 1000);
+  }
+
   /** Stops syncing: closes the connection and the watcher. */
   stop(): void {
     this.#stopped = true;
+    clearTimeout(this.#recheckTimer);
     this.#peer?.close();
     this.#wake.fire();
     // Stopped while still waiting to enroll (the process exits right after this): leave nothing.
@@ -333,6 +345,7 @@ export class SyncClient {
           log: this.#log,
           warn: this.#warn,
           allowMassDelete: this.#opts.allowMassDelete ?? false,
+          recheckSoon: () => this.#recheckSoon(),
           watch: this.#watcher!,
           attention: this.#attention,
         };

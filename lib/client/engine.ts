@@ -46,6 +46,8 @@ export interface EngineContext {
   warn: (line: string) => void;
   /** Let deletions of more than half of the synced files through (`--allow-mass-delete`). */
   allowMassDelete?: boolean;
+  /** Asks for a full pass about a second from now (the mass-delete guard looks again). */
+  recheckSoon?: () => void;
   /** What names the folder's filesystem can hold (default: from the OS, see {@link hostPlatform}). */
   platform?: PlatformTraits;
   /** The folder watcher, paused while a pass changes many local items (see {@link quietWatch}). */

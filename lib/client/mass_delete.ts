@@ -22,7 +22,13 @@
 
 import { join, resolve } from "node:path";
 import { writeFileAtomicSync } from "../util/atomic.ts";
-import { massDeleteCheck, splitConfirmed, withVanishedKept } from "../core/guards.ts";
+import {
+  MASS_DELETE_MIN,
+  massDeleteCheck,
+  splitConfirmed,
+  withVanishedKept,
+} from "../core/guards.ts";
+import { debug } from "../util/debug.ts";
 import type { BaseEntry, LocalEntry } from "../core/types.ts";
 import { REQUESTS_DIR, stateDir } from "./config.ts";
 import { CommandError, enrolledConfig } from "./folder_session.ts";
@@ -86,15 +92,25 @@ export interface GuardContext {
   warn: (line: string) => void;
   /** `--allow-mass-delete`: the guard lets everything through. */
   allowMassDelete?: boolean;
+  /** Asks for a full pass about a second from now (a big deletion is still growing). */
+  recheckSoon?: () => void;
 }
 
 /** What was last said per folder (the warning is said once per set held, not every pass). */
 const said = new Map<string, string>();
+/** How many files the last pass found vanished, per folder. */
+const lastVanished = new Map<string, number>();
 
 /**
  * The guard for one pass: acts on a bring-back or confirm request (full passes only: a scoped
  * scan sees nothing outside its scopes), then holds back a mass deletion. Returns the base and
  * local views reconcile must use.
+ *
+ * A deletion of more than {@link MASS_DELETE_MIN} files is judged only once it stopped growing:
+ * a pass that finds more files gone than the pass before holds them all back (silently) and asks
+ * for another look a second later. Otherwise a pass that looked while a big `rm -r` was still
+ * running would find less than half gone and send those deletions, and so on, each pass below
+ * the threshold.
  */
 export function massDeleteGuard(
   ctx: GuardContext,
@@ -102,6 +118,16 @@ export function massDeleteGuard(
   local: ReadonlyMap<string, LocalEntry>,
   fullPass: boolean,
 ): { base: ReadonlyMap<string, BaseEntry>; local: ReadonlyMap<string, LocalEntry> } {
+  const seen = massDeleteCheck(base, local);
+  const before = lastVanished.get(ctx.root) ?? 0;
+  lastVanished.set(ctx.root, seen.vanishedFiles);
+  if (!ctx.allowMassDelete && seen.vanishedFiles > MASS_DELETE_MIN && seen.vanishedFiles > before) {
+    debug(() =>
+      `mass-delete guard: ${seen.vanishedFiles} files gone (${before} before): looking again`
+    );
+    ctx.recheckSoon?.();
+    return { base, local: withVanishedKept(base, local, seen.vanished) };
+  }
   let confirmed = new Map<string, number>();
   if (fullPass) {
     const bring = readJson(requestPath(ctx.root, "bringBack"));

@@ -175,6 +175,31 @@ Deno.test(
   },
 );
 
+Deno.test("a mass deletion seen while it is still going on is held back whole", opts, async () => {
+  await using tmp = await tempDir();
+  const a = join(tmp.path, "a");
+  const b = join(tmp.path, "b");
+  for (let i = 0; i < 1000; i++) await put(a, `docs/f${String(i).padStart(4, "0")}.txt`, `${i}\n`);
+  const server = await ServerProc.start(join(tmp.path, "data"));
+  const [ca, serial] = await startFirstClient("A", server.port, a);
+  const cb = startClient("B", server.port, b, { serial });
+  const procs: Proc[] = [server, ca, cb];
+  try {
+    await waitConverged([a, b], 30_000, procs);
+    // A slow deletion: a third of the files, then, a moment later, the rest. A pass that looks
+    // in between sees only the first third gone (under half): it must not send those deletions.
+    const names = [...Deno.readDirSync(join(a, "docs"))].map((e) => e.name).sort();
+    for (const n of names.slice(0, 350)) Deno.removeSync(join(a, "docs", n));
+    await new Promise((r) => setTimeout(r, 400)); // the stimulus: a user still deleting
+    await Deno.remove(join(a, "docs"), { recursive: true });
+    await ca.waitForLine(/Cannot propagate deletions: 1000 of 1000 synced files vanished/, 30_000);
+    assert.equal([...(await tree(b)).keys()].filter((p) => p.startsWith("docs/f")).length, 1000);
+    assert.equal(ca.lines.some((l) => /deleted on server/.test(l)), false, ca.output());
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+  }
+});
+
 Deno.test(
   "renaming the folder that holds every file is a move, not a mass deletion",
   opts,
