@@ -15,6 +15,8 @@ import { runRestore } from "./lib/client/restore.ts";
 import { runBringBack, runConfirmDelete } from "./lib/client/mass_delete.ts";
 import { CommandError } from "./lib/client/folder_session.ts";
 import { parseTime, TIME_FORMS } from "./lib/core/time_spec.ts";
+import { MAX_DEVICE_NAME } from "./lib/protocol/messages.ts";
+import { unsafeTextProblem } from "./lib/util/log_text.ts";
 
 const HELP = `cloud-client: keep a folder in sync with a Cloud Sync server
 
@@ -230,10 +232,18 @@ async function main(): Promise<void> {
     fail("Cannot start: --rejoin needs the SERIAL of the account to move this folder to", 2);
   }
   const name = values.name;
-  // deno-lint-ignore no-control-regex
-  const control = /[\x00-\x1f\x7f]/;
-  if (name !== undefined && (name.trim() === "" || name.length > 100 || control.test(name))) {
-    fail("Cannot start: --name must be 1 to 100 characters, without control characters", 2);
+  if (name !== undefined) {
+    const problem = name.trim() === ""
+      ? "it is empty"
+      : name.length > MAX_DEVICE_NAME
+      ? `it is longer than ${MAX_DEVICE_NAME} characters`
+      : unsafeTextProblem(name);
+    if (problem) {
+      fail(
+        `Cannot start: --name must be 1 to ${MAX_DEVICE_NAME} characters, without control or bidirectional characters (${problem})`,
+        2,
+      );
+    }
   }
   let serverFingerprint: string | null = null;
   if (values["server-fingerprint"] !== undefined) {

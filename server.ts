@@ -21,6 +21,7 @@ import { secretHash } from "./lib/server/session.ts";
 import { newSerial, normalizeSerial } from "./lib/util/crockford.ts";
 import { fail, formatBytes, onShutdown } from "./lib/util/cli.ts";
 import { DEFAULT_LIMITS, describeSize, parseSize, type ServerLimits } from "./lib/server/limits.ts";
+import { escapeForLog } from "./lib/util/log_text.ts";
 import { parseKeepCount, type RetentionPolicy } from "./lib/core/retention_policy.ts";
 
 /** `every version for 30 days, then the last of 7 days, 4 weeks` (the start-up line). */
@@ -39,7 +40,10 @@ Usage:
   cloud-server PORT [--host HOST] [--data DIR] [--meta URL] [--blobs URL] [--keep-days N]
                    [--keep-daily N] [--keep-weekly N] [--keep-monthly N]
                    [--cert FILE --key FILE] [--quota SIZE] [--max-connections-per-ip N]
+                   [--max-connections N] [--registration open|closed]
                                                  serve on PORT (all interfaces by default), over TLS
+  cloud-server invite [--data DIR]               print a one-time code that lets one new account
+                                                 register (give it to the client as its SERIAL)
   cloud-server accounts [--data DIR]             list accounts: id, devices, last seen, files, bytes,
                                                  kept versions and their bytes, bytes stored
   cloud-server devices ACCOUNT [--data DIR]      list the devices of ACCOUNT: id, name, last seen, status
@@ -77,7 +81,14 @@ Options:
   --quota SIZE  most content each account may store (as stored: compressed, deduplicated, old
                 versions included), e.g. 10GiB, 500MB, 1TiB; default: no quota
   --max-connections-per-ip N
-                most connections open at once from one address (default 32)
+                most connections open at once from one address (default 32; 256 from one
+                IPv4 /24 or IPv6 /64)
+  --max-connections N
+                most connections open at once in all (default 4096, or 3/4 of the open-file
+                limit when that is lower); accepting pauses at this many
+  --registration open|closed
+                open (default): anybody who reaches the port may create an account; closed:
+                only with a code from \`cloud-server invite\`
   --account ID  verify: check only this account
   --yes         delete-account: really delete
   -h, --help    show this help
@@ -104,6 +115,8 @@ function main(): Promise<void> | void {
         blobs: { type: "string" },
         quota: { type: "string" },
         "max-connections-per-ip": { type: "string" },
+        "max-connections": { type: "string" },
+        registration: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -128,6 +141,7 @@ function main(): Promise<void> | void {
   if (first === "revoke-device") return revokeDevice(where, rest[0], rest[1]);
   if (first === "verify") return verifyData(where, values.account);
   if (first === "delete-account") return deleteAccount(where, rest[0], values.yes);
+  if (first === "invite") return invite(where);
   if (first === undefined || !/^\d+$/.test(first) || Number(first) > 65535) {
     fail("Cannot start: give the port to listen on, e.g. `cloud-server 12345` (see --help)", 2);
   }
@@ -175,6 +189,20 @@ function main(): Promise<void> | void {
     }
     limits.maxConnectionsPerIp = Number(perIp);
   }
+  const maxConns = values["max-connections"];
+  if (maxConns !== undefined) {
+    if (!/^\d+$/.test(maxConns) || Number(maxConns) < 1 || Number(maxConns) > 1_000_000) {
+      fail(`Cannot start: --max-connections must be a whole number from 1, not "${maxConns}"`, 2);
+    }
+    limits.maxConnections = Number(maxConns);
+  }
+  const reg = values.registration;
+  if (reg !== undefined) {
+    if (reg !== "open" && reg !== "closed") {
+      fail(`Cannot start: --registration must be open or closed, not "${reg}"`, 2);
+    }
+    limits.registration = reg;
+  }
   return serve(values.host, Number(first), where, { keepDays, ...keep }, tls, limits);
 }
 
@@ -187,6 +215,8 @@ async function serve(
   limits: Partial<ServerLimits>,
 ): Promise<void> {
   const stamp = () => new Date().toISOString().replace("T", " ").slice(0, 19);
+  // Everything the server creates is for its own user only: files 0600, directories 0700.
+  if (Deno.build.os !== "windows") Deno.umask(0o077);
   let server;
   try {
     server = await startServer({
@@ -222,7 +252,18 @@ async function serve(
   console.log(
     `Limits: ${quota === null ? "no quota" : `quota ${describeSize(quota)} per account`}, ${
       limits.maxConnectionsPerIp ?? DEFAULT_LIMITS.maxConnectionsPerIp
-    } connections per address`,
+    } connections per address, registration ${limits.registration ?? "open"}`,
+  );
+}
+
+async function invite(where: StoreOptions): Promise<void> {
+  if (Deno.build.os !== "windows") Deno.umask(0o077);
+  const stores = await openMetaOnly(where, "make an invite code");
+  const code = newSerial();
+  await stores.meta.addInvite(secretHash(normalizeSerial(code)!)).finally(() => stores.close());
+  console.log(`Invite code: ${code}`);
+  console.log(
+    "It lets one new account register, even with --registration closed: give it to the client in place of the serial code, e.g. `cloud-client HOST PORT FOLDER 10 CODE`. It works once.",
   );
 }
 
@@ -301,7 +342,13 @@ async function listDevices(where: StoreOptions, account: string | undefined): Pr
     console.log(cols.map((c, i) => c.padEnd([12, 20, 20, 20, 0][i]!)).join(" "));
   line(["DEVICE", "NAME", "ENROLLED", "LAST SEEN", "STATUS"]);
   for (const d of rows) {
-    line([d.id, d.name, when(d.created), when(d.lastSeen), d.revoked ? "revoked" : "active"]);
+    line([
+      d.id,
+      escapeForLog(d.name),
+      when(d.created),
+      when(d.lastSeen),
+      d.revoked ? "revoked" : "active",
+    ]);
   }
 }
 
@@ -337,7 +384,9 @@ async function revokeDevice(
       `Cannot revoke device: account ${account} has no device ${device}; see \`cloud-server devices ${account}\``,
     );
   }
-  console.log(`Revoked device ${device} ("${name}") of account ${account}.`);
+  console.log(
+    `Revoked device ${escapeForLog(device)} ("${escapeForLog(name ?? "")}") of account ${account}.`,
+  );
   console.log(
     "It can no longer connect; a running server closes its connection within a few seconds. Other devices are not affected.",
   );

@@ -4,7 +4,7 @@
  * against `cp -a` and an rsync daemon on the same data in the same run; plus the rescan of an
  * unchanged tree (the scanner run in this process, against GNU find). See bench/README.md.
  *
- *   deno run -A bench/bench.ts [--quick] [--only=big,small,edit,latency,move,rescan]
+ *   deno run -A bench/bench.ts [--quick] [--only=big,small,edit,latency,move,join,huge,rescan]
  *
  * @module
  */
@@ -46,12 +46,13 @@ import {
   which,
 } from "./util.ts";
 import { scan } from "../lib/client/scanner.ts";
+import { DenoFs } from "../lib/client/fs/deno_fs.ts";
 import type { BaseEntry } from "../lib/core/types.ts";
 
-const NAMES = ["big", "small", "edit", "latency", "move", "rescan"] as const;
+const NAMES = ["big", "small", "edit", "latency", "move", "join", "huge", "rescan"] as const;
 type Name = typeof NAMES[number];
 /** The workloads that need the server and the two clients (`rescan` runs in this process). */
-const PRODUCT_NAMES: readonly Name[] = ["big", "small", "edit", "latency", "move"];
+const PRODUCT_NAMES: readonly Name[] = ["big", "small", "edit", "latency", "move", "join", "huge"];
 
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
 const RESULTS_DIR = join(REPO, "bench", "results");
@@ -62,6 +63,8 @@ const RSS_LIMIT = 200e6;
 interface Params {
   mode: "quick" | "full";
   bigBytes: number;
+  /** the `huge` workload's file */
+  hugeBytes: number;
   smallFiles: number;
   smallDirs: number;
   smallSize: number;
@@ -123,6 +126,21 @@ interface Results {
       error: string;
     };
   };
+  /** A third device's first sync of everything synced so far (the small files, the big file). */
+  join?: {
+    files: number;
+    bytes: number;
+    seconds: number;
+    /** C's peak RSS (VmHWM: its whole life, which is this workload) */
+    vmHWM: number;
+  } | { error: string };
+  /** One `hugeBytes` file A -> B; peak RSS sampled over this workload only. */
+  huge?: {
+    seconds: number;
+    mbPerS: number;
+    productCpu: Record<string, Cpu>;
+    sampledMaxRss: Record<string, number>;
+  } | { error: string };
   rescan?: Rescan;
   rss?: Record<string, { vmHWM: number; sampledMaxVmRSS: number; pid: number }>;
   table?: Row[];
@@ -140,10 +158,10 @@ interface Rescan {
   fileBytes: number;
   /** untimed setup: writing the tree */
   createSeconds: number;
-  /** `scan(root, new Map())`: every file read and hashed (this builds the merge base) */
+  /** `scan(new DenoFs(root), new Map())`: every file read and hashed (this builds the merge base) */
   firstScanSeconds: number;
   firstScanHashed: number;
-  /** `scan(root, base)` against that base, three times */
+  /** `scan(new DenoFs(root), base)` against that base, three times */
   runsSeconds: number[];
   medianSeconds: number;
   maxSeconds: number;
@@ -185,7 +203,8 @@ function parseOptions(): {
   if (values.help) {
     console.log(
       "usage: deno run -A bench/bench.ts [--quick] [--only=" + NAMES.join(",") + "]\n" +
-        "  --quick  64 MiB file, 1,000 small files, 10,000 files to rescan (smoke run)\n" +
+        "  --quick  64 MiB file, 1,000 small files, 256 MiB huge file, 10,000 files to rescan\n" +
+        "           (smoke run)\n" +
         "  --only   run only these workloads (peak RSS comes with big/small; rescan alone starts\n" +
         "           no server or client)\n" +
         "  --keep-logs=DIR  copy the server's and clients' logs there before cleaning up (run with\n" +
@@ -209,6 +228,7 @@ function parseOptions(): {
     params: {
       mode: quick ? "quick" : "full",
       bigBytes: quick ? 64 * MiB : 1024 * MiB,
+      hugeBytes: quick ? 256 * MiB : 2048 * MiB,
       smallFiles: quick ? 1000 : 10000,
       smallDirs: 100,
       smallSize: 4096,
@@ -684,15 +704,92 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
       res.move.ours = { error: "skipped: the big file is not in sync on B" };
     }
   }
+  // ---- 7. a third device joins: its first sync of everything above
+  if (only.has("join")) {
+    res.join = await attempt("join", async () => {
+      const entries: Entry[] = [...small];
+      if (bigOnB) {
+        const rel = only.has("move") && res.move?.ours && !isErr(res.move.ours)
+          ? "moved/big.bin"
+          : "big.bin";
+        entries.push(bigEntry(bigOnB, rel));
+      }
+      if (entries.length === 0) {
+        throw new DeadlineError("nothing to join: run it with small or big");
+      }
+      await product.quiet();
+      const folderC = join(root, "C");
+      const t0 = Date.now(); // the clock of waitForTree's answer (file change times)
+      const c = product.joinThird(folderC);
+      const t1 = await waitForTree(folderC, entries, {
+        deadline: now() + 2 * params.deadlineMs,
+        pollMs: 500,
+        check,
+      });
+      const seconds = (t1 - t0) / 1000;
+      const vmHWM = (await c.memory())?.hwm ?? NaN;
+      const bytes = entries.reduce((n, e) => n + e.size, 0);
+      log(
+        `join ours    ${fmtS(seconds)} for ${entries.length} files (${fmtBytes(bytes)}), ` +
+          `C peak RSS ${(vmHWM / 1e6).toFixed(0)} MB`,
+      );
+      await product.quiet();
+      return { files: entries.length, bytes, seconds, vmHWM };
+    });
+  }
+
+  // ---- 8. one huge file A -> B (memory must not grow with the size)
+  if (only.has("huge")) {
+    res.huge = await attempt("huge", async () => {
+      const file = join(root, "huge.bin");
+      const made = await makeBig(file, params.hugeBytes, "cloudsync-bench-huge", patch);
+      await syncDisks();
+      await product.quiet();
+      const rss = new RssSampler(product.procs(), 100);
+      // Peaks of this workload alone: VmHWM reset where Linux allows, else sampled every 100 ms.
+      const reset = (await Promise.all(product.procs().map((p) => p.resetPeak()))).every((x) => x);
+      rss.start();
+      try {
+        const pc0 = await product.cpu();
+        const before = Date.now();
+        await Deno.rename(file, join(product.folderA, "huge.bin"));
+        const t0 = await placedAt(join(product.folderA, "huge.bin"), before);
+        const t1 = await waitForTree(
+          product.folderB,
+          [{ rel: "huge.bin", size: params.hugeBytes, sha256: made.sha256 }],
+          { deadline: now() + 2 * params.deadlineMs, check },
+        );
+        const seconds = (t1 - t0) / 1000;
+        const productCpu = await product.cpuSince(pc0);
+        await product.quiet();
+        await rss.sample();
+        if (reset) {
+          for (const p of product.procs()) {
+            const hwm = (await p.memory())?.hwm;
+            if (hwm !== undefined) rss.max.set(p.name, Math.max(rss.max.get(p.name) ?? 0, hwm));
+          }
+        }
+        const sampledMaxRss = Object.fromEntries(rss.max);
+        log(
+          `huge ours    ${fmtS(seconds)}; peak RSS ${
+            [...rss.max].map(([n, b]) => `${n} ${(b / 1e6).toFixed(0)} MB`).join(", ")
+          }`,
+        );
+        return { seconds, mbPerS: mbps(params.hugeBytes, seconds), productCpu, sampledMaxRss };
+      } finally {
+        rss.stop();
+      }
+    });
+  }
   return product;
 }
 
 /**
- * Workload 7: rescan of an unchanged tree. The scanner is a library function and the product's
- * full pass (at start and periodically) is exactly `scan(folder, base)`, so it runs here in the
+ * Workload 9: rescan of an unchanged tree. The scanner is a library function and the product's
+ * full pass (at start and periodically) is exactly `scan(new DenoFs(folder), base)`, so it runs here in the
  * bench process, no server or client involved. Setup (untimed): `rescanFiles` files written with
- * synchronous calls, then one `scan(root, new Map())` that hashes them all (timed for information)
- * and becomes the merge base as the client keeps it. Timed: `scan(root, base)` three times, each
+ * synchronous calls, then one `scan(new DenoFs(root), new Map())` that hashes them all (timed for information)
+ * and becomes the merge base as the client keeps it. Timed: `scan(new DenoFs(root), base)` three times, each
  * followed by the GNU find floor.
  */
 async function runRescan(ctx: Ctx): Promise<void> {
@@ -736,7 +833,7 @@ async function runRescan(ctx: Ctx): Promise<void> {
 
     // ---- the merge base, as the client builds it: a first scan hashes every file
     t = now();
-    const first = await scan(tree, new Map());
+    const first = await scan(new DenoFs(tree), new Map());
     const firstScanSeconds = (now() - t) / 1000;
     const base = new Map<string, BaseEntry>();
     let firstScanHashed = 0;
@@ -751,7 +848,7 @@ async function runRescan(ctx: Ctx): Promise<void> {
     log(`rescan first scan (hashing) ${fmtS(firstScanSeconds)}`);
     stopIfInterrupted();
 
-    // ---- timed: scan(root, base) x3, each followed by the find floor
+    // ---- timed: scan(new DenoFs(root), base) x3, each followed by the find floor
     const find = await which("find");
     const runsSeconds: number[] = [];
     const filesReturned: number[] = [];
@@ -761,7 +858,7 @@ async function runRescan(ctx: Ctx): Promise<void> {
     for (let r = 0; r < 3; r++) {
       sampleRss();
       const t0 = now();
-      const got = await scan(tree, base);
+      const got = await scan(new DenoFs(tree), base);
       runsSeconds.push((now() - t0) / 1000);
       sampleRss();
       let files = 0;
@@ -798,7 +895,8 @@ async function runRescan(ctx: Ctx): Promise<void> {
     }
     const medianSeconds = median(runsSeconds);
     res.rescan = {
-      where: "bench process: scan(root, base) of lib/client/scanner.ts, the product's full pass",
+      where:
+        "bench process: scan(new DenoFs(root), base) of lib/client/scanner.ts, the product's full pass",
       files: n,
       dirs: nDirs,
       fileBytes: params.rescanSize,
@@ -962,6 +1060,56 @@ function table(res: Results): Row[] {
       result: pf(r.medianSeconds <= limit && rehashed === 0 && complete),
     });
   }
+  if (res.join) {
+    const j = res.join;
+    if (!isErr(j)) {
+      const wl = `join: 3rd device, ${j.files.toLocaleString("en-US")} files`;
+      rows.push({
+        workload: `${wl}: time`,
+        ours: `${fmtS(j.seconds)} (${fmtBytes(j.bytes)})`,
+        cp: "-",
+        rsync: "-",
+        ratio: "-",
+        target: "(info)",
+        result: "-",
+      });
+      rows.push({
+        workload: `${wl}: peak RSS C`,
+        ours: `${(j.vmHWM / 1e6).toFixed(0)} MB`,
+        cp: "-",
+        rsync: "-",
+        ratio: "-",
+        target: "<= 200 MB",
+        result: pf(j.vmHWM <= RSS_LIMIT),
+      });
+    } else rows.push(errRow("join: 3rd device", j.error, "-", "-", "<= 200 MB"));
+  }
+  if (res.huge) {
+    const h = res.huge;
+    const hs = fmtBytes(res.params.hugeBytes).replace(".00", "");
+    if (!isErr(h)) {
+      rows.push({
+        workload: `${hs} file: time`,
+        ours: `${fmtS(h.seconds)} (${h.mbPerS.toFixed(0)} MB/s)`,
+        cp: "-",
+        rsync: "-",
+        ratio: "-",
+        target: "(info)",
+        result: "-",
+      });
+      for (const [name, b] of Object.entries(h.sampledMaxRss)) {
+        rows.push({
+          workload: `${hs} file: peak RSS ${name === "server" ? "server" : `client ${name}`}`,
+          ours: `${(b / 1e6).toFixed(0)} MB`,
+          cp: "-",
+          rsync: "-",
+          ratio: "-",
+          target: "<= 200 MB",
+          result: pf(b <= RSS_LIMIT),
+        });
+      }
+    } else rows.push(errRow(`${hs} file`, h.error, "-", "-", "<= 200 MB"));
+  }
   for (const [name, r] of Object.entries(res.rss ?? {})) {
     rows.push({
       workload: `peak RSS ${name === "server" ? "server" : `client ${name}`}`,
@@ -1068,7 +1216,7 @@ function printTable(res: Results): void {
     const r = res.rescan;
     const list = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(" / ");
     console.log(
-      `rescan     : scan(root, base) of lib/client/scanner.ts in the bench process (the product's ` +
+      `rescan     : scan(new DenoFs(root), base) of lib/client/scanner.ts in the bench process (the product's ` +
         `full pass is this scan; no server or client involved), ${
           r.files.toLocaleString("en-US")
         } files of ${r.fileBytes} B in ${r.dirs} dirs`,

@@ -24,15 +24,11 @@ import { CertificateError, describeConnectError, dial } from "./connection.ts";
 import { enroll, FatalError } from "./enrollment.ts";
 import { type FolderPossession, takeFolder } from "./folder_setup.ts";
 import { StateDb } from "./state_db.ts";
-import { type EngineContext, hostPlatform, syncUntilStable } from "./engine.ts";
+import { type EngineContext, syncUntilStable } from "./engine.ts";
+import { DenoFs } from "./fs/deno_fs.ts";
+import { PARTIAL_PREFIX, Staging } from "./staging.ts";
 import { FolderWatcher } from "./watcher.ts";
-import {
-  indexLocalChunks,
-  newStats,
-  PARTIAL_PREFIX,
-  prefetchFile,
-  type TransferStats,
-} from "./transfer.ts";
+import { indexLocalChunks, newStats, type TransferStats } from "./transfer.ts";
 import { STREAM_MIN } from "./executor.ts";
 import { parseRemoteEntry } from "../protocol/messages.ts";
 import { checkWirePath } from "../core/paths.ts";
@@ -110,6 +106,8 @@ export class SyncClient {
   #peer: Peer | null = null;
   #watcher: FolderWatcher | null = null;
   #state: StateDb | null = null;
+  #fs: DenoFs | null = null;
+  #staging: Staging | null = null;
   #saidNoRename = false;
   #recheckTimer: ReturnType<typeof setTimeout> | undefined;
   /** The folder, while this client holds it. */
@@ -184,13 +182,15 @@ export class SyncClient {
       Deno.removeSync(path, { recursive: true });
     }
     this.#state = new StateDb(dir);
+    this.#fs = new DenoFs(this.#root);
+    this.#staging = new Staging(this.#fs, `${STATE_DIR}/tmp`);
     this.#watcher = new FolderWatcher(this.#root, (paths) => this.#changed(paths), {
       onError: this.#warn,
     });
     this.#watcher.start();
     this.#log(`Syncing ${this.#root} with ${config.host}:${config.port} as "${config.deviceName}"`);
     try {
-      return await this.#loop(config, tmpDir);
+      return await this.#loop(config);
     } finally {
       clearTimeout(this.#recheckTimer);
       this.#watcher.close();
@@ -228,26 +228,22 @@ export class SyncClient {
    * Another device announced a big upload: start filling its partial file now (see
    * `prefetchFile`), so the real download, once the upload is committed, has little left to do.
    */
-  #prefetch(peer: Peer, tmpDir: string, raw: unknown): void {
+  #prefetch(peer: Peer, raw: unknown): void {
+    if (this.#staging?.busy() !== false) return; // a flood of notices costs nothing
     let entry: RemoteEntry;
     try {
       entry = parseRemoteEntry(raw);
     } catch {
       return;
     }
-    const platform = hostPlatform();
-    if (checkWirePath(entry.path) || entry.size < STREAM_MIN || !this.#state) return;
-    if (platform.caseInsensitive || platform.windowsNames) return; // local names may differ
+    const fs = this.#fs;
+    // Cheap checks first: a flood of notices must not load the merge base once each.
+    if (checkWirePath(entry.path) || entry.size < STREAM_MIN || !this.#state || !fs) return;
+    if (fs.platform.caseInsensitive || fs.platform.windowsNames) return; // local names may differ
     const base = this.#state.loadBase();
     if (base.get(entry.path)?.hash === entry.hash) return;
-    prefetchFile(
-      {
-        peer,
-        root: this.#root,
-        tmpDir,
-        local: indexLocalChunks(base.values()),
-        stats: newStats(),
-      },
+    this.#staging!.prefetch(
+      { fs, peer, local: indexLocalChunks(base.values()), stats: newStats() },
       entry.path,
       entry,
       base.get(entry.path) ?? null, // its unchanged chunks are copied if the file is as synced
@@ -287,7 +283,7 @@ export class SyncClient {
     if (this.#folder && !isFile(join(stateDir(this.#root), "config.json"))) this.#folder.undo();
   }
 
-  async #loop(config: ClientConfig, tmpDir: string): Promise<number> {
+  async #loop(config: ClientConfig): Promise<number> {
     const stats: TransferStats = newStats();
     const progress = new ProgressLine(stats);
     let backoff = 1000;
@@ -310,7 +306,7 @@ export class SyncClient {
           },
           onNotice: (h) => {
             if (h.t === "changed") this.#wake.fire();
-            else if (h.t === "incoming" && current) this.#prefetch(current, tmpDir, h.entry);
+            else if (h.t === "incoming" && current) this.#prefetch(current, h.entry);
           },
         });
         this.#peer = peer;
@@ -337,8 +333,8 @@ export class SyncClient {
         });
         const ctx: EngineContext = {
           peer,
-          root: this.#root,
-          tmpDir,
+          fs: this.#fs!,
+          staging: this.#staging!,
           state: this.#state!,
           device: config.deviceName,
           stats,

@@ -1,6 +1,7 @@
 /**
  * The device's enrollment, kept in `FOLDER/.cloudsync/config.json` (written atomically, readable
- * by the owner only): which server, which account, this device's id and its secret credential.
+ * by the owner only, in a folder only the owner can enter): which server, which account, this
+ * device's id and its secret credential.
  *
  * @module
  */
@@ -33,6 +34,15 @@ export function stateDir(root: string): string {
   return join(root, STATE_DIR);
 }
 
+/**
+ * Creates `.cloudsync/` for the owner only (0700), and makes an existing one so (folders made by
+ * older versions were 0755): it holds the device's credential and the names of every file.
+ */
+export function ensureStateDir(root: string): void {
+  Deno.mkdirSync(stateDir(root), { recursive: true, mode: 0o700 });
+  if (Deno.build.os !== "windows") Deno.chmodSync(stateDir(root), 0o700);
+}
+
 /** Reads the enrollment, or null if this folder was never enrolled. */
 export function loadConfig(root: string): ClientConfig | null {
   let text: string;
@@ -42,6 +52,8 @@ export function loadConfig(root: string): ClientConfig | null {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
   }
+  ensureStateDir(root);
+  if (Deno.build.os !== "windows") Deno.chmodSync(join(stateDir(root), "config.json"), 0o600);
   const c = JSON.parse(text) as Partial<ClientConfig>;
   if (
     typeof c.host !== "string" || typeof c.port !== "number" || typeof c.account !== "string" ||
@@ -59,11 +71,15 @@ export function loadConfig(root: string): ClientConfig | null {
   return c as ClientConfig;
 }
 
-/** Writes the enrollment atomically, creating `.cloudsync/` if needed. */
+/**
+ * Writes the enrollment atomically, creating `.cloudsync/` (0700) if needed. The temporary file
+ * is created 0600, so the credential is never readable by others, not even for a moment.
+ */
 export function saveConfig(root: string, config: ClientConfig): void {
-  Deno.mkdirSync(stateDir(root), { recursive: true });
+  ensureStateDir(root);
   const path = join(stateDir(root), "config.json");
-  writeFileAtomicSync(path, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"));
+  const text = new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n");
+  writeFileAtomicSync(path, text, 0o600);
   if (Deno.build.os !== "windows") Deno.chmodSync(path, 0o600);
 }
 

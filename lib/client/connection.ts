@@ -9,7 +9,12 @@
  */
 
 import { ConnectionClosedError, Peer, RemoteError } from "../protocol/peer.ts";
-import { CAPABILITIES, PROGRAM_VERSION, PROTOCOL_VERSION } from "../protocol/messages.ts";
+import {
+  CAPABILITIES,
+  PROGRAM_VERSION,
+  PROTOCOL_VERSION,
+  readCapabilities,
+} from "../protocol/messages.ts";
 import { dialTls, type ServerTrust } from "../transport/dial.ts";
 
 export { CertificateError, type ServerTrust } from "../transport/dial.ts";
@@ -130,6 +135,7 @@ export async function dial(opts: DialOptions): Promise<Peer> {
       late,
     ]);
     if (typeof r.header.protocol !== "number") throw new NotCloudSyncError(TLS_NOT_OURS);
+    peer.caps = readCapabilities(r.header.caps);
   } catch (e) {
     peer.close();
     // A Cloud Sync server answers hello, or refuses the protocol version; anything else (an

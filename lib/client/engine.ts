@@ -8,7 +8,7 @@
  */
 
 import type { Peer } from "../protocol/peer.ts";
-import { parseRemoteEntry } from "../protocol/messages.ts";
+import * as call from "../protocol/calls.ts";
 import { checkWirePath, parentPaths } from "../core/paths.ts";
 import { type Action, reconcile } from "../core/reconcile.ts";
 import { debug } from "../util/debug.ts";
@@ -17,13 +17,12 @@ import {
   type CaseRename,
   localBaseView,
   planLocalNames,
-  type PlatformTraits,
   withoutSkipped,
 } from "../core/local_names.ts";
-import { dirname, join } from "node:path";
-import { fsyncDir, tempPath } from "../util/atomic.ts";
-import { stillInside } from "./inside.ts";
-import { prunePartials, stillAsScanned } from "./transfer.ts";
+import { tempName } from "../util/atomic.ts";
+import { type LocalFs, stillAs } from "./fs/local_fs.ts";
+import type { Staging } from "./staging.ts";
+import { parentOf } from "./placer.ts";
 import type { BaseEntry, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { StateDb } from "./state_db.ts";
 import { type HeldItem, scan, type ScanNotices, scanTrees } from "./scanner.ts";
@@ -37,8 +36,10 @@ import type { TransferStats } from "./transfer.ts";
 /** Everything a pass needs. */
 export interface EngineContext {
   peer: Peer;
-  root: string;
-  tmpDir: string;
+  /** The folder (its filesystem also says which name rules apply). */
+  fs: LocalFs;
+  /** Its partial files. */
+  staging: Staging;
   state: StateDb;
   device: string;
   stats: TransferStats;
@@ -48,8 +49,6 @@ export interface EngineContext {
   allowMassDelete?: boolean;
   /** Asks for a full pass about a second from now (the mass-delete guard looks again). */
   recheckSoon?: () => void;
-  /** What names the folder's filesystem can hold (default: from the OS, see {@link hostPlatform}). */
-  platform?: PlatformTraits;
   /** The folder watcher, paused while a pass changes many local items (see {@link quietWatch}). */
   watch?: { pause(): void; resume(): void };
   /** What to look at again and what to leave alone (kept across passes; made if absent). */
@@ -81,26 +80,17 @@ export function quietWatch(actions: readonly Action[], synced: number): boolean 
 }
 
 /**
- * Name rules of this OS: Windows is case-insensitive with reserved names, macOS case-insensitive,
- * Linux neither. `CLOUDSYNC_TEST_PLATFORM=windows|darwin|linux` overrides it (for tests on Linux).
- */
-export function hostPlatform(): PlatformTraits {
-  const os = Deno.env.get("CLOUDSYNC_TEST_PLATFORM") ?? Deno.build.os;
-  return { caseInsensitive: os === "windows" || os === "darwin", windowsNames: os === "windows" };
-}
-
-/**
  * Case-only renames on a case-insensitive filesystem go through a temporary name in the same
  * directory. Returns false (nothing more done) if an item changed since the scan.
  */
-async function renameCases(root: string, renames: CaseRename[]): Promise<boolean> {
+async function renameCases(fs: LocalFs, renames: CaseRename[]): Promise<boolean> {
   for (const r of renames) {
-    const from = join(root, r.from);
-    if (!(await stillAsScanned(from, r.expect)) || !stillInside(root, from)) return false;
-    const tmp = tempPath(dirname(from), "cloudsync-case");
-    await Deno.rename(from, tmp);
-    await Deno.rename(tmp, join(root, r.to));
-    await fsyncDir(dirname(from));
+    if (!stillAs(fs, r.from, r.expect) || !fs.inside(r.from)) return false;
+    const dir = parentOf(r.from);
+    const tmp = (dir === "" ? "" : dir + "/") + tempName("cloudsync-case");
+    await fs.rename(r.from, tmp);
+    await fs.rename(tmp, r.to);
+    await fs.fsyncDir(dir);
   }
   return true;
 }
@@ -111,15 +101,11 @@ export async function pullChanges(ctx: EngineContext): Promise<number> {
   let count = 0;
   for (;;) {
     const tq = performance.now();
-    const r = await ctx.peer.request({ t: "changes", since, limit: 2000 });
+    const page = await call.changes(ctx.peer, since);
     const tr = performance.now();
-    const raw = r.header.entries;
-    if (!Array.isArray(raw)) {
-      throw new Error("Cannot read changes: the server sent a malformed reply");
-    }
+    for (const why of page.rejected) ctx.warn(`Ignoring an entry from the server: ${why}`);
     const entries: RemoteEntry[] = [];
-    for (const v of raw) {
-      const e = parseRemoteEntry(v);
+    for (const e of page.entries) {
       const problem = checkWirePath(e.path);
       if (problem) {
         ctx.warn(`Ignoring an entry from the server: ${problem}`);
@@ -127,17 +113,19 @@ export async function pullChanges(ctx: EngineContext): Promise<number> {
       }
       entries.push(e);
     }
-    const seq = typeof r.header.seq === "number" ? r.header.seq : since;
     const tp = performance.now();
-    ctx.state.applyChanges(entries, seq);
+    ctx.state.applyChanges(entries, page.seq);
     debug(() =>
       `changes ${entries.length}: request ${(tr - tq).toFixed(0)} parse ${
         (tp - tr).toFixed(0)
       } apply ${(performance.now() - tp).toFixed(0)} ms`
     );
     count += entries.length;
-    since = seq;
-    if (r.header.more !== true) return count;
+    if (!page.more) return count;
+    if (page.seq === since) {
+      throw new Error("Cannot read changes: the server's journal did not move on");
+    }
+    since = page.seq;
   }
 }
 
@@ -284,16 +272,16 @@ export async function syncPass(
 ): Promise<ExecutionReport | null> {
   let t = performance.now();
   const attention = ctx.attention ??= new Attention();
-  const now = Date.now();
+  const now = ctx.fs.now();
   const rechecks = attention.takeScopes(now);
   if (scopes !== null) scopes = normalizeScopes([...scopes, ...rechecks]);
   await pullChanges(ctx);
   t = phase("pull", t);
   const allRemote = ctx.state.loadRemote();
   adoptPending(ctx.state, allRemote);
-  const wireBase: Map<string, BaseEntry> = ctx.state.loadBase();
+  const wireBase = ctx.state.loadBase();
   const aliases = ctx.state.loadAliases();
-  const platform = ctx.platform ?? hostPlatform();
+  const platform = ctx.fs.platform;
   const heldHere = new Map<string, HeldItem>();
   const blockers = new Map<string, string>();
   const notices: ScanNotices = {
@@ -307,9 +295,9 @@ export async function syncPass(
   const naming0 = platform.caseInsensitive || platform.windowsNames || aliases.size > 0;
   const localBase = naming0 ? localBaseView(wireBase, aliases) : wireBase;
   let scanned: Map<string, LocalEntry>;
-  if (scopes === null) scanned = await scan(ctx.root, localBase, notices);
+  if (scopes === null) scanned = await scan(ctx.fs, localBase, notices);
   else {
-    scanned = scopes.length > 0 ? await scanTrees(ctx.root, localBase, scopes, notices) : new Map();
+    scanned = scopes.length > 0 ? await scanTrees(ctx.fs, localBase, scopes, notices) : new Map();
     addUnscanned(scanned, localBase, scopes);
   }
   t = phase(`scan ${scopes === null ? "all" : JSON.stringify(scopes)}`, t);
@@ -332,7 +320,7 @@ export async function syncPass(
     for (const w of plan.warnings) warnSometimes(ctx, `name:${w}`, w);
     ctx.state.saveAliases(plan.aliases, [...plan.skipped.keys()].filter((p) => wireBase.has(p)));
     if (plan.caseRenames.length > 0) {
-      const done = await renameCases(ctx.root, plan.caseRenames);
+      const done = await renameCases(ctx.fs, plan.caseRenames);
       if (!done) {
         const report = emptyReport();
         for (const r of plan.caseRenames) {
@@ -379,7 +367,7 @@ export async function syncPass(
   t = phase("reconcile", t);
   debug(() =>
     `actions: ${
-      actions.length <= 20
+      actions.length <= 60
         ? actions.map((a) => `${a.op} ${a.path}`).join(", ")
         : `${actions.length} (${[...new Set(actions.map((a) => a.op))].join(", ")})`
     }`
@@ -392,7 +380,7 @@ export async function syncPass(
   if (actions.length === 0) {
     // Everything is in sync: partial downloads left by cut or abandoned transfers are useless.
     if (scopes === null && held.size === 0) {
-      const n = await prunePartials(ctx.tmpDir).catch(() => 0);
+      const n = await ctx.staging.prune().catch(() => 0);
       if (n > 0) debug(() => `deleted ${n} unused partial download(s)`);
     }
     return null;
@@ -403,16 +391,16 @@ export async function syncPass(
     const report = await execute(
       {
         peer: ctx.peer,
-        root: ctx.root,
-        tmpDir: ctx.tmpDir,
+        fs: ctx.fs,
+        staging: ctx.staging,
         state: ctx.state,
-        base: new Map(base),
+        base,
         stats: ctx.stats,
         toLocal,
       },
       actions,
     );
-    afterPass(ctx, attention, report, Date.now());
+    afterPass(ctx, attention, report, ctx.fs.now());
     return report;
   } finally {
     if (quiet) ctx.watch?.resume();

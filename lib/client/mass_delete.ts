@@ -30,7 +30,9 @@ import {
 } from "../core/guards.ts";
 import { debug } from "../util/debug.ts";
 import type { BaseEntry, LocalEntry } from "../core/types.ts";
-import { REQUESTS_DIR, stateDir } from "./config.ts";
+import { REQUESTS_DIR, STATE_DIR, stateDir } from "./config.ts";
+import { isGone, type LocalFs } from "./fs/local_fs.ts";
+import { tempName } from "../util/atomic.ts";
 import { CommandError, enrolledConfig } from "./folder_session.ts";
 import { folderLocked } from "./folder_lock.ts";
 import type { StateDb } from "./state_db.ts";
@@ -58,6 +60,52 @@ function requestPath(root: string, kind: RequestKind): string {
   return join(stateDir(root), REQUESTS_DIR, REQUEST[kind]);
 }
 
+/** The record's path inside the folder (through the folder's {@link LocalFs}). */
+const HELD_REL = `${STATE_DIR}/${HELD_FILE}`;
+const requestRel = (kind: RequestKind) => `${STATE_DIR}/${REQUESTS_DIR}/${REQUEST[kind]}`;
+
+function parse(text: string): HeldRecord | null {
+  const r = JSON.parse(text) as HeldRecord;
+  return Array.isArray(r?.items) ? r : null;
+}
+
+/** A record or request in the folder (null: none, or unreadable: then it is dropped). */
+function readIn(fs: LocalFs, rel: string): HeldRecord | null {
+  let bytes: Uint8Array;
+  try {
+    bytes = fs.readFileSync(rel);
+  } catch (e) {
+    if (isGone(e)) return null;
+    throw e;
+  }
+  try {
+    return parse(new TextDecoder().decode(bytes));
+  } catch {
+    return null; // cut short by a crash: as if there were none
+  }
+}
+
+/** Writes the record (temporary file, then rename: never half a record under its name). */
+function writeIn(fs: LocalFs, rel: string, r: HeldRecord): void {
+  const tmp = `${STATE_DIR}/${tempName("held")}`;
+  const f = fs.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
+  try {
+    const data = new TextEncoder().encode(JSON.stringify(r));
+    for (let off = 0; off < data.length;) off += f.writeSync(data.subarray(off));
+  } finally {
+    f.close();
+  }
+  fs.renameSync(tmp, rel);
+}
+
+function removeIn(fs: LocalFs, rel: string): void {
+  try {
+    fs.removeSync(rel);
+  } catch (e) {
+    if (!isGone(e)) throw e;
+  }
+}
+
 function readJson(path: string): HeldRecord | null {
   let text: string;
   try {
@@ -66,9 +114,7 @@ function readJson(path: string): HeldRecord | null {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
   }
-  const r = JSON.parse(text) as HeldRecord;
-  if (!Array.isArray(r.items)) return null;
-  return r;
+  return parse(text);
 }
 
 function writeJson(path: string, r: HeldRecord): void {
@@ -76,17 +122,10 @@ function writeJson(path: string, r: HeldRecord): void {
   writeFileAtomicSync(path, new TextEncoder().encode(JSON.stringify(r)));
 }
 
-function remove(path: string): void {
-  try {
-    Deno.removeSync(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-}
-
 /** What the guard needs of a pass's context. */
 export interface GuardContext {
-  root: string;
+  /** The folder (its `.cloudsync/` holds the record and the requests). */
+  fs: LocalFs;
   state: StateDb;
   log: (line: string) => void;
   warn: (line: string) => void;
@@ -119,8 +158,8 @@ export function massDeleteGuard(
   fullPass: boolean,
 ): { base: ReadonlyMap<string, BaseEntry>; local: ReadonlyMap<string, LocalEntry> } {
   const seen = massDeleteCheck(base, local);
-  const before = lastVanished.get(ctx.root) ?? 0;
-  lastVanished.set(ctx.root, seen.vanishedFiles);
+  const before = lastVanished.get(ctx.fs.where) ?? 0;
+  lastVanished.set(ctx.fs.where, seen.vanishedFiles);
   if (!ctx.allowMassDelete && seen.vanishedFiles > MASS_DELETE_MIN && seen.vanishedFiles > before) {
     debug(() =>
       `mass-delete guard: ${seen.vanishedFiles} files gone (${before} before): looking again`
@@ -130,7 +169,7 @@ export function massDeleteGuard(
   }
   let confirmed = new Map<string, number>();
   if (fullPass) {
-    const bring = readJson(requestPath(ctx.root, "bringBack"));
+    const bring = readIn(ctx.fs, requestRel("bringBack"));
     if (bring) {
       const forget: [string, null][] = [];
       for (const [path, version] of bring.items) {
@@ -145,19 +184,19 @@ export function massDeleteGuard(
           `Bringing back ${forget.length} vanished items from the server (cloud-client bring-back)`,
         );
       }
-      remove(requestPath(ctx.root, "bringBack"));
+      removeIn(ctx.fs, requestRel("bringBack"));
     }
-    const confirm = readJson(requestPath(ctx.root, "confirm"));
+    const confirm = readIn(ctx.fs, requestRel("confirm"));
     if (confirm) {
       confirmed = new Map(confirm.items.map(([p, v]) => [p, v]));
-      remove(requestPath(ctx.root, "confirm"));
+      removeIn(ctx.fs, requestRel("confirm"));
     }
   }
   const check = massDeleteCheck(base, local);
   if (!check.tripped || ctx.allowMassDelete) {
     if (fullPass) {
-      remove(heldPath(ctx.root));
-      said.delete(ctx.root);
+      removeIn(ctx.fs, HELD_REL);
+      said.delete(ctx.fs.where);
     }
     return { base, local };
   }
@@ -168,15 +207,15 @@ export function massDeleteGuard(
     );
   }
   if (hold.length === 0) {
-    remove(heldPath(ctx.root));
-    said.delete(ctx.root);
+    removeIn(ctx.fs, HELD_REL);
+    said.delete(ctx.fs.where);
     return { base, local };
   }
   const heldFiles = hold.filter((p) => base.get(p)?.kind === "file").length;
   const key = `${heldFiles}:${hold.length}:${hold[0]}:${hold[hold.length - 1]}`;
-  if (said.get(ctx.root) !== key) {
-    said.set(ctx.root, key);
-    writeJson(heldPath(ctx.root), {
+  if (said.get(ctx.fs.where) !== key) {
+    said.set(ctx.fs.where, key);
+    writeIn(ctx.fs, HELD_REL, {
       since: Date.now(),
       files: heldFiles,
       total: check.total,
@@ -185,7 +224,7 @@ export function massDeleteGuard(
         return [p, b.version, b.kind];
       }),
     });
-    const folder = JSON.stringify(ctx.root);
+    const folder = JSON.stringify(ctx.fs.where);
     ctx.warn(
       `Cannot propagate deletions: ${heldFiles} of ${check.total} synced files vanished at once (an unmounted drive or emptied folder?). Nothing is deleted on the server or other devices. To get them back here from the server, run: cloud-client bring-back ${folder}. If you deleted them on purpose, confirm it once with: cloud-client confirm-delete ${folder}`,
     );

@@ -45,8 +45,11 @@ import {
   wirePathOf,
 } from "./folder_session.ts";
 import { ask, fetchHistory, parsePointInTime } from "./history.ts";
-import { type DownloadItem, downloadMany, type LocalChunkIndex, newStats } from "./transfer.ts";
-import { tempPath } from "../util/atomic.ts";
+import { type DownloadItem, type LocalChunkIndex, newStats } from "./transfer.ts";
+import { downloadMany } from "./downloader.ts";
+import { DenoFs } from "./fs/deno_fs.ts";
+import { Staging } from "./staging.ts";
+import { tempName } from "../util/atomic.ts";
 
 /** Options of {@link runRestore}. */
 export interface RestoreOptions {
@@ -307,7 +310,7 @@ export async function runRestore(o: RestoreOptions): Promise<number> {
   const now = (o.now ?? Date.now)();
   const s = await openFolderSession(o.folder, "restore");
   const tally = new Tally(o, zone);
-  let to: { dir: string; tmp: string; local: LocalChunkIndex } | null = null;
+  let to: CopyTarget | null = null;
   try {
     const paths = o.paths.map((p) => wirePathOf(s.root, p, "restore"));
     if (o.to !== undefined) {
@@ -320,11 +323,13 @@ export async function runRestore(o: RestoreOptions): Promise<number> {
           2,
         );
       }
-      to = { dir, tmp: "", local: new Map() };
+      const fs = new DenoFs(dir);
+      to = { dir, fs, tmp: "", staging: new Staging(fs, ""), local: new Map() };
       if (!o.dryRun) {
         await Deno.mkdir(dir, { recursive: true });
-        to.tmp = tempPath(dir, "cloudsync-restore");
-        await Deno.mkdir(to.tmp);
+        to.tmp = tempName("cloudsync-restore"); // in DIR: the same file system as the copies
+        await Deno.mkdir(join(dir, to.tmp));
+        to.staging = new Staging(fs, to.tmp);
         to.local = folderChunks(s.root, dir);
       }
     }
@@ -388,7 +393,7 @@ export async function runRestore(o: RestoreOptions): Promise<number> {
     }
     return failed ? 1 : 0;
   } finally {
-    if (to?.tmp) await Deno.remove(to.tmp, { recursive: true }).catch(() => {});
+    if (to?.tmp) await Deno.remove(join(to.dir, to.tmp), { recursive: true }).catch(() => {});
     s.close();
   }
 }
@@ -488,13 +493,23 @@ async function restorePath(
   return { live, changes };
 }
 
+/** Where `--to DIR` writes: DIR, its temporary folder in it, the chunks this folder holds. */
+interface CopyTarget {
+  dir: string;
+  fs: DenoFs;
+  /** The temporary folder, relative to DIR ("" in a dry run: none). */
+  tmp: string;
+  staging: Staging;
+  local: LocalChunkIndex;
+}
+
 /** `--to DIR` (or a dry run of it): every path live at `at`, copied under the directory. */
 async function copyPath(
   s: FolderSession,
   t: Tally,
   path: string,
   at: number,
-  to: { dir: string; tmp: string; local: LocalChunkIndex },
+  to: CopyTarget,
   dryRun: boolean,
 ): Promise<{ live: number; changes: number }> {
   let live = 0;
@@ -556,7 +571,7 @@ async function copyPath(
     }
     if (downloads.length === 0) continue;
     await downloadMany(
-      { peer: s.peer, root: to.dir, tmpDir: to.tmp, local: to.local, stats },
+      { fs: to.fs, staging: to.staging, peer: s.peer, local: to.local, stats },
       downloads,
       (item, r) => {
         const row = byPath.get(item.path)!;

@@ -7,15 +7,13 @@
  * @module
  */
 
-import { join } from "node:path";
-import type { BaseEntry, ChunkRef, LocalEntry } from "../core/types.ts";
+import type { BaseEntry, LocalEntry } from "../core/types.ts";
 import { checkWirePath, isPrivateName, parentPaths } from "../core/paths.ts";
 import { afterRead, beforeRead } from "../core/stability.ts";
 import { isAlwaysIgnored } from "../core/ignore_rules.ts";
 import { PERM_MASK } from "../core/metadata.ts";
-import { DEFAULT_MIN } from "../chunk/fastcdc.ts";
-import { hashFileParallel } from "../chunk/parallel.ts";
-import { sha256Hex } from "../chunk/hash.ts";
+import type { Chunked, DirItem, ItemStat, LocalFs } from "./fs/local_fs.ts";
+import { isGone } from "./fs/local_fs.ts";
 import { pool } from "../util/pool.ts";
 import { STATE_DIR } from "./config.ts";
 
@@ -49,11 +47,6 @@ export interface ScanNotices {
   now?: number;
 }
 
-/** A readDir or lstat error that means "gone meanwhile", not a problem. */
-function isGone(e: unknown): boolean {
-  return e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory;
-}
-
 /** A short reason for an error on an item (`permission denied`, `input/output error`). */
 function shortReason(e: unknown): string {
   const m = e instanceof Error ? e.message : String(e);
@@ -67,17 +60,18 @@ function shortReason(e: unknown): string {
  */
 export function statToEntry(
   path: string,
-  st: Deno.FileInfo,
+  st: ItemStat,
   base: BaseEntry | undefined,
 ): LocalEntry {
+  const dir = st.kind === "dir";
   const entry: LocalEntry = {
     path,
-    kind: st.isDirectory ? "dir" : "file",
-    size: st.isDirectory ? 0 : st.size,
-    mtime: st.isDirectory ? 0 : Math.floor(st.mtime?.getTime() ?? 0),
+    kind: dir ? "dir" : "file",
+    size: dir ? 0 : st.size,
+    mtime: dir ? 0 : st.mtime,
     exec: false,
   };
-  if (st.isDirectory) return entry;
+  if (dir) return entry;
   // Where the OS has no POSIX modes (Windows), a file keeps the permissions of its base.
   if (st.mode !== null) {
     entry.mode = st.mode & PERM_MASK;
@@ -86,7 +80,7 @@ export function statToEntry(
     entry.exec = base.exec;
     if (base.mode !== undefined) entry.mode = base.mode;
   }
-  if (typeof st.ino === "number") entry.ino = st.ino;
+  if (st.ino !== undefined) entry.ino = st.ino;
   return entry;
 }
 
@@ -109,15 +103,16 @@ export function unchangedSinceBase(l: LocalEntry, b: BaseEntry | undefined): boo
 }
 
 /**
- * Scans `root`. Files that changed since `base` (or are new) get `hash` and `chunks`.
- * Throws if `root` itself is missing (the caller must never read that as "everything deleted").
+ * Scans the folder. Files that changed since `base` (or are new) get `hash` and `chunks`.
+ * Throws if the folder itself is missing (the caller must never read that as "everything
+ * deleted").
  */
 export async function scan(
-  root: string,
+  fs: LocalFs,
   base: ReadonlyMap<string, BaseEntry>,
   notices: ScanNotices = {},
 ): Promise<Map<string, LocalEntry>> {
-  return await scanTrees(root, base, [""], notices);
+  return await scanTrees(fs, base, [""], notices);
 }
 
 /**
@@ -126,15 +121,17 @@ export async function scan(
  * proportion to what changed, not to the size of the folder.
  */
 export async function scanTrees(
-  root: string,
+  fs: LocalFs,
   base: ReadonlyMap<string, BaseEntry>,
   scopes: readonly string[],
   notices: ScanNotices = {},
 ): Promise<Map<string, LocalEntry>> {
   const out = new Map<string, LocalEntry>();
-  const rootInfo = await Deno.stat(root);
-  if (!rootInfo.isDirectory) throw new Error(`Cannot scan ${root}: it is not a directory`);
-  const now = notices.now ?? Date.now();
+  const rootInfo = await fs.lstatAsync("");
+  if (rootInfo?.kind !== "dir") {
+    throw new Error(`Cannot scan ${fs.where}: it is not a directory`);
+  }
+  const now = notices.now ?? fs.now();
   const held = notices.held ?? new Map<string, HeldItem>();
   const hold = (path: string, reason: string, kind: HeldItem["kind"], retryAt: number | null) => {
     held.set(path, { reason, kind, retryAt });
@@ -147,13 +144,20 @@ export async function scanTrees(
     notices.skipped?.(path, why);
     if (blocks !== null) notices.blockers?.set(path, blocks);
   };
-  const toHash: { full: string; entry: LocalEntry }[] = [];
-  /** Decides what to do with one stat'ed item; true when it goes on (not skipped). */
-  const take = (path: string, full: string, st: Deno.FileInfo, walk: boolean) => {
-    if (st.isSymlink) return skip(path, "symlinks are not synced", "symlink");
-    if (!st.isFile && !st.isDirectory) {
-      return skip(path, "special files are not synced", "special file");
+  const toHash: { entry: LocalEntry }[] = [];
+  let dirs: string[] = [];
+  /** Decides what to do with one stat'ed item. */
+  const take = (path: string, st: ItemStat, walk: boolean) => {
+    if (st.kind === "symlink") return skip(path, "symlinks are not synced", "symlink");
+    if (st.fifo) {
+      // Deno's file watcher opens every path it reports, and opening a FIFO waits for a writer.
+      return skip(
+        path,
+        "named pipes are not synced, and a named pipe inside the folder stops live change detection (Deno's file watcher waits on it); changes are then found by the periodic full pass only. Move it out of the folder to get live sync back",
+        "special file",
+      );
     }
+    if (st.kind === "special") return skip(path, "special files are not synced", "special file");
     const b = base.get(path);
     const entry = statToEntry(path, st, b);
     if (entry.kind === "dir") {
@@ -164,23 +168,22 @@ export async function scanTrees(
           null,
         );
       }
-      if (walk) dirs.push([full, path + "/"]);
+      if (walk) dirs.push(path);
     } else if (!unchangedSinceBase(entry, b)) {
       const ready = beforeRead(entry, b?.size, notices.recentlyUnstable?.(path) ?? false, now);
       if (!ready.stable) {
         return hold(path, ready.reason, ready.writing ? "unstable" : "settling", ready.retryAt);
       }
-      toHash.push({ full, entry });
+      toHash.push({ entry });
       return;
     }
     out.set(path, entry);
   };
-  let dirs: [string, string][] = [];
   // Each scope and its ancestors are looked at one by one; directories among them are walked.
   const single = new Map<string, boolean>(); // path -> walk its subtree
   for (const scope of scopes) {
     if (scope === "") {
-      dirs.push([root, ""]);
+      dirs.push("");
       continue;
     }
     for (const p of parentPaths(scope)) if (!single.has(p)) single.set(p, false);
@@ -188,81 +191,87 @@ export async function scanTrees(
   }
   await pool([...single], 16, async ([path, walk]) => {
     if (path.split("/").some(isPrivateName)) return;
-    const full = join(root, path);
-    let st: Deno.FileInfo;
+    let st: ItemStat | null;
     try {
-      st = await Deno.lstat(full);
+      st = await fs.lstatAsync(path);
     } catch (e) {
       if (isGone(e)) return;
       return unreadable(path, e);
     }
-    take(path, full, st, walk);
+    if (st) take(path, st, walk);
   });
   // Breadth first, many directories and many lstat calls in flight at once.
   while (dirs.length > 0) {
     const level = dirs;
     dirs = [];
-    await pool(level, 8, async ([dir, prefix]) => {
-      let entries: Deno.DirEntry[];
+    await pool(level, 8, async (dir) => {
+      const prefix = dir === "" ? "" : dir + "/";
+      let entries: DirItem[];
       try {
-        entries = await Array.fromAsync(Deno.readDir(dir));
+        entries = await fs.readDir(dir);
       } catch (e) {
         // Vanished while we walked (deleted meanwhile): the next scan sees it gone.
         if (isGone(e)) return;
         // Cannot be listed: nothing below it may be taken as deleted.
-        return unreadable(prefix === "" ? "" : prefix.slice(0, -1), e);
+        return unreadable(dir, e);
       }
-      entries.forEach((d) => {
-        if (prefix === "" && d.name === STATE_DIR) return;
+      for (const d of entries) {
+        if (prefix === "" && d.name === STATE_DIR) continue;
         const path = prefix + d.name;
         if (d.name !== d.name.normalize("NFC")) {
-          return skip(path, "its name is not in Unicode NFC form", null);
+          skip(path, "its name is not in Unicode NFC form", null);
+          continue;
         }
-        if (isAlwaysIgnored(path)) return;
+        if (isAlwaysIgnored(path)) continue;
         if (isPrivateName(d.name)) {
-          return skip(
-            path,
-            `${STATE_DIR} folders are never synced (is a client running here?)`,
-            null,
-          );
+          skip(path, `${STATE_DIR} folders are never synced (is a client running here?)`, null);
+          continue;
         }
         const problem = checkWirePath(path);
-        if (problem) return skip(path, problem.replace(/^Cannot use path .*?: /, ""), null);
-        if (d.isSymlink) return skip(path, "symlinks are not synced", "symlink");
-        const full = join(dir, d.name);
-        let st: Deno.FileInfo;
+        if (problem) {
+          skip(path, problem.replace(/^Cannot use path .*?: /, ""), null);
+          continue;
+        }
+        if (d.kind === "symlink") {
+          skip(path, "symlinks are not synced", "symlink");
+          continue;
+        }
+        let st: ItemStat | null;
         try {
           // Synchronous: a few microseconds each, where an async call costs a thread hand-off.
-          st = Deno.lstatSync(full);
+          st = fs.lstat(path);
         } catch (e) {
-          if (!(e instanceof Deno.errors.NotFound)) return unreadable(path, e);
+          unreadable(path, e);
+          continue;
+        }
+        if (!st) {
           // A name that is not valid UTF-8 reaches us with U+FFFD in it, and cannot be opened.
           if (d.name.includes("\uFFFD")) {
             skip(path, "its name is not valid UTF-8 (rename it to sync it)", null);
           }
-          return;
+          continue;
         }
-        take(path, full, st, true);
-      });
+        take(path, st, true);
+      }
     });
   }
   const unread = reuseMoved(toHash.map((t) => t.entry), base);
   for (const entry of unread) out.set(entry.path, entry);
-  await pool(toHash.filter((t) => !unread.has(t.entry)), 8, async ({ full, entry }) => {
-    let h: { size: number; hash: string; chunks: ChunkRef[] };
+  await pool(toHash.filter((t) => !unread.has(t.entry)), 8, async ({ entry }) => {
+    let h: Chunked;
     try {
-      h = await hashContent(full, entry.size);
+      h = await fs.chunkFile(entry.path, entry.size);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return; // deleted meanwhile: the next scan sees it
       return unreadable(entry.path, e);
     }
     // A file a program is still writing must not be taken half written.
-    let after: Deno.FileInfo | null = null;
+    let after: ItemStat | null = null;
     try {
-      after = Deno.lstatSync(full);
+      after = fs.lstat(entry.path);
     } catch { /* gone: unstable */ }
-    const sample = after && after.isFile ? statToEntry(entry.path, after, undefined) : null;
-    const ready = afterRead(entry, sample, h.size, Date.now());
+    const sample = after?.kind === "file" ? statToEntry(entry.path, after, undefined) : null;
+    const ready = afterRead(entry, sample, h.size, fs.now());
     if (!ready.stable) return hold(entry.path, ready.reason, "unstable", ready.retryAt);
     entry.hash = h.hash;
     entry.chunks = h.chunks;
@@ -299,26 +308,4 @@ export function reuseMoved(
     done.add(e);
   }
   return done;
-}
-
-/**
- * Hashes a file: small files (one chunk) in one read, others through the streaming chunker (big
- * ones on several cores).
- */
-export async function hashContent(
-  full: string,
-  sizeHint: number,
-): Promise<{ size: number; hash: string; chunks: ChunkRef[] }> {
-  if (sizeHint < DEFAULT_MIN) {
-    const data = Deno.readFileSync(full); // small: cheaper than an async read
-    if (data.length < DEFAULT_MIN) {
-      const hash = sha256Hex(data);
-      return {
-        size: data.length,
-        hash,
-        chunks: data.length > 0 ? [{ hash, size: data.length }] : [],
-      };
-    }
-  }
-  return await hashFileParallel(full, sizeHint);
 }

@@ -23,9 +23,14 @@ export class StateDb {
   #remote: Map<string, RemoteEntry> | null = null;
   #aliases: Map<string, string> | null = null;
 
-  constructor(dir: string) {
+  /**
+   * Opens (or creates) `dir/state.db`. `durable: false` skips fsyncs (the simulator, whose
+   * crashes are simulated above the database: what was committed stays committed).
+   */
+  constructor(dir: string, opts: { durable?: boolean } = {}) {
     this.#db = new DatabaseSync(join(dir, "state.db"));
-    this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
+    const sync = opts.durable === false ? "OFF" : "FULL";
+    this.#db.exec(`PRAGMA journal_mode=WAL; PRAGMA synchronous=${sync};
       CREATE TABLE IF NOT EXISTS base(path TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS remote(path TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -47,7 +52,7 @@ export class StateDb {
   }
 
   /** The merge base (kept in memory after the first load; updated by {@link setBase}). */
-  loadBase(): Map<string, BaseEntry> {
+  loadBase(): ReadonlyMap<string, BaseEntry> {
     return this.#base ??= this.#load<BaseEntry>("base");
   }
 

@@ -24,6 +24,7 @@
 import type { ChunkRef, Kind, RemoteEntry } from "./types.ts";
 import { decideCommit } from "./commit_rules.ts";
 import { parentPaths } from "./paths.ts";
+import { chunkListProblem } from "./chunk_list.ts";
 
 /** A change proposed by a device. */
 export interface CommitItem {
@@ -43,7 +44,12 @@ export interface CommitItem {
 /** What became of one {@link CommitItem}. */
 export type CommitResult =
   | { ok: true; version: number }
-  | { ok: false; reason: "conflict" | "missing" | "invalid"; message: string; version?: number };
+  | {
+    ok: false;
+    reason: "conflict" | "missing" | "invalid" | "quota";
+    message: string;
+    version?: number;
+  };
 
 /** The stored state of one account before the batch, as the planner may read it. */
 export interface CommitReader {
@@ -130,20 +136,23 @@ export function planCommit(
     }
     if (!item.deleted) {
       if (item.kind === "file") {
-        let total = 0;
+        // Every chunk stored, with the size the index knows, and the list bounded by the file's
+        // size: a list naming one tiny chunk 390,000 times (free metadata) is refused.
         for (const c of item.chunks) {
-          if (reader.chunkSize(c.hash) === undefined) {
+          const known = reader.chunkSize(c.hash);
+          if (known === undefined) {
             return { ok: false, reason: "missing", message: `chunk ${c.hash} was never uploaded` };
           }
-          total += c.size;
+          if (known !== c.size) {
+            return {
+              ok: false,
+              reason: "invalid",
+              message: `chunk ${c.hash} holds ${known} bytes, not ${c.size}`,
+            };
+          }
         }
-        if (total !== item.size) {
-          return {
-            ok: false,
-            reason: "invalid",
-            message: "chunk sizes do not add up to the file size",
-          };
-        }
+        const problem = chunkListProblem(item.size, item.chunks);
+        if (problem) return { ok: false, reason: "invalid", message: problem };
       }
       // Parents must be live directories: revive deleted ones, refuse to nest under a file.
       for (const parent of parentPaths(item.path)) {

@@ -34,7 +34,7 @@
  */
 
 import type { BaseEntry, Kind, LocalEntry, RemoteEntry } from "./types.ts";
-import { isWindowsUnsafeName } from "./paths.ts";
+import { isWindowsUnsafeName, WINDOWS_RESERVED_RE } from "./paths.ts";
 import { blockedName, caseConflictName } from "./conflict_name.ts";
 
 /** What the device's file system can hold. */
@@ -114,8 +114,6 @@ export function foldName(s: string): string {
   return out;
 }
 
-const RESERVED_RE = /^(CON|PRN|AUX|NUL|COM[1-9¹²³]|LPT[1-9¹²³]) *(\..*)?$/i;
-
 /** Why Windows cannot hold `name` (one segment), or null if it can. */
 export function windowsNameProblem(name: string): string | null {
   if (!isWindowsUnsafeName(name)) return null;
@@ -125,7 +123,7 @@ export function windowsNameProblem(name: string): string | null {
   if (bad) return `Windows does not allow ${JSON.stringify(bad[0])} in names`;
   if (name.endsWith(".")) return "Windows does not allow names that end with a dot";
   if (name.endsWith(" ")) return "Windows does not allow names that end with a space";
-  if (RESERVED_RE.test(name)) return "the name is reserved for a device on Windows";
+  if (WINDOWS_RESERVED_RE.test(name)) return "the name is reserved for a device on Windows";
   return "Windows cannot hold this name";
 }
 

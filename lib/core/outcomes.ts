@@ -65,6 +65,8 @@ export interface Tally {
   deferred: number;
   refused: number;
   failed: number;
+  /** Folders created here or on the server (not in the summary line). */
+  dirs: number;
   /** Failed paths with their reasons, in order. */
   failures: { path: string; reason: string }[];
   /** Conflict copies made, in order. */
@@ -91,6 +93,7 @@ export function emptyTally(): Tally {
     deferred: 0,
     refused: 0,
     failed: 0,
+    dirs: 0,
     failures: [],
     conflictCopies: [],
     names: {},
@@ -102,6 +105,7 @@ export function tally(outcomes: Iterable<Outcome>, into: Tally = emptyTally()): 
   for (const o of outcomes) {
     switch (o.kind) {
       case "dir":
+        into.dirs++;
         continue;
       case "conflict":
         into.conflicts++;
@@ -137,6 +141,7 @@ export function addTally(a: Tally, b: Tally): Tally {
       "deferred",
       "refused",
       "failed",
+      "dirs",
     ] as const
   ) out[k] += b[k];
   out.failures.push(...b.failures);
@@ -151,10 +156,10 @@ export function addTally(a: Tally, b: Tally): Tally {
   return out;
 }
 
-/** True when the pass moved something (content, metadata, a move, a deletion, a copy). */
+/** True when the pass moved something (content, metadata, a move, a deletion, a copy, a folder). */
 export function madeProgress(t: Tally): boolean {
   return t.sent + t.sentMeta + t.received + t.receivedMeta + t.movedHere + t.movedThere +
-      t.deletedHere + t.deletedThere + t.conflicts > 0;
+      t.deletedHere + t.deletedThere + t.conflicts + t.dirs > 0;
 }
 
 /** The part of a summary for one kind: `3 sent (a.txt, b.txt, c.txt)`, `12 sent (a.txt, ...)`. */

@@ -1,7 +1,8 @@
 /**
  * Wire-path rules. A wire path is how a file or directory is named between client and server:
  * relative, `/`-separated, NFC-normalized, no `.`/`..`/empty segments, no control characters,
- * within the byte limits, and never inside a client's private `.cloudsync` folder (at any depth). The server
+ * within the byte limits, no ignorable code points, and never inside a client's private
+ * `.cloudsync` folder (at any depth, under any of its aliases). The server
  * rejects anything {@link checkWirePath} rejects; clients convert local paths with
  * {@link toWirePath} and skip (with a warning) names they cannot represent.
  *
@@ -26,10 +27,37 @@ export function utf8Length(s: string): number {
 // deno-lint-ignore no-control-regex
 const CONTROL_RE = /[\x00-\x1f\x7f]/;
 
-/** Whether a name (one segment) is the client's private folder, in any letter case. */
+/**
+ * Default-ignorable code points (zero-width spaces, joiners, bidi marks, soft hyphen...): HFS+
+ * ignores many of them in names, so `.cloud\u200bsync` there is `.cloudsync`.
+ */
+const IGNORABLE_RE = /\p{Default_Ignorable_Code_Point}/gu;
+/**
+ * The ignorable code points a name may hold: the joiners (emoji sequences, Indic and Persian
+ * scripts) and the variation selectors (emoji presentation). Every other one is refused.
+ */
+const ALLOWED_IGNORABLE_RE = /^[\u200c\u200d\ufe00-\ufe0f\u{e0100}-\u{e01ef}]$/u;
+
+/** The first default-ignorable code point of `s` that names may not hold, or null. */
+function refusedIgnorable(s: string): string | null {
+  for (const m of s.matchAll(IGNORABLE_RE)) {
+    if (!ALLOWED_IGNORABLE_RE.test(m[0])) return m[0];
+  }
+  return null;
+}
+
+/** The Windows 8.3 short name of `.cloudsync` and its siblings (`CLOUDS~1`, `CLOUDS~2`...). */
+const SHORT_PRIVATE_RE = /^CLOUDS~\d+$/i;
+
+/**
+ * Whether `name` is, or is an alias of, the private folder on some file system: any letter case
+ * (both case mappings: "ſ" upper-cases to "S"), with ignorable code points removed (HFS+), with
+ * trailing dots and spaces removed (Windows), or its 8.3 short name (`CLOUDS~1`).
+ */
 export function isPrivateName(name: string): boolean {
-  // Both case mappings: "ſ" (long s) upper-cases to "S", as a case-folding file system sees it.
-  return name.toLowerCase() === PRIVATE_DIR || name.toUpperCase() === PRIVATE_DIR.toUpperCase();
+  if (SHORT_PRIVATE_RE.test(name)) return true;
+  const n = name.replace(IGNORABLE_RE, "").replace(/[. ]+$/, "");
+  return n.toLowerCase() === PRIVATE_DIR || n.toUpperCase() === PRIVATE_DIR.toUpperCase();
 }
 
 /**
@@ -48,6 +76,11 @@ export function checkWirePath(p: string): string | null {
   if (p.includes("\\")) return bad("it contains a backslash");
   if (utf8Length(p) > MAX_PATH_BYTES) return bad(`it is longer than ${MAX_PATH_BYTES} bytes`);
   if (p.normalize("NFC") !== p) return bad("it is not NFC-normalized");
+  const ignorable = refusedIgnorable(p);
+  if (ignorable !== null) {
+    const code = ignorable.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0");
+    return bad(`it contains the invisible, ignorable character U+${code}`);
+  }
   const segments = p.split("/");
   for (const seg of segments) {
     if (seg === "") return bad("it has an empty segment");
@@ -71,13 +104,19 @@ export function toWirePath(localRelative: string, sep: string): string {
   return parts.filter((s) => s !== "" && s !== ".").join("/").normalize("NFC");
 }
 
-/** Reserved device names on Windows, with or without an extension (spaces before it are ignored). */
-const WINDOWS_RESERVED_RE = /^(CON|PRN|AUX|NUL|COM[1-9¹²³]|LPT[1-9¹²³]) *(\..*)?$/i;
+/**
+ * Reserved device names on Windows, with or without an extension (spaces before it are ignored):
+ * CON, PRN, AUX, NUL, COM0-COM9, LPT0-LPT9 (and the superscript digits ¹²³), CONIN$, CONOUT$,
+ * CLOCK$.
+ */
+export const WINDOWS_RESERVED_RE =
+  /^(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³]|CONIN\$|CONOUT\$|CLOCK\$) *(\..*)?$/i;
 
 /**
  * Reports whether `name` (one path segment) cannot be created on Windows: it contains one of
  * `< > : " | ? * \` or a control character, ends in a dot or a space, or is a reserved device name
- * (CON, PRN, AUX, NUL, COM1-9, LPT1-9), with or without an extension, in any letter case.
+ * (CON, PRN, AUX, NUL, COM0-9, LPT0-9, CONIN$, CONOUT$, CLOCK$), with or without an extension, in
+ * any letter case.
  */
 export function isWindowsUnsafeName(name: string): boolean {
   if (name === "") return true;

@@ -80,6 +80,9 @@ export function beforeRead(
   settle = SETTLE_MS,
 ): Stability {
   const age = now - s.mtime;
+  // A modification time in the future says nothing about a write in progress (another
+  // machine's clock, `touch -d`): only a recent past one does.
+  if (age < 0) return { stable: true };
   if (s.size === 0 && baseSize !== undefined && baseSize > 0 && age < EMPTIED_SETTLE_MS) {
     return wait(s, now, EMPTIED_SETTLE_MS, "it was just emptied; waiting for it to be written");
   }

@@ -28,6 +28,7 @@
  */
 
 import zlib from "node:zlib";
+import { headerShapeProblem } from "./header_shape.ts";
 
 /** Largest accepted frame length (the `length` field): 8 MiB of body plus 64 KiB of header room. */
 export const MAX_FRAME: number = 8 * 1024 * 1024 + 64 * 1024;
@@ -101,6 +102,55 @@ export interface FrameReaderOptions {
   onNearEnd?: (missing: number) => void;
   /** Threshold of {@link onNearEnd}; default 64 KiB (a loopback TCP segment). */
   nearEndBytes?: number;
+  /** Bounds on headers (see {@link HeaderLimits}); default {@link DEFAULT_HEADER_LIMITS}. */
+  headerLimits?: HeaderLimits;
+}
+
+/**
+ * What a header may cost before it is parsed: checked on the wire length, after decompression,
+ * and on its structure (containers, depth, keys, object shapes: see `header_shape.ts`), so
+ * that a small frame cannot make the parser allocate millions of objects (measured: 32 MiB of
+ * `{}` took 31-36 s to parse with the run tasks' V8 flags).
+ */
+export interface HeaderLimits {
+  /** Largest header, in bytes, on the wire and after decompression. */
+  maxHeader: number;
+  /** Whether a zstd-compressed header is accepted at all. */
+  compressed: boolean;
+  /** A compressed header may expand to at most this many times its wire size (plus 64 KiB). */
+  maxRatio: number;
+}
+
+/** Headers accepted by default: 32 MiB (a client reading its own server's replies). */
+export const DEFAULT_HEADER_LIMITS: HeaderLimits = {
+  maxHeader: 32 * 1024 * 1024,
+  compressed: true,
+  maxRatio: 1024,
+};
+
+/** Headers at least this big are parsed one per turn of the event loop (see {@link bigParse}). */
+const BIG_HEADER = 1024 * 1024;
+
+/** The end of the last big header parse queued (all readers of this process). */
+let bigParseTail: Promise<void> = Promise.resolve();
+
+/**
+ * Runs `parse` (of a big header) after every big parse queued before it, each in its own turn
+ * of the event loop: what other connections have ready is handled between two of them, so a
+ * flood of big headers (up to about 0.1 s each per 8 MiB within the bounds) delays everybody
+ * else's small requests by one parse at most, not by the whole queue.
+ */
+async function bigParse<T>(parse: () => T): Promise<T> {
+  const before = bigParseTail;
+  let done!: () => void;
+  bigParseTail = new Promise((r) => done = r);
+  try {
+    await before;
+    await new Promise((r) => setTimeout(r, 0));
+    return parse();
+  } finally {
+    done();
+  }
 }
 
 const encoder = new TextEncoder();
@@ -113,8 +163,6 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 /** Type-byte flag: the header is zstd-compressed (set for headers over 4 KiB when it helps). */
 export const HEADER_ZSTD = 0x80;
 const COMPRESS_HEADER_OVER = 4096;
-/** Largest header accepted after decompression (a decompression bomb stops here). */
-const MAX_HEADER = 32 * 1024 * 1024;
 const ZSTD_LEVEL_1: zlib.ZstdOptions = { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } };
 
 function isFrameType(t: number): t is FrameTypeCode {
@@ -221,6 +269,7 @@ export class FrameReader {
   readonly #prefixView = new DataView(this.#prefix.buffer);
   readonly #onNearEnd: ((missing: number) => void) | undefined;
   readonly #nearEnd: number;
+  #headerLimits: HeaderLimits;
 
   /** Wraps `source`; a stream is locked (via `getReader()`) for the life of this reader. */
   constructor(source: ReadableStream<Uint8Array> | ByteReader, opts: FrameReaderOptions = {}) {
@@ -228,6 +277,7 @@ export class FrameReader {
     this.#bufferSize = Math.max(PREFIX, opts.bufferSize ?? DEFAULT_BUFFER_SIZE);
     this.#onNearEnd = opts.onNearEnd;
     this.#nearEnd = opts.nearEndBytes ?? 64 * 1024;
+    this.#headerLimits = opts.headerLimits ?? DEFAULT_HEADER_LIMITS;
     if (source instanceof ReadableStream) {
       this.#stream = source.getReader();
       this.#source = null;
@@ -259,6 +309,11 @@ export class FrameReader {
     } finally {
       this.#busy = false;
     }
+  }
+
+  /** Changes the header bounds for the frames read from now on (e.g. once a peer signed in). */
+  setHeaderLimits(limits: HeaderLimits): void {
+    this.#headerLimits = limits;
   }
 
   /** Cancels the underlying stream (no-op for `ByteReader` sources, which the caller owns). */
@@ -295,17 +350,40 @@ export class FrameReader {
         `Cannot read frame: header length ${headerLen} exceeds frame payload ${payload}`,
       );
     }
+    const limits = this.#headerLimits;
+    const compressed = (typeByte & HEADER_ZSTD) !== 0;
+    if (compressed && !limits.compressed) {
+      throw new FrameError("Cannot read frame: a compressed header is not accepted here");
+    }
+    if (headerLen > limits.maxHeader) {
+      throw new FrameError(
+        `Cannot read frame: header of ${headerLen} bytes exceeds the limit of ${limits.maxHeader}`,
+      );
+    }
     const headerBytes = new Uint8Array(headerLen);
     await this.#readExact(headerBytes, PREFIX, length);
-    let parsed: unknown;
-    try {
-      const text = typeByte & HEADER_ZSTD
-        ? zlib.zstdDecompressSync(headerBytes, { maxOutputLength: MAX_HEADER })
-        : headerBytes;
-      parsed = JSON.parse(decoder.decode(text));
-    } catch {
-      throw new FrameError("Cannot read frame: header is not valid UTF-8 JSON");
+    let text: Uint8Array = headerBytes;
+    if (compressed) {
+      const most = Math.min(limits.maxHeader, headerLen * limits.maxRatio + 64 * 1024);
+      try {
+        const z = zlib.zstdDecompressSync(headerBytes, { maxOutputLength: Math.max(1, most) });
+        text = new Uint8Array(z.buffer, z.byteOffset, z.byteLength);
+      } catch {
+        throw new FrameError(
+          `Cannot read frame: the compressed header is not valid zstd or expands beyond ${most} bytes`,
+        );
+      }
     }
+    const parse = (): unknown => {
+      const problem = headerShapeProblem(text);
+      if (problem) throw new FrameError(`Cannot read frame: ${problem}`);
+      try {
+        return JSON.parse(decoder.decode(text));
+      } catch {
+        throw new FrameError("Cannot read frame: header is not valid UTF-8 JSON");
+      }
+    };
+    const parsed = text.length >= BIG_HEADER ? await bigParse(parse) : parse();
     if (!isPlainObject(parsed)) {
       throw new FrameError("Cannot read frame: header is not a JSON object");
     }

@@ -7,14 +7,34 @@
  */
 
 import type { ChunkRef, Kind, RemoteEntry } from "../core/types.ts";
+import { chunkListProblem, maxChunksFor } from "../core/chunk_list.ts";
 import { ProtocolError } from "./peer.ts";
+import { unsafeTextProblem } from "../util/log_text.ts";
 
 /** Wire protocol version; a peer with another major version is refused at `hello`. */
 export const PROTOCOL_VERSION = 1;
 /** Program version, reported in the handshake. */
 export const PROGRAM_VERSION = "0.1.0";
-/** Capabilities this build offers. */
-export const CAPABILITIES = ["chunks-sha256", "zstd", "push", "history"];
+/**
+ * Capabilities this build offers; each side reads the other's at `hello`: `chunks-sha256` (content
+ * named by SHA-256: required), `zstd` (chunks may travel compressed), `push` (`changed` notices),
+ * `stream` (`announce`/`incoming`: big files stream while they upload), `mode` (permission bits),
+ * `history` (`history`, `listAt`, `restore`).
+ */
+export const CAPABILITIES = ["chunks-sha256", "zstd", "push", "stream", "mode", "history"];
+
+/** Reads a peer's capability list (at most 64 short names; anything else is dropped). */
+export function readCapabilities(v: unknown): Set<string> {
+  const out = new Set<string>();
+  if (!Array.isArray(v)) return out;
+  for (const c of v.slice(0, 64)) if (typeof c === "string" && c.length <= 64) out.add(c);
+  return out;
+}
+
+/** Most chunks in one `putMany` / `getMany` (both sides enforce it). */
+export const MAX_BATCH = 1024;
+/** Most chunk bytes in one `getMany` reply. */
+export const MAX_BATCH_BYTES = 6 * 1024 * 1024;
 
 /** Most entries in one `changes` reply. */
 export const MAX_CHANGES = 2000;
@@ -26,12 +46,16 @@ export const MAX_COMMIT = 1000;
 export const MAX_HISTORY = 1000;
 /** Most entries in one `listAt` reply. */
 export const MAX_LIST = 1000;
-/** Most chunk references in one `listAt` reply (a page ends early rather than pass it). */
-export const MAX_LIST_CHUNKS = 50_000;
+/**
+ * Most bytes of rows in one `history` or `listAt` reply, as `changes` counts them (path, chunk
+ * list, a fixed 200): a page ends early rather than pass it, so it always fits in a frame.
+ */
+export const MAX_LIST_BYTES = 2 * 1024 * 1024;
 /** Most items in one `restore` request. */
 export const MAX_RESTORE = 1000;
-/** Largest chunk accepted (the chunker's maximum). */
-export const MAX_CHUNK = 4 * 1024 * 1024;
+export { chunkListProblem, MAX_CHUNK, maxChunksFor, MIN_CHUNK } from "../core/chunk_list.ts";
+/** Longest device name, in characters. */
+export const MAX_DEVICE_NAME = 100;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -86,6 +110,15 @@ export function chunkList(v: unknown, field: string): ChunkRef[] {
   });
 }
 
+/** Reads a device name: 1 to MAX_DEVICE_NAME characters, no control or bidirectional characters. */
+export function deviceName(h: Record<string, unknown>, k: string): string {
+  const v = str(h, k, MAX_DEVICE_NAME);
+  if (v.trim() === "") bad(k, "is empty");
+  const problem = unsafeTextProblem(v);
+  if (problem) bad(k, problem);
+  return v;
+}
+
 /** Reads a kind field. */
 export function kind(h: Record<string, unknown>, k: string): Kind {
   const v = h[k];
@@ -112,19 +145,35 @@ export function obj(v: unknown, field: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-/** Parses an entry received from the server (the client side trusts nothing either). */
+/**
+ * Parses an entry received from the server (the client side trusts nothing either): a live
+ * file's chunks must be possible (1 byte to MAX_CHUNK each, adding up to its size, at most
+ * `maxChunksFor(size)`), so that a hostile server cannot make the client allocate more than one
+ * chunk's worth or write a file larger than the entry says.
+ *
+ * @throws {ProtocolError} `bad-request` naming the field.
+ */
 export function parseRemoteEntry(v: unknown): RemoteEntry {
   const o = obj(v, "entry");
-  return {
+  const size = int(o, "size");
+  if (Array.isArray(o.chunks) && o.chunks.length > maxChunksFor(size)) {
+    bad("chunks", `holds ${o.chunks.length} chunks, too many for ${size} bytes`);
+  }
+  const e: RemoteEntry = {
     path: str(o, "path"),
     kind: kind(o, "kind"),
     deleted: bool(o, "deleted"),
     version: int(o, "version"),
-    size: int(o, "size"),
+    size,
     mtime: int(o, "mtime"),
     ...modeFields(o),
     hash: o.hash === "" ? "" : hash(o, "hash"),
     chunks: chunkList(o.chunks, "chunks"),
     device: str(o, "device", 200),
   };
+  if (e.kind === "file" && !e.deleted) {
+    const problem = chunkListProblem(e.size, e.chunks);
+    if (problem) bad("chunks", problem);
+  }
+  return e;
 }

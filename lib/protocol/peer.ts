@@ -24,6 +24,7 @@ import {
   type Frame,
   FrameReader,
   FrameType,
+  type HeaderLimits,
   MAX_FRAME,
   writeAll,
 } from "./frame.ts";
@@ -100,6 +101,15 @@ export interface PeerOptions {
    * 3 ms apart took 48 ms instead of 12). Default false.
    */
   ackEagerly?: boolean;
+  /** Bounds on the headers of frames received (see `HeaderLimits`); can change later. */
+  headerLimits?: HeaderLimits;
+  /**
+   * Close the connection when frames queued for sending but not yet written (replies, notices,
+   * requests) would exceed this many bytes: the peer does not read. Default: no bound.
+   */
+  maxQueuedBytes?: number;
+  /** Called each time a queued frame has been written (see {@link Peer.queuedBytes}). */
+  onWritten?: () => void;
 }
 
 interface Pending {
@@ -124,6 +134,8 @@ export class Peer {
    * clean close by either side, otherwise the error that ended it.
    */
   readonly closed: Promise<Error | null>;
+  /** What the other side said it supports at `hello` (see `CAPABILITIES`); empty until then. */
+  caps: ReadonlySet<string> = new Set();
 
   readonly #conn: PeerConn;
   readonly #onRequest: PeerOptions["onRequest"];
@@ -141,6 +153,12 @@ export class Peer {
   #writeChain: Promise<void> = Promise.resolve();
   /** Frames queued or being written. */
   #writing = 0;
+  /** Bytes of the frames queued or being written (heads and bodies). */
+  #queued = 0;
+  /** When the write in progress started (0: none in progress). */
+  #writeSince = 0;
+  readonly #maxQueued: number;
+  readonly #onWritten: (() => void) | undefined;
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #ackEagerly: boolean;
   #inFlight = 0;
@@ -160,6 +178,8 @@ export class Peer {
     this.#maxInFlight = Math.max(1, opts.maxIncomingInFlight ?? 64);
     this.#heartbeatMs = opts.heartbeatMs ?? 15_000;
     this.#idleTimeoutMs = opts.idleTimeoutMs ?? 45_000;
+    this.#maxQueued = opts.maxQueuedBytes ?? Infinity;
+    this.#onWritten = opts.onWritten;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
     this.#lastSent = this.#lastReceived = performance.now();
     // Every raw read counts as activity, so a slow multi-megabyte frame does not look idle.
@@ -176,6 +196,7 @@ export class Peer {
       // 50 ms instead of 5); pings sent while only the last 64 KiB are missing carry the ACK (at
       // most one per event loop turn, a few per big frame).
       ...(this.#ackEagerly ? { onNearEnd: () => this.#scheduleAck() } : {}),
+      ...(opts.headerLimits ? { headerLimits: opts.headerLimits } : {}),
     });
     this.#armTimer();
     void this.#readLoop();
@@ -217,6 +238,40 @@ export class Peer {
     await this.#enqueue(head, body);
   }
 
+  /**
+   * Sends a notice already encoded as a whole frame (see `encodeFrame`): a notice for many
+   * connections is encoded once and the same bytes are queued on each.
+   *
+   * @throws {ConnectionClosedError} if the connection is closed or fails while writing.
+   */
+  async notifyEncoded(frame: Uint8Array): Promise<void> {
+    if (this.#closing) throw this.#closedError("send notice");
+    await this.#enqueue(frame, EMPTY);
+  }
+
+  /** Bytes queued for sending and not yet written. */
+  get queuedBytes(): number {
+    return this.#queued;
+  }
+
+  /** Frames queued for sending and not yet written. */
+  get queuedFrames(): number {
+    return this.#writing;
+  }
+
+  /**
+   * Milliseconds the write in progress has been waiting at `now` (`performance.now()`), 0 when
+   * nothing is being written: a peer that does not read makes it grow without end.
+   */
+  writeStalledFor(now: number): number {
+    return this.#writeSince === 0 ? 0 : Math.max(0, now - this.#writeSince);
+  }
+
+  /** Changes the bounds on the headers of the frames received from now on. */
+  setHeaderLimits(limits: HeaderLimits): void {
+    this.#reader.setHeaderLimits(limits);
+  }
+
   /** Closes the connection (idempotent): rejects pending requests and clears all timers. */
   close(): void {
     this.#shutdown(null);
@@ -240,12 +295,25 @@ export class Peer {
 
   /** Queues one frame (head + body) behind every earlier write so frames never interleave. */
   #enqueue(head: Uint8Array, body: Uint8Array): Promise<void> {
+    const bytes = head.length + body.length;
+    if (this.#queued + bytes > this.#maxQueued && this.#writing > 0) {
+      const err = new Error(
+        `Cannot send: the peer does not read (${
+          this.#queued + bytes
+        } bytes queued, at most ${this.#maxQueued})`,
+      );
+      this.#shutdown(err);
+      return Promise.reject(this.#closedError("write frame"));
+    }
     this.#writing++;
+    this.#queued += bytes;
     const run = this.#writeChain.then(async () => {
       if (this.#closing) throw this.#closedError("write frame");
       const writer = {
         write: async (p: Uint8Array) => {
+          this.#writeSince = performance.now();
           const n = await this.#conn.write(p);
+          this.#writeSince = 0;
           this.#lastSent = performance.now();
           return n;
         },
@@ -262,7 +330,11 @@ export class Peer {
         await writeAll(writer, head);
       }
     });
-    this.#writeChain = run.then(() => {}, () => {}).finally(() => this.#writing--);
+    this.#writeChain = run.then(() => {}, () => {}).finally(() => {
+      this.#writing--;
+      this.#queued -= bytes;
+      this.#onWritten?.();
+    });
     return run.catch((err) => {
       if (err instanceof ConnectionClosedError) throw err;
       const wasOpen = !this.#closing;

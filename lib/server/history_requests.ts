@@ -13,13 +13,14 @@ import {
   int,
   MAX_HISTORY,
   MAX_LIST,
-  MAX_LIST_CHUNKS,
+  MAX_LIST_BYTES,
   MAX_RESTORE,
   obj,
   str,
 } from "../protocol/messages.ts";
 import { checkWirePath } from "../core/paths.ts";
 import type { CommitResult, MetaStore, PointInTime, RestoreItem } from "./stores.ts";
+import { rowBytes } from "./session.ts";
 
 /** A path field: "" (the whole account) or a valid wire path. */
 function pathField(h: Record<string, unknown>, k: string): string {
@@ -40,9 +41,20 @@ function limitOf(h: Record<string, unknown>, max: number): number {
   return Math.min(Math.max(1, int(h, "limit")), max);
 }
 
+/** The first rows of a page that weigh at most {@link MAX_LIST_BYTES} (at least one). */
+function withinBudget<T>(rows: T[], more: boolean, weight: (row: T) => number) {
+  let bytes = 0;
+  for (let i = 0; i < rows.length; i++) {
+    bytes += weight(rows[i]!);
+    if (bytes > MAX_LIST_BYTES && i > 0) return { rows: rows.slice(0, i), more: true };
+  }
+  return { rows, more };
+}
+
 /**
  * `history`: the versions of `path` and below, newest first (`deleted: true`: the deleted paths
- * still kept, with the version a restore brings back); `before` and `since` narrow it.
+ * still kept, with the version a restore brings back); `before` and `since` narrow it. A page
+ * ends early rather than weigh more than {@link MAX_LIST_BYTES}.
  */
 export async function historyRequest(
   meta: MetaStore,
@@ -60,17 +72,16 @@ export async function historyRequest(
     ...(since !== undefined ? { since } : {}),
   };
   const page = deleted ? await meta.deletedPaths(account, q) : await meta.history(account, q);
-  const last = page.rows[page.rows.length - 1];
-  return {
-    versions: page.rows,
-    more: page.more,
-    ...(page.more && last ? { next: last.version } : {}),
-  };
+  const weight = (v: { path: string }) => (deleted ? 2 : 1) * rowBytes(v.path, 0);
+  const { rows, more } = withinBudget(page.rows, page.more, weight);
+  const last = rows[rows.length - 1];
+  return { versions: rows, more, ...(more && last ? { next: last.version } : {}) };
 }
 
 /**
  * `listAt`: the state of `path` and below at the instant `at`, in path order, after `after`.
- * A page also ends before it carries more than {@link MAX_LIST_CHUNKS} chunk references. An empty
+ * A page also ends before its entries weigh more than {@link MAX_LIST_BYTES} (as `changes` counts
+ * them: path, chunk list, a fixed overhead). An empty
  * first page says when the oldest kept version there was made (`oldest`, null: none).
  */
 export async function listAtRequest(
@@ -92,17 +103,11 @@ export async function listAtRequest(
     limit: limitOf(h, MAX_LIST),
     ...(after !== undefined ? { after } : {}),
   });
-  let rows: PointInTime[] = page.rows;
-  let more = page.more;
-  let chunks = 0;
-  for (let i = 0; i < rows.length; i++) {
-    chunks += rows[i]!.chunks.length;
-    if (chunks > MAX_LIST_CHUNKS && i > 0) {
-      rows = rows.slice(0, i);
-      more = true;
-      break;
-    }
-  }
+  const { rows, more } = withinBudget(
+    page.rows,
+    page.more,
+    (e: PointInTime) => rowBytes(e.path, e.chunks.length),
+  );
   const last = rows[rows.length - 1];
   const empty = rows.length === 0 && after === undefined;
   return {
@@ -113,15 +118,26 @@ export async function listAtRequest(
   };
 }
 
+/** The quota's part in a restore (see `QuotaTracker`). */
+export interface RestoreQuota {
+  reserve(account: string, bytes: number): Promise<void>;
+  release(account: string, bytes: number): void;
+  recount(account: string): void;
+}
+
 /**
  * `restore`: makes kept versions current again (`items`: path, version, baseVersion), as a
- * commit by `device`. A bad path refuses that item only. Returns one result per item.
+ * commit by `device`. A bad path refuses that item only. Like a commit, it counts toward the
+ * quota: a new row and the one it keeps, each reserved at its path's cost before (over the quota:
+ * every item refused as `quota`), the usage read again from the store after (the chunk lists,
+ * which only the store knows). Returns one result per item.
  */
 export async function restoreRequest(
   meta: MetaStore,
   account: string,
   device: string,
   h: Record<string, unknown>,
+  quota: RestoreQuota | null = null,
 ): Promise<CommitResult[]> {
   const raw = h.items;
   if (!Array.isArray(raw) || raw.length > MAX_RESTORE) bad("items");
@@ -133,7 +149,28 @@ export async function restoreRequest(
     return { path, version: int(o, "version"), baseVersion: int(o, "baseVersion") };
   });
   const valid = parsed.filter((p): p is RestoreItem => typeof p !== "string");
-  const done = valid.length > 0 ? await meta.restore(account, device, valid) : [];
+  const cost = valid.reduce((n, p) => n + 2 * rowBytes(p.path, 0), 0);
+  if (quota && valid.length > 0) {
+    try {
+      await quota.reserve(account, cost);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      return parsed.map((p) =>
+        typeof p === "string"
+          ? { ok: false, reason: "invalid", message: p }
+          : { ok: false, reason: "quota", message: e.message }
+      );
+    }
+  }
+  let done: CommitResult[];
+  try {
+    done = valid.length > 0 ? await meta.restore(account, device, valid) : [];
+  } finally {
+    if (quota && valid.length > 0) {
+      quota.release(account, cost);
+      quota.recount(account);
+    }
+  }
   let next = 0;
   return parsed.map((p) =>
     typeof p === "string" ? { ok: false, reason: "invalid", message: p } : done[next++]!

@@ -17,7 +17,7 @@
 
 import { ProtocolError } from "../protocol/peer.ts";
 import type { PeerConn } from "../protocol/peer.ts";
-import type { ChunkIndex } from "./stores.ts";
+import type { ChunkIndex, JournalStore } from "./stores.ts";
 
 /** Milliseconds, from any monotonic-enough source; `Date.now` by default. */
 export type Now = () => number;
@@ -76,6 +76,30 @@ export function describeSize(n: number): string {
 export function describeWait(ms: number): string {
   const s = Math.max(1, Math.ceil(ms / 1000));
   return s < 120 ? `${s} s` : `${Math.ceil(s / 60)} min`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses
+
+/**
+ * The group a source address is limited by: its IPv4 /24 (`203.0.113.0/24`) or IPv6 /64
+ * (`2001:db8:1:2::/64`); an IPv4-mapped IPv6 address counts as IPv4. One host usually owns a
+ * whole IPv6 /64, and a /24 is the smallest block anybody routes, so an attacker with many
+ * addresses gains little. Anything unparsable is its own group.
+ */
+export function addressGroup(ip: string): string {
+  const v4 = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.\d{1,3}$/i.exec(ip);
+  if (v4) return `${v4[1]}.${v4[2]}.${v4[3]}.0/24`;
+  if (!ip.includes(":")) return ip;
+  const [head, tail] = ip.split("%")[0]!.split("::") as [string, string | undefined];
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups = tail === undefined
+    ? left
+    : [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill("0"), ...right];
+  const first = groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16));
+  while (first.length < 4) first.push("0");
+  return `${first.join(":")}::/64`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,10 +213,10 @@ export const IP_THROTTLE: ThrottleOptions = {
 };
 
 /**
- * Default throttling per account: more tolerant and capped lower than per address, since
- * attempts from many addresses can lock an account out for its own devices too.
+ * Default throttling per (account, device): a device whose credential keeps failing (a revoked
+ * one, a stolen id) is slowed down without touching the account's other devices.
  */
-export const ACCOUNT_THROTTLE: ThrottleOptions = {
+export const DEVICE_THROTTLE: ThrottleOptions = {
   freeFailures: 20,
   baseLockoutMs: 1_000,
   maxLockoutMs: 5 * 60_000,
@@ -211,39 +235,55 @@ export function throttledError(ms: number, why = ""): ProtocolError {
   );
 }
 
-/** Failed sign-ins (`auth`) and enrollments (`enroll`), by source address and by account. */
+/**
+ * Failed sign-ins (`auth`) and enrollments (`enroll`), by source address group (see
+ * {@link addressGroup}) and by (account, device). A locked address group is refused without
+ * checking anything. A locked device key is still checked: a valid, non-revoked credential
+ * always signs in (guessing one is hopeless), so failures of a revoked or stolen device id never
+ * shut the account's good devices out.
+ */
 export class SignInThrottle {
   readonly byIp: FailureThrottle;
-  readonly byAccount: FailureThrottle;
+  readonly byDevice: FailureThrottle;
 
   constructor(
     ip: ThrottleOptions = IP_THROTTLE,
-    account: ThrottleOptions = ACCOUNT_THROTTLE,
+    device: ThrottleOptions = DEVICE_THROTTLE,
     now: Now = Date.now,
   ) {
     this.byIp = new FailureThrottle(ip, now);
-    this.byAccount = new FailureThrottle(account, now);
+    this.byDevice = new FailureThrottle(device, now);
   }
 
-  /** Milliseconds until an attempt from `ip` on `account` (null: unknown) is allowed. */
-  lockedFor(ip: string, account: string | null): number {
-    return Math.max(this.byIp.lockedFor(ip), account ? this.byAccount.lockedFor(account) : 0);
+  /** Milliseconds until an attempt from `ip` is checked at all. */
+  lockedFor(ip: string): number {
+    return this.byIp.lockedFor(addressGroup(ip));
   }
 
-  /** Records a failure; returns the lockouts started now (0: none) and the counts. */
-  failed(ip: string, account: string | null): {
+  /** Milliseconds the device key `account/device` stays locked (0: not locked). */
+  deviceLockedFor(account: string, device: string): number {
+    return this.byDevice.lockedFor(`${account}/${device}`);
+  }
+
+  /**
+   * Records a failure: of the address group when `guess` (a wrong serial or credential), of the
+   * device key when given. Returns the lockouts started now (0: none) and the counts.
+   */
+  failed(ip: string, device: { account: string; id: string } | null, guess = true): {
     ipLockout: number;
-    accountLockout: number;
+    deviceLockout: number;
     ipFailures: number;
-    accountFailures: number;
+    deviceFailures: number;
   } {
-    const ipLockout = this.byIp.fail(ip);
-    const accountLockout = account ? this.byAccount.fail(account) : 0;
+    const group = addressGroup(ip);
+    const key = device ? `${device.account}/${device.id}` : null;
+    const ipLockout = guess ? this.byIp.fail(group) : 0;
+    const deviceLockout = key ? this.byDevice.fail(key) : 0;
     return {
       ipLockout,
-      accountLockout,
-      ipFailures: this.byIp.failures(ip),
-      accountFailures: account ? this.byAccount.failures(account) : 0,
+      deviceLockout,
+      ipFailures: this.byIp.failures(group),
+      deviceFailures: key ? this.byDevice.failures(key) : 0,
     };
   }
 }
@@ -264,6 +304,14 @@ export class RateLimiter {
     this.#msPerToken = 3_600_000 / perHour;
     this.#now = now;
     this.#maxKeys = maxKeys;
+  }
+
+  /** Milliseconds until `key` has a token (0: it has one now); takes nothing. */
+  peek(key: string): number {
+    const b = this.#keys.get(key);
+    if (!b) return 0;
+    const tokens = Math.min(this.#burst, b.tokens + (this.#now() - b.at) / this.#msPerToken);
+    return tokens >= 1 ? 0 : Math.ceil((1 - tokens) * this.#msPerToken);
   }
 
   /** Takes a token of `key`: 0 if granted, else the milliseconds until one is available. */
@@ -298,28 +346,85 @@ export class RateLimiter {
 // Quota
 
 /**
- * Per-account quota on stored chunk bytes (as stored: after compression, each distinct chunk of
- * an account once, including chunks of kept old versions). Usage is read from the index once per
+ * Per-account quota on stored bytes: chunk bytes as stored (after compression, each distinct chunk
+ * of an account once, including chunks of kept old versions) plus the metadata the account makes
+ * the server keep (journal entries and kept versions, see `MetaStore.metadataBytes`). Usage is read from the index once per
  * account and then kept up to date by {@link reserve}/{@link release}; {@link forget} drops the
  * cache (after retention removed chunks).
  */
 export class QuotaTracker {
   readonly limit: number;
-  readonly #meta: ChunkIndex;
+  readonly #meta: Pick<ChunkIndex, "storedBytes"> & Pick<JournalStore, "metadataBytes">;
   readonly #used = new Map<string, number>();
+  readonly #reclaim: ((account: string) => Promise<unknown>) | null;
+  readonly #reclaimEveryMs: number;
+  /** When each account's last reclaim started, and the one running. */
+  readonly #reclaimed = new Map<string, { at: number; run: Promise<unknown> | null }>();
 
-  constructor(meta: ChunkIndex, limit: number) {
+  /**
+   * `reclaim` (optional) frees an account's unreferenced chunks (abandoned uploads): when a
+   * reservation would exceed the limit it runs first (at most once per `reclaimEveryMs` per
+   * account), and the usage is read again, so chunks nothing references stop counting as soon as
+   * they matter.
+   */
+  constructor(
+    meta: Pick<ChunkIndex, "storedBytes"> & Pick<JournalStore, "metadataBytes">,
+    limit: number,
+    reclaim: ((account: string) => Promise<unknown>) | null = null,
+    reclaimEveryMs = 10 * 60 * 1000,
+  ) {
     this.#meta = meta;
     this.limit = limit;
+    this.#reclaim = reclaim;
+    this.#reclaimEveryMs = reclaimEveryMs;
+  }
+
+  /** Runs `reclaim` for `account` unless it ran lately; true when it ran (or was running). */
+  async #reclaimFor(account: string): Promise<boolean> {
+    if (!this.#reclaim) return false;
+    const now = Date.now();
+    const r = this.#reclaimed.get(account);
+    if (r?.run) {
+      await r.run;
+      return true;
+    }
+    if (r && now - r.at < this.#reclaimEveryMs) return false;
+    const entry: { at: number; run: Promise<unknown> | null } = { at: now, run: null };
+    this.#reclaimed.set(account, entry);
+    // Bounded: one entry per account that hit its quota in the last period.
+    if (this.#reclaimed.size > 10_000) {
+      for (const [a, v] of this.#reclaimed) {
+        if (!v.run && now - v.at >= this.#reclaimEveryMs) this.#reclaimed.delete(a);
+      }
+    }
+    entry.run = this.#reclaim(account).catch(() => {});
+    try {
+      await entry.run;
+    } finally {
+      entry.run = null;
+      this.#used.delete(account); // read again: what was freed no longer counts
+    }
+    return true;
+  }
+
+  /**
+   * Drops what is known of `account`'s usage: the next reservation reads it again from the
+   * stores (after a write whose size only the store knows, such as a restore's kept versions).
+   */
+  recount(account: string): void {
+    this.#used.delete(account);
   }
 
   /** Bytes `account` stores now (as far as this tracker knows). */
   async used(account: string): Promise<number> {
     let u = this.#used.get(account);
     if (u === undefined) {
-      const stored = await this.#meta.storedBytes(account);
+      const [stored, metadata] = await Promise.all([
+        this.#meta.storedBytes(account),
+        this.#meta.metadataBytes(account),
+      ]);
       // Another reservation may have read it meanwhile: keep the first, it counts since.
-      u = this.#used.get(account) ?? stored;
+      u = this.#used.get(account) ?? stored + metadata;
       this.#used.set(account, u);
     }
     return u;
@@ -333,7 +438,11 @@ export class QuotaTracker {
     if (bytes <= 0) return;
     // Read after the last await: concurrent reservations count on the same figure.
     while (!this.#used.has(account)) await this.used(account);
-    const u = this.#used.get(account)!;
+    let u = this.#used.get(account)!;
+    if (u + bytes > this.limit && await this.#reclaimFor(account)) {
+      while (!this.#used.has(account)) await this.used(account);
+      u = this.#used.get(account)!;
+    }
     if (u + bytes > this.limit) {
       throw new ProtocolError(
         "quota",
@@ -370,6 +479,53 @@ export interface ConnLimits {
   minFrameBytesPerSecond: number;
   /** Reading pauses while requests in flight and unsent replies hold this many bytes. */
   maxBufferedBytes: number;
+  /** Reading of all of an account's connections pauses while they hold this many bytes. */
+  maxAccountBufferedBytes: number;
+}
+
+/**
+ * What the connections of one account hold together: bytes of requests in flight and of frames
+ * queued for sending, requests waiting for announced chunks, signed-in connections. Shared by the
+ * account's {@link ConnGuard}s; see {@link AccountBudgets}.
+ */
+export class AccountBudget {
+  bytes = 0;
+  waiting = 0;
+  connections = 0;
+  #waiters: (() => void)[] = [];
+
+  /** Resolves at the next change of `bytes` that may let a held read go on. */
+  changed(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Adds `n` (may be negative) to the bytes held; wakes held reads when it shrinks. */
+  add(n: number): void {
+    this.bytes += n;
+    if (n < 0) {
+      const w = this.#waiters;
+      this.#waiters = [];
+      for (const f of w) f();
+    }
+  }
+}
+
+/** The {@link AccountBudget} of every account with a signed-in connection. */
+export class AccountBudgets {
+  readonly #map = new Map<string, AccountBudget>();
+
+  /** The budget of `account`, made on first use. */
+  of(account: string): AccountBudget {
+    let b = this.#map.get(account);
+    if (!b) this.#map.set(account, b = new AccountBudget());
+    return b;
+  }
+
+  /** Forgets `account` once nothing of it is open or held. */
+  release(account: string): void {
+    const b = this.#map.get(account);
+    if (b && b.connections <= 0 && b.waiting <= 0 && b.bytes <= 0) this.#map.delete(account);
+  }
 }
 
 /**
@@ -405,6 +561,11 @@ export class ConnGuard implements PeerConn {
   #owed = 0;
   #reserved = 0;
   #waiters: (() => void)[] = [];
+  /** Bytes queued for sending, from the connection's peer (replaces {@link #owed} once set). */
+  #queued: (() => number) | null = null;
+  #account: AccountBudget | null = null;
+  /** What of {@link #queued} is counted in the account's budget now. */
+  #accountQueued = 0;
 
   constructor(conn: PeerConn, limits: ConnLimits, signedIn: () => boolean, now: Now = Date.now) {
     this.#conn = conn;
@@ -419,12 +580,55 @@ export class ConnGuard implements PeerConn {
 
   /** Bytes held by requests in flight and replies not yet written. */
   get buffered(): number {
-    return this.#requestBytes + this.#owed + this.#reserved;
+    return this.#requestBytes + this.#reserved + (this.#queued ? this.#queued() : this.#owed);
+  }
+
+  /**
+   * From now on, bytes queued for sending are read from `queued` (the peer's count: replies,
+   * notices, pages of changes alike) instead of being reported with {@link replyReady}.
+   */
+  countQueued(queued: () => number): void {
+    this.#queued = queued;
+  }
+
+  /** Counts this connection in `account`'s shared budget (once it signed in). */
+  joinAccount(account: AccountBudget): void {
+    if (this.#account) return;
+    this.#account = account;
+    account.connections++;
+    account.add(this.#requestBytes);
+    this.#syncQueued();
+  }
+
+  /** Leaves the account's budget (the connection ended). */
+  leaveAccount(): void {
+    const a = this.#account;
+    if (!a) return;
+    a.add(-this.#requestBytes - this.#accountQueued);
+    this.#accountQueued = 0;
+    a.connections--;
+    this.#account = null;
+  }
+
+  #syncQueued(): void {
+    if (!this.#account || !this.#queued) return;
+    const q = this.#queued();
+    this.#account.add(q - this.#accountQueued);
+    this.#accountQueued = q;
+  }
+
+  #held(): boolean {
+    if (this.buffered >= this.#limits.maxBufferedBytes) return true;
+    return this.#account !== null && this.#account.bytes >= this.#limits.maxAccountBufferedBytes;
   }
 
   async read(p: Uint8Array): Promise<number | null> {
-    while (!this.#closed && this.buffered >= this.#limits.maxBufferedBytes) {
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    this.#syncQueued();
+    while (!this.#closed && this.#held()) {
+      const waits = [new Promise<void>((resolve) => this.#waiters.push(resolve))];
+      if (this.#account) waits.push(this.#account.changed());
+      await Promise.race(waits);
+      this.#syncQueued();
     }
     if (this.#closed) return null;
     const start = this.#now();
@@ -497,12 +701,21 @@ export class ConnGuard implements PeerConn {
   /** A request of `bytes` is being handled (call {@link requestEnded} once it is answered). */
   requestStarted(bytes: number): void {
     this.#requestBytes += bytes;
+    this.#account?.add(bytes);
   }
 
   /** The handler of a request of `bytes` returned. */
   requestEnded(bytes: number): void {
     this.#requestBytes -= bytes;
+    this.#account?.add(-bytes);
     this.#wake();
+  }
+
+  /** Something queued was written: a held read or reply may go on. */
+  written(): void {
+    const before = this.#accountQueued;
+    this.#syncQueued();
+    if (this.#accountQueued >= before) this.#wake();
   }
 
   /**
@@ -510,10 +723,8 @@ export class ConnGuard implements PeerConn {
    * then reserves it; call {@link replyReady} with the reply's actual size afterwards.
    */
   async reserveReply(bytes: number): Promise<void> {
-    while (
-      !this.#closed && this.#owed + this.#reserved > 0 &&
-      this.#owed + this.#reserved + bytes > this.#limits.maxBufferedBytes
-    ) {
+    const out = () => (this.#queued ? this.#queued() : this.#owed) + this.#reserved;
+    while (!this.#closed && out() > 0 && out() + bytes > this.#limits.maxBufferedBytes) {
       await new Promise<void>((resolve) => this.#waiters.push(resolve));
     }
     this.#reserved += bytes;
@@ -522,7 +733,7 @@ export class ConnGuard implements PeerConn {
   /** The reply reserved as `reserved` bytes is `actual` bytes and about to be written. */
   replyReady(reserved: number, actual: number): void {
     this.#reserved -= reserved;
-    this.#owed += actual;
+    if (!this.#queued) this.#owed += actual;
     this.#wake();
   }
 
@@ -592,6 +803,39 @@ export class LogLimiter {
 export interface ServerLimits extends ConnLimits {
   /** Most connections open at once from one address (`--max-connections-per-ip`). */
   maxConnectionsPerIp: number;
+  /** Most connections open at once from one address group (IPv4 /24, IPv6 /64). */
+  maxConnectionsPerGroup: number;
+  /**
+   * Most connections open at once in all (`--max-connections`); accepting pauses at this many.
+   * Default: 4096, or less to stay below the process's descriptor limit.
+   */
+  maxConnections: number;
+  /** Most signed-in connections of one account at once. */
+  maxConnectionsPerAccount: number;
+  /** A connection must finish its TLS handshake within this. */
+  tlsHandshakeTimeoutMs: number;
+  /** Most requests of one connection waiting for announced chunks at once. */
+  maxWaitingPerConnection: number;
+  /** Most requests of one account waiting for announced chunks at once. */
+  maxWaitingPerAccount: number;
+  /** A connection whose unsent frames exceed this is dropped (its peer does not read). */
+  maxQueuedBytes: number;
+  /** A connection whose write has made no progress for this long is dropped (it does not read). */
+  writeStallMs: number;
+  /** Largest header before sign-in (never compressed there). */
+  maxHeaderBeforeSignIn: number;
+  /** Largest header after sign-in, after decompression. */
+  maxHeader: number;
+  /** Most plain (decompressed) bytes one `put`/`putMany` may make the server check. */
+  maxPlainBytesPerRequest: number;
+  /** `--registration`: "open" lets anybody register; "closed" only with an invite code. */
+  registration: "open" | "closed";
+  /** New accounts server-wide: this many at once, then {@link registerGlobalPerHour}. */
+  registerGlobalBurst: number;
+  registerGlobalPerHour: number;
+  /** Failed enrollments server-wide: this many at once, then {@link failedEnrollGlobalPerHour}. */
+  failedEnrollGlobalBurst: number;
+  failedEnrollGlobalPerHour: number;
   /** A connection must finish TLS, `hello` and sign-in within this (else it is dropped). */
   handshakeTimeoutMs: number;
   /** Close a connection that sent nothing for this long (heartbeats count). */
@@ -600,21 +844,43 @@ export interface ServerLimits extends ConnLimits {
   maxInFlight: number;
   /** How often open sessions are checked for revoked devices and the deadlines above. */
   tickMs: number;
-  /** Failed sign-ins and enrollments per source address. */
+  /** Failed sign-ins and enrollments per source address group. */
   ipThrottle: ThrottleOptions;
-  /** Failed sign-ins per account. */
-  accountThrottle: ThrottleOptions;
+  /** Failed sign-ins per (account, device). */
+  deviceThrottle: ThrottleOptions;
   /** New accounts per source address: this many at once... */
   registerBurst: number;
   /** ...then this many an hour. */
   registerPerHour: number;
   /** Stored bytes per account (`--quota`); null: no quota. */
   quotaBytes: number | null;
+  /**
+   * An account over its quota first loses its chunks that nothing references and that were stored
+   * longer ago than this (uploads given up; 1 hour): they do not count against the quota.
+   */
+  orphanGraceMs: number;
 }
 
 /** The defaults (documented in SECURITY.md). */
 export const DEFAULT_LIMITS: ServerLimits = {
   maxConnectionsPerIp: 32,
+  maxConnectionsPerGroup: 256,
+  maxConnections: 4096,
+  maxConnectionsPerAccount: 64,
+  tlsHandshakeTimeoutMs: 5_000,
+  maxWaitingPerConnection: 8,
+  maxWaitingPerAccount: 32,
+  maxQueuedBytes: 64 * 1024 * 1024,
+  writeStallMs: 30_000,
+  maxHeaderBeforeSignIn: 16 * 1024,
+  maxHeader: 16 * 1024 * 1024,
+  maxPlainBytesPerRequest: 16 * 1024 * 1024,
+  maxAccountBufferedBytes: 64 * 1024 * 1024,
+  registration: "open",
+  registerGlobalBurst: 100,
+  registerGlobalPerHour: 100,
+  failedEnrollGlobalBurst: 200,
+  failedEnrollGlobalPerHour: 200,
   handshakeTimeoutMs: 10_000,
   idleTimeoutMs: 45_000,
   frameTimeoutMs: 20_000,
@@ -624,8 +890,24 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxInFlight: 32,
   tickMs: 1_000,
   ipThrottle: IP_THROTTLE,
-  accountThrottle: ACCOUNT_THROTTLE,
+  deviceThrottle: DEVICE_THROTTLE,
   registerBurst: 10,
   registerPerHour: 10,
   quotaBytes: null,
+  orphanGraceMs: 60 * 60 * 1000,
 };
+
+/**
+ * The default of {@link ServerLimits.maxConnections}: 4096, or fewer so that the connections'
+ * descriptors (up to three each: the public socket and the two ends of the TLS relay, see
+ * `tls_front.ts`) use at most three quarters of the process's open-file limit after 128 kept for
+ * the runtime, databases, pack files and listeners (Linux: `/proc/self/limits`).
+ */
+export function defaultMaxConnections(): number {
+  try {
+    const text = Deno.readTextFileSync("/proc/self/limits");
+    const m = /^Max open files\s+(\d+)/m.exec(text);
+    if (m) return Math.max(16, Math.min(4096, Math.floor((Number(m[1]) - 128) * 0.75 / 3)));
+  } catch { /* not Linux, or not readable: keep the default */ }
+  return 4096;
+}

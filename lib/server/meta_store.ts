@@ -194,6 +194,8 @@ DROP INDEX IF EXISTS versions_by_path;
 CREATE TABLE IF NOT EXISTS chunks(
   account TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, stored INTEGER NOT NULL,
   compressed INTEGER NOT NULL, created INTEGER NOT NULL, PRIMARY KEY(account, hash)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS invites(
+  hash TEXT PRIMARY KEY, created INTEGER NOT NULL, used INTEGER) WITHOUT ROWID;
 `;
 
 /** The entries/versions columns, in insert order (`mode`, `made` came later: see the constructor). */
@@ -202,10 +204,39 @@ const ENTRY_COLUMNS =
 /** The columns history reads (no chunk lists). */
 const VERSION_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, device, mode, made";
 
+/**
+ * Garbage collection of one account's chunks in steps that each take a few milliseconds, so
+ * that retention never stalls the sessions and never holds the account's journal in memory:
+ * {@link mark} until it returns false (chunks referenced by the journal and the kept versions,
+ * a few hundred rows a call), then {@link take} until it returns null. Commits may run between
+ * the steps: each `take` first marks what was written since the previous step (entries with a
+ * newer version, kept versions added since), then forgets, in the same synchronous step, the
+ * chunks of its page that nothing references, so a chunk a commit has just referenced is never
+ * forgotten. {@link close} ends the sweep (also when abandoned).
+ */
+export interface ChunkSweep {
+  /** Marks the chunks of the next rows as used; false once every row is marked. */
+  mark(): boolean;
+  /**
+   * Forgets (from the index) the next page's chunks stored before `cutoff` that nothing
+   * references and returns their hashes (possibly none); null once every chunk was seen.
+   */
+  take(cutoff: number): string[] | null;
+  close(): void;
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 0));
+}
+
 /** {@link MetaStore} in one SQLite database file. */
 export class SqliteMetaStore implements MetaStore {
   readonly #db: DatabaseSync;
   readonly #q: Record<string, StatementSync>;
+  /** A {@link chunkSweep} is running (they share a temporary table). */
+  #sweeping = false;
+  /** The end of the last {@link forgetUnreferenced} queued. */
+  #sweepTail: Promise<void> = Promise.resolve();
 
   constructor(dataDir: string) {
     Deno.mkdirSync(dataDir, { recursive: true });
@@ -617,23 +648,125 @@ export class SqliteMetaStore implements MetaStore {
     });
   }
 
+  /**
+   * Garbage collection, step 1 (see `stores.ts`), in steps of a few milliseconds with the
+   * event loop free between them (see {@link ChunkSweep}), instead of one statement over the
+   * account's whole journal: each page of chunks is re-checked against what commits wrote
+   * meanwhile and forgotten in the same synchronous step, so no commit runs in between.
+   */
   forgetUnreferenced(account: string, cutoff: number): Promise<string[]> {
-    return settle(() => {
-      // One statement in an immediate transaction: no commit of this process or another runs
-      // between finding the references and deleting.
-      const rows = transaction(
-        this.#db,
-        () =>
-          this.#db.prepare(`DELETE FROM chunks WHERE account = ? AND created < ? AND hash NOT IN (
-            SELECT json_extract(j.value, '$.hash') FROM entries e, json_each(e.chunks) j
-              WHERE e.account = ? AND e.chunks != '[]'
-            UNION SELECT json_extract(j.value, '$.hash') FROM versions v, json_each(v.chunks) j
-              WHERE v.account = ? AND v.chunks != '[]') RETURNING hash`)
-            .all(account, cutoff, account, account) as { hash: string }[],
-        true,
-      );
-      return Promise.resolve(rows.map((r) => r.hash));
-    });
+    // Collections share a temporary table: one at a time, in order.
+    const run = this.#sweepTail.then(() => this.#forget(account, cutoff));
+    this.#sweepTail = run.then(() => {}, () => {});
+    return run;
+  }
+
+  async #forget(account: string, cutoff: number): Promise<string[]> {
+    const sweep = this.chunkSweep(account);
+    const gone: string[] = [];
+    try {
+      while (sweep.mark()) await nextTurn();
+      for (let page = sweep.take(cutoff); page !== null; page = sweep.take(cutoff)) {
+        for (const h of page) gone.push(h);
+        await nextTurn();
+      }
+    } finally {
+      sweep.close();
+    }
+    return gone;
+  }
+
+  /**
+   * The steps of {@link forgetUnreferenced} for `account` (see {@link ChunkSweep}); one sweep at
+   * a time per store. Public for tests.
+   */
+  chunkSweep(account: string): ChunkSweep {
+    if (this.#sweeping) throw new Error("Cannot collect chunks: a collection is running already");
+    this.#sweeping = true;
+    const db = this.#db;
+    // The referenced hashes go into a temporary table, built by SQLite from the chunk lists
+    // (json_each): the journal never passes through JavaScript.
+    db.exec("CREATE TEMP TABLE IF NOT EXISTS used(hash TEXT PRIMARY KEY) WITHOUT ROWID");
+    db.exec("DELETE FROM temp.used");
+    const ROWS = 200;
+    const CHUNKS = 2000;
+    const markFrom = (table: "entries" | "versions", where: string) =>
+      db.prepare(`INSERT OR IGNORE INTO temp.used(hash) SELECT json_extract(j.value, '$.hash')
+        FROM (SELECT chunks FROM ${table} WHERE account = ?1 AND ${where}) AS t,
+        json_each(t.chunks) AS j`);
+    const q = {
+      entriesPage: markFrom("entries", "path > ?2 ORDER BY path LIMIT ?3"),
+      entriesNext: db.prepare(
+        "SELECT path FROM entries WHERE account = ? AND path > ? ORDER BY path LIMIT 1 OFFSET ?",
+      ),
+      versionsPage: markFrom("versions", "(path, rowid) > (?2, ?3) ORDER BY path, rowid LIMIT ?4"),
+      versionsNext: db.prepare(`SELECT path, rowid AS id FROM versions WHERE account = ?
+        AND (path, rowid) > (?, ?) ORDER BY path, rowid LIMIT 1 OFFSET ?`),
+      newEntries: markFrom("entries", "version > ?2"),
+      newVersions: markFrom("versions", "rowid > ?2"),
+      maxRowid: db.prepare("SELECT COALESCE(MAX(rowid), 0) AS n FROM versions"),
+      chunksPage: db.prepare(`SELECT hash, created, hash IN (SELECT hash FROM temp.used) AS used
+        FROM chunks WHERE account = ? AND hash > ? ORDER BY hash LIMIT ?`),
+      forget: db.prepare("DELETE FROM chunks WHERE account = ? AND hash = ?"),
+    };
+    // Everything written after these is marked again before each page is forgotten.
+    let seq = this.#seq(account) ?? 0;
+    let rowid = Number((q.maxRowid.get() as { n: number }).n);
+    let entriesAfter: string | null = "";
+    let versionsAfter: { path: string; id: number } | null = { path: "", id: 0 };
+    let chunksAfter = "";
+    let done = false;
+    return {
+      mark: () => {
+        if (entriesAfter !== null) {
+          q.entriesPage.run(account, entriesAfter, ROWS);
+          const next = q.entriesNext.get(account, entriesAfter, ROWS - 1) as
+            | { path: string }
+            | undefined;
+          entriesAfter = next ? next.path : null;
+          return true;
+        }
+        if (versionsAfter !== null) {
+          const { path, id } = versionsAfter;
+          q.versionsPage.run(account, path, id, ROWS);
+          const next = q.versionsNext.get(account, path, id, ROWS - 1) as
+            | { path: string; id: number }
+            | undefined;
+          versionsAfter = next ? { path: next.path, id: Number(next.id) } : null;
+          return true;
+        }
+        return false;
+      },
+      take: (cutoff: number) => {
+        if (done) return null;
+        // One immediate transaction: no commit (of this process or another) runs between marking
+        // what was written since the last step and forgetting this page.
+        return transaction(db, () => {
+          const nowSeq = this.#seq(account) ?? 0;
+          if (nowSeq > seq) q.newEntries.run(account, seq);
+          seq = nowSeq;
+          const nowRowid = Number((q.maxRowid.get() as { n: number }).n);
+          if (nowRowid > rowid) q.newVersions.run(account, rowid);
+          rowid = nowRowid;
+          const rows = q.chunksPage.all(account, chunksAfter, CHUNKS) as unknown as {
+            hash: string;
+            created: number;
+            used: number;
+          }[];
+          if (rows.length < CHUNKS) done = true;
+          if (rows.length > 0) chunksAfter = rows[rows.length - 1]!.hash;
+          const gone = rows.filter((r) => Number(r.used) === 0 && Number(r.created) < cutoff)
+            .map((r) => r.hash);
+          for (const h of gone) q.forget.run(account, h);
+          return gone;
+        }, true);
+      },
+      close: () => {
+        if (!this.#sweeping) return;
+        this.#sweeping = false;
+        db.exec("DELETE FROM temp.used");
+      },
+    };
   }
 
   accountIds(): Promise<string[]> {
@@ -745,6 +878,39 @@ export class SqliteMetaStore implements MetaStore {
         "SELECT COALESCE(SUM(stored), 0) AS n FROM chunks WHERE account = ?",
       ).get(account) as { n: number };
       return Promise.resolve(Number(r.n));
+    });
+  }
+
+  metadataBytes(account: string): Promise<number> {
+    return settle(() => {
+      let n = 0;
+      for (const table of ["entries", "versions"]) {
+        // As rowBytes in session.ts: 3 bytes a path character, 90 per chunk reference, 200 a row.
+        const r = this.#db.prepare(
+          `SELECT COALESCE(SUM(length(path) * 3 + json_array_length(chunks) * 90 + 200), 0) AS n
+           FROM ${table} WHERE account = ?`,
+        ).get(account) as { n: number };
+        n += Number(r.n);
+      }
+      return Promise.resolve(n);
+    });
+  }
+
+  addInvite(codeHash: string): Promise<void> {
+    return settle(() => {
+      this.#db.prepare("INSERT INTO invites(hash, created) VALUES (?, ?)").run(
+        codeHash,
+        Date.now(),
+      );
+      return Promise.resolve();
+    });
+  }
+
+  useInvite(codeHash: string): Promise<boolean> {
+    return settle(() => {
+      const r = this.#db.prepare("UPDATE invites SET used = ? WHERE hash = ? AND used IS NULL")
+        .run(Date.now(), codeHash);
+      return Promise.resolve(Number(r.changes) === 1);
     });
   }
 

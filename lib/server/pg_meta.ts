@@ -720,6 +720,29 @@ export class PgMetaStore implements MetaStore {
     return r?.n ?? 0;
   }
 
+  async metadataBytes(account: string): Promise<number> {
+    // As rowBytes in session.ts: 3 bytes a path character, 90 per chunk reference, 200 a row.
+    const [r] = await this.#query<{ n: number }>(
+      `SELECT COALESCE(SUM(length(path) * 3 + jsonb_array_length(chunks) * 90 + 200), 0)::bigint AS n
+       FROM (SELECT path, chunks FROM entries WHERE account = $1
+             UNION ALL SELECT path, chunks FROM versions WHERE account = $1) AS t`,
+      [account],
+    );
+    return Number(r?.n ?? 0);
+  }
+
+  async addInvite(codeHash: string): Promise<void> {
+    await this.#query("INSERT INTO invites(hash, created) VALUES ($1, $2)", [codeHash, Date.now()]);
+  }
+
+  async useInvite(codeHash: string): Promise<boolean> {
+    const r = await this.#pool.query(
+      "UPDATE invites SET used = $2 WHERE hash = $1 AND used IS NULL",
+      [codeHash, Date.now()],
+    );
+    return r.rowCount === 1;
+  }
+
   forgetUnreferenced(account: string, cutoff: number): Promise<string[]> {
     return transaction(this.#pool, async (c) => {
       // The account's lock, as commits take it: no commit runs between the look and the delete.

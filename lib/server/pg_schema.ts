@@ -63,6 +63,13 @@ ALTER TABLE versions ADD COLUMN mode integer;
   },
   {
     version: 3,
+    name: "invite codes (cloud-server invite)",
+    sql: `
+CREATE TABLE invites(hash text PRIMARY KEY, created bigint NOT NULL, used bigint);
+`,
+  },
+  {
+    version: 4,
     name: "when each version was made (entries.made, versions.made), history by version",
     // Rows of older servers are dated as well as can be: a version was made when the one before
     // it was replaced (else at its modification time).

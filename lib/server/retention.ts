@@ -94,6 +94,7 @@ export async function thinVersions(
 /**
  * Forgets the versions `policy` no longer keeps (a number: `--keep-days` alone) and deletes
  * unreferenced chunks older than `graceMs` (see the module's doc for the order of operations).
+ * `signal`: stops before the next account (the server is stopping); what was done is reported.
  */
 export async function collect(
   meta: MetaStore,
@@ -101,20 +102,43 @@ export async function collect(
   policy: RetentionPolicy | number = DEFAULT_POLICY,
   now = Date.now(),
   graceMs = CHUNK_GRACE_MS,
+  signal?: AbortSignal,
 ): Promise<CollectReport> {
   const p = typeof policy === "number" ? { ...DEFAULT_POLICY, keepDays: policy } : policy;
   const accounts = await meta.accountIds();
   let versions = 0;
   if (cutoffOnly(p)) versions = await meta.pruneVersions(keepCutoff(p, now));
-  else for (const account of accounts) versions += await thinVersions(meta, account, p, now);
-  let chunks = 0;
-  for (const account of accounts) {
-    const forgotten = await meta.forgetUnreferenced(account, now - graceMs);
-    for (let i = 0; i < forgotten.length; i += 1000) {
-      // Indexed again since step 1: in use (or about to be); its bytes stay.
-      const gone = await meta.missingChunks(account, forgotten.slice(i, i + 1000));
-      chunks += (await blobs.sweep(account, gone, now - graceMs)).length;
+  else {
+    for (const account of accounts) {
+      if (signal?.aborted) break;
+      versions += await thinVersions(meta, account, p, now);
     }
   }
+  let chunks = 0;
+  for (const account of accounts) {
+    if (signal?.aborted) break;
+    chunks += await collectChunks(meta, blobs, account, now - graceMs);
+  }
   return { versions, chunks };
+}
+
+/**
+ * Deletes `account`'s chunks that nothing references and that were not stored (or stored again)
+ * since `cutoff`, in the two steps of the module doc; returns how many went. A commit that names
+ * one of them afterwards is refused as "missing", and its device uploads the chunk again.
+ */
+export async function collectChunks(
+  meta: MetaStore,
+  blobs: BlobStore,
+  account: string,
+  cutoff: number,
+): Promise<number> {
+  let chunks = 0;
+  const forgotten = await meta.forgetUnreferenced(account, cutoff);
+  for (let i = 0; i < forgotten.length; i += 1000) {
+    // Indexed again since step 1: in use (or about to be); its bytes stay.
+    const gone = await meta.missingChunks(account, forgotten.slice(i, i + 1000));
+    chunks += (await blobs.sweep(account, gone, cutoff)).length;
+  }
+  return chunks;
 }

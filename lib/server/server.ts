@@ -12,14 +12,19 @@
  * @module
  */
 
+import { join } from "node:path";
 import { Peer } from "../protocol/peer.ts";
 import { Incoming } from "./incoming.ts";
 import { type OpenStores, openStores } from "./open_stores.ts";
+import type { BlobStore, MetaStore } from "./stores.ts";
 import { Hub, type ServerContext, Session } from "./session.ts";
 import {
+  AccountBudgets,
+  addressGroup,
   ConnectionCounter,
   ConnGuard,
   DEFAULT_LIMITS,
+  defaultMaxConnections,
   describeSize,
   LogLimiter,
   QuotaTracker,
@@ -27,9 +32,11 @@ import {
   type ServerLimits,
   SignInThrottle,
 } from "./limits.ts";
-import { collect, DEFAULT_KEEP_DAYS } from "./retention.ts";
+import { ChunkVerifier } from "./chunk_check.ts";
+import { escapeForLog } from "../util/log_text.ts";
+import { CHUNK_GRACE_MS, collect, collectChunks, DEFAULT_KEEP_DAYS } from "./retention.ts";
+import { type FrontConn, TlsFront } from "../transport/tls_front.ts";
 import type { RetentionPolicy } from "../core/retention_policy.ts";
-import { listenTls } from "../transport/listen.ts";
 import {
   loadCertificateFiles,
   newCertificate,
@@ -72,6 +79,61 @@ export interface RunningServer {
 }
 
 /**
+/**
+ * The data directory and its databases are the server user's only (0700 / 0600), also in a data
+ * directory made by an older version: other local users must not read any account's content.
+ * (The server sets its umask to 077 too, so everything created later is private as well.)
+ */
+function restrictDataDir(dataDir: string): void {
+  if (Deno.build.os === "windows") return;
+  Deno.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  Deno.chmodSync(dataDir, 0o700);
+  for (const name of ["meta.db", "small-chunks.db", "packs.db"]) {
+    for (const suffix of ["", "-wal", "-shm"]) {
+      try {
+        Deno.chmodSync(join(dataDir, name + suffix), 0o600);
+      } catch { /* not there yet */ }
+    }
+  }
+}
+
+/**
+ * What every session of a server shares (stores, the push hub, throttles, quota, budgets), for
+ * `limits`. The server builds one; the simulator builds one over in-memory connections.
+ */
+export function serverContext(
+  meta: MetaStore,
+  blobs: BlobStore,
+  limits: ServerLimits,
+  log: (line: string) => void,
+  hub = new Hub(),
+): ServerContext & { quota: QuotaTracker | null; incoming: Incoming } {
+  return {
+    meta,
+    blobs,
+    hub,
+    log,
+    signIn: new SignInThrottle(limits.ipThrottle, limits.deviceThrottle),
+    registrations: new RateLimiter(limits.registerBurst, limits.registerPerHour),
+    registrationsGlobal: new RateLimiter(limits.registerGlobalBurst, limits.registerGlobalPerHour),
+    failedEnrollGlobal: new RateLimiter(
+      limits.failedEnrollGlobalBurst,
+      limits.failedEnrollGlobalPerHour,
+    ),
+    quota: limits.quotaBytes === null ? null : new QuotaTracker(
+      meta,
+      limits.quotaBytes,
+      (account) => collectChunks(meta, blobs, account, Date.now() - limits.orphanGraceMs),
+    ),
+    logLimit: new LogLimiter(10_000),
+    incoming: new Incoming(),
+    limits,
+    budgets: new AccountBudgets(),
+    verifier: new ChunkVerifier(),
+  };
+}
+
+/**
  * Starts listening, then opens the stores (`open_stores.ts`). Throws a clear error if the port is
  * taken or a store cannot be opened; a start that fails leaves no new data directory or TLS key
  * behind (a new certificate is saved only once the server listens with it and its stores are
@@ -83,35 +145,38 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const certificate: ServerCertificate = opts.certFile !== undefined && opts.keyFile !== undefined
     ? await loadCertificateFiles(opts.certFile, opts.keyFile)
     : await readCertificate(opts.dataDir) ?? await newCertificate(opts.dataDir);
-  const listener = listenTls({ hostname: opts.hostname, port: opts.port, certificate });
+  const listener = new TlsFront({
+    hostname: opts.hostname,
+    port: opts.port,
+    certificate,
+    onStranger: (from) => {
+      if (logLimit.allow("stranger")) {
+        log(`Closed a connection to the internal TLS port from ${from}: not made by this server`);
+      }
+    },
+  });
   const existed = await Deno.stat(opts.dataDir).then(() => true, () => false);
   let opened: OpenStores | null = null;
   try {
+    restrictDataDir(opts.dataDir);
     opened = await openStores(opts);
     if (certificate.created) await saveCertificate(opts.dataDir, certificate);
   } catch (e) {
-    listener.close();
+    await listener.close();
     await opened?.close().catch(() => {});
     if (!existed) await Deno.remove(opts.dataDir, { recursive: true }).catch(() => {});
     throw e;
   }
   const stores = opened;
   const { meta, blobs } = stores;
-  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const quota = limits.quotaBytes === null ? null : new QuotaTracker(meta, limits.quotaBytes);
-  const logLimit = new LogLimiter(10_000);
-  const incoming = new Incoming();
-  const ctx: ServerContext = {
-    meta,
-    blobs,
-    hub,
-    log,
-    signIn: new SignInThrottle(limits.ipThrottle, limits.accountThrottle),
-    registrations: new RateLimiter(limits.registerBurst, limits.registerPerHour),
-    quota,
-    logLimit,
-    incoming,
+  const limits: ServerLimits = {
+    ...DEFAULT_LIMITS,
+    maxConnections: defaultMaxConnections(),
+    ...opts.limits,
   };
+  const ctx = serverContext(meta, blobs, limits, log, hub);
+  const { quota, logLimit, incoming } = ctx;
+  const budgets = ctx.budgets!;
   if (quota) log(`Quota: ${describeSize(quota.limit)} of stored content per account`);
   /** One open connection, as the watchdog sees it. */
   interface Open {
@@ -127,26 +192,68 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   const open = new Set<Open>();
   const perIp = new ConnectionCounter(limits.maxConnectionsPerIp);
+  const perGroup = new ConnectionCounter(limits.maxConnectionsPerGroup);
   const drop = (c: Open, why: string) => {
     if (why && logLimit.allow(`drop ${c.ip}`)) log(`Closing connection from ${c.remote}: ${why}`);
     c.dropped = true;
     c.peer.close();
   };
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      const addr = conn.remoteAddr as Deno.NetAddr;
-      const remote = `${addr.hostname}:${addr.port}`;
-      if (!perIp.add(addr.hostname)) {
-        if (logLimit.allow(`conns ${addr.hostname}`)) {
+  // Before sign-in: small and never compressed. After: 16 MiB (the chunk list of a file of
+  // about 50 GB; clients cut their batches far smaller), at most 4096 times the wire size (a
+  // repetitive commit of 1,000 copies compresses well); what the parse may cost is bounded by
+  // the header's structure in the frame reader (see header_shape.ts).
+  const preSignIn = { maxHeader: limits.maxHeaderBeforeSignIn, compressed: false, maxRatio: 1 };
+  const signedIn = { maxHeader: limits.maxHeader, compressed: true, maxRatio: 4096 };
+  let stopping = false;
+  /** Public sockets accepted and not yet closed (handshakes in progress included). */
+  let sockets = 0;
+  let slotFreed: (() => void) | null = null;
+  /** Every connection being served (awaited when the server stops). */
+  const serving = new Set<Promise<void>>();
+  const serve = async (tcp: Deno.TcpConn): Promise<void> => {
+    const addr = tcp.remoteAddr as Deno.NetAddr;
+    const remote = `${addr.hostname}:${addr.port}`;
+    const group = addressGroup(addr.hostname);
+    const over = () =>
+      perIp.count(addr.hostname) >= perIp.max || perGroup.count(group) >= perGroup.max;
+    // At the limit, wait a moment for one to end: a client's certificate probe, just closed, is
+    // followed at once by its real connection, often before the server saw the probe end.
+    if (over()) await new Promise((r) => setTimeout(r, 50));
+    const overIp = perIp.count(addr.hostname) >= perIp.max;
+    const overGroup = perGroup.count(group) >= perGroup.max;
+    if (overIp || overGroup) {
+      if (logLimit.allow(`conns ${group}`)) {
+        log(
+          overIp
+            ? `Refused connection from ${remote}: ${perIp.max} connections from this address are open (--max-connections-per-ip)`
+            : `Refused connection from ${remote}: ${perGroup.max} connections from ${group} are open`,
+        );
+      }
+      try {
+        tcp.close(); // plain TCP: freed at once
+      } catch { /* already closed */ }
+      return;
+    }
+    perIp.add(addr.hostname);
+    perGroup.add(group);
+    let front: FrontConn | null = null;
+    try {
+      // The whole TLS handshake (first bytes included) within the deadline, else every socket
+      // of the connection is closed and freed (see tls_front.ts).
+      const secured = await listener.secure(tcp, limits.tlsHandshakeTimeoutMs);
+      if (typeof secured === "string") {
+        if (secured === "timeout" && logLimit.allow(`tls ${group}`)) {
           log(
-            `Refused connection from ${remote}: ${perIp.max} connections from this address are open (--max-connections-per-ip)`,
+            `Closed connection from ${remote}: no TLS handshake within ${
+              limits.tlsHandshakeTimeoutMs / 1000
+            } s`,
           );
         }
-        try {
-          conn.close();
-        } catch { /* already closed */ }
-        continue;
+        return;
       }
+      front = secured;
+      if (stopping) return;
+      const conn = front.tls;
       let session: Session | null = null;
       const guard = new ConnGuard(
         conn,
@@ -154,12 +261,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         () => session?.signedIn ?? false,
         performance.now.bind(performance),
       );
-      session = new Session(ctx, addr, guard);
-      const peer = new Peer(guard, {
+      let peer: Peer | null = null;
+      session = new Session(ctx, addr, guard, (account) => {
+        peer?.setHeaderLimits(signedIn);
+        guard.joinAccount(budgets.of(account));
+      });
+      peer = new Peer(guard, {
         onRequest: session.handle,
         maxIncomingInFlight: limits.maxInFlight,
         idleTimeoutMs: limits.idleTimeoutMs,
+        headerLimits: preSignIn,
+        maxQueuedBytes: limits.maxQueuedBytes,
+        onWritten: () => guard.written(),
       });
+      const p = peer;
+      guard.countQueued(() => p.queuedBytes);
       session.attach(peer);
       const c: Open = {
         peer,
@@ -172,13 +288,75 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         checking: false,
       };
       open.add(c);
-      peer.closed.then(() => {
-        session.detach();
-        open.delete(c);
-        perIp.remove(addr.hostname);
-      });
+      const why = await peer.closed;
+      if (why && /does not read/.test(why.message) && logLimit.allow(`unread ${group}`)) {
+        log(`Closed connection from ${remote}: ${escapeForLog(why.message)}`);
+      }
+      session.detach();
+      guard.leaveAccount();
+      const account = session.device?.account;
+      if (account) budgets.release(account);
+      open.delete(c);
+    } finally {
+      front?.close();
+      perIp.remove(addr.hostname);
+      perGroup.remove(group);
     }
-  })().catch(() => {/* listener closed */});
+  };
+  // Our own accept loop: `for await` over the listener ends for good at the first accept error
+  // (EMFILE once descriptors run out). Errors are logged once (at most every 10 s), then retried
+  // with a back-off; at the global cap accepting pauses (the kernel's backlog holds newcomers).
+  const accepting = (async () => {
+    let backoff = 10;
+    let failing = false;
+    let full = false;
+    while (!stopping) {
+      if (sockets >= limits.maxConnections) {
+        if (!full && logLimit.allow("full")) {
+          log(
+            `Not accepting connections for now: ${sockets} are open (--max-connections ${limits.maxConnections})`,
+          );
+        }
+        full = true;
+        await new Promise<void>((r) => slotFreed = r);
+        continue;
+      }
+      full = false;
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (e) {
+        if (stopping || e instanceof Deno.errors.BadResource) break;
+        if (!failing && logLimit.allow("accept failing")) {
+          log(
+            `Cannot accept connections: ${
+              escapeForLog((e as Error).message)
+            }; retrying (open connections: ${sockets})`,
+          );
+        }
+        failing = true;
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 1000);
+        continue;
+      }
+      if (failing && logLimit.allow("accept again")) {
+        log(`Accepting connections again (open connections: ${sockets + 1})`);
+      }
+      failing = false;
+      backoff = 10;
+      sockets++;
+      const served: Promise<void> = serve(conn).catch((e) => {
+        log(`Cannot serve connection: ${escapeForLog((e as Error).message)}`);
+      }).finally(() => {
+        serving.delete(served);
+        sockets--;
+        const w = slotFreed;
+        slotFreed = null;
+        w?.();
+      });
+      serving.add(served);
+    }
+  })();
   /** Revocation checks running (close waits for them before it closes the stores). */
   const checks = new Set<Promise<void>>();
   const revocationChecks = () => Promise.all(checks);
@@ -199,7 +377,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       const slow = c.guard.overdue(now);
       if (slow) drop(c, slow);
-      else if (!c.checking) {
+      else if (c.peer.writeStalledFor(now) > limits.writeStallMs) {
+        drop(c, `the peer does not read (nothing written for ${limits.writeStallMs / 1000} s)`);
+      } else if (!c.checking) {
         c.checking = true;
         const check = c.session.checkRevoked().then((revoked) => {
           if (revoked && !c.dropped) drop(c, ""); // checkRevoked logged why
@@ -218,16 +398,25 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     weekly: opts.keep?.weekly ?? 0,
     monthly: opts.keep?.monthly ?? 0,
   };
-  const runCollect = () =>
-    collect(meta, blobs, policy).then((r) => {
-      quota?.forget();
-      if (r.versions + r.chunks > 0) {
-        log(`Retention: forgot ${r.versions} old versions, ${r.chunks} unused chunks`);
-      }
-    }).catch((e) => log(`Cannot apply retention: ${(e as Error).message}`));
-  let collecting = runCollect();
+  const stopCollecting = new AbortController();
+  let collectRunning = false;
+  const runCollect = (): Promise<void> => {
+    if (collectRunning) return collecting; // the previous one is still at work (a big store)
+    collectRunning = true;
+    return collect(meta, blobs, policy, Date.now(), CHUNK_GRACE_MS, stopCollecting.signal).then(
+      (r) => {
+        quota?.forget();
+        if (r.versions + r.chunks > 0) {
+          log(`Retention: forgot ${r.versions} old versions, ${r.chunks} unused chunks`);
+        }
+      },
+    ).catch((e) => log(`Cannot apply retention: ${(e as Error).message}`))
+      .finally(() => collectRunning = false);
+  };
+  let collecting: Promise<void> = Promise.resolve();
+  collecting = runCollect();
   const timer = setInterval(() => collecting = runCollect(), 6 * 60 * 60 * 1000);
-  const addr = listener.addr as Deno.NetAddr;
+  const addr = listener.addr;
   return {
     hostname: addr.hostname,
     port: addr.port,
@@ -240,17 +429,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     async close() {
       clearInterval(timer);
       clearInterval(watchdog);
+      stopping = true;
       incoming.close();
+      stopCollecting.abort();
       await collecting;
-      try {
-        listener.close();
-      } catch { /* already closed */ }
+      const closingFront = listener.close();
+      const w = slotFreed;
+      slotFreed = null;
+      w?.();
       await accepting;
       const closing = [...open].map(({ peer }) => {
         peer.close();
         return peer.closed;
       });
       await Promise.all(closing);
+      await closingFront;
+      await Promise.all([...serving]);
       await revocationChecks();
       await stores.close();
     },

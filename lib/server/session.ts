@@ -16,32 +16,44 @@ import {
   bool,
   CAPABILITIES,
   chunkList,
+  chunkListProblem,
+  deviceName,
   hash,
   hashList,
   int,
   kind,
+  MAX_BATCH,
+  MAX_BATCH_BYTES,
   MAX_CHANGES,
   MAX_COMMIT,
   MAX_HAVE,
+  maxChunksFor,
   modeFields,
   obj,
   PROGRAM_VERSION,
   PROTOCOL_VERSION,
+  readCapabilities,
   str,
 } from "../protocol/messages.ts";
-import type { CommitItem, CommitResult, MetaStore } from "./meta_store.ts";
-import type { BlobStore } from "./blob_store.ts";
+import { decompressChunk } from "../chunk/compress.ts";
+import type { BlobStore, CommitItem, CommitResult, MetaStore } from "./stores.ts";
+import { encodeFrame, FrameType } from "../protocol/frame.ts";
 import type { Incoming } from "./incoming.ts";
-import { checkClaims, type ChunkClaim } from "./chunk_check.ts";
+import { type ChunkClaim, ChunkVerifier } from "./chunk_check.ts";
+import { escapeForLog } from "../util/log_text.ts";
 import { historyRequest, listAtRequest, restoreRequest } from "./history_requests.ts";
 import { newSerial, normalizeSerial, randomToken } from "../util/crockford.ts";
 import { checkWirePath } from "../core/paths.ts";
 import {
+  type AccountBudgets,
+  addressGroup,
   type ConnGuard,
+  DEFAULT_LIMITS,
   describeWait,
   type LogLimiter,
   type QuotaTracker,
   type RateLimiter,
+  type ServerLimits,
   type SignInThrottle,
   throttledError,
 } from "./limits.ts";
@@ -66,15 +78,14 @@ export function isDiskFull(e: unknown): boolean {
 /** Longest a `get`/`getMany` with `wait: true` waits for one announced chunk. */
 export const WAIT_FOR_CHUNK_MS = 60_000;
 
-/** Most chunks in one `putMany` / `getMany`. */
-export const MAX_BATCH = 1024;
-/** Most chunk bytes in one `getMany` reply. */
-export const MAX_BATCH_BYTES = 6 * 1024 * 1024;
+/** A watcher with this many bytes queued for sending gets no more advisory notices. */
+export const HINT_SKIP_BYTES = 1024 * 1024;
 
-/** Verifies a received chunk against its name; returns what the index records. */
 /** Who watches which account, to push change notices at once. */
 export class Hub {
   readonly #watchers = new Map<string, Set<Peer>>();
+  /** Watchers with a `changed` notice queued and not yet written (one is enough). */
+  readonly #changedQueued = new WeakSet<Peer>();
 
   add(account: string, peer: Peer): void {
     let set = this.#watchers.get(account);
@@ -88,16 +99,43 @@ export class Hub {
     if (set?.size === 0) this.#watchers.delete(account);
   }
 
-  /** Sends a notice to every watcher of `account` but `except`. */
+  /**
+   * Sends an advisory notice (`incoming`: a hint to prefetch, never needed for correctness) to
+   * every watcher of `account` but `except`: encoded once, the same bytes queued on every
+   * connection, and skipped for a connection that has more than {@link HINT_SKIP_BYTES} queued
+   * already (a slow reader loses hints, not its connection; one that does not read at all holds
+   * at most that much and is dropped when its writes stall).
+   */
   send(account: string, header: Record<string, unknown>, except: Peer | null): void {
-    for (const peer of this.#watchers.get(account) ?? []) {
-      if (peer !== except) peer.notify(header).catch(() => {});
+    const set = this.#watchers.get(account);
+    if (!set || set.size === 0 || (set.size === 1 && set.has(except!))) return;
+    let frame: Uint8Array | null = null;
+    for (const peer of set) {
+      if (peer === except || peer.queuedBytes > HINT_SKIP_BYTES) continue;
+      frame ??= encodeFrame({ type: FrameType.Notice, id: 0, header, body: EMPTY });
+      peer.notifyEncoded(frame).catch(() => {});
     }
   }
 
-  /** Tells every watcher of `account` but `except` that the journal reached `seq`. */
+  /**
+   * Tells every watcher of `account` but `except` that the journal reached `seq`; a watcher
+   * that has such a notice still queued gets no second one (it pulls everything anyway).
+   */
   notify(account: string, seq: number, except: Peer | null): void {
-    this.send(account, { t: "changed", seq }, except);
+    const set = this.#watchers.get(account);
+    if (!set) return;
+    let frame: Uint8Array | null = null;
+    for (const peer of set) {
+      if (peer === except || this.#changedQueued.has(peer)) continue;
+      frame ??= encodeFrame({
+        type: FrameType.Notice,
+        id: 0,
+        header: { t: "changed", seq },
+        body: EMPTY,
+      });
+      this.#changedQueued.add(peer);
+      peer.notifyEncoded(frame).catch(() => {}).finally(() => this.#changedQueued.delete(peer));
+    }
   }
 }
 
@@ -109,10 +147,20 @@ export interface ServerContext {
   /** Uploads in progress that other devices may stream (optional: absent, nothing waits). */
   incoming?: Incoming;
   log: (line: string) => void;
-  /** Failed `auth`/`enroll` attempts per address and per account. */
+  /** Failed `auth`/`enroll` attempts per address group and per (account, device). */
   signIn: SignInThrottle;
-  /** New accounts (`register`) per address. */
+  /** New accounts (`register`) per address group. */
   registrations: RateLimiter;
+  /** New accounts server-wide (key `*`). */
+  registrationsGlobal?: RateLimiter;
+  /** Failed enrollments server-wide (key `*`). */
+  failedEnrollGlobal?: RateLimiter;
+  /** The limits in force (defaults when absent). */
+  limits?: ServerLimits;
+  /** What the connections of each account hold together. */
+  budgets?: AccountBudgets;
+  /** Bounded, fair checking of uploaded chunks. */
+  verifier?: ChunkVerifier;
   /** Per-account stored-bytes quota; null: none. */
   quota: QuotaTracker | null;
   /** Keeps lines about refused attempts from flooding the log. */
@@ -124,6 +172,23 @@ const SIGN_IN = new Set(["register", "enroll", "auth", "checkSerial"]);
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * Removes every field of a request's header once its handler has read what it needs (the
+ * synchronous part of every handler), so a request that then waits (for an announced chunk, for
+ * the disk) holds its few parsed values, never the whole JSON it came with.
+ */
+function dropHeader(h: Record<string, unknown>): void {
+  for (const k of Object.keys(h)) delete h[k];
+}
+
+/** Bytes a journal row costs (as counted by the quota): path, chunk list, the fixed columns. */
+export function rowBytes(path: string, chunks: number): number {
+  return path.length * 3 + chunks * 90 + 200;
+}
+
+/** Most bytes of entries in one `changes` reply (more follow with `more: true`). */
+const MAX_CHANGES_BYTES = 2 * 1024 * 1024;
+
 function reply(header: Record<string, unknown>, body: Uint8Array = EMPTY): Message {
   return { header, body };
 }
@@ -133,23 +198,35 @@ export class Session {
   #account: string | null = null;
   #device: { id: string; name: string } | null = null;
   #hello = false;
+  /** Whether the client reads zstd-compressed chunks (its `hello` lists `zstd`). */
+  #zstd = true;
   #revoked = false;
   #peer: Peer | null = null;
   readonly #ctx: ServerContext;
   readonly #remote: string;
   readonly #ip: string;
   readonly #guard: ConnGuard | null;
+  readonly #onSignIn: ((account: string) => void) | null;
+  readonly #limits: ServerLimits;
+  /** Requests of this connection waiting for announced chunks. */
+  #waiting = 0;
 
-  /** `addr`: where the connection comes from; `guard`: its byte budget (see limits.ts). */
+  /**
+   * `addr`: where the connection comes from; `guard`: its byte budget (see limits.ts);
+   * `onSignIn`: called once the connection signed in (the server raises its header limits).
+   */
   constructor(
     ctx: ServerContext,
     addr: { hostname: string; port: number },
     guard: ConnGuard | null = null,
+    onSignIn: ((account: string) => void) | null = null,
   ) {
     this.#ctx = ctx;
     this.#ip = addr.hostname;
     this.#remote = `${addr.hostname}:${addr.port}`;
     this.#guard = guard;
+    this.#onSignIn = onSignIn;
+    this.#limits = ctx.limits ?? DEFAULT_LIMITS;
   }
 
   /** True once `register`, `enroll` or `auth` succeeded. */
@@ -184,6 +261,8 @@ export class Session {
   /** Forgets the session's watches once the connection ended. */
   detach(): void {
     if (this.#account && this.#peer) this.#ctx.hub.remove(this.#account, this.#peer);
+    // Uploads this connection announced will not come now: nobody waits for them any longer.
+    if (this.#account) this.#ctx.incoming?.withdraw(this.#account, this);
   }
 
   #requireAccount(): string {
@@ -193,14 +272,31 @@ export class Session {
     return this.#account;
   }
 
+  /**
+   * Makes this connection signed in to `account`, or refuses when the account already has as
+   * many connections as allowed.
+   */
+  #signInAs(account: string, device: { id: string; name: string }): void {
+    const budget = this.#ctx.budgets?.of(account);
+    if (budget && budget.connections >= this.#limits.maxConnectionsPerAccount) {
+      this.#ctx.budgets!.release(account);
+      throw new ProtocolError(
+        "throttled",
+        `Cannot sign in: ${this.#limits.maxConnectionsPerAccount} connections of this account are open; close some, then try again later`,
+      );
+    }
+    this.#account = account;
+    this.#device = device;
+    this.#onSignIn?.(account);
+  }
+
   async #enrollDevice(
     account: string,
     name: string,
   ): Promise<{ deviceId: string; token: string }> {
     const token = randomToken(32);
     const deviceId = await this.#ctx.meta.addDevice(account, name, secretHash(token));
-    this.#account = account;
-    this.#device = { id: deviceId, name };
+    this.#signInAs(account, { id: deviceId, name });
     return { deviceId, token };
   }
 
@@ -236,6 +332,7 @@ export class Session {
         );
       }
       this.#hello = true;
+      this.#zstd = readCapabilities(h.caps).has("zstd");
       return reply({ protocol: PROTOCOL_VERSION, program: PROGRAM_VERSION, caps: CAPABILITIES });
     }
     if (!this.#hello) {
@@ -252,6 +349,15 @@ export class Session {
         );
       }
     }
+    // Every handler reads the fields it needs before its first await: from then on the
+    // header's parsed JSON is garbage, even while the request waits (for an announced chunk,
+    // the disk, the database).
+    const answer = this.#dispatch(t, h, msg.body);
+    dropHeader(h);
+    return await answer;
+  };
+
+  #dispatch(t: string, h: Record<string, unknown>, body: Uint8Array): Promise<Message> | Message {
     switch (t) {
       case "register":
         return this.#register(h);
@@ -268,23 +374,25 @@ export class Session {
       case "have":
         return this.#have(h);
       case "put":
-        return await this.#put(h, msg.body);
+        return this.#put(h, body);
       case "get":
-        return await this.#get(h);
+        return this.#get(h);
       case "putMany":
-        return await this.#putMany(h, msg.body);
+        return this.#putMany(h, body);
       case "getMany":
-        return await this.#getMany(h);
+        return this.#getMany(h);
       case "announce":
         return this.#announce(h);
+      case "withdraw":
+        return this.#withdraw();
       case "commit":
         return this.#commit(h);
       case "watch":
         return this.#watch();
       case "history":
-        return reply(await historyRequest(this.#ctx.meta, this.#requireAccount(), h));
+        return historyRequest(this.#ctx.meta, this.#requireAccount(), h).then(reply);
       case "listAt":
-        return reply(await listAtRequest(this.#ctx.meta, this.#requireAccount(), h));
+        return listAtRequest(this.#ctx.meta, this.#requireAccount(), h).then(reply);
       case "restore":
         return this.#restore(h);
       default:
@@ -293,64 +401,128 @@ export class Session {
           `Cannot serve request: unknown type ${JSON.stringify(t)}`,
         );
     }
-  };
+  }
 
-  /** Refuses the attempt if `ip` or `account` is locked out after failures. */
-  #checkThrottle(what: string, account: string | null): void {
-    const ms = this.#ctx.signIn.lockedFor(this.#ip, account);
+  /**
+   * Refuses the attempt if the address group is locked out after failures: unchecked for an
+   * enrollment (`checked` false), as a failure not counted for a sign-in.
+   */
+  #checkThrottle(what: string, checked = false): void {
+    const ms = this.#ctx.signIn.lockedFor(this.#ip);
     if (ms <= 0) return;
-    if (this.#ctx.logLimit.allow(`throttled ${this.#ip}`)) {
+    if (this.#ctx.logLimit.allow(`throttled ${addressGroup(this.#ip)}`)) {
       this.#ctx.log(
-        `Refused ${what} from ${this.#remote} without checking: too many failed attempts (locked for ${
+        `Refused ${what} from ${this.#remote}${
+          checked ? "" : " without checking"
+        }: too many failed attempts from ${addressGroup(this.#ip)} (locked for ${
           describeWait(ms)
-        }${account ? `, account ${account}` : ""})`,
+        })`,
       );
     }
     throw throttledError(ms);
   }
 
-  /** Counts a failed attempt and logs it (and the lockout it starts, if any). */
-  #failed(what: string, account: string | null): void {
-    const r = this.#ctx.signIn.failed(this.#ip, account);
-    if (this.#ctx.logLimit.allow(`failed ${this.#ip}`) || r.ipLockout || r.accountLockout) {
+  /**
+   * Counts a failed attempt and logs it (and the lockout it starts, if any). `guess`: a wrong
+   * serial or credential (counts for the address group); else only the device key counts.
+   */
+  #failed(what: string, device: { account: string; id: string } | null, guess = true): number {
+    const r = this.#ctx.signIn.failed(this.#ip, device, guess);
+    const group = addressGroup(this.#ip);
+    if (this.#ctx.logLimit.allow(`failed ${group}`) || r.ipLockout || r.deviceLockout) {
       this.#ctx.log(
-        `Refused ${what} from ${this.#remote} (${r.ipFailures} recent failures from this address${
-          account ? `, ${r.accountFailures} for account ${account}` : ""
+        `Refused ${what} from ${this.#remote} (${r.ipFailures} recent failures from ${group}${
+          device ? `, ${r.deviceFailures} for this device` : ""
         })`,
       );
     }
     if (r.ipLockout) {
-      this.#ctx.log(`Throttling sign-in from ${this.#ip} for ${describeWait(r.ipLockout)}`);
+      this.#ctx.log(`Throttling sign-in from ${group} for ${describeWait(r.ipLockout)}`);
     }
-    if (r.accountLockout) {
+    if (r.deviceLockout && device) {
       this.#ctx.log(
-        `Throttling sign-in to account ${account} for ${describeWait(r.accountLockout)}`,
+        `Throttling sign-in of device ${escapeForLog(device.id)} of account ${
+          escapeForLog(device.account)
+        } for ${describeWait(r.deviceLockout)}`,
+      );
+    }
+    return device ? this.#ctx.signIn.deviceLockedFor(device.account, device.id) : 0;
+  }
+
+  /** Takes a token of the per-group and the server-wide registration budgets, or throws. */
+  #takeRegistration(): void {
+    const group = addressGroup(this.#ip);
+    const wait = this.#ctx.registrations.take(group);
+    const global = wait > 0 ? 0 : this.#ctx.registrationsGlobal?.take("*") ?? 0;
+    if (wait > 0 || global > 0) {
+      if (this.#ctx.logLimit.allow(`register ${wait > 0 ? group : "*"}`)) {
+        this.#ctx.log(
+          `Refused a new account from ${this.#remote}: too many new accounts ${
+            wait > 0 ? `from ${group}` : "on this server"
+          }`,
+        );
+      }
+      throw throttledError(
+        Math.max(wait, global),
+        wait > 0
+          ? "too many new accounts from this address"
+          : "too many new accounts on this server",
       );
     }
   }
 
-  async #register(h: Record<string, unknown>): Promise<Message> {
-    const name = str(h, "device", 100);
-    const wait = this.#ctx.registrations.take(this.#ip);
-    if (wait > 0) {
-      if (this.#ctx.logLimit.allow(`register ${this.#ip}`)) {
-        this.#ctx.log(`Refused a new account from ${this.#remote}: too many new accounts`);
-      }
-      throw throttledError(wait, "too many new accounts from this address");
-    }
+  /** Creates an account and its first device (this connection); returns the reply. */
+  async #newAccount(name: string, how: string): Promise<Message> {
     const serial = newSerial();
     const account = await this.#ctx.meta.createAccount(secretHash(normalizeSerial(serial)!));
     const { deviceId, token } = await this.#enrollDevice(account, name);
-    this.#ctx.log(`New account ${account} registered by device "${name}" from ${this.#remote}`);
+    this.#ctx.log(
+      `New account ${account} registered by device "${
+        escapeForLog(name)
+      }" from ${this.#remote}${how}`,
+    );
     return reply({ account, deviceId, token, serial, seq: 0 });
   }
 
-  /** The account of the request's serial code; unknown ones count as failed attempts. */
-  async #serialAccount(h: Record<string, unknown>, what: string): Promise<string> {
+  #register(h: Record<string, unknown>): Promise<Message> {
+    const name = deviceName(h, "device");
+    if (this.#limits.registration === "closed") {
+      throw new ProtocolError(
+        "registration-closed",
+        "Cannot register: this server does not accept new accounts; ask its admin for an invite code (`cloud-server invite`) and give it in place of the serial code",
+      );
+    }
+    this.#takeRegistration();
+    return this.#newAccount(name, "");
+  }
+
+  /**
+   * The account of the request's serial code; unknown ones count as failed attempts (of the
+   * address group, and of the server-wide budget: once it is spent, nothing is checked until it
+   * refills). With `invites`, an unused invite code (`cloud-server invite`) is used up instead
+   * and null returned: the caller makes a new account.
+   */
+  async #serialAccount(
+    h: Record<string, unknown>,
+    what: string,
+    invites = false,
+  ): Promise<string | null> {
     const serial = normalizeSerial(str(h, "serial", 200));
-    this.#checkThrottle(what, null);
-    const account = serial ? await this.#ctx.meta.accountBySerialHash(secretHash(serial)) : null;
+    this.#checkThrottle(what);
+    const global = this.#ctx.failedEnrollGlobal;
+    if (global && global.peek("*") > 0) {
+      if (this.#ctx.logLimit.allow("enroll *")) {
+        this.#ctx.log(
+          `Refused ${what} from ${this.#remote} without checking: too many failed enrollments on this server`,
+        );
+      }
+      throw throttledError(global.peek("*"), "too many failed attempts on this server");
+    }
+    const hashed = serial ? secretHash(serial) : null;
+    const account = hashed ? await this.#ctx.meta.accountBySerialHash(hashed) : null;
     if (!account) {
+      if (invites && hashed && await this.#ctx.meta.useInvite(hashed)) return null;
+      global?.take("*");
       this.#failed(`${what} (unknown serial code)`, null);
       throw new ProtocolError(
         "bad-serial",
@@ -361,10 +533,14 @@ export class Session {
   }
 
   async #enroll(h: Record<string, unknown>): Promise<Message> {
-    const name = str(h, "device", 100);
-    const account = await this.#serialAccount(h, "enrollment");
+    const name = deviceName(h, "device");
+    const account = await this.#serialAccount(h, "enrollment", true);
+    // An invite code makes a new account, even on a closed server.
+    if (account === null) return this.#newAccount(name, " with an invite code");
     const { deviceId, token } = await this.#enrollDevice(account, name);
-    this.#ctx.log(`Device "${name}" joined account ${account} from ${this.#remote}`);
+    this.#ctx.log(
+      `Device "${escapeForLog(name)}" joined account ${account} from ${this.#remote}`,
+    );
     return reply({ account, deviceId, token, seq: await this.#ctx.meta.seq(account) });
   }
 
@@ -376,20 +552,20 @@ export class Session {
   async #checkSerial(h: Record<string, unknown>): Promise<Message> {
     const claimed = str(h, "account", 64);
     const account = await this.#serialAccount(h, "serial check");
-    return reply({ sameAccount: account === claimed });
+    return reply({ sameAccount: account !== null && account === claimed });
   }
 
   /** Renames the signed-in device (`cloud-client --name` on an enrolled folder). */
   async #setDeviceName(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
-    const name = str(h, "device", 100);
+    const name = deviceName(h, "device");
     const device = this.#device!;
     if (name !== device.name) {
       await this.#ctx.meta.renameDevice(account, device.id, name);
       this.#ctx.log(
-        `Device ${device.id} of account ${account} renamed from ${JSON.stringify(device.name)} to ${
-          JSON.stringify(name)
-        }`,
+        `Device ${device.id} of account ${account} renamed from "${
+          escapeForLog(device.name)
+        }" to "${escapeForLog(name)}"`,
       );
       device.name = name;
     }
@@ -400,38 +576,60 @@ export class Session {
     const account = str(h, "account", 64);
     const deviceId = str(h, "deviceId", 64);
     const token = str(h, "token", 200);
-    const known = await this.#ctx.meta.hasAccount(account) ? account : null;
-    this.#checkThrottle(`authentication of device ${JSON.stringify(deviceId)}`, known);
+    const shown = `authentication of device ${JSON.stringify(escapeForLog(deviceId, 64))}`;
     const d = await this.#ctx.meta.device(deviceId);
-    const ok = d !== null && d.account === account && sameSecret(d.tokenHash, secretHash(token));
-    if (!ok || d.revoked) {
-      this.#failed(
-        `authentication of device ${JSON.stringify(deviceId)}${
-          ok ? " (revoked)" : " (unknown device or wrong credential)"
-        }`,
-        known,
-      );
-      throw new ProtocolError(
-        d?.revoked ? "revoked" : "bad-credentials",
-        d?.revoked
-          ? "Cannot sign in: this device was revoked; join again with the account's serial code"
-          : "Cannot sign in: the server does not know this device; join again with the account's serial code",
-      );
+    const mine = d !== null && d.account === account;
+    const ok = mine && sameSecret(d.tokenHash, secretHash(token));
+    if (ok && !d.revoked) {
+      // A valid credential signs in even while its address group or its device key is locked:
+      // somebody else's failures (a revoked laptop, a stranger behind the same NAT or in the same
+      // /24) never shut a good device out. Checking costs one lookup and one hash, and nobody
+      // guesses a 256-bit credential, locked or not.
+      this.#signInAs(account, { id: d.id, name: d.name });
+      await this.#ctx.meta.touchDevice(d.id);
+      return reply({ seq: await this.#ctx.meta.seq(account), device: d.name });
     }
-    this.#account = account;
-    this.#device = { id: d.id, name: d.name };
-    await this.#ctx.meta.touchDevice(d.id);
-    return reply({ seq: await this.#ctx.meta.seq(account), device: d.name });
+    // A failure while the address group is locked is answered so without counting it.
+    this.#checkThrottle(shown, true);
+    // Unknown devices of one account share one key, so guessing ids does not spread the count.
+    const key = { account: escapeForLog(account, 64), id: mine ? deviceId : "?" };
+    const locked = this.#failed(
+      `${shown}${ok ? " (revoked)" : " (unknown device or wrong credential)"}`,
+      await this.#ctx.meta.hasAccount(account) ? key : null,
+      !ok, // a revoked device presenting its own credential is not guessing
+    );
+    if (locked > 0 && !ok) throw throttledError(locked);
+    throw new ProtocolError(
+      ok ? "revoked" : "bad-credentials",
+      ok
+        ? "Cannot sign in: this device was revoked; join again with the account's serial code"
+        : "Cannot sign in: the server does not know this device; join again with the account's serial code",
+    );
   }
 
   async #changes(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     const since = int(h, "since");
     const limit = Math.min(Math.max(1, int(h, "limit")), MAX_CHANGES);
+    // The journal position is read BEFORE the entries: a commit landing between the two reads
+    // (another connection's, while this one awaits) must not move the position past entries
+    // this page does not hold; they would never reach this device.
+    const before = await this.#ctx.meta.seq(account);
     const entries = await this.#ctx.meta.changes(account, since, limit);
-    const seq = await this.#ctx.meta.seq(account);
-    const more = entries.length === limit;
-    return reply({ entries, seq: more ? entries[entries.length - 1]!.version : seq, more });
+    // A page is also bounded by its size (long chunk lists), so that it always fits in a frame.
+    let bytes = 0;
+    let keep = 0;
+    while (keep < entries.length) {
+      const e = entries[keep]!;
+      bytes += rowBytes(e.path, e.chunks.length);
+      if (keep > 0 && bytes > MAX_CHANGES_BYTES) break;
+      keep++;
+    }
+    const cut = keep < entries.length;
+    if (cut) entries.length = keep;
+    const more = cut || entries.length === limit;
+    const last = entries[entries.length - 1]?.version ?? 0;
+    return reply({ entries, seq: more ? last : Math.max(before, last, since), more });
   }
 
   async #have(h: Record<string, unknown>): Promise<Message> {
@@ -444,7 +642,7 @@ export class Session {
   async #put(h: Record<string, unknown>, body: Uint8Array): Promise<Message> {
     const account = this.#requireAccount();
     const claim = { hash: hash(h, "hash"), size: int(h, "size"), z: bool(h, "z") };
-    this.#verify([{ ...claim, offset: 0, len: body.length }], body);
+    await this.#verify(account, [{ ...claim, offset: 0, len: body.length }], body);
     const item = { hash: claim.hash, size: claim.size, stored: body.length, compressed: claim.z };
     const quota = this.#ctx.quota;
     const fresh = quota && (await this.#ctx.meta.chunk(account, item.hash)) === null
@@ -462,9 +660,13 @@ export class Session {
     return reply({});
   }
 
-  /** Checks every chunk against its name (see {@link checkClaims}). */
-  #verify(claims: ChunkClaim[], body: Uint8Array): void {
-    const problem = checkClaims(claims, body);
+  /**
+   * Checks every chunk against its name, within the per-request bounds and fairly between
+   * accounts (see {@link ChunkVerifier}).
+   */
+  async #verify(account: string, claims: ChunkClaim[], body: Uint8Array): Promise<void> {
+    const v = this.#ctx.verifier ?? (this.#ctx.verifier = new ChunkVerifier());
+    const problem = await v.check(account, claims, body, this.#limits.maxPlainBytesPerRequest);
     if (problem) throw new ProtocolError(problem.code, problem.message);
   }
 
@@ -488,7 +690,7 @@ export class Session {
       off += len;
     }
     if (off !== body.length) bad("chunks", "describes fewer bytes than the body holds");
-    this.#verify(claims, body);
+    await this.#verify(account, claims, body);
     const items = claims.map((c) => ({
       hash: c.hash,
       size: c.size,
@@ -520,19 +722,40 @@ export class Session {
     return reply({});
   }
 
-  /** With `wait: true`, chunks announced by an upload in progress are awaited (bounded). */
-  async #awaitAnnounced(
-    account: string,
-    hashes: readonly string[],
-    h: Record<string, unknown>,
-  ): Promise<void> {
-    if (h.wait !== true || !this.#ctx.incoming) return;
-    const known = await this.#ctx.meta.chunks(account, hashes);
-    for (const [k, want] of hashes.entries()) {
-      if (known[k]) continue;
-      if (!this.#ctx.incoming.isAnnounced(account, want)) continue;
-      await this.#ctx.incoming.waitFor(account, want, WAIT_FOR_CHUNK_MS);
+  /**
+   * With `wait`, chunks announced by an upload in progress are awaited (bounded in time, and in
+   * number: past {@link ServerLimits.maxWaitingPerConnection} waiting requests on this
+   * connection or {@link ServerLimits.maxWaitingPerAccount} on the account, a request does not
+   * wait and answers at once, as without `wait`).
+   */
+  async #awaitAnnounced(account: string, hashes: readonly string[], wait: boolean): Promise<void> {
+    const incoming = this.#ctx.incoming;
+    if (!wait || !incoming) return;
+    const announced = hashes.filter((want) => incoming.isAnnounced(account, want));
+    if (announced.length === 0) return;
+    const budget = this.#ctx.budgets?.of(account);
+    if (
+      this.#waiting >= this.#limits.maxWaitingPerConnection ||
+      (budget && budget.waiting >= this.#limits.maxWaitingPerAccount)
+    ) return;
+    this.#waiting++;
+    if (budget) budget.waiting++;
+    try {
+      const known = await this.#ctx.meta.chunks(account, announced);
+      for (const [k, want] of announced.entries()) {
+        if (known[k] || !incoming.isAnnounced(account, want)) continue;
+        await incoming.waitFor(account, want, WAIT_FOR_CHUNK_MS);
+      }
+    } finally {
+      this.#waiting--;
+      if (budget) budget.waiting--;
     }
+  }
+
+  /** The device will not upload (now) what it announced and has not stored. */
+  #withdraw(): Message {
+    this.#ctx.incoming?.withdraw(this.#requireAccount(), this);
+    return reply({});
   }
 
   /** A device starts uploading a file: tell the account's other devices so they can stream it. */
@@ -541,20 +764,26 @@ export class Session {
     const path = str(h, "path");
     const problem = checkWirePath(path);
     if (problem) throw new ProtocolError("bad-path", problem);
+    const size = int(h, "size");
+    if (Array.isArray(h.chunks) && h.chunks.length > maxChunksFor(size)) {
+      bad("chunks", `holds too many chunks for ${size} bytes`);
+    }
     const chunks = chunkList(h.chunks, "chunks");
+    const problem2 = chunkListProblem(size, chunks);
+    if (problem2) bad("chunks", problem2);
     const entry = {
       path,
       kind: "file",
       deleted: false,
       version: 0,
-      size: int(h, "size"),
+      size,
       mtime: int(h, "mtime"),
       ...modeFields(h),
       hash: hash(h, "hash"),
       chunks,
       device: this.#device!.name,
     };
-    this.#ctx.incoming?.announce(account, chunks.map((c) => c.hash));
+    this.#ctx.incoming?.announce(account, chunks.map((c) => c.hash), Date.now(), this);
     this.#ctx.hub.send(account, { t: "incoming", entry }, this.#peer);
     return reply({});
   }
@@ -562,7 +791,7 @@ export class Session {
   async #getMany(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     const hashes = hashList(h, "hashes", MAX_BATCH);
-    await this.#awaitAnnounced(account, hashes, h);
+    await this.#awaitAnnounced(account, hashes, h.wait === true);
     const notFound = () =>
       new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
     const infos = (await this.#ctx.meta.chunks(account, hashes)).map((info) => {
@@ -576,7 +805,8 @@ export class Session {
       len: infos[i]!.stored,
     }));
     const total = chunks.reduce((n, c) => n + c.len, 0);
-    if (total > MAX_BATCH_BYTES) {
+    const plainTotal = this.#zstd ? 0 : chunks.reduce((n, c) => n + c.size, 0);
+    if (total > MAX_BATCH_BYTES || plainTotal > MAX_BATCH_BYTES) {
       throw new ProtocolError("bad-request", "Cannot send chunks: more than 6 MiB asked at once");
     }
     await this.#guard?.reserveReply(total);
@@ -592,13 +822,14 @@ export class Session {
       throw e;
     }
     this.#guard?.replyReady(total, body.length);
+    if (!this.#zstd && chunks.some((c) => c.z)) return this.#plainChunks(chunks, body);
     return reply({ chunks }, body);
   }
 
   async #get(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
     const want = hash(h, "hash");
-    await this.#awaitAnnounced(account, [want], h);
+    await this.#awaitAnnounced(account, [want], h.wait === true);
     const info = await this.#ctx.meta.chunk(account, want);
     if (!info) {
       throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
@@ -615,7 +846,29 @@ export class Session {
     if (!data) {
       throw new ProtocolError("not-found", "Cannot send chunk: not stored for this account");
     }
+    if (info.compressed && !this.#zstd) {
+      return reply({ size: info.size, z: false }, decompressChunk(data, info.size));
+    }
     return reply({ size: info.size, z: info.compressed }, data);
+  }
+
+  /** A `getMany` reply for a client that does not read zstd: every chunk as its plain bytes. */
+  #plainChunks(
+    chunks: { hash: string; size: number; z: boolean; len: number }[],
+    body: Uint8Array,
+  ): Message {
+    const parts: Uint8Array[] = [];
+    let at = 0;
+    for (const c of chunks) {
+      const stored = body.subarray(at, at += c.len);
+      parts.push(c.z ? decompressChunk(stored, c.size) : stored);
+    }
+    const plain = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let w = 0;
+    for (const p of parts) plain.set(p, (w += p.length) - p.length);
+    return reply({
+      chunks: chunks.map((c) => ({ hash: c.hash, size: c.size, z: false, len: c.size })),
+    }, plain);
   }
 
   async #commit(h: Record<string, unknown>): Promise<Message> {
@@ -631,24 +884,54 @@ export class Session {
       const problem = checkWirePath(path);
       if (problem) return problem;
       const deleted = bool(o, "deleted");
+      const size = int(o, "size");
+      // The chunk list is checked against the file's size and the chunk index in the store
+      // (its length is bounded by the header's, 16 MiB after sign-in).
+      const isFile = !deleted && o.kind !== "dir";
       return {
         path,
         baseVersion: int(o, "baseVersion"),
         kind: kind(o, "kind"),
         deleted,
-        size: int(o, "size"),
+        size,
         mtime: int(o, "mtime"),
-        ...(deleted || o.kind === "dir" ? { exec: false } : modeFields(o)),
-        hash: deleted || o.kind === "dir" ? "" : hash(o, "hash"),
-        chunks: deleted || o.kind === "dir" ? [] : chunkList(o.chunks, "chunks"),
+        ...(isFile ? modeFields(o) : { exec: false }),
+        hash: isFile ? hash(o, "hash") : "",
+        chunks: isFile ? chunkList(o.chunks, "chunks") : [],
       };
     });
-    const valid = parsed.filter((p): p is CommitItem => typeof p !== "string");
+    // The journal and the kept versions count toward the quota too: a new row, and the old one
+    // it may keep. Deletions are never refused (they free space once retention forgets them).
+    const quota = this.#ctx.quota;
+    const cost = (p: CommitItem) => p.deleted ? 0 : 2 * rowBytes(p.path, p.chunks.length);
+    let reserved = 0;
+    let overQuota: string | null = null;
+    if (quota) {
+      const want = parsed.reduce((n, p) => n + (typeof p === "string" ? 0 : cost(p)), 0);
+      try {
+        await quota.reserve(account, want);
+        reserved = want;
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        overQuota = e.message;
+      }
+    }
+    const valid = parsed.filter((p): p is CommitItem =>
+      typeof p !== "string" && (overQuota === null || p.deleted)
+    );
     const done = await this.#ctx.meta.commit(account, this.#device!.name, valid);
     let next = 0;
-    const results: CommitResult[] = parsed.map((p) =>
-      typeof p === "string" ? { ok: false, reason: "invalid", message: p } : done[next++]!
-    );
+    const results: CommitResult[] = parsed.map((p) => {
+      if (typeof p === "string") return { ok: false, reason: "invalid", message: p };
+      if (overQuota !== null && !p.deleted) {
+        return { ok: false, reason: "quota", message: overQuota };
+      }
+      const r = done[next++]!;
+      if (!r.ok && reserved > 0) {
+        quota!.release(account, cost(p));
+      }
+      return r;
+    });
     if (done.some((r) => r.ok)) {
       this.#ctx.hub.notify(account, await this.#ctx.meta.seq(account), this.#peer);
     }
@@ -658,7 +941,13 @@ export class Session {
   /** `restore` (history_requests.ts); the account's other devices hear of it like a commit. */
   async #restore(h: Record<string, unknown>): Promise<Message> {
     const account = this.#requireAccount();
-    const results = await restoreRequest(this.#ctx.meta, account, this.#device!.name, h);
+    const results = await restoreRequest(
+      this.#ctx.meta,
+      account,
+      this.#device!.name,
+      h,
+      this.#ctx.quota,
+    );
     if (results.some((r) => r.ok)) {
       this.#ctx.hub.notify(account, await this.#ctx.meta.seq(account), this.#peer);
     }

@@ -161,6 +161,10 @@ export interface AccountStore {
   renameDevice(account: string, deviceId: string, name: string): Promise<boolean>;
   /** True if the device is revoked or unknown (checked on every request of a session). */
   deviceRevoked(deviceId: string): Promise<boolean>;
+  /** Records a one-time invite code (its hash) that lets one new account register. */
+  addInvite(codeHash: string): Promise<void>;
+  /** Uses up the invite code with this hash; false if there is none (or it was used). */
+  useInvite(codeHash: string): Promise<boolean>;
 }
 
 /** Each account's journal of entries (tombstones included) and the versions kept. */
@@ -206,6 +210,12 @@ export interface JournalStore {
   oldVersions(account: string, cutoff: number): AsyncIterable<OldVersion>;
   /** Forgets these kept versions (retention); returns how many were there. */
   forgetVersions(account: string, refs: readonly VersionRef[]): Promise<number>;
+  /**
+   * Bytes of metadata `account` makes the server keep: its journal entries and kept versions,
+   * each counted as `rowBytes` in session.ts does (path, chunk list, a fixed 200). Counted by
+   * the quota.
+   */
+  metadataBytes(account: string): Promise<number>;
   /** Every entry of `account`, live and tombstones, in path order (streamed, not buffered). */
   verifyEntries(account: string): AsyncIterable<RemoteEntry>;
   /** Every kept version of `account`, in path then version order (streamed). */
@@ -225,9 +235,11 @@ export interface ChunkIndex {
   /** Sum of the stored bytes of the account's chunks. */
   storedBytes(account: string): Promise<number>;
   /**
-   * Garbage collection, step 1: in one transaction that excludes the account's commits, removes
-   * from the index every chunk indexed before `cutoff` (ms) that no entry and no kept version
-   * references, and returns their hashes. A commit after this finds them missing.
+   * Garbage collection, step 1: removes from the index every chunk indexed before `cutoff` (ms)
+   * that no entry and no kept version references, and returns their hashes; never one that a
+   * commit references, also one that runs meanwhile (PostgreSQL: one transaction holding the
+   * account's lock; SQLite: small steps, each page re-checked and forgotten in one synchronous
+   * step). A commit after this finds them missing.
    */
   forgetUnreferenced(account: string, cutoff: number): Promise<string[]>;
 }

@@ -167,7 +167,7 @@ export async function saveCertificate(dataDir: string, c: ServerCertificate): Pr
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   if (Deno.build.os !== "windows") await Deno.chmod(dir, 0o700);
   await writeAtomic(keyFile, c.key, 0o600);
-  await writeAtomic(certFile, c.cert, 0o644);
+  await writeAtomic(certFile, c.cert, 0o600);
 }
 
 /**

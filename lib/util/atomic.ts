@@ -14,13 +14,15 @@ import { dirname, join } from "node:path";
 
 let counter = 0;
 
+/** A fresh temporary file name (no folder) that no other writer in this process uses. */
+export function tempName(hint = "tmp"): string {
+  const rand = crypto.getRandomValues(new Uint32Array(2));
+  return `.${hint}-${Deno.pid}-${++counter}-${rand[0]!.toString(36)}${rand[1]!.toString(36)}`;
+}
+
 /** A fresh temporary name in `dir` that no other writer in this process uses. */
 export function tempPath(dir: string, hint = "tmp"): string {
-  const rand = crypto.getRandomValues(new Uint32Array(2));
-  return join(
-    dir,
-    `.${hint}-${Deno.pid}-${++counter}-${rand[0]!.toString(36)}${rand[1]!.toString(36)}`,
-  );
+  return join(dir, tempName(hint));
 }
 
 /** Flushes a directory entry to disk (no-op where directories cannot be opened, e.g. Windows). */
@@ -65,11 +67,19 @@ export async function writeFileAtomic(
   await fsyncDir(dirname(path));
 }
 
-/** Synchronous form of {@link writeFileAtomic}, for small state files written at startup. */
-export function writeFileAtomicSync(path: string, data: Uint8Array): void {
+/**
+ * Synchronous form of {@link writeFileAtomic}, for small state files written at startup. `mode`:
+ * the permissions the temporary file is created with (so a secret is never readable by others,
+ * not even before a chmod).
+ */
+export function writeFileAtomicSync(path: string, data: Uint8Array, mode?: number): void {
   const tmp = tempPath(dirname(path));
   try {
-    const f = Deno.openSync(tmp, { write: true, createNew: true });
+    const f = Deno.openSync(tmp, {
+      write: true,
+      createNew: true,
+      ...(mode !== undefined ? { mode } : {}),
+    });
     try {
       let off = 0;
       while (off < data.length) off += f.writeSync(data.subarray(off));

@@ -21,9 +21,16 @@ export const DEBUG = (() => {
   }
 })();
 
+let tag = "";
+
+/** Names the device the next debug lines are about (several in one process: the simulator). */
+export function setDebugTag(name: string): void {
+  tag = name === "" ? "" : `${name}: `;
+}
+
 /** Prints `message()` on stderr when {@link DEBUG} is on; the message is not built otherwise. */
 export function debug(message: () => string): void {
-  if (DEBUG) console.error(`[debug] ${new Date().toISOString().slice(11, 23)} ${message()}`);
+  if (DEBUG) console.error(`[debug] ${new Date().toISOString().slice(11, 23)} ${tag}${message()}`);
 }
 
 /**

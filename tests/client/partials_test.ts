@@ -7,9 +7,10 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PARTIAL_GRACE_MS, prunePartials } from "../../lib/client/transfer.ts";
+import { PARTIAL_GRACE_MS, Staging } from "../../lib/client/staging.ts";
+import { DenoFs } from "../../lib/client/fs/deno_fs.ts";
 
-Deno.test("prunePartials", async (t) => {
+Deno.test("Staging.prune", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "cloudsync-partials-" });
   try {
     const now = Date.now();
@@ -21,7 +22,7 @@ Deno.test("prunePartials", async (t) => {
     await make("partial-old", PARTIAL_GRACE_MS + 60_000);
     await make("partial-recent", 60_000);
     await make("download-old", PARTIAL_GRACE_MS + 60_000); // not a partial: not this function's
-    const removed = await prunePartials(dir, PARTIAL_GRACE_MS, now);
+    const removed = await new Staging(new DenoFs(dir), "").prune(PARTIAL_GRACE_MS, now);
     const left = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
     await t.step("an unused partial older than the grace period is deleted", () => {
       assert.equal(removed, 1);

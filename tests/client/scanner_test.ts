@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { scan, statToEntry } from "../../lib/client/scanner.ts";
+import { DenoFs, toItemStat } from "../../lib/client/fs/deno_fs.ts";
 import type { BaseEntry } from "../../lib/core/types.ts";
 
 Deno.test("scan rehashes only what changed since the base", async (t) => {
@@ -24,7 +25,7 @@ Deno.test("scan rehashes only what changed since the base", async (t) => {
     await write("same.txt", "aaaa");
     await write("replaced.txt", "bbbb");
     await write("grown.txt", "cccc");
-    const first = await scan(root, new Map());
+    const first = await scan(new DenoFs(root), new Map());
     const base = new Map<string, BaseEntry>();
     for (const e of first.values()) {
       base.set(e.path, { ...e, version: 1, hash: e.hash!, chunks: e.chunks! });
@@ -34,13 +35,13 @@ Deno.test("scan rehashes only what changed since the base", async (t) => {
     const hasInodes = typeof (await Deno.stat(join(root, "same.txt"))).ino === "number";
     // A file changed a moment ago is held back (it may still be being written) ...
     const held = new Map();
-    const soon = await scan(root, base, { held });
+    const soon = await scan(new DenoFs(root), base, { held });
     await t.step("a file changed a moment ago is held, not read", () => {
       assert.equal(soon.get("grown.txt"), undefined);
       assert.equal(held.get("grown.txt")?.kind, "settling");
     });
     // ... and read once it has been still for a moment (here: the scan's clock is later).
-    const again = await scan(root, base, { now: Date.now() + 60_000 });
+    const again = await scan(new DenoFs(root), base, { now: Date.now() + 60_000 });
     await t.step("an unchanged file is not read", () => {
       assert.equal(again.get("same.txt")?.hash, undefined);
     });
@@ -54,8 +55,8 @@ Deno.test("scan rehashes only what changed since the base", async (t) => {
     });
     await t.step("directories carry no inode; files do where the OS has them", async () => {
       const st = await Deno.stat(join(root, "same.txt"));
-      assert.equal(statToEntry("same.txt", st, undefined).ino, st.ino ?? undefined);
-      assert.equal(statToEntry("", await Deno.stat(root), undefined).ino, undefined);
+      assert.equal(statToEntry("same.txt", toItemStat(st), undefined).ino, st.ino ?? undefined);
+      assert.equal(statToEntry("", toItemStat(await Deno.stat(root)), undefined).ino, undefined);
     });
   } finally {
     await Deno.remove(root, { recursive: true });
@@ -67,7 +68,7 @@ Deno.test("scan recognizes a moved file by its inode and does not read it", asyn
   try {
     await Deno.writeTextFile(join(root, "a.txt"), "aaaa");
     await Deno.writeTextFile(join(root, "b.txt"), "bbbb");
-    const first = await scan(root, new Map());
+    const first = await scan(new DenoFs(root), new Map());
     if (first.get("a.txt")?.ino === undefined) return; // no inode numbers on this OS
     // Base hashes no read could produce: a reused one can only have come from the base.
     const base = new Map<string, BaseEntry>();
@@ -78,7 +79,7 @@ Deno.test("scan recognizes a moved file by its inode and does not read it", asyn
     await Deno.rename(join(root, "a.txt"), join(root, "sub", "moved.txt"));
     await Deno.rename(join(root, "b.txt"), join(root, "b2.txt"));
     await Deno.writeTextFile(join(root, "b2.txt"), "BBBBB"); // moved, then changed
-    const again = await scan(root, base);
+    const again = await scan(new DenoFs(root), base);
     await t.step("a moved file takes the hash of the base file with its inode", () => {
       assert.equal(again.get("sub/moved.txt")?.hash, "base-a.txt");
     });

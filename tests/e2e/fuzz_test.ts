@@ -3,7 +3,10 @@
  *
  * Valid frames (hello, register, enroll, auth, changes, have, put, putMany, get, getMany, commit,
  * watch) are built with the real codec, then mutated: bits flipped, truncated, lengths changed,
- * header fields given wrong types, huge numbers, deep nesting, long strings, bad paths. Checked:
+ * header fields given wrong types, huge numbers, deep nesting, long strings, bad paths,
+ * compressed-header bombs (a few KB that expand to up to 31 MiB of `{}`), headers shaped to
+ * be slow to parse (keys in ever new orders, distinct keys), and valid sessions sent pipelined
+ * with one request's field made wrong. Checked:
  * the server never crashes, answers or closes every connection within a deadline, never answers
  * `internal` (an unexpected exception), stays under a memory bound (VmRSS from /proc), and two
  * clients keep syncing meanwhile.
@@ -15,6 +18,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import zlib from "node:zlib";
 import {
   Proc,
   put,
@@ -188,8 +192,9 @@ function mutate(
   rng: Rng,
   id: number,
   t: { header: Record<string, unknown>; body: Uint8Array },
+  sessionSteps: { header: Record<string, unknown>; body: Uint8Array }[] = [t],
 ): { bytes: Uint8Array; complete: boolean; what: string } {
-  const kind = rng.int(11);
+  const kind = rng.int(14);
   const header = structuredClone(t.header);
   switch (kind) {
     case 0: { // a field of the wrong type / value
@@ -272,6 +277,47 @@ function mutate(
         h.chunks = [{ ...(h.chunks[0] as object), z: true, size: 1 << 22, len: body.length }];
       }
       return { bytes: request(id, h, body), complete: true, what: "body" };
+    }
+    case 11: { // a compressed-header bomb: a few KB on the wire, megabytes of `{}` inside
+      const mib = rng.pick([1, 4, 16, 31]);
+      const text = enc.encode(
+        `{"t":"${t.header.t}","x":[${"{},".repeat(Math.floor(mib * 349_525))}{}]}`,
+      );
+      const z = zlib.zstdCompressSync(text);
+      const bytes = rawFrame(1 | 0x80, id, "", new Uint8Array(z));
+      new DataView(bytes.buffer).setUint32(9, z.length); // the whole payload is the header
+      return { bytes, complete: true, what: `header bomb ${mib} MiB` };
+    }
+    case 13: { // a header shaped to be slow to parse: keys in ever new orders, distinct keys
+      const keys = Array.from({ length: 8 + rng.int(9) }, (_, i) => `"k${i}":${i}`);
+      const objs: string[] = [];
+      const n = rng.pick([2_000, 50_000, 200_000]);
+      for (let i = 0; i < n; i++) {
+        const k = rng.int(2) === 0
+          ? [...keys].sort(() => rng.int(3) - 1)
+          : [`"d${i}":0`, `"e${i}":1`];
+        objs.push(`{${k.join(",")}}`);
+      }
+      const z = zlib.zstdCompressSync(enc.encode(`{"t":"${t.header.t}","x":[${objs}]}`));
+      const bytes = rawFrame(1 | 0x80, id, "", new Uint8Array(z));
+      new DataView(bytes.buffer).setUint32(9, z.length);
+      return { bytes, complete: true, what: `slow-shaped header of ${n} objects` };
+    }
+    case 12: { // a valid session, pipelined, with one request's field made wrong
+      const picks = Array.from({ length: 2 + rng.int(5) }, () => rng.pick(sessionSteps));
+      const bad = rng.int(picks.length);
+      const parts = picks.map((step, i) => {
+        const h = structuredClone(step.header);
+        if (i === bad) h[rng.pick(Object.keys(h))] = wrongValue(rng);
+        return request(id + i, h, step.body);
+      });
+      const bytes = new Uint8Array(parts.reduce((n, x) => n + x.length, 0));
+      let off = 0;
+      for (const x of parts) {
+        bytes.set(x, off);
+        off += x.length;
+      }
+      return { bytes, complete: true, what: `session of ${picks.length}, step ${bad} wrong` };
     }
     default: { // the valid frame, repeated fast (a flood)
       const one = request(id, header, t.body);
@@ -428,7 +474,8 @@ Deno.test(
             }
             const n = 1 + wr.int(3);
             for (let i = 0; i < n; i++) {
-              const m = mutate(wr, id, wr.pick(tpls));
+              // Steps of a signed-in session (changes .. watch) for the pipelined sessions.
+              const m = mutate(wr, id, wr.pick(tpls), tpls.slice(4));
               id += 100;
               stats.frames++;
               steps.push(m.what);

@@ -1,8 +1,9 @@
 /**
- * End to end: a device with Windows name rules (simulated on Linux with
- * CLOUDSYNC_TEST_PLATFORM=windows) keeps names that differ only in case as a "(case conflict)"
- * copy, skips names Windows cannot hold without ever deleting them elsewhere, and follows a
- * case-only rename.
+ * End to end with Windows name rules: a device whose filesystem is Windows-like (case-insensitive,
+ * reserved names refused; the real sync engine on `MemFs`, see tests/support/mem_device.ts),
+ * against a real server and a real Linux client, keeps names that differ only in case as a
+ * "(case conflict)" copy, skips names Windows cannot hold without ever deleting them elsewhere,
+ * and follows a case-only rename.
  *
  * @module
  */
@@ -12,13 +13,13 @@ import { join } from "node:path";
 import {
   put,
   ServerProc,
-  startClient,
   startFirstClient,
   tempDir,
   tree,
   waitFor,
   waitForContent,
 } from "./harness.ts";
+import { MemDevice, stateDirIn, WINDOWS } from "../support/mem_device.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -28,7 +29,6 @@ Deno.test(
   async (t) => {
     await using tmp = await tempDir();
     const a = join(tmp.path, "linux");
-    const b = join(tmp.path, "windows");
     await put(a, "Report.txt", "upper\n");
     await put(a, "report.txt", "lower\n");
     await put(a, "a:b.txt", "colon\n");
@@ -37,19 +37,16 @@ Deno.test(
     await put(a, "ok.txt", "fine\n");
     const server = await ServerProc.start(join(tmp.path, "data"));
     const [ca, serial] = await startFirstClient("L", server.port, a);
-    const cb = startClient("W", server.port, b, {
-      serial,
-      env: { CLOUDSYNC_TEST_PLATFORM: "windows" },
-    });
-    const procs = [server, ca, cb];
+    await ca.waitForLine(/^Synced: /);
+    const w = await MemDevice.join("W", server.port, serial, stateDirIn(tmp.path, "W"), WINDOWS);
+    const procs = [server, ca];
     const names = async (root: string) => [...(await tree(root)).keys()].sort();
+    const wNames = () => [...w.files().keys()].sort();
     try {
       await t.step("both case twins arrive, one under a case-conflict name", async () => {
-        await waitFor(
-          async () => (await names(b)).length === 3,
-          async () => (await names(b)).join(", "),
-        );
-        const got = await names(b);
+        await w.sync();
+        const got = wNames();
+        assert.equal(got.length, 3, got.join(", "));
         assert.ok(got.includes("ok.txt"), got.join(", "));
         const twins = got.filter((n) => n !== "ok.txt");
         assert.equal(
@@ -57,19 +54,19 @@ Deno.test(
           1,
           twins.join(", "),
         );
-        const texts = await Promise.all(twins.map((n) => Deno.readTextFile(join(b, n))));
-        assert.deepEqual(texts.sort(), ["lower\n", "upper\n"]);
+        assert.deepEqual(twins.map((n) => w.fs.readText(n)).sort(), ["lower\n", "upper\n"]);
       });
       await t.step(
         "each unsafe name is skipped with a warning and stays on the other device",
         async () => {
           for (const n of ["a:b.txt", "CON", "bad|dir"]) {
             assert.ok(
-              cb.lines.some((l) => l.includes(n)),
-              `no warning about ${n}:\n${cb.output()}`,
+              w.warnings.some((l) => l.includes(n)),
+              `no warning about ${n}:\n${w.warnings.join("\n")}`,
             );
           }
-          await put(b, "from-windows.txt", "hello\n");
+          w.fs.writeText("from-windows.txt", "hello\n");
+          await w.sync();
           await waitForContent(a, "from-windows.txt", "hello\n");
           const left = await names(a);
           for (const n of ["a:b.txt", "CON", "bad|dir/inner.txt", "Report.txt", "report.txt"]) {
@@ -80,9 +77,10 @@ Deno.test(
       await t.step(
         "an edit of the case-conflict copy updates the right file everywhere",
         async () => {
-          const copy = (await names(b)).find((n) => n.includes("(case conflict)"))!;
-          const before = await Deno.readTextFile(join(b, copy));
-          await put(b, copy, before.trim() + " edited on Windows\n");
+          const copy = wNames().find((n) => n.includes("(case conflict)"))!;
+          const before = w.fs.readText(copy)!;
+          w.fs.writeText(copy, before.trim() + " edited on Windows\n");
+          await w.sync();
           const wire = before === "upper\n" ? "Report.txt" : "report.txt";
           await waitForContent(a, wire, before.trim() + " edited on Windows\n");
           assert.equal((await names(a)).some((n) => n.includes("(case conflict)")), false);
@@ -90,13 +88,17 @@ Deno.test(
       );
       await t.step("a case-only rename on Linux is a rename on Windows", async () => {
         await Deno.rename(join(a, "ok.txt"), join(a, "OK.txt"));
-        await waitFor(async () => {
-          const got = await names(b);
-          return got.includes("OK.txt") && !got.includes("ok.txt");
-        }, async () => (await names(b)).join(", "));
-        assert.equal(await Deno.readTextFile(join(b, "OK.txt")), "fine\n");
+        await waitFor(
+          () => ca.lines.some((l) => /moved on server|sent \(OK\.txt/.test(l)),
+          () => ca.output(),
+        );
+        await w.sync();
+        const got = wNames();
+        assert.ok(got.includes("OK.txt") && !got.includes("ok.txt"), got.join(", "));
+        assert.equal(w.fs.readText("OK.txt"), "fine\n");
       });
     } finally {
+      w.close();
       for (const p of procs.reverse()) await p.stop();
     }
   },

@@ -100,6 +100,8 @@ Deno.test("the limit flags are checked at start", opts, async () => {
     const [flag, value, re] of [
       ["--quota", "ten gigs", /^Cannot start: --quota must be a size such as 10GiB/m],
       ["--max-connections-per-ip", "0", /^Cannot start: --max-connections-per-ip must be/m],
+      ["--max-connections", "none", /^Cannot start: --max-connections must be/m],
+      ["--registration", "maybe", /^Cannot start: --registration must be open or closed/m],
     ] as const
   ) {
     const p = new Proc("server", ["server.ts", "0", "--data", data, flag, value]);
@@ -117,9 +119,13 @@ Deno.test("the limit flags are checked at start", opts, async () => {
     "10GiB",
     "--max-connections-per-ip",
     "8",
+    "--registration",
+    "closed",
   ]);
   try {
-    await p.waitForLine(/^Limits: quota 10 GiB per account, 8 connections per address$/);
+    await p.waitForLine(
+      /^Limits: quota 10 GiB per account, 8 connections per address, registration closed$/,
+    );
   } finally {
     await p.stop();
   }

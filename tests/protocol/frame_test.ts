@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import zlib from "node:zlib";
 import {
   type ByteReader,
   encodeFrame,
@@ -14,6 +15,7 @@ import {
   FrameError,
   FrameReader,
   FrameType,
+  HEADER_ZSTD,
   MAX_FRAME,
   writeAll,
 } from "../../lib/protocol/frame.ts";
@@ -461,4 +463,60 @@ Deno.test("FrameReader says when only the last bytes of a frame are missing", as
       }
     });
   }
+});
+
+Deno.test("FrameReader bounds headers before parsing them", async (t) => {
+  const big = { t: "x", list: Array.from({ length: 2000 }, (_, i) => `item-${i}`) };
+  const compressed = encodeFrame({
+    type: FrameType.Request,
+    id: 1,
+    header: big,
+    body: new Uint8Array(),
+  });
+  assert.ok((compressed[4]! & HEADER_ZSTD) !== 0, "the fixture must travel compressed");
+  await t.step("a compressed header is refused where it is not accepted", async () => {
+    const r = new FrameReader(sliceReader(compressed, 4096), {
+      headerLimits: { maxHeader: 1 << 20, compressed: false, maxRatio: 1 },
+    });
+    await assert.rejects(
+      r.next(),
+      (e: Error) => e instanceof FrameError && /compressed header is not accepted/.test(e.message),
+    );
+  });
+  await t.step("a header is refused past maxHeader, on the wire or decompressed", async () => {
+    const r = new FrameReader(sliceReader(compressed, 4096), {
+      headerLimits: { maxHeader: 8 * 1024, compressed: true, maxRatio: 4096 },
+    });
+    await assert.rejects(
+      r.next(),
+      (e: Error) => e instanceof FrameError && /expands beyond/.test(e.message),
+    );
+    const plain = encodeFrame({
+      type: FrameType.Request,
+      id: 1,
+      header: { p: "x".repeat(3000) },
+      body: new Uint8Array(),
+    });
+    const r2 = new FrameReader(sliceReader(plain, 4096), {
+      headerLimits: { maxHeader: 1024, compressed: true, maxRatio: 4096 },
+    });
+    await assert.rejects(
+      r2.next(),
+      (e: Error) => e instanceof FrameError && /exceeds the limit/.test(e.message),
+    );
+  });
+  await t.step("a header of millions of empty objects is refused unparsed", async () => {
+    const text = enc.encode(`{"t":"x","a":[${"{},".repeat(1_000_000)}{}]}`);
+    const z = zlib.zstdCompressSync(text);
+    const frame = raw({ type: 1 | HEADER_ZSTD, header: new Uint8Array(z) });
+    const t0 = performance.now();
+    const r = new FrameReader(sliceReader(frame, 65536), {
+      headerLimits: { maxHeader: 32 << 20, compressed: true, maxRatio: 1e9 },
+    });
+    await assert.rejects(
+      r.next(),
+      (e: Error) => e instanceof FrameError && /too many JSON objects/.test(e.message),
+    );
+    assert.ok(performance.now() - t0 < 500, `${performance.now() - t0} ms`);
+  });
 });

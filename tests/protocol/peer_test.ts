@@ -556,3 +556,34 @@ Deno.test("Peer with ackEagerly pings when only the tail of a big response is mi
     });
   }
 });
+
+Deno.test("Peer drops a connection whose peer does not read", async () => {
+  const [cc, sc] = await tcpPair();
+  // The client side never reads: once the socket buffers are full, the server's writes wait.
+  const server = new Peer(sc, {
+    maxQueuedBytes: 4 * 1024 * 1024,
+    heartbeatMs: 0,
+    idleTimeoutMs: 0,
+  });
+  // One frame, encoded once, queued many times (as the hub does for many watchers).
+  const pad = Array.from(crypto.getRandomValues(new Uint8Array(60_000)), (b) => b.toString(16))
+    .join("");
+  const frame = encodeFrame({
+    type: FrameType.Notice,
+    id: 0,
+    header: { t: "x", pad },
+    body: EMPTY,
+  });
+  let closed = false;
+  const ended = server.closed.then((why) => {
+    closed = true;
+    return why;
+  });
+  for (let i = 0; i < 2000 && !closed; i++) {
+    server.notifyEncoded(frame).catch(() => {});
+    if (i % 10 === 0) await new Promise((r) => setTimeout(r, 1));
+  }
+  const why = await ended;
+  assert.match(String(why?.message), /the peer does not read/);
+  cc.close();
+});

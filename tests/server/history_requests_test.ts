@@ -17,7 +17,8 @@ import {
   remoteError,
   testServer,
 } from "./server_helper.ts";
-import { MAX_HISTORY, MAX_LIST, MAX_RESTORE } from "../../lib/protocol/messages.ts";
+import { MAX_HISTORY, MAX_LIST, MAX_LIST_BYTES, MAX_RESTORE } from "../../lib/protocol/messages.ts";
+import { rowBytes } from "../../lib/server/session.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -147,7 +148,7 @@ Deno.test("history, listAt and restore: the account's own, checked and bounded",
   assert.equal(msg.code, "unauthenticated");
 });
 
-Deno.test("listAt pages end before they carry too many chunk references", opts, async () => {
+Deno.test("listAt pages end before they weigh too much (chunk lists)", opts, async () => {
   await using s = await testServer();
   const a = await register(s, "A");
   // 30 files of 2,000 chunks each (the same 2,000 chunks): 60,000 references in all.
@@ -188,7 +189,8 @@ Deno.test("listAt pages end before they carry too many chunk references", opts, 
     const e = h.entries as { path: string; chunks: unknown[] }[];
     pages++;
     seen += e.length;
-    assert.ok(e.reduce((n, x) => n + x.chunks.length, 0) <= 50_000, `page ${pages}`);
+    const weight = e.reduce((n, x) => n + rowBytes(x.path, x.chunks.length), 0);
+    assert.ok(weight <= MAX_LIST_BYTES, `page ${pages}: ${weight} bytes`);
     if (h.more !== true) break;
     after = h.next as string;
   }

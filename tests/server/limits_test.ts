@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import {
+  addressGroup,
   ConnectionCounter,
   ConnGuard,
   describeSize,
@@ -106,24 +107,34 @@ Deno.test("FailureThrottle keeps a bounded number of keys", () => {
   assert.equal(t.failures("k999"), 1, "the newest are kept");
 });
 
-Deno.test("SignInThrottle: per address and per account; a success resets nothing", () => {
+Deno.test("SignInThrottle: per address group and per device; a success resets nothing", () => {
   const c = clock();
   const s = new SignInThrottle(T, { ...T, freeFailures: 5 }, c.now);
-  // One address fails 4 times on account A: the address is locked, not the account.
-  for (let i = 0; i < 4; i++) s.failed("1.1.1.1", "A");
-  assert.ok(s.lockedFor("1.1.1.1", null) > 0);
-  assert.ok(s.lockedFor("1.1.1.1", "B") > 0, "the address is locked for every account");
-  assert.equal(s.lockedFor("2.2.2.2", "A"), 0, "another address may still try A");
-  // Many addresses failing on A lock A for everybody (also for an address with no failures).
-  for (let i = 0; i < 2; i++) s.failed(`3.3.3.${i}`, "A");
-  assert.ok(s.lockedFor("9.9.9.9", "A") > 0);
-  assert.equal(s.lockedFor("9.9.9.9", "B"), 0);
-  // Failures without a known account count only for the address.
-  for (let i = 0; i < 10; i++) s.failed("4.4.4.4", null);
-  assert.ok(s.lockedFor("4.4.4.4", null) > 0);
-  assert.equal(s.byAccount.failures("A"), 6);
+  // Guesses from one address lock its whole /24, not another /24.
+  for (let i = 0; i < 4; i++) s.failed("1.1.1.1", { account: "A", id: "d1" });
+  assert.ok(s.lockedFor("1.1.1.1") > 0);
+  assert.ok(s.lockedFor("1.1.1.200") > 0, "the /24 is locked");
+  assert.equal(s.lockedFor("1.1.2.1"), 0, "another /24 may still try");
+  // Failures that are not guesses (a revoked device) count for the device only.
+  for (let i = 0; i < 10; i++) s.failed("4.4.4.4", { account: "A", id: "d2" }, false);
+  assert.equal(s.lockedFor("4.4.4.4"), 0);
+  assert.ok(s.deviceLockedFor("A", "d2") > 0);
+  assert.equal(s.deviceLockedFor("A", "d3"), 0, "the account's other devices are not locked");
+  // IPv6 groups by /64.
+  for (let i = 0; i < 4; i++) s.failed(`2001:db8:0:1::${i}`, null);
+  assert.ok(s.lockedFor("2001:db8:0:1:ffff::1") > 0);
+  assert.equal(s.lockedFor("2001:db8:0:2::1"), 0);
   // There is no "success" call: a good sign-in cannot clear anybody's failures.
   assert.equal(typeof (s as unknown as Record<string, unknown>).succeeded, "undefined");
+});
+
+Deno.test("addressGroup: IPv4 /24, IPv6 /64, mapped IPv4 as IPv4", () => {
+  assert.equal(addressGroup("203.0.113.77"), "203.0.113.0/24");
+  assert.equal(addressGroup("::ffff:203.0.113.77"), "203.0.113.0/24");
+  assert.equal(addressGroup("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+  assert.equal(addressGroup("2001:db8::1"), "2001:db8:0:0::/64");
+  assert.equal(addressGroup("::1"), "0:0:0:0::/64");
+  assert.equal(addressGroup("fe80::1%eth0"), "fe80:0:0:0::/64");
 });
 
 Deno.test("throttled errors carry code throttled and the message the client shows", () => {
@@ -207,6 +218,7 @@ const LIMITS = {
   frameTimeoutMs: 5000,
   minFrameBytesPerSecond: 1000,
   maxBufferedBytes: 10_000,
+  maxAccountBufferedBytes: 100_000,
 };
 
 function frame(bodyBytes: number): Uint8Array {

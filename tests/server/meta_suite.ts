@@ -95,6 +95,49 @@ const c = (n: number): ChunkRef => ({ hash: H(n), size: 10 });
 type Case = (f: MetaFixture) => Promise<void>;
 
 const CASES: Record<string, Case> = {
+  "invites: a code works once, also from another handle": async (f) => {
+    const m = f.store;
+    assert.equal(await m.useInvite("nope"), false);
+    await m.addInvite("code-1");
+    const other = await f.again();
+    try {
+      const [a, b] = await Promise.all([m.useInvite("code-1"), other.useInvite("code-1")]);
+      assert.deepEqual([a, b].sort(), [false, true], "exactly one use");
+      assert.equal(await m.useInvite("code-1"), false);
+    } finally {
+      await other.close();
+    }
+  },
+
+  "metadataBytes: journal entries and kept versions, by path and chunk list": async (
+    { store: m },
+  ) => {
+    const a = await m.createAccount(`serial-${crypto.randomUUID()}`);
+    // Chunks of 20,000 bytes: a file holds at most one chunk per 16 KiB of it.
+    await m.addChunks(a, [1, 2, 3].map((n) => chunkRow(n, 20_000)));
+    const big = (n: number): ChunkRef => ({ hash: H(n), size: 20_000 });
+    assert.equal(await m.metadataBytes(a), 0);
+    assert.equal((await m.commit(a, "A", [fileItem("ab", [big(1), big(2)])]))[0]?.ok, true);
+    const one = 2 * 3 + 2 * 90 + 200;
+    assert.equal(await m.metadataBytes(a), one);
+    await m.commit(a, "A", [fileItem("ab", [big(3)], 1)]); // the old one is kept
+    assert.equal(await m.metadataBytes(a), one + (2 * 3 + 90 + 200));
+    const b = await accountWithChunks(m);
+    assert.equal(await m.metadataBytes(b), 0, "per account");
+  },
+
+  "commit: chunk sizes are checked against the index; lists bounded by the file size": async (
+    { store: m },
+  ) => {
+    const a = await accountWithChunks(m);
+    const lie = { ...fileItem("lie", [{ hash: H(1), size: 11 }]) };
+    const [r1] = await m.commit(a, "A", [lie]);
+    assert.equal(r1?.ok === false && r1.reason, "invalid");
+    const many = Array.from({ length: 100 }, () => ({ hash: H(1), size: 10 }));
+    const [r2] = await m.commit(a, "A", [fileItem("many", many)]);
+    assert.equal(r2?.ok === false && r2.reason, "invalid", "100 chunks for 1,000 bytes");
+  },
+
   "accounts: create, find by serial, replace the serial, list": async ({ store: m }) => {
     const a = await m.createAccount("s1");
     const b = await m.createAccount("s2");

@@ -11,7 +11,14 @@ import type { ServerLimits } from "../../lib/server/limits.ts";
 import { dial } from "../../lib/client/connection.ts";
 import type { Peer } from "../../lib/protocol/peer.ts";
 import { RemoteError } from "../../lib/protocol/peer.ts";
-import { encodeFrame, type Frame, FrameReader, FrameType } from "../../lib/protocol/frame.ts";
+import {
+  encodeFrame,
+  type Frame,
+  FrameReader,
+  FrameType,
+  HEADER_ZSTD,
+} from "../../lib/protocol/frame.ts";
+import zlib from "node:zlib";
 import { sha256Hex } from "../../lib/chunk/hash.ts";
 
 /** A server in a temporary data directory; `await using` stops it and removes the directory. */
@@ -92,6 +99,30 @@ export async function register(
     token: String(h.token),
     serial: String(h.serial),
   };
+}
+
+/**
+ * A raw TLS connection (frames written and read by the test) signed in as `d`: `hello` and `auth`
+ * sent, both answers read.
+ */
+export async function rawSignedIn(
+  s: { tls(): Promise<Deno.TlsConn> },
+  d: { account: string; deviceId: string; token: string },
+): Promise<{ conn: Deno.TlsConn; reader: FrameReader }> {
+  const conn = await s.tls();
+  const reader = new FrameReader(conn);
+  await writeAllTo(
+    conn,
+    requestFrame(1, { t: "hello", protocol: 1, program: "test", caps: [] }),
+  );
+  await reader.next();
+  await writeAllTo(
+    conn,
+    requestFrame(2, { t: "auth", account: d.account, deviceId: d.deviceId, token: d.token }),
+  );
+  const r = await reader.next();
+  if (typeof r?.header.device !== "string") throw new Error("Cannot sign in the raw connection");
+  return { conn, reader };
 }
 
 /** Enrolls a device with `serial` on a fresh connection. */
@@ -204,4 +235,26 @@ export async function rawRequest(
 ): Promise<Frame | null> {
   await writeAllTo(conn, frame);
   return await reader.next();
+}
+
+/** A request frame of a zstd-compressed header `z` and no body (as an attacker would send). */
+export function rawHeaderFrame(id: number, z: Uint8Array): Uint8Array {
+  const out = new Uint8Array(13 + z.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, 9 + z.length);
+  v.setUint8(4, 1 | HEADER_ZSTD);
+  v.setUint32(5, id);
+  v.setUint32(9, z.length);
+  out.set(z, 13);
+  return out;
+}
+
+/**
+ * A request frame whose header is `prefix` plus `mib` MiB of `{},`, zstd-compressed (a few KB
+ * on the wire: a decompression bomb).
+ */
+export function bombFrame(id: number, prefix: string, mib: number): Uint8Array {
+  const n = Math.floor(mib * 1024 * 1024 / 3);
+  const text = new TextEncoder().encode(`${prefix},"x":[${"{},".repeat(n)}{}]}`);
+  return rawHeaderFrame(id, new Uint8Array(zlib.zstdCompressSync(text)));
 }
