@@ -137,19 +137,26 @@ export interface GuardContext {
 
 /** What was last said per folder (the warning is said once per set held, not every pass). */
 const said = new Map<string, string>();
-/** How many files the last pass found vanished, per folder. */
-const lastVanished = new Map<string, number>();
+/** How many files the last pass found vanished, per folder, and when that number last grew. */
+const lastVanished = new Map<string, { files: number; grewAt: number }>();
+
+/**
+ * How long a deletion of more than {@link MASS_DELETE_MIN} files must stop growing before it is
+ * judged: longer than a pause between two commands of a user still deleting, or than a loaded
+ * machine's gap between two scans of one `rm -r`.
+ */
+export const MASS_DELETE_QUIET_MS = 3000;
 
 /**
  * The guard for one pass: acts on a bring-back or confirm request (full passes only: a scoped
  * scan sees nothing outside its scopes), then holds back a mass deletion. Returns the base and
  * local views reconcile must use.
  *
- * A deletion of more than {@link MASS_DELETE_MIN} files is judged only once it stopped growing:
- * a pass that finds more files gone than the pass before holds them all back (silently) and asks
- * for another look a second later. Otherwise a pass that looked while a big `rm -r` was still
- * running would find less than half gone and send those deletions, and so on, each pass below
- * the threshold.
+ * A deletion of more than {@link MASS_DELETE_MIN} files is judged only once it stopped growing
+ * for {@link MASS_DELETE_QUIET_MS} (by the folder's clock): until then every pass holds them all
+ * back (silently) and asks for another look a second later. Otherwise a pass that looked while a
+ * big `rm -r` was still running would find less than half gone and send those deletions, and so
+ * on, each pass below the threshold.
  */
 export function massDeleteGuard(
   ctx: GuardContext,
@@ -158,11 +165,18 @@ export function massDeleteGuard(
   fullPass: boolean,
 ): { base: ReadonlyMap<string, BaseEntry>; local: ReadonlyMap<string, LocalEntry> } {
   const seen = massDeleteCheck(base, local);
-  const before = lastVanished.get(ctx.fs.where) ?? 0;
-  lastVanished.set(ctx.fs.where, seen.vanishedFiles);
-  if (!ctx.allowMassDelete && seen.vanishedFiles > MASS_DELETE_MIN && seen.vanishedFiles > before) {
+  const now = ctx.fs.now();
+  const before = lastVanished.get(ctx.fs.where) ?? { files: 0, grewAt: now };
+  const grewAt = seen.vanishedFiles > before.files ? now : before.grewAt;
+  lastVanished.set(ctx.fs.where, { files: seen.vanishedFiles, grewAt });
+  if (
+    !ctx.allowMassDelete && seen.vanishedFiles > MASS_DELETE_MIN &&
+    now - grewAt < MASS_DELETE_QUIET_MS
+  ) {
     debug(() =>
-      `mass-delete guard: ${seen.vanishedFiles} files gone (${before} before): looking again`
+      `mass-delete guard: ${seen.vanishedFiles} files gone (${before.files} before), last more ${
+        now - grewAt
+      } ms ago: looking again`
     );
     ctx.recheckSoon?.();
     return { base, local: withVanishedKept(base, local, seen.vanished) };
