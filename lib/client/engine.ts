@@ -12,7 +12,7 @@ import * as call from "../protocol/calls.ts";
 import { checkWirePath, parentPaths } from "../core/paths.ts";
 import { type Action, reconcile } from "../core/reconcile.ts";
 import { debug } from "../util/debug.ts";
-import { massDeleteCheck, withVanishedKept } from "../core/guards.ts";
+import { massDeleteGuard } from "./mass_delete.ts";
 import {
   applyAliases,
   type CaseRename,
@@ -49,8 +49,8 @@ export interface EngineContext {
   warn: (line: string) => void;
   /** Let deletions of more than half of the synced files through (`--allow-mass-delete`). */
   allowMassDelete?: boolean;
-  /** Set while the mass-delete guard holds deletions back (so the warning is said once). */
-  holdingMassDelete?: boolean;
+  /** Asks for a full pass about a second from now (the mass-delete guard looks again). */
+  recheckSoon?: () => void;
   /** The folder watcher, paused while a pass changes many local items (see {@link quietWatch}). */
   watch?: { pause(): void; resume(): void };
   /** What to look at again and what to leave alone (kept across passes; made if absent). */
@@ -383,16 +383,8 @@ export async function syncPass(
   base = withoutIgnored(withoutHeld(base, held));
   local = withoutHeld(local, held);
   remote = withoutIgnored(withoutHeld(remote, held));
-  const guard = massDeleteCheck(base, local);
-  if (guard.tripped && !ctx.allowMassDelete) {
-    if (!ctx.holdingMassDelete) {
-      ctx.warn(
-        `Cannot propagate deletions: ${guard.vanishedFiles} of ${guard.total} synced files vanished at once (an unmounted drive or emptied folder?). Nothing is deleted on the server or other devices. If you really deleted them, restart the client with --allow-mass-delete.`,
-      );
-    }
-    ctx.holdingMassDelete = true;
-    local = withVanishedKept(base, local, guard.vanished);
-  } else ctx.holdingMassDelete = false;
+  // The mass-delete guard, and its one-time ways out (bring-back, confirm-delete).
+  ({ base, local } = massDeleteGuard(ctx, base, local, scopes === null));
   const actions = reconcile({
     base,
     local,
