@@ -18,6 +18,8 @@ export interface ClusterEvents {
   incoming(account: string, entry: Record<string, unknown>): void;
   /** Chunks of `account` that were announced are stored now (on another instance). */
   stored(account: string, hashes: string[]): void;
+  /** Announced chunks of `account` will not come (the uploading device withdrew or left). */
+  withdrawn(account: string, hashes: string[]): void;
 }
 
 /** The certificate and key every instance of the deployment presents. */
@@ -60,6 +62,8 @@ export interface Cluster {
   announce(account: string, entry: Record<string, unknown>): Promise<void>;
   /** Tells the other instances that announced chunks of `account` are stored. */
   stored(account: string, hashes: readonly string[]): Promise<void>;
+  /** Tells the other instances that announced chunks of `account` will not come. */
+  withdrawn(account: string, hashes: readonly string[]): Promise<void>;
   readonly status: ClusterStatus;
   /** Stops listening (the stores stay open: their owner closes them). */
   close(): Promise<void>;

@@ -48,11 +48,12 @@ export class Incoming {
 
   /**
    * Forgets what `owner` announced for `account` and has not stored (all of it, or only
-   * `hashes`), and answers the requests waiting for those chunks with "not stored".
+   * `hashes`), and answers the requests waiting for those chunks with "not stored". Returns the
+   * hashes forgotten (for the other instances: their relayed copies have no owner).
    */
-  withdraw(account: string, owner: unknown, hashes?: readonly string[]): void {
+  withdraw(account: string, owner: unknown, hashes?: readonly string[]): string[] {
     const m = this.#announced.get(account);
-    if (!m) return;
+    if (!m) return [];
     const gone: string[] = [];
     for (const h of hashes ?? m.keys()) {
       if (m.get(h)?.owner === owner) gone.push(h);
@@ -61,6 +62,7 @@ export class Incoming {
     if (m.size === 0) this.#announced.delete(account);
     const byHash = this.#waiters.get(account);
     for (const h of gone) for (const done of [...(byHash?.get(h) ?? [])]) done(false);
+    return gone;
   }
 
   /** True while `hash` is announced (and not expired) for `account`. */

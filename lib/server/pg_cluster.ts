@@ -7,7 +7,7 @@
  *   (application name `cloudsync-listen`) and passes what other instances sent to its hub; its own
  *   notifications it skips (the hub was told at once). Announced uploads travel the same way: the
  *   entry (too big for a notification's 8,000 bytes) is a row of `announcements`, the
- *   notification names it; stored announced chunks are notified by hash.
+ *   notification names it; stored announced chunks, and withdrawn ones, are notified by hash.
  * - **When the channel drops** (the connection breaks, PostgreSQL restarts, the listening backend
  *   is terminated, a health check gets no answer within 3 s): the instance polls the sequence
  *   numbers of the accounts its devices watch (one query, every `pollMs`) and sets the channel up
@@ -54,9 +54,9 @@ export interface ChannelInfo {
 type Payload =
   | { t: "c"; i: string; a: string; s: number }
   | { t: "i"; i: string; a: string; id: number }
-  | { t: "s"; i: string; a: string; h: string[] };
+  | { t: "s" | "w"; i: string; a: string; h: string[] };
 
-/** Hashes per `stored` notification (a payload must stay under 8,000 bytes). */
+/** Hashes per `stored` or `withdrawn` notification (a payload must stay under 8,000 bytes). */
 const HASHES_PER_NOTICE = 100;
 const MAX_RECONNECT_MS = 5_000;
 const HEALTH_TIMEOUT_MS = 3_000;
@@ -263,8 +263,10 @@ export class PgCluster implements Cluster {
     if (typeof p !== "object" || p === null || p.i === this.#info.instance) return;
     if (typeof p.a !== "string") return;
     if (p.t === "c" && typeof p.s === "number") this.#events.changed(p.a, p.s);
-    else if (p.t === "s" && Array.isArray(p.h)) {
-      this.#events.stored(p.a, p.h.filter((h) => typeof h === "string"));
+    else if ((p.t === "s" || p.t === "w") && Array.isArray(p.h)) {
+      const hashes = p.h.filter((h) => typeof h === "string");
+      if (p.t === "s") this.#events.stored(p.a, hashes);
+      else this.#events.withdrawn(p.a, hashes);
     } else if (p.t === "i" && typeof p.id === "number" && this.#watched().has(p.a)) {
       const account = p.a;
       void this.#track(
@@ -296,10 +298,18 @@ export class PgCluster implements Cluster {
     ));
   }
 
-  async stored(account: string, hashes: readonly string[]): Promise<void> {
+  stored(account: string, hashes: readonly string[]): Promise<void> {
+    return this.#byHash("s", account, hashes);
+  }
+
+  withdrawn(account: string, hashes: readonly string[]): Promise<void> {
+    return this.#byHash("w", account, hashes);
+  }
+
+  async #byHash(t: "s" | "w", account: string, hashes: readonly string[]): Promise<void> {
     for (let i = 0; i < hashes.length; i += HASHES_PER_NOTICE) {
       const payload: Payload = {
-        t: "s",
+        t,
         i: this.#info.instance,
         a: account,
         h: hashes.slice(i, i + HASHES_PER_NOTICE),

@@ -1,6 +1,6 @@
 /**
  * The {@link LimitCounters} of `shared_limits.ts` in PostgreSQL (tables `limit_failures` and
- * `limit_tokens`, `pg_schema.ts` migration 4): every change is one upsert, which PostgreSQL runs
+ * `limit_tokens`, `pg_schema.ts` migration 5): every change is one upsert, which PostgreSQL runs
  * under the row's lock, so two instances counting a failure of the same key at the same moment
  * both count (the rule of `FailureThrottle` and `RateLimiter`, written as SQL expressions;
  * `tests/services/shared_limits_pg_test.ts` checks them against the in-memory classes step by

@@ -70,6 +70,24 @@ CREATE TABLE invites(hash text PRIMARY KEY, created bigint NOT NULL, used bigint
   },
   {
     version: 4,
+    name: "when each version was made (entries.made, versions.made), history by version",
+    // Rows of older servers are dated as well as can be: a version was made when the one before
+    // it was replaced (else at its modification time).
+    sql: `
+ALTER TABLE entries ADD COLUMN made bigint;
+ALTER TABLE versions ADD COLUMN made bigint;
+UPDATE versions SET made = LEAST(replaced, COALESCE((SELECT MAX(p.replaced) FROM versions p
+  WHERE p.account = versions.account AND p.path = versions.path
+  AND p.version < versions.version), mtime));
+UPDATE entries SET made = COALESCE((SELECT MAX(v.replaced) FROM versions v
+  WHERE v.account = entries.account AND v.path = entries.path), mtime);
+ALTER TABLE entries ALTER COLUMN made SET NOT NULL;
+ALTER TABLE versions ALTER COLUMN made SET NOT NULL;
+CREATE INDEX versions_by_version ON versions(account, version);
+`,
+  },
+  {
+    version: 5,
     name: "shared by instances: TLS certificate, throttles and budgets, announced uploads",
     // tls_certificate: one row, the deployment's self-signed certificate (the first instance
     // inserts it, every other one loads it). limit_failures / limit_tokens: the counters of

@@ -36,6 +36,7 @@ import { ChunkVerifier } from "./chunk_check.ts";
 import { escapeForLog } from "../util/log_text.ts";
 import { CHUNK_GRACE_MS, collect, collectChunks, DEFAULT_KEEP_DAYS } from "./retention.ts";
 import { type FrontConn, TlsFront } from "../transport/tls_front.ts";
+import type { RetentionPolicy } from "../core/retention_policy.ts";
 import {
   createSelfSigned,
   loadCertificateFiles,
@@ -56,6 +57,8 @@ export interface ServerOptions {
   dataDir: string;
   /** Days to keep overwritten and deleted versions (default 30). */
   keepDays?: number;
+  /** Thinning after `keepDays` (`--keep-daily`, `--keep-weekly`, `--keep-monthly`; default none). */
+  keep?: { daily?: number; weekly?: number; monthly?: number };
   /** `--cert`/`--key`: an operator's certificate (chain) and key; default: self-signed in DATA/tls/. */
   certFile?: string;
   keyFile?: string;
@@ -271,6 +274,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       hub.send(account, { t: "incoming", entry }, null);
     },
     stored: (account, hashes) => incoming.stored(account, hashes),
+    // Relayed announcements have no owner here (see `incoming.announce` above).
+    withdrawn: (account, hashes) => void incoming.withdraw(account, undefined, hashes),
   }, () => hub.watched());
   if (quota) log(`Quota: ${describeSize(quota.limit)} of stored content per account`);
   /** One open connection, as the watchdog sees it. */
@@ -484,13 +489,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }, (e) => log(`Cannot check for revoked devices: ${(e as Error).message}`))
       .finally(() => checking = null);
   }, limits.tickMs);
-  const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
+  const policy: RetentionPolicy = {
+    keepDays: opts.keepDays ?? DEFAULT_KEEP_DAYS,
+    daily: opts.keep?.daily ?? 0,
+    weekly: opts.keep?.weekly ?? 0,
+    monthly: opts.keep?.monthly ?? 0,
+  };
   const stopCollecting = new AbortController();
   let collectRunning = false;
   const runCollect = (): Promise<void> => {
     if (collectRunning) return collecting; // the previous one is still at work (a big store)
     collectRunning = true;
-    return collect(meta, blobs, keepDays, Date.now(), CHUNK_GRACE_MS, stopCollecting.signal).then(
+    return collect(meta, blobs, policy, Date.now(), CHUNK_GRACE_MS, stopCollecting.signal).then(
       (r) => {
         quota?.forget();
         if (r.versions + r.chunks > 0) {

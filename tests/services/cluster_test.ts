@@ -180,6 +180,53 @@ Deno.test(
 );
 
 Deno.test(
+  "an upload withdrawn on one instance ends the waits on another at once",
+  opts,
+  async () => {
+    await using d = await Deployment.create();
+    const i1 = await d.start();
+    const i2 = await d.start();
+    const incoming: Record<string, unknown>[] = [];
+    const a = await deviceOn(d, i1, "A");
+    const b = new SimDevice({
+      host: "127.0.0.1",
+      port: i2.server.port,
+      ca: await d.ca(),
+      onIncoming: (e) => incoming.push(e),
+    });
+    await b.connect();
+    await b.enroll(a.serial, "B");
+    await b.watch();
+    const { sha256 } = await import("../../bench/sim_device.ts");
+    const data = crypto.getRandomValues(new Uint8Array(30_000));
+    const ref = { hash: sha256(data), size: data.length };
+    try {
+      await a.request({
+        t: "announce",
+        path: "big.bin",
+        size: ref.size,
+        mtime: 1,
+        exec: false,
+        hash: "ef".repeat(32),
+        chunks: [ref],
+      });
+      await until(() => incoming.length === 1, 2_000, "B got the incoming notice");
+      const t0 = performance.now();
+      const waiting = b.request({ t: "get", hash: ref.hash, wait: true }).catch((x) => x);
+      await new Promise((r) => setTimeout(r, 200));
+      await a.request({ t: "withdraw" }); // A's upload failed (a full disk, the file changed)
+      const e = await waiting;
+      assert.ok(e instanceof RemoteError && e.code === "not-found", String(e));
+      const waited = performance.now() - t0;
+      assert.ok(waited < 1_500, `B waited ${waited} ms (the announcement lasts 10 minutes)`);
+    } finally {
+      a.close();
+      b.close();
+    }
+  },
+);
+
+Deno.test(
   "a big upload announced on one instance streams to a device on another",
   opts,
   async (t) => {
