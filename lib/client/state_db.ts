@@ -69,6 +69,19 @@ export class StateDb {
     return r ? Number(r.value) : 0;
   }
 
+  /** A small named value kept with the state (null when never set). */
+  getMeta(key: string): string | null {
+    const r = this.#db.prepare("SELECT value FROM meta WHERE key = ?").get(key) as {
+      value: string;
+    } | undefined;
+    return r ? r.value : null;
+  }
+
+  /** Sets a value {@link getMeta} reads. */
+  setMeta(key: string, value: string): void {
+    this.#setMeta.run(key, value);
+  }
+
   /** Applies a page of server changes to the mirror and moves `seq`, atomically. */
   applyChanges(entries: RemoteEntry[], seq: number): void {
     this.#tx(() => {
