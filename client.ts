@@ -12,12 +12,15 @@ import { normalizeFingerprint } from "./lib/transport/tls_cert.ts";
 import { normalizeSerial } from "./lib/util/crockford.ts";
 import { MAX_DEVICE_NAME } from "./lib/protocol/messages.ts";
 import { unsafeTextProblem } from "./lib/util/log_text.ts";
+import { runExclude, runInclude } from "./lib/client/selective.ts";
 
 const HELP = `cloud-client: keep a folder in sync with a Cloud Sync server
 
 Usage:
   cloud-client HOST PORT FOLDER SECONDS [SERIAL] [--name NAME] [--rejoin] [--allow-mass-delete]
                [--server-fingerprint FP]
+  cloud-client exclude FOLDER PATH
+  cloud-client include FOLDER PATH
 
   HOST, PORT  the server (as printed by cloud-server)
   FOLDER      the folder to sync; created if missing
@@ -27,6 +30,12 @@ Usage:
               the first run registers a new account and prints its serial code. Not needed again
               once the folder is enrolled (the enrollment lives in FOLDER/.cloudsync/). Lost it?
               On the server, \`cloud-server reset-serial ACCOUNT\` prints a new one
+
+  exclude FOLDER PATH  stop syncing PATH (relative to FOLDER) on this computer only, and free its
+                       space: what the server holds is removed here, anything it does not have is
+                       kept and listed; the server and other computers keep it all. Run it with
+                       the client stopped. Ignore rules: see .cloudignore in the README
+  include FOLDER PATH  sync PATH on this computer again (works beside a running client)
 
 Options:
   --name NAME          this device's name, shown in conflict copies and by cloud-server devices
@@ -46,6 +55,16 @@ Options:
 `;
 
 async function main(): Promise<void> {
+  const command = Deno.args[0];
+  if (command === "exclude" || command === "include") {
+    const [, folder, path, ...extra] = Deno.args;
+    if (!folder || !path || extra.length > 0 || path.startsWith("-")) {
+      fail(`Cannot ${command}: usage is cloud-client ${command} FOLDER PATH (see --help)`, 2);
+    }
+    const out = { log: (l: string) => console.log(l), warn: (l: string) => console.error(l) };
+    const run = command === "exclude" ? runExclude : runInclude;
+    Deno.exit(await run(folder, path, out));
+  }
   let parsed;
   try {
     parsed = parseArgs({

@@ -192,3 +192,28 @@ export class StateDb {
     this.#db.close();
   }
 }
+
+/**
+ * The bytes of the server's files at or below wire path `path`, as of the last sync, read from
+ * `dir/state.db` without changing it (beside a running client too); null if it cannot be read.
+ */
+export function remoteBytesUnder(dir: string, path: string): number | null {
+  let db: DatabaseSync | null = null;
+  try {
+    db = new DatabaseSync(join(dir, "state.db"), { readOnly: true });
+    // Everything below `path/` sorts between "path/" and "path0" ("0" follows "/").
+    const rows = db.prepare(
+      "SELECT data FROM remote WHERE path = ? OR (path > ? AND path < ?)",
+    ).all(path, path + "/", path + "0") as unknown as { data: string }[];
+    let n = 0;
+    for (const r of rows) {
+      const e = JSON.parse(r.data) as RemoteEntry;
+      if (e.kind === "file") n += e.size;
+    }
+    return n;
+  } catch {
+    return null;
+  } finally {
+    db?.close();
+  }
+}
