@@ -10,6 +10,11 @@ import { SyncClient } from "./lib/client/app.ts";
 import { fail, onShutdown } from "./lib/util/cli.ts";
 import { normalizeFingerprint } from "./lib/transport/tls_cert.ts";
 import { normalizeSerial } from "./lib/util/crockford.ts";
+import { runHistory } from "./lib/client/history.ts";
+import { runRestore } from "./lib/client/restore.ts";
+import { runBringBack, runConfirmDelete } from "./lib/client/mass_delete.ts";
+import { CommandError } from "./lib/client/folder_session.ts";
+import { parseTime, TIME_FORMS } from "./lib/core/time_spec.ts";
 import { MAX_DEVICE_NAME } from "./lib/protocol/messages.ts";
 import { unsafeTextProblem } from "./lib/util/log_text.ts";
 import { runExclude, runInclude } from "./lib/client/selective.ts";
@@ -19,6 +24,10 @@ const HELP = `cloud-client: keep a folder in sync with a Cloud Sync server
 Usage:
   cloud-client HOST PORT FOLDER SECONDS [SERIAL] [--name NAME] [--rejoin] [--allow-mass-delete]
                [--server-fingerprint FP]
+  cloud-client history FOLDER [PATH] [--deleted] [--since TIME] [--json]
+  cloud-client restore FOLDER PATH... [--at TIME] [--to DIR] [--dry-run] [--json]
+  cloud-client bring-back FOLDER
+  cloud-client confirm-delete FOLDER
   cloud-client exclude FOLDER PATH
   cloud-client include FOLDER PATH
 
@@ -31,12 +40,6 @@ Usage:
               once the folder is enrolled (the enrollment lives in FOLDER/.cloudsync/). Lost it?
               On the server, \`cloud-server reset-serial ACCOUNT\` prints a new one
 
-  exclude FOLDER PATH  stop syncing PATH (relative to FOLDER) on this computer only, and free its
-                       space: what the server holds is removed here, anything it does not have is
-                       kept and listed; the server and other computers keep it all. Run it with
-                       the client stopped. Ignore rules: see .cloudignore in the README
-  include FOLDER PATH  sync PATH on this computer again (works beside a running client)
-
 Options:
   --name NAME          this device's name, shown in conflict copies and by cloud-server devices
                        (default: the host name); on an enrolled folder, renames the device
@@ -44,7 +47,9 @@ Options:
                        to that account. Every file is kept: the folder's files are merged with the
                        account's (the same path with other content becomes a conflict copy)
   --allow-mass-delete  propagate deletions even when more than half of the synced files (and more
-                       than 100) vanished at once; without it the client holds them back and warns
+                       than 100) vanished at once, while this client runs; without it the client
+                       holds them back and warns (the one-time ways out: bring-back,
+                       confirm-delete, below)
   --server-fingerprint FP
                        trust only a server whose TLS certificate has this SHA-256 fingerprint (the
                        "TLS certificate fingerprint" line cloud-server prints). Without it the
@@ -52,18 +57,168 @@ Options:
                        issued for HOST) and refuses to connect if it ever changes; give the new
                        fingerprint here after replacing the server's certificate on purpose
   -h, --help           show this help
+
+Getting files back (these work whether or not the folder's client is running):
+  history FOLDER [PATH]
+                       every kept version of a file, or the changes under a folder (no PATH: the
+                       whole folder), newest first: version, time, size, device, deleted
+    --deleted          only deleted files and folders that are still kept
+    --since TIME       only changes made since TIME
+    --json             one JSON array (path, version, time, size, deleted, device, ...)
+  restore FOLDER PATH...
+                       give each PATH (a file, a folder, or . for the whole folder) back as it
+                       was: deleted files come back, changed files go back, files made since are
+                       left alone. In place, as new versions that reach every device (and can be
+                       undone in turn); a change not yet synced here is kept as a conflict copy
+    --at TIME          as it was at TIME; without it, a deleted path comes back as it was just
+                       before it was deleted, a file goes back to the version before its current
+    --to DIR           write a plain copy under DIR instead; nothing changes on the server
+    --dry-run          say what would change; change nothing
+    --json             one JSON object: every item and the totals
+  TIME                 ${TIME_FORMS}
+  bring-back FOLDER    when the client holds back a mass deletion: bring the vanished files back
+                       onto this device from the server (once)
+  confirm-delete FOLDER
+                       when the client holds back a mass deletion: delete exactly the files that
+                       vanished, on the server and the other devices (once)
+
+Ignoring files:
+  FOLDER/.cloudignore  rules in gitignore syntax (*, **, !re-include, a trailing / for folders,
+                       a leading / anchors at FOLDER, # comments); it syncs, so every device
+                       follows it. Built in: OS, office and editor litter (.DS_Store, Thumbs.db,
+                       ~$*, .~lock.*#, .*.swp, *.part, ...; the README lists them), which
+                       !pattern re-includes. An ignored path is never sent, and is never deleted
+                       or overwritten here; a file that becomes ignored stays everywhere as it is.
+                       A change takes effect at the next pass
+  FOLDER/.cloudsync/ignore
+                       the same, for this computer only (never synced)
+  exclude FOLDER PATH  stop syncing PATH (relative to FOLDER) on this computer only, and free its
+                       space: it is removed here where the server holds every byte of it; a
+                       change or file the server does not have is kept and listed. The server
+                       and the other computers keep it all. Run it with the client stopped
+  include FOLDER PATH  sync PATH on this computer again: it is downloaded (works beside a running
+                       client)
 `;
 
-async function main(): Promise<void> {
-  const command = Deno.args[0];
-  if (command === "exclude" || command === "include") {
-    const [, folder, path, ...extra] = Deno.args;
-    if (!folder || !path || extra.length > 0 || path.startsWith("-")) {
-      fail(`Cannot ${command}: usage is cloud-client ${command} FOLDER PATH (see --help)`, 2);
+/** Runs a one-off command and exits with its code; a {@link CommandError} is said in one line. */
+async function command(run: () => Promise<number> | number, what: string): Promise<never> {
+  try {
+    Deno.exit(await run());
+  } catch (e) {
+    if (e instanceof CommandError) fail(e.message, e.code);
+    fail(`Cannot ${what}: ${(e as Error).message}`);
+  }
+}
+
+/** A TIME option, or a one-line error naming the accepted forms (exit code 2). */
+function timeOption(
+  text: string | undefined,
+  flag: string,
+): { ms: number; text: string } | undefined {
+  if (text === undefined) return undefined;
+  const t = parseTime(text, Date.now());
+  if (!t.ok) fail(t.message.replace("Cannot read the time", `Cannot read ${flag}`), 2);
+  return { ms: t.ms, text };
+}
+
+/** `history`, `restore`, `bring-back`, `confirm-delete`, `exclude`, `include`. */
+function subcommand(name: string, args: string[]): Promise<never> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: name === "history"
+        ? {
+          deleted: { type: "boolean", default: false },
+          since: { type: "string" },
+          json: { type: "boolean", default: false },
+        }
+        : name === "restore"
+        ? {
+          at: { type: "string" },
+          to: { type: "string" },
+          "dry-run": { type: "boolean", default: false },
+          json: { type: "boolean", default: false },
+        }
+        : {},
+    });
+  } catch (e) {
+    fail(`Cannot read arguments: ${(e as Error).message}. Run cloud-client --help for usage.`, 2);
+  }
+  const { values, positionals } = parsed as {
+    values: Record<string, string | boolean | undefined>;
+    positionals: string[];
+  };
+  const [folder, ...paths] = positionals;
+  const out = (l: string) => console.log(l);
+  const warn = (l: string) => console.error(l);
+  if (name === "history") {
+    if (!folder || paths.length > 1) {
+      fail("Cannot list history: usage is cloud-client history FOLDER [PATH] (see --help)", 2);
     }
-    const out = { log: (l: string) => console.log(l), warn: (l: string) => console.error(l) };
-    const run = command === "exclude" ? runExclude : runInclude;
-    Deno.exit(await run(folder, path, out));
+    const since = timeOption(values.since as string | undefined, "--since");
+    return command(() =>
+      runHistory({
+        folder,
+        ...(paths[0] !== undefined ? { path: paths[0] } : {}),
+        deleted: values.deleted === true,
+        ...(since ? { since } : {}),
+        json: values.json === true,
+        out,
+      }), "list history");
+  }
+  if (name === "restore") {
+    if (!folder || paths.length === 0) {
+      fail(
+        "Cannot restore: usage is cloud-client restore FOLDER PATH... (a file, a folder, or . for the whole folder; see --help)",
+        2,
+      );
+    }
+    const at = timeOption(values.at as string | undefined, "--at");
+    return command(() =>
+      runRestore({
+        folder,
+        paths,
+        ...(at ? { at } : {}),
+        ...(typeof values.to === "string" ? { to: values.to } : {}),
+        dryRun: values["dry-run"] === true,
+        json: values.json === true,
+        out,
+        warn,
+      }), "restore");
+  }
+  if (name === "exclude" || name === "include") {
+    if (!folder || paths.length !== 1) {
+      fail(`Cannot ${name}: usage is cloud-client ${name} FOLDER PATH (see --help)`, 2);
+    }
+    const o = { folder, path: paths[0]!, out, warn };
+    return name === "exclude"
+      ? command(() => runExclude(o), "exclude")
+      : command(() => runInclude(o), "include");
+  }
+  if (!folder || paths.length > 0) fail(`Cannot ${name}: usage is cloud-client ${name} FOLDER`, 2);
+  return name === "bring-back"
+    ? command(() => runBringBack({ folder, out }), "bring back vanished files")
+    : command(() => runConfirmDelete({ folder, out }), "confirm the deletion");
+}
+
+const SUBCOMMANDS = new Set([
+  "history",
+  "restore",
+  "bring-back",
+  "confirm-delete",
+  "exclude",
+  "include",
+]);
+
+async function main(): Promise<void> {
+  const first = Deno.args[0];
+  if (
+    first !== undefined && SUBCOMMANDS.has(first) && !Deno.args.includes("--help") &&
+    !Deno.args.includes("-h")
+  ) {
+    await subcommand(first, Deno.args.slice(1));
   }
   let parsed;
   try {

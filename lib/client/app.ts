@@ -13,6 +13,7 @@ import type { Peer } from "../protocol/peer.ts";
 import { ConnectionClosedError, RemoteError } from "../protocol/peer.ts";
 import {
   type ClientConfig,
+  REQUESTS_DIR,
   saveConfig,
   serverTrust,
   STATE_DIR,
@@ -110,6 +111,7 @@ export class SyncClient {
   #staging: Staging | null = null;
   #ignore: IgnoreFiles | null = null;
   #saidNoRename = false;
+  #recheckTimer: ReturnType<typeof setTimeout> | undefined;
   /** The folder, while this client holds it. */
   #folder: FolderPossession | null = null;
   /** What to look at again and what to leave alone, kept across reconnections. */
@@ -193,6 +195,7 @@ export class SyncClient {
     try {
       return await this.#loop(config);
     } finally {
+      clearTimeout(this.#recheckTimer);
       this.#watcher.close();
       this.#state.close();
     }
@@ -215,6 +218,8 @@ export class SyncClient {
         const rel = relative(this.#root, p).split(sep).join("/").normalize("NFC");
         if (rel === "" || rel === ".." || rel.startsWith("../") || isAbsolute(rel)) {
           this.#fullScan = true;
+        } else if (rel.startsWith(`${STATE_DIR}/${REQUESTS_DIR}`)) {
+          this.#fullScan = true; // bring-back or confirm-delete: acted on in a full pass
         } else if (rel.split("/")[0] !== STATE_DIR) this.#scopes.add(rel);
       }
       if (this.#scopes.size > 2000) this.#fullScan = true;
@@ -263,9 +268,19 @@ export class SyncClient {
     return scopes;
   }
 
+  /** A full pass about a second from now (one at a time). */
+  #recheckSoon(): void {
+    clearTimeout(this.#recheckTimer);
+    this.#recheckTimer = setTimeout(() => {
+      this.#fullScan = true;
+      this.#wake.fire();
+    }, 1000);
+  }
+
   /** Stops syncing: closes the connection and the watcher. */
   stop(): void {
     this.#stopped = true;
+    clearTimeout(this.#recheckTimer);
     this.#peer?.close();
     this.#wake.fire();
     // Stopped while still waiting to enroll (the process exits right after this): leave nothing.
@@ -330,6 +345,7 @@ export class SyncClient {
           log: this.#log,
           warn: this.#warn,
           allowMassDelete: this.#opts.allowMassDelete ?? false,
+          recheckSoon: () => this.#recheckSoon(),
           watch: this.#watcher!,
           attention: this.#attention,
           ignore: this.#ignore!,

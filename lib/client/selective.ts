@@ -25,8 +25,8 @@
  * @module
  */
 
-import { isAbsolute, join, relative, resolve, sep } from "node:path";
-import { checkWirePath, parentPaths, toWirePath } from "../core/paths.ts";
+import { resolve } from "node:path";
+import { parentPaths } from "../core/paths.ts";
 import {
   describeRule,
   exactPattern,
@@ -44,7 +44,8 @@ import { type HeldItem, scanTrees } from "./scanner.ts";
 import { remoteBytesUnder, StateDb } from "./state_db.ts";
 import { CLOUDIGNORE, DEVICE_RULES, readRuleFile } from "./ignore_files.ts";
 import { STATE_DIR, stateDir } from "./config.ts";
-import { FolderInUseError, lockFolder } from "./folder_lock.ts";
+import { FolderInUseError, folderLocked, lockFolder } from "./folder_lock.ts";
+import { CommandError, enrolledConfig, wirePathOf } from "./folder_session.ts";
 
 /** An item `exclude` left in place, and why. */
 export interface KeptItem {
@@ -268,59 +269,36 @@ export async function includePath(fs: LocalFs, wire: string): Promise<IncludeRep
   return { path: wire, removed: r.removed, still: ruleFor(rulesWith(fs, r.text), wire) };
 }
 
-/** Where `Cannot <action> PATH` messages go, and how the command ends. */
-export interface CommandOutput {
-  log: (line: string) => void;
+/** Options of the two commands. */
+export interface SelectiveOptions {
+  folder: string;
+  /** The path as the user typed it (relative to FOLDER, or absolute inside it). */
+  path: string;
+  out: (line: string) => void;
   warn: (line: string) => void;
 }
 
 /**
- * The wire path of `given` (relative to `root`, or absolute inside it), or an error message.
- * `action`: the word for messages ("exclude").
+ * The wire path `given` names in `root` for `action` (`exclude`, `include`), or a
+ * {@link CommandError} (exit code 2): not the whole folder, not `.cloudignore`.
  */
-export function wirePathIn(root: string, given: string, action: string): string | Error {
-  const abs = isAbsolute(given) ? resolve(given) : resolve(root, given);
-  const rel = relative(root, abs);
-  if (rel === "" || rel === ".") {
-    return new Error(
+export function selectivePath(root: string, given: string, action: string): string {
+  const wire = wirePathOf(root, given, action);
+  if (wire === "") {
+    throw new CommandError(
       `Cannot ${action} the whole folder: give a file or folder inside ${root}${
         action === "exclude" ? " (to stop syncing the folder itself, stop its client)" : ""
       }`,
+      2,
     );
   }
-  if (rel === ".." || rel.startsWith(".." + sep) || isAbsolute(rel)) {
-    return new Error(
-      `Cannot ${action} ${given}: it is not inside ${root}; give a path inside the folder (relative to it, or absolute)`,
-    );
-  }
-  const wire = toWirePath(rel, sep);
-  const problem = checkWirePath(wire);
-  if (problem) return new Error(problem.replace(/^Cannot use path/, `Cannot ${action}`));
   if (wire.toLowerCase() === CLOUDIGNORE) {
-    return new Error(
+    throw new CommandError(
       `Cannot ${action} ${CLOUDIGNORE}: it holds the rules every device follows; edit it instead`,
+      2,
     );
   }
   return wire;
-}
-
-function isFile(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-}
-
-/** The enrolled folder `folder` (resolved), or an error message for `action`. */
-function enrolledFolder(folder: string, given: string, action: string): string | Error {
-  const root = resolve(folder);
-  if (!isFile(join(stateDir(root), "config.json"))) {
-    return new Error(
-      `Cannot ${action} ${given}: ${root} is not a synced folder (it has no ${STATE_DIR}/config.json); give the FOLDER a client syncs`,
-    );
-  }
-  return root;
 }
 
 /** Lists kept items, at most 20. */
@@ -330,39 +308,31 @@ function keptLines(kept: readonly KeptItem[]): string[] {
   return lines;
 }
 
-/** `cloud-client exclude FOLDER PATH`: returns the exit code. */
-export async function runExclude(
-  folder: string,
-  given: string,
-  out: CommandOutput,
-): Promise<number> {
-  const root = enrolledFolder(folder, given, "exclude");
-  if (root instanceof Error) return said(out, root);
-  const wire = wirePathIn(root, given, "exclude");
-  if (wire instanceof Error) return said(out, wire);
+/** `cloud-client exclude FOLDER PATH`: returns the exit code (throws a {@link CommandError}). */
+export async function runExclude(o: SelectiveOptions): Promise<number> {
+  const root = resolve(o.folder);
+  enrolledConfig(root, `exclude ${o.path}`);
+  const wire = selectivePath(root, o.path, "exclude");
   let lock;
   try {
     lock = lockFolder(root);
   } catch (e) {
-    if (!(e instanceof FolderInUseError)) return said(out, e as Error);
-    return said(
-      out,
-      new Error(
-        `Cannot exclude ${wire}: a cloud-client is running on ${root} (${
-          e.pid === null ? "PID unknown" : `PID ${e.pid}`
-        }); stop it first, then run this again. Nothing was changed`,
-      ),
+    if (!(e instanceof FolderInUseError)) throw e;
+    throw new CommandError(
+      `Cannot exclude ${wire}: a cloud-client is running on ${root} (${
+        e.pid === null ? "PID unknown" : `PID ${e.pid}`
+      }); stop it first, then run this again. Nothing was changed`,
     );
   }
   const state = new StateDb(stateDir(root));
   try {
-    out.log(`Checking ${wire} against what the server holds (every file is read)...`);
+    o.out(`Checking ${wire} against what the server holds (every file is read)...`);
     const r = await excludePath(new DenoFs(root), state, wire);
-    const back = `\`cloud-client include ${shellWord(folder)} ${shellWord(wire)}\` brings ${
+    const back = `\`cloud-client include ${shellWord(o.folder)} ${shellWord(wire)}\` brings ${
       r.wasHere ? "them" : "it"
     } back`;
     if (!r.wasHere) {
-      out.log(
+      o.out(
         `Excluded ${wire} on this device: nothing of it was here, and the client will not download it; ${back}.`,
       );
     } else {
@@ -370,44 +340,40 @@ export async function runExclude(
       const dirs = r.removedFolders > 0
         ? ` and ${r.removedFolders} folder${r.removedFolders === 1 ? "" : "s"}`
         : "";
-      out.log(
+      o.out(
         `Excluded ${wire} on this device: removed ${files}${dirs}, ${
           formatBytes(r.freed)
         } freed. The server and the other devices keep them; ${back}.`,
       );
     }
     if (r.kept.length > 0) {
-      out.warn(
+      o.warn(
         `Kept ${r.kept.length} item${
           r.kept.length === 1 ? "" : "s"
         } the server does not have (they stay here, not synced while ${wire} is excluded; move them out of ${wire} to sync them):`,
       );
-      for (const l of keptLines(r.kept)) out.warn(l);
+      for (const l of keptLines(r.kept)) o.warn(l);
     }
     return 0;
   } catch (e) {
-    return said(out, e as Error);
+    if (e instanceof CommandError) throw e;
+    throw new CommandError((e as Error).message);
   } finally {
     state.close();
     lock.release();
   }
 }
 
-/** `cloud-client include FOLDER PATH`: returns the exit code. */
-export async function runInclude(
-  folder: string,
-  given: string,
-  out: CommandOutput,
-): Promise<number> {
-  const root = enrolledFolder(folder, given, "include");
-  if (root instanceof Error) return said(out, root);
-  const wire = wirePathIn(root, given, "include");
-  if (wire instanceof Error) return said(out, wire);
+/** `cloud-client include FOLDER PATH`: returns the exit code (throws a {@link CommandError}). */
+export async function runInclude(o: SelectiveOptions): Promise<number> {
+  const root = resolve(o.folder);
+  enrolledConfig(root, `include ${o.path}`);
+  const wire = selectivePath(root, o.path, "include");
   let r: IncludeReport;
   try {
     r = await includePath(new DenoFs(root), wire);
   } catch (e) {
-    return said(out, e as Error);
+    throw new CommandError((e as Error).message);
   }
   if (r.still) {
     const hit = r.still;
@@ -417,26 +383,21 @@ export async function runInclude(
       ? `that rule applies on every device: remove it from ${root}/${CLOUDIGNORE}, or add !${wire} there`
       : `add !${hit.pattern} (or !${wire}) to ${root}/${CLOUDIGNORE} to sync it`;
     const done = r.removed > 0 ? "its exclusion on this device is removed, but " : "";
-    return said(
-      out,
-      new Error(`Cannot include ${wire}: ${done}it is ignored by ${describeRule(hit)}; ${fix}`),
+    throw new CommandError(
+      `Cannot include ${wire}: ${done}it is ignored by ${describeRule(hit)}; ${fix}`,
     );
   }
   if (r.removed === 0) {
-    out.log(`${wire} is not excluded on this device: it syncs already.`);
+    o.out(`${wire} is not excluded on this device: it syncs already.`);
     return 0;
-  }
-  let running = false;
-  try {
-    lockFolder(root).release();
-  } catch (e) {
-    if (e instanceof FolderInUseError) running = true;
   }
   const size = remoteBytesUnder(stateDir(root), wire);
   const amount = size === null ? "" : ` (${formatBytes(size)} on the server)`;
-  out.log(
+  o.out(
     `Included ${wire} on this device${amount}: ${
-      running ? "the running client downloads it now" : "it is downloaded when the client runs next"
+      folderLocked(root)
+        ? "the running client downloads it now"
+        : "it is downloaded when the client runs next"
     }.`,
   );
   return 0;
@@ -445,9 +406,4 @@ export async function runInclude(
 /** `s` as one shell word (quoted when it needs to be). */
 function shellWord(s: string): string {
   return /^[\w@%+=:,./~-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-function said(out: CommandOutput, e: Error): number {
-  out.warn(e.message);
-  return 1;
 }

@@ -16,7 +16,7 @@
  */
 
 import { sep } from "node:path";
-import { STATE_DIR } from "./config.ts";
+import { REQUESTS_DIR, STATE_DIR } from "./config.ts";
 
 /** The device's ignore rules, `.cloudsync/ignore` (see `ignore_files.ts`): a change wakes a pass. */
 const DEVICE_RULES_NAME = "ignore";
@@ -127,8 +127,10 @@ export class FolderWatcher {
       if (r.done) return this.#fail(w, new Error("the watcher stopped"));
       this.#restartMs = 1000; // a (re)started watcher that delivers events is healthy
       const ev = r.value;
+      // The client's own state is not watched, except the requests of one-time commands.
       const paths = ev.paths.filter((p) =>
-        p !== this.#private && !p.startsWith(this.#private + sep)
+        p !== this.#private &&
+        (!p.startsWith(this.#private + sep) || p.startsWith(this.#private + sep + REQUESTS_DIR))
       );
       // A change of this device's ignore rules (the one user file in .cloudsync/): look again.
       if (ev.flag === "rescan" || ev.paths.includes(this.#deviceRules)) this.#rescan = true;

@@ -16,8 +16,9 @@ import {
   excludePath,
   excludesExactly,
   includePath,
-  wirePathIn,
+  selectivePath,
 } from "../../lib/client/selective.ts";
+import { CommandError } from "../../lib/client/folder_session.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -184,22 +185,27 @@ Deno.test("rule lines and paths", async (t) => {
     ];
     for (const [line, wire] of no) assert.equal(excludesExactly(line, wire), false, line);
   });
-  await t.step("wirePathIn: relative to the folder or absolute inside it", () => {
+  await t.step("selectivePath: relative to the folder or absolute inside it", () => {
     const root = "/home/me/Sync";
-    assert.equal(wirePathIn(root, "Archive/", "exclude"), "Archive");
-    assert.equal(wirePathIn(root, "/home/me/Sync/Photos/2019", "exclude"), "Photos/2019");
-    assert.equal(wirePathIn(root, "./a/../b", "exclude"), "b");
+    assert.equal(selectivePath(root, "Archive/", "exclude"), "Archive");
+    assert.equal(selectivePath(root, "/home/me/Sync/Photos/2019", "exclude"), "Photos/2019");
+    assert.equal(selectivePath(root, "./a/../b", "exclude"), "b");
     const errors: [string, RegExp][] = [
       [".", /^Cannot exclude the whole folder/],
       ["/home/me/Other", /^Cannot exclude \/home\/me\/Other: it is not inside/],
       ["../x", /is not inside/],
-      [".cloudsync/ignore", /^Cannot exclude .*private .cloudsync folder/],
+      [".cloudsync/ignore", /^Cannot exclude .cloudsync\/ignore: .*\.cloudsync/],
       [".cloudignore", /^Cannot exclude .cloudignore: it holds the rules/],
     ];
     for (const [given, re] of errors) {
-      const r = wirePathIn(root, given, "exclude");
-      assert.ok(r instanceof Error, given);
-      assert.match(r.message, re);
+      assert.throws(() => selectivePath(root, given, "exclude"), (e: Error) => {
+        assert.ok(e instanceof CommandError, given);
+        assert.equal(e.code, 2);
+        assert.match(e.message, re);
+        return true;
+      });
     }
+    // Only the root's .cloudignore holds rules.
+    assert.equal(selectivePath(root, "Sub/.cloudignore", "exclude"), "Sub/.cloudignore");
   });
 });

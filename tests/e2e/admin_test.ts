@@ -36,7 +36,13 @@ Deno.test("accounts lists the account and reset-serial replaces the serial", opt
     const list = new Proc("accounts", ["server.ts", "accounts", "--data", data]);
     assert.equal((await list.exited()).code, 0);
     assert.match(list.output(), /^ACCOUNT\s+DEVICES\s+LAST SEEN\s+FILES\s+BYTES/m);
-    const account = list.output().match(/^([0-9a-f]{10})\s+1\s+\S+ \S+\s+1\s+5 B$/m);
+    assert.match(
+      list.output(),
+      /^ACCOUNT\s+DEVICES\s+LAST SEEN\s+FILES\s+BYTES\s+VERSIONS\s+KEPT\s+STORED$/m,
+    );
+    const account = list.output().match(
+      /^([0-9a-f]{10})\s+1\s+\S+ \S+\s+1\s+5 B\s+0\s+0 B\s+5 B$/m,
+    );
     assert.ok(account, list.output());
 
     const reset = new Proc("reset", ["server.ts", "reset-serial", account[1]!, "--data", data]);

@@ -420,3 +420,42 @@ export function createNonUtf8File(dir: string): void {
   }).outputSync();
   if (r.code !== 0) throw new Error(new TextDecoder().decode(r.stderr));
 }
+
+/** What a one-off command printed, and its exit code. */
+export interface CommandRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a one-off `cloud-client` command (`history`, `restore`, ...) to its end, with a deadline.
+ * `env` adds environment variables (e.g. `TZ`).
+ */
+export async function clientCommand(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CommandRun> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "client.ts", ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...opts.env },
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, opts.timeoutMs ?? 60_000);
+  try {
+    const r = await child.output();
+    const dec = new TextDecoder();
+    const out = { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
+    if (Deno.env.get("E2E_VERBOSE")) console.error(`[cloud-client ${args.join(" ")}]`, out);
+    return out;
+  } finally {
+    clearTimeout(timer);
+  }
+}
