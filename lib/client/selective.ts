@@ -6,13 +6,15 @@
  * `exclude` frees the space only where that loses nothing, in this order (each step durable
  * before the next, so a crash anywhere leaves nothing lost and a run again finishes the job):
  *
+ * 0. the server is asked what it holds now at and below the path (`listAt`): without an answer,
+ *    nothing changes;
  * 1. the rule is written (from now on a client leaves the path alone);
  * 2. the path is scanned afresh, every file read: a file is removable only when its content is
- *    that of the version the merge base records (committed on the server, which keeps it) or of
- *    the server's current version (as of the last sync). What
- *    the server does not have is kept and reported: a file changed here or never synced, an
- *    empty folder never synced, items being written or unreadable, symlinks and special files,
- *    and ignored items (never synced, so never removed);
+ *    the one the server holds there now and this device synced (the version the merge base
+ *    records, or the server's as of the last sync). What the server does not have is kept and
+ *    reported: a file changed here or never synced, one changed or deleted on the server since
+ *    the last sync, an empty folder the server does not have, items being written or unreadable,
+ *    symlinks and special files, and ignored items (never synced, so never removed);
  * 3. the merge base of what is to be removed is forgotten (so that `include` later, or the rule
  *    removed by hand, merges it as new: it comes back from the server, and its absence here is
  *    never sent as a deletion);
@@ -39,13 +41,22 @@ import type { LocalEntry } from "../core/types.ts";
 import { tempName } from "../util/atomic.ts";
 import { formatBytes } from "../util/cli.ts";
 import { type LocalFs, stillAs } from "./fs/local_fs.ts";
+import type { Peer } from "../protocol/peer.ts";
+import type { PointInTime } from "../core/restore_plan.ts";
+import { fetchPointInTime } from "./restore.ts";
 import { DenoFs } from "./fs/deno_fs.ts";
 import { type HeldItem, scanTrees } from "./scanner.ts";
 import { remoteBytesUnder, StateDb } from "./state_db.ts";
 import { CLOUDIGNORE, DEVICE_RULES, readRuleFile } from "./ignore_files.ts";
 import { STATE_DIR, stateDir } from "./config.ts";
 import { FolderInUseError, folderLocked, lockFolder } from "./folder_lock.ts";
-import { CommandError, enrolledConfig, wirePathOf } from "./folder_session.ts";
+import {
+  CommandError,
+  enrolledConfig,
+  type FolderSession,
+  openFolderSession,
+  wirePathOf,
+} from "./folder_session.ts";
 
 /** An item `exclude` left in place, and why. */
 export interface KeptItem {
@@ -132,13 +143,34 @@ function hasAtOrBelow(map: ReadonlyMap<string, unknown>, dir: string): boolean {
   return false;
 }
 
+/** What the server holds now at a path (its current entry, as `listAt` gives it). */
+export type ServerNow = Pick<PointInTime["current"], "kind" | "deleted" | "hash" | "size">;
+
 /**
- * Excludes wire path `wire` on this device (see the module doc). The caller holds the folder (no
- * client runs on it). Throws `Cannot exclude ...` when the path is nowhere.
+ * The server's current entries at and below wire path `wire` (live ones and deletions), asked
+ * now over `peer`: what `exclude` checks every removal against.
+ */
+export async function serverNow(peer: Peer, wire: string): Promise<Map<string, ServerNow>> {
+  const out = new Map<string, ServerNow>();
+  // The state at the end of time: every path's current entry (its `current` fields say it too).
+  for await (const rows of fetchPointInTime(peer, wire, Number.MAX_SAFE_INTEGER, "exclude")) {
+    for (const r of rows) {
+      const { kind, deleted, hash, size } = r.current;
+      out.set(r.path, { kind, deleted, hash, size });
+    }
+  }
+  return out;
+}
+
+/**
+ * Excludes wire path `wire` on this device (see the module doc); `peer`: a signed-in connection
+ * to the folder's server, asked what it holds before anything is removed. The caller holds the
+ * folder (no client runs on it). Throws `Cannot exclude ...` when the path is nowhere.
  */
 export async function excludePath(
   fs: LocalFs,
   state: StateDb,
+  peer: Peer,
   wire: string,
 ): Promise<ExcludeReport> {
   const deviceText = readRuleFile(fs, DEVICE_RULES);
@@ -153,6 +185,8 @@ export async function excludePath(
       `Cannot exclude ${wire}: there is no such file or folder in ${fs.where}, nor on the server as of the last sync; check the path (it is relative to the folder)`,
     );
   }
+  // What the server holds, asked now: nothing is removed that it does not hold as it is here.
+  const server = st ? await serverNow(peer, wire) : new Map<string, ServerNow>();
   // 1. The rule.
   if (others.removed === 0) {
     const sepLine = deviceText === "" || deviceText.endsWith("\n") ? "" : "\n";
@@ -186,16 +220,26 @@ export async function excludePath(
   const folders: { path: string; wire: string | null }[] = [];
   for (const [p, e] of scanned) {
     if (!inside(p)) continue;
-    // The server holds it: the version the merge base records, or its current one.
-    const held = [base.get(p), remote.get(p)].find((x) =>
+    // Synced: the version the merge base records, or the server's as of the last sync...
+    const synced = [base.get(p), remote.get(p)].find((x) =>
       x?.kind === e.kind && (e.kind === "dir" || x.hash === e.hash)
     );
-    if (e.kind === "dir") folders.push({ path: p, wire: held?.path ?? null });
-    else if (held) files.push({ entry: e, wire: held.path });
-    else {kept.push({
+    // ... and the server holds it so now.
+    const now = synced ? server.get(synced.path) : undefined;
+    const holds = now !== undefined && !now.deleted && now.kind === e.kind &&
+      (e.kind === "dir" || (now.hash === e.hash && now.size === e.size));
+    if (e.kind === "dir") folders.push({ path: p, wire: holds ? synced!.path : null });
+    else if (holds) files.push({ entry: e, wire: synced!.path });
+    else {
+      kept.push({
         path: p,
-        why: base.has(p) ? "changed here since the last sync" : "never synced",
-      });}
+        why: synced
+          ? "the server has another version of it now (start the client to sync, then exclude again)"
+          : base.has(p)
+          ? "changed here since the last sync"
+          : "never synced",
+      });
+    }
   }
   for (const [p, h] of held) if (inside(p)) kept.push({ path: p, why: h.reason });
   for (const s of skipped) if (inside(s.path)) kept.push(s);
@@ -209,10 +253,16 @@ export async function excludePath(
     for (const a of [...parentPaths(p), p]) blocked.add(a);
   };
   for (const k of kept) block(k.path);
-  // A folder never synced stays (what is in it, if anything, is listed already).
+  // A folder the server does not hold stays (what is in it, if anything, is listed already).
   for (const f of folders) {
     if (f.wire !== null) continue;
-    if (!blocked.has(f.path)) kept.push({ path: f.path, why: "a folder never synced" });
+    if (!blocked.has(f.path)) {
+      const synced = base.has(f.path) || remote.has(f.path);
+      kept.push({
+        path: f.path,
+        why: synced ? "a folder the server no longer has" : "a folder never synced",
+      });
+    }
     block(f.path);
   }
   const removable = folders.filter((f) => f.wire !== null && !blocked.has(f.path));
@@ -324,10 +374,13 @@ export async function runExclude(o: SelectiveOptions): Promise<number> {
       }); stop it first, then run this again. Nothing was changed`,
     );
   }
-  const state = new StateDb(stateDir(root));
+  let session: FolderSession | null = null;
+  let state: StateDb | null = null;
   try {
+    session = await openFolderSession(root, `exclude ${wire}`);
+    state = new StateDb(stateDir(root));
     o.out(`Checking ${wire} against what the server holds (every file is read)...`);
-    const r = await excludePath(new DenoFs(root), state, wire);
+    const r = await excludePath(new DenoFs(root), state, session.peer, wire);
     const back = `\`cloud-client include ${shellWord(o.folder)} ${shellWord(wire)}\` brings ${
       r.wasHere ? "them" : "it"
     } back`;
@@ -359,7 +412,8 @@ export async function runExclude(o: SelectiveOptions): Promise<number> {
     if (e instanceof CommandError) throw e;
     throw new CommandError((e as Error).message);
   } finally {
-    state.close();
+    state?.close();
+    session?.close();
     lock.release();
   }
 }

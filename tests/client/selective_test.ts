@@ -62,7 +62,7 @@ Deno.test(
     a.fs.mkdirSync("Archive/fresh", true);
     a.fs.addOther("Archive/link", "symlink");
     a.fs.advance(5_000); // nothing is being written any more
-    const r = await excludePath(a.fs, a.state, "Archive");
+    const r = await excludePath(a.fs, a.state, a.peer, "Archive");
     assert.equal(r.removedFiles, 3); // a.jpg, b.jpg, empty/.keep
     assert.equal(r.removedFolders, 1); // Archive/empty
     assert.equal(r.freed, "jpeg a\n".length + "jpeg b\n".length);
@@ -117,7 +117,7 @@ Deno.test(
     a.fs.before = (op) => {
       if (op === "remove" && ++removes === 3) throw new Error("killed");
     };
-    await assert.rejects(excludePath(a.fs, a.state, "Big"), /killed/);
+    await assert.rejects(excludePath(a.fs, a.state, a.peer, "Big"), /killed/);
     a.fs.before = null;
     assert.equal([...a.files().keys()].filter((p) => p.startsWith("Big/")).length, 3);
     // A client started now deletes nothing anywhere.
@@ -125,7 +125,7 @@ Deno.test(
     await b.sync();
     assert.equal(serverPaths(b).filter((p) => p.startsWith("Big/")).length, 5);
     assert.equal([...b.files().keys()].filter((p) => p.startsWith("Big/")).length, 5);
-    const r = await excludePath(a.fs, a.state, "Big");
+    const r = await excludePath(a.fs, a.state, a.peer, "Big");
     assert.equal(r.removedFiles, 3);
     assert.deepEqual(r.kept, []);
     assert.equal(a.fs.readText(".cloudsync/ignore"), "/Big\n"); // written once
@@ -136,13 +136,78 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "exclude asks the server: a file changed or deleted there since the last sync is kept",
+  opts,
+  async () => {
+    await using w = await pair();
+    const { a, b } = w;
+    a.fs.writeText("Archive/edited.txt", "v1\n");
+    a.fs.writeText("Archive/deleted.txt", "d\n");
+    a.fs.writeText("Archive/same.txt", "same\n");
+    a.fs.writeText("Archive/gone/x.txt", "x\n");
+    await a.sync();
+    await b.sync();
+    // B changes the server; A (stopped) does not know: its state.db says all is synced.
+    b.fs.writeText("Archive/edited.txt", "v2 from B\n");
+    b.fs.removeSync("Archive/deleted.txt");
+    b.fs.removeSync("Archive/gone/x.txt");
+    b.fs.removeSync("Archive/gone");
+    await b.sync();
+    const r = await excludePath(a.fs, a.state, a.peer, "Archive");
+    assert.equal(r.removedFiles, 1); // same.txt only
+    assert.deepEqual(r.kept.map((k) => k.path), [
+      "Archive/deleted.txt",
+      "Archive/edited.txt",
+      "Archive/gone/x.txt",
+    ]);
+    assert.equal(a.fs.lstat("Archive/gone")?.kind, "dir"); // what it holds is kept
+    for (const k of r.kept) {
+      assert.match(k.why, /the server has another version of it now/);
+    }
+    assert.equal(a.fs.readText("Archive/edited.txt"), "v1\n");
+    assert.equal(a.fs.readText("Archive/deleted.txt"), "d\n");
+    assert.equal(a.fs.readText("Archive/same.txt"), null);
+  },
+);
+
+Deno.test(
+  "excluding many files trips no mass-delete guard and deletes nothing on the server",
+  opts,
+  async () => {
+    await using w = await pair();
+    const { a, b } = w;
+    for (let i = 0; i < 150; i++) a.fs.writeText(`Photos/p${i}.jpg`, `photo ${i}\n`);
+    for (let i = 0; i < 10; i++) a.fs.writeText(`Docs/d${i}.txt`, `doc ${i}\n`);
+    await a.sync();
+    await b.sync();
+    const r = await excludePath(a.fs, a.state, a.peer, "Photos");
+    assert.equal(r.removedFiles, 150);
+    await a.sync();
+    assert.deepEqual(a.warnings.filter((l) => /vanished|propagate/.test(l)), []);
+    await b.sync();
+    assert.equal(serverPaths(b).filter((p) => p.startsWith("Photos/")).length, 150);
+    assert.equal([...b.files().keys()].filter((p) => p.startsWith("Photos/")).length, 150);
+    // The same by hand: a rule in .cloudsync/ignore, then the files deleted here.
+    b.fs.writeText(".cloudsync/ignore", "/Photos/\n");
+    await b.sync();
+    for (let i = 0; i < 150; i++) b.fs.removeSync(`Photos/p${i}.jpg`);
+    await b.sync();
+    assert.deepEqual(b.warnings.filter((l) => /vanished|propagate/.test(l)), []);
+    assert.equal(serverPaths(a).filter((p) => p.startsWith("Photos/")).length, 150);
+    await includePath(a.fs, "Photos");
+    await a.sync();
+    assert.equal([...a.files().keys()].filter((p) => p.startsWith("Photos/")).length, 150);
+  },
+);
+
 Deno.test("exclude of a path that is nowhere changes nothing", opts, async () => {
   await using w = await pair();
   const { a } = w;
   a.fs.writeText("a.txt", "a\n");
   await a.sync();
   await assert.rejects(
-    excludePath(a.fs, a.state, "nothing/here"),
+    excludePath(a.fs, a.state, a.peer, "nothing/here"),
     /^Error: Cannot exclude nothing\/here: there is no such file or folder/,
   );
   assert.equal(a.fs.readText(".cloudsync/ignore"), null);

@@ -9,7 +9,7 @@
  * - `cloud-client exclude` refuses beside a running client, then removes only what the server
  *   holds (an unsynced local change is kept and listed) and frees the space; the server and the
  *   other device keep everything; `cloud-client include` beside the running client brings it
- *   all back, and the kept change then syncs.
+ *   all back, and the kept change then syncs. Without the server, exclude changes nothing.
  *
  * @module
  */
@@ -281,6 +281,16 @@ Deno.test(
         const r = await command("include", b, "Docs");
         assert.equal(r.code, 0, r.output);
         assert.match(r.output, /Docs is not excluded on this device: it syncs already/);
+      });
+      await t.step("exclude without the server: refused, nothing changed", async () => {
+        await cb.stop();
+        await server.stop();
+        const rules = await Deno.readTextFile(join(b, ".cloudsync/ignore"));
+        const r = await command("exclude", b, "Docs");
+        assert.equal(r.code, 1, r.output);
+        assert.match(r.output, /^Cannot exclude Docs: cannot connect to /m);
+        assert.equal(await Deno.readTextFile(join(b, ".cloudsync/ignore")), rules);
+        assert.equal(await Deno.readTextFile(join(b, "Docs/more.txt")), "more\n");
       });
     } finally {
       for (const p of procs.reverse()) await p.stop();
