@@ -16,6 +16,9 @@
  * mean the same on Linux, macOS and Windows). As in git, nothing below an ignored folder can be
  * re-included: the folder itself must be re-included first.
  *
+ * The root's `.cloudignore` always syncs, whatever the rules say (`.*` or `*` would match it):
+ * every device must follow the same shared rules.
+ *
  * Git's lock files (`.git/index.lock`, `.git/HEAD.lock`, `.git/refs/heads/main.lock`, ...) never
  * sync, whatever the rules say: git holds one for a moment while it changes a repository, and a
  * copy arriving on another device makes every git command there refuse to run ("Unable to create
@@ -89,6 +92,11 @@ export function isAlwaysIgnored(path: string): boolean {
   return path.startsWith(".git/") || path.includes("/.git/");
 }
 
+/** Whether `path` (a wire path) is the shared rule file, which always syncs (any letter case). */
+export function isNeverIgnored(path: string): boolean {
+  return path.length === 12 && path.toLowerCase() === ".cloudignore";
+}
+
 /** What identifies a set of rule files: equal keys, equal rules. */
 export function rulesKey(sources: readonly RuleSource[]): string {
   return JSON.stringify(sources.map((s) => [s.name, s.text]));
@@ -156,7 +164,7 @@ export class IgnoreRules {
     const known = cache.get(path);
     if (known !== undefined) return known;
     let v = isAlwaysIgnored(path);
-    if (!v && path !== "") {
+    if (!v && path !== "" && !isNeverIgnored(path)) {
       if (++this.#misses > INNER_MAX) {
         this.#misses = 0;
         this.#ig = this.#build();

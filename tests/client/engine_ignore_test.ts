@@ -3,7 +3,8 @@
  * in this process: the defaults and `.cloudignore` in both directions, a file that becomes
  * ignored kept everywhere, a folder deleted elsewhere kept here for the ignored files in it,
  * ignored folders never entered, a rules change applied at the next (even scoped) pass, a
- * device's own `.cloudsync/ignore`, and ignored case twins on a case-insensitive device.
+ * device's own `.cloudsync/ignore` (what other devices edit, delete or move never touches what
+ * it ignores), and ignored case twins on a case-insensitive device.
  *
  * @module
  */
@@ -286,3 +287,37 @@ Deno.test("a case-insensitive device ignores case twins the rules name", opts, a
   assert.equal(a.fs.readText("thumbs.db"), null);
   assert.equal(a.fs.readText("cache.tmp"), "two\n");
 });
+
+Deno.test(
+  "what other devices change, move or delete never touches a file this device ignores",
+  opts,
+  async () => {
+    await using w = await pair();
+    const { a, b } = w;
+    for (let i = 0; i < 120; i++) a.fs.writeText(`Archive/f${i}.txt`, `v1 ${i}\n`);
+    a.fs.writeText("Archive/moved.txt", "moved\n");
+    a.fs.writeText("Docs/x.txt", "x\n");
+    await a.sync();
+    await b.sync();
+    // B ignores Archive/ from now on, and keeps its copies.
+    b.fs.writeText(".cloudsync/ignore", "/Archive/\n");
+    await b.sync();
+    // A edits, deletes, moves out of and into Archive/.
+    a.fs.writeText("Archive/f0.txt", "v2 on A\n");
+    for (let i = 1; i < 60; i++) a.fs.removeSync(`Archive/f${i}.txt`);
+    a.fs.renameSync("Archive/moved.txt", "Docs/moved.txt");
+    a.fs.renameSync("Docs/x.txt", "Archive/x.txt");
+    a.fs.writeText("Archive/new.txt", "new on A\n");
+    await a.sync();
+    assert.equal(serverPaths(a).filter((p) => p.startsWith("Archive/")).length, 63);
+    await b.sync();
+    assert.equal(b.fs.readText("Archive/f0.txt"), "v1 0\n");
+    for (let i = 1; i < 120; i++) assert.equal(b.fs.readText(`Archive/f${i}.txt`), `v1 ${i}\n`);
+    assert.equal(b.fs.readText("Archive/moved.txt"), "moved\n"); // kept here
+    assert.equal(b.fs.readText("Docs/moved.txt"), "moved\n"); // and received where it went
+    assert.equal(b.fs.readText("Archive/x.txt"), null); // moved into what B ignores: not received
+    assert.equal(b.fs.readText("Docs/x.txt"), null); // its old place follows A
+    assert.equal(b.fs.readText("Archive/new.txt"), null);
+    assert.deepEqual(b.warnings.filter((l) => /vanished|propagate/.test(l)), []);
+  },
+);

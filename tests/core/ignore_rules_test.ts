@@ -66,6 +66,15 @@ Deno.test("the defaults ignore operating-system, office, editor and download lit
   for (const r of DEFAULT_RULES) assert.ok(r.what.length > 0, r.pattern);
 });
 
+Deno.test("the README lists every built-in rule", () => {
+  const readme = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
+  const section = readme.slice(readme.indexOf("### Built-in rules"));
+  for (const r of DEFAULT_RULES) {
+    const cell = "`" + r.pattern.replace(/\|/g, "\\|") + "`";
+    assert.ok(section.includes(`| ${cell} `), `README: no row for ${r.pattern}`);
+  }
+});
+
 Deno.test("a ! in .cloudignore re-includes a default; git's lock files never sync", () => {
   const rules = new IgnoreRules(shared("!.DS_Store\n!*.part\n!*.lock\n!.git/index.lock\n"));
   check(rules, [
@@ -74,6 +83,20 @@ Deno.test("a ! in .cloudignore re-includes a default; git's lock files never syn
     ["Thumbs.db", false, true],
     [".git/index.lock", false, true],
   ]);
+});
+
+Deno.test("the root's .cloudignore always syncs, whatever the rules say", () => {
+  for (const text of [".*\n", "*\n!keep/\n", ".cloudignore\n", "/.CloudIgnore\n"]) {
+    const rules = new IgnoreRules([...shared(text), { name: ".cloudsync/ignore", text }]);
+    check(rules, [
+      [".cloudignore", false, false],
+      [".CloudIgnore", false, false], // the same file on a case-insensitive device
+    ]);
+    assert.equal(rules.why(".cloudignore", false), null);
+  }
+  // Below the root it is just a file.
+  const rules = new IgnoreRules(shared(".*\n"));
+  check(rules, [["sub/.cloudignore", false, true]]);
 });
 
 Deno.test("gitignore syntax: negation, **, folder-only, anchoring, comments, escapes", async (t) => {
