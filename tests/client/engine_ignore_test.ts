@@ -10,37 +10,9 @@
  */
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { MemDevice, WINDOWS } from "../support/mem_device.ts";
-import { MemServer } from "../support/mem_server.ts";
-import type { PlatformTraits } from "../../lib/core/local_names.ts";
+import { type MemDevice, memPair, WINDOWS } from "../support/mem_device.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
-
-/** Two devices of one account (`b` on `platformB`), and a cleanup. */
-async function pair(platformB?: PlatformTraits) {
-  const server = await MemServer.start();
-  const dir = await Deno.makeTempDir({ prefix: "cloudsync-ignore-" });
-  const { device: a, serial } = await MemDevice.onMemServer(server, "A", null, join(dir, "a"));
-  const { device: b } = await MemDevice.onMemServer(
-    server,
-    "B",
-    serial,
-    join(dir, "b"),
-    platformB,
-  );
-  return {
-    a,
-    b,
-    server,
-    async [Symbol.asyncDispose]() {
-      a.close();
-      b.close();
-      await server.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
 
 /** The folder's paths, sorted (`.cloudsync` left out). */
 const paths = (d: MemDevice) => [...d.files().keys()].sort();
@@ -54,7 +26,7 @@ Deno.test(
   "defaults and .cloudignore: ignored items are neither sent nor received",
   opts,
   async () => {
-    await using w = await pair();
+    await using w = await memPair();
     const { a, b } = w;
     a.fs.writeText(".cloudignore", "# build output\n*.tmp\n!keep.tmp\nbuild/\n/only-root.txt\n");
     a.fs.writeText("a.txt", "a\n");
@@ -103,7 +75,7 @@ Deno.test(
 );
 
 Deno.test("an ignored folder is never entered: node_modules costs nothing", opts, async () => {
-  await using w = await pair();
+  await using w = await memPair();
   const { a } = w;
   a.fs.writeText(".cloudignore", "node_modules/\n");
   for (let i = 0; i < 50; i++) a.fs.writeText(`web/node_modules/p${i}/index.js`, `${i}\n`);
@@ -123,7 +95,7 @@ Deno.test("an ignored folder is never entered: node_modules costs nothing", opts
 });
 
 Deno.test("a file that becomes ignored stops syncing and is kept everywhere", opts, async () => {
-  await using w = await pair();
+  await using w = await memPair();
   const { a, b } = w;
   a.fs.writeText("notes.log", "v1\n");
   a.fs.writeText("cache/big.bin", "cached\n");
@@ -176,7 +148,7 @@ Deno.test("a file that becomes ignored stops syncing and is kept everywhere", op
 });
 
 Deno.test("a folder deleted elsewhere stays here while it holds ignored files", opts, async () => {
-  await using w = await pair();
+  await using w = await memPair();
   const { a, b } = w;
   a.fs.writeText("D/a.txt", "a\n");
   a.fs.writeText("E/b.txt", "b\n");
@@ -209,7 +181,7 @@ Deno.test(
   "a folder deleted here is not deleted on the server while it holds ignored files",
   opts,
   async () => {
-    await using w = await pair();
+    await using w = await memPair();
     const { a, b } = w;
     a.fs.writeText("D/old.log", "log\n");
     a.fs.writeText("D/a.txt", "a\n");
@@ -232,7 +204,7 @@ Deno.test(
 );
 
 Deno.test("a change of the rules applies at the next pass, even a scoped one", opts, async () => {
-  await using w = await pair();
+  await using w = await memPair();
   const { a, b } = w;
   a.fs.writeText(".cloudignore", "private/\n");
   a.fs.writeText("private/diary.txt", "secret\n");
@@ -248,7 +220,7 @@ Deno.test("a change of the rules applies at the next pass, even a scoped one", o
 });
 
 Deno.test(".cloudsync/ignore: this device skips a folder the others keep", opts, async () => {
-  await using w = await pair();
+  await using w = await memPair();
   const { a, b } = w;
   b.fs.writeText(".cloudsync/ignore", "/Archive\n");
   a.fs.writeText("Archive/2019/a.jpg", "jpg\n");
@@ -270,7 +242,7 @@ Deno.test(".cloudsync/ignore: this device skips a folder the others keep", opts,
 });
 
 Deno.test("a case-insensitive device ignores case twins the rules name", opts, async () => {
-  await using w = await pair(WINDOWS);
+  await using w = await memPair(WINDOWS);
   const { a, b } = w;
   a.fs.writeText(".cloudignore", "*.tmp\n");
   a.fs.writeText("Cache.TMP", "one\n");
@@ -292,7 +264,7 @@ Deno.test(
   "what other devices change, move or delete never touches a file this device ignores",
   opts,
   async () => {
-    await using w = await pair();
+    await using w = await memPair();
     const { a, b } = w;
     for (let i = 0; i < 120; i++) a.fs.writeText(`Archive/f${i}.txt`, `v1 ${i}\n`);
     a.fs.writeText("Archive/moved.txt", "moved\n");

@@ -9,9 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { MemDevice } from "../support/mem_device.ts";
-import { MemServer } from "../support/mem_server.ts";
+import { type MemDevice, memPair } from "../support/mem_device.ts";
 import {
   excludePath,
   excludesExactly,
@@ -22,30 +20,13 @@ import { CommandError } from "../../lib/client/folder_session.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
-async function pair() {
-  const server = await MemServer.start();
-  const dir = await Deno.makeTempDir({ prefix: "cloudsync-selective-" });
-  const { device: a, serial } = await MemDevice.onMemServer(server, "A", null, join(dir, "a"));
-  const { device: b } = await MemDevice.onMemServer(server, "B", serial, join(dir, "b"));
-  return {
-    a,
-    b,
-    async [Symbol.asyncDispose]() {
-      a.close();
-      b.close();
-      await server.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
 const serverPaths = (d: MemDevice) => [...d.state.loadRemote().keys()].sort();
 
 Deno.test(
   "exclude removes what the server holds, keeps the rest; include brings it back",
   opts,
   async () => {
-    await using w = await pair();
+    await using w = await memPair();
     const { a, b } = w;
     a.fs.writeText("Archive/2019/a.jpg", "jpeg a\n");
     a.fs.writeText("Archive/2019/b.jpg", "jpeg b\n");
@@ -108,7 +89,7 @@ Deno.test(
   "an exclude cut short loses nothing, and running it again finishes it",
   opts,
   async () => {
-    await using w = await pair();
+    await using w = await memPair();
     const { a, b } = w;
     for (let i = 0; i < 5; i++) a.fs.writeText(`Big/f${i}.bin`, `content ${i}\n`);
     await a.sync();
@@ -140,7 +121,7 @@ Deno.test(
   "exclude asks the server: a file changed or deleted there since the last sync is kept",
   opts,
   async () => {
-    await using w = await pair();
+    await using w = await memPair();
     const { a, b } = w;
     a.fs.writeText("Archive/edited.txt", "v1\n");
     a.fs.writeText("Archive/deleted.txt", "d\n");
@@ -175,7 +156,7 @@ Deno.test(
   "excluding many files trips no mass-delete guard and deletes nothing on the server",
   opts,
   async () => {
-    await using w = await pair();
+    await using w = await memPair();
     const { a, b } = w;
     for (let i = 0; i < 150; i++) a.fs.writeText(`Photos/p${i}.jpg`, `photo ${i}\n`);
     for (let i = 0; i < 10; i++) a.fs.writeText(`Docs/d${i}.txt`, `doc ${i}\n`);
@@ -202,7 +183,7 @@ Deno.test(
 );
 
 Deno.test("exclude of a path that is nowhere changes nothing", opts, async () => {
-  await using w = await pair();
+  await using w = await memPair();
   const { a } = w;
   a.fs.writeText("a.txt", "a\n");
   await a.sync();
@@ -214,7 +195,7 @@ Deno.test("exclude of a path that is nowhere changes nothing", opts, async () =>
 });
 
 Deno.test("include says which rule still ignores a path", opts, async () => {
-  await using w = await pair();
+  await using w = await memPair();
   const { a } = w;
   a.fs.writeText(".cloudignore", "*.iso\n");
   a.fs.writeText(".cloudsync/ignore", "# mine\n/Archive\n");

@@ -43,6 +43,11 @@ function serverPaths(data: string): string[] {
   }
 }
 
+/** Two devices' folders and the server's data folder, in `top`. */
+function threeDirs(top: string): [string, string, string] {
+  return [join(top, "a"), join(top, "b"), join(top, "data")];
+}
+
 /** A folder's paths, sorted. */
 async function paths(root: string): Promise<string[]> {
   return [...(await tree(root)).keys()].sort();
@@ -68,11 +73,7 @@ Deno.test(
   opts,
   async () => {
     await using tmp = await tempDir();
-    const [a, b, data] = ["a", "b", "data"].map((d) => join(tmp.path, d)) as [
-      string,
-      string,
-      string,
-    ];
+    const [a, b, data] = threeDirs(tmp.path);
     await put(
       a,
       ".cloudignore",
@@ -135,11 +136,7 @@ Deno.test(
   opts,
   async (t) => {
     await using tmp = await tempDir();
-    const [a, b, data] = ["a", "b", "data"].map((d) => join(tmp.path, d)) as [
-      string,
-      string,
-      string,
-    ];
+    const [a, b, data] = threeDirs(tmp.path);
     await put(a, "notes.log", "v1\n");
     await put(a, "old.log", "old\n");
     await put(a, "a.txt", "a\n");
@@ -193,11 +190,7 @@ Deno.test(
   opts,
   async (t) => {
     await using tmp = await tempDir();
-    const [a, b, data] = ["a", "b", "data"].map((d) => join(tmp.path, d)) as [
-      string,
-      string,
-      string,
-    ];
+    const [a, b, data] = threeDirs(tmp.path);
     const big = random(300_000);
     await put(a, "Archive/big.bin", big);
     await put(a, "Archive/2019/b.txt", "b\n");

@@ -17,7 +17,7 @@ import { newStats } from "../../lib/client/transfer.ts";
 import { MemFs } from "../../lib/client/fs/mem_fs.ts";
 import type { PlatformTraits } from "../../lib/core/local_names.ts";
 import type { Tally } from "../../lib/core/outcomes.ts";
-import type { MemServer } from "./mem_server.ts";
+import { MemServer } from "./mem_server.ts";
 
 /** An in-process device joined to an account (see the module doc). */
 export class MemDevice {
@@ -114,4 +114,32 @@ export const WINDOWS: PlatformTraits = { caseInsensitive: true, windowsNames: tr
 /** A temporary folder for a device's state. */
 export function stateDirIn(top: string, name: string): string {
   return join(top, `state-${name}`);
+}
+
+/**
+ * Two devices of one new account on an in-process server (`b` on `platformB`), each with its
+ * state in a temporary folder; disposing of it closes everything and removes the folder.
+ */
+export async function memPair(platformB: PlatformTraits = LINUX) {
+  const server = await MemServer.start();
+  const dir = await Deno.makeTempDir({ prefix: "cloudsync-pair-" });
+  const { device: a, serial } = await MemDevice.onMemServer(server, "A", null, join(dir, "a"));
+  const { device: b } = await MemDevice.onMemServer(
+    server,
+    "B",
+    serial,
+    join(dir, "b"),
+    platformB,
+  );
+  return {
+    a,
+    b,
+    server,
+    async [Symbol.asyncDispose]() {
+      a.close();
+      b.close();
+      await server.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
 }
