@@ -194,16 +194,22 @@ export class Staging {
     for (let i = 0, at = 0; i < batches.length; at += batches[i]!.length, i++) firsts.push(at);
     const pending: Promise<ChunkOrigin[]>[] = [];
     let next = 0;
-    while (next < batches.length && pending.length < WINDOW) {
-      pending.push(origins(batches[next]!, firsts[next++]!));
-    }
+    // A batch ahead may fail while an earlier one is being written: it is marked handled at once
+    // (its failure still reaches the loop when its turn comes), or the process would die of an
+    // unhandled rejection (a prefetch of an upload withdrawn meanwhile did).
+    const ahead = () => {
+      const p = origins(batches[next]!, firsts[next++]!);
+      p.catch(() => {});
+      pending.push(p);
+    };
+    while (next < batches.length && pending.length < WINDOW) ahead();
     try {
       let b = 0;
       while (pending.length > 0) {
         const parts = await pending.shift()!;
         const first = firsts[b]!;
         const list = batches[b++]!;
-        if (next < batches.length) pending.push(origins(batches[next]!, firsts[next++]!));
+        if (next < batches.length) ahead();
         for (let i = 0; i < parts.length;) {
           const o = parts[i]!;
           if (o.from === "inPlace") {
@@ -242,10 +248,6 @@ export class Staging {
           i = j;
         }
       }
-    } catch (e) {
-      // The fetches still in flight fail too (same connection): nobody awaits them any more.
-      for (const p of pending) p.catch(() => {});
-      throw e;
     } finally {
       old?.close();
     }
