@@ -7,7 +7,7 @@
 
 import { parseArgs } from "node:util";
 import { SyncClient } from "./lib/client/app.ts";
-import { fail, onShutdown } from "./lib/util/cli.ts";
+import { fail, onShutdown, surviveStrayRejections } from "./lib/util/cli.ts";
 import { normalizeFingerprint } from "./lib/transport/tls_cert.ts";
 import { normalizeSerial } from "./lib/util/crockford.ts";
 import { runHistory } from "./lib/client/history.ts";
@@ -291,6 +291,7 @@ async function main(): Promise<void> {
       );
     }
   }
+  surviveStrayRejections((l) => console.error(l));
   const client = new SyncClient({
     host,
     port,

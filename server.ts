@@ -19,7 +19,7 @@ import {
 import { verify } from "./lib/server/verify.ts";
 import { secretHash } from "./lib/server/session.ts";
 import { newSerial, normalizeSerial } from "./lib/util/crockford.ts";
-import { fail, formatBytes, onShutdown } from "./lib/util/cli.ts";
+import { fail, formatBytes, onShutdown, surviveStrayRejections } from "./lib/util/cli.ts";
 import { DEFAULT_LIMITS, describeSize, parseSize, type ServerLimits } from "./lib/server/limits.ts";
 import { escapeForLog } from "./lib/util/log_text.ts";
 import { parseKeepCount, type RetentionPolicy } from "./lib/core/retention_policy.ts";
@@ -217,6 +217,7 @@ async function serve(
   const stamp = () => new Date().toISOString().replace("T", " ").slice(0, 19);
   // Everything the server creates is for its own user only: files 0600, directories 0700.
   if (Deno.build.os !== "windows") Deno.umask(0o077);
+  surviveStrayRejections((l) => console.error(`${stamp()} ${l}`));
   let server;
   try {
     server = await startServer({

@@ -22,6 +22,7 @@
  * @module
  */
 
+import { ahead } from "../util/ahead.ts";
 import type { ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import { fileHash, sha256Hex } from "../chunk/hash.ts";
 import { perms } from "../core/metadata.ts";
@@ -194,22 +195,16 @@ export class Staging {
     for (let i = 0, at = 0; i < batches.length; at += batches[i]!.length, i++) firsts.push(at);
     const pending: Promise<ChunkOrigin[]>[] = [];
     let next = 0;
-    // A batch ahead may fail while an earlier one is being written: it is marked handled at once
-    // (its failure still reaches the loop when its turn comes), or the process would die of an
-    // unhandled rejection (a prefetch of an upload withdrawn meanwhile did).
-    const ahead = () => {
-      const p = origins(batches[next]!, firsts[next++]!);
-      p.catch(() => {});
-      pending.push(p);
-    };
-    while (next < batches.length && pending.length < WINDOW) ahead();
+    while (next < batches.length && pending.length < WINDOW) {
+      pending.push(ahead(origins(batches[next]!, firsts[next++]!)));
+    }
     try {
       let b = 0;
       while (pending.length > 0) {
         const parts = await pending.shift()!;
         const first = firsts[b]!;
         const list = batches[b++]!;
-        if (next < batches.length) ahead();
+        if (next < batches.length) pending.push(ahead(origins(batches[next]!, firsts[next++]!)));
         for (let i = 0; i < parts.length;) {
           const o = parts[i]!;
           if (o.from === "inPlace") {
