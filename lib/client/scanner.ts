@@ -16,6 +16,7 @@ import { isGone } from "./fs/local_fs.ts";
 import { pool } from "../util/pool.ts";
 import { STATE_DIR } from "./config.ts";
 import { foldName } from "../core/local_names.ts";
+import { isAlwaysIgnored } from "../core/ignore_rules.ts";
 
 /** Why an item the scan found is left out of this pass, and when to look at it again. */
 export interface HeldItem {
@@ -48,6 +49,7 @@ export interface ScanNotices {
   /**
    * The ignore rules' verdict on a path (`dir`: a folder). An ignored item is not looked at, nor
    * anything below it (an ignored `node_modules/` costs nothing), and no warning is said about it.
+   * Git's lock files are never taken, with or without it (`isAlwaysIgnored`).
    */
   ignores?: (path: string, dir: boolean) => boolean;
   /** Filled with the ignored items found (topmost only: the scan does not enter them). */
@@ -242,7 +244,7 @@ export async function scanTrees(
   const ignores = notices.ignores;
   /** Whether an item is ignored (then noted, and neither taken nor entered). */
   const ignoredItem = (path: string, dir: boolean): boolean => {
-    if (!ignores?.(path, dir)) return false;
+    if (!isAlwaysIgnored(path) && !ignores?.(path, dir)) return false;
     notices.ignored?.add(path);
     return true;
   };
