@@ -18,6 +18,7 @@ import { CommandError } from "./lib/client/folder_session.ts";
 import { parseTime, TIME_FORMS } from "./lib/core/time_spec.ts";
 import { MAX_DEVICE_NAME } from "./lib/protocol/messages.ts";
 import { unsafeTextProblem } from "./lib/util/log_text.ts";
+import { runExclude, runInclude } from "./lib/client/selective.ts";
 
 const HELP = `cloud-client: keep a folder in sync with a Cloud Sync server
 
@@ -28,6 +29,8 @@ Usage:
   cloud-client restore FOLDER PATH... [--at TIME] [--to DIR] [--dry-run] [--json]
   cloud-client bring-back FOLDER
   cloud-client confirm-delete FOLDER
+  cloud-client exclude FOLDER PATH
+  cloud-client include FOLDER PATH
 
   HOST, PORT  the server (as printed by cloud-server)
   FOLDER      the folder to sync; created if missing
@@ -82,6 +85,23 @@ Getting files back (these work whether or not the folder's client is running):
   confirm-delete FOLDER
                        when the client holds back a mass deletion: delete exactly the files that
                        vanished, on the server and the other devices (once)
+
+Ignoring files:
+  FOLDER/.cloudignore  rules in gitignore syntax (*, **, !re-include, a trailing / for folders,
+                       a leading / anchors at FOLDER, # comments); it syncs, so every device
+                       follows it. Built in: OS, office and editor litter (.DS_Store, Thumbs.db,
+                       ~$*, .~lock.*#, .*.swp, *.part, ...; the README lists them), which
+                       !pattern re-includes. An ignored path is never sent, and is never deleted
+                       or overwritten here; a file that becomes ignored stays everywhere as it is.
+                       A change takes effect at the next pass
+  FOLDER/.cloudsync/ignore
+                       the same, for this computer only (never synced)
+  exclude FOLDER PATH  stop syncing PATH (relative to FOLDER) on this computer only, and free its
+                       space: it is removed here where the server holds every byte of it; a
+                       change or file the server does not have is kept and listed. The server
+                       and the other computers keep it all. Run it with the client stopped
+  include FOLDER PATH  sync PATH on this computer again: it is downloaded (works beside a running
+                       client)
 `;
 
 /** Runs a one-off command and exits with its code; a {@link CommandError} is said in one line. */
@@ -105,7 +125,7 @@ function timeOption(
   return { ms: t.ms, text };
 }
 
-/** `history`, `restore`, `bring-back`, `confirm-delete`. */
+/** `history`, `restore`, `bring-back`, `confirm-delete`, `exclude`, `include`. */
 function subcommand(name: string, args: string[]): Promise<never> {
   let parsed;
   try {
@@ -172,13 +192,29 @@ function subcommand(name: string, args: string[]): Promise<never> {
         warn,
       }), "restore");
   }
+  if (name === "exclude" || name === "include") {
+    if (!folder || paths.length !== 1) {
+      fail(`Cannot ${name}: usage is cloud-client ${name} FOLDER PATH (see --help)`, 2);
+    }
+    const o = { folder, path: paths[0]!, out, warn };
+    return name === "exclude"
+      ? command(() => runExclude(o), "exclude")
+      : command(() => runInclude(o), "include");
+  }
   if (!folder || paths.length > 0) fail(`Cannot ${name}: usage is cloud-client ${name} FOLDER`, 2);
   return name === "bring-back"
     ? command(() => runBringBack({ folder, out }), "bring back vanished files")
     : command(() => runConfirmDelete({ folder, out }), "confirm the deletion");
 }
 
-const SUBCOMMANDS = new Set(["history", "restore", "bring-back", "confirm-delete"]);
+const SUBCOMMANDS = new Set([
+  "history",
+  "restore",
+  "bring-back",
+  "confirm-delete",
+  "exclude",
+  "include",
+]);
 
 async function main(): Promise<void> {
   const first = Deno.args[0];

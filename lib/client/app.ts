@@ -36,6 +36,7 @@ import type { RemoteEntry } from "../core/types.ts";
 import { ProgressLine } from "./progress.ts";
 import { Attention } from "../core/attention.ts";
 import { summaryLine } from "../core/outcomes.ts";
+import { IgnoreFiles } from "./ignore_files.ts";
 
 /** Command-line settings of the client. */
 export interface ClientOptions {
@@ -110,6 +111,7 @@ export class SyncClient {
   #state: StateDb | null = null;
   #fs: DenoFs | null = null;
   #staging: Staging | null = null;
+  #ignore: IgnoreFiles | null = null;
   #saidNoRename = false;
   #recheckTimer: ReturnType<typeof setTimeout> | undefined;
   /** The folder, while this client holds it. */
@@ -187,6 +189,7 @@ export class SyncClient {
     this.#state = new StateDb(dir);
     this.#fs = new DenoFs(this.#root);
     this.#staging = new Staging(this.#fs, `${STATE_DIR}/tmp`);
+    this.#ignore = new IgnoreFiles(this.#fs, this.#warn);
     this.#watcher = new FolderWatcher(this.#root, (paths) => this.#changed(paths), {
       onError: this.#warn,
     });
@@ -243,6 +246,7 @@ export class SyncClient {
     // Cheap checks first: a flood of notices must not load the merge base once each.
     if (checkWirePath(entry.path) || entry.size < STREAM_MIN || !this.#state || !fs) return;
     if (fs.platform.caseInsensitive || fs.platform.windowsNames) return; // local names may differ
+    if (this.#ignore?.current?.ignores(entry.path, false) !== false) return; // not for this device
     const base = this.#state.loadBase();
     if (base.get(entry.path)?.hash === entry.hash) return;
     this.#staging!.prefetch(
@@ -348,6 +352,7 @@ export class SyncClient {
           recheckSoon: () => this.#recheckSoon(),
           watch: this.#watcher!,
           attention: this.#attention,
+          ignore: this.#ignore!,
         };
         while (!this.#stopped && !closed) {
           this.#assertFolder();

@@ -31,7 +31,9 @@ import { diskSpelling, type HeldItem, scan, type ScanNotices, scanTrees } from "
 import { emptyReport, execute, type ExecutionReport } from "./executor.ts";
 import { Attention } from "../core/attention.ts";
 import { SETTLE_MS } from "../core/stability.ts";
-import { isAlwaysIgnored } from "../core/ignore_rules.ts";
+import { applyIgnores, keepIgnoredFolders } from "../core/ignore_view.ts";
+import { IgnoreFiles } from "./ignore_files.ts";
+import { IgnoreRules } from "../core/ignore_rules.ts";
 import { addTally, madeProgress, type Tally, tally } from "../core/outcomes.ts";
 import type { TransferStats } from "./transfer.ts";
 
@@ -57,6 +59,8 @@ export interface EngineContext {
   attention?: Attention;
   /** When each repeated warning was last said (kept across passes). */
   warned?: Map<string, number>;
+  /** The folder's ignore rules, read again at every pass (made if absent). */
+  ignore?: IgnoreFiles;
 }
 
 /** Actions that change the local folder (each makes the OS watcher report several events). */
@@ -229,6 +233,9 @@ export function addUnscanned(
   }
 }
 
+/** Where `state.db` keeps the ignore rules the last pass applied. */
+const RULES_KEY = "ignoreRules";
+
 /** How often the same warning about one item may be repeated. */
 const WARN_AGAIN_MS = 60 * 60 * 1000;
 
@@ -266,17 +273,6 @@ export function withoutHeld<T>(
   return out ?? map;
 }
 
-/** The entries of `map` whose path is never synced (see `core/ignore_rules.ts`), removed. */
-function withoutIgnored<T>(map: ReadonlyMap<string, T>): ReadonlyMap<string, T> {
-  let out: Map<string, T> | null = null;
-  for (const path of map.keys()) {
-    if (!isAlwaysIgnored(path)) continue;
-    out ??= new Map(map);
-    out.delete(path);
-  }
-  return out ?? map;
-}
-
 /**
  * One pass. `scopes` limits the local scan to those subtrees (null: the whole folder; []: no
  * scan, only remote changes); everything outside is taken as unchanged since the base, and every
@@ -292,6 +288,13 @@ export async function syncPass(
   const attention = ctx.attention ??= new Attention();
   const now = ctx.fs.now();
   const rechecks = attention.takeScopes(now);
+  const rules = (ctx.ignore ??= new IgnoreFiles(ctx.fs, ctx.warn)).load();
+  const applied = ctx.state.getMeta(RULES_KEY);
+  const rulesChanged = applied !== rules.key;
+  // New rules may let through what no scan has looked at yet: look at everything.
+  if (rulesChanged) scopes = null;
+  const before = rulesChanged && applied !== null ? IgnoreRules.fromKey(applied) : null;
+  const ignores = (path: string, dir: boolean) => rules.ignores(path, dir);
   await pullChanges(ctx);
   t = phase("pull", t);
   const allRemote = ctx.state.loadRemote();
@@ -302,7 +305,10 @@ export async function syncPass(
   if (scopes !== null) scopes = await passScopes(ctx.fs, scopes, rechecks, aliases);
   const heldHere = new Map<string, HeldItem>();
   const blockers = new Map<string, string>();
+  const ignoredHere = new Set<string>();
   const notices: ScanNotices = {
+    ignores,
+    ignored: ignoredHere,
     skipped: (path, why) => warnSometimes(ctx, `skip:${path}`, `Skipping ${path}: ${why}`),
     held: heldHere,
     blockers,
@@ -380,20 +386,33 @@ export async function syncPass(
     }
   }
   for (const path of attention.heldAt(now).keys()) held.add(path);
-  base = withoutIgnored(withoutHeld(base, held));
-  local = withoutHeld(local, held);
-  remote = withoutIgnored(withoutHeld(remote, held));
-  // The mass-delete guard, and its one-time ways out (bring-back, confirm-delete).
-  ({ base, local } = massDeleteGuard(ctx, base, local, scopes === null));
-  const actions = reconcile({
-    base,
-    local,
-    remote,
-    device: ctx.device,
-    now: new Date(now),
-    ...(platform.caseInsensitive ? { nameKey: foldName } : {}),
-    ...(localNameTaken ? { localNameTaken } : {}),
+  const view = applyIgnores({
+    base: withoutHeld(base, held),
+    local: withoutHeld(local, held),
+    remote: withoutHeld(remote, held),
+    ignores,
+    ignoredHere: [...ignoredHere].map(toWire),
+    ...(before ? { ignoredBefore: (p: string, dir: boolean) => before.ignores(p, dir) } : {}),
   });
+  // What stopped being ignored and is missing on one side is merged as new (never deleted).
+  if (view.forget.length > 0) ctx.state.setBase(view.forget.map((p) => [p, null]));
+  if (rulesChanged) ctx.state.setMeta(RULES_KEY, rules.key);
+  ({ base, local, remote } = view);
+  // The mass-delete guard, and its one-time ways out (bring-back, confirm-delete). It sees the
+  // view without ignored paths: a file that became ignored did not vanish.
+  ({ base, local } = massDeleteGuard(ctx, base, local, scopes === null));
+  const actions = keepIgnoredFolders(
+    reconcile({
+      base,
+      local,
+      remote,
+      device: ctx.device,
+      now: new Date(now),
+      ...(platform.caseInsensitive ? { nameKey: foldName } : {}),
+      ...(localNameTaken ? { localNameTaken } : {}),
+    }),
+    view,
+  );
   t = phase("reconcile", t);
   debug(() =>
     `actions: ${
@@ -427,6 +446,7 @@ export async function syncPass(
         base,
         stats: ctx.stats,
         toLocal,
+        ignores,
       },
       actions,
     );

@@ -55,6 +55,8 @@ export interface ExecutorContext {
   stats: TransferStats;
   /** Where a wire path lives on disk (relative to the root); identity when absent. */
   toLocal?: (wire: string) => string;
+  /** The ignore rules' verdict on a wire path (`dir`: a folder); nothing ignored when absent. */
+  ignores?: (path: string, dir: boolean) => boolean;
 }
 
 /** A report of nothing done. */
@@ -329,6 +331,12 @@ class LocalPhase {
       this.#fs.removeSync(path); // never recursive: a directory goes only when empty
     } catch (e) {
       if (a.expect.kind === "dir" && !(e instanceof Deno.errors.NotFound)) {
+        if (await this.#holdsOnlyIgnored(a.path)) {
+          // Deleted elsewhere, but what is left here is ignored: the folder stays, unsynced.
+          debug(() => `folder ${a.path} holds only ignored items: kept here, base forgotten`);
+          this.bases.set(a.path, null);
+          return;
+        }
         debug(() => `folder ${a.path} not empty yet: kept`);
         // Something is still inside (a deletion deferred this pass, or an item we do not sync):
         // keep the folder and its base; the next pass tries again. Forgetting the base here
@@ -339,6 +347,29 @@ class LocalPhase {
     }
     this.#note(a.path, "deletedHere");
     this.bases.set(a.path, null);
+  }
+
+  /**
+   * Whether the folder at wire path `dir` holds something, and only items the rules ignore or
+   * folders (never synced: a synced one would have been deleted first) that do. At most
+   * `budget.left` entries are looked at; past that the answer is no (the folder then waits).
+   */
+  async #holdsOnlyIgnored(dir: string, budget = { left: 10_000 }): Promise<boolean> {
+    const ignores = this.#ctx.ignores;
+    if (!ignores) return false;
+    let items;
+    try {
+      items = await this.#fs.readDir(this.#at(dir));
+    } catch {
+      return false;
+    }
+    if (items.length === 0 || (budget.left -= items.length) < 0) return false;
+    for (const d of items) {
+      const path = `${dir}/${d.name.normalize("NFC")}`;
+      if (ignores(path, d.kind === "dir")) continue;
+      if (d.kind !== "dir" || !(await this.#holdsOnlyIgnored(path, budget))) return false;
+    }
+    return true;
   }
 
   /**

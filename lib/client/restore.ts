@@ -210,11 +210,15 @@ async function nothingAt(
   );
 }
 
-/** Streams the listing of `path` at `at` (`listAt`), page by page, checked. */
+/**
+ * Streams the listing of `path` at `at` (`listAt`), page by page, checked. `what` names the
+ * action in errors (`Cannot restore: …`).
+ */
 export async function* fetchPointInTime(
   peer: Peer,
   path: string,
   at: number,
+  what = "restore",
 ): AsyncIterable<PointInTime[]> {
   let after: string | undefined;
   for (;;) {
@@ -224,17 +228,17 @@ export async function* fetchPointInTime(
       at,
       limit: MAX_LIST,
       ...(after !== undefined ? { after } : {}),
-    }, "restore");
+    }, what);
     if (!Array.isArray(h.entries)) {
-      throw new Error("Cannot restore: the server sent a malformed reply");
+      throw new Error(`Cannot ${what}: the server sent a malformed reply`);
     }
     const rows = h.entries.map(parsePointInTime);
     for (const r of rows) {
       if (after !== undefined && compareUtf8(r.path, after) <= 0) {
-        throw new Error("Cannot restore: the server sent its listing out of order");
+        throw new Error(`Cannot ${what}: the server sent its listing out of order`);
       }
       if (path !== "" && r.path !== path && !r.path.startsWith(path + "/")) {
-        throw new Error("Cannot restore: the server sent a path outside the one asked for");
+        throw new Error(`Cannot ${what}: the server sent a path outside the one asked for`);
       }
     }
     yield rows;

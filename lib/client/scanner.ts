@@ -10,13 +10,13 @@
 import type { BaseEntry, LocalEntry } from "../core/types.ts";
 import { checkWirePath, isPrivateName, parentPaths } from "../core/paths.ts";
 import { afterRead, beforeRead } from "../core/stability.ts";
-import { isAlwaysIgnored } from "../core/ignore_rules.ts";
 import { PERM_MASK } from "../core/metadata.ts";
 import type { Chunked, DirItem, ItemStat, LocalFs } from "./fs/local_fs.ts";
 import { isGone } from "./fs/local_fs.ts";
 import { pool } from "../util/pool.ts";
 import { STATE_DIR } from "./config.ts";
 import { foldName } from "../core/local_names.ts";
+import { isAlwaysIgnored } from "../core/ignore_rules.ts";
 
 /** Why an item the scan found is left out of this pass, and when to look at it again. */
 export interface HeldItem {
@@ -46,6 +46,14 @@ export interface ScanNotices {
   recentlyUnstable?: (path: string) => boolean;
   /** The current time (epoch ms; default `Date.now()`). */
   now?: number;
+  /**
+   * The ignore rules' verdict on a path (`dir`: a folder). An ignored item is not looked at, nor
+   * anything below it (an ignored `node_modules/` costs nothing), and no warning is said about it.
+   * Git's lock files are never taken, with or without it (`isAlwaysIgnored`).
+   */
+  ignores?: (path: string, dir: boolean) => boolean;
+  /** Filled with the ignored items found (topmost only: the scan does not enter them). */
+  ignored?: Set<string>;
 }
 
 /** A short reason for an error on an item (`permission denied`, `input/output error`). */
@@ -233,8 +241,20 @@ export async function scanTrees(
     for (const p of parentPaths(scope)) if (!single.has(p)) single.set(p, false);
     single.set(scope, true);
   }
+  const ignores = notices.ignores;
+  /** Whether an item is ignored (then noted, and neither taken nor entered). */
+  const ignoredItem = (path: string, dir: boolean): boolean => {
+    if (!isAlwaysIgnored(path) && !ignores?.(path, dir)) return false;
+    notices.ignored?.add(path);
+    return true;
+  };
+  // A scope inside an ignored folder (the watcher reports what changes there) is not looked at.
+  const ignoredAbove = (path: string): boolean =>
+    ignores !== undefined && parentPaths(path).some((p) => ignores(p, true));
   await pool([...single], 16, async ([path, walk]) => {
-    if (path.split("/").some(isPrivateName)) return;
+    if (path.split("/").some(isPrivateName) || ignoredAbove(path)) return;
+    // An ancestor of a scope is a folder (or gone): an ignored one is not even looked at.
+    if (!walk && ignoredItem(path, true)) return;
     let st: ItemStat | null;
     try {
       st = await fs.lstatAsync(path);
@@ -242,7 +262,7 @@ export async function scanTrees(
       if (isGone(e)) return;
       return unreadable(path, e);
     }
-    if (st) take(path, st, walk);
+    if (st && !ignoredItem(path, st.kind === "dir")) take(path, st, walk);
   });
   // Breadth first, many directories and many lstat calls in flight at once.
   while (dirs.length > 0) {
@@ -262,11 +282,11 @@ export async function scanTrees(
       for (const d of entries) {
         if (prefix === "" && d.name === STATE_DIR) continue;
         const path = prefix + d.name;
+        if (ignoredItem(path, d.kind === "dir")) continue;
         if (d.name !== d.name.normalize("NFC")) {
           skip(path, "its name is not in Unicode NFC form", null);
           continue;
         }
-        if (isAlwaysIgnored(path)) continue;
         if (isPrivateName(d.name)) {
           skip(path, `${STATE_DIR} folders are never synced (is a client running here?)`, null);
           continue;

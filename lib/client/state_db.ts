@@ -69,6 +69,19 @@ export class StateDb {
     return r ? Number(r.value) : 0;
   }
 
+  /** A small named value kept with the state (null when never set). */
+  getMeta(key: string): string | null {
+    const r = this.#db.prepare("SELECT value FROM meta WHERE key = ?").get(key) as {
+      value: string;
+    } | undefined;
+    return r ? r.value : null;
+  }
+
+  /** Sets a value {@link getMeta} reads. */
+  setMeta(key: string, value: string): void {
+    this.#setMeta.run(key, value);
+  }
+
   /** Applies a page of server changes to the mirror and moves `seq`, atomically. */
   applyChanges(entries: RemoteEntry[], seq: number): void {
     this.#tx(() => {
@@ -177,5 +190,30 @@ export class StateDb {
 
   close(): void {
     this.#db.close();
+  }
+}
+
+/**
+ * The bytes of the server's files at or below wire path `path`, as of the last sync, read from
+ * `dir/state.db` without changing it (beside a running client too); null if it cannot be read.
+ */
+export function remoteBytesUnder(dir: string, path: string): number | null {
+  let db: DatabaseSync | null = null;
+  try {
+    db = new DatabaseSync(join(dir, "state.db"), { readOnly: true });
+    // Everything below `path/` sorts between "path/" and "path0" ("0" follows "/").
+    const rows = db.prepare(
+      "SELECT data FROM remote WHERE path = ? OR (path > ? AND path < ?)",
+    ).all(path, path + "/", path + "0") as unknown as { data: string }[];
+    let n = 0;
+    for (const r of rows) {
+      const e = JSON.parse(r.data) as RemoteEntry;
+      if (e.kind === "file") n += e.size;
+    }
+    return n;
+  } catch {
+    return null;
+  } finally {
+    db?.close();
   }
 }

@@ -18,6 +18,9 @@
 import { sep } from "node:path";
 import { REQUESTS_DIR, STATE_DIR } from "./config.ts";
 
+/** The device's ignore rules, `.cloudsync/ignore` (see `ignore_files.ts`): a change wakes a pass. */
+const DEVICE_RULES_NAME = "ignore";
+
 /** Options of {@link FolderWatcher}. */
 export interface WatcherOptions {
   /** Quiet time after the last event before calling back (default 100 ms). */
@@ -55,6 +58,7 @@ export class FolderWatcher {
   readonly #maxDelay: number;
   readonly #onError: (message: string) => void;
   readonly #private: string;
+  readonly #deviceRules: string;
   #pauses = 0;
   #resumeWatching = false;
   #closed = false;
@@ -77,6 +81,7 @@ export class FolderWatcher {
     this.#maxDelay = opts.maxDelayMs ?? 1000;
     this.#onError = opts.onError ?? (() => {});
     this.#private = root + sep + STATE_DIR;
+    this.#deviceRules = this.#private + sep + DEVICE_RULES_NAME;
   }
 
   /**
@@ -127,7 +132,8 @@ export class FolderWatcher {
         p !== this.#private &&
         (!p.startsWith(this.#private + sep) || p.startsWith(this.#private + sep + REQUESTS_DIR))
       );
-      if (ev.flag === "rescan") this.#rescan = true;
+      // A change of this device's ignore rules (the one user file in .cloudsync/): look again.
+      if (ev.flag === "rescan" || ev.paths.includes(this.#deviceRules)) this.#rescan = true;
       else if (paths.length === 0) continue;
       for (const p of paths) this.#paths.add(p);
       this.#poke();

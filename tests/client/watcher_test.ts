@@ -1,6 +1,6 @@
 /**
  * Tests for the folder watcher: changes are reported (debounced) with their paths, the client's
- * own state folder is not, and a pause (while the client writes many files itself) ends with a
+ * own state folder is not (except the device's ignore rules, which ask for a full rescan), and a pause (while the client writes many files itself) ends with a
  * request for a full rescan, so nothing changed during the pause goes unseen.
  *
  * @module
@@ -40,6 +40,26 @@ Deno.test("FolderWatcher reports changed paths, not its own state folder", async
     Deno.writeTextFileSync(join(root, ".cloudsync", "state"), "x");
     await seen(root, calls, "a.txt");
     assert.ok(calls.every((c) => c?.every((p) => !p.includes(".cloudsync"))), String(calls));
+  } finally {
+    w.close();
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("FolderWatcher asks for a full rescan when .cloudsync/ignore changes", async () => {
+  const { root, calls, w } = watched();
+  try {
+    await seen(root, calls, "a.txt"); // the watcher delivers events
+    calls.length = 0;
+    Deno.writeTextFileSync(join(root, ".cloudsync", "state"), "not the user's");
+    await seen(root, calls, "b.txt");
+    assert.ok(!calls.includes(null), `rescan for another state file: ${JSON.stringify(calls)}`);
+    calls.length = 0;
+    // As cloud-client exclude and include write it: a temporary file renamed into place.
+    const tmp = join(root, ".cloudsync", "ignore.tmp");
+    Deno.writeTextFileSync(tmp, "/Archive\n");
+    Deno.renameSync(tmp, join(root, ".cloudsync", "ignore"));
+    await waitFor(() => calls.includes(null), () => `no rescan: ${JSON.stringify(calls)}`, 5_000);
   } finally {
     w.close();
     Deno.removeSync(root, { recursive: true });

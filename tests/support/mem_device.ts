@@ -17,6 +17,7 @@ import { newStats } from "../../lib/client/transfer.ts";
 import { MemFs } from "../../lib/client/fs/mem_fs.ts";
 import type { PlatformTraits } from "../../lib/core/local_names.ts";
 import type { Tally } from "../../lib/core/outcomes.ts";
+import { MemServer } from "./mem_server.ts";
 
 /** An in-process device joined to an account (see the module doc). */
 export class MemDevice {
@@ -48,8 +49,32 @@ export class MemDevice {
     return new MemDevice(name, peer, new StateDb(dir), platform);
   }
 
-  /** Syncs until nothing is left to do (several rounds: a round may leave work for the next). */
-  async sync(rounds = 4): Promise<Tally | null> {
+  /**
+   * A device on the in-process `server` (no sockets): registers a new account (serial null) or
+   * joins the one of `serial`. Returns it with the account's serial code.
+   */
+  static async onMemServer(
+    server: MemServer,
+    name: string,
+    serial: string | null,
+    dir: string,
+    platform: PlatformTraits = LINUX,
+  ): Promise<{ device: MemDevice; serial: string }> {
+    const { peer } = await server.connect();
+    const h = serial
+      ? (await peer.request({ t: "enroll", serial, device: name })).header
+      : (await peer.request({ t: "register", device: name })).header;
+    await Deno.mkdir(dir, { recursive: true });
+    const device = new MemDevice(name, peer, new StateDb(dir), platform);
+    return { device, serial: serial ?? String(h.serial) };
+  }
+
+  /**
+   * Syncs until nothing is left to do (several rounds: a round may leave work for the next).
+   * `scopes`: what the watcher would report for the first round (null: a full pass; [] a pass
+   * with no scan, as a server push asks); later rounds are full.
+   */
+  async sync(rounds = 4, scopes: string[] | null = null): Promise<Tally | null> {
     this.#ctx ??= {
       peer: this.peer,
       fs: this.fs,
@@ -63,7 +88,7 @@ export class MemDevice {
     let last: Tally | null = null;
     for (let i = 0; i < rounds; i++) {
       this.fs.advance(5_000); // what was written has settled
-      const r = await syncUntilStable(this.#ctx, null);
+      const r = await syncUntilStable(this.#ctx, i === 0 ? scopes : null);
       if (r) last = r;
     }
     return last;
@@ -80,10 +105,41 @@ export class MemDevice {
   }
 }
 
+/** Linux's name rules (case-sensitive, any name but `/` and NUL). */
+export const LINUX: PlatformTraits = { caseInsensitive: false, windowsNames: false };
+
 /** Windows' name rules (case-insensitive, reserved names), as a {@link MemFs} applies them. */
 export const WINDOWS: PlatformTraits = { caseInsensitive: true, windowsNames: true };
 
 /** A temporary folder for a device's state. */
 export function stateDirIn(top: string, name: string): string {
   return join(top, `state-${name}`);
+}
+
+/**
+ * Two devices of one new account on an in-process server (`b` on `platformB`), each with its
+ * state in a temporary folder; disposing of it closes everything and removes the folder.
+ */
+export async function memPair(platformB: PlatformTraits = LINUX) {
+  const server = await MemServer.start();
+  const dir = await Deno.makeTempDir({ prefix: "cloudsync-pair-" });
+  const { device: a, serial } = await MemDevice.onMemServer(server, "A", null, join(dir, "a"));
+  const { device: b } = await MemDevice.onMemServer(
+    server,
+    "B",
+    serial,
+    join(dir, "b"),
+    platformB,
+  );
+  return {
+    a,
+    b,
+    server,
+    async [Symbol.asyncDispose]() {
+      a.close();
+      b.close();
+      await server.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
 }
