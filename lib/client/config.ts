@@ -25,6 +25,8 @@ export interface ClientConfig {
   serverFingerprint?: string;
   /** The server's certificate was issued by an authority the system trusts (no pin needed). */
   serverCaVerified?: boolean;
+  /** SECONDS of the last start (`cloud-client FOLDER` starts with it again). */
+  seconds?: number;
 }
 
 /** Path of the state folder of `root`. */
@@ -58,7 +60,8 @@ export function loadConfig(root: string): ClientConfig | null {
     typeof c.deviceId !== "string" || typeof c.token !== "string" ||
     typeof c.deviceName !== "string" ||
     (c.serverFingerprint !== undefined && typeof c.serverFingerprint !== "string") ||
-    (c.serverCaVerified !== undefined && typeof c.serverCaVerified !== "boolean")
+    (c.serverCaVerified !== undefined && typeof c.serverCaVerified !== "boolean") ||
+    (c.seconds !== undefined && (typeof c.seconds !== "number" || !(c.seconds >= 1)))
   ) {
     throw new Error(
       `Cannot read ${

@@ -30,7 +30,7 @@ import { emptyReport, execute, type ExecutionReport } from "./executor.ts";
 import { Attention } from "../core/attention.ts";
 import { SETTLE_MS } from "../core/stability.ts";
 import { isAlwaysIgnored } from "../core/ignore_rules.ts";
-import { addTally, madeProgress, type Tally, tally } from "../core/outcomes.ts";
+import { addTally, madeProgress, type Outcome, type Tally, tally } from "../core/outcomes.ts";
 import type { TransferStats } from "./transfer.ts";
 
 /** Everything a pass needs. */
@@ -55,6 +55,13 @@ export interface EngineContext {
   attention?: Attention;
   /** When each repeated warning was last said (kept across passes). */
   warned?: Map<string, number>;
+  /** Told each step's outcome as it happens (`-v`: one line per file). */
+  onOutcome?: (o: Outcome) => void;
+  /**
+   * Told the items a pass skips for good (symlinks, special files, names this system cannot
+   * hold, unreadable items), and at the start of each full scan (`null`: forget the old list).
+   */
+  onSkip?: (path: string | null, reason?: string) => void;
 }
 
 /** Actions that change the local folder (each makes the OS watcher report several events). */
@@ -284,8 +291,12 @@ export async function syncPass(
   const platform = ctx.fs.platform;
   const heldHere = new Map<string, HeldItem>();
   const blockers = new Map<string, string>();
+  if (scopes === null) ctx.onSkip?.(null);
   const notices: ScanNotices = {
-    skipped: (path, why) => warnSometimes(ctx, `skip:${path}`, `Skipping ${path}: ${why}`),
+    skipped: (path, why) => {
+      ctx.onSkip?.(path, why);
+      warnSometimes(ctx, `skip:${path}`, `Skipping ${path}: ${why}`);
+    },
     held: heldHere,
     blockers,
     recentlyUnstable: (path) => attention.recentlyUnstable(path, now),
@@ -318,6 +329,7 @@ export async function syncPass(
       blocked: blockers,
     });
     for (const w of plan.warnings) warnSometimes(ctx, `name:${w}`, w);
+    for (const [path, why] of plan.skipped) ctx.onSkip?.(path, why);
     ctx.state.saveAliases(plan.aliases, [...plan.skipped.keys()].filter((p) => wireBase.has(p)));
     if (plan.caseRenames.length > 0) {
       const done = await renameCases(ctx.fs, plan.caseRenames);
@@ -348,6 +360,7 @@ export async function syncPass(
     } else if (h.kind === "settling") {
       attention.settling(wire, h.retryAt ?? now + SETTLE_MS, h.reason, now);
     } else {
+      ctx.onSkip?.(wire, h.reason);
       warnSometimes(
         ctx,
         `held:${wire}`,
@@ -405,6 +418,7 @@ export async function syncPass(
         base,
         stats: ctx.stats,
         toLocal,
+        ...(ctx.onOutcome ? { onOutcome: ctx.onOutcome } : {}),
       },
       actions,
     );

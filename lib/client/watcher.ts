@@ -26,6 +26,11 @@ export interface WatcherOptions {
   maxDelayMs?: number;
   /** Called when watching fails (at most once an hour). */
   onError?: (message: string) => void;
+  /**
+   * Names of files in the private `.cloudsync/` whose changes are reported all the same (the
+   * bell `cloud-client status --wait` rings); everything else in there is not.
+   */
+  bells?: string[];
 }
 
 /** Longest wait before starting a failed watcher again. */
@@ -55,6 +60,7 @@ export class FolderWatcher {
   readonly #maxDelay: number;
   readonly #onError: (message: string) => void;
   readonly #private: string;
+  readonly #bells: Set<string>;
   #pauses = 0;
   #resumeWatching = false;
   #closed = false;
@@ -77,6 +83,7 @@ export class FolderWatcher {
     this.#maxDelay = opts.maxDelayMs ?? 1000;
     this.#onError = opts.onError ?? (() => {});
     this.#private = root + sep + STATE_DIR;
+    this.#bells = new Set((opts.bells ?? []).map((b) => this.#private + sep + b));
   }
 
   /**
@@ -123,7 +130,7 @@ export class FolderWatcher {
       this.#restartMs = 1000; // a (re)started watcher that delivers events is healthy
       const ev = r.value;
       const paths = ev.paths.filter((p) =>
-        p !== this.#private && !p.startsWith(this.#private + sep)
+        this.#bells.has(p) || (p !== this.#private && !p.startsWith(this.#private + sep))
       );
       if (ev.flag === "rescan") this.#rescan = true;
       else if (paths.length === 0) continue;

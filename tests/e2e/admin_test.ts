@@ -20,6 +20,7 @@ import {
   tempDir,
   waitForContent,
 } from "./harness.ts";
+import { EXIT } from "../../lib/util/exit_codes.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -45,7 +46,7 @@ Deno.test("accounts lists the account and reset-serial replaces the serial", opt
     assert.ok(newSerial && newSerial !== oldSerial);
 
     const refused = startClient("X", server.port, join(tmp.path, "x"), { serial: oldSerial });
-    assert.equal((await refused.exited()).code, 1);
+    assert.equal((await refused.exited()).code, EXIT.refused);
     const b = join(tmp.path, "b");
     const cb = startClient("B", server.port, b, { serial: newSerial });
     procs.push(cb);
@@ -137,7 +138,7 @@ Deno.test("delete-account removes an account and all its data, only with --yes",
     assert.equal(await exists(join(data, "packs", account)), false);
     assert.equal(await exists(join(data, "blobs", account)), false);
     // Its device is shut out; the other account is untouched and keeps syncing.
-    assert.equal(await ca.exitCode(), 1, ca.output());
+    assert.equal(await ca.exitCode(), EXIT.refused, ca.output());
     assert.match(
       ca.output(),
       /^Cannot sign in: (the server does not know this device|this device was revoked)/m,

@@ -17,6 +17,7 @@ import {
   waitConverged,
   waitFor,
 } from "./harness.ts";
+import { EXIT } from "../../lib/util/exit_codes.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -126,7 +127,7 @@ Deno.test(
       await waitConverged([a, b], 20_000, [server, ca, cb]);
       await Deno.rename(a, join(tmp.path, "a-unmounted"));
       const status = await ca.exited();
-      assert.equal(status.code, 1);
+      assert.equal(status.code, EXIT.folder);
       assert.match(ca.output(), /disappeared; nothing was deleted on the server/);
       assert.equal(await Deno.readTextFile(join(b, "keep.txt")), "precious\n");
     } finally {

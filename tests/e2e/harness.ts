@@ -11,10 +11,23 @@ import { join } from "node:path";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
-/** A child process whose output lines are collected. */
+/** The date and time a client puts before each log line when its output is not a terminal. */
+export const LOG_STAMP_RE = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d /;
+
+/** Options of {@link Proc}. */
+export interface ProcOptions {
+  /** `args` is the whole command line, not arguments of `deno run --allow-all`. */
+  raw?: boolean;
+}
+
+/**
+ * A child process whose output lines are collected: `lines` without the client's log stamp
+ * (tests match what a line says), `raw` as printed.
+ */
 export class Proc {
   readonly child: Deno.ChildProcess;
   readonly lines: string[] = [];
+  readonly raw: string[] = [];
   readonly #waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
   readonly #done: Promise<void>;
   #status: Deno.CommandStatus | null = null;
@@ -25,8 +38,9 @@ export class Proc {
     args: string[],
     env: Record<string, string> = {},
     as?: Unprivileged,
+    opts: ProcOptions = {},
   ) {
-    const deno = [Deno.execPath(), "run", "--allow-all", ...args];
+    const deno = opts.raw ? args : [Deno.execPath(), "run", "--allow-all", ...args];
     const [cmd, ...rest] = as ? as.wrap(deno) : deno;
     this.child = new Deno.Command(cmd!, {
       args: rest,
@@ -55,7 +69,9 @@ export class Proc {
     if (rest) this.#line(rest);
   }
 
-  #line(line: string): void {
+  #line(raw: string): void {
+    this.raw.push(raw);
+    const line = raw.replace(LOG_STAMP_RE, "");
     this.lines.push(line);
     if (Deno.env.get("E2E_VERBOSE")) console.error(`[${this.name}] ${line}`);
     for (let i = this.#waiters.length - 1; i >= 0; i--) {

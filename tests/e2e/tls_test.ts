@@ -16,6 +16,7 @@ import {
   tempDir,
   waitForContent,
 } from "./harness.ts";
+import { EXIT } from "../../lib/util/exit_codes.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -146,7 +147,7 @@ Deno.test("an enrolled client refuses a server whose certificate changed", opts,
     assert.equal(await fingerprintOf(server), oldFp);
     assert.match(server.output(), /^TLS certificate: .*cert\.pem$/m);
 
-    // A new certificate (as an impostor would present): the client refuses and exits 1.
+    // A new certificate (as an impostor would present): the client refuses and exits 4 (certificate).
     await server.stop();
     await Deno.remove(join(data, "tls"), { recursive: true });
     server = await ServerProc.start(data, port);
@@ -156,7 +157,7 @@ Deno.test("an enrolled client refuses a server whose certificate changed", opts,
     assert.match(server.output(), /created now, self-signed/);
     const refused = startClient("A", port, a);
     procs.push(refused);
-    assert.equal((await refused.exited()).code, 1, refused.output());
+    assert.equal((await refused.exited()).code, EXIT.certificate, refused.output());
     assert.match(
       refused.output(),
       /^Cannot connect: the server's certificate changed\..*on purpose.*--server-fingerprint .*someone may be intercepting/m,
@@ -176,7 +177,7 @@ Deno.test("an enrolled client refuses a server whose certificate changed", opts,
       oldFp,
     ]);
     procs.push(wrong);
-    assert.equal((await wrong.exited()).code, 1, wrong.output());
+    assert.equal((await wrong.exited()).code, EXIT.certificate, wrong.output());
     assert.match(wrong.output(), /^Cannot connect: the server's certificate does not match/m);
     await assert.rejects(Deno.stat(fresh), Deno.errors.NotFound);
 
