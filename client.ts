@@ -64,7 +64,8 @@ Options:
   --version            print the program's version and the protocol version it speaks
   -h, --help           show this help
 
-Log lines carry the date and time (UTC) when the output is not a terminal.
+Log lines carry the date and time (UTC) when the output is not a terminal (nor the systemd journal,
+which has its own).
 Exit codes: 0 stopped on request, 1 failed (restarting may help), 2 bad arguments, 3 refused by
 the server (revoked device, serial code refused, registration closed), 4 the server's certificate
 changed, 5 the folder cannot be synced as it is (see README "Exit codes")
@@ -221,10 +222,12 @@ async function main(): Promise<void> {
       );
     }
   }
-  // Lines read later (a log file, the journal) carry the date and time; a terminal shows them
-  // as they happen, and the -v lines there carry the time of day.
-  const stampOut = !Deno.stdout.isTerminal();
-  const stampErr = !Deno.stderr.isTerminal();
+  // Lines read later (a log file) carry the date and time; a terminal shows them as they
+  // happen, and the -v lines there carry the time of day. The systemd journal (JOURNAL_STREAM
+  // set) stamps every line itself.
+  const journal = Deno.env.get("JOURNAL_STREAM") !== undefined;
+  const stampOut = !Deno.stdout.isTerminal() && !journal;
+  const stampErr = !Deno.stderr.isTerminal() && !journal;
   const log = (l: string) => console.log(stampOut ? `${logStamp()} ${l}` : l);
   const warn = (l: string) => console.error(stampErr ? `${logStamp()} ${l}` : l);
   const activity = (l: string) => stampOut ? log(l) : console.log(`${timeOfDay()} ${l}`);

@@ -97,7 +97,7 @@ export function progressText(c: ProgressCounts, rate: number | null, width: numb
   // Never 100% before the last file is done.
   const pct = Math.min(Math.floor(ratio * 100), filesDone < c.filesTotal ? 99 : 100);
   const files = `${filesDone}/${c.filesTotal} files, ${pct}%`;
-  const bytes = `${formatBytes(bytesDone)}/${formatBytes(c.bytesTotal)}`;
+  const bytes = c.bytesTotal > 0 ? `${formatBytes(bytesDone)}/${formatBytes(c.bytesTotal)}` : "";
   const speed = rate === null ? null : `${formatBytes(Math.round(rate))}/s`;
   const left = c.bytesTotal - bytesDone;
   const eta = rate !== null && rate > 0 && left > 0 ? `ETA ${formatEta(left / rate)}` : null;

@@ -1,8 +1,8 @@
 /**
  * `cloud-client status FOLDER [--json] [--wait [--timeout S]]`: what the folder's client is
  * doing, beside a running client or without one. It only reads (the folder lock is asked with a
- * shared lock held for a moment, `state.db` is opened immutable: nothing is created, not even as
- * another user), except that `--wait` rings the client's bell (`status_file.ts`).
+ * shared lock held for a moment, `state.db` is opened read-only and only by its owner: nothing
+ * is created as another user), except that `--wait` rings the client's bell (`status_file.ts`).
  *
  * - With a client running: its record (`.cloudsync/status.json`) is the answer.
  * - Without one: `stopped` (or `error` if the last client stopped for good because of an error),
@@ -16,8 +16,7 @@
  * @module
  */
 
-import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { join, resolve, sep } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import {
   type Enrollment,
@@ -66,25 +65,30 @@ function readEnrollment(root: string): Enrollment | null {
 }
 
 /**
+ * Opens `state.db` read-only, or null. A client that was killed leaves its last transactions in
+ * `state.db-wal`, so it is opened as SQLite opens a WAL database (an `immutable=1` URI would miss
+ * them, and Deno only honours URIs with all permissions); that may create `-wal` and `-shm`
+ * files, so it is only done by the database's owner: someone else (root) would leave files the
+ * owner's client cannot write. For anyone else, null (the last run's record is the answer).
+ */
+function openStateDb(path: string): DatabaseSync | null {
+  try {
+    const st = Deno.statSync(path);
+    if (Deno.build.os !== "windows" && st.uid !== Deno.uid()) return null;
+    return new DatabaseSync(path, { readOnly: true });
+  } catch {
+    return null;
+  }
+}
+
+/**
  * What `state.db` says without a client: files the last pull of the server's journal brought
  * that this device does not have yet, and the synced conflict copies still in the folder.
- * Opened immutable (nothing is written, no journal file is created).
+ * Opened read-only (see {@link openStateDb}).
  */
 function fromStateDb(root: string): Pick<Offline, "pendingDownloads" | "conflicts"> {
-  const path = join(stateDir(root), "state.db");
-  try {
-    Deno.statSync(path);
-  } catch {
-    return {};
-  }
-  const url = pathToFileURL(path);
-  url.searchParams.set("immutable", "1");
-  let db: DatabaseSync;
-  try {
-    db = new DatabaseSync(url, { readOnly: true });
-  } catch {
-    return {};
-  }
+  const db = openStateDb(join(stateDir(root), "state.db"));
+  if (!db) return {};
   try {
     const version = (data: string): number | null => {
       try {
@@ -172,6 +176,16 @@ class Sleeper {
   }
 }
 
+/** Whether this user may list `dir` (the status channel is the owner's only: 0700). */
+function canEnter(dir: string): boolean {
+  try {
+    for (const _ of Deno.readDirSync(dir)) break;
+    return true;
+  } catch (e) {
+    return !(e instanceof Deno.errors.PermissionDenied);
+  }
+}
+
 /** Runs the command; resolves with the exit code. */
 export async function statusCommand(
   o: StatusOptions,
@@ -186,6 +200,12 @@ export async function statusCommand(
   if (!isDir && !o.wait) {
     err(
       `Cannot show status: ${root} is not a synced folder (it has no ${STATE_DIR}/); start cloud-client on it first`,
+    );
+    return EXIT.folder;
+  }
+  if (isDir && !canEnter(stateDir(root))) {
+    err(
+      `Cannot show status: ${root}${sep}${STATE_DIR} can be read only by the folder's owner; run the command as that user`,
     );
     return EXIT.folder;
   }

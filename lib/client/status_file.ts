@@ -63,13 +63,21 @@ export function readStatusFile(root: string): StatusRecord | null {
   }
 }
 
-/** Rings the bell of `root` (see the module doc). */
+/**
+ * Rings the bell of `root` (see the module doc). Rung by root in someone else's folder, the bell
+ * is given to the folder's owner, so that their client can read it.
+ */
 export function ringWaitBell(root: string): void {
-  writeFileAtomicSync(
-    join(stateDir(root), WAIT_FILE),
-    new TextEncoder().encode(`${Date.now()}\n`),
-    0o600,
-  );
+  const path = join(stateDir(root), WAIT_FILE);
+  writeFileAtomicSync(path, new TextEncoder().encode(`${Date.now()}\n`), 0o600);
+  if (Deno.build.os !== "windows" && Deno.uid() === 0) {
+    const owner = Deno.statSync(stateDir(root));
+    if (owner.uid !== null && owner.uid !== 0) {
+      try {
+        Deno.chownSync(path, owner.uid, owner.gid);
+      } catch { /* the client then counts the bell as rung at every look */ }
+    }
+  }
 }
 
 /**
@@ -87,8 +95,9 @@ export function waitBellRungAt(root: string): number | null {
     } finally {
       f.close();
     }
-  } catch {
-    return null;
+  } catch (e) {
+    // A bell this client cannot read was rung by someone who may be waiting.
+    return e instanceof Deno.errors.NotFound ? null : Date.now();
   }
   return /^\d{1,16}$/.test(text) ? Number(text) : Date.now();
 }

@@ -8,6 +8,7 @@
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { parseTask } from "../../scripts/install.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
@@ -251,11 +252,18 @@ export function startClient(
   name: string,
   port: number,
   folder: string,
-  opts: { serial?: string; seconds?: number; env?: Record<string, string>; as?: Unprivileged } = {},
+  opts: {
+    serial?: string;
+    seconds?: number;
+    env?: Record<string, string>;
+    as?: Unprivileged;
+    /** More options (e.g. `-v`). */
+    args?: string[];
+  } = {},
 ): Proc {
   const args = ["client.ts", "127.0.0.1", String(port), folder, String(opts.seconds ?? 2)];
   if (opts.serial) args.push(opts.serial);
-  args.push("--name", name);
+  args.push("--name", name, ...(opts.args ?? []));
   return new Proc(name, args, opts.env, opts.as);
 }
 
@@ -265,8 +273,9 @@ export async function startFirstClient(
   port: number,
   folder: string,
   env?: Record<string, string>,
+  args?: string[],
 ): Promise<[Proc, string]> {
-  const c = startClient(name, port, folder, env ? { env } : {});
+  const c = startClient(name, port, folder, { ...(env ? { env } : {}), ...(args ? { args } : {}) });
   const m = await c.waitForLine(/^Serial code: ([0-9A-Z-]+)$/);
   return [c, m[1]!];
 }
@@ -435,4 +444,60 @@ export function createNonUtf8File(dir: string): void {
     args: ["-c", `printf 'x' > "$1/bad-$(printf '\\377')-name"`, "sh", dir],
   }).outputSync();
   if (r.code !== 0) throw new Error(new TextDecoder().decode(r.stderr));
+}
+
+/** What `cloud-client status FOLDER ARGS...` printed, and its exit code. */
+export interface StatusRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout as JSON, when `--json` was given. */
+  json: Record<string, unknown> | null;
+}
+
+/** The `deno run` flags of a task of `deno.json` (its permissions and V8 flags). */
+export function taskFlags(task: "client" | "server"): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json")));
+  return parseTask(config.tasks[task]).flags;
+}
+
+/**
+ * Runs `cloud-client status FOLDER ...args` to its end (killed after `timeoutMs`), with the
+ * permissions of `deno task client` (what an installed command has), optionally as `as`.
+ */
+export async function clientStatus(
+  folder: string,
+  args: string[] = ["--json"],
+  timeoutMs = 60_000,
+  as?: Unprivileged,
+): Promise<StatusRun> {
+  const argv = [Deno.execPath(), "run", ...taskFlags("client"), "client.ts", "status", folder];
+  const [cmd, ...rest] = as ? as.wrap(argv) : argv;
+  const child = new Deno.Command(cmd!, {
+    args: [...rest, ...args],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+  }, timeoutMs);
+  try {
+    const out = await child.output();
+    const dec = new TextDecoder();
+    const stdout = dec.decode(out.stdout);
+    let json: Record<string, unknown> | null = null;
+    if (args.includes("--json")) {
+      try {
+        json = JSON.parse(stdout);
+      } catch { /* not JSON: the caller's assertion says so */ }
+    }
+    return { code: out.code, stdout, stderr: dec.decode(out.stderr), json };
+  } finally {
+    clearTimeout(timer);
+  }
 }
