@@ -12,6 +12,11 @@ import { fail, logStamp, onShutdown, timeOfDay, versionLine } from "./lib/util/c
 import { EXIT } from "./lib/util/exit_codes.ts";
 import { normalizeFingerprint } from "./lib/transport/tls_cert.ts";
 import { normalizeSerial } from "./lib/util/crockford.ts";
+import { runHistory } from "./lib/client/history.ts";
+import { runRestore } from "./lib/client/restore.ts";
+import { runBringBack, runConfirmDelete } from "./lib/client/mass_delete.ts";
+import { CommandError } from "./lib/client/folder_session.ts";
+import { parseTime, TIME_FORMS } from "./lib/core/time_spec.ts";
 import { MAX_DEVICE_NAME, PROGRAM_VERSION, PROTOCOL_VERSION } from "./lib/protocol/messages.ts";
 import { unsafeTextProblem } from "./lib/util/log_text.ts";
 import { loadConfig } from "./lib/client/config.ts";
@@ -30,6 +35,11 @@ Usage:
                        syncing (what is left), offline since when, stopped, or an error; the
                        server and account, the last sync, what is pending, failed items, conflict
                        copies and skipped items
+  cloud-client history FOLDER [PATH] [--deleted] [--since TIME] [--json]
+  cloud-client restore FOLDER PATH... [--at TIME] [--to DIR] [--dry-run] [--json]
+  cloud-client bring-back FOLDER
+  cloud-client confirm-delete FOLDER
+  cloud-client --version
 
   HOST, PORT  the server (as printed by cloud-server)
   FOLDER      the folder to sync; created if missing
@@ -47,7 +57,9 @@ Options:
                        to that account. Every file is kept: the folder's files are merged with the
                        account's (the same path with other content becomes a conflict copy)
   --allow-mass-delete  propagate deletions even when more than half of the synced files (and more
-                       than 100) vanished at once; without it the client holds them back and warns
+                       than 100) vanished at once, while this client runs; without it the client
+                       holds them back and warns (the one-time ways out: bring-back,
+                       confirm-delete, below)
   --server-fingerprint FP
                        trust only a server whose TLS certificate has this SHA-256 fingerprint (the
                        "TLS certificate fingerprint" line cloud-server prints). Without it the
@@ -64,6 +76,30 @@ Options:
   --version            print the program's version and the protocol version it speaks
   -h, --help           show this help
 
+Getting files back (these work whether or not the folder's client is running):
+  history FOLDER [PATH]
+                       every kept version of a file, or the changes under a folder (no PATH: the
+                       whole folder), newest first: version, time, size, device, deleted
+    --deleted          only deleted files and folders that are still kept
+    --since TIME       only changes made since TIME
+    --json             one JSON array (path, version, time, size, deleted, device, ...)
+  restore FOLDER PATH...
+                       give each PATH (a file, a folder, or . for the whole folder) back as it
+                       was: deleted files come back, changed files go back, files made since are
+                       left alone. In place, as new versions that reach every device (and can be
+                       undone in turn); a change not yet synced here is kept as a conflict copy
+    --at TIME          as it was at TIME; without it, a deleted path comes back as it was just
+                       before it was deleted, a file goes back to the version before its current
+    --to DIR           write a plain copy under DIR instead; nothing changes on the server
+    --dry-run          say what would change; change nothing
+    --json             one JSON object: every item and the totals
+  TIME                 ${TIME_FORMS}
+  bring-back FOLDER    when the client holds back a mass deletion: bring the vanished files back
+                       onto this device from the server (once)
+  confirm-delete FOLDER
+                       when the client holds back a mass deletion: delete exactly the files that
+                       vanished, on the server and the other devices (once)
+
 Log lines carry the date and time (UTC) when the output is not a terminal (nor the systemd journal,
 which has its own).
 Exit codes: 0 stopped on request, 1 failed (restarting may help), 2 bad arguments, 3 refused by
@@ -77,6 +113,110 @@ function commandName(): string {
   if (given && given.length <= 200 && unsafeTextProblem(given) === null) return given;
   return "cloud-client";
 }
+
+/** Runs a one-off command and exits with its code; a {@link CommandError} is said in one line. */
+async function command(run: () => Promise<number> | number, what: string): Promise<never> {
+  try {
+    Deno.exit(await run());
+  } catch (e) {
+    if (e instanceof CommandError) fail(e.message, e.code);
+    fail(`Cannot ${what}: ${(e as Error).message}`, EXIT.retry);
+  }
+}
+
+/** A TIME option, or a one-line error naming the accepted forms (exit code 2, `EXIT.usage`). */
+function timeOption(
+  text: string | undefined,
+  flag: string,
+): { ms: number; text: string } | undefined {
+  if (text === undefined) return undefined;
+  const t = parseTime(text, Date.now());
+  if (!t.ok) fail(t.message.replace("Cannot read the time", `Cannot read ${flag}`), EXIT.usage);
+  return { ms: t.ms, text };
+}
+
+/** `history`, `restore`, `bring-back`, `confirm-delete`. */
+function subcommand(name: string, args: string[]): Promise<never> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: name === "history"
+        ? {
+          deleted: { type: "boolean", default: false },
+          since: { type: "string" },
+          json: { type: "boolean", default: false },
+        }
+        : name === "restore"
+        ? {
+          at: { type: "string" },
+          to: { type: "string" },
+          "dry-run": { type: "boolean", default: false },
+          json: { type: "boolean", default: false },
+        }
+        : {},
+    });
+  } catch (e) {
+    fail(
+      `Cannot read arguments: ${(e as Error).message}. Run cloud-client --help for usage.`,
+      EXIT.usage,
+    );
+  }
+  const { values, positionals } = parsed as {
+    values: Record<string, string | boolean | undefined>;
+    positionals: string[];
+  };
+  const [folder, ...paths] = positionals;
+  const out = (l: string) => console.log(l);
+  const warn = (l: string) => console.error(l);
+  if (name === "history") {
+    if (!folder || paths.length > 1) {
+      fail(
+        "Cannot list history: usage is cloud-client history FOLDER [PATH] (see --help)",
+        EXIT.usage,
+      );
+    }
+    const since = timeOption(values.since as string | undefined, "--since");
+    return command(() =>
+      runHistory({
+        folder,
+        ...(paths[0] !== undefined ? { path: paths[0] } : {}),
+        deleted: values.deleted === true,
+        ...(since ? { since } : {}),
+        json: values.json === true,
+        out,
+      }), "list history");
+  }
+  if (name === "restore") {
+    if (!folder || paths.length === 0) {
+      fail(
+        "Cannot restore: usage is cloud-client restore FOLDER PATH... (a file, a folder, or . for the whole folder; see --help)",
+        EXIT.usage,
+      );
+    }
+    const at = timeOption(values.at as string | undefined, "--at");
+    return command(() =>
+      runRestore({
+        folder,
+        paths,
+        ...(at ? { at } : {}),
+        ...(typeof values.to === "string" ? { to: values.to } : {}),
+        dryRun: values["dry-run"] === true,
+        json: values.json === true,
+        out,
+        warn,
+      }), "restore");
+  }
+  if (!folder || paths.length > 0) {
+    fail(`Cannot ${name}: usage is cloud-client ${name} FOLDER`, EXIT.usage);
+  }
+  return name === "bring-back"
+    ? command(() => runBringBack({ folder, out }), "bring back vanished files")
+    : command(() => runConfirmDelete({ folder, out }), "confirm the deletion");
+}
+
+const SUBCOMMANDS = new Set(["history", "restore", "bring-back", "confirm-delete"]);
 
 function parse() {
   try {
@@ -125,6 +265,13 @@ async function status(values: Parsed["values"], rest: string[]): Promise<never> 
 }
 
 async function main(): Promise<void> {
+  const first = Deno.args[0];
+  if (
+    first !== undefined && SUBCOMMANDS.has(first) && !Deno.args.includes("--help") &&
+    !Deno.args.includes("-h")
+  ) {
+    await subcommand(first, Deno.args.slice(1));
+  }
   const { values, positionals } = parse();
   if (values.help) {
     console.log(HELP);

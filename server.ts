@@ -24,17 +24,30 @@ import { EXIT } from "./lib/util/exit_codes.ts";
 import { PROGRAM_VERSION, PROTOCOL_VERSION } from "./lib/protocol/messages.ts";
 import { DEFAULT_LIMITS, describeSize, parseSize, type ServerLimits } from "./lib/server/limits.ts";
 import { escapeForLog } from "./lib/util/log_text.ts";
+import { parseKeepCount, type RetentionPolicy } from "./lib/core/retention_policy.ts";
+
+/** `every version for 30 days, then the last of 7 days, 4 weeks` (the start-up line). */
+function describeRetention(p: RetentionPolicy): string {
+  const then = [[p.daily, "day"], [p.weekly, "week"], [p.monthly, "month"]]
+    .filter(([n]) => Number(n) > 0)
+    .map(([n, w]) => `${n} ${w}${n === 1 ? "" : "s"}`);
+  return `every version for ${p.keepDays} days${
+    then.length > 0 ? `, then the last of each of ${then.join(", ")}` : ", then none"
+  }`;
+}
 
 const HELP = `cloud-server: the Cloud Sync server
 
 Usage:
   cloud-server PORT [--host HOST] [--data DIR] [--meta URL] [--blobs URL] [--keep-days N]
+                   [--keep-daily N] [--keep-weekly N] [--keep-monthly N]
                    [--cert FILE --key FILE] [--quota SIZE] [--max-connections-per-ip N]
                    [--max-connections N] [--registration open|closed]
                                                  serve on PORT (all interfaces by default), over TLS
   cloud-server invite [--data DIR]               print a one-time code that lets one new account
                                                  register (give it to the client as its SERIAL)
-  cloud-server accounts [--data DIR]             list accounts: id, devices, last seen, files, bytes
+  cloud-server accounts [--data DIR]             list accounts: id, devices, last seen, files, bytes,
+                                                 kept versions and their bytes, bytes stored
   cloud-server devices ACCOUNT [--data DIR]      list the devices of ACCOUNT: id, name, last seen, status
   cloud-server revoke-device ACCOUNT DEVICE [--data DIR]
                                                  revoke a device (lost or stolen): it cannot connect any
@@ -57,7 +70,11 @@ Options:
                 s3://BUCKET?endpoint=http://HOST:PORT&region=REGION, with the credentials in
                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (optional: &concurrency=N uploads at
                 once, default 4; &prefix=P for the object keys); default: files in DIR
-  --keep-days N how long overwritten and deleted versions are kept (default 30)
+  --keep-days N how long overwritten and deleted versions are all kept (default 30)
+  --keep-daily N, --keep-weekly N, --keep-monthly N
+                after --keep-days, keep the last version of each of the N most recent days,
+                weeks (Monday first) or months that have one, as restic's forget does (each
+                file's versions, deleted files' too); default 0: older versions are forgotten
   --cert FILE   TLS certificate (PEM, with its chain) issued by an authority for this server's
                 name; clients then verify the name as HTTPS does. Without --cert/--key the server
                 creates a self-signed certificate in DIR/tls/ at first start and prints its
@@ -93,6 +110,9 @@ function main(): Promise<void> | void {
         host: { type: "string", default: "0.0.0.0" },
         data: { type: "string", default: "cloud-data" },
         "keep-days": { type: "string", default: "30" },
+        "keep-daily": { type: "string", default: "0" },
+        "keep-weekly": { type: "string", default: "0" },
+        "keep-monthly": { type: "string", default: "0" },
         cert: { type: "string" },
         key: { type: "string" },
         account: { type: "string" },
@@ -149,6 +169,19 @@ function main(): Promise<void> | void {
       EXIT.usage,
     );
   }
+  const keep: { daily: number; weekly: number; monthly: number } = {
+    daily: 0,
+    weekly: 0,
+    monthly: 0,
+  };
+  for (const k of ["daily", "weekly", "monthly"] as const) {
+    const text = values[`keep-${k}`];
+    const n = parseKeepCount(text);
+    if (n === null) {
+      fail(`Cannot start: --keep-${k} must be a whole number (0 or more), not "${text}"`, 2);
+    }
+    keep[k] = n;
+  }
   if ((values.cert === undefined) !== (values.key === undefined)) {
     fail(
       "Cannot start: --cert and --key go together (the certificate and its private key)",
@@ -196,14 +229,14 @@ function main(): Promise<void> | void {
     }
     limits.registration = reg;
   }
-  return serve(values.host, Number(first), where, keepDays, tls, limits);
+  return serve(values.host, Number(first), where, { keepDays, ...keep }, tls, limits);
 }
 
 async function serve(
   hostname: string,
   port: number,
   where: StoreOptions,
-  keepDays: number,
+  retention: RetentionPolicy,
   tls: { certFile?: string; keyFile?: string },
   limits: Partial<ServerLimits>,
 ): Promise<void> {
@@ -212,7 +245,8 @@ async function serve(
   let server;
   try {
     server = await startServer({
-      keepDays,
+      keepDays: retention.keepDays,
+      keep: retention,
       hostname,
       port,
       ...where,
@@ -239,6 +273,7 @@ async function serve(
   );
   console.log(`TLS certificate fingerprint: ${cert.fingerprint}`);
   const quota = limits.quotaBytes ?? DEFAULT_LIMITS.quotaBytes;
+  console.log(`Retention: ${describeRetention(retention)}`);
   console.log(
     `Limits: ${quota === null ? "no quota" : `quota ${describeSize(quota)} per account`}, ${
       limits.maxConnectionsPerIp ?? DEFAULT_LIMITS.maxConnectionsPerIp
@@ -291,13 +326,22 @@ async function listAccounts(where: StoreOptions): Promise<void> {
     return;
   }
   const line = (cols: string[]) =>
-    console.log(cols.map((c, i) => c.padEnd([12, 8, 20, 8, 0][i]!)).join(" "));
-  line(["ACCOUNT", "DEVICES", "LAST SEEN", "FILES", "BYTES"]);
+    console.log(cols.map((c, i) => c.padEnd([12, 8, 20, 8, 11, 9, 11, 0][i]!)).join(" "));
+  line(["ACCOUNT", "DEVICES", "LAST SEEN", "FILES", "BYTES", "VERSIONS", "KEPT", "STORED"]);
   for (const r of rows) {
     const seen = r.lastSeen
       ? new Date(r.lastSeen).toISOString().replace("T", " ").slice(0, 19)
       : "never";
-    line([r.id, String(r.devices), seen, String(r.files), formatBytes(r.bytes)]);
+    line([
+      r.id,
+      String(r.devices),
+      seen,
+      String(r.files),
+      formatBytes(r.bytes),
+      String(r.versions),
+      formatBytes(r.keptBytes),
+      formatBytes(r.storedBytes),
+    ]);
   }
 }
 

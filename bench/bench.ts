@@ -4,7 +4,7 @@
  * against `cp -a` and an rsync daemon on the same data in the same run; plus the rescan of an
  * unchanged tree (the scanner run in this process, against GNU find). See bench/README.md.
  *
- *   deno run -A bench/bench.ts [--quick] [--only=big,small,edit,latency,move,rescan]
+ *   deno run -A bench/bench.ts [--quick] [--only=big,small,edit,latency,move,join,huge,rescan]
  *
  * @module
  */
@@ -49,10 +49,10 @@ import { scan } from "../lib/client/scanner.ts";
 import { DenoFs } from "../lib/client/fs/deno_fs.ts";
 import type { BaseEntry } from "../lib/core/types.ts";
 
-const NAMES = ["big", "small", "edit", "latency", "move", "rescan"] as const;
+const NAMES = ["big", "small", "edit", "latency", "move", "join", "huge", "rescan"] as const;
 type Name = typeof NAMES[number];
 /** The workloads that need the server and the two clients (`rescan` runs in this process). */
-const PRODUCT_NAMES: readonly Name[] = ["big", "small", "edit", "latency", "move"];
+const PRODUCT_NAMES: readonly Name[] = ["big", "small", "edit", "latency", "move", "join", "huge"];
 
 const REPO = dirname(dirname(fileURLToPath(import.meta.url)));
 const RESULTS_DIR = join(REPO, "bench", "results");
@@ -63,6 +63,8 @@ const RSS_LIMIT = 200e6;
 interface Params {
   mode: "quick" | "full";
   bigBytes: number;
+  /** the `huge` workload's file */
+  hugeBytes: number;
   smallFiles: number;
   smallDirs: number;
   smallSize: number;
@@ -124,6 +126,21 @@ interface Results {
       error: string;
     };
   };
+  /** A third device's first sync of everything synced so far (the small files, the big file). */
+  join?: {
+    files: number;
+    bytes: number;
+    seconds: number;
+    /** C's peak RSS (VmHWM: its whole life, which is this workload) */
+    vmHWM: number;
+  } | { error: string };
+  /** One `hugeBytes` file A -> B; peak RSS sampled over this workload only. */
+  huge?: {
+    seconds: number;
+    mbPerS: number;
+    productCpu: Record<string, Cpu>;
+    sampledMaxRss: Record<string, number>;
+  } | { error: string };
   rescan?: Rescan;
   rss?: Record<string, { vmHWM: number; sampledMaxVmRSS: number; pid: number }>;
   table?: Row[];
@@ -186,7 +203,8 @@ function parseOptions(): {
   if (values.help) {
     console.log(
       "usage: deno run -A bench/bench.ts [--quick] [--only=" + NAMES.join(",") + "]\n" +
-        "  --quick  64 MiB file, 1,000 small files, 10,000 files to rescan (smoke run)\n" +
+        "  --quick  64 MiB file, 1,000 small files, 256 MiB huge file, 10,000 files to rescan\n" +
+        "           (smoke run)\n" +
         "  --only   run only these workloads (peak RSS comes with big/small; rescan alone starts\n" +
         "           no server or client)\n" +
         "  --keep-logs=DIR  copy the server's and clients' logs there before cleaning up (run with\n" +
@@ -210,6 +228,7 @@ function parseOptions(): {
     params: {
       mode: quick ? "quick" : "full",
       bigBytes: quick ? 64 * MiB : 1024 * MiB,
+      hugeBytes: quick ? 256 * MiB : 2048 * MiB,
       smallFiles: quick ? 1000 : 10000,
       smallDirs: 100,
       smallSize: 4096,
@@ -685,11 +704,88 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
       res.move.ours = { error: "skipped: the big file is not in sync on B" };
     }
   }
+  // ---- 7. a third device joins: its first sync of everything above
+  if (only.has("join")) {
+    res.join = await attempt("join", async () => {
+      const entries: Entry[] = [...small];
+      if (bigOnB) {
+        const rel = only.has("move") && res.move?.ours && !isErr(res.move.ours)
+          ? "moved/big.bin"
+          : "big.bin";
+        entries.push(bigEntry(bigOnB, rel));
+      }
+      if (entries.length === 0) {
+        throw new DeadlineError("nothing to join: run it with small or big");
+      }
+      await product.quiet();
+      const folderC = join(root, "C");
+      const t0 = Date.now(); // the clock of waitForTree's answer (file change times)
+      const c = product.joinThird(folderC);
+      const t1 = await waitForTree(folderC, entries, {
+        deadline: now() + 2 * params.deadlineMs,
+        pollMs: 500,
+        check,
+      });
+      const seconds = (t1 - t0) / 1000;
+      const vmHWM = (await c.memory())?.hwm ?? NaN;
+      const bytes = entries.reduce((n, e) => n + e.size, 0);
+      log(
+        `join ours    ${fmtS(seconds)} for ${entries.length} files (${fmtBytes(bytes)}), ` +
+          `C peak RSS ${(vmHWM / 1e6).toFixed(0)} MB`,
+      );
+      await product.quiet();
+      return { files: entries.length, bytes, seconds, vmHWM };
+    });
+  }
+
+  // ---- 8. one huge file A -> B (memory must not grow with the size)
+  if (only.has("huge")) {
+    res.huge = await attempt("huge", async () => {
+      const file = join(root, "huge.bin");
+      const made = await makeBig(file, params.hugeBytes, "cloudsync-bench-huge", patch);
+      await syncDisks();
+      await product.quiet();
+      const rss = new RssSampler(product.procs(), 100);
+      // Peaks of this workload alone: VmHWM reset where Linux allows, else sampled every 100 ms.
+      const reset = (await Promise.all(product.procs().map((p) => p.resetPeak()))).every((x) => x);
+      rss.start();
+      try {
+        const pc0 = await product.cpu();
+        const before = Date.now();
+        await Deno.rename(file, join(product.folderA, "huge.bin"));
+        const t0 = await placedAt(join(product.folderA, "huge.bin"), before);
+        const t1 = await waitForTree(
+          product.folderB,
+          [{ rel: "huge.bin", size: params.hugeBytes, sha256: made.sha256 }],
+          { deadline: now() + 2 * params.deadlineMs, check },
+        );
+        const seconds = (t1 - t0) / 1000;
+        const productCpu = await product.cpuSince(pc0);
+        await product.quiet();
+        await rss.sample();
+        if (reset) {
+          for (const p of product.procs()) {
+            const hwm = (await p.memory())?.hwm;
+            if (hwm !== undefined) rss.max.set(p.name, Math.max(rss.max.get(p.name) ?? 0, hwm));
+          }
+        }
+        const sampledMaxRss = Object.fromEntries(rss.max);
+        log(
+          `huge ours    ${fmtS(seconds)}; peak RSS ${
+            [...rss.max].map(([n, b]) => `${n} ${(b / 1e6).toFixed(0)} MB`).join(", ")
+          }`,
+        );
+        return { seconds, mbPerS: mbps(params.hugeBytes, seconds), productCpu, sampledMaxRss };
+      } finally {
+        rss.stop();
+      }
+    });
+  }
   return product;
 }
 
 /**
- * Workload 7: rescan of an unchanged tree. The scanner is a library function and the product's
+ * Workload 9: rescan of an unchanged tree. The scanner is a library function and the product's
  * full pass (at start and periodically) is exactly `scan(new DenoFs(folder), base)`, so it runs here in the
  * bench process, no server or client involved. Setup (untimed): `rescanFiles` files written with
  * synchronous calls, then one `scan(new DenoFs(root), new Map())` that hashes them all (timed for information)
@@ -963,6 +1059,56 @@ function table(res: Results): Row[] {
       target,
       result: pf(r.medianSeconds <= limit && rehashed === 0 && complete),
     });
+  }
+  if (res.join) {
+    const j = res.join;
+    if (!isErr(j)) {
+      const wl = `join: 3rd device, ${j.files.toLocaleString("en-US")} files`;
+      rows.push({
+        workload: `${wl}: time`,
+        ours: `${fmtS(j.seconds)} (${fmtBytes(j.bytes)})`,
+        cp: "-",
+        rsync: "-",
+        ratio: "-",
+        target: "(info)",
+        result: "-",
+      });
+      rows.push({
+        workload: `${wl}: peak RSS C`,
+        ours: `${(j.vmHWM / 1e6).toFixed(0)} MB`,
+        cp: "-",
+        rsync: "-",
+        ratio: "-",
+        target: "<= 200 MB",
+        result: pf(j.vmHWM <= RSS_LIMIT),
+      });
+    } else rows.push(errRow("join: 3rd device", j.error, "-", "-", "<= 200 MB"));
+  }
+  if (res.huge) {
+    const h = res.huge;
+    const hs = fmtBytes(res.params.hugeBytes).replace(".00", "");
+    if (!isErr(h)) {
+      rows.push({
+        workload: `${hs} file: time`,
+        ours: `${fmtS(h.seconds)} (${h.mbPerS.toFixed(0)} MB/s)`,
+        cp: "-",
+        rsync: "-",
+        ratio: "-",
+        target: "(info)",
+        result: "-",
+      });
+      for (const [name, b] of Object.entries(h.sampledMaxRss)) {
+        rows.push({
+          workload: `${hs} file: peak RSS ${name === "server" ? "server" : `client ${name}`}`,
+          ours: `${(b / 1e6).toFixed(0)} MB`,
+          cp: "-",
+          rsync: "-",
+          ratio: "-",
+          target: "<= 200 MB",
+          result: pf(b <= RSS_LIMIT),
+        });
+      }
+    } else rows.push(errRow(`${hs} file`, h.error, "-", "-", "<= 200 MB"));
   }
   for (const [name, r] of Object.entries(res.rss ?? {})) {
     rows.push({

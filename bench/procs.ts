@@ -131,6 +131,19 @@ export class Proc {
     return (await readMemory([this.pid])).get(this.pid) ?? null;
   }
 
+  /**
+   * Resets the child's VmHWM to its current RSS (Linux: `5` into /proc/PID/clear_refs), so that
+   * the next {@link memory} reports the peak of what follows. False where that is not possible.
+   */
+  async resetPeak(): Promise<boolean> {
+    try {
+      await Deno.writeTextFile(`/proc/${this.pid}/clear_refs`, "5");
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** SIGTERM, wait up to `graceMs`, then SIGKILL; always closes the log. */
   async stop(graceMs = 5000): Promise<void> {
     if (!this.exit) {

@@ -47,6 +47,10 @@ export class Product {
   server: Proc | null = null;
   a: Proc | null = null;
   b: Proc | null = null;
+  /** A third device, started late by {@link joinThird}. */
+  c: Proc | null = null;
+  /** A's serial code (what the third device joins with). */
+  serial = "";
   relayA: CountingRelay | null = null;
   relayB: CountingRelay | null = null;
   ss: SsCounter | null = null;
@@ -116,6 +120,7 @@ export class Product {
       this.a = this.#client("A", portA, this.folderA, null, logs);
       const s = await this.a.waitFor(/Serial code:\s*(\S+)/, 30000);
       await this.a.waitFor(/^Syncing /, 30000);
+      this.serial = s[1]!;
       this.b = this.#client("B", portB, this.folderB, s[1]!, logs);
       await this.b.waitFor(/^Syncing /, 30000);
       if (this.ss) await this.#awaitSockets(10000);
@@ -188,7 +193,7 @@ export class Product {
 
   /** The three product processes (for memory sampling). */
   procs(): Proc[] {
-    return [this.server, this.a, this.b].filter((p): p is Proc => p !== null);
+    return [this.server, this.a, this.b, this.c].filter((p): p is Proc => p !== null);
   }
 
   /** CPU used so far by each product process, by name (server, A, B). */
@@ -297,8 +302,14 @@ export class Product {
   }
 
   /** Stops clients, then the server, then the relays (if any). Safe to call more than once. */
+  /** Starts a third client, C, on `folder` (empty) with A's serial: a device joining. */
+  joinThird(folder: string): Proc {
+    this.c = this.#client("C", this.serverPort, folder, this.serial, join(this.#root, "logs"));
+    return this.c;
+  }
+
   async stop(): Promise<void> {
-    await Promise.all([this.a?.stop(), this.b?.stop()]);
+    await Promise.all([this.a?.stop(), this.b?.stop(), this.c?.stop()]);
     await this.server?.stop();
     await this.relayA?.close();
     await this.relayB?.close();

@@ -13,6 +13,7 @@ import type { Peer } from "../protocol/peer.ts";
 import { ConnectionClosedError, RemoteError } from "../protocol/peer.ts";
 import {
   type ClientConfig,
+  REQUESTS_DIR,
   saveConfig,
   serverTrust,
   STATE_DIR,
@@ -23,7 +24,7 @@ import { CertificateError, describeConnectError, dial } from "./connection.ts";
 import { enroll, FatalError } from "./enrollment.ts";
 import { type FolderPossession, FolderSetupError, takeFolder } from "./folder_setup.ts";
 import { FolderInUseError } from "./folder_lock.ts";
-import { EXIT, type ExitCode } from "../util/exit_codes.ts";
+import { EXIT, type ExitCode, REFUSAL_CODES } from "../util/exit_codes.ts";
 import { StateDb } from "./state_db.ts";
 import { type EngineContext, syncUntilStable } from "./engine.ts";
 import { DenoFs } from "./fs/deno_fs.ts";
@@ -87,19 +88,16 @@ class Signal {
   }
 }
 
-/** Server refusals after which retrying cannot help. */
-const REFUSALS = ["bad-serial", "bad-credentials", "revoked", "unsupported-protocol"];
-
 function isFatal(e: unknown): boolean {
   return e instanceof FatalError || e instanceof CertificateError ||
-    (e instanceof RemoteError && REFUSALS.includes(e.code));
+    (e instanceof RemoteError && REFUSAL_CODES.includes(e.code));
 }
 
 /** The exit code for an error that ends the client (see `util/exit_codes.ts`). */
 export function exitCodeOf(e: unknown): ExitCode {
   if (e instanceof FatalError) return e.exitCode;
   if (e instanceof CertificateError) return EXIT.certificate;
-  if (e instanceof RemoteError && REFUSALS.includes(e.code)) return EXIT.refused;
+  if (e instanceof RemoteError && REFUSAL_CODES.includes(e.code)) return EXIT.refused;
   if (e instanceof FolderSetupError || e instanceof FolderInUseError) return EXIT.folder;
   return EXIT.retry;
 }
@@ -127,6 +125,7 @@ export class SyncClient {
   #fs: DenoFs | null = null;
   #staging: Staging | null = null;
   #saidNoRename = false;
+  #recheckTimer: ReturnType<typeof setTimeout> | undefined;
   /** The folder, while this client holds it. */
   #folder: FolderPossession | null = null;
   /** What to look at again and what to leave alone, kept across reconnections. */
@@ -228,6 +227,7 @@ export class SyncClient {
     try {
       return await this.#loop(config);
     } finally {
+      clearTimeout(this.#recheckTimer);
       this.#watcher.close();
       this.#state.close();
       this.#status.close();
@@ -252,6 +252,8 @@ export class SyncClient {
         if (rel === WAIT_PATH) this.#fullScan = true; // `status --wait` asks for a full look
         else if (rel === "" || rel === ".." || rel.startsWith("../") || isAbsolute(rel)) {
           this.#fullScan = true;
+        } else if (rel.startsWith(`${STATE_DIR}/${REQUESTS_DIR}`)) {
+          this.#fullScan = true; // bring-back or confirm-delete: acted on in a full pass
         } else if (rel.split("/")[0] !== STATE_DIR) this.#scopes.add(rel);
       }
       if (this.#scopes.size > 2000) this.#fullScan = true;
@@ -299,10 +301,20 @@ export class SyncClient {
     return scopes;
   }
 
+  /** A full pass about a second from now (one at a time). */
+  #recheckSoon(): void {
+    clearTimeout(this.#recheckTimer);
+    this.#recheckTimer = setTimeout(() => {
+      this.#fullScan = true;
+      this.#wake.fire();
+    }, 1000);
+  }
+
   /** Stops syncing: closes the connection and the watcher. */
   stop(): void {
     this.#stopped = true;
     this.#status?.stop();
+    clearTimeout(this.#recheckTimer);
     this.#peer?.close();
     this.#wake.fire();
     // Stopped while still waiting to enroll (the process exits right after this): leave nothing.
@@ -370,6 +382,7 @@ export class SyncClient {
           log: this.#log,
           warn: this.#warn,
           allowMassDelete: this.#opts.allowMassDelete ?? false,
+          recheckSoon: () => this.#recheckSoon(),
           watch: this.#watcher!,
           attention: this.#attention,
           onSkip: (path, why) => status.skipped(path, why),

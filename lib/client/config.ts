@@ -12,6 +12,8 @@ import type { ServerTrust } from "../transport/dial.ts";
 
 /** Name of the private folder inside every synced folder; never synced, never scanned. */
 export const STATE_DIR = ".cloudsync";
+/** `STATE_DIR/requests/`: requests of one-time commands to the running client (`mass_delete.ts`). */
+export const REQUESTS_DIR = "requests";
 
 /** What a device needs to sign in again. */
 export interface ClientConfig {

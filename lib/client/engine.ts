@@ -12,9 +12,11 @@ import * as call from "../protocol/calls.ts";
 import { checkWirePath, parentPaths } from "../core/paths.ts";
 import { type Action, reconcile } from "../core/reconcile.ts";
 import { debug } from "../util/debug.ts";
-import { massDeleteCheck, withVanishedKept } from "../core/guards.ts";
+import { massDeleteGuard } from "./mass_delete.ts";
 import {
+  applyAliases,
   type CaseRename,
+  foldName,
   localBaseView,
   planLocalNames,
   withoutSkipped,
@@ -25,7 +27,7 @@ import type { Staging } from "./staging.ts";
 import { parentOf } from "./placer.ts";
 import type { BaseEntry, LocalEntry, RemoteEntry } from "../core/types.ts";
 import type { StateDb } from "./state_db.ts";
-import { type HeldItem, scan, type ScanNotices, scanTrees } from "./scanner.ts";
+import { diskSpelling, type HeldItem, scan, type ScanNotices, scanTrees } from "./scanner.ts";
 import { emptyReport, execute, type ExecutionReport } from "./executor.ts";
 import { Attention } from "../core/attention.ts";
 import { SETTLE_MS } from "../core/stability.ts";
@@ -47,7 +49,9 @@ export interface EngineContext {
   warn: (line: string) => void;
   /** Let deletions of more than half of the synced files through (`--allow-mass-delete`). */
   allowMassDelete?: boolean;
-  /** Set while the mass-delete guard holds deletions back (so the warning is said once). */
+  /** Asks for a full pass about a second from now (the mass-delete guard looks again). */
+  recheckSoon?: () => void;
+  /** Set by the mass-delete guard: it holds deletions back (see `mass_delete.ts`). */
   holdingMassDelete?: boolean;
   /** The folder watcher, paused while a pass changes many local items (see {@link quietWatch}). */
   watch?: { pause(): void; resume(): void };
@@ -191,6 +195,22 @@ export function normalizeScopes(scopes: Iterable<string>): string[] {
 }
 
 /**
+ * The local paths a scoped pass scans: what the watcher reported (local paths) and what the
+ * folder's attention asks to look at again (wire paths: an aliased one lives under its local
+ * name, not under its wire name, which on a case-insensitive disk may even be another item's),
+ * spelled as on disk (see `diskSpelling`), without scopes inside others.
+ */
+export async function passScopes(
+  fs: LocalFs,
+  watched: readonly string[],
+  rechecks: readonly string[],
+  aliases: ReadonlyMap<string, string>,
+): Promise<string[]> {
+  const asked = [...watched, ...rechecks.map((p) => applyAliases(p, aliases))];
+  return normalizeScopes(await diskSpelling(fs, asked));
+}
+
+/**
  * Completes a scoped scan: every base item outside `scopes` is taken as unchanged (added to
  * `scanned` as the base has it), except below a scope or scope ancestor the scan found gone or no
  * longer a folder: nothing there can still exist. (Assuming those kept made reconcile recreate
@@ -281,7 +301,6 @@ export async function syncPass(
   const attention = ctx.attention ??= new Attention();
   const now = ctx.fs.now();
   const rechecks = attention.takeScopes(now);
-  if (scopes !== null) scopes = normalizeScopes([...scopes, ...rechecks]);
   await pullChanges(ctx);
   t = phase("pull", t);
   const allRemote = ctx.state.loadRemote();
@@ -289,6 +308,7 @@ export async function syncPass(
   const wireBase = ctx.state.loadBase();
   const aliases = ctx.state.loadAliases();
   const platform = ctx.fs.platform;
+  if (scopes !== null) scopes = await passScopes(ctx.fs, scopes, rechecks, aliases);
   const heldHere = new Map<string, HeldItem>();
   const blockers = new Map<string, string>();
   if (scopes === null) ctx.onSkip?.(null);
@@ -319,6 +339,7 @@ export async function syncPass(
   let remote: ReadonlyMap<string, RemoteEntry> = allRemote;
   let toLocal = (wire: string) => wire;
   let toWire = (localPath: string) => localPath;
+  let localNameTaken: ((wire: string) => boolean) | null = null;
   if (naming) {
     const plan = planLocalNames({
       remote: allRemote,
@@ -334,11 +355,13 @@ export async function syncPass(
     if (plan.caseRenames.length > 0) {
       const done = await renameCases(ctx.fs, plan.caseRenames);
       if (!done) {
+        // The folder's attention works in wire paths (held and rechecked as such).
+        const wires = plan.caseRenames.map((r) => plan.toWire(r.from));
         const report = emptyReport();
-        for (const r of plan.caseRenames) {
-          report.outcomes.push({ path: r.to, kind: "deferred", reason: "it changed meanwhile" });
+        for (const path of wires) {
+          report.outcomes.push({ path, kind: "deferred", reason: "it changed meanwhile" });
         }
-        report.touched = plan.caseRenames.map((r) => r.to);
+        report.touched = wires;
         afterPass(ctx, attention, report, now);
         return report;
       }
@@ -348,6 +371,7 @@ export async function syncPass(
     remote = withoutSkipped(allRemote, plan.skipped);
     toLocal = plan.toLocal;
     toWire = plan.toWire;
+    localNameTaken = plan.localNameTaken;
   }
   // Left out of this pass: what the scan found being written or unreadable, and what is held.
   const held = new Set<string>();
@@ -374,17 +398,17 @@ export async function syncPass(
   base = withoutIgnored(withoutHeld(base, held));
   local = withoutHeld(local, held);
   remote = withoutIgnored(withoutHeld(remote, held));
-  const guard = massDeleteCheck(base, local);
-  if (guard.tripped && !ctx.allowMassDelete) {
-    if (!ctx.holdingMassDelete) {
-      ctx.warn(
-        `Cannot propagate deletions: ${guard.vanishedFiles} of ${guard.total} synced files vanished at once (an unmounted drive or emptied folder?). Nothing is deleted on the server or other devices. If you really deleted them, restart the client with --allow-mass-delete.`,
-      );
-    }
-    ctx.holdingMassDelete = true;
-    local = withVanishedKept(base, local, guard.vanished);
-  } else ctx.holdingMassDelete = false;
-  const actions = reconcile({ base, local, remote, device: ctx.device, now: new Date() });
+  // The mass-delete guard, and its one-time ways out (bring-back, confirm-delete).
+  ({ base, local } = massDeleteGuard(ctx, base, local, scopes === null));
+  const actions = reconcile({
+    base,
+    local,
+    remote,
+    device: ctx.device,
+    now: new Date(now),
+    ...(platform.caseInsensitive ? { nameKey: foldName } : {}),
+    ...(localNameTaken ? { localNameTaken } : {}),
+  });
   t = phase("reconcile", t);
   debug(() =>
     `actions: ${

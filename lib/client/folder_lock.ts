@@ -151,3 +151,23 @@ export function lockFolder(root: string): FolderLock {
     };
   }
 }
+
+/**
+ * Whether a client holds the lock of `root` now (for messages of the commands that work beside
+ * it; the answer may be stale a moment later). Takes the lock for an instant if it is free.
+ */
+export function folderLocked(root: string): boolean {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(join(stateDir(root), LOCK_FILE), { read: true, write: true });
+  } catch {
+    return false; // no lock file: no client ever ran here
+  }
+  try {
+    return !file.tryLockSync(true);
+  } catch {
+    return false;
+  } finally {
+    file.close();
+  }
+}

@@ -162,7 +162,7 @@ export class FolderStatus {
       this.#set("error", {
         ...patch,
         message:
-          "deletions are held back: more than half of the synced files vanished at once (restart with --allow-mass-delete if you really deleted them)",
+          "deletions are held back: more than half of the synced files vanished at once (cloud-client bring-back FOLDER gets them back here; cloud-client confirm-delete FOLDER deletes them everywhere)",
       });
     } else if (failures.size > 0) {
       this.#set("error", {

@@ -16,6 +16,7 @@ import type { Chunked, DirItem, ItemStat, LocalFs } from "./fs/local_fs.ts";
 import { isGone } from "./fs/local_fs.ts";
 import { pool } from "../util/pool.ts";
 import { STATE_DIR } from "./config.ts";
+import { foldName } from "../core/local_names.ts";
 
 /** Why an item the scan found is left out of this pass, and when to look at it again. */
 export interface HeldItem {
@@ -116,9 +117,51 @@ export async function scan(
 }
 
 /**
+ * The paths as the folder spells them. Where letter case does not count (Windows, macOS), a
+ * lookup by name finds an item whose name differs in case (`lstat("C.TXT")` finds `C.txt`), so a
+ * path a scan is asked about (a watcher report, a recheck) must first take the spelling on disk:
+ * scanned under the asked spelling, one item would appear twice (`C.txt` and `C.TXT`, the second
+ * a phantom that then syncs as a new item, and a deleted one when it is gone). Each existing
+ * segment takes its name from a listing of its folder (one per folder); the rest stays as asked
+ * (nothing is there). Identity where case counts.
+ */
+export async function diskSpelling(fs: LocalFs, paths: readonly string[]): Promise<string[]> {
+  if (!fs.platform.caseInsensitive) return [...paths];
+  const listings = new Map<string, Map<string, string> | null>();
+  const names = async (dir: string): Promise<Map<string, string> | null> => {
+    if (listings.has(dir)) return listings.get(dir)!;
+    let out: Map<string, string> | null = null;
+    try {
+      out = new Map((await fs.readDir(dir)).map((d) => [foldName(d.name), d.name]));
+    } catch { /* not a folder, gone or unreadable: the scan itself finds out */ }
+    listings.set(dir, out);
+    return out;
+  };
+  const out: string[] = [];
+  for (const path of paths) {
+    if (path === "") {
+      out.push(path);
+      continue;
+    }
+    const segs = path.split("/");
+    let dir = "";
+    let i = 0;
+    for (; i < segs.length; i++) {
+      const real = (await names(dir))?.get(foldName(segs[i]!));
+      if (real === undefined) break;
+      dir = dir === "" ? real : `${dir}/${real}`;
+    }
+    const rest = segs.slice(i).join("/");
+    out.push(rest === "" ? dir : dir === "" ? rest : `${dir}/${rest}`);
+  }
+  return out;
+}
+
+/**
  * Scans only the subtrees under `scopes` (relative paths; "" is the whole folder), plus each
  * scope's ancestors as single entries. Used for watcher-driven passes, so a change costs work in
- * proportion to what changed, not to the size of the folder.
+ * proportion to what changed, not to the size of the folder. Scopes are taken as spelled on disk
+ * (see {@link diskSpelling}), as every scan reports items under their names on disk.
  */
 export async function scanTrees(
   fs: LocalFs,
@@ -126,6 +169,7 @@ export async function scanTrees(
   scopes: readonly string[],
   notices: ScanNotices = {},
 ): Promise<Map<string, LocalEntry>> {
+  scopes = await diskSpelling(fs, scopes);
   const out = new Map<string, LocalEntry>();
   const rootInfo = await fs.lstatAsync("");
   if (rootInfo?.kind !== "dir") {

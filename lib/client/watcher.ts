@@ -16,7 +16,7 @@
  */
 
 import { sep } from "node:path";
-import { STATE_DIR } from "./config.ts";
+import { REQUESTS_DIR, STATE_DIR } from "./config.ts";
 
 /** Options of {@link FolderWatcher}. */
 export interface WatcherOptions {
@@ -129,8 +129,12 @@ export class FolderWatcher {
       if (r.done) return this.#fail(w, new Error("the watcher stopped"));
       this.#restartMs = 1000; // a (re)started watcher that delivers events is healthy
       const ev = r.value;
+      // The client's own state is not watched, except the bells (`status --wait`) and the
+      // requests of one-time commands.
       const paths = ev.paths.filter((p) =>
-        this.#bells.has(p) || (p !== this.#private && !p.startsWith(this.#private + sep))
+        this.#bells.has(p) ||
+        (p !== this.#private &&
+          (!p.startsWith(this.#private + sep) || p.startsWith(this.#private + sep + REQUESTS_DIR)))
       );
       if (ev.flag === "rescan") this.#rescan = true;
       else if (paths.length === 0) continue;

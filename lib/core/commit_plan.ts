@@ -4,7 +4,7 @@
  * synchronous {@link CommitReader} (the state before the batch, inside the backend's
  * transaction), applies {@link decideCommit} to every item in order, checks chunks and sizes,
  * revives deleted parents, and returns what to write: the new current entry of every path, the
- * replaced live entries to keep as versions, the results and the account's new sequence number.
+ * replaced entries (tombstones too) to keep as versions, the results and the account's new sequence number.
  * The backend only reads and writes, in one transaction.
  *
  * A backend that cannot answer reads synchronously (PostgreSQL) prefetches into a
@@ -68,7 +68,7 @@ export interface CommitReader {
 export interface CommitPlan {
   /** One per item, in order. */
   results: CommitResult[];
-  /** Live entries replaced by the batch, as they were, to keep as versions (in order). */
+  /** Entries replaced by the batch (tombstones too), as they were, to keep as versions (in order). */
   kept: RemoteEntry[];
   /** The new current entry of every path the batch wrote, once per path. */
   written: RemoteEntry[];
@@ -106,9 +106,11 @@ export function planCommit(
     return false;
   };
 
-  const write = (entry: Omit<RemoteEntry, "version" | "device">, replacesLive: boolean) => {
+  // Every entry replaced is kept as a version, a deletion (tombstone) too: history shows when a
+  // file was deleted and recreated, and a restore as of a time in between finds it deleted.
+  const write = (entry: Omit<RemoteEntry, "version" | "device">) => {
     const old = current(entry.path);
-    if (replacesLive && old && !old.deleted) kept.push(old);
+    if (old) kept.push(old);
     const version = ++seq;
     overlay.delete(entry.path); // re-inserted last: `written` lists paths in order of last write
     overlay.set(entry.path, { ...entry, version, device });
@@ -173,7 +175,7 @@ export function planCommit(
           exec: false,
           hash: "",
           chunks: [],
-        }, false);
+        });
       }
     }
     const written = item.deleted
@@ -199,7 +201,7 @@ export function planCommit(
         hash: item.hash,
         chunks: item.chunks,
       };
-    return { ok: true, version: write(written, live) };
+    return { ok: true, version: write(written) };
   };
 
   const results = items.map(one);

@@ -4,8 +4,11 @@
  * The mass-delete guard: when more than half of the synced files (and more than 100) vanished at
  * once, the likely cause is an unmounted drive or an emptied folder, not a user deleting their
  * data. The vanished files are then treated as unchanged (nothing is deleted anywhere) until the
- * user confirms with `--allow-mass-delete`. A file whose content reappears at a path new to the
- * base (a renamed or moved folder) did not vanish: it is neither counted nor held back.
+ * user chooses one of two one-time ways out (`lib/client/mass_delete.ts`): bring them back from
+ * the server (their merge base is forgotten, so they download as new), or confirm the deletion
+ * of exactly those files, once ({@link splitConfirmed}: the confirmed ones go, the guard judges
+ * the rest as before). A file whose content reappears at a path new to the base (a renamed or
+ * moved folder) did not vanish: it is neither counted nor held back.
  *
  * @example
  * ```ts
@@ -71,7 +74,7 @@ export function massDeleteCheck(
     vanished,
     moved,
     vanishedFiles: files,
-    tripped: files > MASS_DELETE_MIN && files * 2 > total,
+    tripped: tripsGuard(files, total),
   };
 }
 
@@ -90,4 +93,33 @@ export function withVanishedKept(
     out.set(path, l);
   }
   return out;
+}
+
+/** True when `files` vanished files of `total` synced ones trip the guard. */
+export function tripsGuard(files: number, total: number): boolean {
+  return files > MASS_DELETE_MIN && files * 2 > total;
+}
+
+/**
+ * Splits a tripped check's vanished paths by a one-time confirmation (path -> the base version
+ * it was confirmed at): those confirmed at their current base version are let through; the rest
+ * is held back if it still trips the guard by itself.
+ */
+export function splitConfirmed(
+  check: MassDeleteCheck,
+  base: ReadonlyMap<string, BaseEntry>,
+  confirmed: ReadonlyMap<string, number>,
+): { release: string[]; hold: string[] } {
+  const release: string[] = [];
+  const rest: string[] = [];
+  let restFiles = 0;
+  for (const path of check.vanished) {
+    const b = base.get(path);
+    if (b && confirmed.get(path) === b.version) release.push(path);
+    else {
+      rest.push(path);
+      if (b?.kind === "file") restFiles++;
+    }
+  }
+  return { release, hold: tripsGuard(restFiles, check.total) ? rest : [] };
 }

@@ -95,6 +95,12 @@ export interface LocalNames {
   toLocal(wire: string): string;
   /** The wire path of a local path (relative to the root). */
   toWire(local: string): string;
+  /**
+   * Whether the local name a NEW wire path `wire` would get (`toLocal`) is already held, case-
+   * insensitively where case does not count, by an item on disk or by the local name of another
+   * wire path. What a conflict copy's name must avoid besides the wire paths themselves.
+   */
+  localNameTaken(wire: string): boolean;
 }
 
 const ASCII_RE = /^[ -~]*$/; // printable ASCII (others take the per-character path)
@@ -504,6 +510,17 @@ export function planLocalNames(input: LocalNamesInput): LocalNames {
     return localPath.normalize("NFC");
   };
 
+  let held: Set<string> | null = null;
+  const localNameTaken = (wire: string): boolean => {
+    if (!held) {
+      held = new Set<string>();
+      for (const p of wireToLocal.values()) held.add(fold(p));
+      for (const p of local.keys()) held.add(fold(p));
+      for (const p of input.blocked?.keys() ?? []) held.add(fold(p));
+    }
+    return held.has(fold(toLocal(wire)));
+  };
+
   return {
     skipped,
     warnings,
@@ -513,6 +530,7 @@ export function planLocalNames(input: LocalNamesInput): LocalNames {
     caseRenames,
     toLocal,
     toWire,
+    localNameTaken,
   };
 }
 

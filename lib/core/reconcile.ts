@@ -79,6 +79,17 @@ export interface ReconcileInput {
   /** This device's name, for naming conflict copies of local versions. */
   device: string;
   now: Date;
+  /**
+   * How this device compares names (`foldName` where letter case does not count). A conflict
+   * copy's name must differ from every other name in more than that: on a case-insensitive disk
+   * `D (conflict ...).TXT` IS `d (conflict ...).txt`. Default: exact.
+   */
+  nameKey?: (path: string) => string;
+  /**
+   * Whether a new item at this wire path would find its name on disk taken by an item whose wire
+   * path is another (a local name given by an alias); see `LocalNames.localNameTaken`.
+   */
+  localNameTaken?: (path: string) => boolean;
 }
 
 type Final = Kind | null;
@@ -399,11 +410,14 @@ export function orderActions(actions: Action[]): Action[] {
 export function reconcile(input: ReconcileInput): Action[] {
   const { base, local, remote, device, now } = input;
   const paths = new Set<string>([...base.keys(), ...local.keys(), ...remote.keys()]);
+  const key = input.nameKey ?? ((p: string) => p);
+  const keys = input.nameKey ? new Set([...paths].map(key)) : paths;
   const chosen = new Set<string>();
-  const taken = (p: string) => chosen.has(p) || paths.has(p);
+  const taken = (p: string) =>
+    chosen.has(key(p)) || keys.has(key(p)) || (input.localNameTaken?.(p) ?? false);
   const aside = (p: string, from: string) => {
     const name = conflictName(p, from, now, taken);
-    chosen.add(name);
+    chosen.add(key(name));
     return name;
   };
   const decisions = new Map<string, Decision>();

@@ -36,6 +36,11 @@ export interface RemoteEntry {
   chunks: ChunkRef[];
   /** Name of the device that wrote this record (used to name conflict copies). */
   device: string;
+  /**
+   * When the server wrote this version (ms, the server's clock). Server side only: the stores
+   * carry it from an entry to its kept version; `changes` replies leave it out.
+   */
+  made?: number;
 }
 
 /** The client's merge base for one path: the last state both sides agreed on. */

@@ -121,11 +121,23 @@ export interface HeaderLimits {
   maxRatio: number;
 }
 
+/**
+ * The expansion every receiver accepts of a compressed header: a sender never compresses more
+ * than this (a more repetitive header, such as the chunk list of a file of zeros, travels plain),
+ * so that no receiver refuses what an honest peer sends.
+ */
+export const HEADER_RATIO = 1024;
+
+/** The most bytes a compressed header of `wire` bytes may expand to at `ratio`. */
+export function maxExpansion(wire: number, ratio: number): number {
+  return wire * ratio + 64 * 1024;
+}
+
 /** Headers accepted by default: 32 MiB (a client reading its own server's replies). */
 export const DEFAULT_HEADER_LIMITS: HeaderLimits = {
   maxHeader: 32 * 1024 * 1024,
   compressed: true,
-  maxRatio: 1024,
+  maxRatio: HEADER_RATIO,
 };
 
 /** Headers at least this big are parsed one per turn of the event loop (see {@link bigParse}). */
@@ -195,10 +207,11 @@ export function encodeFrameHead(frame: Frame, maxFrame: number = MAX_FRAME): Uin
   }
   let header: Uint8Array = encoder.encode(json);
   let typeByte: number = frame.type;
-  // Big headers (chunk lists, page of changes: mostly hex) travel zstd-compressed.
+  // Big headers (chunk lists, page of changes: mostly hex) travel zstd-compressed, unless that
+  // would expand more than every receiver accepts.
   if (header.length > COMPRESS_HEADER_OVER) {
     const z = zlib.zstdCompressSync(header, ZSTD_LEVEL_1);
-    if (z.length < header.length) {
+    if (z.length < header.length && header.length <= maxExpansion(z.length, HEADER_RATIO)) {
       header = new Uint8Array(z.buffer, z.byteOffset, z.byteLength);
       typeByte |= HEADER_ZSTD;
     }
@@ -364,7 +377,7 @@ export class FrameReader {
     await this.#readExact(headerBytes, PREFIX, length);
     let text: Uint8Array = headerBytes;
     if (compressed) {
-      const most = Math.min(limits.maxHeader, headerLen * limits.maxRatio + 64 * 1024);
+      const most = Math.min(limits.maxHeader, maxExpansion(headerLen, limits.maxRatio));
       try {
         const z = zlib.zstdDecompressSync(headerBytes, { maxOutputLength: Math.max(1, most) });
         text = new Uint8Array(z.buffer, z.byteOffset, z.byteLength);

@@ -18,9 +18,10 @@ export const PROGRAM_VERSION = "0.1.0";
 /**
  * Capabilities this build offers; each side reads the other's at `hello`: `chunks-sha256` (content
  * named by SHA-256: required), `zstd` (chunks may travel compressed), `push` (`changed` notices),
- * `stream` (`announce`/`incoming`: big files stream while they upload), `mode` (permission bits).
+ * `stream` (`announce`/`incoming`: big files stream while they upload), `mode` (permission bits),
+ * `history` (`history`, `listAt`, `restore`).
  */
-export const CAPABILITIES = ["chunks-sha256", "zstd", "push", "stream", "mode"];
+export const CAPABILITIES = ["chunks-sha256", "zstd", "push", "stream", "mode", "history"];
 
 /** Reads a peer's capability list (at most 64 short names; anything else is dropped). */
 export function readCapabilities(v: unknown): Set<string> {
@@ -41,6 +42,17 @@ export const MAX_CHANGES = 2000;
 export const MAX_HAVE = 4096;
 /** Most items in one `commit` request. */
 export const MAX_COMMIT = 1000;
+/** Most versions in one `history` reply. */
+export const MAX_HISTORY = 1000;
+/** Most entries in one `listAt` reply. */
+export const MAX_LIST = 1000;
+/**
+ * Most bytes of rows in one `history` or `listAt` reply, as `changes` counts them (path, chunk
+ * list, a fixed 200): a page ends early rather than pass it, so it always fits in a frame.
+ */
+export const MAX_LIST_BYTES = 2 * 1024 * 1024;
+/** Most items in one `restore` request. */
+export const MAX_RESTORE = 1000;
 export { chunkListProblem, MAX_CHUNK, maxChunksFor, MIN_CHUNK } from "../core/chunk_list.ts";
 /** Longest device name, in characters. */
 export const MAX_DEVICE_NAME = 100;

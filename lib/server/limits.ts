@@ -407,6 +407,14 @@ export class QuotaTracker {
     return true;
   }
 
+  /**
+   * Drops what is known of `account`'s usage: the next reservation reads it again from the
+   * stores (after a write whose size only the store knows, such as a restore's kept versions).
+   */
+  recount(account: string): void {
+    this.#used.delete(account);
+  }
+
   /** Bytes `account` stores now (as far as this tracker knows). */
   async used(account: string): Promise<number> {
     let u = this.#used.get(account);

@@ -26,14 +26,26 @@ import {
   type CommitResult,
   planCommit,
 } from "../core/commit_plan.ts";
+import {
+  type PointInTime,
+  restoreCommit,
+  type RestoreItem,
+  type VersionInfo,
+} from "../core/restore_plan.ts";
 import type {
   AccountFootprint,
   AccountSummary,
   ChunkInfo,
+  DeletedInfo,
   DeviceRecord,
   DeviceSummary,
+  HistoryQuery,
+  ListAtQuery,
   MetaStore,
   NewChunk,
+  OldVersion,
+  Page,
+  VersionRef,
 } from "./stores.ts";
 
 export type {
@@ -65,8 +77,13 @@ interface EntryRow {
   hash: string;
   chunks: string;
   device: string;
+  /** When the server wrote it (absent from rows of queries that do not ask for it). */
+  made?: number;
+  /** Kept versions: when it stopped being current; null for the current entry. */
+  replaced?: number | null;
 }
 
+/** The entry as `changes` sends it (without the server-side `made`). */
 function rowToEntry(r: EntryRow): RemoteEntry {
   return {
     path: r.path,
@@ -80,6 +97,77 @@ function rowToEntry(r: EntryRow): RemoteEntry {
     hash: r.hash,
     chunks: JSON.parse(r.chunks) as ChunkRef[],
     device: r.device,
+  };
+}
+
+/** The entry as the commit planner reads it: with `made`, which its kept version keeps. */
+function rowToStored(r: EntryRow): RemoteEntry {
+  const e = rowToEntry(r);
+  if (r.made !== undefined && r.made !== null) e.made = Number(r.made);
+  return e;
+}
+
+/** A row of the history queries as a {@link VersionInfo}. */
+function rowToVersion(r: EntryRow): VersionInfo {
+  return {
+    path: r.path,
+    kind: r.kind === "dir" ? "dir" : "file",
+    deleted: r.deleted === 1,
+    version: Number(r.version),
+    size: Number(r.size),
+    mtime: Number(r.mtime),
+    exec: r.exec === 1,
+    ...(r.mode !== null && r.mode !== undefined ? { mode: Number(r.mode) } : {}),
+    hash: r.hash,
+    device: r.device,
+    made: Number(r.made ?? 0),
+    replaced: r.replaced === null || r.replaced === undefined ? null : Number(r.replaced),
+  };
+}
+
+/** The columns of a version row, with the current state's as `c_…` (see `listAt`). */
+interface PointRow extends EntryRow {
+  c_kind: string;
+  c_deleted: number;
+  c_version: number;
+  c_size: number;
+  c_mtime: number;
+  c_exec: number;
+  c_mode: number | null;
+  c_hash: string;
+}
+
+function rowToPoint(r: PointRow): PointInTime {
+  return {
+    ...rowToVersion(r),
+    chunks: JSON.parse(r.chunks) as ChunkRef[],
+    current: {
+      kind: r.c_kind === "dir" ? "dir" : "file",
+      deleted: r.c_deleted === 1,
+      version: Number(r.c_version),
+      size: Number(r.c_size),
+      mtime: Number(r.c_mtime),
+      exec: r.c_exec === 1,
+      ...(r.c_mode !== null && r.c_mode !== undefined ? { mode: Number(r.c_mode) } : {}),
+      hash: r.c_hash,
+    },
+  };
+}
+
+/**
+ * The condition "`path` is `p` or below it" on a column (`p` "": always), with its parameters:
+ * one range of the index, from `p` up to `p0` ("0" follows "/" in byte order), without the
+ * siblings inside it (`p.txt`, `p-2`: they sort between `p` and `p/`). Pure comparisons of
+ * UTF-8 bytes (SQLite's BINARY collation, PostgreSQL's "C"), so any name works.
+ */
+export function subtreeSql(
+  p: string,
+  col = "path",
+): { sql: string; params: string[] } {
+  if (p === "") return { sql: "1 = 1", params: [] };
+  return {
+    sql: `${col} >= ? AND ${col} < ? AND (${col} = ? OR ${col} > ?)`,
+    params: [p, p + "0", p, p + "/"],
   };
 }
 
@@ -100,7 +188,9 @@ CREATE TABLE IF NOT EXISTS versions(
   account TEXT NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL, deleted INTEGER NOT NULL,
   version INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL, exec INTEGER NOT NULL,
   hash TEXT NOT NULL, chunks TEXT NOT NULL, device TEXT NOT NULL, replaced INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS versions_by_path ON versions(account, path);
+CREATE INDEX IF NOT EXISTS versions_by_path_version ON versions(account, path, version);
+CREATE INDEX IF NOT EXISTS versions_by_version ON versions(account, version);
+DROP INDEX IF EXISTS versions_by_path;
 CREATE TABLE IF NOT EXISTS chunks(
   account TEXT NOT NULL, hash TEXT NOT NULL, size INTEGER NOT NULL, stored INTEGER NOT NULL,
   compressed INTEGER NOT NULL, created INTEGER NOT NULL, PRIMARY KEY(account, hash)) WITHOUT ROWID;
@@ -108,8 +198,11 @@ CREATE TABLE IF NOT EXISTS invites(
   hash TEXT PRIMARY KEY, created INTEGER NOT NULL, used INTEGER) WITHOUT ROWID;
 `;
 
-/** The entries/versions columns, in insert order (`mode` came later: see the constructor). */
-const ENTRY_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, chunks, device, mode";
+/** The entries/versions columns, in insert order (`mode`, `made` came later: see the constructor). */
+const ENTRY_COLUMNS =
+  "path, kind, deleted, version, size, mtime, exec, hash, chunks, device, mode, made";
+/** The columns history reads (no chunk lists). */
+const VERSION_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, device, mode, made";
 
 /**
  * Garbage collection of one account's chunks in steps that each take a few milliseconds, so
@@ -154,19 +247,34 @@ export class SqliteMetaStore implements MetaStore {
     for (const table of ["entries", "versions"]) {
       addColumnIfMissing(this.#db, table, "mode", "INTEGER");
     }
+    // When each version was written (history, point-in-time restore). Rows of an older server
+    // are dated as well as can be: an entry was made when its previous version was replaced.
+    transaction(this.#db, () => {
+      const added = ["versions", "entries"].map((t) =>
+        addColumnIfMissing(this.#db, t, "made", "INTEGER")
+      );
+      if (added.includes(true)) {
+        this.#db.exec(`UPDATE versions SET made = MIN(replaced, COALESCE((SELECT MAX(p.replaced)
+          FROM versions p WHERE p.account = versions.account AND p.path = versions.path
+          AND p.version < versions.version), mtime)) WHERE made IS NULL`);
+        this.#db.exec(`UPDATE entries SET made = COALESCE((SELECT MAX(v.replaced) FROM versions v
+          WHERE v.account = entries.account AND v.path = entries.path), mtime) WHERE made IS NULL`);
+      }
+    });
     const p = (sql: string) => this.#db.prepare(sql);
     this.#q = {
       entry: p("SELECT * FROM entries WHERE account = ? AND path = ?"),
       liveBelow: p(
         "SELECT path FROM entries WHERE account = ? AND path > ? AND path < ? AND deleted = 0 LIMIT ?",
       ),
-      upsert: p(`INSERT INTO entries(account, ${ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+      upsert: p(`INSERT INTO entries(account, ${ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
         ON CONFLICT(account, path) DO UPDATE SET
         kind=excluded.kind, deleted=excluded.deleted, version=excluded.version, size=excluded.size,
         mtime=excluded.mtime, exec=excluded.exec, hash=excluded.hash, chunks=excluded.chunks,
-        device=excluded.device, mode=excluded.mode`),
+        device=excluded.device, mode=excluded.mode, made=excluded.made`),
       keep: p(`INSERT INTO versions(account, ${ENTRY_COLUMNS}, replaced)
-        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`),
+        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`),
+      keptVersion: p("SELECT * FROM versions WHERE account = ? AND path = ? AND version = ?"),
       setSeq: p("UPDATE accounts SET seq = ? WHERE id = ?"),
       seq: p("SELECT seq FROM accounts WHERE id = ?"),
       changes: p(
@@ -253,7 +361,10 @@ export class SqliteMetaStore implements MetaStore {
         (SELECT COUNT(*) FROM devices d WHERE d.account = a.id AND d.revoked = 0) AS devices,
         (SELECT MAX(last_seen) FROM devices d WHERE d.account = a.id) AS last_seen,
         (SELECT COUNT(*) FROM entries e WHERE e.account = a.id AND e.deleted = 0 AND e.kind = 'file') AS files,
-        (SELECT COALESCE(SUM(size), 0) FROM entries e WHERE e.account = a.id AND e.deleted = 0) AS bytes
+        (SELECT COALESCE(SUM(size), 0) FROM entries e WHERE e.account = a.id AND e.deleted = 0) AS bytes,
+        (SELECT COUNT(*) FROM versions v WHERE v.account = a.id AND v.deleted = 0 AND v.kind = 'file') AS versions,
+        (SELECT COALESCE(SUM(size), 0) FROM versions v WHERE v.account = a.id AND v.deleted = 0) AS kept,
+        (SELECT COALESCE(SUM(stored), 0) FROM chunks c WHERE c.account = a.id) AS stored
         FROM accounts a ORDER BY a.created, a.id`).all() as unknown as {
         id: string;
         created: number;
@@ -262,6 +373,9 @@ export class SqliteMetaStore implements MetaStore {
         last_seen: number | null;
         files: number;
         bytes: number;
+        versions: number;
+        kept: number;
+        stored: number;
       }[];
       return Promise.resolve(rows.map((r) => ({
         id: r.id,
@@ -271,6 +385,9 @@ export class SqliteMetaStore implements MetaStore {
         files: Number(r.files),
         bytes: Number(r.bytes),
         seq: Number(r.seq),
+        versions: Number(r.versions),
+        keptBytes: Number(r.kept),
+        storedBytes: Number(r.stored),
       })));
     });
   }
@@ -338,7 +455,7 @@ export class SqliteMetaStore implements MetaStore {
     return {
       entry: (path) => {
         const r = this.#q.entry!.get(account, path) as EntryRow | undefined;
-        return r ? rowToEntry(r) : undefined;
+        return r ? rowToStored(r) : undefined;
       },
       liveBelow: (dir, limit) =>
         (this.#q.liveBelow!.all(account, dir + "/", dir + "0", limit) as { path: string }[])
@@ -347,7 +464,8 @@ export class SqliteMetaStore implements MetaStore {
     };
   }
 
-  #row(account: string, e: RemoteEntry): (string | number | null)[] {
+  /** The insert parameters of `e`, made at `made`. */
+  #row(account: string, e: RemoteEntry, made: number): (string | number | null)[] {
     return [
       account,
       e.path,
@@ -361,22 +479,164 @@ export class SqliteMetaStore implements MetaStore {
       JSON.stringify(e.chunks),
       e.device,
       e.kind === "file" && !e.deleted && e.mode !== undefined ? e.mode : null,
+      made,
     ];
   }
 
   commit(account: string, device: string, items: CommitItem[]): Promise<CommitResult[]> {
     return settle(() => {
-      const results = transaction(this.#db, () => {
-        const seq = this.#seq(account);
-        if (seq === undefined) throw new Error(`Cannot commit: no account ${account}`);
-        const plan = planCommit(this.#reader(account), seq, device, items);
-        const now = Date.now();
-        for (const e of plan.kept) this.#q.keep!.run(...this.#row(account, e), now);
-        for (const e of plan.written) this.#q.upsert!.run(...this.#row(account, e));
-        if (plan.seq !== seq) this.#q.setSeq!.run(plan.seq, account);
-        return plan.results;
-      }, true);
-      return Promise.resolve(results);
+      return Promise.resolve(
+        transaction(this.#db, () => this.#commitIn(account, device, items), true),
+      );
+    });
+  }
+
+  /** A commit, inside the caller's immediate transaction. */
+  #commitIn(account: string, device: string, items: CommitItem[]): CommitResult[] {
+    const seq = this.#seq(account);
+    if (seq === undefined) throw new Error(`Cannot commit: no account ${account}`);
+    const plan = planCommit(this.#reader(account), seq, device, items);
+    const now = Date.now();
+    // A version is current from when it was made until it is replaced (the same instant as its
+    // successor's `made`): at any instant, one version of a path was the current one.
+    for (const e of plan.kept) this.#q.keep!.run(...this.#row(account, e, e.made ?? now), now);
+    for (const e of plan.written) this.#q.upsert!.run(...this.#row(account, e, now));
+    if (plan.seq !== seq) this.#q.setSeq!.run(plan.seq, account);
+    return plan.results;
+  }
+
+  restore(account: string, device: string, items: RestoreItem[]): Promise<CommitResult[]> {
+    return settle(() => {
+      return Promise.resolve(transaction(this.#db, () => {
+        const found = items.map((i) => {
+          const r = (this.#q.keptVersion!.get(account, i.path, i.version) ??
+            this.#q.entry!.get(account, i.path)) as EntryRow | undefined;
+          return r && Number(r.version) === i.version
+            ? { ...rowToVersion(r), chunks: JSON.parse(r.chunks) as ChunkRef[] }
+            : null;
+        });
+        const plan = restoreCommit(items, found);
+        return plan.results(
+          plan.valid.length > 0 ? this.#commitIn(account, device, plan.valid) : [],
+        );
+      }, true));
+    });
+  }
+
+  history(account: string, q: HistoryQuery): Promise<Page<VersionInfo>> {
+    return settle(() => {
+      const where = subtreeSql(q.path);
+      const cond = `account = ? AND ${where.sql} AND version < ? AND made >= ?`;
+      const params = [account, ...where.params, q.before ?? Number.MAX_SAFE_INTEGER, q.since ?? 0];
+      const rows = this.#db.prepare(
+        `SELECT ${VERSION_COLUMNS}, NULL AS replaced FROM entries WHERE ${cond}
+         UNION ALL SELECT ${VERSION_COLUMNS}, replaced FROM versions WHERE ${cond}
+         ORDER BY version DESC LIMIT ?`,
+      ).all(...params, ...params, q.limit + 1) as unknown as EntryRow[];
+      return Promise.resolve(page(rows.map(rowToVersion), q.limit));
+    });
+  }
+
+  deletedPaths(account: string, q: HistoryQuery): Promise<Page<DeletedInfo>> {
+    return settle(() => {
+      const where = subtreeSql(q.path, "e.path");
+      const k = VERSION_COLUMNS.split(", ").map((c) => `k.${c} AS k_${c}`).join(", ");
+      const rows = this.#db.prepare(
+        `SELECT ${VERSION_COLUMNS.split(", ").map((c) => `e.${c}`).join(", ")}, NULL AS replaced,
+           ${k}, k.replaced AS k_replaced
+         FROM entries e JOIN versions k ON k.account = e.account AND k.path = e.path
+           AND k.version = (SELECT MAX(v.version) FROM versions v
+             WHERE v.account = e.account AND v.path = e.path AND v.deleted = 0)
+         WHERE e.account = ? AND e.deleted = 1 AND ${where.sql} AND e.version < ? AND e.made >= ?
+         ORDER BY e.version DESC LIMIT ?`,
+      ).all(
+        account,
+        ...where.params,
+        q.before ?? Number.MAX_SAFE_INTEGER,
+        q.since ?? 0,
+        q.limit + 1,
+      ) as unknown as Record<string, unknown>[];
+      return Promise.resolve(page(
+        rows.map((r) => ({ ...rowToVersion(r as unknown as EntryRow), kept: keptOf(r) })),
+        q.limit,
+      ));
+    });
+  }
+
+  listAt(account: string, q: ListAtQuery): Promise<Page<PointInTime>> {
+    return settle(() => {
+      const where = subtreeSql(q.path);
+      const after = q.after === undefined ? "" : " AND path > ?";
+      const afterParams = q.after === undefined ? [] : [q.after];
+      const cond = `account = ? AND ${where.sql}${after} AND made <= ?`;
+      const params = [account, ...where.params, ...afterParams, q.at];
+      const rows = this.#db.prepare(
+        `SELECT x.*, e.kind AS c_kind, e.deleted AS c_deleted, e.version AS c_version,
+           e.size AS c_size, e.mtime AS c_mtime, e.exec AS c_exec, e.mode AS c_mode,
+           e.hash AS c_hash
+         FROM (SELECT ${ENTRY_COLUMNS}, NULL AS replaced FROM entries WHERE ${cond}
+           UNION ALL SELECT ${ENTRY_COLUMNS}, replaced FROM versions WHERE ${cond} AND replaced > ?
+           ORDER BY path, version DESC LIMIT ?) x
+         JOIN entries e ON e.account = ? AND e.path = x.path
+         ORDER BY x.path, x.version DESC`,
+      ).all(...params, ...params, q.at, q.limit + 1, account) as unknown as PointRow[];
+      return Promise.resolve(pointPage(rows.map(rowToPoint), q.limit));
+    });
+  }
+
+  oldestKept(account: string, path: string): Promise<number | null> {
+    return settle(() => {
+      const where = subtreeSql(path);
+      const cond = `account = ? AND ${where.sql} AND deleted = 0`;
+      const params = [account, ...where.params];
+      const r = this.#db.prepare(
+        `SELECT MIN(m) AS m FROM (SELECT MIN(made) AS m FROM entries WHERE ${cond}
+         UNION ALL SELECT MIN(made) FROM versions WHERE ${cond})`,
+      ).get(...params, ...params) as { m: number | null } | undefined;
+      return Promise.resolve(r?.m === null || r?.m === undefined ? null : Number(r.m));
+    });
+  }
+
+  async *oldVersions(account: string, cutoff: number): AsyncIterable<OldVersion> {
+    const first = this.#db.prepare(
+      `SELECT path, version, made, replaced FROM versions WHERE account = ? AND replaced < ?
+       ORDER BY path, version LIMIT ${PAGE}`,
+    );
+    const next = this.#db.prepare(
+      `SELECT path, version, made, replaced FROM versions WHERE account = ? AND replaced < ?
+       AND (path > ? OR (path = ? AND version > ?)) ORDER BY path, version LIMIT ${PAGE}`,
+    );
+    let last: OldVersion | null = null;
+    for (;;) {
+      const rows = (last === null
+        ? first.all(account, cutoff)
+        : next.all(account, cutoff, last.path, last.path, last.version)) as unknown as OldVersion[];
+      for (const r of rows) {
+        yield {
+          path: r.path,
+          version: Number(r.version),
+          made: Number(r.made),
+          replaced: Number(r.replaced),
+        };
+      }
+      if (rows.length < PAGE) {
+        return;
+      }
+      const l = rows[rows.length - 1]!;
+      last = { path: l.path, version: Number(l.version), made: 0, replaced: 0 };
+    }
+  }
+
+  forgetVersions(account: string, refs: readonly VersionRef[]): Promise<number> {
+    return settle(() => {
+      const del = this.#db.prepare(
+        "DELETE FROM versions WHERE account = ? AND path = ? AND version = ?",
+      );
+      return Promise.resolve(transaction(this.#db, () => {
+        let n = 0;
+        for (const r of refs) n += Number(del.run(account, r.path, r.version).changes);
+        return n;
+      }));
     });
   }
 
@@ -667,4 +927,36 @@ export class SqliteMetaStore implements MetaStore {
     ).iterate(account) as Iterable<unknown>;
     for (const r of rows) yield rowToEntry(r as EntryRow);
   }
+}
+
+/** Rows fetched per page by the streamed queries. */
+const PAGE = 1000;
+
+/** A page of `limit` rows from a query that asked for `limit + 1`. */
+export function page<T>(rows: T[], limit: number): Page<T> {
+  const more = rows.length > limit;
+  return { rows: more ? rows.slice(0, limit) : rows, more };
+}
+
+/**
+ * A page of a point-in-time listing from a query that asked for `limit + 1` rows in path (then
+ * newest version) order: one row per path (the newest, should clocks have disagreed), and a path
+ * cut by the limit is dropped whole, the next page starting after the last full one.
+ */
+export function pointPage(rows: PointInTime[], limit: number): Page<PointInTime> {
+  const more = rows.length > limit;
+  const out: PointInTime[] = [];
+  for (const r of rows.slice(0, limit)) {
+    if (out.length > 0 && out[out.length - 1]!.path === r.path) continue;
+    out.push(r);
+  }
+  if (more && out.length > 1 && out[out.length - 1]!.path === rows[limit]!.path) out.pop();
+  return { rows: out, more };
+}
+
+/** The `kept` part of a `deletedPaths` row (columns `k_…`). */
+function keptOf(r: Record<string, unknown>): VersionInfo {
+  const k: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(r)) if (key.startsWith("k_")) k[key.slice(2)] = v;
+  return rowToVersion(k as unknown as EntryRow);
 }

@@ -152,15 +152,18 @@ export class SqlitePackIndex implements PackIndex {
   }
 }
 
-/** `ALTER TABLE table ADD COLUMN column decl` unless the column exists (schema upgrade). */
+/**
+ * `ALTER TABLE table ADD COLUMN column decl` unless the column exists (schema upgrade); true if it
+ * was added now.
+ */
 export function addColumnIfMissing(
   db: DatabaseSync,
   table: string,
   column: string,
   decl: string,
-): void {
+): boolean {
   const cols = db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
-  if (!cols.some((c) => c.name === column)) {
-    db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${decl}`);
-  }
+  if (cols.some((c) => c.name === column)) return false;
+  db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${decl}`);
+  return true;
 }

@@ -30,16 +30,28 @@ import {
   CommitSnapshot,
   planCommit,
 } from "../core/commit_plan.ts";
+import {
+  type PointInTime,
+  restoreCommit,
+  type RestoreItem,
+  type VersionInfo,
+} from "../core/restore_plan.ts";
 import type {
   AccountFootprint,
   AccountSummary,
   ChunkInfo,
+  DeletedInfo,
   DeviceRecord,
   DeviceSummary,
+  HistoryQuery,
+  ListAtQuery,
   MetaStore,
   NewChunk,
+  OldVersion,
+  Page,
+  VersionRef,
 } from "./stores.ts";
-import { randomId } from "./meta_store.ts";
+import { page, pointPage, randomId } from "./meta_store.ts";
 import {
   createPool,
   type Pool,
@@ -64,12 +76,51 @@ interface EntryRow {
   hash: string;
   chunks: { hash: string; size: number }[];
   device: string;
+  /** When the server wrote it (only where the query asks for it). */
+  made?: number;
+  /** Kept versions: when it stopped being current; null for the current entry. */
+  replaced?: number | null;
 }
 
+/** The columns `changes` and verification read. */
 const ENTRY_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, chunks, device, mode";
+/** The columns a commit reads and writes: with `made`, which a kept version keeps. */
+const STORED_COLUMNS = `${ENTRY_COLUMNS}, made`;
+/** The columns history reads (no chunk lists). */
+const VERSION_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, device, mode, made";
 /** The columns of an entry as `jsonb_to_recordset` reads them (a missing `mode` is NULL). */
 const ENTRY_RECORD = `x(path text, kind text, deleted boolean, version bigint, size bigint,
-  mtime bigint, exec boolean, hash text, chunks jsonb, device text, mode integer)`;
+  mtime bigint, exec boolean, hash text, chunks jsonb, device text, mode integer, made bigint)`;
+
+/** A row of the history queries as a {@link VersionInfo}. */
+function rowToVersion(r: EntryRow): VersionInfo {
+  return {
+    path: r.path,
+    kind: r.kind === "dir" ? "dir" : "file",
+    deleted: r.deleted,
+    version: r.version,
+    size: r.size,
+    mtime: r.mtime,
+    exec: r.exec,
+    ...(r.mode !== null && r.mode !== undefined ? { mode: r.mode } : {}),
+    hash: r.hash,
+    device: r.device,
+    made: r.made ?? 0,
+    replaced: r.replaced ?? null,
+  };
+}
+
+/**
+ * "`path` is `$n` or below it" (`p` "": always), with its parameters from number `n`: as
+ * `subtreeSql` in `meta_store.ts`, in byte order (the "C" collation of the path columns).
+ */
+function subtree(p: string, n: number, col = "path"): { sql: string; params: string[] } {
+  if (p === "") return { sql: "true", params: [] };
+  return {
+    sql: `${col} >= $${n} AND ${col} < $${n + 1} AND (${col} = $${n} OR ${col} > $${n + 2})`,
+    params: [p, p + "0", p + "/"],
+  };
+}
 
 function rowToEntry(r: EntryRow): RemoteEntry {
   return {
@@ -174,11 +225,17 @@ export class PgMetaStore implements MetaStore {
       last_seen: number | null;
       files: number;
       bytes: number;
+      versions: number;
+      kept: number;
+      stored: number;
     }>(`SELECT a.id, a.created, a.seq,
       (SELECT COUNT(*) FROM devices d WHERE d.account = a.id AND NOT d.revoked) AS devices,
       (SELECT MAX(last_seen) FROM devices d WHERE d.account = a.id) AS last_seen,
       (SELECT COUNT(*) FROM entries e WHERE e.account = a.id AND NOT e.deleted AND e.kind = 'file') AS files,
-      (SELECT COALESCE(SUM(size), 0)::bigint FROM entries e WHERE e.account = a.id AND NOT e.deleted) AS bytes
+      (SELECT COALESCE(SUM(size), 0)::bigint FROM entries e WHERE e.account = a.id AND NOT e.deleted) AS bytes,
+      (SELECT COUNT(*) FROM versions v WHERE v.account = a.id AND NOT v.deleted AND v.kind = 'file') AS versions,
+      (SELECT COALESCE(SUM(size), 0)::bigint FROM versions v WHERE v.account = a.id AND NOT v.deleted) AS kept,
+      (SELECT COALESCE(SUM(stored), 0)::bigint FROM chunks c WHERE c.account = a.id) AS stored
       FROM accounts a ORDER BY a.created, a.id`);
     return rows.map((r) => ({
       id: r.id,
@@ -188,6 +245,9 @@ export class PgMetaStore implements MetaStore {
       files: r.files,
       bytes: r.bytes,
       seq: r.seq,
+      versions: r.versions,
+      keptBytes: r.kept,
+      storedBytes: r.stored,
     }));
   }
 
@@ -315,10 +375,10 @@ export class PgMetaStore implements MetaStore {
     const h = [...chunks];
     if (p.length > 0) {
       const rows = (await c.query(
-        `SELECT ${ENTRY_COLUMNS} FROM entries WHERE account = $1 AND path = ANY($2::text[])`,
+        `SELECT ${STORED_COLUMNS} FROM entries WHERE account = $1 AND path = ANY($2::text[])`,
         [account, p],
       )).rows as EntryRow[];
-      snap.addEntries(p, rows.map(rowToEntry));
+      snap.addEntries(p, rows.map((r) => ({ ...rowToEntry(r), made: r.made! })));
     }
     if (h.length > 0) {
       const rows = (await c.query(
@@ -344,47 +404,220 @@ export class PgMetaStore implements MetaStore {
 
   commit(account: string, device: string, items: CommitItem[]): Promise<CommitResult[]> {
     return transaction(this.#pool, async (c) => {
-      // The account's lock: every commit (and garbage collection) of this account, on any
-      // instance, waits here for the one before to end, then reads what it wrote.
-      const [row] = (await c.query("SELECT seq FROM accounts WHERE id = $1 FOR UPDATE", [
-        account,
-      ])).rows as { seq: number }[];
-      if (!row) throw new Error(`Cannot commit: no account ${account}`);
-      const snap = new CommitSnapshot();
-      const reads = commitReads(items);
-      await this.#fetch(c, account, snap, reads.paths, reads.chunks, new Map());
-      let plan;
-      for (let round = 0;; round++) {
-        snap.reset();
-        plan = planCommit(snap, row.seq, device, items);
-        if (snap.complete) break;
-        if (round >= 10) throw new Error("Cannot commit: the batch keeps asking for more reads");
-        const m = snap.missed;
-        await this.#fetch(c, account, snap, m.paths, m.chunks, m.below);
-      }
-      if (plan.kept.length > 0) {
-        await c.query(
-          `INSERT INTO versions(account, ${ENTRY_COLUMNS}, replaced)
-           SELECT $1, ${ENTRY_COLUMNS}, $3 FROM jsonb_to_recordset($2::jsonb) AS ${ENTRY_RECORD}`,
-          [account, JSON.stringify(plan.kept), Date.now()],
-        );
-      }
-      if (plan.written.length > 0) {
-        await c.query(
-          `INSERT INTO entries(account, ${ENTRY_COLUMNS})
-           SELECT $1, ${ENTRY_COLUMNS} FROM jsonb_to_recordset($2::jsonb) AS ${ENTRY_RECORD}
-           ON CONFLICT (account, path) DO UPDATE SET kind = EXCLUDED.kind,
-             deleted = EXCLUDED.deleted, version = EXCLUDED.version, size = EXCLUDED.size,
-             mtime = EXCLUDED.mtime, exec = EXCLUDED.exec, hash = EXCLUDED.hash,
-             chunks = EXCLUDED.chunks, device = EXCLUDED.device, mode = EXCLUDED.mode`,
-          [account, JSON.stringify(plan.written)],
-        );
-      }
-      if (plan.seq !== row.seq) {
-        await c.query("UPDATE accounts SET seq = $2 WHERE id = $1", [account, plan.seq]);
-      }
-      return plan.results;
+      const seq = await this.#lock(c, account);
+      return await this.#commitIn(c, account, device, items, seq);
     });
+  }
+
+  /**
+   * The account's lock: every commit (and garbage collection) of this account, on any instance,
+   * waits here for the one before to end, then reads what it wrote. Returns its sequence number.
+   */
+  async #lock(c: PoolClient, account: string): Promise<number> {
+    const [row] = (await c.query("SELECT seq FROM accounts WHERE id = $1 FOR UPDATE", [
+      account,
+    ])).rows as { seq: number }[];
+    if (!row) throw new Error(`Cannot commit: no account ${account}`);
+    return row.seq;
+  }
+
+  /** A commit, in the caller's transaction, which holds the account's lock. */
+  async #commitIn(
+    c: PoolClient,
+    account: string,
+    device: string,
+    items: CommitItem[],
+    seq: number,
+  ): Promise<CommitResult[]> {
+    const snap = new CommitSnapshot();
+    const reads = commitReads(items);
+    await this.#fetch(c, account, snap, reads.paths, reads.chunks, new Map());
+    let plan;
+    for (let round = 0;; round++) {
+      snap.reset();
+      plan = planCommit(snap, seq, device, items);
+      if (snap.complete) break;
+      if (round >= 10) throw new Error("Cannot commit: the batch keeps asking for more reads");
+      const m = snap.missed;
+      await this.#fetch(c, account, snap, m.paths, m.chunks, m.below);
+    }
+    // A version is current from when it was made until it is replaced (the same instant as
+    // its successor's `made`): at any instant, one version of a path was the current one.
+    const now = Date.now();
+    if (plan.kept.length > 0) {
+      await c.query(
+        `INSERT INTO versions(account, ${STORED_COLUMNS}, replaced)
+         SELECT $1, ${STORED_COLUMNS}, $3 FROM jsonb_to_recordset($2::jsonb) AS ${ENTRY_RECORD}`,
+        [account, JSON.stringify(plan.kept.map((e) => ({ ...e, made: e.made ?? now }))), now],
+      );
+    }
+    if (plan.written.length > 0) {
+      await c.query(
+        `INSERT INTO entries(account, ${STORED_COLUMNS})
+         SELECT $1, ${ENTRY_COLUMNS}, $3 FROM jsonb_to_recordset($2::jsonb) AS ${ENTRY_RECORD}
+         ON CONFLICT (account, path) DO UPDATE SET kind = EXCLUDED.kind,
+           deleted = EXCLUDED.deleted, version = EXCLUDED.version, size = EXCLUDED.size,
+           mtime = EXCLUDED.mtime, exec = EXCLUDED.exec, hash = EXCLUDED.hash,
+           chunks = EXCLUDED.chunks, device = EXCLUDED.device, mode = EXCLUDED.mode,
+           made = EXCLUDED.made`,
+        [account, JSON.stringify(plan.written), now],
+      );
+    }
+    if (plan.seq !== seq) {
+      await c.query("UPDATE accounts SET seq = $2 WHERE id = $1", [account, plan.seq]);
+    }
+    return plan.results;
+  }
+
+  restore(account: string, device: string, items: RestoreItem[]): Promise<CommitResult[]> {
+    return transaction(this.#pool, async (c) => {
+      const seq = await this.#lock(c, account);
+      const want = { paths: items.map((i) => i.path), versions: items.map((i) => i.version) };
+      const rows = (await c.query(
+        `SELECT x.* FROM unnest($2::text[], $3::bigint[]) AS w(path, version)
+         JOIN LATERAL (SELECT ${STORED_COLUMNS} FROM versions v
+             WHERE v.account = $1 AND v.path = w.path AND v.version = w.version
+           UNION ALL SELECT ${STORED_COLUMNS} FROM entries e
+             WHERE e.account = $1 AND e.path = w.path AND e.version = w.version) x ON true`,
+        [account, want.paths, want.versions],
+      )).rows as EntryRow[];
+      const by = new Map(rows.map((r) => [`${r.version}\0${r.path}`, r]));
+      const found = items.map((i) => {
+        const r = by.get(`${i.version}\0${i.path}`);
+        return r
+          ? { ...rowToVersion({ ...r, replaced: null }), chunks: rowToEntry(r).chunks }
+          : null;
+      });
+      // Planned in this transaction, after the reads, under the account's lock.
+      const plan = restoreCommit(items, found);
+      return plan.results(
+        plan.valid.length > 0 ? await this.#commitIn(c, account, device, plan.valid, seq) : [],
+      );
+    });
+  }
+
+  async history(account: string, q: HistoryQuery): Promise<Page<VersionInfo>> {
+    const where = subtree(q.path, 4);
+    const cond = `account = $1 AND ${where.sql} AND version < $2 AND made >= $3`;
+    const rows = await this.#query<EntryRow>(
+      `SELECT ${VERSION_COLUMNS}, NULL::bigint AS replaced FROM entries WHERE ${cond}
+       UNION ALL SELECT ${VERSION_COLUMNS}, replaced FROM versions WHERE ${cond}
+       ORDER BY version DESC LIMIT ${q.limit + 1}`,
+      [account, q.before ?? Number.MAX_SAFE_INTEGER, q.since ?? 0, ...where.params],
+    );
+    return page(rows.map(rowToVersion), q.limit);
+  }
+
+  async deletedPaths(account: string, q: HistoryQuery): Promise<Page<DeletedInfo>> {
+    const where = subtree(q.path, 4, "e.path");
+    const cols = VERSION_COLUMNS.split(", ");
+    const rows = await this.#query<Record<string, unknown>>(
+      `SELECT ${cols.map((c) => `e.${c}`).join(", ")}, NULL::bigint AS replaced,
+         ${cols.map((c) => `k.${c} AS k_${c}`).join(", ")}, k.replaced AS k_replaced
+       FROM entries e JOIN LATERAL (SELECT * FROM versions v WHERE v.account = e.account
+         AND v.path = e.path AND NOT v.deleted ORDER BY v.version DESC LIMIT 1) k ON true
+       WHERE e.account = $1 AND e.deleted AND ${where.sql} AND e.version < $2 AND e.made >= $3
+       ORDER BY e.version DESC LIMIT ${q.limit + 1}`,
+      [account, q.before ?? Number.MAX_SAFE_INTEGER, q.since ?? 0, ...where.params],
+    );
+    return page(
+      rows.map((r) => {
+        const k: Record<string, unknown> = {};
+        for (const [key, v] of Object.entries(r)) if (key.startsWith("k_")) k[key.slice(2)] = v;
+        return {
+          ...rowToVersion(r as unknown as EntryRow),
+          kept: rowToVersion(k as unknown as EntryRow),
+        };
+      }),
+      q.limit,
+    );
+  }
+
+  async listAt(account: string, q: ListAtQuery): Promise<Page<PointInTime>> {
+    const where = subtree(q.path, 4);
+    const after = q.after === undefined ? "" : ` AND path > $${4 + where.params.length}`;
+    const cond = `account = $1 AND ${where.sql}${after} AND made <= $2`;
+    const rows = await this.#query<
+      EntryRow & {
+        c_kind: string;
+        c_deleted: boolean;
+        c_version: number;
+        c_size: number;
+        c_mtime: number;
+        c_exec: boolean;
+        c_mode: number | null;
+        c_hash: string;
+      }
+    >(
+      `SELECT x.*, e.kind AS c_kind, e.deleted AS c_deleted, e.version AS c_version,
+         e.size AS c_size, e.mtime AS c_mtime, e.exec AS c_exec, e.mode AS c_mode,
+         e.hash AS c_hash
+       FROM (SELECT ${STORED_COLUMNS}, NULL::bigint AS replaced FROM entries WHERE ${cond}
+         UNION ALL SELECT ${STORED_COLUMNS}, replaced FROM versions WHERE ${cond} AND replaced > $2
+         ORDER BY path, version DESC LIMIT $3) x
+       JOIN entries e ON e.account = $1 AND e.path = x.path
+       ORDER BY x.path, x.version DESC`,
+      [account, q.at, q.limit + 1, ...where.params, ...(q.after === undefined ? [] : [q.after])],
+    );
+    return pointPage(
+      rows.map((r) => ({
+        ...rowToVersion(r),
+        chunks: rowToEntry(r).chunks,
+        current: {
+          kind: r.c_kind === "dir" ? "dir" : "file",
+          deleted: r.c_deleted,
+          version: r.c_version,
+          size: r.c_size,
+          mtime: r.c_mtime,
+          exec: r.c_exec,
+          ...(r.c_mode !== null && r.c_mode !== undefined ? { mode: r.c_mode } : {}),
+          hash: r.c_hash,
+        },
+      })),
+      q.limit,
+    );
+  }
+
+  async oldestKept(account: string, path: string): Promise<number | null> {
+    const where = subtree(path, 2);
+    const cond = `account = $1 AND ${where.sql} AND NOT deleted`;
+    const [r] = await this.#query<{ m: number | null }>(
+      `SELECT MIN(m) AS m FROM (SELECT MIN(made) AS m FROM entries WHERE ${cond}
+       UNION ALL SELECT MIN(made) FROM versions WHERE ${cond}) x`,
+      [account, ...where.params],
+    );
+    return r?.m ?? null;
+  }
+
+  async *oldVersions(account: string, cutoff: number): AsyncIterable<OldVersion> {
+    let last: VersionRef | null = null;
+    for (;;) {
+      const rows: OldVersion[] = last === null
+        ? await this.#query<OldVersion>(
+          `SELECT path, version, made, replaced FROM versions WHERE account = $1 AND replaced < $2
+           ORDER BY path, version LIMIT ${PAGE}`,
+          [account, cutoff],
+        )
+        : await this.#query<OldVersion>(
+          `SELECT path, version, made, replaced FROM versions WHERE account = $1 AND replaced < $2
+           AND (path, version) > ($3, $4) ORDER BY path, version LIMIT ${PAGE}`,
+          [account, cutoff, last.path, last.version],
+        );
+      for (const r of rows) yield r;
+      if (rows.length < PAGE) return;
+      const l = rows[rows.length - 1]!;
+      last = { path: l.path, version: l.version };
+    }
+  }
+
+  async forgetVersions(account: string, refs: readonly VersionRef[]): Promise<number> {
+    if (refs.length === 0) return 0;
+    const r = await this.#pool.query(
+      `DELETE FROM versions v USING unnest($2::text[], $3::bigint[]) AS w(path, version)
+       WHERE v.account = $1 AND v.path = w.path AND v.version = w.version`,
+      [account, refs.map((x) => x.path), refs.map((x) => x.version)],
+    );
+    return r.rowCount ?? 0;
   }
 
   async pruneVersions(cutoff: number): Promise<number> {

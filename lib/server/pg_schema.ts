@@ -68,6 +68,24 @@ ALTER TABLE versions ADD COLUMN mode integer;
 CREATE TABLE invites(hash text PRIMARY KEY, created bigint NOT NULL, used bigint);
 `,
   },
+  {
+    version: 4,
+    name: "when each version was made (entries.made, versions.made), history by version",
+    // Rows of older servers are dated as well as can be: a version was made when the one before
+    // it was replaced (else at its modification time).
+    sql: `
+ALTER TABLE entries ADD COLUMN made bigint;
+ALTER TABLE versions ADD COLUMN made bigint;
+UPDATE versions SET made = LEAST(replaced, COALESCE((SELECT MAX(p.replaced) FROM versions p
+  WHERE p.account = versions.account AND p.path = versions.path
+  AND p.version < versions.version), mtime));
+UPDATE entries SET made = COALESCE((SELECT MAX(v.replaced) FROM versions v
+  WHERE v.account = entries.account AND v.path = entries.path), mtime);
+ALTER TABLE entries ALTER COLUMN made SET NOT NULL;
+ALTER TABLE versions ALTER COLUMN made SET NOT NULL;
+CREATE INDEX versions_by_version ON versions(account, version);
+`,
+  },
 ];
 
 /** Any constant: the advisory lock that serializes migrations across instances. */

@@ -1,7 +1,11 @@
 /**
  * Retention and garbage collection. Overwritten and deleted versions are kept for a period
- * (default 30 days), then forgotten; chunks that nothing references any more are then removed,
- * on every backend by the same two steps, in this order:
+ * (`--keep-days`, default 30), then thinned by the policy of `lib/core/retention_policy.ts`
+ * (`--keep-daily`, `--keep-weekly`, `--keep-monthly`, as restic's `forget`; without them every
+ * older version goes). The policy is applied path by path to the account's old versions as they
+ * stream from the store (`oldVersions`, in path order, paged): never an account's whole history
+ * in memory. Chunks that nothing references any more are then removed, on every backend by the
+ * same two steps, in this order:
  *
  * 1. **Forget** (`ChunkIndex.forgetUnreferenced`): in one transaction that excludes the
  *    account's commits (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the account row's lock that
@@ -22,7 +26,16 @@
  * @module
  */
 
-import type { BlobStore, MetaStore } from "./stores.ts";
+import type { BlobStore, MetaStore, VersionRef } from "./stores.ts";
+import {
+  cutoffOnly,
+  DEFAULT_POLICY,
+  keepCutoff,
+  type RetentionPolicy,
+  type VersionAge,
+  versionsToForget,
+} from "../core/retention_policy.ts";
+import { LOCAL_ZONE, type Zone } from "../core/time_spec.ts";
 
 /** Default retention of kept versions, in days. */
 export const DEFAULT_KEEP_DAYS = 30;
@@ -36,22 +49,73 @@ export interface CollectReport {
   chunks: number;
 }
 
+/** Kept versions forgotten per call of `forgetVersions`. */
+const FORGET_BATCH = 1000;
+
 /**
- * Forgets versions older than `keepDays` and deletes unreferenced chunks older than `graceMs`
- * (see the module's doc for the order of operations). `signal`: stops before the next account
- * (the server is stopping); what was done is reported.
+ * Forgets the versions of `account` the policy no longer keeps, path by path as they stream in;
+ * returns how many.
+ */
+export async function thinVersions(
+  meta: MetaStore,
+  account: string,
+  policy: RetentionPolicy,
+  now: number,
+  zone: Zone = LOCAL_ZONE,
+): Promise<number> {
+  let forgotten = 0;
+  let batch: VersionRef[] = [];
+  let path: string | null = null;
+  let group: VersionAge[] = [];
+  const flush = async (force: boolean) => {
+    if (batch.length >= FORGET_BATCH || (force && batch.length > 0)) {
+      forgotten += await meta.forgetVersions(account, batch);
+      batch = [];
+    }
+  };
+  const decide = async () => {
+    if (path === null) return;
+    for (const version of versionsToForget(group, policy, now, zone)) batch.push({ path, version });
+    group = [];
+    await flush(false);
+  };
+  for await (const v of meta.oldVersions(account, keepCutoff(policy, now))) {
+    if (v.path !== path) {
+      await decide();
+      path = v.path;
+    }
+    group.push(v);
+  }
+  await decide();
+  await flush(true);
+  return forgotten;
+}
+
+/**
+ * Forgets the versions `policy` no longer keeps (a number: `--keep-days` alone) and deletes
+ * unreferenced chunks older than `graceMs` (see the module's doc for the order of operations).
+ * `signal`: stops before the next account (the server is stopping); what was done is reported.
  */
 export async function collect(
   meta: MetaStore,
   blobs: BlobStore,
-  keepDays: number,
+  policy: RetentionPolicy | number = DEFAULT_POLICY,
   now = Date.now(),
   graceMs = CHUNK_GRACE_MS,
   signal?: AbortSignal,
 ): Promise<CollectReport> {
-  const versions = await meta.pruneVersions(now - keepDays * DAY);
+  const p = typeof policy === "number" ? { ...DEFAULT_POLICY, keepDays: policy } : policy;
+  const accounts = await meta.accountIds();
+  let versions = 0;
+  if (cutoffOnly(p)) versions = await meta.pruneVersions(keepCutoff(p, now));
+  else {
+    for (const account of accounts) {
+      if (signal?.aborted) break;
+      versions += await thinVersions(meta, account, p, now);
+    }
+  }
   let chunks = 0;
-  for (const account of await meta.accountIds()) {
+  for (const account of accounts) {
     if (signal?.aborted) break;
     chunks += await collectChunks(meta, blobs, account, now - graceMs);
   }

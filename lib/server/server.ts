@@ -36,6 +36,7 @@ import { ChunkVerifier } from "./chunk_check.ts";
 import { escapeForLog } from "../util/log_text.ts";
 import { CHUNK_GRACE_MS, collect, collectChunks, DEFAULT_KEEP_DAYS } from "./retention.ts";
 import { type FrontConn, TlsFront } from "../transport/tls_front.ts";
+import type { RetentionPolicy } from "../core/retention_policy.ts";
 import {
   loadCertificateFiles,
   newCertificate,
@@ -51,6 +52,8 @@ export interface ServerOptions {
   dataDir: string;
   /** Days to keep overwritten and deleted versions (default 30). */
   keepDays?: number;
+  /** Thinning after `keepDays` (`--keep-daily`, `--keep-weekly`, `--keep-monthly`; default none). */
+  keep?: { daily?: number; weekly?: number; monthly?: number };
   /** `--cert`/`--key`: an operator's certificate (chain) and key; default: self-signed in DATA/tls/. */
   certFile?: string;
   keyFile?: string;
@@ -389,13 +392,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
     }
   }, limits.tickMs);
-  const keepDays = opts.keepDays ?? DEFAULT_KEEP_DAYS;
+  const policy: RetentionPolicy = {
+    keepDays: opts.keepDays ?? DEFAULT_KEEP_DAYS,
+    daily: opts.keep?.daily ?? 0,
+    weekly: opts.keep?.weekly ?? 0,
+    monthly: opts.keep?.monthly ?? 0,
+  };
   const stopCollecting = new AbortController();
   let collectRunning = false;
   const runCollect = (): Promise<void> => {
     if (collectRunning) return collecting; // the previous one is still at work (a big store)
     collectRunning = true;
-    return collect(meta, blobs, keepDays, Date.now(), CHUNK_GRACE_MS, stopCollecting.signal).then(
+    return collect(meta, blobs, policy, Date.now(), CHUNK_GRACE_MS, stopCollecting.signal).then(
       (r) => {
         quota?.forget();
         if (r.versions + r.chunks > 0) {

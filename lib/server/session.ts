@@ -1,6 +1,7 @@
 /**
  * One client connection on the server: the handshake, registration, enrollment and
- * authentication, then the account-scoped requests (changes, have, put, get, commit, watch).
+ * authentication, then the account-scoped requests (changes, have, put, get, commit, watch;
+ * history, listAt and restore in `history_requests.ts`).
  * Every request is checked against the authenticated account; nothing here can reach another
  * account's data.
  *
@@ -40,6 +41,7 @@ import { encodeFrame, FrameType } from "../protocol/frame.ts";
 import type { Incoming } from "./incoming.ts";
 import { type ChunkClaim, ChunkVerifier } from "./chunk_check.ts";
 import { escapeForLog } from "../util/log_text.ts";
+import { historyRequest, listAtRequest, restoreRequest } from "./history_requests.ts";
 import { newSerial, normalizeSerial, randomToken } from "../util/crockford.ts";
 import { checkWirePath } from "../core/paths.ts";
 import {
@@ -387,6 +389,12 @@ export class Session {
         return this.#commit(h);
       case "watch":
         return this.#watch();
+      case "history":
+        return historyRequest(this.#ctx.meta, this.#requireAccount(), h).then(reply);
+      case "listAt":
+        return listAtRequest(this.#ctx.meta, this.#requireAccount(), h).then(reply);
+      case "restore":
+        return this.#restore(h);
       default:
         throw new ProtocolError(
           "unsupported",
@@ -925,6 +933,22 @@ export class Session {
       return r;
     });
     if (done.some((r) => r.ok)) {
+      this.#ctx.hub.notify(account, await this.#ctx.meta.seq(account), this.#peer);
+    }
+    return reply({ results });
+  }
+
+  /** `restore` (history_requests.ts); the account's other devices hear of it like a commit. */
+  async #restore(h: Record<string, unknown>): Promise<Message> {
+    const account = this.#requireAccount();
+    const results = await restoreRequest(
+      this.#ctx.meta,
+      account,
+      this.#device!.name,
+      h,
+      this.#ctx.quota,
+    );
+    if (results.some((r) => r.ok)) {
       this.#ctx.hub.notify(account, await this.#ctx.meta.seq(account), this.#peer);
     }
     return reply({ results });

@@ -22,9 +22,58 @@
  */
 
 import type { CommitItem, CommitResult } from "../core/commit_plan.ts";
+import type { PointInTime, RestoreItem, VersionInfo } from "../core/restore_plan.ts";
 import type { RemoteEntry } from "../core/types.ts";
 
-export type { CommitItem, CommitResult };
+export type { CommitItem, CommitResult, PointInTime, RestoreItem, VersionInfo };
+
+/** A page of a paged query: its rows, and whether more follow. */
+export interface Page<T> {
+  rows: T[];
+  more: boolean;
+}
+
+/**
+ * History of a path and everything below it ("" the whole account), newest first: the current
+ * entries and the kept versions, paged by version.
+ */
+export interface HistoryQuery {
+  path: string;
+  /** Only versions older than this one (the previous page's last). */
+  before?: number;
+  /** Only versions made at or after this instant (ms). */
+  since?: number;
+  /** At most this many rows. */
+  limit: number;
+}
+
+/** A deleted path whose last live version is still kept (`history --deleted`). */
+export interface DeletedInfo extends VersionInfo {
+  /** The last live version, what a restore brings back. */
+  kept: VersionInfo;
+}
+
+/** The state of a path and everything below it at one instant, paged by path. */
+export interface ListAtQuery {
+  path: string;
+  /** The instant (ms). */
+  at: number;
+  /** Only paths after this one (the previous page's last). */
+  after?: string;
+  limit: number;
+}
+
+/** A kept version, by path and version. */
+export interface VersionRef {
+  path: string;
+  version: number;
+}
+
+/** What retention needs to know of a kept version. */
+export interface OldVersion extends VersionRef {
+  made: number;
+  replaced: number;
+}
 
 /** A device record. */
 export interface DeviceRecord {
@@ -44,6 +93,11 @@ export interface AccountSummary {
   files: number;
   bytes: number;
   seq: number;
+  /** Kept (replaced or deleted) file versions, and their size. */
+  versions: number;
+  keptBytes: number;
+  /** What the account stores, as stored (compressed, each chunk once, old versions included). */
+  storedBytes: number;
 }
 
 /** One line of `cloud-server devices ACCOUNT`. */
@@ -127,6 +181,35 @@ export interface JournalStore {
   commit(account: string, device: string, items: CommitItem[]): Promise<CommitResult[]>;
   /** Forgets kept versions replaced before `cutoff` (ms); returns how many. */
   pruneVersions(cutoff: number): Promise<number>;
+  /**
+   * History (see {@link HistoryQuery}): current entries and kept versions of the path and below,
+   * newest first; each version once.
+   */
+  history(account: string, q: HistoryQuery): Promise<Page<VersionInfo>>;
+  /**
+   * Deleted paths at or below `q.path` whose last live version is still kept, most recently
+   * deleted first (paged by the deletion's version).
+   */
+  deletedPaths(account: string, q: HistoryQuery): Promise<Page<DeletedInfo>>;
+  /**
+   * The state at `q.at` of the path and everything below it, in path order: per path the version
+   * that was current then (a deletion too), with its chunks and the path's current state. Paths
+   * that did not exist then, or whose version of then is no longer kept, are absent.
+   */
+  listAt(account: string, q: ListAtQuery): Promise<Page<PointInTime>>;
+  /** When the oldest kept live version of the path or below was made (ms); null: none. */
+  oldestKept(account: string, path: string): Promise<number | null>;
+  /**
+   * Makes kept versions current again, in order and in one transaction, as a commit of their
+   * content (no chunk is sent: they are stored), each checked against the current version by
+   * `planCommit` (`baseVersion`). A version no longer kept is refused as `missing`, a deletion
+   * as `invalid`.
+   */
+  restore(account: string, device: string, items: RestoreItem[]): Promise<CommitResult[]>;
+  /** Kept versions of `account` replaced before `cutoff`, in path then version order (paged). */
+  oldVersions(account: string, cutoff: number): AsyncIterable<OldVersion>;
+  /** Forgets these kept versions (retention); returns how many were there. */
+  forgetVersions(account: string, refs: readonly VersionRef[]): Promise<number>;
   /**
    * Bytes of metadata `account` makes the server keep: its journal entries and kept versions,
    * each counted as `rowBytes` in session.ts does (path, chunk list, a fixed 200). Counted by

@@ -47,3 +47,14 @@ export const PERMANENT_EXIT_CODES: readonly ExitCode[] = [
   EXIT.certificate,
   EXIT.folder,
 ];
+
+/**
+ * The error codes of the server's replies that refuse this device or account for good (exit
+ * code {@link EXIT.refused}): anything else it says may pass.
+ */
+export const REFUSAL_CODES: readonly string[] = [
+  "bad-serial",
+  "bad-credentials",
+  "revoked",
+  "unsupported-protocol",
+];

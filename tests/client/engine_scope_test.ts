@@ -7,7 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { addUnscanned } from "../../lib/client/engine.ts";
+import { addUnscanned, passScopes } from "../../lib/client/engine.ts";
+import { MemFs } from "../../lib/client/fs/mem_fs.ts";
 import type { BaseEntry, LocalEntry } from "../../lib/core/types.ts";
 
 const dir = (path: string): BaseEntry => ({
@@ -73,4 +74,23 @@ Deno.test("addUnscanned completes a scoped scan from the base", async (t) => {
       assert.deepEqual([...scanned.keys()].sort(), r.want);
     });
   }
+});
+
+Deno.test("passScopes: rechecks are wire paths, looked at under their local names", async () => {
+  // On a case-insensitive disk, wire `c.txt` lives as `c (case conflict).txt` (its alias) beside
+  // `C.txt`. A recheck of `c.txt` scanned literally would look at `C.txt`, another item, and
+  // never at the one that needs a look; a watcher report is a local path, spelled as on disk.
+  const fs = new MemFs({ caseInsensitive: true, windowsNames: true });
+  fs.writeText("C.txt", "upper");
+  fs.writeText("c (case conflict).txt", "lower");
+  fs.writeText("Docs/a.txt", "a");
+  const aliases = new Map([["c.txt", "c (case conflict).txt"]]);
+  assert.deepEqual(await passScopes(fs, ["docs/A.TXT"], ["c.txt"], aliases), [
+    "Docs/a.txt",
+    "c (case conflict).txt",
+  ]);
+  assert.deepEqual(await passScopes(fs, ["C.TXT", "docs"], ["Docs/a.txt"], new Map()), [
+    "C.txt",
+    "Docs",
+  ]);
 });

@@ -8,8 +8,9 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { scan, statToEntry } from "../../lib/client/scanner.ts";
+import { diskSpelling, scan, scanTrees, statToEntry } from "../../lib/client/scanner.ts";
 import { DenoFs, toItemStat } from "../../lib/client/fs/deno_fs.ts";
+import { MemFs } from "../../lib/client/fs/mem_fs.ts";
 import type { BaseEntry } from "../../lib/core/types.ts";
 
 Deno.test("scan rehashes only what changed since the base", async (t) => {
@@ -91,4 +92,31 @@ Deno.test("scan recognizes a moved file by its inode and does not read it", asyn
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test("where case does not count, a scoped scan reports items under their names on disk", async (t) => {
+  const fs = new MemFs({ caseInsensitive: true, windowsNames: true });
+  fs.writeText("C.txt/x", "1");
+  fs.writeText("D.TXT", "2");
+  fs.advance(60_000); // settled
+  await t.step("diskSpelling takes each existing segment's name from its folder", async () => {
+    assert.deepEqual(await diskSpelling(fs, ["c.TXT/X/z", "", "d.txt", "none/Y"]), [
+      "C.txt/x/z",
+      "",
+      "D.TXT",
+      "none/Y",
+    ]);
+  });
+  await t.step("asked in another letter case, an item is scanned once, as spelled", async () => {
+    // A watcher report or a recheck may spell a path otherwise than the disk: scanned under
+    // that spelling, `C.txt` and everything in it would appear twice (once as a phantom).
+    const scanned = await scanTrees(fs, new Map(), ["c.TXT", "d.txt", "none/Y"]);
+    assert.deepEqual([...scanned.keys()].sort(), ["C.txt", "C.txt/x", "D.TXT"]);
+  });
+  await t.step("where case counts, paths are taken as they are", async () => {
+    const linux = new MemFs();
+    linux.writeText("C.txt", "1");
+    assert.deepEqual(await diskSpelling(linux, ["c.TXT"]), ["c.TXT"]);
+    assert.deepEqual([...(await scanTrees(linux, new Map(), ["c.TXT"])).keys()], []);
+  });
 });

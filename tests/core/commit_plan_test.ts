@@ -132,10 +132,10 @@ Deno.test("planCommit", async (t) => {
         seq: 3,
       },
     ],
-    ["over a tombstone nothing is kept", [entry("f", "file", 2, true)], 2, [put("f", 0)], {
+    ["over a tombstone the deletion is kept", [entry("f", "file", 2, true)], 2, [put("f", 0)], {
       results: ["ok 3"],
       written: ["f file v3"],
-      kept: [],
+      kept: ["f v2"],
       seq: 3,
     }],
     [
@@ -185,7 +185,7 @@ Deno.test("planCommit", async (t) => {
       {
         results: ["conflict 2"],
         written: ["a dir v3"],
-        kept: [],
+        kept: ["a v1"], // the revived folder's deletion
         seq: 3,
       },
     ],

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { massDeleteCheck, withVanishedKept } from "../../lib/core/guards.ts";
+import { massDeleteCheck, splitConfirmed, withVanishedKept } from "../../lib/core/guards.ts";
 import type { BaseEntry, LocalEntry } from "../../lib/core/types.ts";
 
 function base(n: number): Map<string, BaseEntry> {
@@ -95,4 +95,35 @@ Deno.test("mass-delete guard: a renamed folder is a move, not a mass deletion", 
     assert.equal(r.moved, 0);
     assert.equal(r.tripped, true);
   });
+});
+
+Deno.test("mass-delete guard: a one-time confirmation lets exactly its files through", async (t) => {
+  const b = base(300);
+  const local = localWithout(b, 200); // f0..f199 vanished
+  const check = massDeleteCheck(b, local);
+  assert.equal(check.tripped, true);
+  const at = (paths: string[]) => new Map(paths.map((p) => [p, b.get(p)!.version]));
+  const names = (from: number, to: number) =>
+    Array.from({ length: to - from }, (_, i) => `f${from + i}`);
+  const rows: [string, Map<string, number>, number, number][] = [
+    ["nothing confirmed: everything held", new Map(), 0, 200],
+    ["all confirmed: all go, nothing held", at(names(0, 200)), 200, 0],
+    ["half confirmed: the rest (100, not over 100) no longer trips it", at(names(0, 100)), 100, 0],
+    ["a few confirmed: the rest still trips it", at(names(0, 20)), 20, 180],
+    [
+      "confirmed at another version: not these files",
+      new Map(names(0, 200).map((p) => [p, 999])),
+      0,
+      200,
+    ],
+    ["confirmed files that did not vanish: nothing more goes", at(names(200, 300)), 0, 200],
+  ];
+  for (const [name, confirmed, release, hold] of rows) {
+    await t.step(name, () => {
+      const r = splitConfirmed(check, b, confirmed);
+      assert.equal(r.release.length, release);
+      assert.equal(r.hold.length, hold);
+      for (const p of r.release) assert.ok(confirmed.has(p) && !local.has(p));
+    });
+  }
 });

@@ -735,6 +735,51 @@ Deno.test("helpers", async (t) => {
     assert.equal(plan.local.get("a/y")?.path, "a/y");
   });
 
+  await t.step("localNameTaken: what a new path's local name would collide with here", () => {
+    const dir = (path: string): LocalEntry => ({
+      path,
+      kind: "dir",
+      size: 0,
+      mtime: 0,
+      exec: false,
+    });
+    const remote = new Map<string, Pick<RemoteEntry, "kind" | "hash">>([
+      ["Report.txt", { kind: "file", hash: "h1" }],
+      ["report.txt", { kind: "file", hash: "h2" }],
+      ["D", { kind: "dir", hash: "" }],
+      ["d", { kind: "dir", hash: "" }],
+    ]);
+    const plan = planLocalNames({
+      remote,
+      base: new Map(),
+      local: new Map([["Mine", dir("Mine")]]),
+      aliases: new Map(),
+      platform: WINDOWS,
+      blocked: new Map([["link.txt", "symlink"]]),
+    });
+    assert.equal(plan.toLocal("report.txt"), "report (case conflict).txt");
+    for (
+      const [wire, taken] of [
+        ["report (case conflict).txt", true], // the alias image of another wire path
+        ["REPORT (CASE CONFLICT).TXT", true], // ... in any letter case
+        ["MINE", true], // an item on disk
+        ["LINK.txt", true], // an item that does not sync
+        ["d/x (conflict).txt", false], // under an aliased folder: its image is free
+        ["other.txt", false],
+      ] as const
+    ) assert.equal(plan.localNameTaken(wire), taken, wire);
+    // Where case counts, only exact local names are held.
+    const linux = planLocalNames({
+      remote,
+      base: new Map(),
+      local: new Map([["Mine", dir("Mine")]]),
+      aliases: new Map(),
+      platform: LINUX,
+    });
+    assert.equal(linux.localNameTaken("Mine"), true);
+    assert.equal(linux.localNameTaken("MINE"), false);
+  });
+
   await t.step("linear enough: 20 000 colliding paths plan quickly", () => {
     const remote = new Map<string, Pick<RemoteEntry, "kind" | "hash">>();
     for (let i = 0; i < 5000; i++) {

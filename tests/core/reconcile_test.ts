@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { type Action, orderActions, reconcile } from "../../lib/core/reconcile.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../../lib/core/types.ts";
+import { foldName } from "../../lib/core/local_names.ts";
 
 const DEVICE = "laptop";
 const OTHER = "desktop";
@@ -172,6 +173,9 @@ interface Row {
   check?: (actions: Action[]) => void;
   /** Set (with a `// BUG:` comment) for a row that documents a bug in lib/. */
   ignore?: boolean;
+  /** The device's name rules (see `ReconcileInput`). */
+  nameKey?: (path: string) => string;
+  localNameTaken?: (path: string) => boolean;
 }
 
 function run(row: Row): Action[] {
@@ -182,6 +186,8 @@ function run(row: Row): Action[] {
     remote: byPath(row.remote),
     device: DEVICE,
     now: NOW,
+    ...(row.nameKey ? { nameKey: row.nameKey } : {}),
+    ...(row.localNameTaken ? { localNameTaken: row.localNameTaken } : {}),
   });
 }
 
@@ -660,6 +666,37 @@ Deno.test("reconcile: conflict names", async (t) => {
         download(rFile(taken1, 4, "h3"), null),
         download(rFile(F, 5, "h2"), null),
       ],
+    },
+    {
+      name: "where case does not count, a name that differs only in case is taken",
+      base: [bFile("D.TXT", 1), bFile(aside("d.txt", DEVICE), 2)],
+      local: [lFile("D.TXT", "h1"), lSame(aside("d.txt", DEVICE))],
+      remote: [rFile("D.TXT", 5, "h2"), rFile(aside("d.txt", DEVICE), 2)],
+      nameKey: foldName,
+      expected: [
+        moveAside(lFile("D.TXT", "h1"), aside("D.TXT", DEVICE, 2)),
+        download(rFile("D.TXT", 5, "h2"), null),
+      ],
+    },
+    {
+      name: "where case does not count, two copies made at once differ in more than case",
+      base: [bFile("D.TXT", 1), bFile("d.txt", 2)],
+      local: [lFile("D.TXT", "h1"), lFile("d.txt", "h3")],
+      remote: [rFile("D.TXT", 5, "h2"), rFile("d.txt", 6, "h4")],
+      nameKey: foldName,
+      expected: [
+        moveAside(lFile("D.TXT", "h1"), aside("D.TXT", DEVICE)),
+        moveAside(lFile("d.txt", "h3"), aside("d.txt", DEVICE, 2)),
+        download(rFile("D.TXT", 5, "h2"), null),
+        download(rFile("d.txt", 6, "h4"), null),
+      ],
+    },
+    {
+      name: "a name held on disk by another item (an alias, a symlink) is taken",
+      local: [lFile(F, "h1")],
+      remote: [rFile(F, 5, "h2")],
+      localNameTaken: (p) => p === aside(F, DEVICE),
+      expected: [moveAside(lFile(F, "h1"), aside(F, DEVICE, 2)), download(rFile(F, 5, "h2"), null)],
     },
   ]);
 });

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import {
   admin,
+  clientCommand,
   exists,
   Proc,
   put,
@@ -37,7 +38,13 @@ Deno.test("accounts lists the account and reset-serial replaces the serial", opt
     const list = new Proc("accounts", ["server.ts", "accounts", "--data", data]);
     assert.equal((await list.exited()).code, 0);
     assert.match(list.output(), /^ACCOUNT\s+DEVICES\s+LAST SEEN\s+FILES\s+BYTES/m);
-    const account = list.output().match(/^([0-9a-f]{10})\s+1\s+\S+ \S+\s+1\s+5 B$/m);
+    assert.match(
+      list.output(),
+      /^ACCOUNT\s+DEVICES\s+LAST SEEN\s+FILES\s+BYTES\s+VERSIONS\s+KEPT\s+STORED$/m,
+    );
+    const account = list.output().match(
+      /^([0-9a-f]{10})\s+1\s+\S+ \S+\s+1\s+5 B\s+0\s+0 B\s+5 B$/m,
+    );
     assert.ok(account, list.output());
 
     const reset = new Proc("reset", ["server.ts", "reset-serial", account[1]!, "--data", data]);
@@ -143,6 +150,9 @@ Deno.test("delete-account removes an account and all its data, only with --yes",
       ca.output(),
       /^Cannot sign in: (the server does not know this device|this device was revoked)/m,
     );
+    // A one-off command on that folder is refused for good too (not worth a retry).
+    const history = await clientCommand(["history", a]);
+    assert.equal(history.code, EXIT.refused, history.stderr);
     assert.ok(rows(meta, "entries", other) > 0);
     await put(b, "b2.txt", "still syncing\n");
     await cb.waitForLine(/^Synced: 1 sent/);

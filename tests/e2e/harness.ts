@@ -446,11 +446,15 @@ export function createNonUtf8File(dir: string): void {
   if (r.code !== 0) throw new Error(new TextDecoder().decode(r.stderr));
 }
 
-/** What `cloud-client status FOLDER ARGS...` printed, and its exit code. */
-export interface StatusRun {
+/** What a one-off command printed, and its exit code. */
+export interface CommandRun {
   code: number;
   stdout: string;
   stderr: string;
+}
+
+/** What `cloud-client status FOLDER ARGS...` printed, and its exit code. */
+export interface StatusRun extends CommandRun {
   /** stdout as JSON, when `--json` was given. */
   json: Record<string, unknown> | null;
 }
@@ -462,42 +466,53 @@ export function taskFlags(task: "client" | "server"): string[] {
 }
 
 /**
- * Runs `cloud-client status FOLDER ...args` to its end (killed after `timeoutMs`), with the
- * permissions of `deno task client` (what an installed command has), optionally as `as`.
+ * Runs a one-off `cloud-client` command (`status`, `history`, `restore`, ...) to its end, with a
+ * deadline, with the permissions of `deno task client` (what an installed command has).
+ * `env` adds environment variables (e.g. `TZ`); `as` runs it as that unprivileged user.
  */
-export async function clientStatus(
-  folder: string,
-  args: string[] = ["--json"],
-  timeoutMs = 60_000,
-  as?: Unprivileged,
-): Promise<StatusRun> {
-  const argv = [Deno.execPath(), "run", ...taskFlags("client"), "client.ts", "status", folder];
-  const [cmd, ...rest] = as ? as.wrap(argv) : argv;
+export async function clientCommand(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number; as?: Unprivileged } = {},
+): Promise<CommandRun> {
+  const argv = [Deno.execPath(), "run", ...taskFlags("client"), "client.ts"];
+  const [cmd, ...rest] = opts.as ? opts.as.wrap(argv) : argv;
   const child = new Deno.Command(cmd!, {
     args: [...rest, ...args],
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...opts.env },
   }).spawn();
   const timer = setTimeout(() => {
     try {
       child.kill("SIGKILL");
     } catch { /* exited */ }
-  }, timeoutMs);
+  }, opts.timeoutMs ?? 60_000);
   try {
-    const out = await child.output();
+    const r = await child.output();
     const dec = new TextDecoder();
-    const stdout = dec.decode(out.stdout);
-    let json: Record<string, unknown> | null = null;
-    if (args.includes("--json")) {
-      try {
-        json = JSON.parse(stdout);
-      } catch { /* not JSON: the caller's assertion says so */ }
-    }
-    return { code: out.code, stdout, stderr: dec.decode(out.stderr), json };
+    const out = { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
+    if (Deno.env.get("E2E_VERBOSE")) console.error(`[cloud-client ${args.join(" ")}]`, out);
+    return out;
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Runs `cloud-client status FOLDER ...args` (see {@link clientCommand}). */
+export async function clientStatus(
+  folder: string,
+  args: string[] = ["--json"],
+  timeoutMs = 60_000,
+  as?: Unprivileged,
+): Promise<StatusRun> {
+  const r = await clientCommand(["status", folder, ...args], { timeoutMs, ...(as ? { as } : {}) });
+  let json: Record<string, unknown> | null = null;
+  if (args.includes("--json")) {
+    try {
+      json = JSON.parse(r.stdout);
+    } catch { /* not JSON: the caller's assertion says so */ }
+  }
+  return { ...r, json };
 }

@@ -396,7 +396,9 @@ Deno.test("frames survive a real loopback TCP connection", async () => {
 });
 
 Deno.test("big headers travel zstd-compressed and come back identical", async () => {
-  const { FrameReader, encodeFrame, HEADER_ZSTD } = await import("../../lib/protocol/frame.ts");
+  const { FrameReader, encodeFrame, HEADER_ZSTD } = await import(
+    "../../lib/protocol/frame.ts"
+  );
   const header = {
     t: "commit",
     chunks: Array.from(
@@ -421,6 +423,32 @@ Deno.test("big headers travel zstd-compressed and come back identical", async ()
   assert.deepEqual(f?.header, header);
   assert.deepEqual([...f!.body], [1, 2, 3]);
   assert.equal(f?.type, 1);
+});
+
+Deno.test("a header too repetitive for every receiver's ratio travels plain and is read back", async () => {
+  const { FrameReader, encodeFrame, HEADER_ZSTD, HEADER_RATIO } = await import(
+    "../../lib/protocol/frame.ts"
+  );
+  // The chunk list of a 32 GiB file of zeros: 2 MiB of the same reference, which zstd shrinks
+  // more than a thousandfold (a receiver with the default limits refused it: the connection
+  // closed, pass after pass).
+  const same = { hash: "0".repeat(64), size: 16384 };
+  const header = { t: "changes", chunks: Array.from({ length: 25_000 }, () => same) };
+  const json = JSON.stringify(header);
+  assert.ok(json.length > zlib.zstdCompressSync(json).length * HEADER_RATIO);
+  const bytes = encodeFrame({ type: 2, id: 9, header, body: new Uint8Array(0) });
+  assert.equal(bytes[4]! & HEADER_ZSTD, 0);
+  let at = 0;
+  const reader = new FrameReader({
+    read(p: Uint8Array) {
+      if (at >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(p.length, bytes.length - at);
+      p.set(bytes.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(n);
+    },
+  });
+  assert.deepEqual((await reader.next())?.header, header);
 });
 
 Deno.test("FrameReader says when only the last bytes of a frame are missing", async (t) => {

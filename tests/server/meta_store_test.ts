@@ -165,3 +165,100 @@ Deno.test("SqliteMetaStore adds the mode column to a database made by an older s
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("SqliteMetaStore dates the versions of a database made by an older server", {
+  sanitizeResources: true,
+}, async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // Before `made`: f.txt written at mtime 100, replaced at 5000 and at 9000; a deletion now.
+    const old = new DatabaseSync(join(dir, "meta.db"));
+    const cols = `account TEXT NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL,
+        deleted INTEGER NOT NULL, version INTEGER NOT NULL, size INTEGER NOT NULL,
+        mtime INTEGER NOT NULL, exec INTEGER NOT NULL, hash TEXT NOT NULL, chunks TEXT NOT NULL,
+        device TEXT NOT NULL, mode INTEGER`;
+    old.exec(`
+      CREATE TABLE accounts(id TEXT PRIMARY KEY, serial_hash TEXT NOT NULL UNIQUE,
+        seq INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);
+      CREATE TABLE entries(${cols}, PRIMARY KEY(account, path)) WITHOUT ROWID;
+      CREATE TABLE versions(${cols}, replaced INTEGER NOT NULL);
+      INSERT INTO accounts VALUES ('acct', 'serial', 3, 1);
+      INSERT INTO entries VALUES ('acct', 'f.txt', 'file', 1, 3, 0, 0, 0, '', '[]', 'A', NULL);
+      INSERT INTO versions VALUES ('acct', 'f.txt', 'file', 0, 1, 5, 100, 0, '${H1}',
+        '[{"hash":"${H1}","size":5}]', 'A', NULL, 5000);
+      INSERT INTO versions VALUES ('acct', 'f.txt', 'file', 0, 2, 5, 4000, 0, '${H2}',
+        '[{"hash":"${H2}","size":5}]', 'A', NULL, 9000);`);
+    old.close();
+    const meta = new SqliteMetaStore(dir);
+    try {
+      const h = await meta.history("acct", { path: "f.txt", limit: 10 });
+      assert.deepEqual(
+        h.rows.map((v) => [v.version, v.deleted, v.made, v.replaced]),
+        [[3, true, 9000, null], [2, false, 5000, 9000], [1, false, 100, 5000]],
+      );
+      // At any instant, one version: the listing as of then agrees.
+      const at = async (t: number) =>
+        (await meta.listAt("acct", { path: "", at: t, limit: 10 })).rows.map((e) => e.version);
+      assert.deepEqual(await at(99), []);
+      assert.deepEqual(await at(4999), [1]);
+      assert.deepEqual(await at(5000), [2]);
+      assert.deepEqual(await at(9000), [3]);
+    } finally {
+      await meta.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("retention thins each file's old versions by the policy, deleted files too", {
+  sanitizeResources: true,
+}, async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const meta = new SqliteMetaStore(dir);
+    const blobs = new FsBlobStore(dir);
+    try {
+      const acct = await meta.createAccount("s");
+      await meta.addChunks(acct, [{ hash: H1, size: 5, stored: 5, compressed: false }]);
+      // Two files with 6 versions each (metadata changes), then one of them deleted.
+      for (const path of ["a.txt", "gone.txt"]) {
+        let base = 0;
+        for (let i = 0; i < 6; i++) {
+          const [r] = await meta.commit(acct, "A", [{ ...file(path, H1, base), mtime: i + 1 }]);
+          base = r!.ok ? r!.version : base;
+        }
+        if (path === "gone.txt") {
+          await meta.commit(acct, "A", [{ ...file(path, H1, base), deleted: true }]);
+        }
+      }
+      // Date them: version k of each made on day k of October 2026, at noon UTC.
+      const db = new DatabaseSync(join(dir, "meta.db"));
+      const day = (k: number) => Date.UTC(2026, 9, k, 12);
+      for (const path of ["a.txt", "gone.txt"]) {
+        const rows = db.prepare("SELECT version FROM versions WHERE path = ? ORDER BY version")
+          .all(path) as { version: number }[];
+        rows.forEach((r, k) => {
+          db.prepare("UPDATE versions SET made = ?, replaced = ? WHERE path = ? AND version = ?")
+            .run(day(k + 1), day(k + 2), path, r.version);
+        });
+        db.prepare("UPDATE entries SET made = ? WHERE path = ?").run(day(rows.length + 1), path);
+      }
+      db.close();
+      const now = Date.UTC(2026, 11, 31);
+      const r = await collect(meta, blobs, { keepDays: 30, daily: 2, weekly: 0, monthly: 0 }, now);
+      // a.txt: 5 kept versions, the 2 most recent days kept; gone.txt: 6, the same.
+      assert.equal(r.versions, 3 + 4);
+      const left = new Map<string, number[]>();
+      for await (const v of meta.verifyKeptVersions(acct)) {
+        left.set(v.path, [...(left.get(v.path) ?? []), v.mtime]);
+      }
+      assert.deepEqual(Object.fromEntries(left), { "a.txt": [4, 5], "gone.txt": [5, 6] });
+    } finally {
+      await meta.close();
+      await blobs.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -536,7 +536,8 @@ const CASES: Record<string, Case> = {
     assert.deepEqual(kept.map((v) => [v.path, v.version, v.deleted]), [
       ["f", 1, false],
       ["f", 2, false],
-    ], "replaced and deleted live versions are kept, tombstones are not");
+      ["f", 3, true],
+    ], "every replaced version is kept, the deletion replaced by a new file too");
   },
 
   "commit: a commit to an unknown account fails": async ({ store: m }) => {
@@ -782,6 +783,378 @@ const CASES: Record<string, Case> = {
     }
   },
 };
+
+/** Waits until the clock moved on (versions made at distinct instants). */
+const tick = () => new Promise((r) => setTimeout(r, 3));
+
+/** Every row of a paged query, page by page (`limit` rows each), with the cursor `next`. */
+async function pages<T, Q>(
+  fetch: (cursor: Q | undefined) => Promise<{ rows: T[]; more: boolean }>,
+  next: (last: T) => Q,
+): Promise<{ rows: T[]; calls: number }> {
+  const rows: T[] = [];
+  let cursor: Q | undefined;
+  let calls = 0;
+  for (;;) {
+    const p = await fetch(cursor);
+    calls++;
+    rows.push(...p.rows);
+    if (!p.more) return { rows, calls };
+    cursor = next(p.rows[p.rows.length - 1]!);
+  }
+}
+
+const HISTORY_CASES: Record<string, Case> = {
+  "history: every version of a file, newest first, with when, who and deletions": async (
+    { store: m },
+  ) => {
+    const a = await accountWithChunks(m);
+    const t0 = Date.now();
+    await m.commit(a, "A", [fileItem("f", [c(1)])]); // 1
+    await tick();
+    await m.commit(a, "B", [fileItem("f", [c(2)], 1)]); // 2
+    await tick();
+    await m.commit(a, "A", [deleteItem("f", 2)]); // 3
+    await tick();
+    await m.commit(a, "B", [fileItem("f", [c(3)], 0)]); // 4: over the deletion
+    await m.commit(a, "B", [fileItem("f.txt", [c(4)])]); // 5: a sibling, not f's
+    const h = await m.history(a, { path: "f", limit: 100 });
+    assert.equal(h.more, false);
+    assert.deepEqual(
+      h.rows.map((v) => [v.path, v.version, v.deleted, v.device, v.size]),
+      [["f", 4, false, "B", 10], ["f", 3, true, "A", 0], ["f", 2, false, "B", 10], [
+        "f",
+        1,
+        false,
+        "A",
+        10,
+      ]],
+    );
+    // Each version was current from when it was made until the next one replaced it.
+    assert.equal(h.rows[0]!.replaced, null, "the current version");
+    for (let i = 1; i < h.rows.length; i++) {
+      assert.equal(h.rows[i]!.replaced, h.rows[i - 1]!.made, `version ${h.rows[i]!.version}`);
+      assert.ok(h.rows[i]!.made < h.rows[i - 1]!.made);
+    }
+    assert.ok(h.rows[3]!.made >= t0 && h.rows[0]!.made <= Date.now());
+    assert.equal(h.rows[0]!.hash, H(3));
+    // Pages by version, two at a time.
+    const paged = await pages(
+      (before?: number) => m.history(a, { path: "f", limit: 2, ...(before ? { before } : {}) }),
+      (last) => last.version,
+    );
+    assert.deepEqual(paged.rows.map((v) => v.version), [4, 3, 2, 1]);
+    assert.equal(paged.calls, 2);
+    // Since an instant: the versions made from then on.
+    const since = await m.history(a, { path: "f", since: h.rows[1]!.made, limit: 100 });
+    assert.deepEqual(since.rows.map((v) => v.version), [4, 3]);
+    assert.deepEqual((await m.history(a, { path: "nope", limit: 10 })).rows, []);
+  },
+
+  "history: a folder's is everything below it, newest first; the root's is all": async (
+    { store: m },
+  ) => {
+    const a = await accountWithChunks(m);
+    const b = await accountWithChunks(m);
+    await m.commit(a, "A", [fileItem("d/x", [c(1)]), fileItem("d.txt", [c(2)])]); // d 1, x 2, d.txt 3
+    await m.commit(a, "A", [fileItem("d-2/y", [c(3)]), fileItem("d/sub/z", [c(4)])]); // 4,5; 6,7
+    await m.commit(a, "A", [fileItem("d/x", [c(5)], 2)]); // 8
+    await m.commit(b, "B", [fileItem("d/other", [c(1)])]);
+    const d = await m.history(a, { path: "d", limit: 100 });
+    assert.deepEqual(d.rows.map((v) => [v.path, v.version]), [
+      ["d/x", 8],
+      ["d/sub/z", 7],
+      ["d/sub", 6],
+      ["d/x", 2],
+      ["d", 1],
+    ]);
+    const root = await m.history(a, { path: "", limit: 100 });
+    assert.deepEqual(root.rows.map((v) => v.version), [8, 7, 6, 5, 4, 3, 2, 1]);
+    const paged = await pages(
+      (before?: number) => m.history(a, { path: "", limit: 3, ...(before ? { before } : {}) }),
+      (last) => last.version,
+    );
+    assert.deepEqual(paged.rows.map((v) => v.version), [8, 7, 6, 5, 4, 3, 2, 1]);
+  },
+
+  "history and listAt: a folder's subtree is exact, whatever the names": async ({ store: m }) => {
+    const a = await accountWithChunks(m);
+    const names = [
+      "𝄞 music/a", // a name outside the BMP: UTF-16 and UTF-8 lengths differ
+      "𝄞 music/é/b",
+      "𝄞 music.txt",
+      "𝄞 music-2/c",
+      "𝄞 music 3",
+      "𝄞 musicz",
+      "𝄞 musi",
+      "\u{E000}x", // sorts after the astral name in UTF-16, before it in UTF-8
+    ];
+    await m.commit(a, "A", names.map((p, i) => fileItem(p, [c(1 + (i % 5))])));
+    const inside = ["𝄞 music", "𝄞 music/a", "𝄞 music/é", "𝄞 music/é/b"];
+    const h = await m.history(a, { path: "𝄞 music", limit: 100 });
+    assert.deepEqual(h.rows.map((v) => v.path).sort(), [...inside].sort());
+    const l = await m.listAt(a, { path: "𝄞 music", at: Date.now() + 1000, limit: 100 });
+    assert.deepEqual(l.rows.map((e) => e.path), inside, "in byte order");
+    const all = await m.listAt(a, { path: "", at: Date.now() + 1000, limit: 100 });
+    const bytes = (x: string) => Array.from(new TextEncoder().encode(x));
+    const sorted = all.rows.map((e) => e.path).sort((x, y) => {
+      const [p, q] = [bytes(x), bytes(y)];
+      for (let i = 0; i < Math.min(p.length, q.length); i++) {
+        if (p[i] !== q[i]) return p[i]! - q[i]!;
+      }
+      return p.length - q.length;
+    });
+    assert.deepEqual(all.rows.map((e) => e.path), sorted);
+    assert.equal(await m.oldestKept(a, "𝄞 music/é") !== null, true);
+    assert.equal(await m.oldestKept(a, "𝄞 musi/x"), null);
+  },
+
+  "history: deleted paths still kept, with the version a restore brings back": async (
+    { store: m },
+  ) => {
+    const a = await accountWithChunks(m);
+    await m.commit(a, "A", [fileItem("d/x", [c(1)]), fileItem("d/y", [c(2)])]); // d 1, x 2, y 3
+    await m.commit(a, "A", [fileItem("d/x", [c(3)], 2)]); // 4
+    await m.commit(a, "B", [deleteItem("d/x", 4), deleteItem("d/y", 3)]); // 5, 6
+    await m.commit(a, "B", [deleteItem("d", 1, "dir")]); // 7
+    await m.commit(a, "A", [fileItem("again", [c(1)])]); // 8
+    await m.commit(a, "A", [deleteItem("again", 8)]); // 9
+    await m.commit(a, "A", [fileItem("again", [c(2)], 0)]); // 10: back, so not deleted
+    const del = await m.deletedPaths(a, { path: "", limit: 100 });
+    assert.deepEqual(
+      del.rows.map((v) => [v.path, v.version, v.deleted, v.device, v.kept.version, v.kept.size]),
+      [["d", 7, true, "B", 1, 0], ["d/y", 6, true, "B", 3, 10], ["d/x", 5, true, "B", 4, 10]],
+    );
+    assert.equal(del.rows[2]!.kept.hash, H(3), "the last live version");
+    assert.equal(del.rows[2]!.kept.replaced, del.rows[2]!.made);
+    const inD = await m.deletedPaths(a, { path: "d/x", limit: 100 });
+    assert.deepEqual(inD.rows.map((v) => v.path), ["d/x"]);
+    const paged = await pages(
+      (before?: number) =>
+        m.deletedPaths(a, { path: "d", limit: 1, ...(before ? { before } : {}) }),
+      (last) => last.version,
+    );
+    assert.deepEqual(paged.rows.map((v) => v.version), [7, 6, 5]);
+    // Once retention forgot the last live version, a deletion is no longer listed.
+    assert.ok((await m.forgetVersions(a, [{ path: "d/y", version: 3 }])) === 1);
+    assert.deepEqual(
+      (await m.deletedPaths(a, { path: "d", limit: 100 })).rows.map((v) => v.path),
+      ["d", "d/x"],
+    );
+  },
+
+  "listAt: a subtree as it was at an instant, deletions included, with its state now": async (
+    { store: m },
+  ) => {
+    const a = await accountWithChunks(m);
+    await m.commit(a, "A", [fileItem("d/a", [c(1)]), fileItem("d/b", [c(2)])]); // d 1, a 2, b 3
+    await m.commit(a, "A", [fileItem("dx", [c(5)])]); // 4: a sibling of d
+    await tick();
+    const at = Date.now();
+    await tick();
+    await m.commit(a, "B", [fileItem("d/a", [c(3)], 2)]); // 5: changed since
+    await m.commit(a, "B", [deleteItem("d/b", 3)]); // 6: deleted since
+    await m.commit(a, "B", [fileItem("d/new", [c(4)])]); // 7: created since
+    const l = await m.listAt(a, { path: "d", at, limit: 100 });
+    assert.equal(l.more, false);
+    assert.deepEqual(
+      l.rows.map((e) => [e.path, e.version, e.deleted, e.current.version, e.current.deleted]),
+      [["d", 1, false, 1, false], ["d/a", 2, false, 5, false], ["d/b", 3, false, 6, true]],
+    );
+    assert.deepEqual(l.rows[1]!.chunks, [c(1)], "the version of then, with its chunks");
+    assert.equal(l.rows[1]!.current.hash, H(3), "and the current state");
+    assert.ok(l.rows[1]!.replaced! > at && l.rows[0]!.replaced === null);
+    // Later: the deletion shows as a deletion, the new file is there.
+    const now = await m.listAt(a, { path: "d", at: Date.now() + 1000, limit: 100 });
+    assert.deepEqual(now.rows.map((e) => [e.path, e.version, e.deleted]), [
+      ["d", 1, false],
+      ["d/a", 5, false],
+      ["d/b", 6, true],
+      ["d/new", 7, false],
+    ]);
+    // One file; the whole account; before anything existed.
+    assert.deepEqual(
+      (await m.listAt(a, { path: "d/a", at, limit: 10 })).rows.map((e) => e.version),
+      [2],
+    );
+    assert.deepEqual(
+      (await m.listAt(a, { path: "", at, limit: 10 })).rows.map((e) => e.path),
+      ["d", "d/a", "d/b", "dx"],
+    );
+    assert.deepEqual((await m.listAt(a, { path: "d", at: 0, limit: 10 })).rows, []);
+    // Paged by path.
+    const paged = await pages(
+      (after?: string) =>
+        m.listAt(a, { path: "", at: Date.now() + 1000, limit: 2, ...(after ? { after } : {}) }),
+      (last) => last.path,
+    );
+    assert.deepEqual(paged.rows.map((e) => e.path), ["d", "d/a", "d/b", "d/new", "dx"]);
+    assert.equal(paged.calls, 3);
+  },
+
+  "listAt: 2,500 paths in pages, each once, in path order": async ({ store: m }) => {
+    const a = await accountWithChunks(m);
+    const paths = Array.from({ length: 2500 }, (_, i) => `p/${String(i).padStart(5, "0")}`);
+    for (let i = 0; i < paths.length; i += 1000) {
+      await m.commit(a, "A", paths.slice(i, i + 1000).map((p) => fileItem(p, [c(1)])));
+    }
+    const edited = (await m.changes(a, 0, 100_000)).filter((e) =>
+      e.path < "p/00100" && e.path > "p/"
+    );
+    await m.commit(a, "A", edited.map((e) => fileItem(e.path, [c(2)], e.version)));
+    const got = await pages(
+      (after?: string) =>
+        m.listAt(a, { path: "p", at: Date.now() + 1000, limit: 700, ...(after ? { after } : {}) }),
+      (last) => last.path,
+    );
+    assert.deepEqual(got.rows.map((e) => e.path), ["p", ...paths]);
+    assert.equal(got.rows.filter((e) => e.hash === H(2)).length, 100);
+  },
+
+  "oldestKept: when the oldest kept live version below a path was made": async ({ store: m }) => {
+    const a = await accountWithChunks(m);
+    assert.equal(await m.oldestKept(a, ""), null);
+    const t0 = Date.now();
+    await m.commit(a, "A", [fileItem("d/a", [c(1)])]);
+    await tick();
+    await m.commit(a, "A", [fileItem("e", [c(2)])]);
+    const first = await m.oldestKept(a, "d");
+    assert.ok(first !== null && first >= t0);
+    assert.equal(await m.oldestKept(a, ""), first);
+    assert.ok((await m.oldestKept(a, "e"))! > first!);
+    assert.equal(await m.oldestKept(a, "nope"), null);
+  },
+
+  "restore: a kept version becomes current again as a new version, and can be undone": async (
+    { store: m },
+  ) => {
+    const a = await accountWithChunks(m);
+    await m.commit(a, "A", [{ ...fileItem("d/f", [c(1)]), mtime: 1111, mode: 0o600 }]); // d 1, f 2
+    await m.commit(a, "A", [fileItem("d/f", [c(2)], 2)]); // 3
+    await m.commit(a, "A", [fileItem("d/g", [c(3)])]); // 4
+    await m.commit(a, "A", [deleteItem("d/g", 4)]); // 5
+    const before = await m.seq(a);
+    const r = await m.restore(a, "phone", [
+      { path: "d/f", version: 2, baseVersion: 3 },
+      { path: "d/g", version: 4, baseVersion: 5 },
+    ]);
+    assert.deepEqual(r, [{ ok: true, version: 6 }, { ok: true, version: 7 }]);
+    const f = await current(m, a, "d/f");
+    assert.deepEqual(
+      [f!.hash, f!.chunks, f!.size, f!.mtime, f!.mode, f!.device, f!.deleted],
+      [H(1), [c(1)], 10, 1111, 0o600, "phone", false],
+      "the old content, time and bits, made by the restoring device",
+    );
+    const g = await current(m, a, "d/g");
+    assert.deepEqual([g!.deleted, g!.hash], [false, H(3)], "a deleted file comes back");
+    assert.equal(await m.seq(a), before + 2);
+    // The version it replaced is kept: the restore itself can be undone.
+    assert.deepEqual(
+      await m.restore(a, "phone", [{ path: "d/f", version: 3, baseVersion: 6 }]),
+      [{ ok: true, version: 8 }],
+    );
+    assert.equal((await current(m, a, "d/f"))!.hash, H(2));
+    // Checked against the current version, like any commit.
+    assert.deepEqual(
+      await m.restore(a, "phone", [{ path: "d/f", version: 2, baseVersion: 6 }]),
+      [{ ok: false, reason: "conflict", message: "changed on another device", version: 8 }],
+    );
+    // Not kept (never, or another account's), a deletion: refused, the rest goes through.
+    const other = await accountWithChunks(m);
+    await m.commit(other, "X", [fileItem("d/f", [c(4)])]);
+    const mixed = await m.restore(a, "phone", [
+      { path: "d/f", version: 99, baseVersion: 8 },
+      { path: "d/g", version: 5, baseVersion: 7 },
+      { path: "d/f", version: 2, baseVersion: 8 },
+    ]);
+    assert.deepEqual(mixed.map(reason), ["missing", "invalid", "ok"]);
+    assert.equal(
+      (await m.restore(other, "X", [{ path: "d/f", version: 3, baseVersion: 2 }]))[0]!.ok,
+      false,
+      "another account's versions are not this one's",
+    );
+    // Restoring what is current already writes nothing.
+    const seq = await m.seq(a);
+    assert.deepEqual(
+      await m.restore(a, "phone", [{ path: "d/f", version: seq, baseVersion: seq }]),
+      [{ ok: true, version: seq }],
+    );
+    assert.equal(await m.seq(a), seq);
+  },
+
+  "restore: a deleted folder comes back with its files, parents revived": async ({ store: m }) => {
+    const a = await accountWithChunks(m);
+    await m.commit(a, "A", [fileItem("t/u/f", [c(1)]), dirItem("t/empty")]); // t 1, u 2, f 3, empty 4
+    await m.commit(a, "A", [
+      deleteItem("t/u/f", 3),
+      deleteItem("t/u", 2, "dir"),
+      deleteItem("t/empty", 4, "dir"),
+      deleteItem("t", 1, "dir"),
+    ]); // 5..8
+    const r = await m.restore(a, "A", [
+      { path: "t", version: 1, baseVersion: 8 },
+      { path: "t/empty", version: 4, baseVersion: 7 },
+      { path: "t/u/f", version: 3, baseVersion: 5 },
+    ]);
+    assert.ok(r.every(ok), JSON.stringify(r));
+    const live = (await m.changes(a, 8, 100)).filter((e) => !e.deleted).map((e) => e.path);
+    assert.deepEqual(live.sort(), ["t", "t/empty", "t/u", "t/u/f"]);
+  },
+
+  "retention: old versions stream in path order; exactly the forgotten ones go": async (
+    { store: m },
+  ) => {
+    const a = await accountWithChunks(m);
+    const b = await accountWithChunks(m);
+    for (let i = 0; i < 3; i++) {
+      await m.commit(a, "A", [fileItem("x", [c(1 + (i % 2))], i === 0 ? 0 : await m.seq(a))]);
+    }
+    const paths = Array.from({ length: 1200 }, (_, i) => `many/${String(i).padStart(4, "0")}`);
+    await m.commit(a, "A", paths.slice(0, 1000).map((p) => fileItem(p, [c(1)])));
+    await m.commit(a, "A", paths.slice(1000).map((p) => fileItem(p, [c(1)])));
+    await m.commit(a, "A", paths.slice(0, 1000).map((p) => deleteItem(p, 0)));
+    const edits = (await m.changes(a, 0, 100_000)).filter((e) =>
+      e.path.startsWith("many/") && !e.deleted
+    );
+    await m.commit(a, "A", edits.map((e) => deleteItem(e.path, e.version)));
+    await m.commit(b, "B", [fileItem("x", [c(1)])]);
+    await m.commit(b, "B", [fileItem("x", [c(2)], 1)]);
+    await tick();
+    const cut = Date.now();
+    const old = await all(m.oldVersions(a, cut));
+    assert.equal(old.length, 2 + 1200);
+    for (let i = 1; i < old.length; i++) {
+      const [p, q] = [old[i - 1]!, old[i]!];
+      assert.ok(p.path < q.path || (p.path === q.path && p.version < q.version), `${i}`);
+      assert.ok(q.made <= q.replaced && q.replaced < cut);
+    }
+    assert.deepEqual(await all(m.oldVersions(a, 0)), []);
+    const gone = [old[0]!, old[5]!, old[old.length - 1]!];
+    assert.equal(await m.forgetVersions(a, gone), 3);
+    assert.equal(await m.forgetVersions(a, gone), 0, "a second time: nothing left");
+    const left = await all(m.oldVersions(a, cut));
+    assert.equal(left.length, old.length - 3);
+    assert.ok(!left.some((v) => gone.some((g) => g.path === v.path && g.version === v.version)));
+    assert.equal((await all(m.oldVersions(b, cut))).length, 1, "other accounts untouched");
+  },
+
+  "accounts: kept versions and stored bytes are counted": async ({ store: m }) => {
+    const a = await accountWithChunks(m);
+    const first = await m.commit(a, "A", [fileItem("f", [c(1)]), fileItem("g", [c(2)])]);
+    const second = await m.commit(a, "A", [fileItem("f", [c(4)], 1), deleteItem("g", 2)]);
+    assert.ok([...first, ...second].every((r) => r.ok));
+    const s = (await m.accounts()).find((x) => x.id === a)!;
+    assert.deepEqual([s.files, s.bytes, s.versions, s.keptBytes, s.storedBytes], [
+      1,
+      10,
+      2,
+      20,
+      50,
+    ]);
+  },
+};
+
+Object.assign(CASES, HISTORY_CASES);
 
 /** Registers every case of the suite for `backend`. */
 export function metaSuite(backend: MetaBackend): void {

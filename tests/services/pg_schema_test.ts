@@ -35,6 +35,52 @@ async function inSchema(fn: (url: string, schema: string) => Promise<void>): Pro
 const H = (n: number) => n.toString(16).padStart(64, "0");
 
 Deno.test(
+  "PostgreSQL: a version-2 database dates its versions at the next start",
+  opts,
+  () =>
+    inSchema(async (url, schema) => {
+      // Before `made`: f.txt written at mtime 100, replaced at 5000 and at 9000; a deletion now.
+      const pool = createPool(url, { schema });
+      try {
+        assert.equal(await migrate(pool, MIGRATIONS.slice(0, 2)), 2);
+        await pool.query(`INSERT INTO accounts(id, serial_hash, seq, created)
+          VALUES ('acct', 'serial', 3, 1)`);
+        const cols =
+          "account, path, kind, deleted, version, size, mtime, exec, hash, chunks, device";
+        await pool.query(
+          `INSERT INTO entries(${cols}) VALUES ('acct', 'f.txt', 'file', true, 3, 0, 0, false, '',
+            '[]', 'A')`,
+        );
+        for (const [v, mtime, replaced] of [[1, 100, 5000], [2, 4000, 9000]]) {
+          await pool.query(
+            `INSERT INTO versions(${cols}, replaced) VALUES ('acct', 'f.txt', 'file', false, $1, 5,
+              $2, false, $3, $4, 'A', $5)`,
+            [v, mtime, H(v!), JSON.stringify([{ hash: H(v!), size: 5 }]), replaced],
+          );
+        }
+      } finally {
+        await pool.end();
+      }
+      const meta = await PgMetaStore.open(url, { schema });
+      try {
+        const h = await meta.history("acct", { path: "f.txt", limit: 10 });
+        assert.deepEqual(
+          h.rows.map((v) => [v.version, v.deleted, v.made, v.replaced]),
+          [[3, true, 9000, null], [2, false, 5000, 9000], [1, false, 100, 5000]],
+        );
+        const at = async (t: number) =>
+          (await meta.listAt("acct", { path: "", at: t, limit: 10 })).rows.map((e) => e.version);
+        assert.deepEqual(await at(99), []);
+        assert.deepEqual(await at(4999), [1]);
+        assert.deepEqual(await at(5000), [2]);
+        assert.deepEqual(await at(9000), [3]);
+      } finally {
+        await meta.close();
+      }
+    }),
+);
+
+Deno.test(
   "PostgreSQL: a version-1 database gains permission bits at the next start",
   opts,
   () =>

@@ -15,7 +15,7 @@
  */
 
 import assert from "node:assert/strict";
-import { SimWorld } from "./world.ts";
+import { runSeed } from "./world.ts";
 
 function arg(name: string): number | undefined {
   const prefix = `--${name}=`;
@@ -33,42 +33,16 @@ const FIRST = arg("first") ?? 1;
 /** `--windows`: replay or run only the variant with a Windows-like device. */
 const WINDOWS_ONLY = Deno.args.includes("--windows");
 
-/** Runs one seed; returns null on success, else a message naming the seed and how to replay. */
-async function runSeed(
-  seed: number,
-  ops: number,
-  verbose: boolean,
-  windows: boolean,
-): Promise<string | null> {
-  const w = await SimWorld.create(seed, { windows });
-  w.verbose = verbose;
-  const replay =
-    `replay: deno test --allow-all tests/sim/convergence_test.ts -- --seed=${seed} --ops=${ops}${
-      windows ? " --windows" : ""
-    }`;
-  try {
-    for (let i = 0; i < ops; i++) await w.step();
-    await w.settle();
-    const problems = await w.problems();
-    if (problems.length === 0) return null;
-    return `seed ${seed}:\n  ${problems.join("\n  ")}\n${replay}`;
-  } catch (e) {
-    return `seed ${seed}: ${(e as Error).stack}\n${replay}`;
-  } finally {
-    await w.close();
-  }
-}
-
 /** Runs `count` seeds from `first`; fails with the first few failures. */
 async function runSeeds(first: number, count: number, windows: boolean): Promise<void> {
   if (ONE_SEED !== undefined) {
-    const failure = await runSeed(ONE_SEED, OPS, true, windows);
+    const failure = await runSeed(ONE_SEED, OPS, { verbose: true, windows });
     assert.equal(failure, null, failure ?? "");
     return;
   }
   const failures: string[] = [];
   for (let seed = first; seed < first + count; seed++) {
-    const failure = await runSeed(seed, OPS, false, windows);
+    const failure = await runSeed(seed, OPS, { windows });
     if (failure) failures.push(failure);
     if (failures.length >= 5) break;
   }

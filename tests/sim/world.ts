@@ -626,3 +626,33 @@ export class SimWorld {
     return out;
   }
 }
+
+/**
+ * Runs one seed of `ops` random steps, then settles; returns null when the world converged
+ * without losing anything, else a message naming the seed, its problems and how to replay it.
+ * `verbose` prints every operation, fault and pass summary as it goes.
+ */
+export async function runSeed(
+  seed: number,
+  ops: number,
+  opts: { verbose?: boolean; windows?: boolean } = {},
+): Promise<string | null> {
+  const windows = opts.windows ?? false;
+  const w = await SimWorld.create(seed, { windows });
+  w.verbose = opts.verbose ?? false;
+  const replay =
+    `replay: deno test --allow-all tests/sim/convergence_test.ts -- --seed=${seed} --ops=${ops}${
+      windows ? " --windows" : ""
+    }`;
+  try {
+    for (let i = 0; i < ops; i++) await w.step();
+    await w.settle();
+    const problems = await w.problems();
+    if (problems.length === 0) return null;
+    return `seed ${seed}:\n  ${problems.join("\n  ")}\n${replay}`;
+  } catch (e) {
+    return `seed ${seed}: ${(e as Error).stack}\n${replay}`;
+  } finally {
+    await w.close();
+  }
+}
