@@ -22,83 +22,9 @@ import {
   waitFor,
   waitForContent,
 } from "./harness.ts";
+import { startRelay } from "./relay.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
-
-/**
- * A TCP relay on 127.0.0.1 to `target` that can hold what clients send: `holdAfter(bytes)` lets
- * `bytes` more through, then nothing until `release()`.
- */
-function holdingRelay(target: number) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  let budget = Infinity;
-  let gate: Promise<void> | null = null;
-  let open = () => {};
-  let engaged = () => {};
-  const pipe = async (from: Deno.Conn, to: Deno.Conn, up: boolean) => {
-    const buf = new Uint8Array(64 * 1024);
-    try {
-      for (;;) {
-        const n = await from.read(buf);
-        if (n === null) break;
-        if (up) {
-          budget -= n;
-          if (budget < 0 && gate) {
-            engaged();
-            await gate;
-          }
-        }
-        let off = 0;
-        while (off < n) off += await to.write(buf.subarray(off, n));
-      }
-    } catch { /* one side went away */ }
-    for (const c of [from, to]) {
-      try {
-        c.close();
-      } catch { /* already closed */ }
-    }
-  };
-  const pipes: Promise<void>[] = [];
-  const accepting = (async () => {
-    for await (const client of listener) {
-      let server: Deno.Conn;
-      try {
-        server = await Deno.connect({ hostname: "127.0.0.1", port: target });
-      } catch {
-        client.close();
-        continue;
-      }
-      conns.add(client).add(server);
-      pipes.push(pipe(client, server, true), pipe(server, client, false));
-    }
-  })().catch(() => {/* listener closed */});
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    /** Lets `bytes` more through from clients, then holds; resolves once it holds. */
-    holdAfter(bytes: number): Promise<void> {
-      budget = bytes;
-      gate = new Promise((r) => open = r);
-      return new Promise((r) => engaged = r);
-    },
-    release() {
-      budget = Infinity;
-      gate = null;
-      open();
-    },
-    async close() {
-      this.release();
-      listener.close();
-      await accepting;
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* already closed */ }
-      }
-      await Promise.all(pipes);
-    },
-  };
-}
 
 /** `n` bytes that do not compress. */
 function noise(n: number): Uint8Array {
@@ -148,7 +74,7 @@ Deno.test(
     const b = join(tmp.path, "b");
     let server = await ServerProc.start(data);
     const port = server.port;
-    const relay = holdingRelay(port); // A reaches the server through it
+    const relay = startRelay(port); // A reaches the server through it
     const [ca, serial] = await startFirstClient("A", relay.port, a, undefined, ["-v"]);
     let cb = startClient("B", port, b, { serial, args: ["-v"] });
     const procs: Proc[] = [server, ca, cb];
