@@ -8,7 +8,14 @@
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { SyncClient } from "./lib/client/app.ts";
-import { fail, logStamp, onShutdown, timeOfDay, versionLine } from "./lib/util/cli.ts";
+import {
+  fail,
+  logStamp,
+  onShutdown,
+  surviveStrayRejections,
+  timeOfDay,
+  versionLine,
+} from "./lib/util/cli.ts";
 import { EXIT } from "./lib/util/exit_codes.ts";
 import { normalizeFingerprint } from "./lib/transport/tls_cert.ts";
 import { normalizeSerial } from "./lib/util/crockford.ts";
@@ -378,6 +385,7 @@ async function main(): Promise<void> {
   const log = (l: string) => console.log(stampOut ? `${logStamp()} ${l}` : l);
   const warn = (l: string) => console.error(stampErr ? `${logStamp()} ${l}` : l);
   const activity = (l: string) => stampOut ? log(l) : console.log(`${timeOfDay()} ${l}`);
+  surviveStrayRejections(warn);
   const client = new SyncClient(
     {
       host,

@@ -19,7 +19,14 @@ import {
 import { verify } from "./lib/server/verify.ts";
 import { secretHash } from "./lib/server/session.ts";
 import { newSerial, normalizeSerial } from "./lib/util/crockford.ts";
-import { fail, formatBytes, logStamp, onShutdown, versionLine } from "./lib/util/cli.ts";
+import {
+  fail,
+  formatBytes,
+  logStamp,
+  onShutdown,
+  surviveStrayRejections,
+  versionLine,
+} from "./lib/util/cli.ts";
 import { EXIT } from "./lib/util/exit_codes.ts";
 import { PROGRAM_VERSION, PROTOCOL_VERSION } from "./lib/protocol/messages.ts";
 import { DEFAULT_LIMITS, describeSize, parseSize, type ServerLimits } from "./lib/server/limits.ts";
@@ -242,6 +249,7 @@ async function serve(
 ): Promise<void> {
   // Everything the server creates is for its own user only: files 0600, directories 0700.
   if (Deno.build.os !== "windows") Deno.umask(0o077);
+  surviveStrayRejections((l) => console.error(`${logStamp()} ${l}`));
   let server;
   try {
     server = await startServer({

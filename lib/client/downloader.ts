@@ -14,6 +14,7 @@
  * @module
  */
 
+import { ahead } from "../util/ahead.ts";
 import type { LocalEntry, RemoteEntry } from "../core/types.ts";
 import { fileHash } from "../chunk/hash.ts";
 import { debug } from "../util/debug.ts";
@@ -101,7 +102,7 @@ export async function downloadMany(
   }
   if (group.items.length > 0) groups.push(group);
   const smallDone = (async () => {
-    let next = groups.length > 0 ? prefetchChunks(ctx, groups[0]!.hashes) : null;
+    let next = groups.length > 0 ? ahead(prefetchChunks(ctx, groups[0]!.hashes)) : null;
     // Group i+1 is fetched while group i is written, and written while group i is fsynced.
     let finishing: Promise<void> = Promise.resolve();
     for (let i = 0; i < groups.length; i++) {
@@ -110,10 +111,10 @@ export async function downloadMany(
         prefetched = await next!;
       } catch (e) {
         for (const item of groups[i]!.items) onResult(item, e as Error);
-        next = i + 1 < groups.length ? prefetchChunks(ctx, groups[i + 1]!.hashes) : null;
+        next = i + 1 < groups.length ? ahead(prefetchChunks(ctx, groups[i + 1]!.hashes)) : null;
         continue;
       }
-      next = i + 1 < groups.length ? prefetchChunks(ctx, groups[i + 1]!.hashes) : null;
+      next = i + 1 < groups.length ? ahead(prefetchChunks(ctx, groups[i + 1]!.hashes)) : null;
       const staged = await stageSmallFiles({ ...ctx, prefetched }, groups[i]!.items, onResult);
       try {
         await finishing;
@@ -125,8 +126,7 @@ export async function downloadMany(
         }
         throw e;
       }
-      finishing = finishSmallFiles(ctx, staged, onResult);
-      finishing.catch(() => {}); // awaited (and thrown) at the next group or below
+      finishing = ahead(finishSmallFiles(ctx, staged, onResult)); // awaited at the next group
     }
     await finishing;
     await next?.catch(() => {});

@@ -15,6 +15,7 @@
  * @module
  */
 
+import { ahead } from "../util/ahead.ts";
 import type { Action } from "../core/reconcile.ts";
 import { keepMovesTogether, segmentsKeepingPairs } from "../core/local_moves.ts";
 import type { BaseEntry, ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
@@ -81,19 +82,15 @@ export async function pushRemote(ctx: PushContext, input: RemoteAction[]): Promi
   for (const b of ctx.base.values()) for (const c of b.chunks) known.add(c.hash);
   const segments = segmentsKeepingPairs(actions, together.pairs, SEGMENT);
   const prepared = segments.slice(0, AHEAD).map((seg) =>
-    prepare(ctx, seg, known, hashOf, chunksOf)
+    ahead(prepare(ctx, seg, known, hashOf, chunksOf))
   );
-  // Keep rejections of segments still waiting in line from going unhandled.
-  for (const p of prepared) p.catch(() => {});
   const missing: RemoteAction[] = [];
   for (let i = 0; i < segments.length + 1; i++) {
     let items: Prepared[];
     if (i < segments.length) {
       items = await prepared[i]!;
       if (i + AHEAD < segments.length) {
-        const p = prepare(ctx, segments[i + AHEAD]!, known, hashOf, chunksOf);
-        p.catch(() => {});
-        prepared.push(p);
+        prepared.push(ahead(prepare(ctx, segments[i + AHEAD]!, known, hashOf, chunksOf)));
       }
     } else {
       if (missing.length === 0) break;

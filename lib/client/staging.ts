@@ -22,6 +22,7 @@
  * @module
  */
 
+import { ahead } from "../util/ahead.ts";
 import type { ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import { fileHash, sha256Hex } from "../chunk/hash.ts";
 import { perms } from "../core/metadata.ts";
@@ -195,7 +196,7 @@ export class Staging {
     const pending: Promise<ChunkOrigin[]>[] = [];
     let next = 0;
     while (next < batches.length && pending.length < WINDOW) {
-      pending.push(origins(batches[next]!, firsts[next++]!));
+      pending.push(ahead(origins(batches[next]!, firsts[next++]!)));
     }
     try {
       let b = 0;
@@ -203,7 +204,7 @@ export class Staging {
         const parts = await pending.shift()!;
         const first = firsts[b]!;
         const list = batches[b++]!;
-        if (next < batches.length) pending.push(origins(batches[next]!, firsts[next++]!));
+        if (next < batches.length) pending.push(ahead(origins(batches[next]!, firsts[next++]!)));
         for (let i = 0; i < parts.length;) {
           const o = parts[i]!;
           if (o.from === "inPlace") {
@@ -242,10 +243,6 @@ export class Staging {
           i = j;
         }
       }
-    } catch (e) {
-      // The fetches still in flight fail too (same connection): nobody awaits them any more.
-      for (const p of pending) p.catch(() => {});
-      throw e;
     } finally {
       old?.close();
     }

@@ -1,6 +1,7 @@
 /**
  * Small helpers shared by the two entry points: fatal one-line errors, signal handling that works
- * on Linux and Windows, and human-readable sizes.
+ * on Linux and Windows, stray rejections that must not end a long-running process, and
+ * human-readable sizes.
  *
  * @module
  */
@@ -25,6 +26,26 @@ export function onShutdown(fn: () => void | Promise<void>): void {
   };
   Deno.addSignalListener("SIGINT", handler);
   if (Deno.build.os !== "windows") Deno.addSignalListener("SIGTERM", handler);
+}
+
+/**
+ * A promise that rejects with nobody awaiting it is a bug, but it leaves nothing half-done (every
+ * write is atomic, every change waits for the server's confirmation): a server or client that
+ * runs for months logs it, once per message, and goes on, instead of ending (Deno's default) and
+ * dropping every connection. Tests still fail on such rejections: they do not load the entry points.
+ */
+export function surviveStrayRejections(log: (line: string) => void): void {
+  const said = new Set<string>();
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    const err = e.reason instanceof Error ? e.reason : new Error(String(e.reason));
+    if (said.size > 100 || said.has(err.message)) return;
+    said.add(err.message);
+    log(
+      `Internal error (a bug; the work it belonged to is retried): ${err.message}. Please report it with the lines around it (CLOUDSYNC_DEBUG=1 adds detail)`,
+    );
+    if (Deno.env.get("CLOUDSYNC_DEBUG")) log(err.stack ?? "");
+  });
 }
 
 /** `1536` -> `"1.5 KiB"`. */

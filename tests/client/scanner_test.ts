@@ -2,13 +2,21 @@
  * Tests for the scanner's change detection: an unchanged file is not read again; a file whose size
  * or mtime changed is rehashed; a file replaced by another with the same size and mtime (another
  * inode) is rehashed too, where the OS has inode numbers; a moved file is recognized by its inode.
+ * What it skips (symlinks, FIFOs, unusable names, nested state folders) and what it holds
+ * (unreadable, being written), on MemFs with its fault hook.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { diskSpelling, scan, scanTrees, statToEntry } from "../../lib/client/scanner.ts";
+import {
+  diskSpelling,
+  type HeldItem,
+  scan,
+  scanTrees,
+  statToEntry,
+} from "../../lib/client/scanner.ts";
 import { DenoFs, toItemStat } from "../../lib/client/fs/deno_fs.ts";
 import { MemFs } from "../../lib/client/fs/mem_fs.ts";
 import type { BaseEntry } from "../../lib/core/types.ts";
@@ -92,6 +100,152 @@ Deno.test("scan recognizes a moved file by its inode and does not read it", asyn
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+/** A scan of `fs` after its clock moved on (nothing is "written a moment ago"). */
+async function scanLater(fs: MemFs, base = new Map<string, BaseEntry>(), scopes = [""]) {
+  fs.advance(60_000);
+  const skipped = new Map<string, string>();
+  const held = new Map<string, HeldItem>();
+  const blockers = new Map<string, string>();
+  const found = await scanTrees(fs, base, scopes, {
+    skipped: (p, why) => skipped.set(p, why),
+    held,
+    blockers,
+  });
+  return { found, skipped, held, blockers };
+}
+
+Deno.test("scan skips what it does not sync, says why, and notes what blocks a name", async (t) => {
+  const fs = new MemFs();
+  fs.writeText("ok.txt", "fine");
+  fs.addOther("link", "symlink");
+  fs.addOther("d/pipe", "fifo");
+  fs.writeText("e\u0301.txt", "not NFC"); // "é" as e + combining accent
+  fs.writeText("back\\slash.txt", "no backslashes on the wire");
+  fs.writeText("proj/.git/index.lock", "git's lock");
+  fs.writeText("proj/.git/HEAD", "ref: main");
+  fs.writeText("sub/.cloudsync/state", "another client's folder");
+  const { found, skipped, blockers } = await scanLater(fs);
+  await t.step("what syncs is found", () => {
+    assert.deepEqual([...found.keys()].sort(), [
+      "d",
+      "ok.txt",
+      "proj",
+      "proj/.git",
+      "proj/.git/HEAD",
+      "sub",
+    ]);
+  });
+  await t.step("each skipped item with its reason", () => {
+    assert.match(skipped.get("link")!, /symlinks are not synced/);
+    assert.match(skipped.get("d/pipe")!, /named pipes are not synced/);
+    assert.match(skipped.get("e\u0301.txt")!, /not in Unicode NFC form/);
+    assert.match(skipped.get("back\\slash.txt")!, /backslash/);
+    assert.match(skipped.get("sub/.cloudsync")!, /never synced/);
+    assert.equal(skipped.has("proj/.git/index.lock"), false, "ignored silently");
+  });
+  await t.step("a symlink or a FIFO blocks its name for a remote file", () => {
+    assert.deepEqual(Object.fromEntries(blockers), { "link": "symlink", "d/pipe": "special file" });
+  });
+  await t.step("scoped to the items themselves: the same decisions", async () => {
+    const s = await scanLater(fs, new Map(), ["link", "d/pipe", "sub/.cloudsync", "gone/x"]);
+    assert.deepEqual([...s.found.keys()].sort(), ["d", "sub"]);
+    assert.match(s.skipped.get("link")!, /symlinks/);
+    assert.match(s.skipped.get("d/pipe")!, /named pipes/);
+    assert.equal(s.blockers.get("d/pipe"), "special file");
+  });
+});
+
+Deno.test("scan holds what it cannot read, and never takes it as deleted", async (t) => {
+  const fs = new MemFs();
+  fs.writeText("locked/inside.txt", "x");
+  fs.writeText("secret.txt", "y");
+  fs.writeText("unreadable.bin", "z");
+  fs.writeText("vanishing.txt", "v");
+  fs.writeText("growing.log", "line 1\n");
+  fs.mkdirSync("gone-dir");
+  fs.writeText("bad\uFFFDname", "what Deno gives for a name that is not UTF-8");
+  const reads = new Map<string, number>();
+  fs.before = (op, path) => {
+    const n = (reads.get(`${op} ${path}`) ?? 0) + 1;
+    reads.set(`${op} ${path}`, n);
+    const denied = () =>
+      new Deno.errors.PermissionDenied(`Permission denied (os error 13): ${path}`);
+    if (op === "readDir" && path === "locked") throw denied();
+    if (op === "readDir" && path === "gone-dir") fs.removeSync("gone-dir"); // deleted meanwhile
+    if (op === "read" && path === "secret.txt") throw denied(); // even its stat
+    if (op === "read" && path === "unreadable.bin" && n === 2) throw denied(); // its content
+    if (op === "read" && path === "vanishing.txt" && n === 2) fs.removeSync(path);
+    if (op === "read" && path === "growing.log" && n === 2) fs.writeText(path, "line 1\nline 2\n");
+    // A name the OS lists but cannot open (lossy UTF-8): it is not there when looked up.
+    if (op === "read" && path === "bad\uFFFDname") fs.removeSync(path);
+  };
+  const { found, held, skipped } = await scanLater(fs);
+  fs.before = null;
+  await t.step("an unlistable folder and unreadable files are held as unreadable", () => {
+    assert.equal(held.get("locked")?.kind, "unreadable");
+    assert.match(held.get("locked")!.reason, /cannot be read \(permission denied\)/);
+    assert.equal(held.get("secret.txt")?.kind, "unreadable");
+    assert.equal(held.get("unreadable.bin")?.kind, "unreadable");
+    assert.equal(found.has("unreadable.bin"), false);
+  });
+  await t.step("a file written while it was read is held as unstable", () => {
+    assert.equal(held.get("growing.log")?.kind, "unstable");
+    assert.equal(found.has("growing.log"), false);
+  });
+  await t.step("what vanished meanwhile is simply not there", () => {
+    assert.equal(found.has("vanishing.txt"), false);
+    assert.equal(held.has("vanishing.txt"), false);
+    assert.equal(found.has("gone-dir"), true, "listed before it went");
+    assert.equal(held.has("gone-dir"), false);
+  });
+  await t.step("a name that cannot be opened is skipped with a reason", () => {
+    assert.match(skipped.get("bad\uFFFDname")!, /not valid UTF-8/);
+  });
+});
+
+Deno.test("scan: a root that is not a folder is an error, never an empty folder", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cloudsync-scan-" });
+  try {
+    await Deno.writeTextFile(join(dir, "file"), "x");
+    await assert.rejects(
+      () => scan(new DenoFs(join(dir, "file")), new Map()),
+      /Cannot scan .*: it is not a directory/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("statToEntry: where the OS has no permission bits, the base's are kept", () => {
+  const st = { kind: "file" as const, size: 3, mtime: 5, mode: null };
+  const base: BaseEntry = {
+    path: "x",
+    kind: "file",
+    version: 1,
+    size: 3,
+    mtime: 5,
+    exec: true,
+    mode: 0o750,
+    hash: "",
+    chunks: [],
+  };
+  assert.deepEqual(statToEntry("x", st, base), {
+    path: "x",
+    kind: "file",
+    size: 3,
+    mtime: 5,
+    exec: true,
+    mode: 0o750,
+  });
+  assert.deepEqual(statToEntry("x", st, undefined), {
+    path: "x",
+    kind: "file",
+    size: 3,
+    mtime: 5,
+    exec: false,
+  });
 });
 
 Deno.test("where case does not count, a scoped scan reports items under their names on disk", async (t) => {

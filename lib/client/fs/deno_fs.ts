@@ -16,14 +16,15 @@ import type { PlatformTraits } from "../../core/local_names.ts";
 import { DEFAULT_MIN } from "../../chunk/fastcdc.ts";
 import { hashFileParallel } from "../../chunk/parallel.ts";
 import { sha256Hex } from "../../chunk/hash.ts";
-import type {
-  Chunked,
-  DirItem,
-  FsHandle,
-  ItemKind,
-  ItemStat,
-  LocalFs,
-  OpenMode,
+import {
+  type Chunked,
+  type DirItem,
+  type FsHandle,
+  isGone,
+  type ItemKind,
+  type ItemStat,
+  type LocalFs,
+  type OpenMode,
 } from "./local_fs.ts";
 
 /** The name rules of the OS this runs on: Windows case-insensitive with its names, macOS case-insensitive. */
@@ -116,7 +117,7 @@ export class DenoFs implements LocalFs {
     try {
       return toItemStat(Deno.lstatSync(this.full(path)));
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return null;
+      if (isGone(e)) return null; // below a file (ENOTDIR) nothing is there either
       throw e;
     }
   }
@@ -125,7 +126,7 @@ export class DenoFs implements LocalFs {
     try {
       return toItemStat(await Deno.lstat(this.full(path)));
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return null;
+      if (isGone(e)) return null;
       throw e;
     }
   }
@@ -146,6 +147,7 @@ export class DenoFs implements LocalFs {
   }
 
   inside(path: string): boolean {
+    if (path === "") return true; // the folder itself: nothing on the way
     this.#realRoot ??= Deno.realPathSync(this.root);
     const same = (a: string, b: string) =>
       this.#foldCase ? a.toLowerCase() === b.toLowerCase() : a === b;
@@ -154,7 +156,10 @@ export class DenoFs implements LocalFs {
     for (;;) {
       try {
         const want = rel === "" ? this.#realRoot : join(this.#realRoot, rel);
-        return same(Deno.realPathSync(this.full(rel)), want);
+        const real = Deno.realPathSync(this.full(rel));
+        // A file on the way is no folder either. (Not by a trailing separator: under
+        // --allow-read Deno normalizes it away before realpath sees it.)
+        return same(real, want) && (rel === "" || Deno.statSync(real).isDirectory);
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound) || rel === "") return false;
         const up = dirname(rel);

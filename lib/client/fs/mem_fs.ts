@@ -87,6 +87,10 @@ function notFound(path: string): Error {
   return new Deno.errors.NotFound(`No such file or directory (os error 2): ${path}`);
 }
 
+function isADirectory(path: string): Error {
+  return new Deno.errors.IsADirectory(`Is a directory (os error 21): ${path}`);
+}
+
 /** The in-memory filesystem (see the module doc). */
 export class MemFs implements LocalFs {
   readonly where = "(memory)";
@@ -282,6 +286,13 @@ export class MemFs implements LocalFs {
   }
 
   openSync(path: string, mode: OpenMode): FsHandle {
+    // As Deno's own open: these options make no sense without write (checked before anything).
+    if ((mode.create || mode.createNew) && !mode.write) {
+      throw new Error("'create' or 'createNew' options require 'write' or 'append' to be true");
+    }
+    if (mode.truncate && !mode.write) {
+      throw new Error("'truncate' option requires 'write' to be true");
+    }
     this.#check(mode.write ? "write" : "read", path);
     let n = this.#find(path);
     if (n && mode.createNew) throw new Deno.errors.AlreadyExists(`File exists: ${path}`);
@@ -294,8 +305,10 @@ export class MemFs implements LocalFs {
       dir.entries.set(this.#key(parts.at(-1)!), { name: parts.at(-1)!, node: f });
       n = f;
     }
+    // Linux opens a folder read-only (and then fails each read); here the open fails at once.
+    if (n.kind === "dir") throw isADirectory(path);
     if (n.kind !== "file") throw new Error(`MemFs: ${path} is not a file`);
-    if (mode.truncate && mode.write) {
+    if (mode.truncate) {
       this.#setData(n, new Uint8Array(0));
       n.mtime = this.#clock();
     }
@@ -306,6 +319,7 @@ export class MemFs implements LocalFs {
     this.#check("read", path);
     const n = this.#find(path);
     if (!n) throw notFound(path);
+    if (n.kind === "dir") throw isADirectory(path);
     if (n.kind !== "file") throw new Error(`MemFs: ${path} is not a file`);
     return n.data.slice(0, n.size);
   }
@@ -340,14 +354,28 @@ export class MemFs implements LocalFs {
     this.#checkName(name);
     const key = this.#key(name);
     const there = dir.entries.get(key);
+    if (there && there.node === src.node && there !== src.entry) {
+      return; // two names of one inode: POSIX does nothing (Windows would replace `to`)
+    }
     if (there && there.node !== src.node) {
       if (there.node.kind === "dir") {
-        if (src.node.kind !== "dir" || there.node.entries.size > 0) {
-          throw new Error(`MemFs: cannot rename over the folder ${to}`);
+        if (src.node.kind !== "dir") {
+          throw new Deno.errors.IsADirectory(
+            `Is a directory (os error 21): rename ${from} -> ${to}`,
+          );
+        }
+        if (there.node.entries.size > 0) {
+          throw new Error(`Directory not empty (os error 39): rename ${from} -> ${to}`);
         }
       } else if (src.node.kind === "dir") {
-        throw new Deno.errors.NotADirectory(`Not a directory: ${to}`);
+        throw new Deno.errors.NotADirectory(
+          `Not a directory (os error 20): rename ${from} -> ${to}`,
+        );
       }
+    }
+    if (src.node.kind === "dir" && this.#walk(toParts.slice(0, -1)).includes(src.node)) {
+      // A folder into itself would cut it off the tree (Linux: EINVAL, Deno: a TypeError).
+      throw new TypeError(`Invalid argument (os error 22): rename ${from} -> ${to}`);
     }
     src.dir.entries.delete(src.key);
     dir.entries.set(key, { name, node: src.node });
@@ -399,7 +427,9 @@ export class MemFs implements LocalFs {
     }
     const dir = this.#dirOf(parts.slice(0, -1));
     const key = this.#key(parts.at(-1)!);
-    if (dir.entries.has(key)) throw new Deno.errors.AlreadyExists(`File exists: ${path}`);
+    if (dir.entries.has(key)) {
+      throw new Deno.errors.AlreadyExists(`File exists (os error 17): ${path}`);
+    }
     this.#checkName(parts.at(-1)!);
     dir.entries.set(key, { name: parts.at(-1)!, node: this.#newDir() });
   }
@@ -524,14 +554,30 @@ export class MemFs implements LocalFs {
     return n;
   }
 
-  #entry(path: string): { dir: DirNode; key: string; node: Node } | null {
+  #entry(
+    path: string,
+  ): { dir: DirNode; key: string; node: Node; entry: { name: string; node: Node } } | null {
     const parts = this.#split(path);
     if (parts.length === 0) return null;
     const parent = this.#find(parts.slice(0, -1).join("/"));
     if (!parent || parent.kind !== "dir") return null;
     const key = this.#key(parts.at(-1)!);
     const e = parent.entries.get(key);
-    return e ? { dir: parent, key, node: e.node } : null;
+    return e ? { dir: parent, key, node: e.node, entry: e } : null;
+  }
+
+  /** The folders from the root along `parts`, as far as they exist. */
+  #walk(parts: string[]): Node[] {
+    const out: Node[] = [this.#root];
+    let n: Node = this.#root;
+    for (const p of parts) {
+      if (n.kind !== "dir") break;
+      const e = n.entries.get(this.#key(p));
+      if (!e) break;
+      n = e.node;
+      out.push(n);
+    }
+    return out;
   }
 
   #dirOf(parts: string[], required = true): DirNode {
@@ -548,14 +594,20 @@ export class MemFs implements LocalFs {
 
   #mkdirs(parts: string[]): void {
     let dir = this.#root;
-    for (const p of parts) {
+    for (const [i, p] of parts.entries()) {
       const key = this.#key(p);
       const e = dir.entries.get(key);
       if (e) {
         if (e.node.kind === "symlink") {
           throw new Error(`MemFs: ${parts.join("/")} goes through a symlink`);
         }
-        if (e.node.kind !== "dir") throw new Deno.errors.NotADirectory(`Not a directory: ${p}`);
+        if (e.node.kind !== "dir") {
+          // As `mkdir -p`: a file in the last place exists already; on the way, it is no folder.
+          if (i === parts.length - 1) {
+            throw new Deno.errors.AlreadyExists(`File exists (os error 17): ${parts.join("/")}`);
+          }
+          throw new Deno.errors.NotADirectory(`Not a directory (os error 20): ${parts.join("/")}`);
+        }
         dir = e.node;
         continue;
       }
@@ -602,6 +654,8 @@ export class MemFs implements LocalFs {
       const bigger = new Uint8Array(Math.max(end, n.data.length * 2));
       bigger.set(n.data.subarray(0, n.size));
       n.data = bigger;
+    } else if (pos > n.size) {
+      n.data.fill(0, n.size, pos); // a hole reads as zeros, never as bytes cut off earlier
     }
     n.data.set(buf, pos);
     n.size = Math.max(n.size, end);
@@ -677,7 +731,7 @@ class MemHandle implements FsHandle {
 
   writeSync(buf: Uint8Array): number {
     this.#open();
-    if (!this.writable) throw new Deno.errors.PermissionDenied("Bad file descriptor");
+    if (!this.writable) throw new Error("Bad file descriptor (os error 9)"); // EBADF, as Deno says
     const k = this.fs.writeAt(this.node, this.path, this.#pos, buf);
     this.#pos += k;
     return k;
