@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  LOG_STAMP_RE,
   Proc,
   put,
   ServerProc,
@@ -107,13 +108,15 @@ Deno.test(
 );
 
 Deno.test(
-  "the join line names deno task client when the client was started that way",
+  "the join line names deno task client when started that way; under systemd no second stamp",
   opts,
   async () => {
     await using tmp = await tempDir();
     const server = await ServerProc.start(join(tmp.path, "data"));
     const [c] = await startFirstClient("A", server.port, join(tmp.path, "a"), {
       CLOUDSYNC_COMMAND: "deno task client",
+      // What systemd sets when stdout is the journal, which stamps every line itself.
+      JOURNAL_STREAM: "8:12345",
     });
     try {
       const m = await c.waitForLine(/^To sync another computer with this one, run there: (.*)$/);
@@ -121,6 +124,8 @@ Deno.test(
         m[1]!,
         new RegExp(`^deno task client 127\\.0\\.0\\.1 ${server.port} FOLDER 2 \\S+$`),
       );
+      await c.waitForLine(/^Synced|^Syncing /);
+      for (const line of c.raw) assert.doesNotMatch(line, LOG_STAMP_RE);
     } finally {
       await c.stop();
       await server.stop();
