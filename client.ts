@@ -1,13 +1,22 @@
 /**
- * `cloud-client`: keeps a folder in sync with a Cloud Sync server. Parses arguments and wires the
- * parts in `lib/client/` together; nothing else.
+ * `cloud-client`: keeps a folder in sync with a Cloud Sync server, and tells how that goes
+ * (`status`). Parses arguments and wires the parts in `lib/client/` together; nothing else.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
+import { resolve } from "node:path";
 import { SyncClient } from "./lib/client/app.ts";
-import { fail, onShutdown, surviveStrayRejections } from "./lib/util/cli.ts";
+import {
+  fail,
+  logStamp,
+  onShutdown,
+  surviveStrayRejections,
+  timeOfDay,
+  versionLine,
+} from "./lib/util/cli.ts";
+import { EXIT } from "./lib/util/exit_codes.ts";
 import { X509Certificate } from "node:crypto";
 import { normalizeFingerprint } from "./lib/transport/tls_cert.ts";
 import { normalizeSerial } from "./lib/util/crockford.ts";
@@ -16,21 +25,32 @@ import { runRestore } from "./lib/client/restore.ts";
 import { runBringBack, runConfirmDelete } from "./lib/client/mass_delete.ts";
 import { CommandError } from "./lib/client/folder_session.ts";
 import { parseTime, TIME_FORMS } from "./lib/core/time_spec.ts";
-import { MAX_DEVICE_NAME } from "./lib/protocol/messages.ts";
+import { MAX_DEVICE_NAME, PROGRAM_VERSION, PROTOCOL_VERSION } from "./lib/protocol/messages.ts";
 import { unsafeTextProblem } from "./lib/util/log_text.ts";
 import { runExclude, runInclude } from "./lib/client/selective.ts";
+import { loadConfig } from "./lib/client/config.ts";
+import { statusCommand } from "./lib/client/status_command.ts";
 
 const HELP = `cloud-client: keep a folder in sync with a Cloud Sync server
 
 Usage:
   cloud-client HOST PORT FOLDER SECONDS [SERIAL] [--name NAME] [--rejoin] [--allow-mass-delete]
-               [--server-fingerprint FP | --server-ca FILE]
+               [--server-fingerprint FP | --server-ca FILE] [-v]
+  cloud-client FOLDER [--name NAME] [--allow-mass-delete] [--server-fingerprint FP] [-v]
+                       an enrolled folder, with the server and SECONDS it was last started with
+                       (what the systemd unit runs)
+  cloud-client status FOLDER [--json] [--wait [--timeout S]]
+                       what the folder's client is doing (it may be running or not): in sync,
+                       syncing (what is left), offline since when, stopped, or an error; the
+                       server and account, the last sync, what is pending, failed items, conflict
+                       copies and skipped items
   cloud-client history FOLDER [PATH] [--deleted] [--since TIME] [--json]
   cloud-client restore FOLDER PATH... [--at TIME] [--to DIR] [--dry-run] [--json]
   cloud-client bring-back FOLDER
   cloud-client confirm-delete FOLDER
   cloud-client exclude FOLDER PATH
   cloud-client include FOLDER PATH
+  cloud-client --version
 
   HOST, PORT  the server (as printed by cloud-server)
   FOLDER      the folder to sync; created if missing
@@ -60,6 +80,14 @@ Options:
   --server-ca FILE     trust a server whose TLS certificate this authority (PEM) issued for HOST,
                        as HTTPS does under a private root: for an organization's internal CA.
                        Kept in the folder; renewed certificates of that authority are fine
+  -v, --verbose        one line per file sent, received, moved, deleted, conflicted or failed,
+                       with the time of day
+  --json               status: one JSON object (state: in-sync, syncing, offline, stopped or
+                       error; pending; failed, conflicts and skipped paths; lastSync; ...)
+  --wait               status: wait until the folder is in sync (exit 0), or until --timeout
+                       (exit 1)
+  --timeout S          status --wait: give up after S seconds (default: wait as long as it takes)
+  --version            print the program's version and the protocol version it speaks
   -h, --help           show this help
 
 Getting files back (these work whether or not the folder's client is running):
@@ -102,7 +130,20 @@ Ignoring files:
                        and the other computers keep it all. Run it with the client stopped
   include FOLDER PATH  sync PATH on this computer again: it is downloaded (works beside a running
                        client)
+
+Log lines carry the date and time (UTC) when the output is not a terminal (nor the systemd journal,
+which has its own).
+Exit codes: 0 stopped on request, 1 failed (restarting may help), 2 bad arguments, 3 refused by
+the server (revoked device, serial code refused, registration closed), 4 the server's certificate
+changed, 5 the folder cannot be synced as it is (see README "Exit codes")
 `;
+
+/** How the user runs this program, for the line that tells how to join another computer. */
+function commandName(): string {
+  const given = Deno.env.get("CLOUDSYNC_COMMAND");
+  if (given && given.length <= 200 && unsafeTextProblem(given) === null) return given;
+  return "cloud-client";
+}
 
 /** Runs a one-off command and exits with its code; a {@link CommandError} is said in one line. */
 async function command(run: () => Promise<number> | number, what: string): Promise<never> {
@@ -110,18 +151,18 @@ async function command(run: () => Promise<number> | number, what: string): Promi
     Deno.exit(await run());
   } catch (e) {
     if (e instanceof CommandError) fail(e.message, e.code);
-    fail(`Cannot ${what}: ${(e as Error).message}`);
+    fail(`Cannot ${what}: ${(e as Error).message}`, EXIT.retry);
   }
 }
 
-/** A TIME option, or a one-line error naming the accepted forms (exit code 2). */
+/** A TIME option, or a one-line error naming the accepted forms (exit code 2, `EXIT.usage`). */
 function timeOption(
   text: string | undefined,
   flag: string,
 ): { ms: number; text: string } | undefined {
   if (text === undefined) return undefined;
   const t = parseTime(text, Date.now());
-  if (!t.ok) fail(t.message.replace("Cannot read the time", `Cannot read ${flag}`), 2);
+  if (!t.ok) fail(t.message.replace("Cannot read the time", `Cannot read ${flag}`), EXIT.usage);
   return { ms: t.ms, text };
 }
 
@@ -148,7 +189,10 @@ function subcommand(name: string, args: string[]): Promise<never> {
         : {},
     });
   } catch (e) {
-    fail(`Cannot read arguments: ${(e as Error).message}. Run cloud-client --help for usage.`, 2);
+    fail(
+      `Cannot read arguments: ${(e as Error).message}. Run cloud-client --help for usage.`,
+      EXIT.usage,
+    );
   }
   const { values, positionals } = parsed as {
     values: Record<string, string | boolean | undefined>;
@@ -159,7 +203,10 @@ function subcommand(name: string, args: string[]): Promise<never> {
   const warn = (l: string) => console.error(l);
   if (name === "history") {
     if (!folder || paths.length > 1) {
-      fail("Cannot list history: usage is cloud-client history FOLDER [PATH] (see --help)", 2);
+      fail(
+        "Cannot list history: usage is cloud-client history FOLDER [PATH] (see --help)",
+        EXIT.usage,
+      );
     }
     const since = timeOption(values.since as string | undefined, "--since");
     return command(() =>
@@ -176,7 +223,7 @@ function subcommand(name: string, args: string[]): Promise<never> {
     if (!folder || paths.length === 0) {
       fail(
         "Cannot restore: usage is cloud-client restore FOLDER PATH... (a file, a folder, or . for the whole folder; see --help)",
-        2,
+        EXIT.usage,
       );
     }
     const at = timeOption(values.at as string | undefined, "--at");
@@ -194,14 +241,16 @@ function subcommand(name: string, args: string[]): Promise<never> {
   }
   if (name === "exclude" || name === "include") {
     if (!folder || paths.length !== 1) {
-      fail(`Cannot ${name}: usage is cloud-client ${name} FOLDER PATH (see --help)`, 2);
+      fail(`Cannot ${name}: usage is cloud-client ${name} FOLDER PATH (see --help)`, EXIT.usage);
     }
     const o = { folder, path: paths[0]!, out, warn };
     return name === "exclude"
       ? command(() => runExclude(o), "exclude")
       : command(() => runInclude(o), "include");
   }
-  if (!folder || paths.length > 0) fail(`Cannot ${name}: usage is cloud-client ${name} FOLDER`, 2);
+  if (!folder || paths.length > 0) {
+    fail(`Cannot ${name}: usage is cloud-client ${name} FOLDER`, EXIT.usage);
+  }
   return name === "bring-back"
     ? command(() => runBringBack({ folder, out }), "bring back vanished files")
     : command(() => runConfirmDelete({ folder, out }), "confirm the deletion");
@@ -216,17 +265,9 @@ const SUBCOMMANDS = new Set([
   "include",
 ]);
 
-async function main(): Promise<void> {
-  const first = Deno.args[0];
-  if (
-    first !== undefined && SUBCOMMANDS.has(first) && !Deno.args.includes("--help") &&
-    !Deno.args.includes("-h")
-  ) {
-    await subcommand(first, Deno.args.slice(1));
-  }
-  let parsed;
+function parse() {
   try {
-    parsed = parseArgs({
+    return parseArgs({
       args: Deno.args,
       allowPositionals: true,
       options: {
@@ -235,28 +276,105 @@ async function main(): Promise<void> {
         "allow-mass-delete": { type: "boolean", default: false },
         "server-fingerprint": { type: "string" },
         "server-ca": { type: "string" },
+        verbose: { type: "boolean", short: "v", default: false },
+        json: { type: "boolean", default: false },
+        wait: { type: "boolean", default: false },
+        timeout: { type: "string" },
+        version: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     });
   } catch (e) {
-    fail(`Cannot read arguments: ${(e as Error).message}. Run cloud-client --help for usage.`, 2);
+    fail(
+      `Cannot read arguments: ${(e as Error).message}. Run cloud-client --help for usage.`,
+      EXIT.usage,
+    );
   }
-  const { values, positionals } = parsed;
+}
+
+type Parsed = ReturnType<typeof parse>;
+
+async function status(values: Parsed["values"], rest: string[]): Promise<never> {
+  const [folder, ...extra] = rest;
+  if (!folder || extra.length > 0) {
+    fail("Cannot show status: usage is cloud-client status FOLDER [--json] [--wait]", EXIT.usage);
+  }
+  let timeoutS: number | null = null;
+  if (values.timeout !== undefined) {
+    timeoutS = Number(values.timeout);
+    if (!values.wait || !Number.isFinite(timeoutS) || timeoutS < 0) {
+      fail(
+        `Cannot show status: --timeout goes with --wait and is a number of seconds, not "${values.timeout}"`,
+        EXIT.usage,
+      );
+    }
+  }
+  Deno.exit(await statusCommand({ folder, json: values.json, wait: values.wait, timeoutS }));
+}
+
+async function main(): Promise<void> {
+  const first = Deno.args[0];
+  if (
+    first !== undefined && SUBCOMMANDS.has(first) && !Deno.args.includes("--help") &&
+    !Deno.args.includes("-h")
+  ) {
+    await subcommand(first, Deno.args.slice(1));
+  }
+  const { values, positionals } = parse();
   if (values.help) {
     console.log(HELP);
     return;
   }
-  const [host, portText, folder, secondsText, serial, ...extra] = positionals;
+  if (values.version) {
+    console.log(versionLine("cloud-client", PROGRAM_VERSION, PROTOCOL_VERSION));
+    return;
+  }
+  if (positionals[0] === "status") return status(values, positionals.slice(1));
+  if (values.json || values.wait || values.timeout !== undefined) {
+    fail("Cannot start: --json, --wait and --timeout go with cloud-client status", EXIT.usage);
+  }
+  let [host, portText, folder, secondsText, serial, ...extra] = positionals;
+  if (positionals.length === 1) {
+    // An enrolled folder, started as it was last time.
+    folder = positionals[0]!;
+    let config;
+    try {
+      config = loadConfig(resolve(folder));
+    } catch (e) {
+      fail((e as Error).message, EXIT.folder);
+    }
+    if (!config) {
+      fail(
+        `Cannot start: ${
+          resolve(folder)
+        } is not enrolled yet; run cloud-client HOST PORT FOLDER SECONDS [SERIAL] once first`,
+        EXIT.usage,
+      );
+    }
+    [host, portText, secondsText] = [
+      config.host,
+      String(config.port),
+      String(config.seconds ?? 60),
+    ];
+    serial = undefined;
+    extra = [];
+  }
   if (!host || !portText || !folder || !secondsText || extra.length > 0) {
-    fail("Cannot start: usage is cloud-client HOST PORT FOLDER SECONDS [SERIAL] (see --help)", 2);
+    fail(
+      "Cannot start: usage is cloud-client HOST PORT FOLDER SECONDS [SERIAL] (see --help)",
+      EXIT.usage,
+    );
   }
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    fail(`Cannot start: PORT must be a number from 1 to 65535, not "${portText}"`, 2);
+    fail(`Cannot start: PORT must be a number from 1 to 65535, not "${portText}"`, EXIT.usage);
   }
   const seconds = Number(secondsText);
   if (!Number.isFinite(seconds) || seconds < 1) {
-    fail(`Cannot start: SECONDS must be a number of seconds (1 or more), not "${secondsText}"`, 2);
+    fail(
+      `Cannot start: SECONDS must be a number of seconds (1 or more), not "${secondsText}"`,
+      EXIT.usage,
+    );
   }
   let normalized: string | null = null;
   if (serial !== undefined) {
@@ -266,11 +384,14 @@ async function main(): Promise<void> {
         `Cannot join account: ${
           JSON.stringify(serial)
         } is not a serial code (32 letters and digits, in groups of four: XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX); copy it again, or print a new one on the server with \`cloud-server reset-serial ACCOUNT\``,
-        2,
+        EXIT.usage,
       );
     }
   } else if (values.rejoin) {
-    fail("Cannot start: --rejoin needs the SERIAL of the account to move this folder to", 2);
+    fail(
+      "Cannot start: --rejoin needs the SERIAL of the account to move this folder to",
+      EXIT.usage,
+    );
   }
   const name = values.name;
   if (name !== undefined) {
@@ -282,7 +403,7 @@ async function main(): Promise<void> {
     if (problem) {
       fail(
         `Cannot start: --name must be 1 to ${MAX_DEVICE_NAME} characters, without control or bidirectional characters (${problem})`,
-        2,
+        EXIT.usage,
       );
     }
   }
@@ -292,14 +413,14 @@ async function main(): Promise<void> {
     if (!serverFingerprint) {
       fail(
         "Cannot start: --server-fingerprint must be a SHA-256 fingerprint: 32 hex pairs like AB:CD:… (as cloud-server prints it)",
-        2,
+        EXIT.usage,
       );
     }
   }
   let serverCa: string | null = null;
   if (values["server-ca"] !== undefined) {
     if (serverFingerprint) {
-      fail("Cannot start: give --server-fingerprint or --server-ca, not both", 2);
+      fail("Cannot start: give --server-fingerprint or --server-ca, not both", EXIT.usage);
     }
     const file = values["server-ca"];
     try {
@@ -310,25 +431,41 @@ async function main(): Promise<void> {
         `Cannot start: --server-ca ${file} is not a readable PEM certificate (${
           (e as Error).message
         }); give the file of the authority that issued the server's certificate`,
-        2,
+        EXIT.usage,
       );
     }
   }
-  surviveStrayRejections((l) => console.error(l));
-  const client = new SyncClient({
-    host,
-    port,
-    folder,
-    seconds,
-    ...(normalized ? { serial: normalized } : {}),
-    ...(name !== undefined ? { name } : {}),
-    ...(values.rejoin ? { rejoin: true } : {}),
-    allowMassDelete: values["allow-mass-delete"],
-    ...(serverFingerprint ? { serverFingerprint } : {}),
-    ...(serverCa ? { serverCa } : {}),
-  });
+  // Lines read later (a log file) carry the date and time; a terminal shows them as they
+  // happen, and the -v lines there carry the time of day. The systemd journal (JOURNAL_STREAM
+  // set) stamps every line itself.
+  const journal = Deno.env.get("JOURNAL_STREAM") !== undefined;
+  const stampOut = !Deno.stdout.isTerminal() && !journal;
+  const stampErr = !Deno.stderr.isTerminal() && !journal;
+  const log = (l: string) => console.log(stampOut ? `${logStamp()} ${l}` : l);
+  const warn = (l: string) => console.error(stampErr ? `${logStamp()} ${l}` : l);
+  const activity = (l: string) => stampOut ? log(l) : console.log(`${timeOfDay()} ${l}`);
+  surviveStrayRejections(warn);
+  const client = new SyncClient(
+    {
+      host,
+      port,
+      folder,
+      seconds,
+      ...(normalized ? { serial: normalized } : {}),
+      ...(name !== undefined ? { name } : {}),
+      ...(values.rejoin ? { rejoin: true } : {}),
+      allowMassDelete: values["allow-mass-delete"],
+      ...(serverFingerprint ? { serverFingerprint } : {}),
+      ...(serverCa ? { serverCa } : {}),
+      verbose: values.verbose,
+      command: commandName(),
+    },
+    log,
+    warn,
+    activity,
+  );
   onShutdown(() => {
-    console.log("Stopping client");
+    log("Stopping client");
     client.stop();
   });
   Deno.exit(await client.run());

@@ -19,7 +19,16 @@ import {
 import { verify } from "./lib/server/verify.ts";
 import { secretHash } from "./lib/server/session.ts";
 import { newSerial, normalizeSerial } from "./lib/util/crockford.ts";
-import { fail, formatBytes, onShutdown, surviveStrayRejections } from "./lib/util/cli.ts";
+import {
+  fail,
+  formatBytes,
+  logStamp,
+  onShutdown,
+  surviveStrayRejections,
+  versionLine,
+} from "./lib/util/cli.ts";
+import { EXIT } from "./lib/util/exit_codes.ts";
+import { PROGRAM_VERSION, PROTOCOL_VERSION } from "./lib/protocol/messages.ts";
 import { DEFAULT_LIMITS, describeSize, parseSize, type ServerLimits } from "./lib/server/limits.ts";
 import { escapeForLog } from "./lib/util/log_text.ts";
 import { parseKeepCount, type RetentionPolicy } from "./lib/core/retention_policy.ts";
@@ -94,6 +103,10 @@ Options:
   --account ID  verify: check only this account
   --yes         delete-account: really delete
   -h, --help    show this help
+  --version     print the program's version and the protocol version it speaks
+
+Exit codes: 0 done (or stopped by a signal), 1 failed (a later try may work: the port is in use,
+a store cannot be reached), 2 bad arguments (do not restart; see README "Exit codes")
 `;
 
 function main(): Promise<void> | void {
@@ -120,14 +133,22 @@ function main(): Promise<void> | void {
         "max-connections": { type: "string" },
         registration: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
+        version: { type: "boolean", default: false },
       },
     });
   } catch (e) {
-    fail(`Cannot read arguments: ${(e as Error).message}. Run cloud-server --help for usage.`, 2);
+    fail(
+      `Cannot read arguments: ${(e as Error).message}. Run cloud-server --help for usage.`,
+      EXIT.usage,
+    );
   }
   const { values, positionals } = parsed;
   if (values.help) {
     console.log(HELP);
+    return;
+  }
+  if (values.version) {
+    console.log(versionLine("cloud-server", PROGRAM_VERSION, PROTOCOL_VERSION));
     return;
   }
   const dataDir = resolve(values.data);
@@ -145,11 +166,17 @@ function main(): Promise<void> | void {
   if (first === "delete-account") return deleteAccount(where, rest[0], values.yes);
   if (first === "invite") return invite(where);
   if (first === undefined || !/^\d+$/.test(first) || Number(first) > 65535) {
-    fail("Cannot start: give the port to listen on, e.g. `cloud-server 12345` (see --help)", 2);
+    fail(
+      "Cannot start: give the port to listen on, e.g. `cloud-server 12345` (see --help)",
+      EXIT.usage,
+    );
   }
   const keepDays = Number(values["keep-days"]);
   if (!Number.isFinite(keepDays) || keepDays < 0) {
-    fail(`Cannot start: --keep-days must be a number of days, not "${values["keep-days"]}"`, 2);
+    fail(
+      `Cannot start: --keep-days must be a number of days, not "${values["keep-days"]}"`,
+      EXIT.usage,
+    );
   }
   const keep: { daily: number; weekly: number; monthly: number } = {
     daily: 0,
@@ -165,7 +192,10 @@ function main(): Promise<void> | void {
     keep[k] = n;
   }
   if ((values.cert === undefined) !== (values.key === undefined)) {
-    fail("Cannot start: --cert and --key go together (the certificate and its private key)", 2);
+    fail(
+      "Cannot start: --cert and --key go together (the certificate and its private key)",
+      EXIT.usage,
+    );
   }
   const tls = values.cert !== undefined && values.key !== undefined
     ? { certFile: resolve(values.cert), keyFile: resolve(values.key) }
@@ -176,7 +206,7 @@ function main(): Promise<void> | void {
     if (bytes === null) {
       fail(
         `Cannot start: --quota must be a size such as 10GiB, 500MB or 1TiB, not "${values.quota}"`,
-        2,
+        EXIT.usage,
       );
     }
     limits.quotaBytes = bytes;
@@ -186,7 +216,7 @@ function main(): Promise<void> | void {
     if (!/^\d+$/.test(perIp) || Number(perIp) < 1 || Number(perIp) > 1_000_000) {
       fail(
         `Cannot start: --max-connections-per-ip must be a whole number from 1, not "${perIp}"`,
-        2,
+        EXIT.usage,
       );
     }
     limits.maxConnectionsPerIp = Number(perIp);
@@ -200,14 +230,17 @@ function main(): Promise<void> | void {
   const maxConns = values["max-connections"];
   if (maxConns !== undefined) {
     if (!/^\d+$/.test(maxConns) || Number(maxConns) < 1 || Number(maxConns) > 1_000_000) {
-      fail(`Cannot start: --max-connections must be a whole number from 1, not "${maxConns}"`, 2);
+      fail(
+        `Cannot start: --max-connections must be a whole number from 1, not "${maxConns}"`,
+        EXIT.usage,
+      );
     }
     limits.maxConnections = Number(maxConns);
   }
   const reg = values.registration;
   if (reg !== undefined) {
     if (reg !== "open" && reg !== "closed") {
-      fail(`Cannot start: --registration must be open or closed, not "${reg}"`, 2);
+      fail(`Cannot start: --registration must be open or closed, not "${reg}"`, EXIT.usage);
     }
     limits.registration = reg;
   }
@@ -222,10 +255,9 @@ async function serve(
   tls: { certFile?: string; keyFile?: string },
   limits: Partial<ServerLimits>,
 ): Promise<void> {
-  const stamp = () => new Date().toISOString().replace("T", " ").slice(0, 19);
   // Everything the server creates is for its own user only: files 0600, directories 0700.
   if (Deno.build.os !== "windows") Deno.umask(0o077);
-  surviveStrayRejections((l) => console.error(`${stamp()} ${l}`));
+  surviveStrayRejections((l) => console.error(`${logStamp()} ${l}`));
   let server;
   try {
     server = await startServer({
@@ -236,7 +268,7 @@ async function serve(
       ...where,
       ...tls,
       limits,
-      log: (l) => console.log(`${stamp()} ${l}`),
+      log: (l) => console.log(`${logStamp()} ${l}`),
     });
   } catch (e) {
     fail((e as Error).message);
@@ -331,7 +363,9 @@ async function listAccounts(where: StoreOptions): Promise<void> {
 }
 
 async function listDevices(where: StoreOptions, account: string | undefined): Promise<void> {
-  if (!account) fail("Cannot list devices: give the account id (see `cloud-server accounts`)", 2);
+  if (!account) {
+    fail("Cannot list devices: give the account id (see `cloud-server accounts`)", EXIT.usage);
+  }
   const stores = await openMetaOnly(where, "list devices");
   let known: boolean;
   let rows;
@@ -370,7 +404,7 @@ async function revokeDevice(
   if (!account || !device) {
     fail(
       "Cannot revoke device: give the account id and the device id, e.g. `cloud-server revoke-device ACCOUNT DEVICE` (see `cloud-server devices ACCOUNT`)",
-      2,
+      EXIT.usage,
     );
   }
   const stores = await openMetaOnly(where, "revoke device");
@@ -406,7 +440,9 @@ async function revokeDevice(
 }
 
 async function resetSerial(where: StoreOptions, account: string | undefined): Promise<void> {
-  if (!account) fail("Cannot reset serial: give the account id (see `cloud-server accounts`)", 2);
+  if (!account) {
+    fail("Cannot reset serial: give the account id (see `cloud-server accounts`)", EXIT.usage);
+  }
   const stores = await openMetaOnly(where, "reset serial");
   const serial = newSerial();
   const ok = await stores.meta.setSerialHash(account, secretHash(normalizeSerial(serial)!))
@@ -450,7 +486,7 @@ async function deleteAccount(
   yes: boolean,
 ): Promise<void> {
   if (!account) {
-    fail("Cannot delete account: give the account id (see `cloud-server accounts`)", 2);
+    fail("Cannot delete account: give the account id (see `cloud-server accounts`)", EXIT.usage);
   }
   const stores = await open(where, "delete account");
   const { meta, blobs } = stores;

@@ -22,7 +22,9 @@ import {
 } from "./config.ts";
 import { CertificateError, describeConnectError, dial } from "./connection.ts";
 import { enroll, FatalError } from "./enrollment.ts";
-import { type FolderPossession, takeFolder } from "./folder_setup.ts";
+import { type FolderPossession, FolderSetupError, takeFolder } from "./folder_setup.ts";
+import { FolderInUseError } from "./folder_lock.ts";
+import { EXIT, type ExitCode, REFUSAL_CODES } from "../util/exit_codes.ts";
 import { StateDb } from "./state_db.ts";
 import { type EngineContext, syncUntilStable } from "./engine.ts";
 import { DenoFs } from "./fs/deno_fs.ts";
@@ -35,8 +37,10 @@ import { checkWirePath } from "../core/paths.ts";
 import type { RemoteEntry } from "../core/types.ts";
 import { ProgressLine } from "./progress.ts";
 import { Attention } from "../core/attention.ts";
-import { summaryLine } from "../core/outcomes.ts";
 import { IgnoreFiles } from "./ignore_files.ts";
+import { activityLine, summaryLine } from "../core/outcomes.ts";
+import { FolderStatus } from "./folder_status.ts";
+import { WAIT_FILE, WAIT_PATH } from "./status_file.ts";
 
 /** Command-line settings of the client. */
 export interface ClientOptions {
@@ -57,6 +61,10 @@ export interface ClientOptions {
   serverCa?: string;
   /** Propagate even when more than half of the synced files vanished at once. */
   allowMassDelete?: boolean;
+  /** `-v`: one line per file sent, received, moved, deleted, conflicted or failed. */
+  verbose?: boolean;
+  /** How the user runs this program, for the join line (default `cloud-client`). */
+  command?: string;
 }
 
 /** A wake-up signal: `wait` resolves on `fire` or after a timeout, whichever comes first. */
@@ -85,8 +93,16 @@ class Signal {
 
 function isFatal(e: unknown): boolean {
   return e instanceof FatalError || e instanceof CertificateError ||
-    (e instanceof RemoteError &&
-      ["bad-serial", "bad-credentials", "revoked", "unsupported-protocol"].includes(e.code));
+    (e instanceof RemoteError && REFUSAL_CODES.includes(e.code));
+}
+
+/** The exit code for an error that ends the client (see `util/exit_codes.ts`). */
+export function exitCodeOf(e: unknown): ExitCode {
+  if (e instanceof FatalError) return e.exitCode;
+  if (e instanceof CertificateError) return EXIT.certificate;
+  if (e instanceof RemoteError && REFUSAL_CODES.includes(e.code)) return EXIT.refused;
+  if (e instanceof FolderSetupError || e instanceof FolderInUseError) return EXIT.folder;
+  return EXIT.retry;
 }
 
 function isFile(path: string): boolean {
@@ -118,18 +134,33 @@ export class SyncClient {
   #folder: FolderPossession | null = null;
   /** What to look at again and what to leave alone, kept across reconnections. */
   readonly #attention = new Attention();
+  readonly #stats: TransferStats = newStats();
+  readonly #progress = new ProgressLine(this.#stats);
+  /** What `cloud-client status` reads, once the folder is enrolled. */
+  #status: FolderStatus | null = null;
   readonly #log: (line: string) => void;
   readonly #warn: (line: string) => void;
+  readonly #activity: (line: string) => void;
 
+  /**
+   * `log` and `warn` print lines (stdout, stderr); `activity` prints the `-v` lines (the caller
+   * adds the time of day). The progress line is erased before each.
+   */
   constructor(
     opts: ClientOptions,
     log = (l: string) => console.log(l),
     warn = (l: string) => console.error(l),
+    activity = log,
   ) {
     this.#opts = opts;
     this.#root = resolve(opts.folder);
-    this.#log = log;
-    this.#warn = warn;
+    const clearing = (f: (l: string) => void) => (l: string) => {
+      this.#progress.clear();
+      f(l);
+    };
+    this.#log = clearing(log);
+    this.#warn = clearing(warn);
+    this.#activity = clearing(activity);
   }
 
   /** Enrolls if needed, then syncs until stopped. Resolves with the process exit code. */
@@ -140,7 +171,7 @@ export class SyncClient {
       folder = takeFolder(this.#root, { probe: !enrolled, log: this.#log });
     } catch (e) {
       this.#warn((e as Error).message);
-      return 1;
+      return exitCodeOf(e);
     }
     this.#folder = folder;
     try {
@@ -165,6 +196,7 @@ export class SyncClient {
           ? { serverFingerprint: this.#opts.serverFingerprint }
           : {}),
         ...(this.#opts.serverCa ? { serverCa: this.#opts.serverCa } : {}),
+        ...(this.#opts.command !== undefined ? { command: this.#opts.command } : {}),
         log: this.#log,
         warn: this.#warn,
         wait: (ms) => this.#wake.wait(ms),
@@ -172,8 +204,9 @@ export class SyncClient {
       }));
     } catch (e) {
       if (!isFile(join(stateDir(this.#root), "config.json"))) folder.undo();
+      if (this.#stopped) return EXIT.ok;
       this.#warn((e as Error).message);
-      return 1;
+      return exitCodeOf(e);
     }
     if (this.#stopped) return 0;
     const dir = stateDir(this.#root);
@@ -192,8 +225,10 @@ export class SyncClient {
     this.#ignore = new IgnoreFiles(this.#fs, this.#warn);
     this.#watcher = new FolderWatcher(this.#root, (paths) => this.#changed(paths), {
       onError: this.#warn,
+      bells: [WAIT_FILE],
     });
     this.#watcher.start();
+    this.#status = new FolderStatus(this.#root, config);
     this.#log(`Syncing ${this.#root} with ${config.host}:${config.port} as "${config.deviceName}"`);
     try {
       return await this.#loop(config);
@@ -201,6 +236,7 @@ export class SyncClient {
       clearTimeout(this.#recheckTimer);
       this.#watcher.close();
       this.#state.close();
+      this.#status.close();
     }
   }
 
@@ -219,7 +255,8 @@ export class SyncClient {
     else {
       for (const p of paths) {
         const rel = relative(this.#root, p).split(sep).join("/").normalize("NFC");
-        if (rel === "" || rel === ".." || rel.startsWith("../") || isAbsolute(rel)) {
+        if (rel === WAIT_PATH) this.#fullScan = true; // `status --wait` asks for a full look
+        else if (rel === "" || rel === ".." || rel.startsWith("../") || isAbsolute(rel)) {
           this.#fullScan = true;
         } else if (rel.startsWith(`${STATE_DIR}/${REQUESTS_DIR}`)) {
           this.#fullScan = true; // bring-back or confirm-delete: acted on in a full pass
@@ -283,6 +320,7 @@ export class SyncClient {
   /** Stops syncing: closes the connection and the watcher. */
   stop(): void {
     this.#stopped = true;
+    this.#status?.stop();
     clearTimeout(this.#recheckTimer);
     this.#peer?.close();
     this.#wake.fire();
@@ -291,10 +329,12 @@ export class SyncClient {
   }
 
   async #loop(config: ClientConfig): Promise<number> {
-    const stats: TransferStats = newStats();
-    const progress = new ProgressLine(stats);
+    const stats = this.#stats;
+    const progress = this.#progress;
+    const status = this.#status!;
     let backoff = 1000;
     let down = false;
+    let downSince = Date.now();
     let saidDown = "";
     let current: Peer | null = null;
     while (!this.#stopped) {
@@ -328,6 +368,7 @@ export class SyncClient {
         if (signedIn.header.device !== config.deviceName) await this.#rename(peer, config);
         await peer.request({ t: "watch" });
         if (down) this.#log(`Connected to ${config.host}:${config.port} again`);
+        status.connected();
         down = false;
         saidDown = "";
         backoff = 1000;
@@ -353,16 +394,31 @@ export class SyncClient {
           watch: this.#watcher!,
           attention: this.#attention,
           ignore: this.#ignore!,
+          onSkip: (path, why) => status.skipped(path, why),
+          ...(this.#opts.verbose
+            ? {
+              onOutcome: (o) => {
+                const line = activityLine(o);
+                if (line !== null) this.#activity(line);
+              },
+            }
+            : {}),
         };
         while (!this.#stopped && !closed) {
           this.#assertFolder();
           const t0 = performance.now();
+          const startedAt = Date.now();
           Object.assign(stats, newStats());
           progress.start();
+          const watching = setInterval(
+            () => status.passProgress(stats, performance.now() - t0),
+            500,
+          );
           let r;
           const stopMemory = debugMemory();
+          const scopes = this.#takeScopes();
           try {
-            r = await syncUntilStable(ctx, this.#takeScopes());
+            r = await syncUntilStable(ctx, scopes);
           } catch (e) {
             // A broken connection reconnects (outer loop); anything else (a full disk, a refused
             // request) is said once and retried with backoff on the same connection.
@@ -371,12 +427,14 @@ export class SyncClient {
             if (msg !== lastPassError) {
               this.#warn(`${msg}; retrying (every ${this.#opts.seconds} s at most)`);
             }
+            status.passFailed(msg);
             lastPassError = msg;
             this.#fullScan = true;
             await this.#wake.wait(passBackoff);
             passBackoff = Math.min(passBackoff * 2, this.#opts.seconds * 1000);
             continue;
           } finally {
+            clearInterval(watching);
             progress.stop();
             stopMemory();
           }
@@ -387,6 +445,14 @@ export class SyncClient {
             const line = summaryLine(r, bytes, performance.now() - t0);
             if (line) this.#log(line);
           }
+          status.passEnded({
+            tally: r,
+            full: scopes === null,
+            startedAt,
+            attention: this.#attention,
+            synced: () => this.#state!.loadBase().keys(),
+            holdingDeletions: ctx.holdingMassDelete === true,
+          });
           // Wake for the next change, push or period, or when a held item is due again.
           const period = this.#opts.seconds * 1000;
           const due = this.#attention.nextWake(Date.now());
@@ -399,7 +465,8 @@ export class SyncClient {
         if (this.#stopped) break;
         if (isFatal(e)) {
           this.#warn((e as Error).message);
-          return 1;
+          status.fatal((e as Error).message);
+          return exitCodeOf(e);
         }
         // Said once per kind of problem while it lasts (refused, then closed, ...).
         const why = e instanceof RemoteError
@@ -409,13 +476,15 @@ export class SyncClient {
           this.#warn(`${why}; retrying every ${this.#opts.seconds} s at most`);
           saidDown = why;
         }
+        if (!down) downSince = Date.now();
+        status.offline(downSince, why);
         down = true;
         // Jitter: the devices of a server that just went away do not all come back at once.
         await this.#wake.wait(backoff * (0.75 + Math.random() / 2));
         backoff = Math.min(backoff * 2, this.#opts.seconds * 1000);
       }
     }
-    return 0;
+    return EXIT.ok;
   }
 
   /** Tells the server this device's new name (`--name` on an enrolled folder). */
@@ -440,6 +509,7 @@ export class SyncClient {
     } catch {
       throw new FatalError(
         `Cannot sync ${this.#root}: the folder (or its ${STATE_DIR}/) disappeared; nothing was deleted on the server. Restore it and start the client again.`,
+        EXIT.folder,
       );
     }
   }

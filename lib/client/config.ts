@@ -29,6 +29,8 @@ export interface ClientConfig {
   serverCaVerified?: boolean;
   /** PEM of the authority (`--server-ca`) that issues the server's certificate (no pin needed). */
   serverCa?: string;
+  /** SECONDS of the last start (`cloud-client FOLDER` starts with it again). */
+  seconds?: number;
 }
 
 /** Path of the state folder of `root`. */
@@ -63,7 +65,8 @@ export function loadConfig(root: string): ClientConfig | null {
     typeof c.deviceName !== "string" ||
     (c.serverFingerprint !== undefined && typeof c.serverFingerprint !== "string") ||
     (c.serverCaVerified !== undefined && typeof c.serverCaVerified !== "boolean") ||
-    (c.serverCa !== undefined && typeof c.serverCa !== "string")
+    (c.serverCa !== undefined && typeof c.serverCa !== "string") ||
+    (c.seconds !== undefined && (typeof c.seconds !== "number" || !(c.seconds >= 1)))
   ) {
     throw new Error(
       `Cannot read ${

@@ -34,7 +34,7 @@ import { SETTLE_MS } from "../core/stability.ts";
 import { applyIgnores, keepIgnoredFolders } from "../core/ignore_view.ts";
 import { IgnoreFiles } from "./ignore_files.ts";
 import { IgnoreRules } from "../core/ignore_rules.ts";
-import { addTally, madeProgress, type Tally, tally } from "../core/outcomes.ts";
+import { addTally, madeProgress, type Outcome, type Tally, tally } from "../core/outcomes.ts";
 import type { TransferStats } from "./transfer.ts";
 
 /** Everything a pass needs. */
@@ -53,6 +53,8 @@ export interface EngineContext {
   allowMassDelete?: boolean;
   /** Asks for a full pass about a second from now (the mass-delete guard looks again). */
   recheckSoon?: () => void;
+  /** Set by the mass-delete guard: it holds deletions back (see `mass_delete.ts`). */
+  holdingMassDelete?: boolean;
   /** The folder watcher, paused while a pass changes many local items (see {@link quietWatch}). */
   watch?: { pause(): void; resume(): void };
   /** What to look at again and what to leave alone (kept across passes; made if absent). */
@@ -61,6 +63,13 @@ export interface EngineContext {
   warned?: Map<string, number>;
   /** The folder's ignore rules, read again at every pass (made if absent). */
   ignore?: IgnoreFiles;
+  /** Told each step's outcome as it happens (`-v`: one line per file). */
+  onOutcome?: (o: Outcome) => void;
+  /**
+   * Told the items a pass skips for good (symlinks, special files, names this system cannot
+   * hold, unreadable items), and at the start of each full scan (`null`: forget the old list).
+   */
+  onSkip?: (path: string | null, reason?: string) => void;
 }
 
 /** Actions that change the local folder (each makes the OS watcher report several events). */
@@ -306,10 +315,14 @@ export async function syncPass(
   const heldHere = new Map<string, HeldItem>();
   const blockers = new Map<string, string>();
   const ignoredHere = new Set<string>();
+  if (scopes === null) ctx.onSkip?.(null);
   const notices: ScanNotices = {
     ignores,
     ignored: ignoredHere,
-    skipped: (path, why) => warnSometimes(ctx, `skip:${path}`, `Skipping ${path}: ${why}`),
+    skipped: (path, why) => {
+      ctx.onSkip?.(path, why);
+      warnSometimes(ctx, `skip:${path}`, `Skipping ${path}: ${why}`);
+    },
     held: heldHere,
     blockers,
     recentlyUnstable: (path) => attention.recentlyUnstable(path, now),
@@ -343,6 +356,7 @@ export async function syncPass(
       blocked: blockers,
     });
     for (const w of plan.warnings) warnSometimes(ctx, `name:${w}`, w);
+    for (const [path, why] of plan.skipped) ctx.onSkip?.(path, why);
     ctx.state.saveAliases(plan.aliases, [...plan.skipped.keys()].filter((p) => wireBase.has(p)));
     if (plan.caseRenames.length > 0) {
       const done = await renameCases(ctx.fs, plan.caseRenames);
@@ -376,6 +390,7 @@ export async function syncPass(
     } else if (h.kind === "settling") {
       attention.settling(wire, h.retryAt ?? now + SETTLE_MS, h.reason, now);
     } else {
+      ctx.onSkip?.(wire, h.reason);
       warnSometimes(
         ctx,
         `held:${wire}`,
@@ -447,6 +462,7 @@ export async function syncPass(
         stats: ctx.stats,
         toLocal,
         ignores,
+        ...(ctx.onOutcome ? { onOutcome: ctx.onOutcome } : {}),
       },
       actions,
     );

@@ -29,9 +29,16 @@ import {
   withServerTrust,
 } from "./config.ts";
 import { CertificateError, describeConnectError, dial, type ServerTrust } from "./connection.ts";
+import { EXIT, type ExitCode } from "../util/exit_codes.ts";
 
-/** Errors after which retrying cannot help: the user must act. */
-export class FatalError extends Error {}
+/** Errors after which retrying cannot help: the user must act. `exitCode` says which kind. */
+export class FatalError extends Error {
+  /** Creates the error with its user-facing message and the process's exit code. */
+  constructor(message: string, readonly exitCode: ExitCode = EXIT.refused) {
+    super(message);
+    this.name = "FatalError";
+  }
+}
 
 /** What enrollment needs from the command line and the running client. */
 export interface EnrollOptions {
@@ -48,6 +55,8 @@ export interface EnrollOptions {
   serverFingerprint?: string;
   /** `--server-ca`: PEM of the authority that issues the server's certificate. */
   serverCa?: string;
+  /** How the user runs the client, for the join line (default `cloud-client`). */
+  command?: string;
   log: (line: string) => void;
   warn: (line: string) => void;
   /** Waits `ms`, or less if the client is being stopped. */
@@ -94,7 +103,7 @@ async function withServer<T>(
   let said = "";
   let trust = start;
   for (;;) {
-    if (o.stopped()) throw new FatalError("Stopped before enrolling");
+    if (o.stopped()) throw new FatalError("Stopped before enrolling", EXIT.ok);
     let problem: string;
     let peer: Peer | null = null;
     try {
@@ -111,9 +120,8 @@ async function withServer<T>(
       });
       return await fn(peer, trust);
     } catch (e) {
-      if (e instanceof CertificateError || e instanceof FatalError) {
-        throw new FatalError(e.message);
-      }
+      if (e instanceof FatalError) throw e;
+      if (e instanceof CertificateError) throw new FatalError(e.message, EXIT.certificate);
       if (e instanceof RemoteError && e.code !== "throttled") throw new FatalError(e.message);
       if (peer && !(e instanceof RemoteError || e instanceof ConnectionClosedError)) throw e;
       problem = e instanceof RemoteError
@@ -154,6 +162,7 @@ function signUp(
       deviceId: String(h.deviceId),
       token: String(h.token),
       deviceName,
+      seconds: o.seconds,
     }, t);
     return { config, serial: typeof h.serial === "string" ? h.serial : null };
   });
@@ -187,7 +196,7 @@ export async function enroll(
   try {
     existing = loadConfig(root);
   } catch (e) {
-    throw new FatalError((e as Error).message);
+    throw new FatalError((e as Error).message, EXIT.folder);
   }
   if (!existing) {
     const deviceName = o.name ?? hostname();
@@ -197,7 +206,9 @@ export async function enroll(
       o.log(`Registered a new account (${config.account}).`);
       o.log(`Serial code: ${serial}`);
       o.log(
-        `To sync another computer with this one, run there: cloud-client ${o.host} ${o.port} FOLDER ${o.seconds} ${serial}`,
+        `To sync another computer with this one, run there: ${
+          o.command ?? "cloud-client"
+        } ${o.host} ${o.port} FOLDER ${o.seconds} ${serial}`,
       );
     } else {
       o.log(`Joined account ${config.account} as device "${deviceName}".`);
@@ -215,6 +226,7 @@ export async function enroll(
       if (!o.rejoin) {
         throw new FatalError(
           `Cannot start: ${root} is synced with account ${old}, and this serial code belongs to another account. To move this folder to that account (every file is kept and merged with the account's files), run again with --rejoin; to keep syncing with account ${old}, run without the serial code.`,
+          EXIT.usage,
         );
       }
       return true;
@@ -243,8 +255,8 @@ export async function enroll(
     config = { ...config, deviceName: o.name };
     saveConfig(root, config);
   }
-  if (config.host !== o.host || config.port !== o.port) {
-    config = { ...config, host: o.host, port: o.port };
+  if (config.host !== o.host || config.port !== o.port || config.seconds !== o.seconds) {
+    config = { ...config, host: o.host, port: o.port, seconds: o.seconds };
     saveConfig(root, config);
   }
   return { config, fresh: false };

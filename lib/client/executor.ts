@@ -57,6 +57,8 @@ export interface ExecutorContext {
   toLocal?: (wire: string) => string;
   /** The ignore rules' verdict on a wire path (`dir`: a folder); nothing ignored when absent. */
   ignores?: (path: string, dir: boolean) => boolean;
+  /** Told each outcome as it happens (the `-v` lines). */
+  onOutcome?: (o: Outcome) => void;
 }
 
 /** A report of nothing done. */
@@ -93,7 +95,7 @@ export async function execute(ctx: ExecutorContext, actions: Action[]): Promise<
       base: ctx.base,
       stats: ctx.stats,
       toLocal: run.toLocal,
-      record: (o) => run.outcomes.push(o),
+      record: (o) => run.record(o),
       bases: run.bases,
       copiesSaved: run.copiesSaved,
     }, remote);
@@ -154,13 +156,20 @@ class LocalPhase {
         ctx.stats.bytesTotal += a.remote.size;
       } else if (a.op === "upload") {
         ctx.stats.filesTotal++;
+        ctx.stats.uploadsTotal++;
         ctx.stats.bytesTotal += a.local.size;
       }
     }
   }
 
+  /** Records one step's outcome (and tells whoever follows them). */
+  record(o: Outcome): void {
+    this.outcomes.push(o);
+    this.#ctx.onOutcome?.(o);
+  }
+
   #note(path: string, kind: Outcome["kind"], reason?: string): void {
-    this.outcomes.push(reason === undefined ? { path, kind } : { path, kind, reason });
+    this.record(reason === undefined ? { path, kind } : { path, kind, reason });
   }
 
   /** The local path of a wire path. */
@@ -294,7 +303,7 @@ class LocalPhase {
     await this.#fs.remove(src);
     await this.#fs.fsyncDir(parentOf(dst));
     if (parentOf(src) !== parentOf(dst)) await this.#fs.fsyncDir(parentOf(src));
-    this.outcomes.push({ path: a.to, kind: "movedHere", from: a.path });
+    this.record({ path: a.to, kind: "movedHere", from: a.path });
     this.bases.set(a.path, null);
   }
 
@@ -394,7 +403,7 @@ class LocalPhase {
     }
     fs.removeSync(src);
     this.#movedAway.add(from);
-    this.#note(a.path, "movedHere");
+    this.record({ path: a.path, kind: "movedHere", from });
     this.#ctx.stats.filesDone++;
     this.#ctx.stats.bytesDone += a.remote.size;
     this.#movedDirs.add(parentOf(dst));

@@ -58,8 +58,46 @@ function readPid(path: string): number | null {
   }
 }
 
+/** The PID the lock's holder wrote (or the last holder: check {@link folderLockHeld}), or null. */
+export function lockHolderPid(root: string): number | null {
+  const dir = stateDir(root);
+  return readPid(join(dir, LOCK_FILE)) ?? readPid(join(dir, PID_FILE));
+}
+
 function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
   return a.ino === null || b.ino === null || (a.ino === b.ino && a.dev === b.dev);
+}
+
+/** Sleeps `ms` without giving up the thread (for the few short waits of a synchronous start). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * How many times a busy lock is tried again, 20 ms apart: `cloud-client status` holds it for a
+ * moment to see whether a client runs ({@link folderLockHeld}), and a start must not fail then.
+ */
+const BUSY_RETRIES = 5;
+
+/**
+ * Whether a client holds the lock of `root`, asked without taking it for more than a moment and
+ * without writing anything (a shared lock, released at once). False when there is no lock file.
+ */
+export function folderLockHeld(root: string): boolean {
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(join(stateDir(root), LOCK_FILE), { read: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+  try {
+    if (!file.tryLockSync(false)) return true;
+    file.unlockSync();
+    return false;
+  } finally {
+    file.close();
+  }
 }
 
 /**
@@ -69,11 +107,17 @@ function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
 export function lockFolder(root: string): FolderLock {
   const dir = stateDir(root);
   const path = join(dir, LOCK_FILE);
-  for (let attempt = 0;; attempt++) {
+  for (let attempt = 0, busy = 0;; attempt++) {
     const file = Deno.openSync(path, { read: true, write: true, create: true });
     let locked = false;
     try {
       locked = file.tryLockSync(true);
+      if (!locked && busy < BUSY_RETRIES) {
+        busy++;
+        file.close();
+        sleepSync(20);
+        continue;
+      }
       // The file we locked must still be the one at `path` (not one unlinked meanwhile).
       if (locked && !sameFile(file.statSync(), Deno.statSync(path)) && attempt < 10) {
         file.close();

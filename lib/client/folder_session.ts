@@ -14,11 +14,16 @@ import { RemoteError } from "../protocol/peer.ts";
 import { type ClientConfig, loadConfig, serverTrust, STATE_DIR } from "./config.ts";
 import { CertificateError, describeConnectError, dial } from "./connection.ts";
 import { checkWirePath } from "../core/paths.ts";
+import { EXIT, type ExitCode, REFUSAL_CODES } from "../util/exit_codes.ts";
 
-/** An error the user must act on: its message is the one line to print, `code` the exit code. */
+/**
+ * An error the user must act on: its message is the one line to print, `code` the exit code
+ * (`util/exit_codes.ts`: 1 may pass on a later try, 2 bad arguments, 3 refused by the server,
+ * 4 the server's certificate changed, 5 not a synced folder).
+ */
 export class CommandError extends Error {
-  readonly code: number;
-  constructor(message: string, code = 1) {
+  readonly code: ExitCode;
+  constructor(message: string, code: ExitCode = EXIT.retry) {
     super(message);
     this.name = "CommandError";
     this.code = code;
@@ -39,11 +44,12 @@ export function enrolledConfig(root: string, what: string): ClientConfig {
   try {
     config = loadConfig(root);
   } catch (e) {
-    throw new CommandError(`Cannot ${what}: ${(e as Error).message}`);
+    throw new CommandError(`Cannot ${what}: ${(e as Error).message}`, EXIT.folder);
   }
   if (!config) {
     throw new CommandError(
       `Cannot ${what}: ${root} is not a synced folder (it has no ${STATE_DIR}/config.json); give the folder you sync with cloud-client`,
+      EXIT.folder,
     );
   }
   return config;
@@ -66,7 +72,7 @@ export async function openFolderSession(folder: string, what: string): Promise<F
       onTrust: () => {},
     });
   } catch (e) {
-    if (e instanceof CertificateError) throw new CommandError(e.message);
+    if (e instanceof CertificateError) throw new CommandError(e.message, EXIT.certificate);
     throw new CommandError(
       `Cannot ${what}: cannot connect to ${config.host}:${config.port}: ${
         describeConnectError(e)
@@ -82,7 +88,12 @@ export async function openFolderSession(folder: string, what: string): Promise<F
     });
   } catch (e) {
     peer.close();
-    if (e instanceof RemoteError) throw new CommandError(e.message);
+    if (e instanceof RemoteError) {
+      throw new CommandError(
+        e.message,
+        REFUSAL_CODES.includes(e.code) ? EXIT.refused : EXIT.retry,
+      );
+    }
     throw new CommandError(
       `Cannot ${what}: the connection to ${config.host}:${config.port} failed: ${
         describeConnectError(e)
@@ -102,7 +113,7 @@ export function wirePathOf(root: string, arg: string, what: string): string {
   if (isAbsolute(arg)) {
     rel = relative(root, resolve(arg));
     if (rel === ".." || rel.startsWith(".." + sep) || isAbsolute(rel)) {
-      throw new CommandError(`Cannot ${what} ${arg}: it is not inside ${root}`, 2);
+      throw new CommandError(`Cannot ${what} ${arg}: it is not inside ${root}`, EXIT.usage);
     }
   } else rel = arg;
   rel = rel.split(sep).join("/"); // Windows: backslashes; elsewhere a backslash is a name's
@@ -110,12 +121,12 @@ export function wirePathOf(root: string, arg: string, what: string): string {
   if (p === "." || p === "") return "";
   if (p.startsWith("./")) p = p.slice(2);
   if (p === ".." || p.startsWith("../")) {
-    throw new CommandError(`Cannot ${what} ${arg}: it is not inside ${root}`, 2);
+    throw new CommandError(`Cannot ${what} ${arg}: it is not inside ${root}`, EXIT.usage);
   }
   const problem = checkWirePath(p);
   if (problem) {
     const why = problem.replace(/^Cannot use path(?: "(?:[^"\\]|\\.)*")?: /, "");
-    throw new CommandError(`Cannot ${what} ${arg}: ${why}`, 2);
+    throw new CommandError(`Cannot ${what} ${arg}: ${why}`, EXIT.usage);
   }
   return p;
 }

@@ -133,6 +133,11 @@ export interface GuardContext {
   allowMassDelete?: boolean;
   /** Asks for a full pass about a second from now (a big deletion is still growing). */
   recheckSoon?: () => void;
+  /**
+   * Set by the guard: whether the last pass held vanished files back and said so (what
+   * `cloud-client status` shows as an error until a way out is taken).
+   */
+  holdingMassDelete?: boolean;
 }
 
 /** What was last said per folder (the warning is said once per set held, not every pass). */
@@ -208,6 +213,7 @@ export function massDeleteGuard(
   }
   const check = massDeleteCheck(base, local);
   if (!check.tripped || ctx.allowMassDelete) {
+    ctx.holdingMassDelete = false;
     if (fullPass) {
       removeIn(ctx.fs, HELD_REL);
       said.delete(ctx.fs.where);
@@ -221,6 +227,7 @@ export function massDeleteGuard(
     );
   }
   if (hold.length === 0) {
+    ctx.holdingMassDelete = false;
     removeIn(ctx.fs, HELD_REL);
     said.delete(ctx.fs.where);
     return { base, local };
@@ -243,6 +250,7 @@ export function massDeleteGuard(
       `Cannot propagate deletions: ${heldFiles} of ${check.total} synced files vanished at once (an unmounted drive or emptied folder?). Nothing is deleted on the server or other devices. To get them back here from the server, run: cloud-client bring-back ${folder}. If you deleted them on purpose, confirm it once with: cloud-client confirm-delete ${folder}`,
     );
   }
+  ctx.holdingMassDelete = true;
   return { base, local: withVanishedKept(base, local, hold) };
 }
 

@@ -152,6 +152,7 @@ async function prepare(
       uploads.map((a) => ({ path: ctx.toLocal(a.path), chunks: chunksOf(a.local) })),
       ctx.stats,
       known ?? undefined,
+      known !== null, // a retry's files were counted the first time
     );
   } catch (e) {
     if (announced > 0) await call.withdraw(ctx.peer).catch(() => {});
@@ -256,7 +257,6 @@ async function commitSegment(
       // Only the modification time or permissions changed: nothing but metadata was sent.
       const metaOnly = item.hash === ctx.base.get(item.path)?.hash;
       done.set(action, { path: item.path, kind: metaOnly ? "sentMeta" : "sent" });
-      ctx.stats.filesDone++;
       ctx.bases.set(item.path, {
         ...baseFields(action.local),
         version: res.version,

@@ -21,6 +21,7 @@
  * @module
  */
 
+import { EXIT } from "../util/exit_codes.ts";
 import { DatabaseSync } from "node:sqlite";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { Peer } from "../protocol/peer.ts";
@@ -324,7 +325,7 @@ export async function runRestore(o: RestoreOptions): Promise<number> {
           `Cannot restore to ${dir}: it ${
             within(s.root, dir) ? "is inside" : "holds"
           } the synced folder ${s.root}; choose a folder outside it (a copy there would sync to every device)`,
-          2,
+          EXIT.usage,
         );
       }
       const fs = new DenoFs(dir);

@@ -29,6 +29,9 @@ export interface TransferStats {
   /** Content bytes to move in the current pass, and how many are done (dedup counts as done). */
   bytesTotal: number;
   bytesDone: number;
+  /** Of the files of the pass, those to send, and how many of them are on the server. */
+  uploadsTotal: number;
+  uploadsDone: number;
 }
 
 /** Fresh counters. */
@@ -41,6 +44,8 @@ export function newStats(): TransferStats {
     filesDone: 0,
     bytesTotal: 0,
     bytesDone: 0,
+    uploadsTotal: 0,
+    uploadsDone: 0,
   };
 }
 

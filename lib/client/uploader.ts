@@ -48,7 +48,10 @@ export interface UploadSource {
 
 /**
  * Makes sure the server holds every chunk of `files`. Returns the paths whose content no longer
- * matches the scan (changed while we read them); those must not be committed.
+ * matches the scan (changed while we read them); those must not be committed. Each file counts
+ * in `stats.filesDone` as soon as the server holds all of its chunks (unless `countFiles` is
+ * false: a retry of files counted before), so the progress line moves as files finish, not only
+ * when their commit is answered.
  */
 export async function uploadChunks(
   peer: Peer,
@@ -56,6 +59,7 @@ export async function uploadChunks(
   files: UploadSource[],
   stats: TransferStats,
   known?: ReadonlySet<string>,
+  countFiles = true,
 ): Promise<Set<string>> {
   const where = new Map<string, { path: string; offset: number; size: number }>();
   for (const f of files) {
@@ -78,6 +82,7 @@ export async function uploadChunks(
   let allBytes = 0;
   for (const f of files) for (const c of f.chunks) allBytes += c.size;
   stats.bytesDone += allBytes - missingBytes;
+  const finished = countFiles ? fileCounter(files, missing, stats) : () => {};
   // Small chunks travel in batches (one request, one server transaction each); big ones alone.
   const jobs: string[][] = [];
   let batch: string[] = [];
@@ -166,6 +171,7 @@ export async function uploadChunks(
       for (const p of parts) {
         stats.bytesUp += p.len;
         stats.bytesDone += p.size;
+        finished(p.hash);
       }
     } finally {
       if (body.length === BATCH_BYTES) releaseBuffer(body);
@@ -180,4 +186,39 @@ export async function uploadChunks(
     }
   }
   return changed;
+}
+
+/**
+ * Counts in `stats.filesDone` each file of `files` whose chunks are all on the server: at once
+ * for those that miss none, and for the others as the returned function is told, chunk by chunk,
+ * that the last one they missed is stored.
+ */
+function fileCounter(
+  files: UploadSource[],
+  missing: readonly string[],
+  stats: TransferStats,
+): (hash: string) => void {
+  const lacking = new Set(missing);
+  const done = () => {
+    stats.filesDone++;
+    stats.uploadsDone++;
+  };
+  const left: number[] = [];
+  const users = new Map<string, number[]>();
+  files.forEach((f, i) => {
+    const need = new Set(f.chunks.map((c) => c.hash).filter((h) => lacking.has(h)));
+    left.push(need.size);
+    if (need.size === 0) done();
+    for (const h of need) {
+      const list = users.get(h);
+      if (list) list.push(i);
+      else users.set(h, [i]);
+    }
+  });
+  return (hash) => {
+    const list = users.get(hash);
+    if (!list) return;
+    users.delete(hash);
+    for (const i of list) if (--left[i]! === 0) done();
+  };
 }

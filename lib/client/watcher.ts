@@ -29,6 +29,11 @@ export interface WatcherOptions {
   maxDelayMs?: number;
   /** Called when watching fails (at most once an hour). */
   onError?: (message: string) => void;
+  /**
+   * Names of files in the private `.cloudsync/` whose changes are reported all the same (the
+   * bell `cloud-client status --wait` rings); everything else in there is not.
+   */
+  bells?: string[];
 }
 
 /** Longest wait before starting a failed watcher again. */
@@ -59,6 +64,7 @@ export class FolderWatcher {
   readonly #onError: (message: string) => void;
   readonly #private: string;
   readonly #deviceRules: string;
+  readonly #bells: Set<string>;
   #pauses = 0;
   #resumeWatching = false;
   #closed = false;
@@ -82,6 +88,7 @@ export class FolderWatcher {
     this.#onError = opts.onError ?? (() => {});
     this.#private = root + sep + STATE_DIR;
     this.#deviceRules = this.#private + sep + DEVICE_RULES_NAME;
+    this.#bells = new Set((opts.bells ?? []).map((b) => this.#private + sep + b));
   }
 
   /**
@@ -127,10 +134,12 @@ export class FolderWatcher {
       if (r.done) return this.#fail(w, new Error("the watcher stopped"));
       this.#restartMs = 1000; // a (re)started watcher that delivers events is healthy
       const ev = r.value;
-      // The client's own state is not watched, except the requests of one-time commands.
+      // The client's own state is not watched, except the bells (`status --wait`) and the
+      // requests of one-time commands.
       const paths = ev.paths.filter((p) =>
-        p !== this.#private &&
-        (!p.startsWith(this.#private + sep) || p.startsWith(this.#private + sep + REQUESTS_DIR))
+        this.#bells.has(p) ||
+        (p !== this.#private &&
+          (!p.startsWith(this.#private + sep) || p.startsWith(this.#private + sep + REQUESTS_DIR)))
       );
       // A change of this device's ignore rules (the one user file in .cloudsync/): look again.
       if (ev.flag === "rescan" || ev.paths.includes(this.#deviceRules)) this.#rescan = true;

@@ -144,3 +144,17 @@ export function blockedName(
 ): string {
   return pick(path, `blocked here by a ${what}`, taken);
 }
+
+/** The label of a conflict copy's name, as {@link conflictName} and {@link caseConflictName} make it. */
+const CONFLICT_LABEL_RE =
+  / \((?:conflict from .+ \d{4}-\d\d-\d\d \d{6}|case conflict)(?: \d+)?\)(?:\.[^./]*)?$/u;
+
+/**
+ * Whether the name of `path` is that of a conflict copy (`NAME (conflict from DEVICE
+ * YYYY-MM-DD HHMMSS).EXT`, `NAME (case conflict).EXT`, with or without a counter): what
+ * `cloud-client status` lists as conflict copies present in the folder.
+ */
+export function isConflictCopy(path: string): boolean {
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  return base.includes("conflict") && CONFLICT_LABEL_RE.test(base);
+}

@@ -13,6 +13,7 @@
  */
 
 import { formatBytes } from "../util/cli.ts";
+import { escapeForLog } from "../util/log_text.ts";
 
 /** The kinds of outcome of one step. */
 export type OutcomeKind =
@@ -162,11 +163,16 @@ export function madeProgress(t: Tally): boolean {
       t.deletedHere + t.deletedThere + t.conflicts + t.dirs > 0;
 }
 
+/** A path as a log line shows it: one line, control and bidirectional characters escaped. */
+export function shownPath(path: string): string {
+  return escapeForLog(path, 1000);
+}
+
 /** The part of a summary for one kind: `3 sent (a.txt, b.txt, c.txt)`, `12 sent (a.txt, ...)`. */
 function part(n: number, words: string, names: string[] | undefined, named: boolean): string {
   if (!named || !names || names.length === 0) return `${n} ${words}`;
   const more = n > names.length ? ", ..." : "";
-  return `${n} ${words} (${names.join(", ")}${more})`;
+  return `${n} ${words} (${names.map(shownPath).join(", ")}${more})`;
 }
 
 /**
@@ -200,12 +206,14 @@ export function summaryLine(
   if (t.conflicts) {
     const copies = t.conflictCopies;
     parts.push(
-      `${t.conflicts} conflict ${t.conflicts === 1 ? "copy" : "copies"} (${copies.join(", ")})`,
+      `${t.conflicts} conflict ${t.conflicts === 1 ? "copy" : "copies"} (${
+        copies.map(shownPath).join(", ")
+      })`,
     );
   }
   if (t.failed) {
     const first = t.failures[0]!;
-    parts.push(`${t.failed} failed (${first.path}: ${first.reason})`);
+    parts.push(`${t.failed} failed (${shownPath(first.path)}: ${escapeForLog(first.reason)})`);
   }
   const progress = parts.length > (t.failed ? 1 : 0);
   // Bytes spent on steps that must wait (a file changed while it was sent) are said too.
@@ -221,4 +229,45 @@ export function summaryLine(
   return `${head}: ${parts.join(", ")} (${formatBytes(bytes.up)} up, ${
     formatBytes(bytes.down)
   } down, ${(ms / 1000).toFixed(1)} s)`;
+}
+
+/**
+ * The `-v` line of one outcome (without the time of day, which the caller adds): one line per
+ * file sent, received, moved, deleted, set aside as a conflict copy, or failed. Null for steps
+ * a user need not follow (folders, steps deferred or refused: they are retried at once).
+ *
+ * @example
+ * ```ts
+ * activityLine({ path: "b.txt", kind: "movedThere", from: "a.txt" }); // "moved a.txt -> b.txt (on the server)"
+ * ```
+ */
+export function activityLine(o: Outcome): string | null {
+  const p = shownPath(o.path);
+  const from = o.from !== undefined ? `${shownPath(o.from)} -> ` : "";
+  switch (o.kind) {
+    case "sent":
+      return `sent ${p}`;
+    case "sentMeta":
+      return `sent ${p} (modification time or permissions only)`;
+    case "received":
+      return `received ${p}`;
+    case "receivedMeta":
+      return `received ${p} (modification time or permissions only)`;
+    case "movedThere":
+      return `moved ${from}${p} (on the server)`;
+    case "movedHere":
+      return `moved ${from}${p} (here)`;
+    case "deletedHere":
+      return `deleted ${p} (here)`;
+    case "deletedThere":
+      return `deleted ${p} (on the server)`;
+    case "conflict":
+      return `conflict copy ${p} (both versions are kept)`;
+    case "failed":
+      return `failed ${p}: ${escapeForLog(o.reason ?? "unknown error")}`;
+    case "dir":
+    case "deferred":
+    case "refused":
+      return null;
+  }
 }

@@ -6,7 +6,7 @@
  * @module
  */
 
-/** Prints `message` as one line on stderr and exits with `code`. */
+/** Prints `message` as one line on stderr and exits with `code` (see `exit_codes.ts`). */
 export function fail(message: string, code = 1): never {
   console.error(message);
   Deno.exit(code);
@@ -58,4 +58,20 @@ export function formatBytes(n: number): string {
     i++;
   }
   return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** The stamp of a log line: `2026-12-01 13:04:05` (UTC), as both programs write it. */
+export function logStamp(when = new Date()): string {
+  return when.toISOString().replace("T", " ").slice(0, 19);
+}
+
+/** `13:04:05`: the local time of day, for lines read on a terminal. */
+export function timeOfDay(when = new Date()): string {
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${pad(when.getHours())}:${pad(when.getMinutes())}:${pad(when.getSeconds())}`;
+}
+
+/** The version line of `--version`: the program's and the protocol's version, and Deno's. */
+export function versionLine(program: string, version: string, protocol: number): string {
+  return `${program} ${version} (protocol ${protocol}, Deno ${Deno.version.deno})`;
 }

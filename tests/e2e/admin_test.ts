@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import {
   admin,
+  clientCommand,
   exists,
   Proc,
   put,
@@ -20,6 +21,7 @@ import {
   tempDir,
   waitForContent,
 } from "./harness.ts";
+import { EXIT } from "../../lib/util/exit_codes.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -51,7 +53,7 @@ Deno.test("accounts lists the account and reset-serial replaces the serial", opt
     assert.ok(newSerial && newSerial !== oldSerial);
 
     const refused = startClient("X", server.port, join(tmp.path, "x"), { serial: oldSerial });
-    assert.equal((await refused.exited()).code, 1);
+    assert.equal((await refused.exited()).code, EXIT.refused);
     const b = join(tmp.path, "b");
     const cb = startClient("B", server.port, b, { serial: newSerial });
     procs.push(cb);
@@ -143,11 +145,14 @@ Deno.test("delete-account removes an account and all its data, only with --yes",
     assert.equal(await exists(join(data, "packs", account)), false);
     assert.equal(await exists(join(data, "blobs", account)), false);
     // Its device is shut out; the other account is untouched and keeps syncing.
-    assert.equal(await ca.exitCode(), 1, ca.output());
+    assert.equal(await ca.exitCode(), EXIT.refused, ca.output());
     assert.match(
       ca.output(),
       /^Cannot sign in: (the server does not know this device|this device was revoked)/m,
     );
+    // A one-off command on that folder is refused for good too (not worth a retry).
+    const history = await clientCommand(["history", a]);
+    assert.equal(history.code, EXIT.refused, history.stderr);
     assert.ok(rows(meta, "entries", other) > 0);
     await put(b, "b2.txt", "still syncing\n");
     await cb.waitForLine(/^Synced: 1 sent/);

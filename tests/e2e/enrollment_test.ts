@@ -1,6 +1,6 @@
 /**
  * End to end: enrollment edges. A serial code of another account on an enrolled folder is
- * refused (exit 1) unless `--rejoin` is given, which moves the folder and loses no file;
+ * refused (exit 2: the command line must change) unless `--rejoin` is given, which moves the folder and loses no file;
  * `--name` renames an enrolled device on the server; a serial code is checked for format before
  * anything is sent.
  *
@@ -21,6 +21,7 @@ import {
   waitConverged,
   waitFor,
 } from "./harness.ts";
+import { EXIT } from "../../lib/util/exit_codes.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -68,9 +69,9 @@ Deno.test(
       const accountB = String((await config(b)).account);
       assert.notEqual(accountA, accountB);
 
-      // Without --rejoin: exit 1, one line saying what to do, nothing changed anywhere.
+      // Without --rejoin: exit 2 (usage), one line saying what to do, nothing changed anywhere.
       const refused = startClient("A", server.port, a, { serial: serialB });
-      assert.equal(await refused.exitCode(), 1, refused.output());
+      assert.equal(await refused.exitCode(), EXIT.usage, refused.output());
       assert.match(
         refused.output(),
         new RegExp(
@@ -165,7 +166,7 @@ Deno.test("a malformed serial code is refused before anything is sent", opts, as
     const port = (listener.addr as Deno.NetAddr).port;
     for (const serial of ["7K2M-9QXD-ABCD", "7K2M-9QXD-ABCD-7K2M-9QXD-ABCD-7K2M-9QXU"]) {
       const c = startClient("X", port, folder, { serial });
-      assert.equal(await c.exitCode(), 2, c.output());
+      assert.equal(await c.exitCode(), EXIT.usage, c.output());
       assert.equal(
         c.output(),
         `Cannot join account: "${serial}" is not a serial code (32 letters and digits, in groups of four: XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX); copy it again, or print a new one on the server with \`cloud-server reset-serial ACCOUNT\``,

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   clientCommand,
+  clientStatus,
   diffTrees,
   Proc,
   put,
@@ -19,6 +20,7 @@ import {
   waitConverged,
   waitFor,
 } from "./harness.ts";
+import { EXIT } from "../../lib/util/exit_codes.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -96,9 +98,19 @@ Deno.test(
       const before = await tree(b);
       const nothing = await clientCommand(["bring-back", a]);
       assert.equal(nothing.code, 1, "nothing is held back yet");
+      const notSynced = await clientCommand(["bring-back", tmp.path]);
+      assert.equal(notSynced.code, EXIT.folder, notSynced.stderr);
+      assert.match(notSynced.stderr, /is not a synced folder/);
       assert.match(nothing.stderr, /^Cannot bring back vanished files: no deletions are held back/);
       await Deno.remove(join(a, "docs"), { recursive: true });
       await ca.waitForLine(/Cannot propagate deletions: 150 of 150/);
+      // status says so, with the ways out.
+      let held: Record<string, unknown> | null = null;
+      await waitFor(
+        async () => (held = (await clientStatus(a)).json)?.state === "error",
+        () => JSON.stringify(held),
+      );
+      assert.match(String(held!.message), /^deletions are held back: .*cloud-client bring-back/);
       const r = await clientCommand(["bring-back", a]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(
@@ -106,6 +118,9 @@ Deno.test(
         /^Bringing back 150 vanished files .*The running client does it now\.$/m,
       );
       await waitConverged([a, b], 30_000, procs);
+      const ok = await clientStatus(a, ["--wait", "--json", "--timeout", "30"]);
+      assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+      assert.equal(ok.json!.state, "in-sync");
       assert.equal(diffTrees(before, await tree(a)), "", "A has every file back");
       assert.equal(diffTrees(before, await tree(b)), "", "B lost nothing");
       const deleted = await clientCommand(["history", a, "--deleted", "--json"]);
@@ -254,7 +269,7 @@ Deno.test(
       await waitConverged([a, b], 20_000, [server, ca, cb]);
       await Deno.rename(a, join(tmp.path, "a-unmounted"));
       const status = await ca.exited();
-      assert.equal(status.code, 1);
+      assert.equal(status.code, EXIT.folder);
       assert.match(ca.output(), /disappeared; nothing was deleted on the server/);
       assert.equal(await Deno.readTextFile(join(b, "keep.txt")), "precious\n");
     } finally {

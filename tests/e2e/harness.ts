@@ -8,13 +8,27 @@
 
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { parseTask } from "../../scripts/install.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
-/** A child process whose output lines are collected. */
+/** The date and time a client puts before each log line when its output is not a terminal. */
+export const LOG_STAMP_RE = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d /;
+
+/** Options of {@link Proc}. */
+export interface ProcOptions {
+  /** `args` is the whole command line, not arguments of `deno run --allow-all`. */
+  raw?: boolean;
+}
+
+/**
+ * A child process whose output lines are collected: `lines` without the client's log stamp
+ * (tests match what a line says), `raw` as printed.
+ */
 export class Proc {
   readonly child: Deno.ChildProcess;
   readonly lines: string[] = [];
+  readonly raw: string[] = [];
   readonly #waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
   readonly #done: Promise<void>;
   #status: Deno.CommandStatus | null = null;
@@ -25,8 +39,9 @@ export class Proc {
     args: string[],
     env: Record<string, string> = {},
     as?: Unprivileged,
+    opts: ProcOptions = {},
   ) {
-    const deno = [Deno.execPath(), "run", "--allow-all", ...args];
+    const deno = opts.raw ? args : [Deno.execPath(), "run", "--allow-all", ...args];
     const [cmd, ...rest] = as ? as.wrap(deno) : deno;
     this.child = new Deno.Command(cmd!, {
       args: rest,
@@ -55,7 +70,9 @@ export class Proc {
     if (rest) this.#line(rest);
   }
 
-  #line(line: string): void {
+  #line(raw: string): void {
+    this.raw.push(raw);
+    const line = raw.replace(LOG_STAMP_RE, "");
     this.lines.push(line);
     if (Deno.env.get("E2E_VERBOSE")) console.error(`[${this.name}] ${line}`);
     for (let i = this.#waiters.length - 1; i >= 0; i--) {
@@ -235,11 +252,18 @@ export function startClient(
   name: string,
   port: number,
   folder: string,
-  opts: { serial?: string; seconds?: number; env?: Record<string, string>; as?: Unprivileged } = {},
+  opts: {
+    serial?: string;
+    seconds?: number;
+    env?: Record<string, string>;
+    as?: Unprivileged;
+    /** More options (e.g. `-v`). */
+    args?: string[];
+  } = {},
 ): Proc {
   const args = ["client.ts", "127.0.0.1", String(port), folder, String(opts.seconds ?? 2)];
   if (opts.serial) args.push(opts.serial);
-  args.push("--name", name);
+  args.push("--name", name, ...(opts.args ?? []));
   return new Proc(name, args, opts.env, opts.as);
 }
 
@@ -249,8 +273,9 @@ export async function startFirstClient(
   port: number,
   folder: string,
   env?: Record<string, string>,
+  args?: string[],
 ): Promise<[Proc, string]> {
-  const c = startClient(name, port, folder, env ? { env } : {});
+  const c = startClient(name, port, folder, { ...(env ? { env } : {}), ...(args ? { args } : {}) });
   const m = await c.waitForLine(/^Serial code: ([0-9A-Z-]+)$/);
   return [c, m[1]!];
 }
@@ -437,16 +462,31 @@ export interface CommandRun {
   stderr: string;
 }
 
+/** What `cloud-client status FOLDER ARGS...` printed, and its exit code. */
+export interface StatusRun extends CommandRun {
+  /** stdout as JSON, when `--json` was given. */
+  json: Record<string, unknown> | null;
+}
+
+/** The `deno run` flags of a task of `deno.json` (its permissions and V8 flags). */
+export function taskFlags(task: "client" | "server"): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json")));
+  return parseTask(config.tasks[task]).flags;
+}
+
 /**
- * Runs a one-off `cloud-client` command (`history`, `restore`, ...) to its end, with a deadline.
- * `env` adds environment variables (e.g. `TZ`).
+ * Runs a one-off `cloud-client` command (`status`, `history`, `restore`, ...) to its end, with a
+ * deadline, with the permissions of `deno task client` (what an installed command has).
+ * `env` adds environment variables (e.g. `TZ`); `as` runs it as that unprivileged user.
  */
 export async function clientCommand(
   args: string[],
-  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+  opts: { env?: Record<string, string>; timeoutMs?: number; as?: Unprivileged } = {},
 ): Promise<CommandRun> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "client.ts", ...args],
+  const argv = [Deno.execPath(), "run", ...taskFlags("client"), "client.ts"];
+  const [cmd, ...rest] = opts.as ? opts.as.wrap(argv) : argv;
+  const child = new Deno.Command(cmd!, {
+    args: [...rest, ...args],
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",
@@ -467,4 +507,21 @@ export async function clientCommand(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Runs `cloud-client status FOLDER ...args` (see {@link clientCommand}). */
+export async function clientStatus(
+  folder: string,
+  args: string[] = ["--json"],
+  timeoutMs = 60_000,
+  as?: Unprivileged,
+): Promise<StatusRun> {
+  const r = await clientCommand(["status", folder, ...args], { timeoutMs, ...(as ? { as } : {}) });
+  let json: Record<string, unknown> | null = null;
+  if (args.includes("--json")) {
+    try {
+      json = JSON.parse(r.stdout);
+    } catch { /* not JSON: the caller's assertion says so */ }
+  }
+  return { ...r, json };
 }

@@ -1,6 +1,6 @@
 /**
  * End to end: how a client takes its folder at start. One client per folder (a second start on
- * a running folder exits 1 and touches nothing; a lock left by a crash is taken over), no sync
+ * a running folder exits 5 (the folder's exit code) and touches nothing; a lock left by a crash is taken over), no sync
  * folder inside another (refused both ways, naming the other), and a folder that cannot be
  * written (or is a file) registers nothing.
  *
@@ -23,6 +23,7 @@ import {
   waitConverged,
   waitForContent,
 } from "./harness.ts";
+import { EXIT } from "../../lib/util/exit_codes.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -38,7 +39,7 @@ async function accountOf(folder: string): Promise<string> {
 }
 
 Deno.test(
-  "a second client on a running folder exits 1 at once and nothing is lost anywhere",
+  "a second client on a running folder exits at once (code 5) and nothing is lost anywhere",
   opts,
   async () => {
     await using tmp = await tempDir();
@@ -64,7 +65,7 @@ Deno.test(
       const second = startClient("A2", server.port, a, { serial });
       procs.push(second);
       await second.waitForLine(/^Cannot start: /, 15_000);
-      assert.equal(await second.exitCode(), 1, second.output());
+      assert.equal(await second.exitCode(), EXIT.folder, second.output());
       assert.equal(
         second.lines.join("\n").trim(),
         `Cannot start: ${a} is already being synced by another cloud-client (PID ${ca.child.pid}); stop that one first, or leave it running`,
@@ -124,7 +125,7 @@ Deno.test("a sync folder inside another one is refused both ways", opts, async (
     await co.waitForLine(/^Synced: 1 sent/);
     const inner = join(outer, "sub", "inner");
     const ci = startClient("I", server.port, inner);
-    assert.equal(await ci.exitCode(), 1, ci.output());
+    assert.equal(await ci.exitCode(), EXIT.folder, ci.output());
     assert.match(
       ci.output(),
       new RegExp(
@@ -145,7 +146,7 @@ Deno.test("a sync folder inside another one is refused both ways", opts, async (
     await Deno.symlink(outer, join(around, "link-to-outer"));
     const before = await accounts(data);
     const ca = startClient("R", server.port, around);
-    assert.equal(await ca.exitCode(), 1, ca.output());
+    assert.equal(await ca.exitCode(), EXIT.folder, ca.output());
     assert.match(
       ca.output(),
       new RegExp(`^Cannot start: ${around} contains ${deep}, which is synced on its own`, "m"),
@@ -206,7 +207,7 @@ Deno.test(
             ...(serial ? { serial } : {}),
             ...(as ? { as } : {}),
           });
-          assert.equal(await c.exitCode(), 1, c.output());
+          assert.equal(await c.exitCode(), EXIT.folder, c.output());
           assert.match(c.output(), re);
           assert.doesNotMatch(c.output(), /os error|Registered|Serial code/);
         }
@@ -229,7 +230,7 @@ Deno.test("a refused serial leaves no folder behind", opts, async () => {
     const c = startClient("X", server.port, folder, {
       serial: "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH",
     });
-    assert.equal(await c.exitCode(), 1);
+    assert.equal(await c.exitCode(), EXIT.refused);
     assert.match(c.output(), /^Cannot join account: this serial code is not known/m);
     assert.equal(
       await exists(join(tmp.path, "new")),

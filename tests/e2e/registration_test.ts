@@ -1,6 +1,6 @@
 /**
  * Closed registration with real processes (issue 12): `cloud-server --registration closed`
- * refuses a new client's registration with one clear line (exit 1); `cloud-server invite`
+ * refuses a new client's registration with one clear line (exit 3: refused, do not restart); `cloud-server invite`
  * prints a one-time code with which a client registers a new account in place of a serial code,
  * once; the account it made syncs like any other.
  *
@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Proc, put, startClient, tempDir, waitForContent } from "./harness.ts";
+import { EXIT } from "../../lib/util/exit_codes.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -30,10 +31,10 @@ Deno.test("closed registration: only an invite code starts an account, once", op
   try {
     const port = Number((await server.waitForLine(/listening on 127\.0\.0\.1:(\d+)/))[1]);
     await server.waitForLine(/registration closed/);
-    // Without an invite: refused, one line, exit code 1.
+    // Without an invite: refused, one line, exit code 3 (refused).
     const a = startClient("A", port, join(tmp.path, "a"));
     procs.push(a);
-    assert.equal((await a.exited()).code, 1, a.output());
+    assert.equal((await a.exited()).code, EXIT.refused, a.output());
     assert.match(a.output(), /Cannot register: this server does not accept new accounts/);
     // The admin makes an invite; the client registers with it.
     const inv = new Proc("invite", ["server.ts", "invite", "--data", data]);
@@ -52,7 +53,7 @@ Deno.test("closed registration: only an invite code starts an account, once", op
     // The invite code works once.
     const d = startClient("D", port, join(tmp.path, "d"), { serial: code });
     procs.push(d);
-    assert.equal((await d.exited()).code, 1, d.output());
+    assert.equal((await d.exited()).code, EXIT.refused, d.output());
     assert.match(d.output(), /serial code is not known/);
   } finally {
     for (const p of procs.reverse()) await p.stop();

@@ -19,6 +19,7 @@ import {
   waitFor,
   waitForContent,
 } from "./harness.ts";
+import { EXIT } from "../../lib/util/exit_codes.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -147,7 +148,7 @@ Deno.test(
         serial: "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH",
       });
       const status = await c.exited();
-      assert.equal(status.code, 1);
+      assert.equal(status.code, EXIT.refused);
       assert.match(
         c.output(),
         /^Cannot join account: this serial code is not known to the server/m,

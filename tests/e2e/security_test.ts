@@ -17,6 +17,7 @@ import {
   tempDir,
   waitForContent,
 } from "./harness.ts";
+import { EXIT } from "../../lib/util/exit_codes.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
 
@@ -55,7 +56,7 @@ Deno.test("revoke-device stops that device at once; the others keep syncing", op
     assert.equal((await revoke.exited()).code, 0, revoke.output());
     assert.match(revoke.output(), /^Revoked device [0-9a-f]{10} \("B"\)/m);
 
-    // B's open connection is closed by the running server; B reconnects, is refused, exits 1.
+    // B's open connection is closed by the running server; B reconnects, is refused, exits 3 (refused).
     const t0 = Date.now();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const status = await Promise.race([
@@ -64,7 +65,7 @@ Deno.test("revoke-device stops that device at once; the others keep syncing", op
     ]);
     clearTimeout(timer);
     assert.ok(status, `B still runs 15 s after revocation:\n${cb.output()}`);
-    assert.equal(status.code, 1, cb.output());
+    assert.equal(status.code, EXIT.refused, cb.output());
     assert.match(cb.output(), /revoked/);
     assert.ok(Date.now() - t0 < 15_000);
     assert.match(server.output(), /Closing the connection of revoked device/);

@@ -17,60 +17,10 @@ import {
   waitForContent,
 } from "./harness.ts";
 import { makeCa } from "../transport/test_ca.ts";
+import { startRelay } from "./relay.ts";
+import { EXIT } from "../../lib/util/exit_codes.ts";
 
 const opts = { sanitizeResources: true, sanitizeOps: true };
-
-/** A TCP relay on 127.0.0.1 to `target` that records every byte in both directions. */
-function recordingRelay(target: number) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const captured: Uint8Array[] = [];
-  const conns = new Set<Deno.Conn>();
-  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
-    const buf = new Uint8Array(64 * 1024);
-    try {
-      for (;;) {
-        const n = await from.read(buf);
-        if (n === null) break;
-        captured.push(buf.slice(0, n));
-        let off = 0;
-        while (off < n) off += await to.write(buf.subarray(off, n));
-      }
-    } catch { /* one side went away */ }
-    for (const c of [from, to]) {
-      try {
-        c.close();
-      } catch { /* already closed */ }
-    }
-  };
-  const pipes: Promise<void>[] = [];
-  const accepting = (async () => {
-    for await (const client of listener) {
-      const server = await Deno.connect({ hostname: "127.0.0.1", port: target });
-      conns.add(client).add(server);
-      pipes.push(pipe(client, server), pipe(server, client));
-    }
-  })().catch(() => {/* listener closed */});
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    /** Everything seen so far, both directions, as one latin1 string (for substring search). */
-    bytes(): string {
-      return captured.map((c) => new TextDecoder("latin1").decode(c)).join("");
-    },
-    count(): number {
-      return captured.reduce((n, c) => n + c.length, 0);
-    },
-    async close() {
-      listener.close();
-      await accepting;
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* already closed */ }
-      }
-      await Promise.all(pipes);
-    },
-  };
-}
 
 async function fingerprintOf(server: Proc): Promise<string> {
   const m = await server.waitForLine(
@@ -91,7 +41,7 @@ Deno.test("a relay between client and server sees no content and no secret", opt
   const secret = `distinctive-${crypto.randomUUID()}-${crypto.randomUUID()}`;
   await put(a, "secret.txt", `${secret}\n`);
   const server = await ServerProc.start(join(tmp.path, "data"));
-  const relay = recordingRelay(server.port);
+  const relay = startRelay(server.port, { record: true });
   const procs: Proc[] = [server];
   try {
     const [ca, serial] = await startFirstClient("A", relay.port, a);
@@ -147,7 +97,7 @@ Deno.test("an enrolled client refuses a server whose certificate changed", opts,
     assert.equal(await fingerprintOf(server), oldFp);
     assert.match(server.output(), /^TLS certificate: .*cert\.pem$/m);
 
-    // A new certificate (as an impostor would present): the client refuses and exits 1.
+    // A new certificate (as an impostor would present): the client refuses and exits 4 (certificate).
     await server.stop();
     await Deno.remove(join(data, "tls"), { recursive: true });
     server = await ServerProc.start(data, port);
@@ -157,7 +107,7 @@ Deno.test("an enrolled client refuses a server whose certificate changed", opts,
     assert.match(server.output(), /created now, self-signed/);
     const refused = startClient("A", port, a);
     procs.push(refused);
-    assert.equal((await refused.exited()).code, 1, refused.output());
+    assert.equal((await refused.exited()).code, EXIT.certificate, refused.output());
     assert.match(
       refused.output(),
       /^Cannot connect: the server's certificate changed\..*on purpose.*--server-fingerprint .*someone may be intercepting/m,
@@ -177,7 +127,7 @@ Deno.test("an enrolled client refuses a server whose certificate changed", opts,
       oldFp,
     ]);
     procs.push(wrong);
-    assert.equal((await wrong.exited()).code, 1, wrong.output());
+    assert.equal((await wrong.exited()).code, EXIT.certificate, wrong.output());
     assert.match(wrong.output(), /^Cannot connect: the server's certificate does not match/m);
     await assert.rejects(Deno.stat(fresh), Deno.errors.NotFound);
 
