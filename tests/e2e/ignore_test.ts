@@ -14,6 +14,7 @@
  * @module
  */
 
+import { EXIT } from "../../lib/util/exit_codes.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
@@ -294,7 +295,7 @@ Deno.test(
 Deno.test("exclude and include check their arguments", opts, async () => {
   await using tmp = await tempDir();
   const r = await command("exclude", tmp.path, "x");
-  assert.equal(r.code, 1);
+  assert.equal(r.code, EXIT.folder, "not a synced folder: the folder cannot be used as it is");
   assert.match(r.output, /^Cannot exclude x: .* is not a synced folder/m);
   const u = await command("include", tmp.path);
   assert.equal(u.code, 2);

@@ -198,7 +198,7 @@ Deno.test(
       // B without --server-ca: the server does not send the authority, so nothing to pin.
       const noCa = startClient("B", port, b, { serial });
       procs.push(noCa);
-      assert.equal(await noCa.exitCode(), 1, noCa.output());
+      assert.equal(await noCa.exitCode(), EXIT.certificate, noCa.output()); // permanent: no restart
       assert.match(noCa.output(), /does not send that authority's certificate; .*--server-ca FILE/);
       // The server sends its chain: B pins its certificate on first use.
       await server.stop();
