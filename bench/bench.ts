@@ -357,7 +357,7 @@ async function attempt<T>(what: string, fn: () => Promise<T>): Promise<T | { err
 async function main(): Promise<number> {
   const opts = parseOptions();
   const only = opts.only;
-  if (opts.perf) addProductV8Flags("--perf-basic-prof");
+  if (opts.perf) addProductV8Flags("--perf-basic-prof,--logfile=/dev/null");
   const t00 = now();
   let interrupted = false;
   const onSignal = () => {
@@ -916,14 +916,7 @@ async function runSyncthing(
     if (ctx.interrupted()) throw new Error("interrupted");
     pair.check();
   };
-  const cpu = async () => {
-    const o: Record<string, Cpu> = {};
-    for (const p of pair.procs()) {
-      const c = await p.cpu();
-      if (c) o[p.name.replace("syncthing-", "")] = c;
-    }
-    return o;
-  };
+  const cpu = () => pair.cpu();
   const timed = async (
     place: () => Promise<string>,
     bytes: number,

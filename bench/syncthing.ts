@@ -12,7 +12,7 @@
  */
 
 import { join } from "node:path";
-import { Proc } from "./procs.ts";
+import { type Cpu, Proc, readCpu } from "./procs.ts";
 import { DeadlineError, freePort, log, now, run, sleep } from "./util.ts";
 
 const FOLDER_ID = "bench";
@@ -191,6 +191,27 @@ export class SyncthingPair {
     return [this.a.proc, this.b.proc].filter((p): p is Proc => p !== null);
   }
 
+  /**
+   * CPU used so far by each side, its process and all descendants (Syncthing's monitor process
+   * runs the real one as a child).
+   */
+  async cpu(): Promise<Record<string, Cpu>> {
+    const out: Record<string, Cpu> = {};
+    for (const s of [this.a, this.b]) {
+      if (!s.proc) continue;
+      const total: Cpu = { user: 0, sys: 0 };
+      for (const pid of await descendants(s.proc.pid)) {
+        const c = await readCpu(pid);
+        if (c) {
+          total.user += c.user;
+          total.sys += c.sys;
+        }
+      }
+      out[s.name] = total;
+    }
+    return out;
+  }
+
   /** Throws if one of them died. */
   check(): void {
     for (const p of this.procs()) p.assertAlive();
@@ -228,4 +249,14 @@ export class SyncthingPair {
       }),
     );
   }
+}
+
+/** `pid` and all its descendants (from /proc/PID/task/TID/children). */
+async function descendants(pid: number): Promise<number[]> {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    const r = await run("sh", ["-c", `cat /proc/${out[i]}/task/*/children 2>/dev/null`]);
+    for (const w of r.stdout.split(/\s+/)) if (/^\d+$/.test(w)) out.push(Number(w));
+  }
+  return out;
 }
