@@ -26,8 +26,9 @@ import {
   waitForTree,
 } from "./data.ts";
 import { Product, type Wire } from "./product.ts";
-import { type Cpu, RssSampler } from "./procs.ts";
+import { addProductV8Flags, type Cpu, RssSampler } from "./procs.ts";
 import { RsyncDaemon, type RsyncRun, rsyncVersion } from "./rsync.ts";
+import { SyncthingPair } from "./syncthing.ts";
 import { chooseWireMethod, type WireChoice, type WireMethod } from "./wire.ts";
 import {
   ctimes,
@@ -94,6 +95,8 @@ interface Results {
       wire: Wire;
       benchCpuS: number;
       productCpu: Record<string, Cpu>;
+      /** CPU seconds per GiB of the file, per process and summed */
+      cpuPerGiB: { perProcess: Record<string, number>; sum: number };
     } | { error: string };
     cp?: { seconds: number; mbPerS: number };
     rsync?: RsyncRun & { mbPerS: number };
@@ -142,11 +145,29 @@ interface Results {
     sampledMaxRss: Record<string, number>;
   } | { error: string };
   rescan?: Rescan;
+  /** Syncthing (peer rows: same data, same placement, same end condition), where installed. */
+  syncthing?: {
+    version: string;
+    big?: PeerRun | { error: string };
+    small?: PeerRun | { error: string };
+    edit?: PeerRun | { error: string };
+  } | { error: string };
   rss?: Record<string, { vmHWM: number; sampledMaxVmRSS: number; pid: number }>;
   table?: Row[];
   logTails?: Record<string, string[]>;
   error?: string;
   totalSeconds?: number;
+}
+
+/** One Syncthing workload: t0 (rename) until B verified, CPU of both, bytes A sent. */
+interface PeerRun {
+  seconds: number;
+  /** the synchronous `POST /rest/db/scan` on A, from t0 */
+  scanSeconds: number;
+  cpu: Record<string, Cpu>;
+  /** CPU seconds per GiB of data moved, per process and summed */
+  cpuPerGiB: { perProcess: Record<string, number>; sum: number };
+  sentBytes: number;
 }
 
 /** The rescan workload's figures (see {@link runRescan}). */
@@ -181,6 +202,7 @@ interface Row {
   ours: string;
   cp: string;
   rsync: string;
+  syncthing?: string;
   ratio: string;
   target: string;
   result: "pass" | "miss" | "n/a" | "-";
@@ -190,6 +212,8 @@ function parseOptions(): {
   params: Omit<Params, "wireMethod" | "wireMethodDetail">;
   only: Set<Name>;
   keepLogs: string | undefined;
+  syncthing: boolean;
+  perf: string | undefined;
 } {
   const { values } = parseArgs({
     args: Deno.args,
@@ -197,6 +221,8 @@ function parseOptions(): {
       quick: { type: "boolean", default: false },
       only: { type: "string" },
       "keep-logs": { type: "string" },
+      syncthing: { type: "string", default: "auto" },
+      perf: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -208,7 +234,12 @@ function parseOptions(): {
         "  --only   run only these workloads (peak RSS comes with big/small; rescan alone starts\n" +
         "           no server or client)\n" +
         "  --keep-logs=DIR  copy the server's and clients' logs there before cleaning up (run with\n" +
-        "           CLOUDSYNC_DEBUG=1 for each pass's phases)",
+        "           CLOUDSYNC_DEBUG=1 for each pass's phases)\n" +
+        "  --syncthing=auto|off  run Syncthing's rows of big, small and edit where installed\n" +
+        "           (default auto)\n" +
+        "  --perf=DIR  profile the product's 1 GiB row: `perf record -a -g` while it runs, the\n" +
+        "           product started with --perf-basic-prof; DIR/big.perf.data (perf report --sort\n" +
+        "           pid,sym)",
     );
     Deno.exit(0);
   }
@@ -222,9 +253,15 @@ function parseOptions(): {
     only.add(n as Name);
   }
   const quick = values.quick;
+  if (values.syncthing !== "auto" && values.syncthing !== "off") {
+    console.error(`--syncthing must be auto or off, not "${values.syncthing}"`);
+    Deno.exit(2);
+  }
   return {
     only,
     keepLogs: values["keep-logs"],
+    syncthing: values.syncthing === "auto",
+    perf: values.perf,
     params: {
       mode: quick ? "quick" : "full",
       bigBytes: quick ? 64 * MiB : 1024 * MiB,
@@ -284,6 +321,23 @@ const cpuS = (): number => {
   return (u.user + u.system) / 1e6;
 };
 
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+/** CPU seconds (user + sys) per GiB moved, per process and summed over them. */
+export function cpuPerGiB(
+  cpu: Record<string, Cpu>,
+  bytes: number,
+): { perProcess: Record<string, number>; sum: number } {
+  const gib = bytes / 2 ** 30;
+  const perProcess: Record<string, number> = {};
+  let sum = 0;
+  for (const [n, c] of Object.entries(cpu)) {
+    perProcess[n] = round2((c.user + c.sys) / gib);
+    sum += c.user + c.sys;
+  }
+  return { perProcess, sum: round2(sum / gib) };
+}
+
 const isErr = (x: unknown): x is { error: string } =>
   typeof x === "object" && x !== null && "error" in x;
 
@@ -303,6 +357,7 @@ async function attempt<T>(what: string, fn: () => Promise<T>): Promise<T | { err
 async function main(): Promise<number> {
   const opts = parseOptions();
   const only = opts.only;
+  if (opts.perf) addProductV8Flags("--perf-basic-prof,--logfile=/dev/null");
   const t00 = now();
   let interrupted = false;
   const onSignal = () => {
@@ -314,6 +369,8 @@ async function main(): Promise<number> {
 
   const rsync = await which("rsync");
   if (!rsync) console.log("rsync: not installed");
+  const syncthing = opts.syncthing ? await which("syncthing") : null;
+  if (opts.syncthing && !syncthing) console.log("syncthing: not installed (no peer rows)");
   const wire = await chooseWireMethod();
   const params: Params = { ...opts.params, wireMethod: wire.method, wireMethodDetail: wire.detail };
   log(`wire bytes: ${wire.detail}`);
@@ -335,6 +392,8 @@ async function main(): Promise<number> {
       params,
       only,
       rsync,
+      syncthing,
+      perf: opts.perf ?? null,
       res,
       interrupted: () => interrupted,
       wire,
@@ -381,6 +440,9 @@ interface Ctx {
   params: Params;
   only: Set<Name>;
   rsync: string | null;
+  syncthing: string | null;
+  /** --perf: directory for the 1 GiB row's `perf record` */
+  perf: string | null;
   res: Results;
   interrupted: () => boolean;
   wire: WireChoice;
@@ -397,6 +459,25 @@ async function runAll(ctx: Ctx): Promise<void> {
     if (ctx.only.has("rescan")) await product.stop();
   }
   if (ctx.only.has("rescan")) await runRescan(ctx);
+}
+
+/** `perf record -a -g -F 499 -o OUT` until `stop()` (SIGINT, then it writes its file). */
+async function startPerf(out: string): Promise<{ stop: () => Promise<void> }> {
+  await Deno.mkdir(dirname(out), { recursive: true });
+  const child = new Deno.Command("perf", {
+    args: ["record", "-a", "-g", "-F", "499", "-o", out],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  await sleep(500); // perf needs a moment to set up its buffers
+  return {
+    stop: async () => {
+      child.kill("SIGINT");
+      const r = await child.output();
+      log(`perf: ${new TextDecoder().decode(r.stderr).trim().split("\n").slice(-1)[0]} (${out})`);
+    },
+  };
 }
 
 /** Workloads 1-6: the server and the two clients, started here. Returns the running product. */
@@ -436,6 +517,11 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     sha256: sha,
   });
 
+  // ---- Syncthing (peer rows), before the product starts, alone on the machine
+  if (ctx.syncthing && (only.has("big") || only.has("edit") || needSmall)) {
+    await runSyncthing(ctx, master, big, small, patch);
+  }
+
   // ---- rsync daemon (floor)
   let rsyncd: RsyncDaemon | null = null;
   const rsyncFor = (n: Name) => rsync !== null && only.has(n);
@@ -463,6 +549,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     from: string,
     to: string,
     entries: Entry[],
+    perfData?: string,
   ): Promise<
     { seconds: number; wire: Wire; benchCpuS: number; productCpu: Record<string, Cpu> }
   > => {
@@ -470,6 +557,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     await product.quiet();
     const m = await product.mark();
     const c0 = cpuS();
+    const perf = perfData ? await startPerf(perfData) : null;
     const pc0 = await product.cpu();
     const before = Date.now();
     await Deno.rename(from, to);
@@ -478,7 +566,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
       deadline: deadline(),
       pollMs: entries.length > 1 ? 500 : 10,
       check,
-    });
+    }).finally(() => perf?.stop());
     const seconds = (t1 - t0) / 1000;
     const benchCpuS = cpuS() - c0;
     const productCpu = await product.cpuSince(pc0);
@@ -514,11 +602,21 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     }
     const ours = await attempt(
       "big",
-      () => oursPlace(join(stage, "big.bin"), join(product.folderA, "big.bin"), [bigEntry(bigSha)]),
+      () =>
+        oursPlace(
+          join(stage, "big.bin"),
+          join(product.folderA, "big.bin"),
+          [bigEntry(bigSha)],
+          ctx.perf ? join(ctx.perf, "big.perf.data") : undefined,
+        ),
     );
     if (!isErr(ours)) bigOnB = bigSha;
     if (only.has("big")) {
-      res.big.ours = isErr(ours) ? ours : { ...ours, mbPerS: mbps(params.bigBytes, ours.seconds) };
+      res.big.ours = isErr(ours) ? ours : {
+        ...ours,
+        mbPerS: mbps(params.bigBytes, ours.seconds),
+        cpuPerGiB: cpuPerGiB(ours.productCpu, params.bigBytes),
+      };
       if (!isErr(ours)) {
         log(`big  ours    ${fmtS(ours.seconds)}, wire ${fmtBytes(ours.wire.total)}`);
       }
@@ -785,6 +883,133 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
 }
 
 /**
+ * Syncthing's rows of big, small and edit (see syncthing.ts): the same data as the product's,
+ * copied to a stage of its own (untimed), placed with one rename, then A scans (REST) and B is
+ * polled like the product's B. Runs before the product starts, so that the two never compete for
+ * the CPUs; its folders stay until the scratch directory goes (deleting 10,000 files right before
+ * the product's rows would slow their file creation, see bench/README.md).
+ */
+async function runSyncthing(
+  ctx: Ctx,
+  master: string,
+  big: { sha256: string; patchedSha256: string } | null,
+  small: Entry[],
+  patch: Patch,
+): Promise<void> {
+  const { root, params, only, res } = ctx;
+  const stRoot = join(root, "syncthing");
+  const stage = join(stRoot, "stage");
+  await Deno.mkdir(stage, { recursive: true });
+  if (big) await runOk("cp", ["-a", join(master, "big.bin"), join(stage, "big.bin")]);
+  if (small.length > 0) await runOk("cp", ["-a", join(master, "small"), join(stage, "small")]);
+  let pair: SyncthingPair;
+  try {
+    pair = await SyncthingPair.start(ctx.syncthing!, stRoot);
+  } catch (e) {
+    log(`syncthing: cannot start the pair: ${(e as Error).message}`);
+    res.syncthing = { error: (e as Error).message };
+    return;
+  }
+  const out: { version: string } & Record<string, unknown> = { version: pair.version };
+  res.syncthing = out;
+  const check = () => {
+    if (ctx.interrupted()) throw new Error("interrupted");
+    pair.check();
+  };
+  const cpu = () => pair.cpu();
+  const timed = async (
+    place: () => Promise<string>,
+    bytes: number,
+    entries: Entry[],
+    pollMs: number,
+    staleKeys?: Set<string>,
+  ): Promise<PeerRun> => {
+    await syncDisks();
+    await pair.idle();
+    const c0 = await cpu();
+    const sent0 = await pair.sentByA();
+    const before = Date.now();
+    const placed = await place();
+    const t0 = await placedAt(placed, before);
+    await pair.scanA();
+    const scanSeconds = (Date.now() - t0) / 1000;
+    const t1 = await waitForTree(pair.b.folder, entries, {
+      deadline: now() + params.deadlineMs,
+      pollMs,
+      check,
+      ...(staleKeys ? { staleKeys } : {}),
+    });
+    const c1 = await cpu();
+    const cpuUsed: Record<string, Cpu> = {};
+    for (const [n, c] of Object.entries(c1)) {
+      const m = c0[n];
+      if (m) cpuUsed[n] = { user: round2(c.user - m.user), sys: round2(c.sys - m.sys) };
+    }
+    await pair.idle();
+    return {
+      seconds: (t1 - t0) / 1000,
+      scanSeconds,
+      cpu: cpuUsed,
+      cpuPerGiB: cpuPerGiB(cpuUsed, bytes),
+      sentBytes: (await pair.sentByA()) - sent0,
+    };
+  };
+  try {
+    const bigEntry = (sha: string): Entry => ({
+      rel: "big.bin",
+      size: params.bigBytes,
+      sha256: sha,
+    });
+    if (big && (only.has("big") || only.has("edit"))) {
+      out.big = await attempt("syncthing big", () =>
+        timed(
+          async () => {
+            const to = join(pair.a.folder, "big.bin");
+            await Deno.rename(join(stage, "big.bin"), to);
+            return to;
+          },
+          params.bigBytes,
+          [bigEntry(big.sha256)],
+          10,
+        ));
+      if (!isErr(out.big)) log(`big  syncthing ${fmtS((out.big as PeerRun).seconds)}`);
+    }
+    if (small.length > 0) {
+      out.small = await attempt("syncthing small", () =>
+        timed(
+          async () => {
+            const to = join(pair.a.folder, "small");
+            await Deno.rename(join(stage, "small"), to);
+            return to;
+          },
+          small.length * params.smallSize,
+          small,
+          500,
+        ));
+      if (!isErr(out.small)) log(`small syncthing ${fmtS((out.small as PeerRun).seconds)}`);
+    }
+    if (big && only.has("edit") && out.big && !isErr(out.big)) {
+      const old = await statKey(join(pair.b.folder, "big.bin"));
+      out.edit = await attempt("syncthing edit", () =>
+        timed(
+          async () => {
+            const to = join(pair.a.folder, "big.bin");
+            await applyPatch(to, patch);
+            return to;
+          },
+          patch.bytes.length,
+          [bigEntry(big.patchedSha256)],
+          10,
+          new Set(old ? [old.key] : []),
+        ));
+      if (!isErr(out.edit)) log(`edit syncthing ${fmtS((out.edit as PeerRun).seconds)}`);
+    }
+  } finally {
+    await pair.stop();
+  }
+}
+
+/**
  * Workload 9: rescan of an unchanged tree. The scanner is a library function and the product's
  * full pass (at start and periodically) is exactly `scan(new DenoFs(folder), base)`, so it runs here in the
  * bench process, no server or client involved. Setup (untimed): `rescanFiles` files written with
@@ -929,19 +1154,38 @@ function table(res: Results): Row[] {
   const pf = (ok: boolean | null): Row["result"] => ok === null ? "n/a" : ok ? "pass" : "miss";
   const ratio = (a: number, b: number | undefined) => b ? `${(a / b).toFixed(2)}x` : "-";
   const size = fmtBytes(res.params.bigBytes).replace(".00", "");
+  const st = res.syncthing && !isErr(res.syncthing) ? res.syncthing : null;
+  const peer = (r: PeerRun | { error: string } | undefined): PeerRun | null =>
+    r && !isErr(r) ? r : null;
+  const stCell = (r: PeerRun | { error: string } | undefined) =>
+    r ? (isErr(r) ? "FAILED" : fmtS(r.seconds)) : "-";
   if (res.big) {
     const { ours, cp, rsync } = res.big;
     const cps = cp ? `${fmtS(cp.seconds)} (${cp.mbPerS.toFixed(0)} MB/s)` : "-";
     const rss = rsync ? `${fmtS(rsync.seconds)} (${rsync.mbPerS.toFixed(0)} MB/s)` : "-";
+    const stBig = peer(st?.big);
     if (ours && !isErr(ours)) {
       rows.push({
         workload: `${size} file`,
         ours: `${fmtS(ours.seconds)} (${ours.mbPerS.toFixed(0)} MB/s)`,
         cp: cps,
         rsync: rss,
+        syncthing: stCell(st?.big),
         ratio: ratio(ours.seconds, rsync?.seconds),
-        target: "<= 2x rsync",
-        result: pf(rsync ? ours.seconds <= 2 * rsync.seconds : null),
+        target: stBig ? "<= Syncthing" : "<= 2x rsync",
+        result: pf(
+          stBig ? ours.seconds <= stBig.seconds : rsync ? ours.seconds <= 2 * rsync.seconds : null,
+        ),
+      });
+      rows.push({
+        workload: `${size} file: CPU s/GiB, all`,
+        ours: ours.cpuPerGiB.sum.toFixed(2),
+        cp: "-",
+        rsync: "-",
+        syncthing: stBig ? stBig.cpuPerGiB.sum.toFixed(2) : "-",
+        ratio: "-",
+        target: "<= 5",
+        result: pf(ours.cpuPerGiB.sum <= 5),
       });
     } else if (ours) {
       rows.push(errRow(`${size} file`, ours.error, cps, rss, "<= 2x rsync"));
@@ -951,7 +1195,7 @@ function table(res: Results): Row[] {
     const { ours, cp, rsync } = res.small;
     const n = res.params.smallFiles;
     const limit = 5.7 * n / 10000; // scaled in quick mode
-    const target = `<= 5x rsync, < ${limit.toFixed(2)} s`;
+    const target = `<= 2x rsync, < ${limit.toFixed(2)} s`;
     const cps = cp ? `${fmtS(cp.seconds)} (${cp.filesPerS.toFixed(0)} f/s)` : "-";
     const rss = rsync ? `${fmtS(rsync.seconds)} (${rsync.filesPerS.toFixed(0)} f/s)` : "-";
     const wl = `${n.toLocaleString("en-US")} x 4 KiB`;
@@ -961,10 +1205,11 @@ function table(res: Results): Row[] {
         ours: `${fmtS(ours.seconds)} (${ours.filesPerS.toFixed(0)} f/s)`,
         cp: cps,
         rsync: rss,
+        syncthing: stCell(st?.small),
         ratio: ratio(ours.seconds, rsync?.seconds),
         target,
         result: pf(
-          ours.seconds < limit && (rsync ? ours.seconds <= 5 * rsync.seconds : true),
+          ours.seconds < limit && (rsync ? ours.seconds <= 2 * rsync.seconds : true),
         ),
       });
     } else if (ours) rows.push(errRow(wl, ours.error, cps, rss, target));
@@ -978,6 +1223,7 @@ function table(res: Results): Row[] {
         ours: fmtS(ours.seconds),
         cp: "-",
         rsync: rsync ? fmtS(rsync.seconds) : "-",
+        syncthing: stCell(st?.edit),
         ratio: ratio(ours.seconds, rsync?.seconds),
         target: "<= rsync time",
         result: pf(rsync ? ours.seconds <= rsync.seconds : null),
@@ -987,6 +1233,7 @@ function table(res: Results): Row[] {
         ours: fmtBytes(ours.wire.total),
         cp: "-",
         rsync: rsWire !== undefined ? fmtBytes(rsWire) : "-",
+        syncthing: peer(st?.edit) ? `${fmtBytes(peer(st?.edit)!.sentBytes)} sent` : "-",
         ratio: ratio(ours.wire.total, rsWire),
         target: "<= 4 MiB",
         result: pf(ours.wire.total <= 4 * MiB),
@@ -1138,13 +1385,23 @@ function printTable(res: Results): void {
     ours: "ours",
     cp: "cp -a",
     rsync: "rsync",
+    syncthing: "syncthing",
     ratio: "vs rsync",
     target: "target",
     result: "-",
   };
-  const keys = ["workload", "ours", "cp", "rsync", "ratio", "target", "result"] as const;
+  const keys = [
+    "workload",
+    "ours",
+    "cp",
+    "rsync",
+    "syncthing",
+    "ratio",
+    "target",
+    "result",
+  ] as const;
   const all = [head, ...rows].map((r) =>
-    keys.map((k) => (r === head && k === "result" ? "pass/miss" : r[k]))
+    keys.map((k) => (r === head && k === "result" ? "pass/miss" : r[k] ?? "-"))
   );
   const w = keys.map((_, i) => Math.max(...all.map((r) => r[i]!.length)));
   const line = (cells: string[]) => "| " + cells.map((c, i) => c.padEnd(w[i]!)).join(" | ") + " |";
@@ -1192,6 +1449,38 @@ function printTable(res: Results): void {
       `${name} ${c.user.toFixed(2)} user + ${c.sys.toFixed(2)} sys`
     );
     console.log(`cpu  ${n.padEnd(5)}: ${parts.join(", ")} (s, t0 until B matched)`);
+  }
+  const perGiB = (c: { perProcess: Record<string, number>; sum: number }) =>
+    Object.entries(c.perProcess).map(([n, x]) => `${n} ${x.toFixed(2)}`).join(", ") +
+    `; sum ${c.sum.toFixed(2)}`;
+  if (res.big?.ours && !isErr(res.big.ours)) {
+    console.log(`cpu/GiB big  : ${perGiB(res.big.ours.cpuPerGiB)} (s per GiB of the file)`);
+  }
+  if (res.small?.ours && !isErr(res.small.ours)) {
+    const c = cpuPerGiB(res.small.ours.productCpu, res.params.smallFiles * res.params.smallSize);
+    console.log(`cpu/GiB small: ${perGiB(c)} (s per GiB of file content)`);
+  }
+  if (res.syncthing) {
+    const s = res.syncthing;
+    if (isErr(s)) console.log(`syncthing  : FAILED: ${s.error}`);
+    else {
+      for (const n of ["big", "small", "edit"] as const) {
+        const r = s[n];
+        if (!r) continue;
+        if (isErr(r)) {
+          console.log(`syncthing ${n.padEnd(5)}: FAILED: ${r.error}`);
+          continue;
+        }
+        const parts = Object.entries(r.cpu).map(([name, c]) =>
+          `${name} ${c.user.toFixed(2)} user + ${c.sys.toFixed(2)} sys`
+        );
+        console.log(
+          `syncthing ${n.padEnd(5)}: ${fmtS(r.seconds)} (A's scan ${fmtS(r.scanSeconds)}), cpu ${
+            parts.join(", ")
+          }; cpu/GiB ${perGiB(r.cpuPerGiB)}; A sent ${fmtBytes(r.sentBytes)} (${s.version})`,
+        );
+      }
+    }
   }
   if (res.only.some((n) => PRODUCT_NAMES.includes(n))) {
     console.log(`wire bytes counted by: ${res.params.wireMethodDetail}`);

@@ -18,6 +18,14 @@ export const PRODUCT_PERMS = [
   "--allow-sys",
 ];
 
+/**
+ * Profiling: adds V8 flags to the product's `--v8-flags` (e.g. `--perf-basic-prof`, so that `perf`
+ * names JIT-compiled functions), for the benchmark's `--perf` option.
+ */
+export function addProductV8Flags(flags: string): void {
+  PRODUCT_PERMS[0] = `${PRODUCT_PERMS[0]},${flags}`;
+}
+
 /** The product's environment (deno.json tasks "server" / "client": glibc malloc settings). */
 export const PRODUCT_ENV: Record<string, string> = {
   MALLOC_ARENA_MAX: "2",

@@ -17,7 +17,7 @@
 import { type Peer, RemoteError } from "../protocol/peer.ts";
 import type { ChunkRef } from "../core/types.ts";
 import { MAX_HAVE } from "../protocol/messages.ts";
-import { compressChunk } from "../chunk/compress.ts";
+import { CompressionHint } from "../chunk/compress.ts";
 import * as call from "../protocol/calls.ts";
 import { pool } from "../util/pool.ts";
 import type { LocalFs } from "./fs/local_fs.ts";
@@ -103,6 +103,8 @@ export async function uploadChunks(
   }
   if (batch.length > 0) jobs.push(batch);
   const zstd = peer.caps.has("zstd");
+  // A file's chunks after one that did not compress are sent raw without trying (re-probed).
+  const hint = new CompressionHint();
   await pool(jobs, 3, async (job) => {
     // Each chunk is read straight into one reused batch buffer (no garbage per chunk), then
     // compressed chunks are compacted in place: a compressed chunk is never longer than raw.
@@ -147,7 +149,7 @@ export async function uploadChunks(
           return;
         }
         const data = body.subarray(offsets[i]!, offsets[i]! + r.size);
-        const z = zstd ? compressChunk(data) : { data, compressed: false };
+        const z = zstd ? hint.compress(r.path, data) : { data, compressed: false };
         if (z.compressed) body.set(z.data, w);
         else if (w !== offsets[i]) body.copyWithin(w, offsets[i]!, offsets[i]! + r.size);
         parts.push({ hash, size: r.size, z: z.compressed, len: z.data.length });

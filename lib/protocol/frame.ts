@@ -115,6 +115,11 @@ export interface FrameReaderOptions {
   nearEndBytes?: number;
   /** Bounds on headers (see {@link HeaderLimits}); default {@link DEFAULT_HEADER_LIMITS}. */
   headerLimits?: HeaderLimits;
+  /**
+   * Where bodies come from (a {@link BodyPool}'s `take`, so that big bodies reuse buffers);
+   * default: a fresh `Uint8Array` each. Every byte of the given buffer is overwritten.
+   */
+  takeBody?: (len: number) => Uint8Array;
 }
 
 /**
@@ -295,6 +300,7 @@ export class FrameReader {
   readonly #onNearEnd: ((missing: number) => void) | undefined;
   readonly #nearEnd: number;
   #headerLimits: HeaderLimits;
+  readonly #takeBody: (len: number) => Uint8Array;
 
   /** Wraps `source`; a stream is locked (via `getReader()`) for the life of this reader. */
   constructor(source: ReadableStream<Uint8Array> | ByteReader, opts: FrameReaderOptions = {}) {
@@ -304,6 +310,7 @@ export class FrameReader {
     this.#onNearEnd = opts.onNearEnd;
     this.#nearEnd = opts.nearEndBytes ?? 64 * 1024;
     this.#headerLimits = opts.headerLimits ?? DEFAULT_HEADER_LIMITS;
+    this.#takeBody = opts.takeBody ?? ((len) => new Uint8Array(len));
     if (source instanceof ReadableStream) {
       this.#stream = source.getReader();
       this.#source = null;
@@ -413,7 +420,7 @@ export class FrameReader {
     if (!isPlainObject(parsed)) {
       throw new FrameError("Cannot read frame: header is not a JSON object");
     }
-    const body = new Uint8Array(payload - headerLen);
+    const body = this.#takeBody(payload - headerLen);
     await this.#readExact(body, PREFIX + headerLen, length);
     return { type, id, header: parsed, body };
   }

@@ -18,6 +18,7 @@
  * @module
  */
 
+import type { BodyPool } from "./body_pool.ts";
 import {
   type ByteReader,
   encodeFrameHead,
@@ -82,6 +83,12 @@ export interface PeerConn extends ByteReader {
 export interface PeerOptions {
   /** Handles incoming requests; absent => every request is answered with code "unsupported". */
   onRequest?: (msg: Message) => Promise<Message> | Message;
+  /**
+   * Big bodies of received frames come from this pool; with it, a request's body is given back
+   * once its `onRequest` handler has settled (handlers must not keep it beyond that), and a
+   * response's body (if the pool made it) once it has been written completely.
+   */
+  bodyPool?: BodyPool;
   /** Receives incoming notices, except the internal heartbeat. */
   onNotice?: (msg: Message) => void;
   /** Largest frame accepted and sent; default {@linkcode MAX_FRAME}. */
@@ -139,6 +146,7 @@ export class Peer {
 
   readonly #conn: PeerConn;
   readonly #onRequest: PeerOptions["onRequest"];
+  readonly #pool: BodyPool | undefined;
   readonly #onNotice: PeerOptions["onNotice"];
   readonly #maxFrame: number;
   readonly #maxInFlight: number;
@@ -172,6 +180,7 @@ export class Peer {
   constructor(conn: PeerConn, opts: PeerOptions = {}) {
     this.#conn = conn;
     this.#onRequest = opts.onRequest;
+    this.#pool = opts.bodyPool;
     this.#onNotice = opts.onNotice;
     this.#ackEagerly = opts.ackEagerly ?? false;
     this.#maxFrame = opts.maxFrame ?? MAX_FRAME;
@@ -197,6 +206,7 @@ export class Peer {
       // most one per event loop turn, a few per big frame).
       ...(this.#ackEagerly ? { onNearEnd: () => this.#scheduleAck() } : {}),
       ...(opts.headerLimits ? { headerLimits: opts.headerLimits } : {}),
+      ...(opts.bodyPool ? { takeBody: (len: number) => opts.bodyPool!.take(len) } : {}),
     });
     this.#armTimer();
     void this.#readLoop();
@@ -417,6 +427,8 @@ export class Peer {
     } catch (err) {
       response = errorResponse(err);
     }
+    // The handler has settled: nothing uses the request's body any more.
+    this.#pool?.give(msg.body);
     try {
       if (this.#closing) return;
       let head: Uint8Array;
@@ -432,7 +444,9 @@ export class Peer {
           this.#maxFrame,
         );
       }
-      await this.#enqueue(head, response.body).catch(() => {});
+      const written = await this.#enqueue(head, response.body).then(() => true, () => false);
+      // Only a body written completely is reused: a write cut short may still hold it.
+      if (written) this.#pool?.give(response.body);
     } finally {
       this.#inFlight--;
       const waiter = this.#slotWaiter;

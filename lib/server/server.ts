@@ -33,6 +33,7 @@ import {
   SignInThrottle,
 } from "./limits.ts";
 import { ChunkVerifier } from "./chunk_check.ts";
+import { BodyPool } from "../protocol/body_pool.ts";
 import { escapeForLog } from "../util/log_text.ts";
 import { CHUNK_GRACE_MS, collect, collectChunks, DEFAULT_KEEP_DAYS } from "./retention.ts";
 import { type FrontConn, TlsFront } from "../transport/tls_front.ts";
@@ -192,6 +193,7 @@ export function serverContext(
     limits,
     budgets: new AccountBudgets(),
     verifier: new ChunkVerifier(),
+    bodies: new BodyPool(),
   };
 }
 
@@ -366,6 +368,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       });
       peer = new Peer(guard, {
         onRequest: session.handle,
+        ...(ctx.bodies ? { bodyPool: ctx.bodies } : {}),
         maxIncomingInFlight: limits.maxInFlight,
         idleTimeoutMs: limits.idleTimeoutMs,
         headerLimits: preSignIn,

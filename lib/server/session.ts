@@ -40,6 +40,7 @@ import type { BlobStore, CommitItem, CommitResult, MetaStore } from "./stores.ts
 import { encodeFrame, FrameType } from "../protocol/frame.ts";
 import type { Incoming } from "./incoming.ts";
 import { type ChunkClaim, ChunkVerifier } from "./chunk_check.ts";
+import type { BodyPool } from "../protocol/body_pool.ts";
 import { escapeForLog } from "../util/log_text.ts";
 import { historyRequest, listAtRequest, restoreRequest } from "./history_requests.ts";
 import { newSerial, normalizeSerial, randomToken } from "../util/crockford.ts";
@@ -187,6 +188,11 @@ export interface ServerContext {
   budgets?: AccountBudgets;
   /** Bounded, fair checking of uploaded chunks. */
   verifier?: ChunkVerifier;
+  /**
+   * Reused buffers for big bodies (uploads received, `getMany` replies); the connections' peers
+   * give them back (see {@link BodyPool}). Absent: fresh buffers.
+   */
+  bodies?: BodyPool;
   /** Per-account stored-bytes quota; null: none. */
   quota: QuotaTracker | null;
   /** Keeps lines about refused attempts from flooding the log. */
@@ -891,7 +897,9 @@ export class Session {
     }
     await this.#guard?.reserveReply(total);
     // The stored lengths are known: every chunk is read straight into its place in the reply.
-    const body = new Uint8Array(total);
+    // Every byte is overwritten below (a read that does not fill its place throws), so a reused
+    // buffer shows nothing of what it held before.
+    const body = this.#ctx.bodies?.take(total) ?? new Uint8Array(total);
     try {
       let at = 0;
       const reads = chunks.map((c) => ({ hash: c.hash, into: body.subarray(at, at += c.len) }));

@@ -6,7 +6,12 @@
 
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
-import { compressChunk, decompressChunk } from "../../lib/chunk/compress.ts";
+import {
+  compressChunk,
+  CompressionHint,
+  decompressChunk,
+  SKIP_AFTER_INCOMPRESSIBLE,
+} from "../../lib/chunk/compress.ts";
 import { EMPTY_SHA256, isSha256Hex, sha256Hex } from "../../lib/chunk/hash.ts";
 
 function randomBytes(n: number): Uint8Array {
@@ -97,4 +102,34 @@ Deno.test("compress", async (t) => {
     assert.equal(isSha256Hex(EMPTY_SHA256.toUpperCase()), false);
     assert.equal(isSha256Hex(EMPTY_SHA256.slice(1)), false);
   });
+});
+
+Deno.test("CompressionHint: an incompressible file is probed once per 16 chunks, others always", () => {
+  const hint = new CompressionHint();
+  const noise = randomBytes(300_000);
+  const period = SKIP_AFTER_INCOMPRESSIBLE + 1;
+  for (let i = 0; i < 4 * period; i++) {
+    const r = hint.compress("media.bin", noise);
+    assert.equal(r.compressed, false);
+    assert.equal(r.data, noise); // raw bytes, not a copy
+  }
+  assert.equal(hint.tried, 4);
+  // Another file is not affected, and compressible data is compressed every time.
+  for (let i = 0; i < 3; i++) {
+    const r = hint.compress("notes.txt", text);
+    assert.equal(r.compressed, true);
+    assert.deepEqual(decompressChunk(r.data, text.length), text);
+  }
+  assert.equal(hint.tried, 7);
+});
+
+Deno.test("CompressionHint: a file whose content turns compressible gets compression back at the re-probe", () => {
+  const hint = new CompressionHint();
+  const noise = randomBytes(300_000);
+  assert.equal(hint.compress("disk.img", noise).compressed, false);
+  let skipped = 0;
+  while (!hint.compress("disk.img", text).compressed) skipped++;
+  assert.equal(skipped, SKIP_AFTER_INCOMPRESSIBLE);
+  // Compressible from then on: every chunk is tried (and compressed) again.
+  for (let i = 0; i < 3; i++) assert.equal(hint.compress("disk.img", text).compressed, true);
 });
