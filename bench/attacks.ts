@@ -21,7 +21,7 @@
 
 import { join } from "node:path";
 import zlib from "node:zlib";
-import { Proc, PRODUCT_PERMS } from "./procs.ts";
+import { Proc, PRODUCT_PERMS, SERVER_PERMS } from "./procs.ts";
 import { now, sleep } from "./util.ts";
 import { dial } from "../lib/client/connection.ts";
 import type { Peer } from "../lib/protocol/peer.ts";
@@ -47,7 +47,7 @@ const server = new Proc(
   Deno.execPath(),
   [
     "run",
-    ...PRODUCT_PERMS,
+    ...SERVER_PERMS,
     "server.ts",
     "0",
     "--host",

@@ -45,7 +45,7 @@ import { DatabaseSync } from "node:sqlite";
 import pg from "pg";
 import { type Credential, fileItem, sha256, SimDevice } from "./sim_device.ts";
 import { Haproxy } from "./haproxy.ts";
-import { Proc, PRODUCT_PERMS, readCpu, readMemory } from "./procs.ts";
+import { Proc, readCpu, readMemory, SERVER_PERMS } from "./procs.ts";
 import { log, now, sleep } from "./util.ts";
 import { RemoteError } from "../lib/protocol/peer.ts";
 import type { MetaStore } from "../lib/server/stores.ts";
@@ -377,7 +377,7 @@ async function startServer(
     Deno.execPath(),
     [
       "run",
-      ...PRODUCT_PERMS,
+      ...SERVER_PERMS,
       join(root, "server.ts"),
       String(port),
       "--host",

@@ -8,7 +8,7 @@
  */
 
 import { join } from "node:path";
-import { type Cpu, Proc, PRODUCT_PERMS } from "./procs.ts";
+import { type Cpu, Proc, PRODUCT_PERMS, SERVER_PERMS } from "./procs.ts";
 import { CountingRelay, type Counts } from "./relay.ts";
 import { log, now, sleep } from "./util.ts";
 import { type Leg, SsCounter, type WireChoice } from "./wire.ts";
@@ -87,7 +87,7 @@ export class Product {
       deno,
       [
         "run",
-        ...PRODUCT_PERMS,
+        ...SERVER_PERMS,
         "server.ts",
         "0",
         "--host",
