@@ -82,6 +82,22 @@ export async function fetchChunk(ctx: FetchContext, c: ChunkRef): Promise<Uint8A
   return verified(c, r.header.z === true, r.body);
 }
 
+/** The reply body each {@link prefetchChunks} result is a view of (see {@link releasePrefetched}). */
+const replyBodies = new WeakMap<Map<string, RawChunk>, Uint8Array>();
+
+/**
+ * Gives the reply body behind `chunks` (a {@link prefetchChunks} result) back to the connection's
+ * pool, so that the next batch reuses its pages: only once every chunk of it has been written
+ * (or dropped) and nothing holds a view of it.
+ */
+export function releasePrefetched(ctx: FetchContext, chunks: Map<string, RawChunk> | undefined) {
+  const body = chunks ? replyBodies.get(chunks) : undefined;
+  if (!body) return;
+  replyBodies.delete(chunks!);
+  chunks!.clear();
+  ctx.peer.release(body);
+}
+
 /**
  * Fetches many small chunks in one `getMany` round trip. The reply must list only chunks that
  * were asked for, each at most once, laid out within its body; anything else is refused.
@@ -114,5 +130,6 @@ export async function prefetchChunks(
   }
   if (off !== r.body.length) throw malformed();
   ctx.stats.bytesDown += r.body.length;
+  replyBodies.set(out, r.body);
   return out;
 }

@@ -21,7 +21,13 @@ import { debug } from "../util/debug.ts";
 import { pool } from "../util/pool.ts";
 import { tempName } from "../util/atomic.ts";
 import { type FsHandle, isDiskFullError } from "./fs/local_fs.ts";
-import { fetchChunk, type FetchContext, prefetchChunks, type RawChunk } from "./chunk_source.ts";
+import {
+  fetchChunk,
+  type FetchContext,
+  prefetchChunks,
+  type RawChunk,
+  releasePrefetched,
+} from "./chunk_source.ts";
 import type { Staging } from "./staging.ts";
 import { parentOf, place } from "./placer.ts";
 import {
@@ -116,6 +122,7 @@ export async function downloadMany(
       }
       next = i + 1 < groups.length ? ahead(prefetchChunks(ctx, groups[i + 1]!.hashes)) : null;
       const staged = await stageSmallFiles({ ...ctx, prefetched }, groups[i]!.items, onResult);
+      releasePrefetched(ctx, prefetched); // every file of the group is written: reuse its body
       try {
         await finishing;
       } catch (e) {

@@ -27,7 +27,13 @@ import type { ChunkRef, LocalEntry, RemoteEntry } from "../core/types.ts";
 import { fileHash, sha256Hex } from "../chunk/hash.ts";
 import { perms } from "../core/metadata.ts";
 import { type FsHandle, isDiskFullError, type LocalFs, stillAs } from "./fs/local_fs.ts";
-import { type ChunkOrigin, fetchChunk, type FetchContext, prefetchChunks } from "./chunk_source.ts";
+import {
+  type ChunkOrigin,
+  fetchChunk,
+  type FetchContext,
+  prefetchChunks,
+  releasePrefetched,
+} from "./chunk_source.ts";
 import { BATCH_BYTES } from "./transfer.ts";
 
 /** Partial downloads in `.cloudsync/tmp/` are named with this prefix (kept across restarts). */
@@ -163,7 +169,9 @@ export class Staging {
       ? await fs.open(path, { read: true }).catch(() => null)
       : null;
     const fromOld = (c: ChunkRef) => old !== null && ctx.local.get(c.hash)?.path === path;
-    const origins = async (list: ChunkRef[], first: number): Promise<ChunkOrigin[]> => {
+    /** A batch's origins, and what to call once they are all written (its reply body). */
+    type Batch = { parts: ChunkOrigin[]; done: () => void };
+    const origins = async (list: ChunkRef[], first: number): Promise<Batch> => {
       // In place, chunks already at their offset (copied with the file) are skipped.
       const skip = list.map((_, i) => inPlace?.[done.chunks + first + i] === true);
       const need = list.filter((_, i) => !skip[i]);
@@ -180,7 +188,8 @@ export class Staging {
         ),
       );
       let k = 0;
-      return skip.map((x) => x ? { from: "inPlace" } : got[k++]!);
+      const parts = skip.map((x): ChunkOrigin => x ? { from: "inPlace" } : got[k++]!);
+      return { parts, done: () => releasePrefetched(ctx, prefetched) };
     };
     let copyBuf: Uint8Array | null = null; // only for copies from the old version
     let filePos = done.bytes;
@@ -193,7 +202,7 @@ export class Staging {
     };
     const firsts: number[] = [];
     for (let i = 0, at = 0; i < batches.length; at += batches[i]!.length, i++) firsts.push(at);
-    const pending: Promise<ChunkOrigin[]>[] = [];
+    const pending: Promise<Batch>[] = [];
     let next = 0;
     while (next < batches.length && pending.length < WINDOW) {
       pending.push(ahead(origins(batches[next]!, firsts[next++]!)));
@@ -201,7 +210,7 @@ export class Staging {
     try {
       let b = 0;
       while (pending.length > 0) {
-        const parts = await pending.shift()!;
+        const { parts, done: written } = await pending.shift()!;
         const first = firsts[b]!;
         const list = batches[b++]!;
         if (next < batches.length) pending.push(ahead(origins(batches[next]!, firsts[next++]!)));
@@ -242,6 +251,7 @@ export class Staging {
           await write(run, offsets[first + i]!);
           i = j;
         }
+        written(); // every part of this batch is in the file: its reply body can be reused
       }
     } finally {
       old?.close();

@@ -417,6 +417,15 @@ export class Peer {
     }
   }
 
+  /**
+   * Gives back the body of a response this peer received (from its {@link BodyPool}) once the
+   * caller provably holds no view of it any more; anything else is ignored. Never call it for a
+   * body still in use: its bytes would be overwritten by the next frame.
+   */
+  release(body: Uint8Array): void {
+    this.#pool?.give(body);
+  }
+
   async #handle(id: number, msg: Message): Promise<void> {
     let response: Message;
     try {

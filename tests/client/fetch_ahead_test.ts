@@ -60,6 +60,7 @@ function lateThenFailing(bytes: Map<string, Uint8Array>) {
       const chunks = h.hashes.map((hash, i) => ({ hash, z: false, len: parts[i]!.length }));
       return new Promise((resolve) => setTimeout(() => resolve({ header: { chunks }, body }), 30));
     },
+    release() {},
   } as unknown as Peer;
 }
 

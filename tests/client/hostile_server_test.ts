@@ -79,7 +79,7 @@ function fakeServer(
     }
     return Promise.reject(new Error(`unexpected request ${String(h.t)}`));
   };
-  return { request } as unknown as Peer;
+  return { request, release() {} } as unknown as Peer;
 }
 
 Deno.test("a hostile server cannot make the client write outside its folder", async (t) => {
@@ -245,6 +245,7 @@ Deno.test("a getMany reply with chunks nobody asked for is refused", async () =>
         },
         body: new Uint8Array([...a, ...b]),
       }),
+    release() {},
   } as unknown as Peer;
   const ctx = {
     peer,
@@ -266,6 +267,7 @@ Deno.test("a changes reply larger than asked, or one that never advances, is ref
           if (++asked > 5) throw new Error("asked again and again");
           return Promise.resolve({ header, body: new Uint8Array() });
         },
+        release() {},
       } as unknown as Peer;
       return {
         peer,

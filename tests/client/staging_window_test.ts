@@ -65,6 +65,7 @@ Deno.test("a failing batch ahead fails the fill, and is never an unhandled rejec
             }), 30)
         );
       },
+      release() {},
     } as unknown as Peer;
     const fs = new DenoFs(dir);
     await Deno.mkdir(`${dir}/tmp`);
