@@ -508,6 +508,18 @@ interface CopyTarget {
   local: LocalChunkIndex;
 }
 
+/** What `--to` reports of one row it copies (or would copy). */
+function copyReport(row: PointInTime, at: number) {
+  return {
+    path: row.path,
+    kind: row.kind,
+    version: row.version,
+    size: row.size,
+    made: row.made,
+    at,
+  };
+}
+
 /** `--to DIR` (or a dry run of it): every path live at `at`, copied under the directory. */
 async function copyPath(
   s: FolderSession,
@@ -525,14 +537,7 @@ async function copyPath(
     for (const row of rows) {
       if (row.deleted) continue;
       live++;
-      const report = {
-        path: row.path,
-        kind: row.kind,
-        version: row.version,
-        size: row.size,
-        made: row.made,
-        at,
-      };
+      const report = copyReport(row, at);
       if (dryRun) {
         t.count(row);
         t.report({ ...report, result: "would copy" });
@@ -580,14 +585,7 @@ async function copyPath(
       downloads,
       (item, r) => {
         const row = byPath.get(item.path)!;
-        const report = {
-          path: row.path,
-          kind: row.kind,
-          version: row.version,
-          size: row.size,
-          made: row.made,
-          at,
-        };
+        const report = copyReport(row, at);
         if (r instanceof Error) {
           t.problem(r.message, row.path);
           t.report({ ...report, result: "failed", message: r.message });

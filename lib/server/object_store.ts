@@ -55,6 +55,8 @@ export class FsObjects implements ObjectStore {
   readonly #tmp: string;
   readonly #open = new Map<string, OpenFile>();
   readonly #dirs = new Set<string>();
+  /** {@link close} was called: handles opened by reads still in flight are not cached. */
+  #closed = false;
 
   constructor(root: string, tmpDir: string) {
     this.#root = root;
@@ -149,6 +151,11 @@ export class FsObjects implements ObjectStore {
       file.close();
       return raced;
     }
+    if (this.#closed) {
+      // Closed meanwhile: cache nothing; the read opens (and closes) a handle of its own.
+      file.close();
+      return { file, busy: Promise.resolve(), pos: -1, dropped: true };
+    }
     const open: OpenFile = { file, busy: Promise.resolve(), pos: 0, dropped: false };
     this.#open.set(path, open);
     if (this.#open.size > OPEN_FILES) {
@@ -158,16 +165,17 @@ export class FsObjects implements ObjectStore {
     return open;
   }
 
-  /** Closes the cached handle of `path` once its reads are done. */
-  #drop(path: string): void {
+  /** Closes the cached handle of `path` once its reads are done (the promise: then). */
+  #drop(path: string): Promise<unknown> {
     const open = this.#open.get(path);
-    if (!open) return;
+    if (!open) return Promise.resolve();
     this.#open.delete(path);
     // Reads already queued on the handle finish first; reads queued after this reopen the file.
     open.busy = open.busy.then(() => {
       open.dropped = true;
       open.file.close();
     });
+    return open.busy;
   }
 
   async remove(key: string): Promise<void> {
@@ -190,8 +198,9 @@ export class FsObjects implements ObjectStore {
     });
   }
 
-  close(): Promise<void> {
-    for (const path of [...this.#open.keys()]) this.#drop(path);
-    return Promise.resolve();
+  /** Closes every cached handle once the reads queued on it are done. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#open.keys()].map((path) => this.#drop(path)));
   }
 }
