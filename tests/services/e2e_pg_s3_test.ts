@@ -8,6 +8,7 @@
  * @module
  */
 
+import { EXIT } from "../../lib/util/exit_codes.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
@@ -112,7 +113,7 @@ Deno.test({
       assert.match(del.output(), new RegExp(`^Deleted account ${id}: 2 devices`, "m"));
       // Both devices are shut out by the running server, which reads the shared database.
       for (const c of [ca, cb]) {
-        assert.equal(await c.exitCode(), 1, c.output());
+        assert.equal(await c.exitCode(), EXIT.refused, c.output()); // permanent: no restart
         assert.match(
           c.output(),
           /^Cannot (sign in|sync): (the server does not know this device|this device was revoked)/m,
