@@ -16,23 +16,12 @@
  */
 
 import type { CommitItem, CommitResult } from "./commit_plan.ts";
-import type { ChunkRef, Kind } from "./types.ts";
+import type { ChunkRef, RemoteEntry } from "./types.ts";
 import { sameMeta } from "./metadata.ts";
 import { formatBytes } from "../util/cli.ts";
 
-/** A version as history lists it (no chunk list). */
-export interface VersionInfo {
-  path: string;
-  kind: Kind;
-  deleted: boolean;
-  version: number;
-  size: number;
-  mtime: number;
-  exec: boolean;
-  mode?: number;
-  hash: string;
-  /** Name of the device that made it. */
-  device: string;
+/** A version as history lists it: an entry without its chunk list, with when it was current. */
+export interface VersionInfo extends Omit<RemoteEntry, "chunks" | "made"> {
   /** When the server wrote it (ms). */
   made: number;
   /** When it stopped being the current version (ms); null: it is the current one. */
@@ -40,16 +29,10 @@ export interface VersionInfo {
 }
 
 /** What a path is now, beside its state at TIME. */
-export interface CurrentState {
-  kind: Kind;
-  deleted: boolean;
-  version: number;
-  size: number;
-  mtime: number;
-  exec: boolean;
-  mode?: number;
-  hash: string;
-}
+export type CurrentState = Pick<
+  RemoteEntry,
+  "kind" | "deleted" | "version" | "size" | "mtime" | "exec" | "mode" | "hash"
+>;
 
 /** One path's state at TIME (live or a deletion), with its chunks and its state now. */
 export interface PointInTime extends VersionInfo {

@@ -83,11 +83,11 @@ interface EntryRow {
   replaced?: number | null;
 }
 
-/** The entry as `changes` sends it (without the server-side `made`). */
-function rowToEntry(r: EntryRow): RemoteEntry {
+/** What an entry and a version row have in common (SQLite: integers for booleans). */
+function rowFields(r: EntryRow) {
   return {
     path: r.path,
-    kind: r.kind === "dir" ? "dir" : "file",
+    kind: r.kind === "dir" ? "dir" as const : "file" as const,
     deleted: r.deleted === 1,
     version: Number(r.version),
     size: Number(r.size),
@@ -95,9 +95,13 @@ function rowToEntry(r: EntryRow): RemoteEntry {
     exec: r.exec === 1,
     ...(r.mode !== null && r.mode !== undefined ? { mode: Number(r.mode) } : {}),
     hash: r.hash,
-    chunks: JSON.parse(r.chunks) as ChunkRef[],
     device: r.device,
   };
+}
+
+/** The entry as `changes` sends it (without the server-side `made`). */
+function rowToEntry(r: EntryRow): RemoteEntry {
+  return { ...rowFields(r), chunks: JSON.parse(r.chunks) as ChunkRef[] };
 }
 
 /** The entry as the commit planner reads it: with `made`, which its kept version keeps. */
@@ -110,16 +114,7 @@ function rowToStored(r: EntryRow): RemoteEntry {
 /** A row of the history queries as a {@link VersionInfo}. */
 function rowToVersion(r: EntryRow): VersionInfo {
   return {
-    path: r.path,
-    kind: r.kind === "dir" ? "dir" : "file",
-    deleted: r.deleted === 1,
-    version: Number(r.version),
-    size: Number(r.size),
-    mtime: Number(r.mtime),
-    exec: r.exec === 1,
-    ...(r.mode !== null && r.mode !== undefined ? { mode: Number(r.mode) } : {}),
-    hash: r.hash,
-    device: r.device,
+    ...rowFields(r),
     made: Number(r.made ?? 0),
     replaced: r.replaced === null || r.replaced === undefined ? null : Number(r.replaced),
   };

@@ -100,11 +100,11 @@ const VERSION_COLUMNS = "path, kind, deleted, version, size, mtime, exec, hash, 
 const ENTRY_RECORD = `x(path text, kind text, deleted boolean, version bigint, size bigint,
   mtime bigint, exec boolean, hash text, chunks jsonb, device text, mode integer, made bigint)`;
 
-/** A row of the history queries as a {@link VersionInfo}. */
-function rowToVersion(r: EntryRow): VersionInfo {
+/** What an entry and a version row have in common. */
+function rowFields(r: EntryRow) {
   return {
     path: r.path,
-    kind: r.kind === "dir" ? "dir" : "file",
+    kind: r.kind === "dir" ? "dir" as const : "file" as const,
     deleted: r.deleted,
     version: r.version,
     size: r.size,
@@ -113,6 +113,13 @@ function rowToVersion(r: EntryRow): VersionInfo {
     ...(r.mode !== null && r.mode !== undefined ? { mode: r.mode } : {}),
     hash: r.hash,
     device: r.device,
+  };
+}
+
+/** A row of the history queries as a {@link VersionInfo}. */
+function rowToVersion(r: EntryRow): VersionInfo {
+  return {
+    ...rowFields(r),
     made: r.made ?? 0,
     replaced: r.replaced ?? null,
   };
@@ -131,19 +138,7 @@ function subtree(p: string, n: number, col = "path"): { sql: string; params: str
 }
 
 function rowToEntry(r: EntryRow): RemoteEntry {
-  return {
-    path: r.path,
-    kind: r.kind === "dir" ? "dir" : "file",
-    deleted: r.deleted,
-    version: r.version,
-    size: r.size,
-    mtime: r.mtime,
-    exec: r.exec,
-    ...(r.mode !== null && r.mode !== undefined ? { mode: r.mode } : {}),
-    hash: r.hash,
-    chunks: r.chunks.map((c) => ({ hash: c.hash, size: c.size })),
-    device: r.device,
-  };
+  return { ...rowFields(r), chunks: r.chunks.map((c) => ({ hash: c.hash, size: c.size })) };
 }
 
 /** Rows fetched per page by the streamed verification queries. */
