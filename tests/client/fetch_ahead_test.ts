@@ -42,13 +42,15 @@ function remoteFile(path: string, n: number) {
 }
 
 /** A peer whose first `getMany` answers late and whose later ones fail at once. */
-function lateThenFailing(bytes: Map<string, Uint8Array>) {
+function lateThenFailing(bytes: Map<string, Uint8Array>, asked: Promise<unknown>[]) {
   let calls = 0;
   return {
     request(h: { t: string; hashes: string[] }) {
       assert.equal(h.t, "getMany");
       if (calls++ > 0) {
-        return Promise.reject(new Error("Cannot send chunk: not stored for this account"));
+        const failed = Promise.reject(new Error("Cannot send chunk: not stored for this account"));
+        asked.push(failed);
+        return failed;
       }
       const parts = h.hashes.map((x) => bytes.get(x)!);
       const body = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -58,7 +60,11 @@ function lateThenFailing(bytes: Map<string, Uint8Array>) {
         off += p.length;
       }
       const chunks = h.hashes.map((hash, i) => ({ hash, z: false, len: parts[i]!.length }));
-      return new Promise((resolve) => setTimeout(() => resolve({ header: { chunks }, body }), 30));
+      const late = new Promise((resolve) =>
+        setTimeout(() => resolve({ header: { chunks }, body }), 30)
+      );
+      asked.push(late);
+      return late;
     },
     release() {},
   } as unknown as Peer;
@@ -69,11 +75,14 @@ Deno.test("a batch fetched ahead that fails while an earlier one is awaited fail
   fs.mkdirSync(".cloudsync/tmp", true);
   const staging = new Staging(fs, ".cloudsync/tmp");
   const { entry, bytes } = remoteFile("big.bin", 200); // 64 chunks a batch: 4 batches
-  const ctx = { fs, peer: lateThenFailing(bytes), local: new Map(), stats: newStats() };
+  const asked: Promise<unknown>[] = [];
+  const ctx = { fs, peer: lateThenFailing(bytes, asked), local: new Map(), stats: newStats() };
   await assert.rejects(
     staging.fill(ctx, entry.path, entry, null),
     /not stored for this account/,
   );
-  // Let any stray rejection surface before the test ends (the test runner fails on it).
-  await new Promise((r) => setTimeout(r, 50));
+  // Every request has settled, and the event loop turned once since: a rejection nobody
+  // handled would have been reported by now (the test runner fails on it).
+  await Promise.allSettled(asked);
+  await new Promise((r) => setTimeout(r, 0));
 });
