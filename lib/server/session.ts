@@ -76,6 +76,9 @@ export function isDiskFull(e: unknown): boolean {
   return /ENOSPC|os error 28|No space left|database or disk is full|SQLITE_FULL/i.test(m);
 }
 
+/** Most withdrawn hashes one connection relays to the other instances at a time. */
+const RELAYED_WITHDRAWALS = 2000;
+
 /** Longest a `get`/`getMany` with `wait: true` waits for one announced chunk. */
 export const WAIT_FOR_CHUNK_MS = 60_000;
 /**
@@ -312,7 +315,10 @@ export class Session {
   #withdrawAll(account: string): void {
     const gone = this.#ctx.incoming?.withdraw(account, this) ?? [];
     if (gone.length > 0 && this.#ctx.cluster) {
-      this.#ctx.cluster.withdrawn(account, gone).catch(() => {
+      // At most RELAYED_WITHDRAWALS hashes (20 notifications): an account announcing and
+      // withdrawing huge chunk lists in a loop cannot flood the channel; waits for the rest end
+      // at the announcement's expiry, as when the channel is down.
+      this.#ctx.cluster.withdrawn(account, gone.slice(0, RELAYED_WITHDRAWALS)).catch(() => {
         // The channel is down: their waits end at the announcement's expiry instead.
       });
     }
