@@ -87,18 +87,33 @@ export class FsBlobStore implements BlobStore {
     return found;
   }
 
+  /**
+   * Removes the chunks stored before `before`. A chunk is first renamed aside, then judged: a stat
+   * of the path followed by its removal would delete an upload renamed into place in between
+   * (found by the conformance suite's sweep race). Renamed aside, the file judged is the one
+   * removed; one that turns out to be fresh is linked back (unless an upload put the same bytes,
+   * the chunk's address, there meanwhile). The server itself never uploads into this store (it
+   * holds older versions' chunks only: see {@link TieredBlobStore}), so there every chunk swept is
+   * an old one, and a crash between the two steps leaves it in `DATA/tmp/`, cleared at start.
+   */
   async sweep(account: string, hashes: readonly string[], before: number): Promise<string[]> {
     const removed: string[] = [];
     for (const hash of hashes) {
       const path = this.#path(account, hash);
+      const aside = join(this.#tmp, `sweep-${crypto.randomUUID()}`);
       try {
-        const st = await Deno.stat(path);
-        if ((st.mtime?.getTime() ?? 0) >= before) continue;
-        await Deno.remove(path);
-        removed.push(hash);
+        await Deno.rename(path, aside);
       } catch (e) {
-        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        if (e instanceof Deno.errors.NotFound) continue;
+        throw e;
       }
+      const st = await Deno.stat(aside);
+      if ((st.mtime?.getTime() ?? 0) >= before) {
+        await Deno.link(aside, path).catch((e) => {
+          if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+        });
+      } else removed.push(hash);
+      await Deno.remove(aside);
     }
     return removed;
   }
