@@ -25,6 +25,7 @@ import {
   verifyTree,
   waitForTree,
 } from "./data.ts";
+import { durableCopy } from "./durable.ts";
 import { Product, type Wire } from "./product.ts";
 import { addProductV8Flags, type Cpu, RssSampler } from "./procs.ts";
 import { RsyncDaemon, type RsyncRun, rsyncVersion } from "./rsync.ts";
@@ -99,6 +100,8 @@ interface Results {
       cpuPerGiB: { perProcess: Record<string, number>; sum: number };
     } | { error: string };
     cp?: { seconds: number; mbPerS: number };
+    /** the durable floor (`durable.ts`): temp file, fdatasync, rename, in Deno */
+    durable?: { seconds: number; mbPerS: number };
     rsync?: RsyncRun & { mbPerS: number };
   };
   small?: {
@@ -112,6 +115,8 @@ interface Results {
       error: string;
     };
     cp?: { seconds: number; filesPerS: number };
+    /** the durable floor (`durable.ts`): temp file, fdatasync, rename per file, in Deno */
+    durable?: { seconds: number; filesPerS: number };
     rsync?: RsyncRun & { filesPerS: number };
   };
   edit?: {
@@ -201,6 +206,8 @@ interface Row {
   workload: string;
   ours: string;
   cp: string;
+  /** the durable floor (temp file, fdatasync, rename) */
+  durable?: string;
   rsync: string;
   syncthing?: string;
   ratio: string;
@@ -585,6 +592,10 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     if (only.has("big")) {
       res.big.cp = { seconds: cpRun.seconds, mbPerS: mbps(params.bigBytes, cpRun.seconds) };
       log(`big  cp -a   ${fmtS(cpRun.seconds)}`);
+      await syncDisks();
+      const d = await durableCopy(join(stage, "big.bin"), join(root, "durable", "big.bin"));
+      res.big.durable = { seconds: d, mbPerS: mbps(params.bigBytes, d) };
+      log(`big  durable ${fmtS(d)}`);
     }
     if (rsyncd && rsync && (rsyncFor("big") || rsyncFor("edit"))) {
       await Deno.mkdir(join(rsSrc, "big"), { recursive: true });
@@ -633,6 +644,10 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     const cpRun = await runOk("cp", ["-a", join(master, "small"), join(stage, "small")]);
     res.small.cp = { seconds: cpRun.seconds, filesPerS: n / cpRun.seconds };
     log(`small cp -a  ${fmtS(cpRun.seconds)}`);
+    await syncDisks();
+    const d = await durableCopy(join(stage, "small"), join(root, "durable", "small"));
+    res.small.durable = { seconds: d, filesPerS: n / d };
+    log(`small durable ${fmtS(d)}`);
     if (rsyncd && rsync) {
       await syncDisks();
       const t0 = now();
@@ -1160,8 +1175,9 @@ function table(res: Results): Row[] {
   const stCell = (r: PeerRun | { error: string } | undefined) =>
     r ? (isErr(r) ? "FAILED" : fmtS(r.seconds)) : "-";
   if (res.big) {
-    const { ours, cp, rsync } = res.big;
+    const { ours, cp, rsync, durable } = res.big;
     const cps = cp ? `${fmtS(cp.seconds)} (${cp.mbPerS.toFixed(0)} MB/s)` : "-";
+    const dur = durable ? `${fmtS(durable.seconds)} (${durable.mbPerS.toFixed(0)} MB/s)` : "-";
     const rss = rsync ? `${fmtS(rsync.seconds)} (${rsync.mbPerS.toFixed(0)} MB/s)` : "-";
     const stBig = peer(st?.big);
     if (ours && !isErr(ours)) {
@@ -1169,6 +1185,7 @@ function table(res: Results): Row[] {
         workload: `${size} file`,
         ours: `${fmtS(ours.seconds)} (${ours.mbPerS.toFixed(0)} MB/s)`,
         cp: cps,
+        durable: dur,
         rsync: rss,
         syncthing: stCell(st?.big),
         ratio: ratio(ours.seconds, rsync?.seconds),
@@ -1192,7 +1209,7 @@ function table(res: Results): Row[] {
     }
   }
   if (res.small) {
-    const { ours, cp, rsync } = res.small;
+    const { ours, cp, rsync, durable } = res.small;
     const n = res.params.smallFiles;
     const limit = 5.7 * n / 10000; // scaled in quick mode
     const target = `<= 2x rsync, < ${limit.toFixed(2)} s`;
@@ -1204,6 +1221,7 @@ function table(res: Results): Row[] {
         workload: wl,
         ours: `${fmtS(ours.seconds)} (${ours.filesPerS.toFixed(0)} f/s)`,
         cp: cps,
+        durable: durable ? `${fmtS(durable.seconds)} (${durable.filesPerS.toFixed(0)} f/s)` : "-",
         rsync: rss,
         syncthing: stCell(st?.small),
         ratio: ratio(ours.seconds, rsync?.seconds),
@@ -1384,6 +1402,7 @@ function printTable(res: Results): void {
     workload: "workload",
     ours: "ours",
     cp: "cp -a",
+    durable: "durable floor",
     rsync: "rsync",
     syncthing: "syncthing",
     ratio: "vs rsync",
@@ -1394,6 +1413,7 @@ function printTable(res: Results): void {
     "workload",
     "ours",
     "cp",
+    "durable",
     "rsync",
     "syncthing",
     "ratio",

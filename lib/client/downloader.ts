@@ -225,13 +225,14 @@ async function finishSmallFiles(
   });
   const t2 = performance.now();
   const dirs = new Set<string>();
+  const realDirs = new Set<string>();
   const placed: [DownloadItem, DownloadResult][] = [];
   for (const s of staged) {
     const { item, tmp } = s;
     let renamed = false;
     try {
       if (!synced.has(s)) continue;
-      const r = place(fs, tmp, item.path, item.remote, item.replace, dirs);
+      const r = place(fs, tmp, item.path, item.remote, item.replace, dirs, realDirs);
       renamed = r.ok;
       if (r.ok) {
         dirs.add(parentOf(item.path));

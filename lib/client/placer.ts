@@ -33,7 +33,10 @@ export function parentOf(path: string): string {
 
 /**
  * Moves the staged file `tmp` to `path` (see the module doc). `replace` is what the scan saw at
- * `path` (null: nothing). `madeDirs` remembers folders this group already created.
+ * `path` (null: nothing). `madeDirs` remembers folders this group already created; `realDirs`
+ * the folders this group already found to be real folders inside the synced folder (a group of
+ * small files in one folder resolves the folders on the way once, not once per file: that was
+ * six system calls per file). A folder swapped for a symlink after its check is the RACE above.
  */
 export function place(
   fs: LocalFs,
@@ -42,6 +45,7 @@ export function place(
   remote: RemoteEntry,
   replace: LocalEntry | null,
   madeDirs: Set<string> = new Set(),
+  realDirs: Set<string> = new Set(),
 ): DownloadResult {
   fs.chmodSync(tmp, perms(remote));
   fs.utimeSync(tmp, remote.mtime);
@@ -49,7 +53,11 @@ export function place(
   if (!st) throw new Error(`Cannot download ${path}: its staged copy vanished`);
   const l = statToEntry(path, st, undefined);
   if (!stillAs(fs, path, replace)) return { ok: false, reason: "changed-locally" };
-  if (!fs.inside(path)) return { ok: false, reason: "blocked" }; // a folder on the way is a symlink
+  const parent = parentOf(path);
+  if (!realDirs.has(parent)) {
+    if (!fs.inside(path)) return { ok: false, reason: "blocked" }; // a folder on the way is a symlink
+    realDirs.add(parent);
+  }
   if (replace?.kind === "dir") {
     try {
       fs.removeSync(path); // only an empty one
@@ -57,7 +65,6 @@ export function place(
       return { ok: false, reason: "blocked" };
     }
   }
-  const parent = parentOf(path);
   if (parent !== "" && !madeDirs.has(parent)) {
     fs.mkdirSync(parent, true);
     madeDirs.add(parent);

@@ -82,3 +82,21 @@ Deno.test("a folder's fsync fails: nothing is recorded as synced; the next pass 
     assert.deepEqual(b.files(), a.files(), "identical files adopted: no conflict copies");
     assert.equal(await a.sync(), null, "and nothing goes back up");
   }));
+
+Deno.test("a group of small files checks each folder on the way once, not once per file", () =>
+  withClients({}, async ([a, b]) => {
+    for (let i = 0; i < 600; i++) a.fs.writeBytes(`d${i % 3}/f${i}.bin`, noise(2 * KiB, i + 11));
+    await a.sync();
+    let checks = 0;
+    const inside = b.fs.inside.bind(b.fs);
+    b.fs.inside = (path: string) => {
+      checks++;
+      return inside(path);
+    };
+    const down = await b.sync();
+    assert.equal(down?.received, 600);
+    assert.deepEqual(b.files(), a.files());
+    // 600 files in 3 folders arrive in groups of at most 512: at most 3 checks a group, plus
+    // one as each folder is made (it was one per file: 603).
+    assert.ok(checks <= 12, `folders resolved ${checks} times for 600 files`);
+  }));
