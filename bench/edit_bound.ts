@@ -82,11 +82,13 @@ if (import.meta.main) {
     const list = listBytes(after.length, size / after.length);
     const product = min === 16 << 10 && avg === 256 << 10 && max === 1 << 20;
     console.log(
-      `${min >> 10}/${avg >> 10}/${max >> 10} KiB${product ? " (the product's)" : ""}: ${
-        after.length
-      } chunks; the edit changed ${count} chunks, ${(changed / MiB).toFixed(3)} MiB; chunk list ${
-        (list / MiB).toFixed(3)
-      } MiB; at least ${((changed + list) / MiB).toFixed(3)} MiB a hop`,
+      `${min >> 10}/${avg >> 10}/${max >> 10} KiB${
+        product ? " (the product's)" : ""
+      }: ${after.length} chunks; the edit changed ${count} chunks, ${
+        (changed / MiB).toFixed(3)
+      } MiB; chunk list ${(list / MiB).toFixed(3)} MiB; at least ${
+        ((changed + list) / MiB).toFixed(3)
+      } MiB a hop`,
     );
   }
 }
