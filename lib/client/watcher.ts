@@ -23,7 +23,7 @@ const DEVICE_RULES_NAME = "ignore";
 
 /** Options of {@link FolderWatcher}. */
 export interface WatcherOptions {
-  /** Quiet time after the last event before calling back (default 100 ms). */
+  /** Quiet time after the last event before calling back (default 50 ms; see stability.ts). */
   debounceMs?: number;
   /** Longest delay after the first event of a burst (default 1000 ms). */
   maxDelayMs?: number;
@@ -83,7 +83,7 @@ export class FolderWatcher {
   constructor(root: string, onChange: (paths: string[] | null) => void, opts: WatcherOptions = {}) {
     this.#root = root;
     this.#onChange = onChange;
-    this.#debounce = opts.debounceMs ?? 100;
+    this.#debounce = opts.debounceMs ?? 50;
     this.#maxDelay = opts.maxDelayMs ?? 1000;
     this.#onError = opts.onError ?? (() => {});
     this.#private = root + sep + STATE_DIR;

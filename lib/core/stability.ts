@@ -40,7 +40,7 @@ export const SETTLE_MS = 1000;
 export const EMPTIED_SETTLE_MS = 3000;
 
 /** A file is read only once its last change is at least this old (the watcher's debounce). */
-export const QUIET_MS = 100;
+export const QUIET_MS = 50;
 
 /** The parts of a stat the rules compare. */
 export interface StatSample {
