@@ -16,7 +16,7 @@
  */
 
 import { transaction } from "../util/sqlite_tx.ts";
-import { settle } from "../util/settle.ts";
+import { WalSync } from "../util/wal_sync.ts";
 import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { writeFileAtomic } from "../util/atomic.ts";
@@ -142,6 +142,7 @@ export class SqliteBlobStore implements BlobStore {
   readonly #put: StatementSync;
   readonly #get: StatementSync;
   readonly #sweep: StatementSync;
+  readonly #wal: WalSync;
 
   constructor(dataDir: string) {
     Deno.mkdirSync(dataDir, { recursive: true });
@@ -158,16 +159,17 @@ export class SqliteBlobStore implements BlobStore {
     this.#sweep = this.#db.prepare(
       "DELETE FROM small WHERE account = ? AND hash = ? AND created < ? RETURNING hash",
     );
+    this.#wal = new WalSync(this.#db, join(dataDir, "small-chunks.db"));
   }
 
   put(account: string, hash: string, data: Uint8Array): Promise<void> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return this.putMany(account, [{ hash, data }]);
     });
   }
 
   putMany(account: string, items: { hash: string; data: Uint8Array }[]): Promise<void> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       for (const i of items) checkAddress(account, i.hash);
       const now = Date.now();
       transaction(this.#db, () => {
@@ -184,19 +186,19 @@ export class SqliteBlobStore implements BlobStore {
   }
 
   get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(this.#read(account, hash, into));
     });
   }
 
   getMany(account: string, reads: readonly ChunkRead[]): Promise<boolean[]> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(reads.map((r) => this.#read(account, r.hash, r.into) !== null));
     });
   }
 
   sweep(account: string, hashes: readonly string[], before: number): Promise<string[]> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(
         transaction(
           this.#db,
@@ -207,7 +209,7 @@ export class SqliteBlobStore implements BlobStore {
   }
 
   deleteAccount(account: string): Promise<void> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       checkAccountId(account);
       this.#db.prepare("DELETE FROM small WHERE account = ?").run(account);
       return Promise.resolve();
@@ -215,10 +217,7 @@ export class SqliteBlobStore implements BlobStore {
   }
 
   close(): Promise<void> {
-    return settle(() => {
-      this.#db.close();
-      return Promise.resolve();
-    });
+    return this.#wal.durable().then(() => this.#db.close());
   }
 }
 

@@ -15,7 +15,7 @@
  */
 
 import { transaction } from "../util/sqlite_tx.ts";
-import { settle } from "../util/settle.ts";
+import { WalSync } from "../util/wal_sync.ts";
 import { addColumnIfMissing } from "./pack_index.ts";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { join } from "node:path";
@@ -227,6 +227,7 @@ function nextTurn(): Promise<void> {
 /** {@link MetaStore} in one SQLite database file. */
 export class SqliteMetaStore implements MetaStore {
   readonly #db: DatabaseSync;
+  readonly #wal: WalSync;
   readonly #q: Record<string, StatementSync>;
   /** A {@link chunkSweep} is running (they share a temporary table). */
   #sweeping = false;
@@ -281,10 +282,11 @@ export class SqliteMetaStore implements MetaStore {
       ),
       revoked: p("SELECT revoked FROM devices WHERE id = ?"),
     };
+    this.#wal = new WalSync(this.#db, join(dataDir, "meta.db")); // setup above: FULL
   }
 
   createAccount(serialHash: string): Promise<string> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const id = randomId();
       this.#db.prepare("INSERT INTO accounts(id, serial_hash, created) VALUES (?,?,?)").run(
         id,
@@ -296,7 +298,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   setSerialHash(account: string, serialHash: string): Promise<boolean> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const r = this.#db.prepare("UPDATE accounts SET serial_hash = ? WHERE id = ?").run(
         serialHash,
         account,
@@ -306,7 +308,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   accountBySerialHash(serialHash: string): Promise<string | null> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const r = this.#db.prepare("SELECT id FROM accounts WHERE serial_hash = ?").get(serialHash) as
         | { id: string }
         | undefined;
@@ -315,7 +317,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   addDevice(account: string, name: string, tokenHash: string): Promise<string> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const id = randomId();
       this.#db.prepare(
         "INSERT INTO devices(id, account, name, token_hash, created, last_seen) VALUES (?,?,?,?,?,?)",
@@ -325,7 +327,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   device(id: string): Promise<DeviceRecord | null> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const r = this.#db.prepare("SELECT * FROM devices WHERE id = ?").get(id) as
         | { id: string; account: string; name: string; token_hash: string; revoked: number }
         | undefined;
@@ -344,14 +346,14 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   touchDevice(id: string): Promise<void> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       this.#db.prepare("UPDATE devices SET last_seen = ? WHERE id = ?").run(Date.now(), id);
       return Promise.resolve();
     });
   }
 
   accounts(): Promise<AccountSummary[]> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const rows = this.#db.prepare(`SELECT a.id, a.created, a.seq,
         (SELECT COUNT(*) FROM devices d WHERE d.account = a.id AND d.revoked = 0) AS devices,
         (SELECT MAX(last_seen) FROM devices d WHERE d.account = a.id) AS last_seen,
@@ -393,13 +395,13 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   seq(account: string): Promise<number> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(this.#seq(account) ?? 0);
     });
   }
 
   changes(account: string, since: number, limit: number): Promise<RemoteEntry[]> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(
         (this.#q.changes!.all(account, since, limit) as unknown as EntryRow[]).map(rowToEntry),
       );
@@ -416,25 +418,25 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   missingChunks(account: string, hashes: string[]): Promise<string[]> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(hashes.filter((h) => this.#q.chunk!.get(account, h) === undefined));
     });
   }
 
   chunk(account: string, hash: string): Promise<ChunkInfo | null> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(this.#chunk(account, hash));
     });
   }
 
   chunks(account: string, hashes: readonly string[]): Promise<(ChunkInfo | null)[]> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(hashes.map((h) => this.#chunk(account, h)));
     });
   }
 
   addChunks(account: string, items: readonly NewChunk[]): Promise<void> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const now = Date.now();
       transaction(this.#db, () => {
         for (const i of items) {
@@ -479,7 +481,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   commit(account: string, device: string, items: CommitItem[]): Promise<CommitResult[]> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(
         transaction(this.#db, () => this.#commitIn(account, device, items), true),
       );
@@ -501,7 +503,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   restore(account: string, device: string, items: RestoreItem[]): Promise<CommitResult[]> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(transaction(this.#db, () => {
         const found = items.map((i) => {
           const r = (this.#q.keptVersion!.get(account, i.path, i.version) ??
@@ -519,7 +521,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   history(account: string, q: HistoryQuery): Promise<Page<VersionInfo>> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const where = subtreeSql(q.path);
       const cond = `account = ? AND ${where.sql} AND version < ? AND made >= ?`;
       const params = [account, ...where.params, q.before ?? Number.MAX_SAFE_INTEGER, q.since ?? 0];
@@ -533,7 +535,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   deletedPaths(account: string, q: HistoryQuery): Promise<Page<DeletedInfo>> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const where = subtreeSql(q.path, "e.path");
       const k = VERSION_COLUMNS.split(", ").map((c) => `k.${c} AS k_${c}`).join(", ");
       const rows = this.#db.prepare(
@@ -559,7 +561,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   listAt(account: string, q: ListAtQuery): Promise<Page<PointInTime>> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const where = subtreeSql(q.path);
       const after = q.after === undefined ? "" : " AND path > ?";
       const afterParams = q.after === undefined ? [] : [q.after];
@@ -580,7 +582,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   oldestKept(account: string, path: string): Promise<number | null> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const where = subtreeSql(path);
       const cond = `account = ? AND ${where.sql} AND deleted = 0`;
       const params = [account, ...where.params];
@@ -623,7 +625,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   forgetVersions(account: string, refs: readonly VersionRef[]): Promise<number> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const del = this.#db.prepare(
         "DELETE FROM versions WHERE account = ? AND path = ? AND version = ?",
       );
@@ -636,7 +638,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   pruneVersions(cutoff: number): Promise<number> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(
         Number(this.#db.prepare("DELETE FROM versions WHERE replaced < ?").run(cutoff).changes),
       );
@@ -653,7 +655,7 @@ export class SqliteMetaStore implements MetaStore {
     // Collections share a temporary table: one at a time, in order.
     const run = this.#sweepTail.then(() => this.#forget(account, cutoff));
     this.#sweepTail = run.then(() => {}, () => {});
-    return run;
+    return this.#wal.settle(() => run); // what it forgot is durable before blobs go
   }
 
   async #forget(account: string, cutoff: number): Promise<string[]> {
@@ -765,7 +767,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   accountIds(): Promise<string[]> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(
         (this.#db.prepare("SELECT id FROM accounts ORDER BY created, id").all() as unknown as {
           id: string;
@@ -775,20 +777,17 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   close(): Promise<void> {
-    return settle(() => {
-      this.#db.close();
-      return Promise.resolve();
-    });
+    return this.#wal.durable().then(() => this.#db.close());
   }
 
   hasAccount(account: string): Promise<boolean> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(this.#q.seq!.get(account) !== undefined);
     });
   }
 
   devices(account: string): Promise<DeviceSummary[]> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const rows = this.#db.prepare(
         "SELECT id, name, created, last_seen, revoked FROM devices WHERE account = ? ORDER BY created, id",
       ).all(account) as unknown as {
@@ -809,7 +808,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   revokeDevice(account: string, deviceId: string): Promise<boolean> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const r = this.#db.prepare("UPDATE devices SET revoked = 1 WHERE id = ? AND account = ?").run(
         deviceId,
         account,
@@ -819,7 +818,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   renameDevice(account: string, deviceId: string, name: string): Promise<boolean> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const r = this.#db.prepare("UPDATE devices SET name = ? WHERE id = ? AND account = ?").run(
         name,
         deviceId,
@@ -830,7 +829,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   accountFootprint(account: string): Promise<AccountFootprint | null> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       if (this.#q.seq!.get(account) === undefined) return Promise.resolve(null);
       const n = (sql: string) =>
         Number((this.#db.prepare(sql).get(account) as { n: number | bigint }).n);
@@ -847,7 +846,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   deleteAccount(account: string): Promise<boolean> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(transaction(this.#db, () => {
         for (const table of ["devices", "entries", "versions", "chunks"]) {
           this.#db.prepare(`DELETE FROM ${table} WHERE account = ?`).run(account);
@@ -861,14 +860,14 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   deviceRevoked(deviceId: string): Promise<boolean> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const r = this.#q.revoked!.get(deviceId) as { revoked: number } | undefined;
       return Promise.resolve(r === undefined || Number(r.revoked) === 1);
     });
   }
 
   revokedDevices(deviceIds: readonly string[]): Promise<Set<string>> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       if (deviceIds.length === 0) return Promise.resolve(new Set<string>());
       const rows = this.#db.prepare(
         `SELECT j.value AS id FROM json_each(?) j LEFT JOIN devices d ON d.id = j.value
@@ -879,7 +878,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   storedBytes(account: string): Promise<number> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const r = this.#db.prepare(
         "SELECT COALESCE(SUM(stored), 0) AS n FROM chunks WHERE account = ?",
       ).get(account) as { n: number };
@@ -888,7 +887,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   metadataBytes(account: string): Promise<number> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       let n = 0;
       for (const table of ["entries", "versions"]) {
         // As rowBytes in session.ts: 3 bytes a path character, 90 per chunk reference, 200 a row.
@@ -903,7 +902,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   addInvite(codeHash: string): Promise<void> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       this.#db.prepare("INSERT INTO invites(hash, created) VALUES (?, ?)").run(
         codeHash,
         Date.now(),
@@ -913,7 +912,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   useInvite(codeHash: string): Promise<boolean> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       const r = this.#db.prepare("UPDATE invites SET used = ? WHERE hash = ? AND used IS NULL")
         .run(Date.now(), codeHash);
       return Promise.resolve(Number(r.changes) === 1);

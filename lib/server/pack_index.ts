@@ -16,7 +16,7 @@
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { transaction } from "../util/sqlite_tx.ts";
-import { settle } from "../util/settle.ts";
+import { WalSync } from "../util/wal_sync.ts";
 
 /** Where a chunk's stored bytes are. */
 export interface PackLocation {
@@ -63,6 +63,7 @@ export class SqlitePackIndex implements PackIndex {
   readonly #touch: StatementSync;
   readonly #del: StatementSync;
   readonly #left: StatementSync;
+  readonly #wal: WalSync;
 
   constructor(file: string) {
     this.#db = new DatabaseSync(file);
@@ -83,10 +84,11 @@ export class SqlitePackIndex implements PackIndex {
       "DELETE FROM packed WHERE account = ? AND hash = ? AND created < ? RETURNING pack",
     );
     this.#left = this.#db.prepare("SELECT 1 FROM packed WHERE account = ? AND pack = ? LIMIT 1");
+    this.#wal = new WalSync(this.#db, file); // setup above is durable (FULL); NORMAL from here
   }
 
   touch(account: string, hashes: readonly string[], now: number): Promise<Set<string>> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       // Look first: a fresh chunk (the usual case) costs a read, not a write transaction.
       const present = new Set(hashes.filter((h) => this.#get.get(account, h) !== undefined));
       if (present.size > 0) {
@@ -99,7 +101,7 @@ export class SqlitePackIndex implements PackIndex {
   }
 
   add(account: string, rows: readonly PackedChunk[], now: number): Promise<void> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       transaction(this.#db, () => {
         for (const r of rows) this.#put.run(account, r.hash, r.pack, r.offset, r.length, now);
       });
@@ -108,7 +110,7 @@ export class SqlitePackIndex implements PackIndex {
   }
 
   locate(account: string, hashes: readonly string[]): Promise<(PackLocation | null)[]> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       return Promise.resolve(hashes.map((h) => {
         const r = this.#get.get(account, h) as
           | { pack: string; offset: number; length: number }
@@ -123,32 +125,31 @@ export class SqlitePackIndex implements PackIndex {
     hashes: readonly string[],
     before: number,
   ): Promise<{ removed: string[]; emptyPacks: string[] }> {
-    return Promise.resolve(transaction(this.#db, () => {
-      const removed: string[] = [];
-      const packs = new Set<string>();
-      for (const h of hashes) {
-        const r = this.#del.get(account, h, before) as { pack: string } | undefined;
-        if (!r) continue;
-        removed.push(h);
-        packs.add(r.pack);
-      }
-      const emptyPacks = [...packs].filter((p) => this.#left.get(account, p) === undefined);
-      return { removed, emptyPacks };
-    }));
+    return this.#wal.settle(() =>
+      Promise.resolve(transaction(this.#db, () => {
+        const removed: string[] = [];
+        const packs = new Set<string>();
+        for (const h of hashes) {
+          const r = this.#del.get(account, h, before) as { pack: string } | undefined;
+          if (!r) continue;
+          removed.push(h);
+          packs.add(r.pack);
+        }
+        const emptyPacks = [...packs].filter((p) => this.#left.get(account, p) === undefined);
+        return { removed, emptyPacks };
+      }))
+    );
   }
 
   removeAccount(account: string): Promise<void> {
-    return settle(() => {
+    return this.#wal.settle(() => {
       this.#db.prepare("DELETE FROM packed WHERE account = ?").run(account);
       return Promise.resolve();
     });
   }
 
   close(): Promise<void> {
-    return settle(() => {
-      this.#db.close();
-      return Promise.resolve();
-    });
+    return this.#wal.durable().then(() => this.#db.close());
   }
 }
 
