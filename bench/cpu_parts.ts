@@ -12,7 +12,8 @@
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { createCipheriv, createHash } from "node:crypto";
-import { findCut, resolveChunkerOptions } from "../lib/chunk/fastcdc.ts";
+import { chunkStream, findCut, resolveChunkerOptions } from "../lib/chunk/fastcdc.ts";
+import { acquireScanner } from "../lib/chunk/fastcdc_scanner.ts";
 import { compressChunk } from "../lib/chunk/compress.ts";
 import { createSelfSigned } from "../lib/transport/tls_cert.ts";
 
@@ -78,6 +79,36 @@ if (want("cdc")) {
       for (let at = 0; at < buf.length;) at += findCut(buf, at, buf.length, o, true);
     }
   });
+  // The same cuts with the data already in the instance's memory, as chunkStream reads it there.
+  const scanner = acquireScanner(buf.length);
+  if (scanner) {
+    scanner.window(buf.length).set(buf);
+    await measure("FastCDC findCut (WebAssembly)", bytes, () => {
+      for (let r = 0; r < rounds; r++) {
+        for (let at = 0; at < buf.length;) at += scanner.findCut(at, buf.length, o, true);
+      }
+    });
+  } else console.log("FastCDC findCut (WebAssembly): unavailable in this runtime");
+  // The whole chunker as files use it: 1 MiB reads copied into its buffer, cuts, SHA-256.
+  for (const engine of ["typescript", "auto"] as const) {
+    await measure(
+      `chunkStream, 1 MiB reads (${engine === "auto" ? "WebAssembly" : "TypeScript"})`,
+      bytes,
+      async () => {
+        let r = 0;
+        let at = 0;
+        const read = (b: Uint8Array) => {
+          if (at === buf.length) [r, at] = [r + 1, 0];
+          if (r === rounds) return Promise.resolve(null);
+          const n = Math.min(b.length, MiB, buf.length - at);
+          b.set(buf.subarray(at, at + n));
+          at += n;
+          return Promise.resolve(n);
+        };
+        for await (const _ of chunkStream(read, o, engine)) { /* drain */ }
+      },
+    );
+  }
 }
 if (want("probe")) {
   await measure("compressChunk on incompressible chunks", bytes, () => {

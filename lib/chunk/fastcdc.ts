@@ -25,6 +25,10 @@
 import { createHash } from "node:crypto";
 import type { ChunkRef } from "../core/types.ts";
 import { fileHash } from "./hash.ts";
+import { GEAR } from "./gear.ts";
+import { acquireScanner, releaseScanner } from "./fastcdc_scanner.ts";
+
+export { GEAR };
 
 /** Size bounds for chunking, in bytes. Omitted fields take the defaults. */
 export interface ChunkerOptions {
@@ -53,22 +57,6 @@ export const DEFAULT_MIN = 16 * 1024;
 export const DEFAULT_AVG = 256 * 1024;
 /** Default largest chunk: 1 MiB. */
 export const DEFAULT_MAX = 1024 * 1024;
-
-/** Seed of the gear table. Part of the on-disk/on-wire format: never change it. */
-const GEAR_SEED = "cloudsync-fastcdc-gear-v1";
-
-/**
- * The 256-entry gear table: entry `i` is the first four bytes (big-endian) of
- * `SHA-256("cloudsync-fastcdc-gear-v1:" + i)`. Fixed forever (see the module doc); do not mutate.
- */
-export const GEAR: Uint32Array = (() => {
-  const table = new Uint32Array(256);
-  for (let i = 0; i < 256; i++) {
-    const d = createHash("sha256").update(`${GEAR_SEED}:${i}`).digest();
-    table[i] = ((d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!) >>> 0;
-  }
-  return table;
-})();
 
 /** A mask with `bits` one-bits in the top of the 32-bit word (the bits that see the most bytes). */
 function topMask(bits: number): number {
@@ -176,6 +164,9 @@ export interface StreamChunk {
   data: Uint8Array;
 }
 
+/** Which loop finds cut points: WebAssembly where it can be instantiated, or the reference. */
+export type CutEngine = "auto" | "typescript";
+
 /**
  * Chunks a stream of any size with bounded memory: one buffer of at most `2 * max` bytes (grown
  * from 64 KiB as needed, so small files stay cheap) is reused for the whole stream.
@@ -183,44 +174,57 @@ export interface StreamChunk {
  * `read` has `Deno.FsFile.read` semantics: it fills a prefix of the given buffer and returns the
  * count, or `null` at the end of the data. Input smaller than `min` is one chunk; empty input
  * yields nothing. Each yielded `data` is valid only until the next iteration.
+ *
+ * With `engine` "auto" the buffer is the window of a `WasmScanner` (lib/chunk/fastcdc_scanner.ts),
+ * read into directly and scanned in WebAssembly; "typescript" (or no WebAssembly) uses
+ * {@link findCut}. Both give the same chunks.
  */
 export async function* chunkStream(
   read: (buf: Uint8Array) => Promise<number | null>,
   opts: ChunkerOptions | ResolvedChunkerOptions = {},
+  engine: CutEngine = "auto",
 ): AsyncGenerator<StreamChunk> {
   const o = resolveChunkerOptions(opts);
   const cap = 2 * o.max;
-  let buf = new Uint8Array(Math.min(cap, 64 * 1024));
-  let start = 0;
-  let end = 0;
-  let offset = 0;
-  let eof = false;
-  for (;;) {
-    while (!eof && end - start < o.max) {
-      if (end === buf.length) {
-        if (start > 0) {
-          buf.copyWithin(0, start, end);
-        } else {
-          const bigger = new Uint8Array(Math.min(cap, buf.length * 2));
-          bigger.set(buf.subarray(start, end));
-          buf = bigger;
+  const scanner = engine === "auto" ? acquireScanner(cap) : null;
+  try {
+    const first = Math.min(cap, 64 * 1024);
+    let buf = scanner ? scanner.window(first) : new Uint8Array(first);
+    let start = 0;
+    let end = 0;
+    let offset = 0;
+    let eof = false;
+    for (;;) {
+      while (!eof && end - start < o.max) {
+        if (end === buf.length) {
+          if (start > 0) {
+            buf.copyWithin(0, start, end);
+          } else if (scanner) {
+            buf = scanner.window(Math.min(cap, buf.length * 2)); // grown in place: contents kept
+          } else {
+            const bigger = new Uint8Array(Math.min(cap, buf.length * 2));
+            bigger.set(buf.subarray(start, end));
+            buf = bigger;
+          }
+          end -= start;
+          start = 0;
         }
-        end -= start;
-        start = 0;
+        const n = await read(buf.subarray(end));
+        if (n === null) eof = true;
+        else if (!Number.isInteger(n) || n < 0 || n > buf.length - end) {
+          throw new Error(`Cannot chunk stream: read returned an invalid byte count ${n}`);
+        } else end += n;
       }
-      const n = await read(buf.subarray(end));
-      if (n === null) eof = true;
-      else if (!Number.isInteger(n) || n < 0 || n > buf.length - end) {
-        throw new Error(`Cannot chunk stream: read returned an invalid byte count ${n}`);
-      } else end += n;
+      if (start === end) return;
+      const size = scanner ? scanner.findCut(start, end, o, eof) : findCut(buf, start, end, o, eof);
+      const data = buf.subarray(start, start + size);
+      const hash = createHash("sha256").update(data).digest("hex");
+      yield { offset, size, hash, data };
+      start += size;
+      offset += size;
     }
-    if (start === end) return;
-    const size = findCut(buf, start, end, o, eof);
-    const data = buf.subarray(start, start + size);
-    const hash = createHash("sha256").update(data).digest("hex");
-    yield { offset, size, hash, data };
-    start += size;
-    offset += size;
+  } finally {
+    if (scanner) releaseScanner(scanner);
   }
 }
 
