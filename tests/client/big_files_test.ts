@@ -342,6 +342,14 @@ Deno.test({
       a.resetCounts();
       await a.sync();
       assert.equal(a.count("announce"), 0);
+      // A small edit of it: a few new chunks to upload, nothing worth streaming.
+      const edited = a.fs.readFileSync("huge.bin").slice();
+      edited.set(noise(64 * 1024, 112), 8 * MiB);
+      a.fs.writeBytes("huge.bin", edited);
+      a.resetCounts();
+      await a.sync();
+      assert.equal(a.count("commit"), 1);
+      assert.equal(a.count("announce"), 0, "an edit of a few chunks is not announced");
     }),
 });
 
