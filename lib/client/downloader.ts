@@ -225,7 +225,7 @@ async function finishSmallFiles(
   });
   const t2 = performance.now();
   const dirs = new Set<string>();
-  const realDirs = new Set<string>();
+  const realDirs = new Map<string, string>();
   const placed: [DownloadItem, DownloadResult][] = [];
   for (const s of staged) {
     const { item, tmp } = s;

@@ -34,9 +34,10 @@ export function parentOf(path: string): string {
 /**
  * Moves the staged file `tmp` to `path` (see the module doc). `replace` is what the scan saw at
  * `path` (null: nothing). `madeDirs` remembers folders this group already created; `realDirs`
- * the folders this group already found to be real folders inside the synced folder (a group of
- * small files in one folder resolves the folders on the way once, not once per file: that was
- * six system calls per file). A folder swapped for a symlink after its check is the RACE above.
+ * the folders this group already found to be real folders inside the synced folder, by their
+ * identity (`dirId`): a file going into one of them costs one `lstat` of its folder instead of
+ * resolving every folder on the way (six system calls), and a folder moved, or swapped for a
+ * symlink, there or above it since its check has another identity and is checked again.
  */
 export function place(
   fs: LocalFs,
@@ -45,7 +46,7 @@ export function place(
   remote: RemoteEntry,
   replace: LocalEntry | null,
   madeDirs: Set<string> = new Set(),
-  realDirs: Set<string> = new Set(),
+  realDirs: Map<string, string> = new Map(),
 ): DownloadResult {
   fs.chmodSync(tmp, perms(remote));
   fs.utimeSync(tmp, remote.mtime);
@@ -54,9 +55,11 @@ export function place(
   const l = statToEntry(path, st, undefined);
   if (!stillAs(fs, path, replace)) return { ok: false, reason: "changed-locally" };
   const parent = parentOf(path);
-  if (!realDirs.has(parent)) {
+  const id = realDirs.get(parent);
+  if (id === undefined || fs.dirId(parent) !== id) {
     if (!fs.inside(path)) return { ok: false, reason: "blocked" }; // a folder on the way is a symlink
-    realDirs.add(parent);
+    const now = fs.dirId(parent);
+    if (now !== null) realDirs.set(parent, now);
   }
   if (replace?.kind === "dir") {
     try {

@@ -15,6 +15,7 @@
  * @module
  */
 
+import { QUIET_MS } from "../core/stability.ts";
 import { sep } from "node:path";
 import { REQUESTS_DIR, STATE_DIR } from "./config.ts";
 
@@ -23,7 +24,7 @@ const DEVICE_RULES_NAME = "ignore";
 
 /** Options of {@link FolderWatcher}. */
 export interface WatcherOptions {
-  /** Quiet time after the last event before calling back (default 50 ms; see stability.ts). */
+  /** Quiet time after the last event before calling back (default `QUIET_MS`, 50 ms). */
   debounceMs?: number;
   /** Longest delay after the first event of a burst (default 1000 ms). */
   maxDelayMs?: number;
@@ -83,7 +84,7 @@ export class FolderWatcher {
   constructor(root: string, onChange: (paths: string[] | null) => void, opts: WatcherOptions = {}) {
     this.#root = root;
     this.#onChange = onChange;
-    this.#debounce = opts.debounceMs ?? 50;
+    this.#debounce = opts.debounceMs ?? QUIET_MS;
     this.#maxDelay = opts.maxDelayMs ?? 1000;
     this.#onError = opts.onError ?? (() => {});
     this.#private = root + sep + STATE_DIR;

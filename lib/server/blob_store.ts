@@ -159,7 +159,7 @@ export class SqliteBlobStore implements BlobStore {
     this.#sweep = this.#db.prepare(
       "DELETE FROM small WHERE account = ? AND hash = ? AND created < ? RETURNING hash",
     );
-    this.#wal = new WalSync(this.#db, join(dataDir, "small-chunks.db"));
+    this.#wal = new WalSync(this.#db);
   }
 
   put(account: string, hash: string, data: Uint8Array): Promise<void> {
@@ -217,7 +217,7 @@ export class SqliteBlobStore implements BlobStore {
   }
 
   close(): Promise<void> {
-    return this.#wal.durable().then(() => this.#db.close());
+    return this.#wal.durable().finally(() => this.#db.close());
   }
 }
 

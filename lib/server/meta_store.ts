@@ -282,7 +282,7 @@ export class SqliteMetaStore implements MetaStore {
       ),
       revoked: p("SELECT revoked FROM devices WHERE id = ?"),
     };
-    this.#wal = new WalSync(this.#db, join(dataDir, "meta.db")); // setup above: FULL
+    this.#wal = new WalSync(this.#db); // setup above: FULL
   }
 
   createAccount(serialHash: string): Promise<string> {
@@ -777,7 +777,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   close(): Promise<void> {
-    return this.#wal.durable().then(() => this.#db.close());
+    return this.#wal.durable().finally(() => this.#db.close());
   }
 
   hasAccount(account: string): Promise<boolean> {

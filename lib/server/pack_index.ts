@@ -84,7 +84,7 @@ export class SqlitePackIndex implements PackIndex {
       "DELETE FROM packed WHERE account = ? AND hash = ? AND created < ? RETURNING pack",
     );
     this.#left = this.#db.prepare("SELECT 1 FROM packed WHERE account = ? AND pack = ? LIMIT 1");
-    this.#wal = new WalSync(this.#db, file); // setup above is durable (FULL); NORMAL from here
+    this.#wal = new WalSync(this.#db); // setup above is durable (FULL); NORMAL from here
   }
 
   touch(account: string, hashes: readonly string[], now: number): Promise<Set<string>> {
@@ -149,7 +149,7 @@ export class SqlitePackIndex implements PackIndex {
   }
 
   close(): Promise<void> {
-    return this.#wal.durable().then(() => this.#db.close());
+    return this.#wal.durable().finally(() => this.#db.close());
   }
 }
 

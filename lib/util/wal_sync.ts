@@ -10,13 +10,17 @@
  * share one fsync (group commit). The rule: a store method's promise resolves only when every
  * change this connection made before it resolved is on disk — writes and reads alike, so nothing
  * a caller is told, and nothing it then acknowledges, can be rolled back by a crash. SQLite still
- * fsyncs the log before a checkpoint copies it into the database file, and that file after.
+ * fsyncs the log before a checkpoint copies it into the database file, and that file after (an
+ * automatic checkpoint, every 1,000 pages of log, thus still waits inside a COMMIT). A failed
+ * fsync fails every later call (fail-stop: see `#failed`). Only this connection's changes are
+ * covered: another process's connection (an admin command beside the server) may read commits
+ * not fsynced yet, which it only reports.
  *
  * @example
  * ```ts
  * const db = new DatabaseSync("meta.db");
  * db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL"); // schema, migrations ...
- * const wal = new WalSync(db, "meta.db"); // from here: NORMAL + WalSync
+ * const wal = new WalSync(db); // from here: NORMAL + WalSync
  * const n = await wal.settle(() => Promise.resolve(db.prepare("INSERT ...").run().changes));
  * ```
  *
@@ -29,27 +33,37 @@ const RESOLVED: Promise<void> = Promise.resolve();
 
 /** See the module doc. */
 export class WalSync {
-  readonly #wal: string;
+  /** The log to fsync; null: not in WAL mode, every COMMIT is durable by itself. */
+  readonly #wal: string | null;
   readonly #syncFile: (path: string) => Promise<void>;
   readonly #changes: StatementSync;
   /** `total_changes()` when the last fsync was asked for. */
   #requested: number;
   #running: Promise<void> | null = null;
   #next: Promise<void> | null = null;
+  /**
+   * The first failed fsync. From then on every call fails with it: the changes it should have
+   * made durable are visible to every later statement, and after a failed fsync Linux may have
+   * dropped the pages and report the next fsync as a success, so nothing read here may be
+   * passed on as durable any more. Restarting the server lets SQLite's recovery decide what is
+   * on disk.
+   */
+  #failed: Error | null = null;
 
   /**
-   * `file`: the database's path (its log is `file-wal`). Call once setup is committed. `syncFile`
-   * is for tests (default: open the log, `fdatasync`, close).
+   * Call once setup is committed (under FULL). The log is found where SQLite writes it (beside
+   * the database file a symlink points to, if one does); a connection not in WAL mode stays as it
+   * is and {@link durable} has nothing to do. `syncFile` is for tests (default {@link fsyncFile}).
    */
-  constructor(
-    db: DatabaseSync,
-    file: string,
-    syncFile: (path: string) => Promise<void> = fsyncFile,
-  ) {
-    this.#wal = `${file}-wal`;
+  constructor(db: DatabaseSync, syncFile: (path: string) => Promise<void> = fsyncFile) {
+    const main = (db.prepare("PRAGMA database_list").all() as { name: string; file: string }[])
+      .find((d) => d.name === "main");
+    const mode = (db.prepare("PRAGMA journal_mode").get() as { journal_mode: string })
+      .journal_mode;
+    this.#wal = mode.toLowerCase() === "wal" && main?.file ? `${main.file}-wal` : null;
     this.#syncFile = syncFile;
     this.#changes = db.prepare("SELECT total_changes() AS n");
-    db.exec("PRAGMA synchronous=NORMAL");
+    if (this.#wal) db.exec("PRAGMA synchronous=NORMAL");
     this.#requested = this.#count();
   }
 
@@ -72,6 +86,8 @@ export class WalSync {
 
   /** Resolves once every change made on the connection so far is on disk. */
   durable(): Promise<void> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    if (!this.#wal) return RESOLVED;
     const n = this.#count();
     if (n !== this.#requested) {
       this.#requested = n;
@@ -98,7 +114,16 @@ export class WalSync {
   }
 
   #start(): Promise<void> {
-    const p = this.#syncFile(this.#wal);
+    if (this.#failed) return Promise.reject(this.#failed);
+    const wal = this.#wal!;
+    const p = this.#syncFile(wal).catch((e) => {
+      this.#failed ??= new Error(
+        `Cannot keep the database durable: the fsync of ${wal} failed (${
+          (e as Error).message
+        }); restart the server (SQLite's recovery then decides what is on disk)`,
+      );
+      throw this.#failed;
+    });
     this.#running = p;
     const clear = () => {
       if (this.#running === p) this.#running = null;
@@ -108,15 +133,12 @@ export class WalSync {
   }
 }
 
-/** `fdatasync` of `path`; a log that does not exist has nothing unsynced (checkpointed away). */
+/**
+ * `fdatasync` of `path`. The log of an open connection in WAL mode is never removed, so a log
+ * that is not there is an error too (never "nothing to sync").
+ */
 export async function fsyncFile(path: string): Promise<void> {
-  let f: Deno.FsFile;
-  try {
-    f = await Deno.open(path, { write: true });
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return;
-    throw e;
-  }
+  const f = await Deno.open(path, { write: true });
   try {
     await f.syncData();
   } finally {

@@ -27,7 +27,7 @@ function setup(): { db: DatabaseSync; wal: WalSync; syncs: Syncs; file: string; 
   const db = new DatabaseSync(file);
   db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE t(x INTEGER)");
   const syncs = new Syncs();
-  return { db, wal: new WalSync(db, file, syncs.sync), syncs, file, dir };
+  return { db, wal: new WalSync(db, syncs.sync), syncs, file, dir };
 }
 
 /** Whether `p` has settled after the current microtasks. */
@@ -99,18 +99,18 @@ Deno.test("writes made while an fsync runs share the next one (group commit)", a
   }
 });
 
-Deno.test("a failed fsync fails the call; the next write asks again", async () => {
+Deno.test("a failed fsync fails the call and every later one: reads of what it left are not durable", async () => {
   const { db, wal, syncs, dir } = setup();
   try {
     const w = wal.settle(insert(db));
     await settled(w);
     syncs.started[0]!.end(new Error("Input/output error"));
-    await assert.rejects(w, /Input\/output/);
-    const again = wal.settle(insert(db));
-    await settled(again);
-    assert.equal(syncs.started.length, 2);
-    syncs.started[1]!.end();
-    await again;
+    await assert.rejects(w, /Cannot keep the database durable: the fsync of .* failed \(Input/);
+    // The row is committed and visible: a reader (another device's `changes`) must not get it.
+    const read = wal.settle(() => Promise.resolve(db.prepare("SELECT COUNT(*) AS n FROM t").get()));
+    await assert.rejects(read, /restart the server/);
+    await assert.rejects(wal.settle(insert(db)), /restart the server/);
+    assert.equal(syncs.started.length, 1, "no fsync is trusted after a failed one");
   } finally {
     db.close();
     Deno.removeSync(dir, { recursive: true });
@@ -133,18 +133,36 @@ Deno.test("an error of the work itself is passed on once earlier changes are dur
   }
 });
 
-Deno.test("the real fsync: the log of a real database, and a missing log is nothing to sync", async () => {
+Deno.test("the real fsync: the log SQLite writes, also beside a symlinked database", async () => {
   const dir = Deno.makeTempDirSync();
   try {
-    const file = join(dir, "r.db");
-    const db = new DatabaseSync(file);
+    Deno.mkdirSync(join(dir, "data"));
+    Deno.mkdirSync(join(dir, "ssd"));
+    Deno.symlinkSync(join(dir, "ssd", "r.db"), join(dir, "data", "r.db"));
+    const db = new DatabaseSync(join(dir, "data", "r.db"));
     db.exec("PRAGMA journal_mode=WAL; CREATE TABLE t(x INTEGER)");
-    const wal = new WalSync(db, file);
+    const synced: string[] = [];
+    const wal = new WalSync(db, (p) => {
+      synced.push(p);
+      return fsyncFile(p);
+    });
     await wal.settle(insert(db));
-    assert.ok(Deno.statSync(`${file}-wal`).size > 0);
+    assert.equal(synced.length, 1);
+    assert.equal(Deno.realPathSync(synced[0]!), Deno.realPathSync(join(dir, "ssd", "r.db-wal")));
     db.close();
-    await fsyncFile(join(dir, "absent.db-wal"));
+    await assert.rejects(fsyncFile(join(dir, "absent.db-wal")), Deno.errors.NotFound);
   } finally {
     Deno.removeSync(dir, { recursive: true });
+  }
+});
+
+Deno.test("not in WAL mode: nothing to fsync, the connection is left as it is", async () => {
+  const db = new DatabaseSync(":memory:");
+  try {
+    db.exec("CREATE TABLE t(x INTEGER)");
+    const wal = new WalSync(db, () => Promise.reject(new Error("no fsync expected")));
+    assert.equal(await wal.settle(insert(db)), "written");
+  } finally {
+    db.close();
   }
 });

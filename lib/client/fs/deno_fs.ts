@@ -146,6 +146,16 @@ export class DenoFs implements LocalFs {
     return out;
   }
 
+  dirId(path: string): string | null {
+    try {
+      const st = Deno.lstatSync(this.full(path));
+      if (!st.isDirectory || st.ino === null || st.dev === null) return null;
+      return `${st.dev}:${st.ino}`;
+    } catch {
+      return null;
+    }
+  }
+
   inside(path: string): boolean {
     if (path === "") return true; // the folder itself: nothing on the way
     this.#realRoot ??= Deno.realPathSync(this.root);

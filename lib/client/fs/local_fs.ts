@@ -99,6 +99,13 @@ export interface LocalFs {
    * do not exist yet) is a real folder inside the synced folder: no symlink swapped in.
    */
   inside(path: string): boolean;
+  /**
+   * An identity of the folder at `path` ("" the synced folder): a symlink at `path` itself is no
+   * folder (null), those on the way are followed, so a folder moved or swapped in its place or
+   * above it has another identity. Null too where there is no folder, or the OS gives no identity
+   * (then nothing may be cached by it).
+   */
+  dirId(path: string): string | null;
 
   open(path: string, mode: OpenMode): Promise<FsHandle>;
   openSync(path: string, mode: OpenMode): FsHandle;

@@ -268,6 +268,11 @@ export class MemFs implements LocalFs {
     });
   }
 
+  dirId(path: string): string | null {
+    const n = path === "" ? this.#root : this.#find(path);
+    return n?.kind === "dir" ? String(n.ino) : null;
+  }
+
   inside(path: string): boolean {
     const parts = this.#split(path).slice(0, -1);
     let dir: Node = this.#root;

@@ -234,6 +234,26 @@ export async function localFsSuite(
     },
   );
 
+  await step(
+    "dirId: the same folder keeps it; another folder, a file, a symlink: not",
+    async (x, fs) => {
+      await fs.mkdir("a/b", true);
+      const id = fs.dirId("a/b");
+      assert.notEqual(id, null);
+      assert.equal(fs.dirId("a/b"), id);
+      assert.notEqual(fs.dirId(""), null);
+      await fs.rename("a/b", "a/c");
+      assert.equal(fs.dirId("a/c"), id, "a moved folder is the same folder");
+      await fs.mkdir("a/b");
+      assert.notEqual(fs.dirId("a/b"), id, "a new folder in its place is another");
+      assert.equal(fs.dirId("nothing"), null);
+      put(fs, "f", "x");
+      assert.equal(fs.dirId("f"), null, "a file is no folder");
+      await x.symlinkOut("a/out");
+      assert.equal(fs.dirId("a/out"), null, "a symlink is no folder");
+    },
+  );
+
   // ---- open and handles ----
 
   await step("open: missing without create, existing with createNew, modes", async (_x, fs) => {
