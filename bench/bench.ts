@@ -5,6 +5,7 @@
  * unchanged tree (the scanner run in this process, against GNU find). See bench/README.md.
  *
  *   deno run -A bench/bench.ts [--quick] [--only=big,small,edit,latency,move,join,huge,rescan]
+ *     [--storage=embedded|pg-s3]
  *
  * @module
  */
@@ -29,6 +30,7 @@ import { Product, type Wire } from "./product.ts";
 import { addProductV8Flags, type Cpu, RssSampler } from "./procs.ts";
 import { RsyncDaemon, type RsyncRun, rsyncVersion } from "./rsync.ts";
 import { SyncthingPair } from "./syncthing.ts";
+import { describeStorage, PgS3Storage, type StorageFigures } from "./services_backend.ts";
 import { chooseWireMethod, type WireChoice, type WireMethod } from "./wire.ts";
 import {
   ctimes,
@@ -52,6 +54,8 @@ import type { BaseEntry } from "../lib/core/types.ts";
 
 const NAMES = ["big", "small", "edit", "latency", "move", "join", "huge", "rescan"] as const;
 type Name = typeof NAMES[number];
+const STORAGES = ["embedded", "pg-s3"] as const;
+type Storage = typeof STORAGES[number];
 /** The workloads that need the server and the two clients (`rescan` runs in this process). */
 const PRODUCT_NAMES: readonly Name[] = ["big", "small", "edit", "latency", "move", "join", "huge"];
 
@@ -82,9 +86,18 @@ interface Params {
   wireMethodDetail: string;
 }
 
-/** Everything measured; written to bench/results/latest.json. */
+/** Everything measured; written to bench/results/latest.json (latest-pg-s3.json for pg-s3). */
 interface Results {
   date: string;
+  /** where the server kept its data: its `--data` folder, or PostgreSQL + S3 (Swift) */
+  storage: Storage;
+  /** pg-s3: the services' figures per workload, the bucket after the run, a PUT probe */
+  storageDetail?: {
+    label: string;
+    workloads: Record<string, StorageFigures>;
+    objects?: Awaited<ReturnType<PgS3Storage["objects"]>>;
+    putProbe?: Awaited<ReturnType<PgS3Storage["probePuts"]>>;
+  };
   params: Params;
   only: Name[];
   machine: Record<string, unknown>;
@@ -214,6 +227,7 @@ function parseOptions(): {
   keepLogs: string | undefined;
   syncthing: boolean;
   perf: string | undefined;
+  storage: Storage;
 } {
   const { values } = parseArgs({
     args: Deno.args,
@@ -223,6 +237,7 @@ function parseOptions(): {
       "keep-logs": { type: "string" },
       syncthing: { type: "string", default: "auto" },
       perf: { type: "string" },
+      storage: { type: "string", default: "embedded" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -239,7 +254,10 @@ function parseOptions(): {
         "           (default auto)\n" +
         "  --perf=DIR  profile the product's 1 GiB row: `perf record -a -g` while it runs, the\n" +
         "           product started with --perf-basic-prof; DIR/big.perf.data (perf report --sort\n" +
-        "           pid,sym)",
+        "           pid,sym)\n" +
+        "  --storage=embedded|pg-s3  the server's storage: its --data folder (default), or\n" +
+        "           PostgreSQL + S3 (Swift), started with scripts/services.sh unless\n" +
+        "           CLOUDSYNC_TEST_* are set; results in bench/results/latest-pg-s3.json",
     );
     Deno.exit(0);
   }
@@ -257,8 +275,13 @@ function parseOptions(): {
     console.error(`--syncthing must be auto or off, not "${values.syncthing}"`);
     Deno.exit(2);
   }
+  if (!(STORAGES as readonly string[]).includes(values.storage)) {
+    console.error(`--storage must be ${STORAGES.join(" or ")}, not "${values.storage}"`);
+    Deno.exit(2);
+  }
   return {
     only,
+    storage: values.storage as Storage,
     keepLogs: values["keep-logs"],
     syncthing: values.syncthing === "auto",
     perf: values.perf,
@@ -376,6 +399,7 @@ async function main(): Promise<number> {
   log(`wire bytes: ${wire.detail}`);
   const res: Results = {
     date: new Date().toISOString(),
+    storage: opts.storage,
     params,
     only: [...only],
     machine: await machineInfo(rsync),
@@ -385,6 +409,7 @@ async function main(): Promise<number> {
   let product: Product | null = null;
   let rsyncd: RsyncDaemon | null = null;
   let sampler: RssSampler | null = null;
+  let storage: PgS3Storage | null = null;
   let code = 0;
   try {
     const ctx = {
@@ -400,6 +425,8 @@ async function main(): Promise<number> {
       setProduct: (p: Product) => product = p,
       setRsyncd: (d: RsyncDaemon) => rsyncd = d,
       setSampler: (s: RssSampler) => sampler = s,
+      storage: opts.storage,
+      setStorage: (s: PgS3Storage) => storage = s,
     };
     await runAll(ctx);
   } catch (e) {
@@ -422,6 +449,7 @@ async function main(): Promise<number> {
       }
     }
     await (rsyncd as RsyncDaemon | null)?.stop().catch((e) => log(`stopping rsyncd: ${e}`));
+    await (storage as PgS3Storage | null)?.close().catch((e) => log(`stopping storage: ${e}`));
     await Deno.remove(root, { recursive: true }).catch((e) => log(`removing ${root}: ${e}`));
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
@@ -430,8 +458,9 @@ async function main(): Promise<number> {
   res.table = table(res);
   printTable(res);
   await Deno.mkdir(RESULTS_DIR, { recursive: true });
-  await Deno.writeTextFile(join(RESULTS_DIR, "latest.json"), JSON.stringify(res, null, 2) + "\n");
-  log(`wrote bench/results/latest.json (total ${res.totalSeconds.toFixed(0)} s)`);
+  const file = opts.storage === "embedded" ? "latest.json" : `latest-${opts.storage}.json`;
+  await Deno.writeTextFile(join(RESULTS_DIR, file), JSON.stringify(res, null, 2) + "\n");
+  log(`wrote bench/results/${file} (total ${res.totalSeconds.toFixed(0)} s)`);
   return interrupted ? 130 : code;
 }
 
@@ -449,11 +478,14 @@ interface Ctx {
   setProduct: (p: Product) => void;
   setRsyncd: (d: RsyncDaemon) => void;
   setSampler: (s: RssSampler) => void;
+  storage: Storage;
+  setStorage: (s: PgS3Storage) => void;
 }
 
 async function runAll(ctx: Ctx): Promise<void> {
   if (PRODUCT_NAMES.some((n) => ctx.only.has(n))) {
-    const product = await runProductWorkloads(ctx);
+    const { product, storage } = await runProductWorkloads(ctx);
+    if (storage) await probeStorage(ctx, product, storage);
     // Idle clients still rescan their folders every few seconds: stop them so they do not compete
     // with the rescan for the 2 cores (the log tails stay readable; main's stop is then a no-op).
     if (ctx.only.has("rescan")) await product.stop();
@@ -480,8 +512,21 @@ async function startPerf(out: string): Promise<{ stop: () => Promise<void> }> {
   };
 }
 
+/**
+ * pg-s3, after the workloads: the bucket's objects, then (the product stopped) what PUTs of one
+ * pack's size cost with the server's client code alone.
+ */
+async function probeStorage(ctx: Ctx, product: Product, storage: PgS3Storage): Promise<void> {
+  const d = ctx.res.storageDetail!;
+  d.objects = await storage.objects();
+  await product.stop();
+  d.putProbe = await storage.probePuts(ctx.params.mode === "quick" ? 8 : 32);
+}
+
 /** Workloads 1-6: the server and the two clients, started here. Returns the running product. */
-async function runProductWorkloads(ctx: Ctx): Promise<Product> {
+async function runProductWorkloads(
+  ctx: Ctx,
+): Promise<{ product: Product; storage: PgS3Storage | null }> {
   const { root, params, only, rsync, res } = ctx;
   const needBig = only.has("big") || only.has("edit") || only.has("move");
   const needSmall = only.has("small");
@@ -533,10 +578,32 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
   const rsSrc = join(root, "rsync", "src");
   await Deno.mkdir(rsSrc, { recursive: true });
 
-  // ---- the product
-  const product = new Product(REPO, root, params.clientSeconds, ctx.interrupted, ctx.wire);
+  // ---- the product (and with pg-s3 the services, a fresh schema and bucket)
+  let storage: PgS3Storage | null = null;
+  if (ctx.storage === "pg-s3") {
+    storage = await PgS3Storage.open();
+    ctx.setStorage(storage);
+    res.storageDetail = { label: storage.label, workloads: {} };
+  }
+  const product = new Product(
+    REPO,
+    root,
+    params.clientSeconds,
+    ctx.interrupted,
+    ctx.wire,
+    storage &&
+      { script: "bench/s3_traced_server.ts", args: storage.serverArgs, cpu: () => storage.cpu() },
+  );
   ctx.setProduct(product);
   await product.start();
+  /** With pg-s3: runs `fn` (a workload) and records what the services did meanwhile. */
+  const withStorage = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    if (!storage) return await fn();
+    const s0 = await storage.snapshot(product.server!);
+    const r = await fn();
+    res.storageDetail!.workloads[name] = await storage.since(s0, product.server!);
+    return r;
+  };
   await product.quiet(1000, 10000);
   const sampler = new RssSampler(product.procs(), 100);
   ctx.setSampler(sampler);
@@ -603,12 +670,13 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     const ours = await attempt(
       "big",
       () =>
-        oursPlace(
-          join(stage, "big.bin"),
-          join(product.folderA, "big.bin"),
-          [bigEntry(bigSha)],
-          ctx.perf ? join(ctx.perf, "big.perf.data") : undefined,
-        ),
+        withStorage("big", () =>
+          oursPlace(
+            join(stage, "big.bin"),
+            join(product.folderA, "big.bin"),
+            [bigEntry(bigSha)],
+            ctx.perf ? join(ctx.perf, "big.perf.data") : undefined,
+          )),
     );
     if (!isErr(ours)) bigOnB = bigSha;
     if (only.has("big")) {
@@ -649,7 +717,11 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     }
     const ours = await attempt(
       "small",
-      () => oursPlace(join(stage, "small"), join(product.folderA, "small"), small),
+      () =>
+        withStorage(
+          "small",
+          () => oursPlace(join(stage, "small"), join(product.folderA, "small"), small),
+        ),
     );
     res.small.ours = isErr(ours) ? ours : { ...ours, filesPerS: n / ours.seconds };
     if (!isErr(ours)) {
@@ -689,27 +761,28 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     }
     if (bigOnB) {
       const patched = big.patchedSha256;
-      const ours = await attempt("edit", async () => {
-        await syncDisks();
-        await product.quiet();
-        const old = await statKey(join(product.folderB, "big.bin"));
-        const m = await product.mark();
-        const c0 = cpuS();
-        const pc0 = await product.cpu();
-        const before = Date.now();
-        await applyPatch(join(product.folderA, "big.bin"), patch);
-        const t0 = await placedAt(join(product.folderA, "big.bin"), before);
-        const t1 = await waitForTree(product.folderB, [bigEntry(patched)], {
-          deadline: deadline(),
-          staleKeys: new Set(old ? [old.key] : []),
-          check,
-        });
-        const seconds = (t1 - t0) / 1000;
-        const benchCpuS = cpuS() - c0;
-        const productCpu = await product.cpuSince(pc0);
-        await product.quiet();
-        return { seconds, wire: await product.wireSince(m), benchCpuS, productCpu };
-      });
+      const ours = await attempt("edit", () =>
+        withStorage("edit", async () => {
+          await syncDisks();
+          await product.quiet();
+          const old = await statKey(join(product.folderB, "big.bin"));
+          const m = await product.mark();
+          const c0 = cpuS();
+          const pc0 = await product.cpu();
+          const before = Date.now();
+          await applyPatch(join(product.folderA, "big.bin"), patch);
+          const t0 = await placedAt(join(product.folderA, "big.bin"), before);
+          const t1 = await waitForTree(product.folderB, [bigEntry(patched)], {
+            deadline: deadline(),
+            staleKeys: new Set(old ? [old.key] : []),
+            check,
+          });
+          const seconds = (t1 - t0) / 1000;
+          const benchCpuS = cpuS() - c0;
+          const productCpu = await product.cpuSince(pc0);
+          await product.quiet();
+          return { seconds, wire: await product.wireSince(m), benchCpuS, productCpu };
+        }));
       res.edit.ours = ours;
       if (!isErr(ours)) {
         bigOnB = patched;
@@ -723,49 +796,50 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
   // ---- 4. latency of one new 100-byte file
   if (only.has("latency")) {
     await product.quiet();
-    res.latency = await attempt("latency", async () => {
-      const samples: number[] = [];
-      let timeouts = 0;
-      const rng = new Uint8Array(100);
-      for (let i = 0; i < params.latencyReps; i++) {
-        crypto.getRandomValues(rng);
-        const data = rng.slice();
-        const name = `lat-${String(i).padStart(2, "0")}.txt`;
-        const dst = join(product.folderB, name);
-        const t0 = now();
-        await Deno.writeFile(join(product.folderA, name), data);
-        const end = t0 + 10000;
-        let ms = NaN;
-        while (now() < end) {
-          try {
-            const got = await Deno.readFile(dst);
-            if (got.length === data.length && got.every((b, j) => b === data[j])) {
-              ms = now() - t0;
-              break;
+    res.latency = await attempt("latency", () =>
+      withStorage("latency", async () => {
+        const samples: number[] = [];
+        let timeouts = 0;
+        const rng = new Uint8Array(100);
+        for (let i = 0; i < params.latencyReps; i++) {
+          crypto.getRandomValues(rng);
+          const data = rng.slice();
+          const name = `lat-${String(i).padStart(2, "0")}.txt`;
+          const dst = join(product.folderB, name);
+          const t0 = now();
+          await Deno.writeFile(join(product.folderA, name), data);
+          const end = t0 + 10000;
+          let ms = NaN;
+          while (now() < end) {
+            try {
+              const got = await Deno.readFile(dst);
+              if (got.length === data.length && got.every((b, j) => b === data[j])) {
+                ms = now() - t0;
+                break;
+              }
+            } catch {
+              // not there yet
             }
-          } catch {
-            // not there yet
+            await sleep(2);
           }
-          await sleep(2);
+          check();
+          if (Number.isNaN(ms)) timeouts++;
+          else samples.push(ms);
+          await sleep(500 + (i * 97) % 500); // isolated changes, not locked to a timer
         }
-        check();
-        if (Number.isNaN(ms)) timeouts++;
-        else samples.push(ms);
-        await sleep(500 + (i * 97) % 500); // isolated changes, not locked to a timer
-      }
-      if (samples.length === 0) throw new DeadlineError("no 100-byte file reached B within 10 s");
-      log(
-        `latency      median ${median(samples).toFixed(0)} ms, max ${
-          Math.max(...samples).toFixed(0)
-        } ms, ${timeouts} timeouts`,
-      );
-      return {
-        samplesMs: samples.map((x) => Math.round(x * 10) / 10),
-        medianMs: median(samples),
-        maxMs: timeouts > 0 ? Infinity : Math.max(...samples),
-        timeouts,
-      };
-    });
+        if (samples.length === 0) throw new DeadlineError("no 100-byte file reached B within 10 s");
+        log(
+          `latency      median ${median(samples).toFixed(0)} ms, max ${
+            Math.max(...samples).toFixed(0)
+          } ms, ${timeouts} timeouts`,
+        );
+        return {
+          samplesMs: samples.map((x) => Math.round(x * 10) / 10),
+          medianMs: median(samples),
+          maxMs: timeouts > 0 ? Infinity : Math.max(...samples),
+          timeouts,
+        };
+      }));
   }
 
   // ---- 5. move of the big file into a subdirectory
@@ -879,7 +953,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
       }
     });
   }
-  return product;
+  return { product, storage };
 }
 
 /**
@@ -1382,7 +1456,7 @@ function printTable(res: Results): void {
   const rows = res.table ?? [];
   const head: Row = {
     workload: "workload",
-    ours: "ours",
+    ours: res.storageDetail ? `ours (${res.storageDetail.label})` : "ours",
     cp: "cp -a",
     rsync: "rsync",
     syncthing: "syncthing",
@@ -1528,8 +1602,38 @@ function printTable(res: Results): void {
           }, max ${fmtS(r.find.maxSeconds)})`,
     );
   }
+  if (res.storageDetail) printStorage(res);
   if (res.error) console.log(`RUN FAILED: ${res.error}`);
   console.log(`total ${(res.totalSeconds ?? 0).toFixed(0)} s`);
+}
+
+/** pg-s3: what the services did per workload, the bucket, the PUT probe. */
+function printStorage(res: Results): void {
+  const d = res.storageDetail!;
+  console.log(
+    `storage    : ${d.label} (server with --meta/--blobs; services' CPU on the cpu lines)`,
+  );
+  const gib = { big: res.params.bigBytes / 2 ** 30 };
+  for (const l of describeStorage(d.workloads, gib)) console.log(l);
+  const o = d.objects;
+  if (o) {
+    console.log(
+      `pg-s3 bucket : ${o.count} objects, ${fmtBytes(o.bytes)} (largest ${
+        fmtBytes(o.maxBytes)
+      }, median ${fmtBytes(o.medianBytes)})`,
+    );
+  }
+  for (const r of d.putProbe?.runs ?? []) {
+    console.log(
+      `pg-s3 PUT probe: ${r.objects} x ${
+        fmtBytes(d.putProbe!.objectBytes)
+      }, ${r.concurrency} at once: ${fmtS(r.seconds)}, ${r.msPerPut.toFixed(0)} ms per PUT, ${
+        r.mibPerS.toFixed(0)
+      } MiB/s; CPU s/GiB ${
+        Object.entries(r.cpuPerGiB).map(([n, x]) => `${n} ${x.toFixed(2)}`).join(", ")
+      }`,
+    );
+  }
 }
 
 if (import.meta.main) Deno.exit(await main());

@@ -1,0 +1,102 @@
+/**
+ * The benchmark's server for `--storage=pg-s3`: `server.ts` itself (same arguments, same code),
+ * with the S3 client's requests timed. It wraps the `minio` client's `putObject` and
+ * `getPartialObject` (what `lib/server/s3_objects.ts` calls for every pack upload and ranged
+ * read, inside its request slots, so queueing is not counted) and, on SIGUSR2, prints one line
+ * `s3-trace {json}` with the totals so far ({@link S3Trace}); the bench takes a line before and
+ * after each workload. The timing costs two `performance.now()` calls per request.
+ *
+ * @module
+ */
+
+import * as Minio from "minio";
+import { main } from "../server.ts";
+
+/** One kind of request: how many, bytes, summed duration, and the time at least one ran. */
+export interface S3Calls {
+  n: number;
+  bytes: number;
+  /** sum of every request's duration (ms) */
+  ms: number;
+  /** wall-clock time (ms) with at least one request of this kind in flight */
+  busyMs: number;
+  maxMs: number;
+}
+
+/** Totals since the server started. */
+export interface S3Trace {
+  put: S3Calls;
+  get: S3Calls;
+}
+
+const zero = (): S3Calls => ({ n: 0, bytes: 0, ms: 0, busyMs: 0, maxMs: 0 });
+
+class Meter {
+  readonly calls = zero();
+  #inFlight = 0;
+  #busySince = 0;
+
+  begin(): number {
+    const t = performance.now();
+    if (this.#inFlight++ === 0) this.#busySince = t;
+    return t;
+  }
+
+  end(t0: number, bytes: number): void {
+    const t = performance.now();
+    const c = this.calls;
+    c.n++;
+    c.bytes += bytes;
+    c.ms += t - t0;
+    c.maxMs = Math.max(c.maxMs, t - t0);
+    if (--this.#inFlight === 0) c.busyMs += t - this.#busySince;
+  }
+}
+
+const put = new Meter();
+const get = new Meter();
+type Fn = (...args: unknown[]) => Promise<unknown>;
+const proto = Minio.Client.prototype as unknown as Record<string, Fn>;
+const putObject = proto.putObject!;
+const getPartialObject = proto.getPartialObject!;
+
+proto.putObject = async function (this: unknown, ...args: unknown[]) {
+  const t0 = put.begin();
+  try {
+    return await putObject.apply(this, args);
+  } finally {
+    put.end(t0, typeof args[3] === "number" ? args[3] : 0);
+  }
+};
+
+/** A ranged GET is done when its body has been read (or it failed). */
+proto.getPartialObject = async function (this: unknown, ...args: unknown[]) {
+  const t0 = get.begin();
+  let stream: { once(e: string, f: () => void): void };
+  try {
+    stream = await getPartialObject.apply(this, args) as typeof stream;
+  } catch (e) {
+    get.end(t0, 0);
+    throw e;
+  }
+  let done = false;
+  const finish = () => {
+    if (!done) get.end(t0, typeof args[3] === "number" ? args[3] : 0);
+    done = true;
+  };
+  for (const event of ["end", "close", "error"]) stream.once(event, finish);
+  return stream;
+};
+
+Deno.addSignalListener("SIGUSR2", () => {
+  const round = (c: S3Calls): S3Calls => ({
+    ...c,
+    ms: Math.round(c.ms),
+    busyMs: Math.round(c.busyMs),
+    maxMs: Math.round(c.maxMs),
+  });
+  const trace: S3Trace = { put: round(put.calls), get: round(get.calls) };
+  console.log(`s3-trace ${JSON.stringify(trace)}`);
+});
+
+await main();

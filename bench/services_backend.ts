@@ -1,0 +1,429 @@
+/**
+ * PostgreSQL and S3 for the benchmarks: {@link startServices} (the settings from the
+ * `CLOUDSYNC_TEST_*` environment, or PostgreSQL 15 and Swift started here with
+ * `scripts/services.sh`; used by `load.ts` and `bench.ts`), and {@link PgS3Storage}, the
+ * `--storage=pg-s3` deployment of `bench.ts`: a fresh schema and a fresh bucket per run (removed
+ * at the end), the server's `--meta`/`--blobs` arguments, and what the services did during a
+ * workload:
+ *
+ * - **CPU** of the PostgreSQL processes (the postmaster and every backend below it) and of each
+ *   Swift server (proxy, object, container, account), found by the ports in the settings (`ss
+ *   -tlnp` names the listening process; Swift's other servers are those run with the proxy's
+ *   configuration folder) and read from `/proc/PID/stat` like the product's (utime + stime, plus
+ *   cutime + cstime so that a backend that exited meanwhile still counts);
+ * - **PostgreSQL**: write transactions (transaction ids assigned) and WAL bytes;
+ * - **S3**: the server's PUTs and ranged GETs, counted and timed inside the server
+ *   (`s3_traced_server.ts`), and the objects in the bucket;
+ * - {@link PgS3Storage.probePuts}: what a PUT of one pack costs against the same Swift with the
+ *   server's own client code (`S3Objects`) alone.
+ *
+ * @module
+ */
+
+import { join, resolve } from "node:path";
+import process from "node:process";
+import * as Minio from "minio";
+import pg from "pg";
+import type { Cpu, Proc } from "./procs.ts";
+import type { S3Calls, S3Trace } from "./s3_traced_server.ts";
+import { log, now, run } from "./util.ts";
+import { parseS3Url } from "../lib/server/open_stores.ts";
+import { S3_PACKS, S3Objects } from "../lib/server/s3_objects.ts";
+
+const ROOT = resolve(new URL("..", import.meta.url).pathname);
+
+/** The services' settings, and how to stop them (nothing to stop if they came from outside). */
+export interface Services {
+  env: Record<string, string>;
+  /** true if started here */
+  started: boolean;
+  stop(): Promise<void>;
+}
+
+const SETTINGS = [
+  "CLOUDSYNC_TEST_PG_URL",
+  "CLOUDSYNC_TEST_S3_URL",
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+];
+
+/**
+ * The services' settings: from the environment, or from a `scripts/services.sh` started here, in a
+ * folder of its own under the system's temporary folder (PostgreSQL and Swift run as their own
+ * users, who must reach it: a scratch folder made by `Deno.makeTempDir` is private to root).
+ */
+export async function startServices(): Promise<Services> {
+  if (SETTINGS.every((k) => Deno.env.get(k))) {
+    return {
+      env: Object.fromEntries(SETTINGS.map((k) => [k, Deno.env.get(k)!])),
+      started: false,
+      stop: async () => {},
+    };
+  }
+  const sdir = await Deno.makeTempDir({ prefix: "cloudsync-services-" });
+  await Deno.remove(sdir); // services.sh makes it (and refuses one that exists)
+  log(`starting PostgreSQL and Swift (scripts/services.sh start ${sdir})`);
+  const r = await new Deno.Command("bash", {
+    args: [join(ROOT, "scripts/services.sh"), "start", sdir],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!r.success) {
+    throw new Error(`Cannot start the services: ${new TextDecoder().decode(r.stderr).trim()}`);
+  }
+  const env: Record<string, string> = {};
+  for (const m of new TextDecoder().decode(r.stdout).matchAll(/^export (\w+)='([^']*)'$/gm)) {
+    env[m[1]!] = m[2]!;
+  }
+  return {
+    env,
+    started: true,
+    async stop() {
+      await new Deno.Command("bash", { args: [join(ROOT, "scripts/services.sh"), "stop", sdir] })
+        .output();
+    },
+  };
+}
+
+/** PostgreSQL's counters (database-wide: the bench's own queries add one transaction each). */
+export interface PgCounters {
+  /** transaction ids assigned: transactions that wrote */
+  writeTx: number;
+  walBytes: number;
+}
+
+/** What the services did between two {@link PgS3Storage.snapshot}s. */
+export interface StorageFigures {
+  pg: PgCounters;
+  /** the server's S3 requests (null if its trace line did not come) */
+  s3: S3Trace | null;
+}
+
+/** A service process group: its name and the processes found for it. */
+interface Group {
+  name: string;
+  pids: number[];
+}
+
+/** Pack uploads with the server's client code alone, against the same Swift. */
+export interface PutProbe {
+  objectBytes: number;
+  runs: {
+    concurrency: number;
+    objects: number;
+    seconds: number;
+    msPerPut: number;
+    mibPerS: number;
+    /** CPU seconds per GiB uploaded: this process (the client) and Swift's servers */
+    cpuPerGiB: Record<string, number>;
+  }[];
+}
+
+/** See the module doc. */
+export class PgS3Storage {
+  readonly label = "PostgreSQL + S3";
+  /** The server's arguments: `--meta URL --blobs URL`. */
+  readonly serverArgs: string[];
+  readonly schema: string;
+  readonly bucket: string;
+  readonly #services: Services;
+  readonly #admin: pg.Client;
+  readonly #s3: Minio.Client;
+  readonly #blobsUrl: string;
+  readonly #pgPort: number;
+  readonly #s3Port: number;
+
+  private constructor(services: Services, admin: pg.Client, schema: string, bucket: string) {
+    this.#services = services;
+    this.#admin = admin;
+    this.schema = schema;
+    this.bucket = bucket;
+    const env = services.env;
+    const url = env.CLOUDSYNC_TEST_PG_URL!;
+    const meta = `${url}${url.includes("?") ? "&" : "?"}options=${
+      encodeURIComponent(`-c search_path=${schema}`)
+    }`;
+    this.#blobsUrl = env.CLOUDSYNC_TEST_S3_URL!.replace(/^s3:\/\/[^/?]+/, `s3://${bucket}`);
+    this.serverArgs = ["--meta", meta, "--blobs", this.#blobsUrl];
+    const s3 = parseS3Url(this.#blobsUrl);
+    this.#s3 = new Minio.Client({
+      endPoint: s3.endPoint,
+      port: s3.port,
+      useSSL: s3.useSSL,
+      region: s3.region,
+      accessKey: env.AWS_ACCESS_KEY_ID!,
+      secretKey: env.AWS_SECRET_ACCESS_KEY!,
+      pathStyle: true,
+    });
+    this.#pgPort = Number(new URL(url).port || 5432);
+    this.#s3Port = s3.port;
+  }
+
+  /**
+   * Starts (or takes) the services, makes a fresh schema and picks a fresh bucket name (the
+   * server creates the bucket), and sets the S3 credentials in this process's environment, which
+   * the server inherits.
+   */
+  static async open(): Promise<PgS3Storage> {
+    const services = await startServices();
+    for (const k of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]) {
+      Deno.env.set(k, services.env[k]!);
+    }
+    const id = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
+    const admin = new pg.Client({ connectionString: services.env.CLOUDSYNC_TEST_PG_URL });
+    try {
+      await admin.connect();
+      await admin.query(`CREATE SCHEMA bench_${id}`);
+    } catch (e) {
+      await admin.end().catch(() => {});
+      await services.stop();
+      throw new Error(`Cannot prepare PostgreSQL for the bench: ${(e as Error).message}`);
+    }
+    const storage = new PgS3Storage(services, admin, `bench_${id}`, `cloudsync-bench-${id}`);
+    log(
+      `storage: PostgreSQL schema ${storage.schema}, S3 bucket ${storage.bucket} (${
+        services.started ? "services started here" : "services from CLOUDSYNC_TEST_*"
+      })`,
+    );
+    return storage;
+  }
+
+  /** The services' processes, found now (PostgreSQL's backends come and go). */
+  async #groups(): Promise<Group[]> {
+    const ps = await run("ps", ["-e", "-o", "pid=,ppid=,args="]);
+    const procs = ps.stdout.split("\n").map((l) => l.trim().match(/^(\d+)\s+(\d+)\s+(.*)$/))
+      .filter((m): m is RegExpMatchArray => m !== null)
+      .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]), args: m[3]! }));
+    const listener = async (port: number): Promise<number | null> => {
+      const r = await run("ss", ["-tlnpH", `sport = :${port}`]);
+      const m = r.stdout.match(/pid=(\d+)/);
+      return m ? Number(m[1]) : null;
+    };
+    const groups: Group[] = [];
+    const postmaster = await listener(this.#pgPort);
+    if (postmaster !== null) {
+      const tree = new Set([postmaster]);
+      for (let grew = true; grew;) {
+        grew = false;
+        for (const p of procs) {
+          if (tree.has(p.ppid) && !tree.has(p.pid)) grew = tree.add(p.pid) !== null;
+        }
+      }
+      groups.push({ name: "postgres", pids: [...tree] });
+    }
+    const proxy = await listener(this.#s3Port);
+    const conf = procs.find((p) => p.pid === proxy)?.args.match(/(\S+)\/proxy-server\.conf/)?.[1];
+    if (conf) {
+      for (const kind of ["proxy", "object", "container", "account"]) {
+        const pids = procs.filter((p) => p.args.includes(`${conf}/${kind}-server.conf`))
+          .map((p) => p.pid);
+        if (pids.length > 0) groups.push({ name: `swift-${kind}`, pids });
+      }
+    }
+    return groups;
+  }
+
+  /**
+   * CPU used so far by each service (postgres, swift-proxy, swift-object, swift-container,
+   * swift-account), summed over its processes: utime + stime + cutime + cstime.
+   */
+  async cpu(): Promise<Record<string, Cpu>> {
+    const groups = await this.#groups();
+    const pids = groups.flatMap((g) => g.pids);
+    if (pids.length === 0) return {};
+    // One cat for all (Deno lets only --allow-all read /proc/PID); a process gone meanwhile is
+    // skipped (cat still prints the others).
+    const r = await run("cat", pids.map((p) => `/proc/${p}/stat`));
+    const byPid = new Map<number, Cpu>();
+    for (const line of r.stdout.split("\n")) {
+      const pid = Number(line.slice(0, line.indexOf(" ")));
+      const f = line.slice(line.lastIndexOf(")") + 2).split(" ");
+      const [u, s, cu, cs] = [f[11], f[12], f[13], f[14]].map(Number);
+      if (!Number.isFinite(pid) || ![u, s, cu, cs].every(Number.isFinite)) continue;
+      byPid.set(pid, { user: (u! + cu!) / 100, sys: (s! + cs!) / 100 });
+    }
+    const out: Record<string, Cpu> = {};
+    for (const g of groups) {
+      const c = { user: 0, sys: 0 };
+      for (const p of g.pids) {
+        c.user += byPid.get(p)?.user ?? 0;
+        c.sys += byPid.get(p)?.sys ?? 0;
+      }
+      out[g.name] = { user: round2(c.user), sys: round2(c.sys) };
+    }
+    return out;
+  }
+
+  /** PostgreSQL's counters now. */
+  async pgCounters(): Promise<PgCounters> {
+    const r = await this.#admin.query(
+      `SELECT pg_current_xact_id()::text AS xid,
+              pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS wal`,
+    );
+    return { writeTx: Number(r.rows[0].xid), walBytes: Number(r.rows[0].wal) };
+  }
+
+  /**
+   * What the services have done so far: PostgreSQL's counters and the server's S3 trace (it
+   * prints one on SIGUSR2, see `s3_traced_server.ts`). Take it outside timed intervals.
+   */
+  async snapshot(server: Proc): Promise<StorageFigures> {
+    const from = server.lineCount;
+    let s3: S3Trace | null = null;
+    try {
+      Deno.kill(server.pid, "SIGUSR2");
+      s3 = JSON.parse((await server.waitFor(/^s3-trace (\{.*\})$/, 5000, from))[1]!);
+    } catch (e) {
+      log(`storage: no S3 trace from the server: ${(e as Error).message}`);
+    }
+    return { pg: await this.pgCounters(), s3 };
+  }
+
+  /** What the services did since `mark` (a {@link snapshot}). */
+  async since(mark: StorageFigures, server: Proc): Promise<StorageFigures> {
+    const n = await this.snapshot(server);
+    const calls = (a: S3Calls, b: S3Calls): S3Calls => ({
+      n: a.n - b.n,
+      bytes: a.bytes - b.bytes,
+      ms: a.ms - b.ms,
+      busyMs: a.busyMs - b.busyMs,
+      maxMs: a.maxMs, // the largest so far (not per interval)
+    });
+    return {
+      // minus the transaction id the mark's own query took
+      pg: {
+        writeTx: n.pg.writeTx - mark.pg.writeTx - 1,
+        walBytes: n.pg.walBytes - mark.pg.walBytes,
+      },
+      s3: n.s3 && mark.s3
+        ? { put: calls(n.s3.put, mark.s3.put), get: calls(n.s3.get, mark.s3.get) }
+        : null,
+    };
+  }
+
+  /** The bucket's objects: how many, their bytes, the largest and the median size. */
+  async objects(): Promise<
+    { count: number; bytes: number; maxBytes: number; medianBytes: number }
+  > {
+    const sizes: number[] = [];
+    const stream = this.#s3.listObjects(this.bucket, "", true);
+    for await (const o of stream as AsyncIterable<{ size?: number }>) sizes.push(o.size ?? 0);
+    sizes.sort((a, b) => a - b);
+    return {
+      count: sizes.length,
+      bytes: sizes.reduce((a, b) => a + b, 0),
+      maxBytes: sizes.at(-1) ?? 0,
+      medianBytes: sizes[sizes.length >> 1] ?? 0,
+    };
+  }
+
+  /**
+   * Uploads `count` objects of one pack's size (8 MiB, `S3_PACKS.packBytes`) with the server's
+   * `S3Objects` (no retries), one at a time and then `S3_PACKS.maxWrites` at once, under the key
+   * prefix `probe/` of the bucket, and times them with this process's and Swift's CPU. Run it
+   * when the product is stopped.
+   */
+  async probePuts(count: number): Promise<PutProbe> {
+    const size = S3_PACKS.packBytes;
+    const s3 = parseS3Url(this.#blobsUrl);
+    const objects = new S3Objects({
+      ...s3,
+      prefix: "probe/",
+      accessKey: this.#services.env.AWS_ACCESS_KEY_ID!,
+      secretKey: this.#services.env.AWS_SECRET_ACCESS_KEY!,
+    });
+    const body = new Uint8Array(size);
+    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(body.subarray(i, i + 65536));
+    const out: PutProbe = { objectBytes: size, runs: [] };
+    const selfCpu = () => {
+      const u = process.cpuUsage();
+      return { user: u.user / 1e6, sys: u.system / 1e6 };
+    };
+    try {
+      for (const concurrency of [1, S3_PACKS.maxWrites]) {
+        const c0 = { client: selfCpu(), ...await this.cpu() };
+        const t0 = now();
+        let next = 0;
+        await Promise.all(Array.from({ length: concurrency }, async () => {
+          while (next < count) await objects.put(`c${concurrency}/${next++}`, [body]);
+        }));
+        const seconds = (now() - t0) / 1000;
+        const c1 = { client: selfCpu(), ...await this.cpu() };
+        const gib = count * size / 2 ** 30;
+        const cpuPerGiB: Record<string, number> = {};
+        for (const [n, c] of Object.entries(c1)) {
+          const m = (c0 as Record<string, Cpu>)[n];
+          if (m && n !== "postgres") {
+            cpuPerGiB[n] = round2((c.user + c.sys - m.user - m.sys) / gib);
+          }
+        }
+        out.runs.push({
+          concurrency,
+          objects: count,
+          seconds: round2(seconds),
+          msPerPut: round2(seconds * 1000 / count * concurrency),
+          mibPerS: round2(count * size / 2 ** 20 / seconds),
+          cpuPerGiB,
+        });
+      }
+    } finally {
+      await objects.close();
+    }
+    return out;
+  }
+
+  /** Drops the schema, empties and removes the bucket, and stops the services started here. */
+  async close(): Promise<void> {
+    try {
+      await this.#admin.query(`DROP SCHEMA ${this.schema} CASCADE`);
+    } catch (e) {
+      log(`storage: cannot drop schema ${this.schema}: ${(e as Error).message}`);
+    }
+    await this.#admin.end().catch(() => {});
+    try {
+      if (await this.#s3.bucketExists(this.bucket)) {
+        for (;;) {
+          const keys: string[] = [];
+          const stream = this.#s3.listObjects(this.bucket, "", true);
+          for await (const o of stream as AsyncIterable<{ name?: string }>) {
+            if (o.name) keys.push(o.name);
+            if (keys.length >= 1000) break;
+          }
+          stream.destroy();
+          if (keys.length === 0) break;
+          await this.#s3.removeObjects(this.bucket, keys);
+        }
+        await this.#s3.removeBucket(this.bucket);
+      }
+    } catch (e) {
+      log(`storage: cannot remove bucket ${this.bucket}: ${(e as Error).message}`);
+    }
+    await this.#services.stop();
+  }
+}
+
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+/** The per-workload storage lines printed below the table. */
+export function describeStorage(
+  workloads: Record<string, StorageFigures | undefined>,
+  gib: Record<string, number>,
+): string[] {
+  const lines: string[] = [];
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  for (const [name, f] of Object.entries(workloads)) {
+    if (!f) continue;
+    const s3 = f.s3;
+    const per = gib[name] ? ` (${(s3 ? s3.put.n / gib[name]! : 0).toFixed(0)} PUTs per GiB)` : "";
+    const calls = (what: string, c: S3Calls) =>
+      `${c.n} ${what} ${mib(c.bytes)}, ${(c.ms / 1000).toFixed(2)} s summed, busy ${
+        (c.busyMs / 1000).toFixed(2)
+      } s${c.n ? `, ${(c.ms / c.n).toFixed(0)} ms each` : ""}`;
+    lines.push(
+      `pg-s3 ${name.padEnd(7)}: PostgreSQL ${f.pg.writeTx} write transactions, WAL ${
+        mib(f.pg.walBytes)
+      }; S3 ${s3 ? `${calls("PUT", s3.put)}${per}; ${calls("GET", s3.get)}` : "no trace"}`,
+    );
+  }
+  return lines;
+}
