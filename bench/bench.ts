@@ -30,7 +30,12 @@ import { Product, type Wire } from "./product.ts";
 import { addProductV8Flags, type Cpu, RssSampler } from "./procs.ts";
 import { RsyncDaemon, type RsyncRun, rsyncVersion } from "./rsync.ts";
 import { SyncthingPair } from "./syncthing.ts";
-import { describeStorage, PgS3Storage, type StorageFigures } from "./services_backend.ts";
+import {
+  describeStorage,
+  type ObjectProbe,
+  PgS3Storage,
+  type StorageFigures,
+} from "./services_backend.ts";
 import { chooseWireMethod, type WireChoice, type WireMethod } from "./wire.ts";
 import {
   ctimes,
@@ -51,6 +56,7 @@ import {
 import { scan } from "../lib/client/scanner.ts";
 import { DenoFs } from "../lib/client/fs/deno_fs.ts";
 import type { BaseEntry } from "../lib/core/types.ts";
+import { S3_PACKS } from "../lib/server/s3_objects.ts";
 
 const NAMES = ["big", "small", "edit", "latency", "move", "join", "huge", "rescan"] as const;
 type Name = typeof NAMES[number];
@@ -96,7 +102,8 @@ interface Results {
     label: string;
     workloads: Record<string, StorageFigures>;
     objects?: Awaited<ReturnType<PgS3Storage["objects"]>>;
-    putProbe?: Awaited<ReturnType<PgS3Storage["probePuts"]>>;
+    /** PUTs and GETs of pack-sized objects with the server's client code alone */
+    probe?: ObjectProbe[];
   };
   params: Params;
   only: Name[];
@@ -513,14 +520,16 @@ async function startPerf(out: string): Promise<{ stop: () => Promise<void> }> {
 }
 
 /**
- * pg-s3, after the workloads: the bucket's objects, then (the product stopped) what PUTs of one
- * pack's size cost with the server's client code alone.
+ * pg-s3, after the workloads: the bucket's objects, then (the product stopped) what PUTs and GETs
+ * of one pack's size cost with the server's client code alone.
  */
 async function probeStorage(ctx: Ctx, product: Product, storage: PgS3Storage): Promise<void> {
   const d = ctx.res.storageDetail!;
   d.objects = await storage.objects();
   await product.stop();
-  d.putProbe = await storage.probePuts(ctx.params.mode === "quick" ? 8 : 32);
+  // The size the server's packs had (the largest object) and the most a pack may hold.
+  const sizes = [...new Set([d.objects.maxBytes, S3_PACKS.packBytes].filter((b) => b > 0))];
+  d.probe = await storage.probe(sizes, ctx.params.mode === "quick" ? 8 : 32);
 }
 
 /** Workloads 1-6: the server and the two clients, started here. Returns the running product. */
@@ -1623,11 +1632,11 @@ function printStorage(res: Results): void {
       }, median ${fmtBytes(o.medianBytes)})`,
     );
   }
-  for (const r of d.putProbe?.runs ?? []) {
+  for (const r of d.probe ?? []) {
     console.log(
-      `pg-s3 PUT probe: ${r.objects} x ${
-        fmtBytes(d.putProbe!.objectBytes)
-      }, ${r.concurrency} at once: ${fmtS(r.seconds)}, ${r.msPerPut.toFixed(0)} ms per PUT, ${
+      `pg-s3 probe  : ${r.op} ${r.objects} x ${
+        fmtBytes(r.objectBytes)
+      }, ${r.concurrency} at once: ${fmtS(r.seconds)}, ${r.msPerRequest.toFixed(0)} ms each, ${
         r.mibPerS.toFixed(0)
       } MiB/s; CPU s/GiB ${
         Object.entries(r.cpuPerGiB).map(([n, x]) => `${n} ${x.toFixed(2)}`).join(", ")

@@ -12,7 +12,11 @@
 import * as Minio from "minio";
 import { main } from "../server.ts";
 
-/** One kind of request: how many, bytes, summed duration, and the time at least one ran. */
+/**
+ * One kind of request: how many, bytes, summed duration, and the time at least one ran (totals
+ * since the start); the longest request and the first start and last end (epoch ms) since the
+ * previous `s3-trace` line.
+ */
 export interface S3Calls {
   n: number;
   bytes: number;
@@ -20,7 +24,10 @@ export interface S3Calls {
   ms: number;
   /** wall-clock time (ms) with at least one request of this kind in flight */
   busyMs: number;
+  /** since the previous line: the longest request (ms), first start and last end (epoch ms) */
   maxMs: number;
+  firstStart: number | null;
+  lastEnd: number | null;
 }
 
 /** Totals since the server started. */
@@ -29,7 +36,16 @@ export interface S3Trace {
   get: S3Calls;
 }
 
-const zero = (): S3Calls => ({ n: 0, bytes: 0, ms: 0, busyMs: 0, maxMs: 0 });
+const zero = (): S3Calls => ({
+  n: 0,
+  bytes: 0,
+  ms: 0,
+  busyMs: 0,
+  maxMs: 0,
+  firstStart: null,
+  lastEnd: null,
+});
+const epoch = (t: number) => Math.round(performance.timeOrigin + t);
 
 class Meter {
   readonly calls = zero();
@@ -39,6 +55,7 @@ class Meter {
   begin(): number {
     const t = performance.now();
     if (this.#inFlight++ === 0) this.#busySince = t;
+    this.calls.firstStart ??= epoch(t);
     return t;
   }
 
@@ -49,7 +66,23 @@ class Meter {
     c.bytes += bytes;
     c.ms += t - t0;
     c.maxMs = Math.max(c.maxMs, t - t0);
+    c.lastEnd = epoch(t);
     if (--this.#inFlight === 0) c.busyMs += t - this.#busySince;
+  }
+
+  /** The figures so far (rounded); starts the next interval of the per-interval ones. */
+  take(): S3Calls {
+    const c = this.calls;
+    const out = {
+      ...c,
+      ms: Math.round(c.ms),
+      busyMs: Math.round(c.busyMs),
+      maxMs: Math.round(c.maxMs),
+    };
+    c.maxMs = 0;
+    c.firstStart = null;
+    c.lastEnd = null;
+    return out;
   }
 }
 
@@ -89,13 +122,7 @@ proto.getPartialObject = async function (this: unknown, ...args: unknown[]) {
 };
 
 Deno.addSignalListener("SIGUSR2", () => {
-  const round = (c: S3Calls): S3Calls => ({
-    ...c,
-    ms: Math.round(c.ms),
-    busyMs: Math.round(c.busyMs),
-    maxMs: Math.round(c.maxMs),
-  });
-  const trace: S3Trace = { put: round(put.calls), get: round(get.calls) };
+  const trace: S3Trace = { put: put.take(), get: get.take() };
   console.log(`s3-trace ${JSON.stringify(trace)}`);
 });
 

@@ -14,8 +14,8 @@
  * - **PostgreSQL**: write transactions (transaction ids assigned) and WAL bytes;
  * - **S3**: the server's PUTs and ranged GETs, counted and timed inside the server
  *   (`s3_traced_server.ts`), and the objects in the bucket;
- * - {@link PgS3Storage.probePuts}: what a PUT of one pack costs against the same Swift with the
- *   server's own client code (`S3Objects`) alone.
+ * - {@link PgS3Storage.probe}: what a PUT and a GET of one pack cost against the same Swift with
+ *   the server's own client code (`S3Objects`) alone.
  *
  * @module
  */
@@ -105,18 +105,18 @@ interface Group {
   pids: number[];
 }
 
-/** Pack uploads with the server's client code alone, against the same Swift. */
-export interface PutProbe {
+/** Pack uploads and reads with the server's client code alone, against the same Swift. */
+export interface ObjectProbe {
+  op: "PUT" | "GET";
   objectBytes: number;
-  runs: {
-    concurrency: number;
-    objects: number;
-    seconds: number;
-    msPerPut: number;
-    mibPerS: number;
-    /** CPU seconds per GiB uploaded: this process (the client) and Swift's servers */
-    cpuPerGiB: Record<string, number>;
-  }[];
+  concurrency: number;
+  objects: number;
+  seconds: number;
+  /** mean duration of one request */
+  msPerRequest: number;
+  mibPerS: number;
+  /** CPU seconds per GiB moved: this process (the client) and each Swift server */
+  cpuPerGiB: Record<string, number>;
 }
 
 /** See the module doc. */
@@ -287,7 +287,9 @@ export class PgS3Storage {
       bytes: a.bytes - b.bytes,
       ms: a.ms - b.ms,
       busyMs: a.busyMs - b.busyMs,
-      maxMs: a.maxMs, // the largest so far (not per interval)
+      maxMs: a.maxMs,
+      firstStart: a.firstStart,
+      lastEnd: a.lastEnd,
     });
     return {
       // minus the transaction id the mark's own query took
@@ -318,13 +320,12 @@ export class PgS3Storage {
   }
 
   /**
-   * Uploads `count` objects of one pack's size (8 MiB, `S3_PACKS.packBytes`) with the server's
-   * `S3Objects` (no retries), one at a time and then `S3_PACKS.maxWrites` at once, under the key
-   * prefix `probe/` of the bucket, and times them with this process's and Swift's CPU. Run it
-   * when the product is stopped.
+   * For each size in `sizes`: uploads `count` objects of that size with the server's `S3Objects`
+   * (no retries) one at a time, then `S3_PACKS.maxWrites` at once, reading each set back whole
+   * the same way (ranged GETs, as the server reads packs), under the key prefix `probe/`, timed
+   * with this process's and Swift's CPU. Run it when the product is stopped.
    */
-  async probePuts(count: number): Promise<PutProbe> {
-    const size = S3_PACKS.packBytes;
+  async probe(sizes: number[], count: number): Promise<ObjectProbe[]> {
     const s3 = parseS3Url(this.#blobsUrl);
     const objects = new S3Objects({
       ...s3,
@@ -332,39 +333,54 @@ export class PgS3Storage {
       accessKey: this.#services.env.AWS_ACCESS_KEY_ID!,
       secretKey: this.#services.env.AWS_SECRET_ACCESS_KEY!,
     });
-    const body = new Uint8Array(size);
-    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(body.subarray(i, i + 65536));
-    const out: PutProbe = { objectBytes: size, runs: [] };
-    const selfCpu = () => {
+    const out: ObjectProbe[] = [];
+    const selfCpu = (): Cpu => {
       const u = process.cpuUsage();
       return { user: u.user / 1e6, sys: u.system / 1e6 };
     };
+    const measure = async (
+      op: ObjectProbe["op"],
+      size: number,
+      concurrency: number,
+      one: (i: number) => Promise<unknown>,
+    ) => {
+      const c0: Record<string, Cpu> = { client: selfCpu(), ...await this.cpu() };
+      const t0 = now();
+      let next = 0;
+      await Promise.all(Array.from({ length: concurrency }, async () => {
+        while (next < count) await one(next++);
+      }));
+      const seconds = (now() - t0) / 1000;
+      const c1: Record<string, Cpu> = { client: selfCpu(), ...await this.cpu() };
+      const gib = count * size / 2 ** 30;
+      const cpuPerGiB: Record<string, number> = {};
+      for (const [n, c] of Object.entries(c1)) {
+        const m = c0[n];
+        if (m && n !== "postgres") cpuPerGiB[n] = round2((c.user + c.sys - m.user - m.sys) / gib);
+      }
+      out.push({
+        op,
+        objectBytes: size,
+        concurrency,
+        objects: count,
+        seconds: round2(seconds),
+        msPerRequest: round2(seconds * 1000 / count * concurrency),
+        mibPerS: round2(count * size / 2 ** 20 / seconds),
+        cpuPerGiB,
+      });
+    };
     try {
-      for (const concurrency of [1, S3_PACKS.maxWrites]) {
-        const c0 = { client: selfCpu(), ...await this.cpu() };
-        const t0 = now();
-        let next = 0;
-        await Promise.all(Array.from({ length: concurrency }, async () => {
-          while (next < count) await objects.put(`c${concurrency}/${next++}`, [body]);
-        }));
-        const seconds = (now() - t0) / 1000;
-        const c1 = { client: selfCpu(), ...await this.cpu() };
-        const gib = count * size / 2 ** 30;
-        const cpuPerGiB: Record<string, number> = {};
-        for (const [n, c] of Object.entries(c1)) {
-          const m = (c0 as Record<string, Cpu>)[n];
-          if (m && n !== "postgres") {
-            cpuPerGiB[n] = round2((c.user + c.sys - m.user - m.sys) / gib);
-          }
+      for (const size of sizes) {
+        const body = new Uint8Array(size);
+        for (let i = 0; i < size; i += 65536) crypto.getRandomValues(body.subarray(i, i + 65536));
+        for (const concurrency of [1, S3_PACKS.maxWrites]) {
+          const key = (i: number) => `${size}-${concurrency}/${i}`;
+          await measure("PUT", size, concurrency, (i) => objects.put(key(i), [body]));
+          await measure("GET", size, concurrency, async (i) => {
+            const buf = [new Uint8Array(size)];
+            if (!await objects.read(key(i), 0, buf)) throw new Error(`probe: ${key(i)} missing`);
+          });
         }
-        out.runs.push({
-          concurrency,
-          objects: count,
-          seconds: round2(seconds),
-          msPerPut: round2(seconds * 1000 / count * concurrency),
-          mibPerS: round2(count * size / 2 ** 20 / seconds),
-          cpuPerGiB,
-        });
       }
     } finally {
       await objects.close();
@@ -404,26 +420,37 @@ export class PgS3Storage {
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
 
-/** The per-workload storage lines printed below the table. */
+/** The per-workload storage lines printed below the table (`gib`: data size per workload). */
 export function describeStorage(
   workloads: Record<string, StorageFigures | undefined>,
   gib: Record<string, number>,
 ): string[] {
   const lines: string[] = [];
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  const sec = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
   for (const [name, f] of Object.entries(workloads)) {
     if (!f) continue;
-    const s3 = f.s3;
-    const per = gib[name] ? ` (${(s3 ? s3.put.n / gib[name]! : 0).toFixed(0)} PUTs per GiB)` : "";
-    const calls = (what: string, c: S3Calls) =>
-      `${c.n} ${what} ${mib(c.bytes)}, ${(c.ms / 1000).toFixed(2)} s summed, busy ${
-        (c.busyMs / 1000).toFixed(2)
-      } s${c.n ? `, ${(c.ms / c.n).toFixed(0)} ms each` : ""}`;
+    const head = `pg-s3 ${name.padEnd(7)}:`;
     lines.push(
-      `pg-s3 ${name.padEnd(7)}: PostgreSQL ${f.pg.writeTx} write transactions, WAL ${
-        mib(f.pg.walBytes)
-      }; S3 ${s3 ? `${calls("PUT", s3.put)}${per}; ${calls("GET", s3.get)}` : "no trace"}`,
+      `${head} PostgreSQL ${f.pg.writeTx} write transactions, WAL ${mib(f.pg.walBytes)}`,
     );
+    const s3 = f.s3;
+    if (!s3) {
+      lines.push(`${head} S3: no trace from the server`);
+      continue;
+    }
+    const start = Math.min(...[s3.put.firstStart, s3.get.firstStart].filter((x) => x !== null));
+    const calls = (what: string, c: S3Calls) => {
+      if (c.n === 0) return `0 ${what}`;
+      const span = c.firstStart !== null && c.lastEnd !== null
+        ? `, from +${sec(c.firstStart - start)} to +${sec(c.lastEnd - start)}`
+        : "";
+      const per = gib[name] ? ` (${(c.n / gib[name]!).toFixed(0)} per GiB)` : "";
+      return `${c.n} ${what}${per} of ${mib(c.bytes / c.n)} avg: ${
+        (c.ms / c.n).toFixed(0)
+      } ms each (max ${c.maxMs}), busy ${sec(c.busyMs)}${span}`;
+    };
+    lines.push(`${head} S3 ${calls("PUT", s3.put)}; ${calls("GET", s3.get)}`);
   }
   return lines;
 }
