@@ -26,7 +26,7 @@ import * as Minio from "minio";
 import pg from "pg";
 import type { Cpu, Proc } from "./procs.ts";
 import type { S3Calls, S3Trace } from "./s3_traced_server.ts";
-import { log, now, run } from "./util.ts";
+import { log, now, run, sleep } from "./util.ts";
 import { parseS3Url } from "../lib/server/open_stores.ts";
 import { S3_PACKS, S3Objects } from "../lib/server/s3_objects.ts";
 
@@ -160,8 +160,7 @@ export class PgS3Storage {
   }
 
   /**
-   * Starts (or takes) the services, makes a fresh schema and picks a fresh bucket name (the
-   * server creates the bucket), and sets the S3 credentials in this process's environment, which
+   * Starts (or takes) the services, makes a fresh schema and a fresh bucket, and sets the S3 credentials in this process's environment, which
    * the server inherits.
    */
   static async open(): Promise<PgS3Storage> {
@@ -180,12 +179,37 @@ export class PgS3Storage {
       throw new Error(`Cannot prepare PostgreSQL for the bench: ${(e as Error).message}`);
     }
     const storage = new PgS3Storage(services, admin, `bench_${id}`, `cloudsync-bench-${id}`);
+    try {
+      await storage.#makeBucket();
+    } catch (e) {
+      await storage.close();
+      throw e;
+    }
     log(
       `storage: PostgreSQL schema ${storage.schema}, S3 bucket ${storage.bucket} (${
         services.started ? "services started here" : "services from CLOUDSYNC_TEST_*"
       })`,
     );
     return storage;
+  }
+
+  /**
+   * Creates the bucket, trying again for up to 30 s: a Swift that just started answers its
+   * health check a moment before its account and container servers take requests (503).
+   */
+  async #makeBucket(): Promise<void> {
+    const end = now() + 30_000;
+    for (;;) {
+      try {
+        await this.#s3.makeBucket(this.bucket, parseS3Url(this.#blobsUrl).region);
+        return;
+      } catch (e) {
+        if (now() > end) {
+          throw new Error(`Cannot create bucket ${this.bucket}: ${(e as Error).message}`);
+        }
+        await sleep(500);
+      }
+    }
   }
 
   /** The services' processes, found now (PostgreSQL's backends come and go). */
