@@ -1636,9 +1636,9 @@ function printStorage(res: Results): void {
     console.log(
       `pg-s3 probe  : ${r.op} ${r.objects} x ${
         fmtBytes(r.objectBytes)
-      }, ${r.concurrency} at once: ${fmtS(r.seconds)}, ${r.msPerRequest.toFixed(0)} ms each, ${
-        r.mibPerS.toFixed(0)
-      } MiB/s; CPU s/GiB ${
+      }, ${r.concurrency} at once, ${r.flags} V8 flags: ${fmtS(r.seconds)}, ${
+        r.msPerRequest.toFixed(0)
+      } ms each, ${r.mibPerS.toFixed(0)} MiB/s; CPU s/GiB ${
         Object.entries(r.cpuPerGiB).map(([n, x]) => `${n} ${x.toFixed(2)}`).join(", ")
       }`,
     );

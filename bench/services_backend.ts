@@ -21,14 +21,13 @@
  */
 
 import { join, resolve } from "node:path";
-import process from "node:process";
 import * as Minio from "minio";
 import pg from "pg";
-import type { Cpu, Proc } from "./procs.ts";
+import { type Cpu, type Proc, PRODUCT_ENV, SERVER_PERMS } from "./procs.ts";
 import type { S3Calls, S3Trace } from "./s3_traced_server.ts";
 import { log, now, run, sleep } from "./util.ts";
 import { parseS3Url } from "../lib/server/open_stores.ts";
-import { S3_PACKS, S3Objects } from "../lib/server/s3_objects.ts";
+import { S3_PACKS } from "../lib/server/s3_objects.ts";
 
 const ROOT = resolve(new URL("..", import.meta.url).pathname);
 
@@ -108,6 +107,8 @@ interface Group {
 /** Pack uploads and reads with the server's client code alone, against the same Swift. */
 export interface ObjectProbe {
   op: "PUT" | "GET";
+  /** the probe's V8 flags: the server's, or Deno's defaults */
+  flags: "server" | "default";
   objectBytes: number;
   concurrency: number;
   objects: number;
@@ -115,7 +116,7 @@ export interface ObjectProbe {
   /** mean duration of one request */
   msPerRequest: number;
   mibPerS: number;
-  /** CPU seconds per GiB moved: this process (the client) and each Swift server */
+  /** CPU seconds per GiB moved: the client (`s3_probe.ts`) and each Swift server */
   cpuPerGiB: Record<string, number>;
 }
 
@@ -344,70 +345,62 @@ export class PgS3Storage {
   }
 
   /**
-   * For each size in `sizes`: uploads `count` objects of that size with the server's `S3Objects`
-   * (no retries) one at a time, then `S3_PACKS.maxWrites` at once, reading each set back whole
-   * the same way (ranged GETs, as the server reads packs), under the key prefix `probe/`, timed
-   * with this process's and Swift's CPU. Run it when the product is stopped.
+   * For each size in `sizes`, one at a time and `S3_PACKS.maxWrites` at once: `count` PUTs of
+   * objects of that size, then `count` ranged GETs of them whole, each run one `s3_probe.ts`
+   * process with the server's flags (the server's client code alone), under the bucket's key
+   * prefix `probe/`, with the client's and Swift's CPU; then the first size, at once, with
+   * Deno's default V8 flags (what `--optimize-for-size` costs there). Run it when the product
+   * is stopped.
    */
   async probe(sizes: number[], count: number): Promise<ObjectProbe[]> {
-    const s3 = parseS3Url(this.#blobsUrl);
-    const objects = new S3Objects({
-      ...s3,
-      prefix: "probe/",
-      accessKey: this.#services.env.AWS_ACCESS_KEY_ID!,
-      secretKey: this.#services.env.AWS_SECRET_ACCESS_KEY!,
-    });
     const out: ObjectProbe[] = [];
-    const selfCpu = (): Cpu => {
-      const u = process.cpuUsage();
-      return { user: u.user / 1e6, sys: u.system / 1e6 };
-    };
-    const measure = async (
-      op: ObjectProbe["op"],
-      size: number,
-      concurrency: number,
-      one: (i: number) => Promise<unknown>,
-    ) => {
-      const c0: Record<string, Cpu> = { client: selfCpu(), ...await this.cpu() };
-      const t0 = now();
-      let next = 0;
-      await Promise.all(Array.from({ length: concurrency }, async () => {
-        while (next < count) await one(next++);
-      }));
-      const seconds = (now() - t0) / 1000;
-      const c1: Record<string, Cpu> = { client: selfCpu(), ...await this.cpu() };
-      const gib = count * size / 2 ** 30;
-      const cpuPerGiB: Record<string, number> = {};
-      for (const [n, c] of Object.entries(c1)) {
-        const m = c0[n];
-        if (m && n !== "postgres") cpuPerGiB[n] = round2((c.user + c.sys - m.user - m.sys) / gib);
-      }
-      out.push({
-        op,
-        objectBytes: size,
-        concurrency,
-        objects: count,
-        seconds: round2(seconds),
-        msPerRequest: round2(seconds * 1000 / count * concurrency),
-        mibPerS: round2(count * size / 2 ** 20 / seconds),
-        cpuPerGiB,
-      });
-    };
-    try {
-      for (const size of sizes) {
-        const body = new Uint8Array(size);
-        for (let i = 0; i < size; i += 65536) crypto.getRandomValues(body.subarray(i, i + 65536));
-        for (const concurrency of [1, S3_PACKS.maxWrites]) {
-          const key = (i: number) => `${size}-${concurrency}/${i}`;
-          await measure("PUT", size, concurrency, (i) => objects.put(key(i), [body]));
-          await measure("GET", size, concurrency, async (i) => {
-            const buf = [new Uint8Array(size)];
-            if (!await objects.read(key(i), 0, buf)) throw new Error(`probe: ${key(i)} missing`);
-          });
+    const runs: [ObjectProbe["flags"], number, number][] = sizes.flatMap((size) =>
+      [1, S3_PACKS.maxWrites].map((
+        c,
+      ): [ObjectProbe["flags"], number, number] => ["server", size, c])
+    );
+    if (sizes[0]) runs.push(["default", sizes[0], S3_PACKS.maxWrites]);
+    for (const [flags, size, concurrency] of runs) {
+      for (const op of ["PUT", "GET"] as const) {
+        const perms = flags === "server" ? SERVER_PERMS : SERVER_PERMS.slice(1);
+        const args = ["run", ...perms, "bench/s3_probe.ts", op.toLowerCase(), this.#blobsUrl];
+        const c0 = await this.cpu();
+        const r = await new Deno.Command(Deno.execPath(), {
+          args: [...args, String(size), String(count), String(concurrency)],
+          cwd: ROOT,
+          env: PRODUCT_ENV,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const c1 = await this.cpu();
+        const text = new TextDecoder().decode(r.stdout);
+        const m = text.match(/^probe (\{.*\})$/m);
+        if (!r.success || !m) {
+          throw new Error(
+            `Cannot probe S3 (${op} ${size} x ${count}): ${new TextDecoder().decode(r.stderr)}`,
+          );
         }
+        const run = JSON.parse(m[1]!) as { seconds: number; cpuS: number };
+        const gib = count * size / 2 ** 30;
+        const cpuPerGiB: Record<string, number> = { client: round2(run.cpuS / gib) };
+        for (const [n, c] of Object.entries(c1)) {
+          const was = c0[n];
+          if (was && n !== "postgres") {
+            cpuPerGiB[n] = round2((c.user + c.sys - was.user - was.sys) / gib);
+          }
+        }
+        out.push({
+          op,
+          flags,
+          objectBytes: size,
+          concurrency,
+          objects: count,
+          seconds: round2(run.seconds),
+          msPerRequest: round2(run.seconds * 1000 / count * concurrency),
+          mibPerS: round2(count * size / 2 ** 20 / run.seconds),
+          cpuPerGiB,
+        });
       }
-    } finally {
-      await objects.close();
     }
     return out;
   }
