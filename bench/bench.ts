@@ -97,7 +97,7 @@ interface Results {
   date: string;
   /** where the server kept its data: its `--data` folder, or PostgreSQL + S3 (Swift) */
   storage: Storage;
-  /** pg-s3: the services' figures per workload, the bucket after the run, a PUT probe */
+  /** pg-s3: the services' figures per workload, the bucket after the run, the S3 probe */
   storageDetail?: {
     label: string;
     workloads: Record<string, StorageFigures>;
@@ -601,7 +601,7 @@ async function runProductWorkloads(
     ctx.interrupted,
     ctx.wire,
     storage &&
-      { script: "bench/s3_traced_server.ts", args: storage.serverArgs, cpu: () => storage.cpu() },
+      { script: "bench/traced_server.ts", args: storage.serverArgs, cpu: () => storage.cpu() },
   );
   ctx.setProduct(product);
   await product.start();
@@ -1616,7 +1616,7 @@ function printTable(res: Results): void {
   console.log(`total ${(res.totalSeconds ?? 0).toFixed(0)} s`);
 }
 
-/** pg-s3: what the services did per workload, the bucket, the PUT probe. */
+/** pg-s3: what the services did per workload, the bucket, the S3 probe. */
 function printStorage(res: Results): void {
   const d = res.storageDetail!;
   console.log(

@@ -12,8 +12,8 @@
  *   configuration folder) and read from `/proc/PID/stat` like the product's (utime + stime, plus
  *   cutime + cstime so that a backend that exited meanwhile still counts);
  * - **PostgreSQL**: write transactions (transaction ids assigned) and WAL bytes;
- * - **S3**: the server's PUTs and ranged GETs, counted and timed inside the server
- *   (`s3_traced_server.ts`), and the objects in the bucket;
+ * - **S3 and SQL**: the server's PUTs and ranged GETs, and its PostgreSQL statements and commits,
+ *   counted and timed inside the server (`traced_server.ts`); the objects in the bucket;
  * - {@link PgS3Storage.probe}: what a PUT and a GET of one pack cost against the same Swift with
  *   the server's own client code (`S3Objects`) alone.
  *
@@ -24,7 +24,7 @@ import { join, resolve } from "node:path";
 import * as Minio from "minio";
 import pg from "pg";
 import { type Cpu, type Proc, PRODUCT_ENV, SERVER_PERMS } from "./procs.ts";
-import type { S3Calls, S3Trace } from "./s3_traced_server.ts";
+import type { S3Calls, Trace } from "./traced_server.ts";
 import { log, now, run, sleep } from "./util.ts";
 import { parseS3Url } from "../lib/server/open_stores.ts";
 import { S3_PACKS } from "../lib/server/s3_objects.ts";
@@ -94,8 +94,8 @@ export interface PgCounters {
 /** What the services did between two {@link PgS3Storage.snapshot}s. */
 export interface StorageFigures {
   pg: PgCounters;
-  /** the server's S3 requests (null if its trace line did not come) */
-  s3: S3Trace | null;
+  /** the server's S3 requests and SQL statements (null if its trace line did not come) */
+  trace: Trace | null;
 }
 
 /** A service process group: its name and the processes found for it. */
@@ -289,41 +289,45 @@ export class PgS3Storage {
   }
 
   /**
-   * What the services have done so far: PostgreSQL's counters and the server's S3 trace (it
-   * prints one on SIGUSR2, see `s3_traced_server.ts`). Take it outside timed intervals.
+   * What the services have done so far: PostgreSQL's counters and the server's trace (it prints
+   * one on SIGUSR2, see `traced_server.ts`). Take it outside timed intervals.
    */
   async snapshot(server: Proc): Promise<StorageFigures> {
     const from = server.lineCount;
-    let s3: S3Trace | null = null;
+    let trace: Trace | null = null;
     try {
       Deno.kill(server.pid, "SIGUSR2");
-      s3 = JSON.parse((await server.waitFor(/^s3-trace (\{.*\})$/, 5000, from))[1]!);
+      trace = JSON.parse((await server.waitFor(/^trace (\{.*\})$/, 5000, from))[1]!);
     } catch (e) {
-      log(`storage: no S3 trace from the server: ${(e as Error).message}`);
+      log(`storage: no trace from the server: ${(e as Error).message}`);
     }
-    return { pg: await this.pgCounters(), s3 };
+    return { pg: await this.pgCounters(), trace };
   }
 
   /** What the services did since `mark` (a {@link snapshot}). */
   async since(mark: StorageFigures, server: Proc): Promise<StorageFigures> {
     const n = await this.snapshot(server);
+    // Totals are differences; the longest request and the span are the interval's already.
     const calls = (a: S3Calls, b: S3Calls): S3Calls => ({
+      ...a,
       n: a.n - b.n,
       bytes: a.bytes - b.bytes,
       ms: a.ms - b.ms,
       busyMs: a.busyMs - b.busyMs,
-      maxMs: a.maxMs,
-      firstStart: a.firstStart,
-      lastEnd: a.lastEnd,
     });
+    const [t, m] = [n.trace, mark.trace];
     return {
       // minus the transaction id the mark's own query took
       pg: {
         writeTx: n.pg.writeTx - mark.pg.writeTx - 1,
         walBytes: n.pg.walBytes - mark.pg.walBytes,
       },
-      s3: n.s3 && mark.s3
-        ? { put: calls(n.s3.put, mark.s3.put), get: calls(n.s3.get, mark.s3.get) }
+      trace: t && m
+        ? {
+          put: calls(t.put, m.put),
+          get: calls(t.get, m.get),
+          pg: { ...calls(t.pg, m.pg), commits: t.pg.commits - m.pg.commits },
+        }
         : null,
     };
   }
@@ -448,26 +452,28 @@ export function describeStorage(
   for (const [name, f] of Object.entries(workloads)) {
     if (!f) continue;
     const head = `pg-s3 ${name.padEnd(7)}:`;
-    lines.push(
-      `${head} PostgreSQL ${f.pg.writeTx} write transactions, WAL ${mib(f.pg.walBytes)}`,
-    );
-    const s3 = f.s3;
-    if (!s3) {
-      lines.push(`${head} S3: no trace from the server`);
-      continue;
-    }
-    const start = Math.min(...[s3.put.firstStart, s3.get.firstStart].filter((x) => x !== null));
-    const calls = (what: string, c: S3Calls) => {
+    const t = f.trace;
+    const spans = t ? [t.put, t.get, t.pg].map((c) => c.firstStart).filter((x) => x !== null) : [];
+    const start = Math.min(...spans);
+    const calls = (what: string, c: S3Calls, size: boolean) => {
       if (c.n === 0) return `0 ${what}`;
       const span = c.firstStart !== null && c.lastEnd !== null
-        ? `, from +${sec(c.firstStart - start)} to +${sec(c.lastEnd - start)}`
+        ? `, +${sec(c.firstStart - start)} to +${sec(c.lastEnd - start)}`
         : "";
-      const per = gib[name] ? ` (${(c.n / gib[name]!).toFixed(0)} per GiB)` : "";
-      return `${c.n} ${what}${per} of ${mib(c.bytes / c.n)} avg: ${
-        (c.ms / c.n).toFixed(0)
+      const per = gib[name] ? ` (${(c.n / gib[name]!).toFixed(0)}/GiB)` : "";
+      return `${c.n} ${what}${per}${size ? ` of ${mib(c.bytes / c.n)}` : ""}: ${
+        (c.ms / c.n).toFixed(c.ms / c.n < 10 ? 1 : 0)
       } ms each (max ${c.maxMs}), busy ${sec(c.busyMs)}${span}`;
     };
-    lines.push(`${head} S3 ${calls("PUT", s3.put)}; ${calls("GET", s3.get)}`);
+    lines.push(
+      `${head} PostgreSQL ${f.pg.writeTx} write transactions, WAL ${mib(f.pg.walBytes)}` +
+        (t ? `; server: ${t.pg.commits} COMMITs, ${calls("statements", t.pg, false)}` : ""),
+    );
+    lines.push(
+      t
+        ? `${head} S3 ${calls("PUT", t.put, true)}; ${calls("GET", t.get, true)}`
+        : `${head} no trace from the server`,
+    );
   }
   return lines;
 }

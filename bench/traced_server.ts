@@ -1,21 +1,24 @@
 /**
  * The benchmark's server for `--storage=pg-s3`: `server.ts` itself (same arguments, same code),
- * with the S3 client's requests timed. It wraps the `minio` client's `putObject` and
- * `getPartialObject` (what `lib/server/s3_objects.ts` calls for every pack upload and ranged
- * read, inside its request slots, so queueing is not counted) and, on SIGUSR2, prints one line
- * `s3-trace {json}` with the totals so far ({@link S3Trace}); the bench takes a line before and
- * after each workload. The timing costs two `performance.now()` calls per request.
+ * with its S3 requests and PostgreSQL queries timed. It wraps the `minio` client's `putObject`
+ * and `getPartialObject` (what `lib/server/s3_objects.ts` calls for every pack upload and ranged
+ * read, inside its request slots, so queueing is not counted) and the `pg` client's `query`
+ * (every statement, `BEGIN` and `COMMIT` included; the time until its reply, so waiting for a
+ * row lock counts), and on SIGUSR2 prints one line `trace {json}` with the totals so far
+ * ({@link Trace}); the bench takes a line before and after each workload. The timing costs two
+ * `performance.now()` calls per request.
  *
  * @module
  */
 
 import * as Minio from "minio";
+import pg from "pg";
 import { main } from "../server.ts";
 
 /**
  * One kind of request: how many, bytes, summed duration, and the time at least one ran (totals
  * since the start); the longest request and the first start and last end (epoch ms) since the
- * previous `s3-trace` line.
+ * previous `trace` line.
  */
 export interface S3Calls {
   n: number;
@@ -31,9 +34,11 @@ export interface S3Calls {
 }
 
 /** Totals since the server started. */
-export interface S3Trace {
+export interface Trace {
   put: S3Calls;
   get: S3Calls;
+  /** PostgreSQL statements (`bytes`: 0) */
+  pg: S3Calls & { commits: number };
 }
 
 const zero = (): S3Calls => ({
@@ -121,9 +126,41 @@ proto.getPartialObject = async function (this: unknown, ...args: unknown[]) {
   return stream;
 };
 
+const sql = new Meter();
+let commits = 0;
+const pgProto = pg.Client.prototype as unknown as Record<string, (...args: unknown[]) => unknown>;
+const query = pgProto.query!;
+
+/** Statements with a callback (how `pg.Pool.query` calls) or returning a promise; others untimed. */
+pgProto.query = function (this: unknown, ...args: unknown[]) {
+  const first = args[0];
+  if (typeof first === "object" && first !== null && "submit" in first) {
+    return query.apply(this, args);
+  }
+  if (first === "COMMIT" || (first as { text?: unknown })?.text === "COMMIT") commits++;
+  const t0 = sql.begin();
+  const last = args.length - 1;
+  const cb = args[last];
+  if (typeof cb === "function") {
+    args[last] = (...r: unknown[]) => {
+      sql.end(t0, 0);
+      return cb(...r);
+    };
+    return query.apply(this, args);
+  }
+  try {
+    const p = query.apply(this, args) as Promise<unknown>;
+    p.then(() => sql.end(t0, 0), () => sql.end(t0, 0));
+    return p;
+  } catch (e) {
+    sql.end(t0, 0);
+    throw e;
+  }
+};
+
 Deno.addSignalListener("SIGUSR2", () => {
-  const trace: S3Trace = { put: put.take(), get: get.take() };
-  console.log(`s3-trace ${JSON.stringify(trace)}`);
+  const trace: Trace = { put: put.take(), get: get.take(), pg: { ...sql.take(), commits } };
+  console.log(`trace ${JSON.stringify(trace)}`);
 });
 
 await main();
