@@ -327,6 +327,12 @@ export class PgS3Storage {
           put: calls(t.put, m.put),
           get: calls(t.get, m.get),
           pg: { ...calls(t.pg, m.pg), commits: t.pg.commits - m.pg.commits },
+          lag: {
+            ticks: t.lag.ticks - m.lag.ticks,
+            ms: t.lag.ms - m.lag.ms,
+            maxMs: t.lag.maxMs,
+            over20: t.lag.over20 - m.lag.over20,
+          },
         }
         : null,
     };
@@ -474,6 +480,12 @@ export function describeStorage(
         ? `${head} S3 ${calls("PUT", t.put, true)}; ${calls("GET", t.get, true)}`
         : `${head} no trace from the server`,
     );
+    if (t && t.lag.ticks > 0) {
+      lines.push(
+        `${head} server event loop: a 20 ms timer ${(t.lag.ms / t.lag.ticks).toFixed(1)} ms late ` +
+          `on average (max ${t.lag.maxMs}), ${t.lag.over20} of ${t.lag.ticks} ticks > 20 ms late`,
+      );
+    }
   }
   return lines;
 }

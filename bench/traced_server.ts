@@ -6,7 +6,7 @@
  * (every statement, `BEGIN` and `COMMIT` included; the time until its reply, so waiting for a
  * row lock counts), and on SIGUSR2 prints one line `trace {json}` with the totals so far
  * ({@link Trace}); the bench takes a line before and after each workload. The timing costs two
- * `performance.now()` calls per request.
+ * `performance.now()` calls per request, and a 20 ms timer measures the event loop's lag.
  *
  * @module
  */
@@ -39,6 +39,11 @@ export interface Trace {
   get: S3Calls;
   /** PostgreSQL statements (`bytes`: 0) */
   pg: S3Calls & { commits: number };
+  /**
+   * How late a 20 ms timer fires on the main thread (a busy event loop delays every reply, the
+   * SQL and S3 ones included): ticks, summed and longest delay (ms), ticks more than 20 ms late.
+   */
+  lag: { ticks: number; ms: number; maxMs: number; over20: number };
 }
 
 const zero = (): S3Calls => ({
@@ -158,8 +163,27 @@ pgProto.query = function (this: unknown, ...args: unknown[]) {
   }
 };
 
+const TICK_MS = 20;
+const lag = { ticks: 0, ms: 0, maxMs: 0, over20: 0 };
+let due = performance.now() + TICK_MS;
+setInterval(() => {
+  const t = performance.now();
+  const late = Math.max(0, t - due);
+  lag.ticks++;
+  lag.ms += late;
+  lag.maxMs = Math.max(lag.maxMs, late);
+  if (late > 20) lag.over20++;
+  due = t + TICK_MS;
+}, TICK_MS);
+
 Deno.addSignalListener("SIGUSR2", () => {
-  const trace: Trace = { put: put.take(), get: get.take(), pg: { ...sql.take(), commits } };
+  const trace: Trace = {
+    put: put.take(),
+    get: get.take(),
+    pg: { ...sql.take(), commits },
+    lag: { ...lag, ms: Math.round(lag.ms), maxMs: Math.round(lag.maxMs) },
+  };
+  lag.maxMs = 0; // the longest of the next interval
   console.log(`trace ${JSON.stringify(trace)}`);
 });
 
