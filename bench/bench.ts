@@ -30,12 +30,7 @@ import { Product, type Wire } from "./product.ts";
 import { addProductV8Flags, type Cpu, RssSampler } from "./procs.ts";
 import { RsyncDaemon, type RsyncRun, rsyncVersion } from "./rsync.ts";
 import { SyncthingPair } from "./syncthing.ts";
-import {
-  describeStorage,
-  type ObjectProbe,
-  PgS3Storage,
-  type StorageFigures,
-} from "./services_backend.ts";
+import { describeStorage, PgS3Storage, type StorageDetail } from "./services_backend.ts";
 import { chooseWireMethod, type WireChoice, type WireMethod } from "./wire.ts";
 import {
   ctimes,
@@ -56,7 +51,6 @@ import {
 import { scan } from "../lib/client/scanner.ts";
 import { DenoFs } from "../lib/client/fs/deno_fs.ts";
 import type { BaseEntry } from "../lib/core/types.ts";
-import { S3_PACKS } from "../lib/server/s3_objects.ts";
 
 const NAMES = ["big", "small", "edit", "latency", "move", "join", "huge", "rescan"] as const;
 type Name = typeof NAMES[number];
@@ -97,14 +91,8 @@ interface Results {
   date: string;
   /** where the server kept its data: its `--data` folder, or PostgreSQL + S3 (Swift) */
   storage: Storage;
-  /** pg-s3: the services' figures per workload, the bucket after the run, the S3 probe */
-  storageDetail?: {
-    label: string;
-    workloads: Record<string, StorageFigures>;
-    objects?: Awaited<ReturnType<PgS3Storage["objects"]>>;
-    /** PUTs and GETs of pack-sized objects with the server's client code alone */
-    probe?: ObjectProbe[];
-  };
+  /** pg-s3: what the services did per workload, the bucket, the S3 probe */
+  storageDetail?: StorageDetail;
   params: Params;
   only: Name[];
   machine: Record<string, unknown>;
@@ -486,13 +474,13 @@ interface Ctx {
   setRsyncd: (d: RsyncDaemon) => void;
   setSampler: (s: RssSampler) => void;
   storage: Storage;
+  /** pg-s3: set once the services are up (stopped and cleaned by main) */
   setStorage: (s: PgS3Storage) => void;
 }
 
 async function runAll(ctx: Ctx): Promise<void> {
   if (PRODUCT_NAMES.some((n) => ctx.only.has(n))) {
-    const { product, storage } = await runProductWorkloads(ctx);
-    if (storage) await probeStorage(ctx, product, storage);
+    const product = await runProductWorkloads(ctx);
     // Idle clients still rescan their folders every few seconds: stop them so they do not compete
     // with the rescan for the 2 cores (the log tails stay readable; main's stop is then a no-op).
     if (ctx.only.has("rescan")) await product.stop();
@@ -519,23 +507,8 @@ async function startPerf(out: string): Promise<{ stop: () => Promise<void> }> {
   };
 }
 
-/**
- * pg-s3, after the workloads: the bucket's objects, then (the product stopped) what PUTs and GETs
- * of one pack's size cost with the server's client code alone.
- */
-async function probeStorage(ctx: Ctx, product: Product, storage: PgS3Storage): Promise<void> {
-  const d = ctx.res.storageDetail!;
-  d.objects = await storage.objects();
-  await product.stop();
-  // The size the server's packs had (the largest object) and the most a pack may hold.
-  const sizes = [...new Set([d.objects.maxBytes, S3_PACKS.packBytes].filter((b) => b > 0))];
-  d.probe = await storage.probe(sizes, ctx.params.mode === "quick" ? 8 : 32);
-}
-
 /** Workloads 1-6: the server and the two clients, started here. Returns the running product. */
-async function runProductWorkloads(
-  ctx: Ctx,
-): Promise<{ product: Product; storage: PgS3Storage | null }> {
+async function runProductWorkloads(ctx: Ctx): Promise<Product> {
   const { root, params, only, rsync, res } = ctx;
   const needBig = only.has("big") || only.has("edit") || only.has("move");
   const needSmall = only.has("small");
@@ -587,31 +560,17 @@ async function runProductWorkloads(
   const rsSrc = join(root, "rsync", "src");
   await Deno.mkdir(rsSrc, { recursive: true });
 
-  // ---- the product (and with pg-s3 the services, a fresh schema and bucket)
-  let storage: PgS3Storage | null = null;
-  if (ctx.storage === "pg-s3") {
-    storage = await PgS3Storage.open();
-    ctx.setStorage(storage);
-    res.storageDetail = { label: storage.label, workloads: {} };
-  }
-  const product = new Product(
-    REPO,
-    root,
-    params.clientSeconds,
-    ctx.interrupted,
-    ctx.wire,
-    storage &&
-      { script: "bench/traced_server.ts", args: storage.serverArgs, cpu: () => storage.cpu() },
-  );
+  // ---- the product (with pg-s3: the services, a fresh schema and bucket, the traced server)
+  const storage = ctx.storage === "pg-s3" ? await PgS3Storage.open() : null;
+  if (storage) ctx.setStorage(storage);
+  const detail: StorageDetail | null = storage && (res.storageDetail = storage.detail());
+  const product = new Product(REPO, root, params.clientSeconds, ctx.interrupted, ctx.wire, storage);
   ctx.setProduct(product);
   await product.start();
-  /** With pg-s3: runs `fn` (a workload) and records what the services did meanwhile. */
-  const withStorage = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    if (!storage) return await fn();
-    const s0 = await storage.snapshot(product.server!);
-    const r = await fn();
-    res.storageDetail!.workloads[name] = await storage.since(s0, product.server!);
-    return r;
+  /** pg-s3: what the services did from a mark (`storageMark()`) to now, as workload `name`. */
+  const storageMark = async () => storage && await storage.snapshot(product.server!);
+  const storageSince = async (name: string, s0: Awaited<ReturnType<typeof storageMark>>) => {
+    if (storage && s0) detail!.workloads[name] = await storage.since(s0, product.server!);
   };
   await product.quiet(1000, 10000);
   const sampler = new RssSampler(product.procs(), 100);
@@ -676,17 +635,18 @@ async function runProductWorkloads(
         log(`big  rsync   ${fmtS(seconds)} (${r.sent} B sent)`);
       }
     }
+    const sBig = await storageMark();
     const ours = await attempt(
       "big",
       () =>
-        withStorage("big", () =>
-          oursPlace(
-            join(stage, "big.bin"),
-            join(product.folderA, "big.bin"),
-            [bigEntry(bigSha)],
-            ctx.perf ? join(ctx.perf, "big.perf.data") : undefined,
-          )),
+        oursPlace(
+          join(stage, "big.bin"),
+          join(product.folderA, "big.bin"),
+          [bigEntry(bigSha)],
+          ctx.perf ? join(ctx.perf, "big.perf.data") : undefined,
+        ),
     );
+    await storageSince("big", sBig);
     if (!isErr(ours)) bigOnB = bigSha;
     if (only.has("big")) {
       res.big.ours = isErr(ours) ? ours : {
@@ -724,14 +684,12 @@ async function runProductWorkloads(
       res.small.rsync = { ...r, seconds, filesPerS: n / seconds };
       log(`small rsync  ${fmtS(seconds)} (${r.sent} B sent)`);
     }
+    const sSmall = await storageMark();
     const ours = await attempt(
       "small",
-      () =>
-        withStorage(
-          "small",
-          () => oursPlace(join(stage, "small"), join(product.folderA, "small"), small),
-        ),
+      () => oursPlace(join(stage, "small"), join(product.folderA, "small"), small),
     );
+    await storageSince("small", sSmall);
     res.small.ours = isErr(ours) ? ours : { ...ours, filesPerS: n / ours.seconds };
     if (!isErr(ours)) {
       log(`small ours   ${fmtS(ours.seconds)}, wire ${fmtBytes(ours.wire.total)}`);
@@ -770,28 +728,29 @@ async function runProductWorkloads(
     }
     if (bigOnB) {
       const patched = big.patchedSha256;
-      const ours = await attempt("edit", () =>
-        withStorage("edit", async () => {
-          await syncDisks();
-          await product.quiet();
-          const old = await statKey(join(product.folderB, "big.bin"));
-          const m = await product.mark();
-          const c0 = cpuS();
-          const pc0 = await product.cpu();
-          const before = Date.now();
-          await applyPatch(join(product.folderA, "big.bin"), patch);
-          const t0 = await placedAt(join(product.folderA, "big.bin"), before);
-          const t1 = await waitForTree(product.folderB, [bigEntry(patched)], {
-            deadline: deadline(),
-            staleKeys: new Set(old ? [old.key] : []),
-            check,
-          });
-          const seconds = (t1 - t0) / 1000;
-          const benchCpuS = cpuS() - c0;
-          const productCpu = await product.cpuSince(pc0);
-          await product.quiet();
-          return { seconds, wire: await product.wireSince(m), benchCpuS, productCpu };
-        }));
+      const sEdit = await storageMark();
+      const ours = await attempt("edit", async () => {
+        await syncDisks();
+        await product.quiet();
+        const old = await statKey(join(product.folderB, "big.bin"));
+        const m = await product.mark();
+        const c0 = cpuS();
+        const pc0 = await product.cpu();
+        const before = Date.now();
+        await applyPatch(join(product.folderA, "big.bin"), patch);
+        const t0 = await placedAt(join(product.folderA, "big.bin"), before);
+        const t1 = await waitForTree(product.folderB, [bigEntry(patched)], {
+          deadline: deadline(),
+          staleKeys: new Set(old ? [old.key] : []),
+          check,
+        });
+        const seconds = (t1 - t0) / 1000;
+        const benchCpuS = cpuS() - c0;
+        const productCpu = await product.cpuSince(pc0);
+        await product.quiet();
+        return { seconds, wire: await product.wireSince(m), benchCpuS, productCpu };
+      });
+      await storageSince("edit", sEdit);
       res.edit.ours = ours;
       if (!isErr(ours)) {
         bigOnB = patched;
@@ -805,50 +764,51 @@ async function runProductWorkloads(
   // ---- 4. latency of one new 100-byte file
   if (only.has("latency")) {
     await product.quiet();
-    res.latency = await attempt("latency", () =>
-      withStorage("latency", async () => {
-        const samples: number[] = [];
-        let timeouts = 0;
-        const rng = new Uint8Array(100);
-        for (let i = 0; i < params.latencyReps; i++) {
-          crypto.getRandomValues(rng);
-          const data = rng.slice();
-          const name = `lat-${String(i).padStart(2, "0")}.txt`;
-          const dst = join(product.folderB, name);
-          const t0 = now();
-          await Deno.writeFile(join(product.folderA, name), data);
-          const end = t0 + 10000;
-          let ms = NaN;
-          while (now() < end) {
-            try {
-              const got = await Deno.readFile(dst);
-              if (got.length === data.length && got.every((b, j) => b === data[j])) {
-                ms = now() - t0;
-                break;
-              }
-            } catch {
-              // not there yet
+    const sLatency = await storageMark();
+    res.latency = await attempt("latency", async () => {
+      const samples: number[] = [];
+      let timeouts = 0;
+      const rng = new Uint8Array(100);
+      for (let i = 0; i < params.latencyReps; i++) {
+        crypto.getRandomValues(rng);
+        const data = rng.slice();
+        const name = `lat-${String(i).padStart(2, "0")}.txt`;
+        const dst = join(product.folderB, name);
+        const t0 = now();
+        await Deno.writeFile(join(product.folderA, name), data);
+        const end = t0 + 10000;
+        let ms = NaN;
+        while (now() < end) {
+          try {
+            const got = await Deno.readFile(dst);
+            if (got.length === data.length && got.every((b, j) => b === data[j])) {
+              ms = now() - t0;
+              break;
             }
-            await sleep(2);
+          } catch {
+            // not there yet
           }
-          check();
-          if (Number.isNaN(ms)) timeouts++;
-          else samples.push(ms);
-          await sleep(500 + (i * 97) % 500); // isolated changes, not locked to a timer
+          await sleep(2);
         }
-        if (samples.length === 0) throw new DeadlineError("no 100-byte file reached B within 10 s");
-        log(
-          `latency      median ${median(samples).toFixed(0)} ms, max ${
-            Math.max(...samples).toFixed(0)
-          } ms, ${timeouts} timeouts`,
-        );
-        return {
-          samplesMs: samples.map((x) => Math.round(x * 10) / 10),
-          medianMs: median(samples),
-          maxMs: timeouts > 0 ? Infinity : Math.max(...samples),
-          timeouts,
-        };
-      }));
+        check();
+        if (Number.isNaN(ms)) timeouts++;
+        else samples.push(ms);
+        await sleep(500 + (i * 97) % 500); // isolated changes, not locked to a timer
+      }
+      if (samples.length === 0) throw new DeadlineError("no 100-byte file reached B within 10 s");
+      log(
+        `latency      median ${median(samples).toFixed(0)} ms, max ${
+          Math.max(...samples).toFixed(0)
+        } ms, ${timeouts} timeouts`,
+      );
+      return {
+        samplesMs: samples.map((x) => Math.round(x * 10) / 10),
+        medianMs: median(samples),
+        maxMs: timeouts > 0 ? Infinity : Math.max(...samples),
+        timeouts,
+      };
+    });
+    await storageSince("latency", sLatency);
   }
 
   // ---- 5. move of the big file into a subdirectory
@@ -962,7 +922,8 @@ async function runProductWorkloads(
       }
     });
   }
-  return { product, storage };
+  if (storage) await storage.finish(detail!, () => product.stop(), params.mode === "quick");
+  return product;
 }
 
 /**
@@ -1611,38 +1572,11 @@ function printTable(res: Results): void {
           }, max ${fmtS(r.find.maxSeconds)})`,
     );
   }
-  if (res.storageDetail) printStorage(res);
+  if (res.storageDetail) {
+    for (const l of describeStorage(res.storageDetail, res.params.bigBytes)) console.log(l);
+  }
   if (res.error) console.log(`RUN FAILED: ${res.error}`);
   console.log(`total ${(res.totalSeconds ?? 0).toFixed(0)} s`);
-}
-
-/** pg-s3: what the services did per workload, the bucket, the S3 probe. */
-function printStorage(res: Results): void {
-  const d = res.storageDetail!;
-  console.log(
-    `storage    : ${d.label} (server with --meta/--blobs; services' CPU on the cpu lines)`,
-  );
-  const gib = { big: res.params.bigBytes / 2 ** 30 };
-  for (const l of describeStorage(d.workloads, gib)) console.log(l);
-  const o = d.objects;
-  if (o) {
-    console.log(
-      `pg-s3 bucket : ${o.count} objects, ${fmtBytes(o.bytes)} (largest ${
-        fmtBytes(o.maxBytes)
-      }, median ${fmtBytes(o.medianBytes)})`,
-    );
-  }
-  for (const r of d.probe ?? []) {
-    console.log(
-      `pg-s3 probe  : ${r.op} ${r.objects} x ${
-        fmtBytes(r.objectBytes)
-      }, ${r.concurrency} at once, ${r.flags} V8 flags: ${fmtS(r.seconds)}, ${
-        r.msPerRequest.toFixed(0)
-      } ms each, ${r.mibPerS.toFixed(0)} MiB/s; CPU s/GiB ${
-        Object.entries(r.cpuPerGiB).map(([n, x]) => `${n} ${x.toFixed(2)}`).join(", ")
-      }`,
-    );
-  }
 }
 
 if (import.meta.main) Deno.exit(await main());

@@ -24,8 +24,9 @@ import { join, resolve } from "node:path";
 import * as Minio from "minio";
 import pg from "pg";
 import { type Cpu, type Proc, PRODUCT_ENV, SERVER_PERMS } from "./procs.ts";
+import type { ServerStorage } from "./product.ts";
 import type { S3Calls, Trace } from "./traced_server.ts";
-import { log, now, run, sleep } from "./util.ts";
+import { fmtBytes, fmtS, log, now, run, sleep } from "./util.ts";
 import { parseS3Url } from "../lib/server/open_stores.ts";
 import { S3_PACKS } from "../lib/server/s3_objects.ts";
 
@@ -98,6 +99,16 @@ export interface StorageFigures {
   trace: Trace | null;
 }
 
+/** What a pg-s3 run records beside the product's figures (`storageDetail` in the results). */
+export interface StorageDetail {
+  label: string;
+  workloads: Record<string, StorageFigures>;
+  /** the bucket after the workloads */
+  objects?: Awaited<ReturnType<PgS3Storage["objects"]>>;
+  /** PUTs and GETs of pack-sized objects with the server's client code alone */
+  probe?: ObjectProbe[];
+}
+
 /** A service process group: its name and the processes found for it. */
 interface Group {
   name: string;
@@ -120,11 +131,13 @@ export interface ObjectProbe {
   cpuPerGiB: Record<string, number>;
 }
 
-/** See the module doc. */
-export class PgS3Storage {
+/** See the module doc. A {@link ServerStorage} for `product.ts`. */
+export class PgS3Storage implements ServerStorage {
   readonly label = "PostgreSQL + S3";
-  /** The server's arguments: `--meta URL --blobs URL`. */
-  readonly serverArgs: string[];
+  /** The server the product runs: `server.ts` with its S3 and SQL calls timed. */
+  readonly script = "bench/traced_server.ts";
+  /** The server's extra arguments: `--meta URL --blobs URL`. */
+  readonly args: string[];
   readonly schema: string;
   readonly bucket: string;
   readonly #services: Services;
@@ -145,7 +158,7 @@ export class PgS3Storage {
       encodeURIComponent(`-c search_path=${schema}`)
     }`;
     this.#blobsUrl = env.CLOUDSYNC_TEST_S3_URL!.replace(/^s3:\/\/[^/?]+/, `s3://${bucket}`);
-    this.serverArgs = ["--meta", meta, "--blobs", this.#blobsUrl];
+    this.args = ["--meta", meta, "--blobs", this.#blobsUrl];
     const s3 = parseS3Url(this.#blobsUrl);
     this.#s3 = new Minio.Client({
       endPoint: s3.endPoint,
@@ -415,6 +428,23 @@ export class PgS3Storage {
     return out;
   }
 
+  /** A fresh record for the results (the workloads' figures go in as they are measured). */
+  detail(): StorageDetail {
+    return { label: this.label, workloads: {} };
+  }
+
+  /**
+   * After the workloads: the bucket's objects, then (`stopProduct` first, so nothing competes)
+   * the {@link probe} with the size of the largest pack the server wrote and the most a pack may
+   * hold (32 objects each, 8 with `quick`).
+   */
+  async finish(detail: StorageDetail, stopProduct: () => Promise<void>, quick: boolean) {
+    detail.objects = await this.objects();
+    await stopProduct();
+    const sizes = [detail.objects.maxBytes, S3_PACKS.packBytes].filter((b) => b > 0);
+    detail.probe = await this.probe([...new Set(sizes)], quick ? 8 : 32);
+  }
+
   /** Drops the schema, empties and removes the bucket, and stops the services started here. */
   async close(): Promise<void> {
     try {
@@ -447,16 +477,15 @@ export class PgS3Storage {
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
 
-/** The per-workload storage lines printed below the table (`gib`: data size per workload). */
-export function describeStorage(
-  workloads: Record<string, StorageFigures | undefined>,
-  gib: Record<string, number>,
-): string[] {
-  const lines: string[] = [];
+/** The lines printed below the table (`bigBytes`: the big file's size, for the per-GiB counts). */
+export function describeStorage(d: StorageDetail, bigBytes: number): string[] {
+  const lines = [
+    `storage    : ${d.label} (server with --meta/--blobs; services' CPU on the cpu lines)`,
+  ];
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   const sec = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-  for (const [name, f] of Object.entries(workloads)) {
-    if (!f) continue;
+  const gib: Record<string, number> = { big: bigBytes / 2 ** 30 };
+  for (const [name, f] of Object.entries(d.workloads)) {
     const head = `pg-s3 ${name.padEnd(7)}:`;
     const t = f.trace;
     const spans = t ? [t.put, t.get, t.pg].map((c) => c.firstStart).filter((x) => x !== null) : [];
@@ -486,6 +515,25 @@ export function describeStorage(
           `on average (max ${t.lag.maxMs}), ${t.lag.over20} of ${t.lag.ticks} ticks > 20 ms late`,
       );
     }
+  }
+  const o = d.objects;
+  if (o) {
+    lines.push(
+      `pg-s3 bucket : ${o.count} objects, ${fmtBytes(o.bytes)} (largest ${
+        fmtBytes(o.maxBytes)
+      }, median ${fmtBytes(o.medianBytes)})`,
+    );
+  }
+  for (const r of d.probe ?? []) {
+    lines.push(
+      `pg-s3 probe  : ${r.op} ${r.objects} x ${
+        fmtBytes(r.objectBytes)
+      }, ${r.concurrency} at once, ${r.flags} V8 flags: ${fmtS(r.seconds)}, ${
+        r.msPerRequest.toFixed(0)
+      } ms each, ${r.mibPerS.toFixed(0)} MiB/s; CPU s/GiB ${
+        Object.entries(r.cpuPerGiB).map(([n, x]) => `${n} ${x.toFixed(2)}`).join(", ")
+      }`,
+    );
   }
   return lines;
 }
