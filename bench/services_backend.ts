@@ -25,7 +25,7 @@ import * as Minio from "minio";
 import pg from "pg";
 import { type Cpu, type Proc, PRODUCT_ENV, SERVER_PERMS } from "./procs.ts";
 import type { ServerStorage } from "./product.ts";
-import type { S3Calls, Trace } from "./traced_server.ts";
+import type { Calls, Trace } from "./traced_server.ts";
 import { fmtBytes, fmtS, log, now, run, sleep } from "./util.ts";
 import { parseS3Url } from "../lib/server/open_stores.ts";
 import { S3_PACKS } from "../lib/server/s3_objects.ts";
@@ -321,7 +321,7 @@ export class PgS3Storage implements ServerStorage {
   async since(mark: StorageFigures, server: Proc): Promise<StorageFigures> {
     const n = await this.snapshot(server);
     // Totals are differences; the longest request and the span are the interval's already.
-    const calls = (a: S3Calls, b: S3Calls): S3Calls => ({
+    const calls = (a: Calls, b: Calls): Calls => ({
       ...a,
       n: a.n - b.n,
       bytes: a.bytes - b.bytes,
@@ -490,7 +490,7 @@ export function describeStorage(d: StorageDetail, bigBytes: number): string[] {
     const t = f.trace;
     const spans = t ? [t.put, t.get, t.pg].map((c) => c.firstStart).filter((x) => x !== null) : [];
     const start = Math.min(...spans);
-    const calls = (what: string, c: S3Calls, size: boolean) => {
+    const calls = (what: string, c: Calls, size: boolean) => {
       if (c.n === 0) return `0 ${what}`;
       const span = c.firstStart !== null && c.lastEnd !== null
         ? `, +${sec(c.firstStart - start)} to +${sec(c.lastEnd - start)}`

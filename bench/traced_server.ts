@@ -3,8 +3,8 @@
  * with its S3 requests and PostgreSQL queries timed. It wraps the `minio` client's `putObject`
  * and `getPartialObject` (what `lib/server/s3_objects.ts` calls for every pack upload and ranged
  * read, inside its request slots, so queueing is not counted) and the `pg` client's `query`
- * (every statement, `BEGIN` and `COMMIT` included; the time until its reply, so waiting for a
- * row lock counts), and on SIGUSR2 prints one line `trace {json}` with the totals so far
+ * (every statement, `BEGIN` and `COMMIT` included; the time until its reply is handled, so
+ * waiting for a row lock or for a busy event loop counts), and on SIGUSR2 prints one line `trace {json}` with the totals so far
  * ({@link Trace}); the bench takes a line before and after each workload. The timing costs two
  * `performance.now()` calls per request, and a 20 ms timer measures the event loop's lag.
  *
@@ -20,7 +20,7 @@ import { main } from "../server.ts";
  * since the start); the longest request and the first start and last end (epoch ms) since the
  * previous `trace` line.
  */
-export interface S3Calls {
+export interface Calls {
   n: number;
   bytes: number;
   /** sum of every request's duration (ms) */
@@ -35,10 +35,10 @@ export interface S3Calls {
 
 /** Totals since the server started. */
 export interface Trace {
-  put: S3Calls;
-  get: S3Calls;
+  put: Calls;
+  get: Calls;
   /** PostgreSQL statements (`bytes`: 0) */
-  pg: S3Calls & { commits: number };
+  pg: Calls & { commits: number };
   /**
    * How late a 20 ms timer fires on the main thread (a busy event loop delays every reply, the
    * SQL and S3 ones included): ticks, summed and longest delay (ms), ticks more than 20 ms late.
@@ -46,7 +46,7 @@ export interface Trace {
   lag: { ticks: number; ms: number; maxMs: number; over20: number };
 }
 
-const zero = (): S3Calls => ({
+const zero = (): Calls => ({
   n: 0,
   bytes: 0,
   ms: 0,
@@ -81,7 +81,7 @@ class Meter {
   }
 
   /** The figures so far (rounded); starts the next interval of the per-interval ones. */
-  take(): S3Calls {
+  take(): Calls {
     const c = this.calls;
     const out = {
       ...c,
