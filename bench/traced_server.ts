@@ -4,9 +4,10 @@
  * and `getPartialObject` (what `lib/server/s3_objects.ts` calls for every pack upload and ranged
  * read, inside its request slots, so queueing is not counted) and the `pg` client's `query`
  * (every statement, `BEGIN` and `COMMIT` included; the time until its reply is handled, so
- * waiting for a row lock or for a busy event loop counts), and on SIGUSR2 prints one line `trace {json}` with the totals so far
- * ({@link Trace}); the bench takes a line before and after each workload. The timing costs two
- * `performance.now()` calls per request, and a 20 ms timer measures the event loop's lag.
+ * waiting for a row lock or for a busy event loop counts), and on SIGUSR2 prints one line
+ * `trace {json}` with the totals so far ({@link Trace}); the bench takes a line before and after
+ * each workload. The timing costs two `performance.now()` calls per request, and a 20 ms timer
+ * measures the event loop's lag.
  *
  * @module
  */
