@@ -5,6 +5,7 @@
  * unchanged tree (the scanner run in this process, against GNU find). See bench/README.md.
  *
  *   deno run -A bench/bench.ts [--quick] [--only=big,small,edit,latency,move,join,huge,rescan]
+ *     [--storage=embedded|pg-s3]
  *
  * @module
  */
@@ -30,6 +31,7 @@ import { Product, type Wire } from "./product.ts";
 import { addProductV8Flags, type Cpu, RssSampler } from "./procs.ts";
 import { RsyncDaemon, type RsyncRun, rsyncVersion } from "./rsync.ts";
 import { SyncthingPair } from "./syncthing.ts";
+import { describeStorage, PgS3Storage, type StorageDetail } from "./services_backend.ts";
 import { chooseWireMethod, type WireChoice, type WireMethod } from "./wire.ts";
 import {
   ctimes,
@@ -53,6 +55,8 @@ import type { BaseEntry } from "../lib/core/types.ts";
 
 const NAMES = ["big", "small", "edit", "latency", "move", "join", "huge", "rescan"] as const;
 type Name = typeof NAMES[number];
+const STORAGES = ["embedded", "pg-s3"] as const;
+type Storage = typeof STORAGES[number];
 /** The workloads that need the server and the two clients (`rescan` runs in this process). */
 const PRODUCT_NAMES: readonly Name[] = ["big", "small", "edit", "latency", "move", "join", "huge"];
 
@@ -83,9 +87,13 @@ interface Params {
   wireMethodDetail: string;
 }
 
-/** Everything measured; written to bench/results/latest.json. */
+/** Everything measured; written to bench/results/latest.json (latest-pg-s3.json for pg-s3). */
 interface Results {
   date: string;
+  /** where the server kept its data: its `--data` folder, or PostgreSQL + S3 (Swift) */
+  storage: Storage;
+  /** pg-s3: what the services did per workload, the bucket, the S3 probe */
+  storageDetail?: StorageDetail;
   params: Params;
   only: Name[];
   machine: Record<string, unknown>;
@@ -221,6 +229,7 @@ function parseOptions(): {
   keepLogs: string | undefined;
   syncthing: boolean;
   perf: string | undefined;
+  storage: Storage;
 } {
   const { values } = parseArgs({
     args: Deno.args,
@@ -230,6 +239,7 @@ function parseOptions(): {
       "keep-logs": { type: "string" },
       syncthing: { type: "string", default: "auto" },
       perf: { type: "string" },
+      storage: { type: "string", default: "embedded" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -246,7 +256,10 @@ function parseOptions(): {
         "           (default auto)\n" +
         "  --perf=DIR  profile the product's 1 GiB row: `perf record -a -g` while it runs, the\n" +
         "           product started with --perf-basic-prof; DIR/big.perf.data (perf report --sort\n" +
-        "           pid,sym)",
+        "           pid,sym)\n" +
+        "  --storage=embedded|pg-s3  the server's storage: its --data folder (default), or\n" +
+        "           PostgreSQL + S3 (Swift), started with scripts/services.sh unless\n" +
+        "           CLOUDSYNC_TEST_* are set; results in bench/results/latest-pg-s3.json",
     );
     Deno.exit(0);
   }
@@ -264,8 +277,13 @@ function parseOptions(): {
     console.error(`--syncthing must be auto or off, not "${values.syncthing}"`);
     Deno.exit(2);
   }
+  if (!(STORAGES as readonly string[]).includes(values.storage)) {
+    console.error(`--storage must be ${STORAGES.join(" or ")}, not "${values.storage}"`);
+    Deno.exit(2);
+  }
   return {
     only,
+    storage: values.storage as Storage,
     keepLogs: values["keep-logs"],
     syncthing: values.syncthing === "auto",
     perf: values.perf,
@@ -383,6 +401,7 @@ async function main(): Promise<number> {
   log(`wire bytes: ${wire.detail}`);
   const res: Results = {
     date: new Date().toISOString(),
+    storage: opts.storage,
     params,
     only: [...only],
     machine: await machineInfo(rsync),
@@ -392,6 +411,7 @@ async function main(): Promise<number> {
   let product: Product | null = null;
   let rsyncd: RsyncDaemon | null = null;
   let sampler: RssSampler | null = null;
+  let storage: PgS3Storage | null = null;
   let code = 0;
   try {
     const ctx = {
@@ -407,6 +427,8 @@ async function main(): Promise<number> {
       setProduct: (p: Product) => product = p,
       setRsyncd: (d: RsyncDaemon) => rsyncd = d,
       setSampler: (s: RssSampler) => sampler = s,
+      storage: opts.storage,
+      setStorage: (s: PgS3Storage) => storage = s,
     };
     await runAll(ctx);
   } catch (e) {
@@ -429,6 +451,7 @@ async function main(): Promise<number> {
       }
     }
     await (rsyncd as RsyncDaemon | null)?.stop().catch((e) => log(`stopping rsyncd: ${e}`));
+    await (storage as PgS3Storage | null)?.close().catch((e) => log(`stopping storage: ${e}`));
     await Deno.remove(root, { recursive: true }).catch((e) => log(`removing ${root}: ${e}`));
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
@@ -437,8 +460,9 @@ async function main(): Promise<number> {
   res.table = table(res);
   printTable(res);
   await Deno.mkdir(RESULTS_DIR, { recursive: true });
-  await Deno.writeTextFile(join(RESULTS_DIR, "latest.json"), JSON.stringify(res, null, 2) + "\n");
-  log(`wrote bench/results/latest.json (total ${res.totalSeconds.toFixed(0)} s)`);
+  const file = opts.storage === "embedded" ? "latest.json" : `latest-${opts.storage}.json`;
+  await Deno.writeTextFile(join(RESULTS_DIR, file), JSON.stringify(res, null, 2) + "\n");
+  log(`wrote bench/results/${file} (total ${res.totalSeconds.toFixed(0)} s)`);
   return interrupted ? 130 : code;
 }
 
@@ -456,6 +480,9 @@ interface Ctx {
   setProduct: (p: Product) => void;
   setRsyncd: (d: RsyncDaemon) => void;
   setSampler: (s: RssSampler) => void;
+  storage: Storage;
+  /** pg-s3: set once the services are up (stopped and cleaned by main) */
+  setStorage: (s: PgS3Storage) => void;
 }
 
 async function runAll(ctx: Ctx): Promise<void> {
@@ -540,10 +567,18 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
   const rsSrc = join(root, "rsync", "src");
   await Deno.mkdir(rsSrc, { recursive: true });
 
-  // ---- the product
-  const product = new Product(REPO, root, params.clientSeconds, ctx.interrupted, ctx.wire);
+  // ---- the product (with pg-s3: the services, a fresh schema and bucket, the traced server)
+  const storage = ctx.storage === "pg-s3" ? await PgS3Storage.open() : null;
+  if (storage) ctx.setStorage(storage);
+  const detail: StorageDetail | null = storage && (res.storageDetail = storage.detail());
+  const product = new Product(REPO, root, params.clientSeconds, ctx.interrupted, ctx.wire, storage);
   ctx.setProduct(product);
   await product.start();
+  /** pg-s3: what the services did from a mark (`storageMark()`) to now, as workload `name`. */
+  const storageMark = async () => storage && await storage.snapshot(product.server!);
+  const storageSince = async (name: string, s0: Awaited<ReturnType<typeof storageMark>>) => {
+    if (storage && s0) detail!.workloads[name] = await storage.since(s0, product.server!);
+  };
   await product.quiet(1000, 10000);
   const sampler = new RssSampler(product.procs(), 100);
   ctx.setSampler(sampler);
@@ -611,6 +646,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
         log(`big  rsync   ${fmtS(seconds)} (${r.sent} B sent)`);
       }
     }
+    const sBig = await storageMark();
     const ours = await attempt(
       "big",
       () =>
@@ -621,6 +657,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
           ctx.perf ? join(ctx.perf, "big.perf.data") : undefined,
         ),
     );
+    await storageSince("big", sBig);
     if (!isErr(ours)) bigOnB = bigSha;
     if (only.has("big")) {
       res.big.ours = isErr(ours) ? ours : {
@@ -662,10 +699,12 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
       res.small.rsync = { ...r, seconds, filesPerS: n / seconds };
       log(`small rsync  ${fmtS(seconds)} (${r.sent} B sent)`);
     }
+    const sSmall = await storageMark();
     const ours = await attempt(
       "small",
       () => oursPlace(join(stage, "small"), join(product.folderA, "small"), small),
     );
+    await storageSince("small", sSmall);
     res.small.ours = isErr(ours) ? ours : { ...ours, filesPerS: n / ours.seconds };
     if (!isErr(ours)) {
       log(`small ours   ${fmtS(ours.seconds)}, wire ${fmtBytes(ours.wire.total)}`);
@@ -704,6 +743,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
     }
     if (bigOnB) {
       const patched = big.patchedSha256;
+      const sEdit = await storageMark();
       const ours = await attempt("edit", async () => {
         await syncDisks();
         await product.quiet();
@@ -725,6 +765,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
         await product.quiet();
         return { seconds, wire: await product.wireSince(m), benchCpuS, productCpu };
       });
+      await storageSince("edit", sEdit);
       res.edit.ours = ours;
       if (!isErr(ours)) {
         bigOnB = patched;
@@ -738,6 +779,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
   // ---- 4. latency of one new 100-byte file
   if (only.has("latency")) {
     await product.quiet();
+    const sLatency = await storageMark();
     res.latency = await attempt("latency", async () => {
       const samples: number[] = [];
       let timeouts = 0;
@@ -781,6 +823,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
         timeouts,
       };
     });
+    await storageSince("latency", sLatency);
   }
 
   // ---- 5. move of the big file into a subdirectory
@@ -894,6 +937,7 @@ async function runProductWorkloads(ctx: Ctx): Promise<Product> {
       }
     });
   }
+  if (storage) await storage.finish(detail!, () => product.stop(), params.mode === "quick");
   return product;
 }
 
@@ -1400,7 +1444,7 @@ function printTable(res: Results): void {
   const rows = res.table ?? [];
   const head: Row = {
     workload: "workload",
-    ours: "ours",
+    ours: res.storageDetail ? `ours (${res.storageDetail.label})` : "ours",
     cp: "cp -a",
     durable: "durable floor",
     rsync: "rsync",
@@ -1547,6 +1591,9 @@ function printTable(res: Results): void {
             fmtS(r.find.medianSeconds)
           }, max ${fmtS(r.find.maxSeconds)})`,
     );
+  }
+  if (res.storageDetail) {
+    for (const l of describeStorage(res.storageDetail, res.params.bigBytes)) console.log(l);
   }
   if (res.error) console.log(`RUN FAILED: ${res.error}`);
   console.log(`total ${(res.totalSeconds ?? 0).toFixed(0)} s`);

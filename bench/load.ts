@@ -45,6 +45,7 @@ import { DatabaseSync } from "node:sqlite";
 import pg from "pg";
 import { type Credential, fileItem, sha256, SimDevice } from "./sim_device.ts";
 import { Haproxy } from "./haproxy.ts";
+import { startServices } from "./services_backend.ts";
 import { Proc, readCpu, readMemory, SERVER_PERMS } from "./procs.ts";
 import { log, now, sleep } from "./util.ts";
 import { RemoteError } from "../lib/protocol/peer.ts";
@@ -440,47 +441,8 @@ async function singleTarget(dir: string, n: number, probes: number, serverRoot: 
   return target;
 }
 
-/** The services' settings: from the environment, or from a `scripts/services.sh` started here. */
-async function services(
-  dir: string,
-): Promise<{ env: Record<string, string>; stop(): Promise<void> }> {
-  const names = [
-    "CLOUDSYNC_TEST_PG_URL",
-    "CLOUDSYNC_TEST_S3_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-  ];
-  if (names.every((k) => Deno.env.get(k))) {
-    return {
-      env: Object.fromEntries(names.map((k) => [k, Deno.env.get(k)!])),
-      stop: async () => {},
-    };
-  }
-  const sdir = join(dir, "services");
-  log(`starting PostgreSQL and Swift (scripts/services.sh start ${sdir})`);
-  const r = await new Deno.Command("bash", {
-    args: [join(ROOT, "scripts/services.sh"), "start", sdir],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!r.success) {
-    throw new Error(`Cannot start the services: ${new TextDecoder().decode(r.stderr).trim()}`);
-  }
-  const env: Record<string, string> = {};
-  for (const m of new TextDecoder().decode(r.stdout).matchAll(/^export (\w+)='([^']*)'$/gm)) {
-    env[m[1]!] = m[2]!;
-  }
-  return {
-    env,
-    async stop() {
-      await new Deno.Command("bash", { args: [join(ROOT, "scripts/services.sh"), "stop", sdir] })
-        .output();
-    },
-  };
-}
-
 async function clusterTarget(dir: string, n: number, probes: number): Promise<Target> {
-  const svc = await services(dir);
+  const svc = await startServices();
   for (const [k, v] of Object.entries(svc.env)) Deno.env.set(k, v);
   const url = svc.env.CLOUDSYNC_TEST_PG_URL!;
   const schema = `load_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;

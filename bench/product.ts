@@ -40,6 +40,17 @@ export interface WireMark {
   conns: { a: string; b: string };
 }
 
+/**
+ * Where the server keeps its data when not in its own `--data` folder (`--storage=pg-s3`): the
+ * script it runs (instead of `server.ts`), its extra arguments, and the CPU of the services
+ * behind it, reported beside the product's own processes.
+ */
+export interface ServerStorage {
+  script: string;
+  args: string[];
+  cpu(): Promise<Record<string, Cpu>>;
+}
+
 /** See the module doc. */
 export class Product {
   readonly folderA: string;
@@ -60,6 +71,7 @@ export class Product {
   readonly #repo: string;
   readonly #seconds: number;
   #interrupted: () => boolean;
+  readonly #storage: ServerStorage | null;
 
   constructor(
     repo: string,
@@ -67,7 +79,9 @@ export class Product {
     seconds: number,
     interrupted: () => boolean,
     wire: WireChoice,
+    storage: ServerStorage | null = null,
   ) {
+    this.#storage = storage;
     this.#repo = repo;
     this.#root = root;
     this.#seconds = seconds;
@@ -88,12 +102,13 @@ export class Product {
       [
         "run",
         ...SERVER_PERMS,
-        "server.ts",
+        this.#storage?.script ?? "server.ts",
         "0",
         "--host",
         "127.0.0.1",
         "--data",
         join(this.#root, "server-data"),
+        ...this.#storage?.args ?? [],
       ],
       this.#repo,
       join(logs, "server.log"),
@@ -196,14 +211,14 @@ export class Product {
     return [this.server, this.a, this.b, this.c].filter((p): p is Proc => p !== null);
   }
 
-  /** CPU used so far by each product process, by name (server, A, B). */
+  /** CPU used so far by each product process, by name (server, A, B), and by the services. */
   async cpu(): Promise<Record<string, Cpu>> {
     const out: Record<string, Cpu> = {};
     for (const p of this.procs()) {
       const c = await p.cpu();
       if (c) out[p.name] = c;
     }
-    return out;
+    return { ...out, ...await this.#storage?.cpu() };
   }
 
   /** CPU each product process used since `mark` (a {@link cpu} result), by name. */
