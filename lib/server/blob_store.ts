@@ -186,13 +186,13 @@ export class SqliteBlobStore implements BlobStore {
   }
 
   get(account: string, hash: string, into?: Uint8Array): Promise<Uint8Array | null> {
-    return this.#wal.settle(() => {
+    return this.#wal.read(() => {
       return Promise.resolve(this.#read(account, hash, into));
     });
   }
 
   getMany(account: string, reads: readonly ChunkRead[]): Promise<boolean[]> {
-    return this.#wal.settle(() => {
+    return this.#wal.read(() => {
       return Promise.resolve(reads.map((r) => this.#read(account, r.hash, r.into) !== null));
     });
   }

@@ -418,19 +418,19 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   missingChunks(account: string, hashes: string[]): Promise<string[]> {
-    return this.#wal.settle(() => {
+    return this.#wal.read(() => {
       return Promise.resolve(hashes.filter((h) => this.#q.chunk!.get(account, h) === undefined));
     });
   }
 
   chunk(account: string, hash: string): Promise<ChunkInfo | null> {
-    return this.#wal.settle(() => {
+    return this.#wal.read(() => {
       return Promise.resolve(this.#chunk(account, hash));
     });
   }
 
   chunks(account: string, hashes: readonly string[]): Promise<(ChunkInfo | null)[]> {
-    return this.#wal.settle(() => {
+    return this.#wal.read(() => {
       return Promise.resolve(hashes.map((h) => this.#chunk(account, h)));
     });
   }

@@ -110,7 +110,7 @@ export class SqlitePackIndex implements PackIndex {
   }
 
   locate(account: string, hashes: readonly string[]): Promise<(PackLocation | null)[]> {
-    return this.#wal.settle(() => {
+    return this.#wal.read(() => {
       return Promise.resolve(hashes.map((h) => {
         const r = this.#get.get(account, h) as
           | { pack: string; offset: number; length: number }

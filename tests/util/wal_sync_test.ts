@@ -78,21 +78,22 @@ Deno.test("a read waits for the fsync of changes it may have seen; with none it 
   }
 });
 
-Deno.test("writes made while an fsync runs share the next one (group commit)", async () => {
+Deno.test("writes of one moment share an fsync; one made while it runs starts its own at once", async () => {
   const { db, wal, syncs, dir } = setup();
   try {
-    const first = wal.settle(insert(db));
-    await settled(first); // its fsync has started
-    const more = [wal.settle(insert(db)), wal.settle(insert(db)), wal.settle(insert(db))];
+    const first = [wal.settle(insert(db)), wal.settle(insert(db))];
+    await settled(Promise.all(first));
+    assert.equal(syncs.started.length, 1, "one fsync for both");
+    const more = [wal.settle(insert(db)), wal.settle(insert(db))];
     await settled(Promise.all(more));
-    assert.equal(syncs.started.length, 1, "the second fsync waits for the first to end");
-    syncs.started[0]!.end();
-    await first;
-    assert.equal(await settled(Promise.all(more)), false, "written after the first fsync began");
-    assert.equal(syncs.started.length, 2, "one more fsync for all three");
+    assert.equal(syncs.started.length, 2, "not queued behind the running fsync");
     syncs.started[1]!.end();
-    await Promise.all(more);
-    assert.equal(syncs.started.length, 2);
+    assert.equal(await settled(Promise.all(more)), true, "the later fsync covers them");
+    assert.equal(await settled(Promise.all(first)), false, "the first still runs");
+    const read = wal.settle(() => Promise.resolve(1));
+    assert.equal(await settled(read), true, "a read waits only for the latest fsync, done");
+    syncs.started[0]!.end();
+    await Promise.all(first);
   } finally {
     db.close();
     Deno.removeSync(dir, { recursive: true });
@@ -164,5 +165,21 @@ Deno.test("not in WAL mode: nothing to fsync, the connection is left as it is", 
     assert.equal(await wal.settle(insert(db)), "written");
   } finally {
     db.close();
+  }
+});
+
+Deno.test("read: chunk bytes and the chunk index are answered at once, not after the fsync", async () => {
+  const { db, wal, syncs, dir } = setup();
+  try {
+    const w = wal.settle(insert(db));
+    const r = wal.read(() => Promise.resolve(db.prepare("SELECT COUNT(*) AS n FROM t").get()));
+    assert.equal(await settled(r), true, "no wait for the write's fsync");
+    assert.equal(await settled(w), false);
+    syncs.started[0]!.end(new Error("Input/output error"));
+    await assert.rejects(w);
+    await assert.rejects(wal.read(() => Promise.resolve(1)), /restart the server/, "fail-stop");
+  } finally {
+    db.close();
+    Deno.removeSync(dir, { recursive: true });
   }
 });
