@@ -7,6 +7,7 @@
  * @module
  */
 
+import { choosePass } from "../core/pass_choice.ts";
 import { debug, debugMemory } from "../util/debug.ts";
 import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import type { Peer } from "../protocol/peer.ts";
@@ -121,6 +122,10 @@ export class SyncClient {
   #stopped = false;
   #scopes = new Set<string>();
   #fullScan = true;
+  /** The due full pass was put off once for a change's pass (`core/pass_choice.ts`). */
+  #fullDeferred = false;
+  /** The server said something changed since the last pass began. */
+  #pushed = false;
   #lastFullScan = 0;
   #peer: Peer | null = null;
   #watcher: FolderWatcher | null = null;
@@ -297,10 +302,20 @@ export class SyncClient {
   /** What the next pass must scan: null for everything, else the changed subtrees. */
   #takeScopes(): string[] | null {
     const due = performance.now() - this.#lastFullScan >= this.#opts.seconds * 1000;
-    const full = this.#fullScan || due;
     const scopes = [...this.#scopes];
     this.#scopes.clear();
-    this.#fullScan = false;
+    const choice = choosePass({
+      due,
+      asked: this.#fullScan,
+      changed: scopes.length,
+      pushed: this.#pushed,
+      deferred: this.#fullDeferred,
+    });
+    this.#pushed = false;
+    this.#fullDeferred = choice.deferred;
+    if (choice.again) this.#wake.fire(); // the full pass it put off runs right after
+    const full = choice.full;
+    if (full) this.#fullScan = false;
     if (full) {
       this.#lastFullScan = performance.now();
       return null;
@@ -353,8 +368,10 @@ export class SyncClient {
             this.#log(note);
           },
           onNotice: (h) => {
-            if (h.t === "changed") this.#wake.fire();
-            else if (h.t === "incoming" && current) this.#prefetch(current, h.entry);
+            if (h.t === "changed") {
+              this.#pushed = true;
+              this.#wake.fire();
+            } else if (h.t === "incoming" && current) this.#prefetch(current, h.entry);
           },
         });
         this.#peer = peer;
