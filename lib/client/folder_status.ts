@@ -157,7 +157,12 @@ export class FolderStatus {
     patch.failed = f.list;
     patch.more = { ...(patch.more ?? this.#keeper.record.more), failed: f.more };
     let waiting = 0;
-    for (const h of end.attention.heldAt(now).values()) if (h.kind !== "failed") waiting++;
+    let localWaiting = 0; // files seen being written here: uploads to come, not downloads
+    for (const h of end.attention.heldAt(now).values()) {
+      if (h.kind === "failed") continue;
+      waiting++;
+      if (h.kind === "unstable" || h.kind === "settling") localWaiting++;
+    }
     if (end.holdingDeletions) {
       this.#set("error", {
         ...patch,
@@ -170,7 +175,10 @@ export class FolderStatus {
         message: `${failures.size} item${failures.size === 1 ? "" : "s"} cannot be synced`,
       });
     } else if (waiting > 0) {
-      this.#set("syncing", { ...patch, pending: { files: waiting, bytes: 0, uploads: 0 } });
+      this.#set("syncing", {
+        ...patch,
+        pending: { files: waiting, bytes: 0, uploads: localWaiting },
+      });
     } else {
       const r = this.#keeper.record;
       const entering = r.state !== "in-sync";
