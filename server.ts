@@ -109,7 +109,7 @@ Exit codes: 0 done (or stopped by a signal), 1 failed (a later try may work: the
 a store cannot be reached), 2 bad arguments (do not restart; see README "Exit codes")
 `;
 
-/** The program (exported so that `bench/s3_traced_server.ts` can run it with its S3 calls timed). */
+/** The program (exported so that `bench/traced_server.ts` can run it with its S3 and SQL calls timed). */
 export function main(): Promise<void> | void {
   let parsed;
   try {

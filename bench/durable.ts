@@ -17,6 +17,7 @@
 
 import { dirname, join } from "node:path";
 import { now } from "./util.ts";
+import { fsyncDir } from "../lib/util/atomic.ts";
 
 /** Files copied at once (a receiving client writes a group of small files concurrently). */
 export const DURABLE_CONCURRENCY = 16;
@@ -73,14 +74,4 @@ async function copyOne(src: string, dst: string, buf: Uint8Array): Promise<void>
     from.close();
   }
   await Deno.rename(tmp, dst);
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  if (Deno.build.os === "windows") return;
-  const f = await Deno.open(dir, { read: true });
-  try {
-    await f.sync();
-  } finally {
-    f.close();
-  }
 }

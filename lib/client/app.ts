@@ -314,9 +314,8 @@ export class SyncClient {
     this.#pushed = false;
     this.#fullDeferred = choice.deferred;
     if (choice.again) this.#wake.fire(); // the full pass it put off runs right after
-    const full = choice.full;
-    if (full) this.#fullScan = false;
-    if (full) {
+    this.#fullScan = false;
+    if (choice.full) {
       this.#lastFullScan = performance.now();
       return null;
     }

@@ -3,9 +3,10 @@
  * asked for) or one scoped to the changed paths. Pure, table-tested.
  *
  * When the period's full pass is due just as a change waits (a local one, or one the server
- * pushed), the change's own pass goes first and the full pass right after it: a full pass of 10,000 files takes about 150 ms here, which a new
- * file would otherwise wait for (one new file in five did in the bench's latency row). Only once
- * in a row: a stream of changes never puts the full pass off again.
+ * pushed), the change's own pass goes first and the full pass right after it: a full pass of
+ * 10,000 files takes about 150 ms here, which a new file would otherwise wait for (one new file
+ * in five did in the bench's latency row). Only once in a row: a stream of changes never puts the
+ * full pass off again.
  *
  * @example
  * ```ts

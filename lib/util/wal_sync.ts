@@ -31,6 +31,7 @@
  */
 
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { settle } from "./settle.ts";
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -75,13 +76,7 @@ export class WalSync {
    * error is passed on once every change made so far is durable.
    */
   settle<T>(fn: () => Promise<T>): Promise<T> {
-    let p: Promise<T>;
-    try {
-      p = fn();
-    } catch (e) {
-      p = Promise.reject(e);
-    }
-    return p.then(
+    return settle(fn).then(
       (v) => this.durable().then(() => v),
       (e) => this.durable().then(() => Promise.reject(e), () => Promise.reject(e)),
     );
@@ -95,12 +90,7 @@ export class WalSync {
    * the log is one sequence, so those writes are never durable before the rows they read.
    */
   read<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#failed) return Promise.reject(this.#failed);
-    try {
-      return fn();
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return this.#failed ? Promise.reject(this.#failed) : settle(fn);
   }
 
   /** Resolves once every change made on the connection so far is on disk. */
